@@ -1,0 +1,43 @@
+# Two commands do all the set-up: `make demo` (the main job) and `make test` (the tests).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CACHE  := $(CURDIR)/.cache
+
+# Tiny models run fastest on one thread; offline always; caches inside the project.
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export W2S_CACHE_DIR ?= $(CACHE)/w2s-transfer
+export TORCH_EXTENSIONS_DIR ?= $(CACHE)/torch_extensions
+export PREFECT_HOME ?= $(CACHE)/prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_LOGGING_LEVEL ?= WARNING
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install test demo bench clean
+
+# The stamp is newer than pyproject.toml after an install, so a second `make test` skips pip.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0 -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	@$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc
+
+demo: $(STAMP)
+	$(BIN)/w2s-transfer demo --out reports/demo
+
+bench: $(STAMP)
+	$(BIN)/python bench/engine_overhead.py
+	$(BIN)/python bench/stats_efficiency.py
+
+clean:
+	rm -rf $(VENV) $(CACHE) reports .pytest_cache

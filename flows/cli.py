@@ -1,0 +1,32 @@
+"""The ``w2s-transfer`` command line.
+
+Each command lives in its own module under ``flows/commands/`` and exposes ``register(app)``;
+modules import their heavy dependencies (torch, prefect) inside the command body so that light
+commands such as ``gate`` start fast.
+"""
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="w2s-transfer",
+    help="Validate weak-to-strong supervision methods up a ladder of larger models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Order here is the order in `--help`.
+COMMAND_MODULES = [
+    "flows.commands.ladders",
+    "flows.commands.run_arm",
+]
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
