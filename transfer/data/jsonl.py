@@ -1,0 +1,45 @@
+"""Read a JSONL file into (line number, object) pairs, with errors that name file and line."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from transfer.errors import InputError
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """Parse every non-blank line of ``path`` as a JSON object.
+
+    Args:
+        path: the JSONL file.
+
+    Returns:
+        ``(line_number, row)`` pairs, line numbers 1-based as an editor shows them.
+
+    Raises:
+        InputError: the file is missing or not UTF-8, a line is not valid JSON, or a line holds
+            something other than a JSON object.
+    """
+    if not path.is_file():
+        raise InputError("missing file: every task directory needs train_label.jsonl, "
+                         "train_unlabel.jsonl and test.jsonl", path=path)
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"file is not valid UTF-8 (byte {err.start})", path=path) from None
+    rows: list[tuple[int, dict[str, Any]]] = []
+    # split("\n"), not splitlines(): JSON strings may legally hold U+2028 and similar separators.
+    for line_number, line in enumerate(content.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"malformed JSON: {err.msg} at column {err.colno}", path=path,
+                             line=line_number) from None
+        if not isinstance(row, dict):
+            raise InputError(f"expected a JSON object per line, got {type(row).__name__}",
+                             path=path, line=line_number)
+        rows.append((line_number, row))
+    return rows
