@@ -1,0 +1,111 @@
+"""The process group: started once per process, shared by every engine run in it.
+
+Under the ``deepspeed`` launcher (or torchrun) the environment already names rank, world size
+and master; a plain ``python`` process gets a one-process group on a free local port, so the same
+code path (``deepspeed.initialize``) serves both.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+import socket
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def default_extensions_dir() -> Path:
+    """Where DeepSpeed's JIT-compiled ops are cached: ``$TORCH_EXTENSIONS_DIR`` if set, else
+    ``<repo>/.cache/torch_extensions`` (beside ``$W2S_CACHE_DIR``'s default)."""
+    env = os.environ.get("TORCH_EXTENSIONS_DIR")
+    return Path(env) if env else REPO_ROOT / ".cache" / "torch_extensions"
+
+
+def prepare_environment() -> None:
+    """Set the variables DeepSpeed needs before it is imported or initialised.
+
+    Fills ``TORCH_EXTENSIONS_DIR`` and, for a process not started by a launcher, the
+    single-process rendezvous (``RANK=0``, ``WORLD_SIZE=1``, ``MASTER_ADDR=127.0.0.1``, a free
+    ``MASTER_PORT``); without them DeepSpeed falls back to MPI discovery (mpi4py).
+    """
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(default_extensions_dir()))
+    if "RANK" not in os.environ:
+        os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
+                           "LOCAL_WORLD_SIZE": "1"})
+    os.environ.setdefault("LOCAL_RANK", "0")
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    if "MASTER_PORT" not in os.environ:
+        os.environ["MASTER_PORT"] = str(free_port())
+
+
+def _quiet_deepspeed() -> None:
+    # DeepSpeed logs every initialize at INFO; dozens of arms per process would drown the output.
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    logging.getLogger("deepspeed").setLevel(logging.WARNING)
+    # ZeRO calls torch collectives that torch 2.13 marks deprecated, once per step.
+    warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated",
+                            category=FutureWarning)
+
+
+def ensure_process_group() -> tuple[int, int]:
+    """Start the process group once (``nccl`` on CUDA, else ``gloo``); later calls reuse it.
+
+    Returns:
+        ``(rank, world_size)``.
+    """
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        prepare_environment()
+        import deepspeed
+
+        _quiet_deepspeed()
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def current_device() -> torch.device:
+    """The device this process trains on: its local GPU, or the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def gather_rows(local: torch.Tensor, local_index: torch.Tensor, total: int) -> torch.Tensor:
+    """Assemble per-process rows into one ``(total, ...)`` tensor on every process.
+
+    Args:
+        local: this process's rows (any device), shape ``(n_local, ...)``.
+        local_index: the global row index of each local row, ``(n_local,)``.
+        total: the number of global rows; every index in ``0..total-1`` must come from exactly
+            one process.
+
+    Returns:
+        the full tensor on the CPU, rows in global index order.
+    """
+    import torch.distributed as dist
+
+    if dist.get_world_size() == 1:
+        out = torch.empty((total, *local.shape[1:]), dtype=local.dtype)
+        out[local_index.cpu()] = local.cpu()
+        return out
+    # all_gather_object tolerates shards of different length (gloo and nccl alike).
+    shards: list = [None] * dist.get_world_size()
+    dist.all_gather_object(shards, (local.cpu(), local_index.cpu()))
+    out = torch.empty((total, *local.shape[1:]), dtype=local.dtype)
+    for values, index in shards:
+        out[index] = values
+    return out

@@ -1,0 +1,64 @@
+"""Run a Python module as N data-parallel processes on this machine under the ``deepspeed``
+launcher (used by ``w2s-transfer run-arm --processes N``)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+
+from transfer.engine.dist import REPO_ROOT, default_extensions_dir, free_port
+
+# Rendezvous variables a parent process may carry (e.g. its own one-process group); the
+# launcher must set them afresh for each child.
+_RENDEZVOUS_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "LOCAL_SIZE",
+                    "MASTER_ADDR", "MASTER_PORT", "CROSS_RANK", "CROSS_SIZE")
+
+
+def launcher_command(module: str, args: Sequence[str] = (), *, processes: int = 2,
+                     master_port: int | None = None) -> list[str]:
+    """The argv that starts ``python -m module *args`` on ``processes`` local ranks.
+
+    Ranks read ``RANK``/``LOCAL_RANK``/``WORLD_SIZE`` from the environment (``--no_local_rank``:
+    the module gets no ``--local_rank`` argument).
+    """
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
+    port = master_port if master_port is not None else free_port()
+    return [sys.executable, "-u", "-m", "deepspeed.launcher.runner",
+            "--num_gpus", str(processes), "--master_addr", "127.0.0.1",
+            "--master_port", str(port), "--no_local_rank", "--module", module, *args]
+
+
+def launch_env(processes: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for the launched ranks: this one without rendezvous variables, one
+    OpenMP thread per rank on a CPU-only machine, the shared op cache, and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in _RENDEZVOUS_VARS}
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(default_extensions_dir()))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    # The CPU accelerator counts "devices" from LOCAL_SIZE (else NUMA nodes, usually 1).
+    env["LOCAL_SIZE"] = str(processes)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env.update(extra or {})
+    return env
+
+
+def launch_module(module: str, args: Sequence[str] = (), *, processes: int = 2,
+                  env: Mapping[str, str] | None = None, timeout: float | None = None,
+                  capture_output: bool = False) -> subprocess.CompletedProcess:
+    """Run ``python -m module *args`` as ``processes`` ranks under the deepspeed launcher.
+
+    Args:
+        module: importable module name whose ``__main__`` calls the engine.
+        args: its command-line arguments.
+        processes: number of local data-parallel ranks.
+        env: extra environment variables for every rank.
+        timeout: seconds before the launch is killed (``subprocess.TimeoutExpired``).
+        capture_output: capture stdout/stderr (text) instead of inheriting them.
+
+    Returns:
+        the finished process; ``returncode`` is non-zero when any rank failed.
+    """
+    return subprocess.run(launcher_command(module, args, processes=processes),
+                          env=launch_env(processes, env), timeout=timeout,
+                          capture_output=capture_output, text=True, check=False)
