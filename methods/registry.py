@@ -1,0 +1,270 @@
+"""Where methods come from: built-ins, entry points and ``module:attr`` references.
+
+Three ways to name a method, tried in this order:
+
+1. a built-in registered with :func:`register_method` (``vanilla``, ``aux_conf``, ...);
+2. an entry point of group ``w2s_transfer.methods`` whose name is the method name;
+3. ``package.module:attr``, where ``attr`` is a Method object or a class to instantiate.
+
+Built-ins are trusted and run in-process; everything else is a plugin (see ``is_builtin``) and
+the caller runs it through ``methods.runner.run_method``, which puts it in the sandbox.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from methods.base import Method
+from transfer.errors import InputError
+
+ENTRY_POINT_GROUP = "w2s_transfer.methods"
+
+Origin = Literal["builtin", "entry-point", "reference"]
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A resolved method and where it came from.
+
+    Attributes:
+        method: the Method object.
+        reference: what resolves to it again (a name or ``module:attr``); the sandbox worker
+            uses it to load the same method in a child process.
+        origin: ``builtin``, ``entry-point`` or ``reference``.
+        provider: the distribution (entry points) or module (references) that supplied it.
+    """
+
+    method: Method
+    reference: str
+    origin: Origin
+    provider: str
+
+
+_BUILTINS: dict[str, MethodInfo] = {}
+# id(method) -> info, for every method this process resolved (is_builtin, reference_of).
+_RESOLVED: dict[int, MethodInfo] = {}
+
+
+def register_method(cls_or_obj: Any) -> Any:
+    """Class or object decorator registering a trusted built-in method under its ``name``.
+
+    Args:
+        cls_or_obj: a Method class (instantiated without arguments) or a Method object.
+
+    Returns:
+        ``cls_or_obj`` unchanged.
+
+    Raises:
+        ValueError: the object is not a valid Method or its name is taken (a programming error).
+    """
+    method = cls_or_obj() if isinstance(cls_or_obj, type) else cls_or_obj
+    problem = _contract_problem(method)
+    if problem:
+        raise ValueError(f"cannot register {cls_or_obj!r}: {problem}")
+    if method.name in _BUILTINS and type(_BUILTINS[method.name].method) is not type(method):
+        raise ValueError(f"a built-in method named {method.name!r} is already registered")
+    info = MethodInfo(method, method.name, "builtin", "w2s-transfer")
+    _BUILTINS[method.name] = info
+    _RESOLVED[id(method)] = info
+    return cls_or_obj
+
+
+def _load_builtins() -> None:
+    # Importing the package runs the @register_method decorators.
+    importlib.import_module("methods.builtin")
+
+
+def _contract_problem(method: Any) -> str | None:
+    """Why ``method`` does not satisfy the Method protocol, or None when it does."""
+    name = getattr(method, "name", None)
+    if not isinstance(name, str) or not name or ":" in name:
+        return "`name` must be a non-empty string without ':'"
+    description = getattr(method, "description", None)
+    if not isinstance(description, str) or not description.strip() or "\n" in description.strip():
+        return "`description` must be one non-empty line"
+    params = getattr(method, "Params", None)
+    if not (isinstance(params, type) and issubclass(params, BaseModel)):
+        return "`Params` must be a pydantic model class"
+    if params.model_config.get("extra") != "forbid":
+        return "`Params` must set model_config extra='forbid'"
+    if not callable(getattr(method, "run", None)):
+        return "`run(data, trainer, params)` is missing"
+    return None
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _as_method(obj: Any, where: str) -> Method:
+    method = obj() if isinstance(obj, type) else obj
+    problem = _contract_problem(method)
+    if problem:
+        raise InputError(f"{where} is not a valid method: {problem}", field="--method")
+    return method
+
+
+def _remember(info: MethodInfo) -> Method:
+    _RESOLVED[id(info.method)] = info
+    return info.method
+
+
+def _from_entry_point(entry_point: importlib.metadata.EntryPoint) -> Method:
+    where = f"entry point {entry_point.name!r} ({entry_point.value})"
+    try:
+        loaded = entry_point.load()
+    except Exception as err:  # a broken plugin is bad input, not a crash of ours
+        raise InputError(f"{where} failed to load: {type(err).__name__}: {err}",
+                         field="--method") from None
+    method = _as_method(loaded, where)
+    provider = entry_point.dist.name if entry_point.dist is not None else entry_point.value
+    return _remember(MethodInfo(method, entry_point.name, "entry-point", provider))
+
+
+def _from_reference(reference: str) -> Method:
+    module_name, _, attr = reference.partition(":")
+    if not module_name or not attr:
+        raise InputError(f"expected 'package.module:attr', got {reference!r}", field="--method")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise InputError(f"cannot import module {module_name!r} of {reference!r}: {err}",
+                         field="--method") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise InputError(f"module {module_name!r} has no attribute {attr!r}",
+                             field="--method")
+        obj = getattr(obj, part)
+    method = _as_method(obj, reference)
+    return _remember(MethodInfo(method, reference, "reference", module_name))
+
+
+def resolve_method(name_or_ref: str) -> Method:
+    """Find a method by built-in name, entry-point name or ``module:attr`` reference.
+
+    Args:
+        name_or_ref: e.g. ``"vanilla"``, ``"my_plugin_method"``, ``"my_pkg.methods:Fancy"``.
+
+    Returns:
+        the Method object.
+
+    Raises:
+        InputError: unknown name (listing the known ones), unimportable or invalid plugin.
+    """
+    name_or_ref = name_or_ref.strip()
+    _load_builtins()
+    if name_or_ref in _BUILTINS:
+        return _BUILTINS[name_or_ref].method
+    if ":" in name_or_ref:
+        return _from_reference(name_or_ref)
+    entry_points = _entry_points()
+    if name_or_ref in entry_points:
+        return _from_entry_point(entry_points[name_or_ref])
+    known = ", ".join(sorted(set(_BUILTINS) | set(entry_points)))
+    raise InputError(f"unknown method {name_or_ref!r}; known methods: {known} "
+                     "(or name a plugin as 'package.module:attr')", field="--method")
+
+
+def list_methods() -> list[MethodInfo | tuple[str, str]]:
+    """All built-ins and entry-point methods, built-ins first.
+
+    Returns:
+        one ``MethodInfo`` per method; an entry point that fails to load appears as
+        ``(name, error message)`` so that a listing can show it instead of crashing.
+    """
+    _load_builtins()
+    listed: list[MethodInfo | tuple[str, str]] = [
+        _BUILTINS[name] for name in sorted(_BUILTINS)]
+    for name, entry_point in sorted(_entry_points().items()):
+        if name in _BUILTINS:
+            continue
+        try:
+            method = _from_entry_point(entry_point)
+        except InputError as err:
+            listed.append((name, err.message))
+            continue
+        listed.append(_RESOLVED[id(method)])
+    return listed
+
+
+def method_info(method: Method) -> MethodInfo:
+    """Where a method came from; methods not resolved through this module count as plugins."""
+    info = _RESOLVED.get(id(method))
+    if info is not None and info.method is method:
+        return info
+    module = type(method).__module__
+    reference = f"{module}:{type(method).__qualname__}"
+    return MethodInfo(method, reference, "reference", module)
+
+
+def is_builtin(method: Method) -> bool:
+    """True for the trusted built-ins of ``methods.builtin``; False for any plugin."""
+    info = _RESOLVED.get(id(method))
+    return info is not None and info.method is method and info.origin == "builtin"
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _expected(field_info: Any) -> str:
+    annotation = getattr(field_info, "annotation", None)
+    text = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    return text
+
+
+def parse_params(method: Method, pairs: list[str] | tuple[str, ...]) -> BaseModel:
+    """Turn ``["key=value", ...]`` into the method's validated ``Params``.
+
+    Values are parsed as JSON when they parse (``0.3``, ``true``, ``null``, ``[1,2]``), else
+    kept as strings (``command=sh run.sh``).
+
+    Args:
+        method: the resolved method.
+        pairs: ``key=value`` strings, e.g. from repeated ``--param`` options.
+
+    Returns:
+        an instance of ``method.Params``.
+
+    Raises:
+        InputError: malformed pair, repeated key, unknown key or ill-typed value, naming the
+            method, the field and what was expected.
+    """
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"method {method.name}: expected key=value, got {pair!r}",
+                             field="--param")
+        if key in values:
+            raise InputError(f"method {method.name}: given twice", field=f"--param {key}")
+        values[key] = _parse_value(raw)
+    fields = method.Params.model_fields
+    try:
+        return method.Params.model_validate(values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = first.get("loc", ())
+        key = str(loc[0]) if loc else ""
+        if first.get("type") == "extra_forbidden":
+            known = ", ".join(fields) or "none"
+            message = f"method {method.name}: unknown param; known params: {known}"
+        elif first.get("type") == "missing":
+            message = f"method {method.name}: required param missing (expected " \
+                      f"{_expected(fields[key])})"
+        elif key in fields:
+            message = (f"method {method.name}: expected {_expected(fields[key])}"
+                       f" ({first.get('msg', 'invalid')}), got {values.get(key)!r}")
+        else:
+            message = f"method {method.name}: {first.get('msg', 'invalid params')}"
+        raise InputError(message, field=f"--param {key}".rstrip()) from None
