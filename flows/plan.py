@@ -1,0 +1,338 @@
+"""Validation plans: which methods to validate, where, with how many seeds and which thresholds.
+
+A plan is YAML validated by pydantic (``extra="forbid"`` everywhere). Every problem becomes one
+``transfer.errors.InputError`` naming the file, the line of the offending YAML key, the field and
+what was expected, so a bad plan fails before any compute starts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
+
+from transfer.errors import InputError
+
+SYNTHETIC = "synthetic"
+Location = tuple[str | int, ...]
+
+
+class PlanFieldError(ValueError):
+    """A validator error that knows the exact location (inside the plan) it is about."""
+
+    def __init__(self, message: str, loc: Location) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MethodEntry(_Strict):
+    """One candidate method and its parameters (checked against the method's ``Params`` later)."""
+
+    name: str = Field(min_length=1, description="Registered method name, e.g. aux_conf.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Method parameters.")
+
+
+class Seeds(_Strict):
+    """The sequential design's seed budget: start with ``initial``, add ``batch`` up to ``max``."""
+
+    initial: int = Field(3, ge=1, description="Seeds run before the first analysis.")
+    batch: int = Field(3, ge=1, description="Seeds added per sequential step.")
+    max: int = Field(6, ge=1, description="Seed budget per (rung, dataset).")
+
+    @model_validator(mode="after")
+    def _initial_within_budget(self) -> Seeds:
+        if self.initial > self.max:
+            raise PlanFieldError(
+                f"initial ({self.initial}) must be at most max ({self.max})", ("initial",))
+        return self
+
+
+class Claim(_Strict):
+    """A PGR claimed at discovery scale, to compare against the transferred PGR."""
+
+    pgr: float = Field(description="Claimed performance-gap recovered at discovery scale.")
+    dataset: str | None = Field(None, description="Dataset the claim was made on.")
+
+
+class Compute(_Strict):
+    """How each training run is executed."""
+
+    ds_config: str = Field("zero0", min_length=1,
+                           description="DeepSpeed config name (infra/deepspeed/) or path.")
+    processes: int = Field(1, ge=1, description="Processes per run (>1 uses the deepspeed launcher).")
+    max_parallel_runs: int = Field(1, ge=1, description="Runs executing at the same time.")
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+
+
+class Plan(_Strict):
+    """A validation plan. Build it with :func:`load_plan` to get file/line-aware errors."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                      description="Plan name (letters, digits, '_', '.', '-'); used in keys.")
+    methods: list[MethodEntry] = Field(min_length=1, description="Candidate methods.")
+    baseline: str = Field("vanilla", min_length=1, description="Method every candidate is compared to.")
+    ladder: str = Field("tiny", min_length=1, description="Ladder name (transfer/ladders/) or path.")
+    rungs: list[str] | Literal["all"] = Field("all", description='Rung names, or "all".')
+    datasets: list[str] = Field(default_factory=lambda: [SYNTHETIC], min_length=1,
+                                description='"synthetic" or dataset directories (relative to the plan).')
+    seeds: Seeds = Field(default_factory=Seeds)
+    sesoi: float = Field(0.01, gt=0, lt=1, description="Smallest effect size of interest (accuracy fraction).")
+    sesoi_pgr: float | None = Field(None, gt=0, lt=1, description="SESOI on the PGR scale, if any.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise (or FDR) error level.")
+    correction: Literal["holm", "bonferroni", "bh"] = "holm"
+    claims: dict[str, Claim] | None = Field(None, description="Claimed discovery-scale numbers per method.")
+    compute: Compute = Field(default_factory=Compute)
+
+    _source: Path | None = PrivateAttr(default=None)
+    _lines: dict[Location, int] = PrivateAttr(default_factory=dict)
+
+    @field_validator("methods")
+    @classmethod
+    def _unique_method_names(cls, methods: list[MethodEntry]) -> list[MethodEntry]:
+        seen: set[str] = set()
+        for index, entry in enumerate(methods):
+            if entry.name in seen:
+                raise PlanFieldError(f"duplicate method {entry.name!r}; names must be unique",
+                                     (index, "name"))
+            seen.add(entry.name)
+        return methods
+
+    @field_validator("rungs")
+    @classmethod
+    def _rungs_nonempty_unique(cls, rungs: list[str] | str) -> list[str] | str:
+        if isinstance(rungs, list):
+            if not rungs:
+                raise ValueError('expected at least one rung name, or "all"')
+            if len(set(rungs)) != len(rungs):
+                raise ValueError("rung names must be unique")
+        return rungs
+
+    @field_validator("datasets")
+    @classmethod
+    def _datasets_exist(cls, datasets: list[str], info: ValidationInfo) -> list[str]:
+        base = (info.context or {}).get("base_dir")
+        for index, entry in enumerate(datasets):
+            if entry == SYNTHETIC or base is None:
+                continue
+            path = Path(entry) if Path(entry).is_absolute() else Path(base) / entry
+            if not path.is_dir():
+                raise PlanFieldError(f'expected "synthetic" or an existing dataset directory, '
+                                     f"got {entry!r} (looked in {path})", (index,))
+        if len(set(datasets)) != len(datasets):
+            raise ValueError("dataset entries must be unique")
+        return datasets
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Plan:
+        for index, entry in enumerate(self.methods):
+            if entry.name == self.baseline:
+                raise PlanFieldError(
+                    f"{entry.name!r} is the baseline; list only candidate methods here",
+                    ("methods", index, "name"))
+        for method in self.claims or {}:
+            if method not in self.method_names:
+                raise PlanFieldError(
+                    f"claim for unknown method {method!r}; expected one of {self.method_names}",
+                    ("claims", method))
+        return self
+
+    @property
+    def method_names(self) -> list[str]:
+        """Candidate method names in plan order."""
+        return [entry.name for entry in self.methods]
+
+    @property
+    def source(self) -> Path | None:
+        """The YAML file this plan was loaded from (None when built in code)."""
+        return self._source
+
+    @property
+    def plan_hash(self) -> str:
+        """sha256 (hex, first 16 chars) of the canonical JSON of every field, defaults included.
+
+        Two plans with the same hash ask for the same computation; file layout, comments and key
+        order do not change it.
+        """
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def dataset_paths(self) -> list[Path | None]:
+        """Datasets as paths resolved against the plan file's directory; None is the synthetic task."""
+        base = self._source.parent if self._source is not None else Path.cwd()
+        return [None if entry == SYNTHETIC else (base / entry).resolve() for entry in self.datasets]
+
+    def line_of(self, *loc: str | int) -> int | None:
+        """1-based line of the YAML node at ``loc`` (or of its closest existing parent)."""
+        return _closest_line(self._lines, tuple(loc))
+
+    def check_references(self, known_methods: Iterable[str] | Mapping[str, type[BaseModel]],
+                         known_rungs: Iterable[str] | None = None) -> None:
+        """Check names against the method registry and the ladder, before any compute starts.
+
+        Args:
+            known_methods: registered method names, or a mapping name -> the method's pydantic
+                ``Params`` model (then each method's ``params`` are validated by it too).
+            known_rungs: rung names of the plan's ladder (None skips the rung check).
+
+        Raises:
+            InputError: naming the plan file, the line, the field and the known names.
+        """
+        known = dict(known_methods) if isinstance(known_methods, Mapping) else {
+            name: None for name in known_methods}
+        for index, name in enumerate([self.baseline, *self.method_names]):
+            loc: Location = ("baseline",) if index == 0 else ("methods", index - 1, "name")
+            if name not in known:
+                self._raise(loc, f"unknown method {name!r}; expected one of {sorted(known)}")
+        for index, entry in enumerate(self.methods):
+            params_model = known.get(entry.name)
+            if params_model is None:
+                continue
+            try:
+                params_model.model_validate(entry.params)
+            except ValidationError as err:
+                self._raise_validation(err, prefix=("methods", index, "params"))
+        if known_rungs is not None and self.rungs != "all":
+            rung_names = list(known_rungs)
+            for index, rung in enumerate(self.rungs):
+                if rung not in rung_names:
+                    self._raise(("rungs", index),
+                                f"unknown rung {rung!r} in ladder {self.ladder!r}; expected one of {rung_names}")
+
+    def _raise(self, loc: Location, message: str) -> None:
+        raise InputError(message, path=self._source, line=self.line_of(*loc), field=_dotted(loc))
+
+    def _raise_validation(self, err: ValidationError, prefix: Location = ()) -> None:
+        loc, message = _first_error(err)
+        self._raise(prefix + loc, message)
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Load and validate a plan YAML file.
+
+    Args:
+        path: the plan file; relative dataset paths in it are resolved against its directory.
+
+    Returns:
+        The validated :class:`Plan` (``plan.source`` is the file, ``plan.plan_hash`` its hash).
+
+    Raises:
+        InputError: one line ``file:line: field: what was expected`` for any problem.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("plan file not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read plan file ({err})", path=path) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        raise InputError(f"invalid YAML: {err.problem or err}", path=path,
+                         line=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as err:
+        raise InputError(f"invalid YAML: {err}", path=path) from None
+    if not isinstance(data, dict) or root is None:
+        raise InputError("expected a mapping of plan fields (name, methods, ...)", path=path,
+                         line=root.start_mark.line + 1 if root is not None else None)
+    lines: dict[Location, int] = {}
+    _index_lines(root, (), lines, path)
+    try:
+        plan = Plan.model_validate(data, context={"base_dir": path.parent})
+    except ValidationError as err:
+        loc, message = _first_error(err)
+        raise InputError(message, path=path, line=_closest_line(lines, loc),
+                         field=_dotted(loc)) from None
+    plan._source = path
+    plan._lines = lines
+    return plan
+
+
+def plan_json_schema() -> dict[str, Any]:
+    """The plan's JSON schema (draft 2020-12, as pydantic produces it)."""
+    schema = Plan.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def _first_error(err: ValidationError) -> tuple[Location, str]:
+    """Location and a readable expectation for the first pydantic error."""
+    first = err.errors()[0]
+    loc = tuple(first.get("loc", ()))
+    original = (first.get("ctx") or {}).get("error")
+    if isinstance(original, PlanFieldError):
+        return loc + original.loc, str(original)
+    message = first.get("msg", "invalid value")
+    kind = first.get("type")
+    if kind == "extra_forbidden":
+        message = f"unknown field {loc[-1]!r}; expected one of {_allowed_fields(loc[:-1])}"
+    elif kind == "missing":
+        message = "required field is missing"
+    elif message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    return loc, message
+
+
+def _allowed_fields(parent: Location) -> list[str]:
+    model: Any = Plan
+    for part in parent:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        model = _model_in(annotation)
+    return sorted(model.model_fields) if model is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _dotted(loc: Location) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "plan"
+
+
+def _index_lines(node: yaml.Node, loc: Location, lines: dict[Location, int], path: Path) -> None:
+    """Record the 1-based line of every key and item, and refuse duplicate keys."""
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                raise InputError(f"duplicate key {key!r}", path=path,
+                                 line=key_node.start_mark.line + 1, field=_dotted(loc + (key,)))
+            seen.add(key)
+            _index_lines(value_node, loc + (key,), lines, path)
+            # The key's own line beats the value's (a block value starts on the next line).
+            lines[loc + (key,)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _index_lines(item, loc + (index,), lines, path)
+
+
+def _closest_line(lines: dict[Location, int], loc: Location) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None

@@ -1,0 +1,156 @@
+"""Render and write report.md and a self-contained report.html from a verdict dict.
+
+Every number comes from the verdict dict through :func:`flows.report.format.fmt`; the results
+table and the provenance only add provenance (models, seeds), never a statistic.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import jinja2
+import pandas as pd
+
+from flows.report import notes as report_notes
+from flows.report import plots, tables
+from flows.report.files import atomic_write_bytes, atomic_write_text
+from flows.report.tables import Shown
+from flows.report.verdict import parse_verdict
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+PLOTS_DIR = "report_files"
+
+
+class SummaryLike(Protocol):
+    """What the report needs of a narrative summary (see :class:`flows.summary.Summary`)."""
+
+    text: str
+    source: str
+    model: str | None
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Paths written by :func:`write_report`."""
+
+    markdown: Path
+    html: Path
+    plots: list[Path]
+
+
+def _summary_block(summary: SummaryLike | None) -> dict[str, str] | None:
+    if summary is None:
+        return None
+    if summary.source == "claude":
+        label = (f"Narrative summary written by Claude ({summary.model}) from the aggregate "
+                 "numbers above. It is commentary: the tables and figures, formatted from "
+                 "verdict.json, are authoritative.")
+    else:
+        label = ("Narrative summary from a deterministic template over verdict.json "
+                 "(no language model was used).")
+    return {"text": summary.text, "label": label, "source": summary.source}
+
+
+def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    else:
+        out.append((prefix, value if isinstance(value, str) else json.dumps(value)))
+
+
+def build_context(verdict: dict[str, Any], results: pd.DataFrame | None,
+                  provenance: dict[str, Any] | None,
+                  summary: SummaryLike | None = None) -> dict[str, Any]:
+    """Everything the templates show, computed once for both report formats.
+
+    Args:
+        verdict: the verdict dict (validated here against the schema).
+        results: the results table (only its row count and arms are shown).
+        provenance: plan hash, package versions, git commit, models, seeds, timings.
+        summary: an optional narrative (shown separately, labelled).
+
+    Returns:
+        The template context.
+
+    Raises:
+        InputError: when the verdict does not follow the schema.
+    """
+    parse_verdict(verdict)
+    provenance = dict(provenance or {})
+    plan_name = (provenance.get("plan") or {}).get("name") if isinstance(
+        provenance.get("plan"), dict) else None
+    if results is not None and not results.empty:
+        provenance.setdefault("results_table", {
+            "rows": int(len(results)),
+            "arms": sorted(str(arm) for arm in results["arm"].unique()) if "arm" in results else []})
+    provenance_rows: list[tuple[str, str]] = []
+    _flatten("", provenance, provenance_rows)
+    figures = [{"name": f.name, "alt": f.alt, "notes": f.notes, "png": f.png,
+                "data_uri": "data:image/png;base64," + base64.b64encode(f.png).decode("ascii"),
+                "file": f"{PLOTS_DIR}/{f.name}.png"}
+               for f in plots.all_figures(verdict)]
+    return {
+        "title": "W2S transfer report" + (f": {plan_name}" if plan_name else ""),
+        "baseline": verdict["baseline"],
+        "production_rung": verdict["production_rung"],
+        "alpha": tables.number(verdict, ("alpha",), "level"),
+        "sesoi": tables.number(verdict, ("sesoi",), "mde"),
+        "verdict_columns": tables.VERDICT_COLUMNS,
+        "verdict_rows": tables.verdict_rows(verdict),
+        "cell_columns": tables.CELL_COLUMNS,
+        "cell_rows": tables.cell_rows(verdict),
+        "reasons": report_notes.reasons(verdict),
+        "power_notes": report_notes.power_notes(verdict),
+        "trend_notes": report_notes.trend_notes(verdict),
+        "figures": figures,
+        "provenance": provenance_rows,
+        "summary": _summary_block(summary),
+    }
+
+
+def _environment(autoescape: bool) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=autoescape,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True)
+    env.tests["shown"] = lambda value: isinstance(value, Shown)
+    env.filters["plain"] = report_notes.plain
+    env.filters["md_cell"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
+    return env
+
+
+def render_html(context: dict[str, Any]) -> str:
+    """The self-contained HTML report (inline CSS, figures as base64 PNG, no scripts)."""
+    return _environment(autoescape=True).get_template("report.html.j2").render(**context)
+
+
+def render_markdown(context: dict[str, Any], *, images: bool = True) -> str:
+    """The markdown report; ``images=False`` drops figure links (e.g. for Prefect artifacts)."""
+    return _environment(autoescape=False).get_template("report.md.j2").render(
+        **context, images=images)
+
+
+def write_report(out_dir: str | Path, verdict: dict[str, Any], results: pd.DataFrame | None,
+                 provenance: dict[str, Any] | None = None,
+                 summary: SummaryLike | None = None) -> ReportFiles:
+    """Write report.md (+ its PNGs under report_files/) and report.html into ``out_dir``.
+
+    Every file is written atomically; a summary, when given, is saved as summary.json so that
+    ``w2s-transfer report DIR`` re-renders the same narrative.
+
+    Returns:
+        The written paths.
+    """
+    out = Path(out_dir)
+    context = build_context(verdict, results, provenance, summary)
+    plot_paths = [atomic_write_bytes(out / figure["file"], figure["png"])
+                  for figure in context["figures"]]
+    if summary is not None:
+        atomic_write_text(out / "summary.json", json.dumps(
+            {"text": summary.text, "source": summary.source, "model": summary.model}, indent=2))
+    markdown = atomic_write_text(out / "report.md", render_markdown(context))
+    html = atomic_write_text(out / "report.html", render_html(context))
+    return ReportFiles(markdown=markdown, html=html, plots=plot_paths)

@@ -1,0 +1,91 @@
+"""Load a finished run's saved outputs (verdict.json, results.parquet, provenance.json)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from transfer.errors import InputError
+from flows.report.verdict import load_verdict
+
+REQUIRED_RESULT_COLUMNS = ("rung", "dataset", "seed", "arm")
+
+
+@dataclass
+class SavedSummary:
+    """A narrative summary read back from summary.json."""
+
+    text: str
+    source: str
+    model: str | None
+
+
+@dataclass
+class SavedRun:
+    """What ``w2s-transfer report DIR`` re-renders from."""
+
+    verdict: dict[str, Any]
+    results: pd.DataFrame
+    provenance: dict[str, Any]
+    summary: SavedSummary | None
+
+
+def _read_json_object(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"invalid or truncated JSON: {err.msg}", path=path, line=err.lineno) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read {what} ({err})", path=path) from None
+    if not isinstance(data, dict):
+        raise InputError(f"expected a JSON object ({what})", path=path, line=1)
+    return data
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Read results.parquet and check it has the results-table key columns.
+
+    Raises:
+        InputError: missing, unreadable or not a results table.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("results table not found", path=path)
+    try:
+        table = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several unrelated types for a corrupt file
+        raise InputError(f"cannot read parquet ({type(err).__name__}: {err})", path=path) from None
+    missing = [c for c in REQUIRED_RESULT_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"expected results-table columns {list(REQUIRED_RESULT_COLUMNS)}, "
+                         f"missing {missing}", path=path)
+    return table
+
+
+def load_saved_run(out_dir: str | Path) -> SavedRun:
+    """Read DIR/verdict.json, DIR/results.parquet and, when present, provenance.json and
+    summary.json.
+
+    Raises:
+        InputError: one line naming the missing or invalid file.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise InputError("expected an output directory holding verdict.json and results.parquet",
+                         path=out)
+    _, verdict = load_verdict(out / "verdict.json")
+    results = load_results(out / "results.parquet")
+    provenance_path = out / "provenance.json"
+    provenance = _read_json_object(provenance_path, "provenance") if provenance_path.exists() else {}
+    summary = None
+    summary_path = out / "summary.json"
+    if summary_path.exists():
+        data = _read_json_object(summary_path, "summary")
+        if not isinstance(data.get("text"), str) or data.get("source") not in ("claude", "template"):
+            raise InputError('expected {"text": str, "source": "claude"|"template", "model": str|null}',
+                             path=summary_path)
+        summary = SavedSummary(data["text"], data["source"], data.get("model"))
+    return SavedRun(verdict, results, provenance, summary)
