@@ -22,6 +22,9 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "flows.commands.ladders",
     "flows.commands.run_arm",
+    "flows.commands.gate",
+    "flows.commands.report",
+    "flows.commands.plan_schema",
 ]
 
 for _module in COMMAND_MODULES:
