@@ -106,7 +106,7 @@ def test_derived_ids_ignore_the_label_and_are_stable(tmp_path):
 def test_repeated_content_gets_deterministic_suffixes(tmp_path):
     rows = {"train_label": [_binary(0, True), _binary(0, False), _binary(1, True)],
             "train_unlabel": [_binary(0, True), _binary(2, False)],
-            "test": [_binary(3, True)]}
+            "test": [_binary(3, True), _binary(4, False)]}
     task = load_task(_write_task(tmp_path / "t", rows))
     base = task.train_label.ids[0]
     assert task.train_label.ids[1] == f"{base}-2"

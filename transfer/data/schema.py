@@ -115,8 +115,8 @@ def content_fingerprint(splits: Mapping[str, Split], label_names: Sequence[str],
     """Hash the task's content (not its name or location) to 16 hex characters.
 
     Args:
-        splits: the three splits; each example contributes ``[id, text, label, extra]`` as
-            canonical JSON (sorted keys, no whitespace), one per line, in split order.
+        splits: the three splits; each example contributes ``[id, text, label, extra]``, in
+            split order, all as canonical JSON (sorted keys, no whitespace).
         label_names: the two label names (renaming a label changes what the model is asked).
         corpus: the pretraining corpus (it shapes the pretrained models, so it is content).
 
@@ -132,10 +132,7 @@ def content_fingerprint(splits: Mapping[str, Split], label_names: Sequence[str],
 
     feed({"label_names": list(label_names)})
     for name in SPLIT_NAMES:
-        feed({"split": name, "size": len(splits[name])})
-        for example in splits[name]:
-            feed([example.id, example.text, int(example.label), example.extra])
-    feed({"corpus": len(corpus)})
-    for text in corpus:
-        feed(text)
+        feed({"split": name,
+              "examples": [[e.id, e.text, int(e.label), e.extra] for e in splits[name]]})
+    feed({"corpus": list(corpus)})
     return digest.hexdigest()[:FINGERPRINT_HEX_CHARS]
