@@ -1,0 +1,69 @@
+"""``w2s-transfer analyze PATH --out DIR``: verdicts from a results table or a sandbox cache."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from flows.commands._errors import user_errors
+
+
+def _load_claims(path: Path | None) -> dict | None:
+    import json
+
+    from stats.errors import StatsInputError
+
+    if path is None:
+        return None
+    try:
+        claims = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise StatsInputError(f"not valid JSON ({err.msg})", path=path, line=err.lineno) from None
+    if not isinstance(claims, dict):
+        raise StatsInputError("expected a JSON object {method: {\"pgr\": x}}", path=path, line=1)
+    return claims
+
+
+def analyze(
+    path: Path = typer.Argument(..., help="Results table (.parquet/.csv) or a sandbox cache_results/ directory."),
+    out: Path = typer.Option(..., "--out", help="Output directory for verdict.json, summary.md, estimates.csv."),
+    baseline: str = typer.Option(None, "--baseline", help="Baseline arm (default: vanilla; vanilla_w2s for a sandbox cache)."),
+    sesoi: float = typer.Option(0.01, "--sesoi", help="Smallest effect size of interest, accuracy fraction (0.01 = 1 point)."),
+    sesoi_pgr: float = typer.Option(None, "--sesoi-pgr", help="SESOI as a fraction of the weak-ceiling gap (overrides --sesoi per cell)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Test level."),
+    correction: str = typer.Option("holm", "--correction", help="Confirmatory correction: holm, bonferroni, bh, none."),
+    n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap replicates for the cross-check (0: off)."),
+    claims: Path = typer.Option(None, "--claims", help="JSON file of claimed numbers {method: {\"pgr\": x}}."),
+) -> None:
+    """Decide whether each method's gain is REAL, VANISHED, HARMFUL or INCONCLUSIVE."""
+    with user_errors():
+        from stats.aar import BASELINE_IDEA, is_aar_cache, load_aar_cache
+        from stats.analyze import analyze_table
+        from stats.table import load_table
+        from stats.verdict import write_outputs
+
+        notes: list[str] = []
+        if path.is_dir() and is_aar_cache(path):
+            imported = load_aar_cache(path)
+            table, notes = imported.table, imported.notes
+            baseline = baseline or BASELINE_IDEA
+        elif path.is_dir():
+            from stats.errors import StatsInputError
+
+            raise StatsInputError("a directory that is not a sandbox cache_results/ (expected a "
+                                  ".parquet/.csv results table or cache_results/)", path=path)
+        else:
+            table = load_table(path)
+            baseline = baseline or "vanilla"
+        verdict = analyze_table(table, baseline=baseline, sesoi=sesoi, alpha=alpha,
+                                correction=correction, claims=_load_claims(claims),
+                                n_boot=n_boot, sesoi_pgr=sesoi_pgr, notes=notes)
+        paths = write_outputs(verdict, out)
+    for method, entry in verdict["methods"].items():
+        typer.echo(f"{method}: {entry['verdict']}" + (" (promote)" if entry["promote"] else ""))
+    typer.echo(f"wrote {paths['verdict']}, {paths['summary']}, {paths['estimates']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``analyze`` command to the CLI."""
+    app.command("analyze")(analyze)

@@ -1,0 +1,222 @@
+"""Import the released ``cache_results/`` directory of the automated W2S research sandbox.
+
+Layout: ``cache_results/<dataset>_<idea>/<hyperparameter key>/seed_<n>.json``.  ``weak_artifacts``
+records give the weak arm (``weak_acc``), ``train_ceiling`` records the ceiling (``strong_acc``),
+every other idea is a method (``transfer_acc``); the sandbox's fixed baselines are the means over
+all weak and ceiling seeds, which is what the aggregate table reproduces.  Damaged records (null or
+missing fields, unreadable JSON, seed or idea fields that disagree with the path) are used for what
+they have and reported in ``notes``; the older nested ``cache_results/cache_results/`` copy is
+ignored and reported, never double-counted.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stats.errors import StatsInputError
+
+WEAK_IDEA = "weak_artifacts"
+CEILING_IDEA = "train_ceiling"
+BASELINE_IDEA = "vanilla_w2s"
+RUNG = "sandbox"
+_SEED_FILE = re.compile(r"^seed_(\d+)\.json$")
+_IDEA_DIR = re.compile(r"^([A-Za-z0-9]+)_(.+)$")
+_PARAMS = re.compile(r"(\d+(?:\.\d+)?)\s*([BM])\b", re.IGNORECASE)
+
+
+@dataclass
+class AarImport:
+    """The sandbox as an aggregate results table, plus what the import noticed.
+
+    Attributes:
+        table: aggregate form (rung, dataset, seed, arm, accuracy, n, model columns).
+        notes: plain-language reports of skipped or repaired records.
+        reported_pgr: (dataset, arm) -> mean of the records' own ``pgr`` fields.
+        fixed_baselines: dataset -> {"weak": x, "ceiling": x} as stored in the method records.
+    """
+
+    table: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    reported_pgr: dict[tuple[str, str], float] = field(default_factory=dict)
+    fixed_baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def is_aar_cache(path: str | Path) -> bool:
+    """True when ``path`` is (or directly contains) a sandbox ``cache_results`` directory."""
+    return _root(Path(path)) is not None
+
+
+def _root(path: Path) -> Path | None:
+    if not path.is_dir():
+        return None
+    for candidate in (path, path / "cache_results"):
+        if candidate.is_dir() and any(_IDEA_DIR.match(p.name) and p.is_dir()
+                                      and any(p.glob("*/seed_*.json"))
+                                      for p in candidate.iterdir()):
+            return candidate
+    return None
+
+
+def parse_params(model: str | None) -> int | None:
+    """Parameter count from a model name such as ``Qwen/Qwen3-4B-Base`` (4e9), else None."""
+    if not model:
+        return None
+    found = _PARAMS.findall(model.split("/")[-1].replace("_", "-"))
+    if not found:
+        return None
+    number, unit = found[-1]
+    return int(float(number) * (1e9 if unit.upper() == "B" else 1e6))
+
+
+def _get(record: dict, *keys: str):
+    cur = record
+    for key in keys:
+        if not isinstance(cur, dict) or cur.get(key) is None:
+            return None
+        cur = cur[key]
+    return cur
+
+
+def _accuracy(record: dict, idea: str) -> tuple[float | None, float | None]:
+    """(accuracy, n) with the fallbacks the released records need."""
+    if idea == WEAK_IDEA:
+        eval_keys, direct = ("weak",), ("weak_acc",)
+    elif idea == CEILING_IDEA:
+        eval_keys, direct = ("ceiling",), ("strong_acc",)
+    else:
+        eval_keys, direct = ("strong",), ("transfer_acc",)
+    acc = next((record[k] for k in direct if isinstance(record.get(k), (int, float))), None)
+    n = None
+    for key in eval_keys:
+        final = _get(record, "detailed_eval", key, "final_eval") or {}
+        if acc is None and isinstance(final.get("accuracy"), (int, float)):
+            acc = final["accuracy"]
+        if acc is None and final.get("correct") is not None and final.get("total"):
+            acc = final["correct"] / final["total"]
+        if final.get("total"):
+            n = float(final["total"])
+    if acc is None and idea not in (WEAK_IDEA, CEILING_IDEA):
+        acc = _get(record, "step11_sft_training", "transfer_acc")
+    if n is None and _get(record, "step1_data_loading", "test_samples"):
+        n = float(record["step1_data_loading"]["test_samples"])
+    if acc is not None and not (0.0 <= float(acc) <= 1.0):
+        acc = None
+    return (None if acc is None else float(acc)), n
+
+
+def load_aar_cache(path: str | Path) -> AarImport:
+    """Read a sandbox ``cache_results`` directory into an aggregate results table.
+
+    Args:
+        path: the ``cache_results`` directory or a directory that contains it.
+    Returns:
+        ``AarImport`` (arms: ``weak``, ``ceiling`` and the idea names; ``vanilla_w2s`` is the
+        sandbox baseline).
+    Raises:
+        StatsInputError: not a sandbox directory, or no usable weak/ceiling/method records.
+    """
+    root = _root(Path(path))
+    if root is None:
+        raise StatsInputError("not a sandbox cache_results directory (expected "
+                              "<dataset>_<idea>/<key>/seed_<n>.json files)", path=path)
+    notes: list[str] = []
+    nested = root / "cache_results"
+    if nested.is_dir():
+        count = sum(1 for _ in nested.rglob("seed_*.json"))
+        notes.append(f"ignored the older nested copy {nested.name}/ under {root.name}/ "
+                     f"({count} records) so nothing is double-counted")
+    rows, reported, fixed = [], defaultdict(list), defaultdict(lambda: defaultdict(list))
+    for idea_dir in sorted(p for p in root.iterdir() if p.is_dir() and p != nested):
+        match = _IDEA_DIR.match(idea_dir.name)
+        keys = [k for k in sorted(idea_dir.iterdir()) if k.is_dir()]
+        if not match:
+            notes.append(f"skipped {idea_dir.name}/: not a <dataset>_<idea> directory")
+            continue
+        dataset, idea = match.groups()
+        filled = [k for k in keys if any(k.glob("seed_*.json"))]
+        for k in keys:
+            if k not in filled:
+                notes.append(f"{idea_dir.name}/{k.name}: no seed records (skipped)")
+        if not filled:
+            continue
+        filled.sort(key=lambda k: -sum(1 for _ in k.glob("seed_*.json")))
+        for k in filled[1:]:
+            notes.append(f"{idea_dir.name}/{k.name}: a second hyperparameter setting; used "
+                         f"{filled[0].name} (most seeds) and ignored this one")
+        rows.extend(_read_key_dir(filled[0], dataset, idea, notes, reported, fixed))
+    if not rows:
+        raise StatsInputError("no usable records in the sandbox directory", path=path)
+    table = pd.DataFrame(rows)
+    _fill_missing_n(table, notes)
+    _check_arms(table, path)
+    table.attrs["kind"] = "aggregate"
+    return AarImport(table, notes,
+                     {k: float(np.mean(v)) for k, v in reported.items()},
+                     {ds: {arm: float(np.mean(v)) for arm, v in d.items()} for ds, d in fixed.items()})
+
+
+def _read_key_dir(key_dir: Path, dataset: str, idea: str, notes: list[str], reported, fixed) -> list[dict]:
+    arm = {WEAK_IDEA: "weak", CEILING_IDEA: "ceiling"}.get(idea, idea)
+    rows = []
+    for file in sorted(key_dir.iterdir(), key=lambda p: p.name):
+        m = _SEED_FILE.match(file.name)
+        if not m:
+            continue
+        where = f"{key_dir.parent.name}/{file.name}"
+        try:
+            record = json.loads(file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            notes.append(f"{where}: unreadable JSON ({type(err).__name__}), skipped")
+            continue
+        if not isinstance(record, dict):
+            notes.append(f"{where}: not a JSON object, skipped")
+            continue
+        seed = int(m.group(1))
+        if record.get("seed") is not None and record.get("seed") != seed:
+            notes.append(f"{where}: record says seed {record.get('seed')}, file name says {seed}; "
+                         "used the file name")
+        if record.get("idea_name") not in (None, idea):
+            notes.append(f"{where}: record says idea {record.get('idea_name')!r}, directory says "
+                         f"{idea!r}; used the directory")
+        acc, n = _accuracy(record, idea)
+        if acc is None:
+            notes.append(f"{where}: no accuracy (fields null or missing), skipped")
+            continue
+        if isinstance(record.get("pgr"), (int, float)):
+            reported[(dataset, arm)].append(float(record["pgr"]))
+        for key, base in (("fixed_weak_baseline", "weak"), ("fixed_strong_baseline", "ceiling")):
+            if isinstance(record.get(key), (int, float)):
+                fixed[dataset][base].append(float(record[key]))
+        weak_model = record.get("weak_model") if arm != "ceiling" else None
+        strong_model = record.get("strong_model") if arm != "weak" else None
+        rows.append({"rung": RUNG, "dataset": dataset, "seed": seed, "arm": arm, "accuracy": acc,
+                     "n": n, "weak_model": weak_model, "strong_model": strong_model,
+                     "weak_params": parse_params(weak_model),
+                     "strong_params": parse_params(strong_model)})
+    return rows
+
+
+def _fill_missing_n(table: pd.DataFrame, notes: list[str]) -> None:
+    """Weak records keep no test-set size; the test set is shared, so borrow the dataset's n."""
+    for dataset, rows in table.groupby("dataset"):
+        known = rows["n"].dropna()
+        missing = rows["n"].isna()
+        if missing.any() and len(known):
+            table.loc[rows.index[missing.to_numpy()], "n"] = float(known.mode().iloc[0])
+
+
+def _check_arms(table: pd.DataFrame, path) -> None:
+    arms = set(table["arm"])
+    for needed in ("weak", "ceiling"):
+        if needed not in arms:
+            raise StatsInputError(f"no usable {WEAK_IDEA if needed == 'weak' else CEILING_IDEA} "
+                                  "records", path=path)
+    if not arms - {"weak", "ceiling"}:
+        raise StatsInputError("no method records besides the weak and ceiling baselines",
+                              path=path)

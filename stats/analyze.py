@@ -1,0 +1,255 @@
+"""From a results table to the verdict.json dict: the one entry point the flows call."""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from stats.bootstrap import bootstrap_means
+from stats.cell_estimates import method_cell
+from stats.cells import build_cell
+from stats.claims import claim_for, claim_sentence, gain_claim_p, pgr_claim_p
+from stats.errors import StatsInputError
+from stats.scale import mixed_trend, transfer_ratio, wls_trend
+from stats.table import AGGREGATE, RESERVED_ARMS, check_table, rung_metadata
+from stats.tests_and_verdicts import (INCONCLUSIVE, adjust, cell_reason, classify,
+                                      method_verdict)
+
+SCHEMA_VERSION = 1
+DEFAULT_N_BOOT = 2000
+
+
+def _rung_order(df: pd.DataFrame, meta: dict[str, dict]) -> list[str]:
+    """Rungs by strong-model size (unknown sizes keep table order, after known ones)."""
+    appearance = list(dict.fromkeys(df["rung"]))
+    known = [r for r in appearance if meta[r].get("strong_params")]
+    unknown = [r for r in appearance if r not in known]
+    return sorted(known, key=lambda r: meta[r]["strong_params"]) + unknown
+
+
+def _check_args(sesoi: float, alpha: float, n_boot: int, sesoi_pgr: float | None) -> None:
+    if not (0 < alpha < 0.5):
+        raise StatsInputError(f"got {alpha}, expected 0 < alpha < 0.5", field="alpha")
+    if not (np.isfinite(sesoi) and 0 < sesoi < 1):
+        raise StatsInputError(f"got {sesoi}, expected an accuracy fraction in (0, 1) "
+                              "(0.01 = one point)", field="sesoi")
+    if sesoi_pgr is not None and not (0 < sesoi_pgr < 1):
+        raise StatsInputError(f"got {sesoi_pgr}, expected a PGR fraction in (0, 1)",
+                              field="sesoi_pgr")
+    if n_boot < 0:
+        raise StatsInputError(f"got {n_boot}, expected n_boot >= 0", field="n_boot")
+
+
+def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.01,
+                  alpha: float = 0.05, correction: str = "holm", claims: Mapping | None = None,
+                  n_boot: int = DEFAULT_N_BOOT, *, sesoi_pgr: float | None = None,
+                  production_rung: str | None = None, discovery_rung: str | None = None,
+                  seed: int = 0, notes: list[str] | None = None) -> dict:
+    """Analyse a results table and return the verdict.json dict (schema_version 1).
+
+    Args:
+        df: results table, per-example or aggregate form (checked with ``check_table``).
+        baseline: the arm every method is compared with.
+        sesoi: smallest effect size of interest in accuracy (0.01 = one point): the TOST margin
+            and the effect the power statements aim at.
+        alpha: level of every test; intervals are (1 - alpha).
+        correction: multiplicity correction of the confirmatory family (methods x datasets at the
+            production rung): ``holm`` (default), ``bonferroni``, ``bh`` or ``none``.  Cells at
+            other rungs are exploratory and always get Benjamini-Hochberg.
+        claims: optional claimed numbers, see ``stats.claims``.
+        n_boot: two-way bootstrap replicates for the cross-check (0 turns it off).
+        sesoi_pgr: if given, the SESOI per cell is ``sesoi_pgr * (ceiling - weak)``.
+        production_rung, discovery_rung: override the largest / smallest rung by parameters.
+        seed: bootstrap seed.
+        notes: input notes (e.g. from an importer) copied into the output.
+    Returns:
+        The verdict dict: schema_version, alpha, sesoi, baseline, production_rung,
+        discovery_rung, correction, notes, methods -> {verdict, promote, reasons, trend, cells}.
+    Raises:
+        StatsInputError: unusable table or arguments.
+    """
+    _check_args(sesoi, alpha, n_boot, sesoi_pgr)
+    adjust([], correction)  # validates the name
+    if df.attrs.get("kind") is None:
+        df = check_table(df)
+    kind = df.attrs["kind"]
+    arms = set(df["arm"])
+    if baseline not in arms:
+        raise StatsInputError(f"baseline arm {baseline!r} not in the table (arms: "
+                              f"{', '.join(sorted(arms))})", field="baseline")
+    methods = sorted(arms - set(RESERVED_ARMS) - {baseline})
+    if not methods:
+        raise StatsInputError(f"no method arm to compare with the baseline {baseline!r}",
+                              field="arm")
+    meta = rung_metadata(df)
+    order = _rung_order(df, meta)
+    for name, value in (("production_rung", production_rung), ("discovery_rung", discovery_rung)):
+        if value is not None and value not in order:
+            raise StatsInputError(f"rung {value!r} not in the table (rungs: {', '.join(order)})",
+                                  field=name)
+    production = production_rung or order[-1]
+    discovery = discovery_rung or order[0]
+    all_notes = list(notes or [])
+    if len(order) > 1 and any(meta[r].get("strong_params") is None for r in order):
+        all_notes.append("some rungs have no strong_params: rung order falls back to table order "
+                         "and they are left out of the trend")
+    if kind == AGGREGATE:
+        all_notes.append("aggregate (per-seed accuracy) data: intervals cover seed-to-seed "
+                         "variation and are conditional on this test set")
+
+    per_method: dict[str, list[dict]] = {m: [] for m in methods}
+    for idx, ((rung, dataset), rows) in enumerate(df.groupby(["rung", "dataset"], sort=False)):
+        cell = build_cell(rows, kind, str(rung), str(dataset))
+        boot = None
+        if n_boot:
+            key = zlib.crc32(f"{rung}/{dataset}".encode())
+            boot = bootstrap_means(cell, n_boot, np.random.default_rng([seed, key]))
+        for method in methods:
+            if method in cell.moments.arms:
+                per_method[method].append(method_cell(cell, method, baseline, meta[str(rung)],
+                                                      sesoi, sesoi_pgr, alpha, boot))
+
+    _adjust_families(per_method, production, correction)
+    out_methods = {}
+    for method, cells in per_method.items():
+        cells.sort(key=lambda c: (order.index(c["rung"]), c["dataset"]))
+        out_methods[method] = _method_entry(method, cells, production, discovery, sesoi, alpha,
+                                            claims, baseline, len(order))
+    return {"schema_version": SCHEMA_VERSION, "alpha": alpha, "sesoi": sesoi,
+            "sesoi_pgr": sesoi_pgr, "baseline": baseline, "production_rung": production,
+            "discovery_rung": discovery, "rungs": order, "correction": correction,
+            "data_form": kind, "notes": all_notes, "methods": out_methods}
+
+
+def _adjust_families(per_method: dict[str, list[dict]], production: str, correction: str) -> None:
+    """Fill p_adjusted (superiority), p_equivalence_adjusted and p_harm_adjusted in place."""
+    for confirmatory in (True, False):
+        family = [c for cells in per_method.values() for c in cells
+                  if (c["rung"] == production) == confirmatory and c["_tests"] is not None]
+        how = correction if confirmatory else "bh"
+        for key, out in (("p_superiority", "p_adjusted"), ("p_equivalence", "p_equivalence_adjusted"),
+                         ("p_harm", "p_harm_adjusted")):
+            for c, p in zip(family, adjust([c["gain"][key] for c in family], how)):
+                c["gain"][out] = p
+        for c in family:
+            c["gain"]["family"] = "confirmatory" if confirmatory else "exploratory"
+            c["gain"]["correction"] = how
+
+
+def _method_entry(method: str, cells: list[dict], production: str, discovery: str, sesoi: float,
+                  alpha: float, claims: Mapping | None, baseline: str, n_rungs: int) -> dict:
+    reasons: list[str] = []
+    outcomes, estimates, cell_texts = {}, {}, []
+    for c in cells:
+        if c["rung"] != production or c["_tests"] is None:
+            continue
+        g = c["gain"]
+        outcome = classify(g["p_adjusted"], g["p_harm_adjusted"], g["p_equivalence_adjusted"], alpha)
+        c["outcome"] = outcome
+        outcomes[c["dataset"]] = outcome
+        estimates[c["dataset"]] = g["estimate"]
+        cell_texts.append(cell_reason(c["dataset"], outcome, g["estimate"],
+                                      (g["ci_low"], g["ci_high"]), g["p_adjusted"],
+                                      g["p_equivalence_adjusted"], g["p_harm_adjusted"],
+                                      c["sesoi"], c["mde80"] or float("nan"),
+                                      c.get("seeds_needed"), c.get("examples_needed"), c["n_seeds"],
+                                      g["p_harm"], alpha))
+    verdict, promote, summary = method_verdict(outcomes, estimates, sesoi)
+    if not outcomes:
+        verdict = INCONCLUSIVE
+    reasons.append(summary)
+    reasons.extend(cell_texts)
+    trend = _trend(cells, alpha)
+    _transfer_ratios(cells, discovery, alpha)
+    if trend is not None:
+        reasons.append(_trend_sentence(trend, n_rungs, alpha))
+        if trend["shrinks_with_scale"] and promote:
+            reasons.append("the gain shrinks with scale; promoted on the production-rung evidence, "
+                           "but check the next rung up")
+    reasons.extend(_claims(method, cells, discovery, claims, alpha))
+    for c in cells:
+        for note in c["notes"]:
+            text = f"{c['rung']}/{c['dataset']}: {note}"
+            if text not in reasons:
+                reasons.append(text)
+        for key in ("pgr", "pgr_baseline"):
+            if c[key].get("note"):
+                text = f"{c['rung']}/{c['dataset']} {key}: {c[key]['note']}"
+                if text not in reasons:
+                    reasons.append(text)
+        for private in ("_contrast", "_tests", "_pgr_parts"):
+            c.pop(private, None)
+    return {"verdict": verdict, "promote": promote, "reasons": reasons, "trend": trend,
+            "baseline": baseline, "cells": cells}
+
+
+def _trend(cells: list[dict], alpha: float) -> dict | None:
+    points = pd.DataFrame([{"gain": c["gain"]["estimate"], "se": c["gain"].get("se"),
+                            "strong_params": c["strong_params"], "dataset": c["dataset"]}
+                           for c in cells])
+    if points.empty:
+        return None
+    points = points.astype({"gain": float, "se": float, "strong_params": float})
+    wls = wls_trend(points, alpha)
+    if wls is None:
+        return None
+    wls["shrinks_with_scale"] = bool(wls["p_decline"] < alpha)
+    mixed = mixed_trend(points)
+    wls["mixedlm"] = mixed
+    return wls
+
+
+def _trend_sentence(trend: dict, n_rungs: int, alpha: float) -> str:
+    s = trend["slope_per_decade"]
+    text = (f"trend: gain changes by {100 * s:+.2f} points per tenfold increase in parameters "
+            f"(95% CI {100 * trend['ci_low']:+.2f} to {100 * trend['ci_high']:+.2f}; one-sided "
+            f"p for decline = {trend['p_decline']:.3g})")
+    text += ": it shrinks with scale" if trend["shrinks_with_scale"] else (
+        ": a decline is not shown")
+    if n_rungs < 4:
+        text += f"; with {n_rungs} rungs the trend supports the verdict, it does not make it"
+    return text + "."
+
+
+def _transfer_ratios(cells: list[dict], discovery: str, alpha: float) -> None:
+    base = {c["dataset"]: c for c in cells if c["rung"] == discovery}
+    for c in cells:
+        ref = base.get(c["dataset"])
+        g, r = c["gain"], (ref or {}).get("gain", {})
+        if ref is None or c is ref or g.get("se") is None or r.get("se") is None:
+            c["transfer_ratio"] = None
+            continue
+        est = transfer_ratio(g["estimate"], g["se"], r["estimate"], r["se"],
+                             min(g["df"], r["df"]), alpha)
+        c["transfer_ratio"] = {"defined": est.defined, "estimate": est.estimate,
+                               "ci_low": est.ci_low, "ci_high": est.ci_high,
+                               "bounded": est.bounded}
+
+
+def _claims(method: str, cells: list[dict], discovery: str, claims: Mapping | None,
+            alpha: float) -> list[str]:
+    texts = []
+    for c in cells:
+        if c["rung"] != discovery:
+            continue
+        claim = claim_for(claims, method, c["dataset"])
+        if claim is None:
+            continue
+        kind, value = claim
+        if kind == "pgr":
+            pgr = c["pgr"]
+            parts = c.get("_pgr_parts")
+            p = pgr_claim_p(*parts, value) if parts and pgr["defined"] else float("nan")
+            replicated = pgr["estimate"]
+        else:
+            g = c["gain"]
+            p = gain_claim_p(g["estimate"], g["se"], g["df"], value) if g.get("se") else float("nan")
+            replicated = g["estimate"]
+        c["claim"] = {"kind": kind, "claimed": value, "replicated": replicated,
+                      "p_shortfall": None if not np.isfinite(p) else p,
+                      "falls_short": bool(np.isfinite(p) and p < alpha)}
+        texts.append("claim " + claim_sentence(method, c["dataset"], kind, value, replicated, p,
+                                               alpha))
+    return texts

@@ -1,0 +1,62 @@
+"""Bootstrap replicates of a cell's arm means, resampling with the same draws for every arm.
+
+Two-way (pigeonhole) bootstrap (Owen 2007, "The pigeonhole bootstrap", Ann. Appl. Stat.): each
+replicate draws S seeds and I examples with replacement, independently, and every arm is scored
+on the same drawn (seed, example) pairs, so contrasts keep their pairing.  A replicate's arm mean
+is  sum_s sum_i w_s c_i y_asi / (S I)  with multinomial counts w (seeds) and c (examples),
+computed as one matrix product per chunk of replicates.  Seed-level cells resample the union of
+seeds; each arm averages the drawn seeds it has.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from stats.cells import Cell
+
+_CHUNK = 500
+
+
+def _counts(rng: np.random.Generator, n_draws: int, n_items: int) -> np.ndarray:
+    """Multinomial(n_items, uniform) counts for ``n_draws`` replicates, shape (n_draws, n_items)."""
+    idx = rng.integers(0, n_items, size=(n_draws, n_items))
+    idx += np.arange(n_draws)[:, None] * n_items
+    return np.bincount(idx.ravel(), minlength=n_draws * n_items).reshape(n_draws, n_items)
+
+
+def bootstrap_means(cell: Cell, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap replicates of the arm means of ``cell``.
+
+    Args:
+        cell: the cell (two-way when ``cell.scores`` is set, else seed level).
+        n_boot: number of replicates.
+        rng: random generator (the caller fixes the seed for reproducibility).
+    Returns:
+        Array (n_boot, A) in the order of ``cell.moments.arms``; rows where some arm drew none of
+        its seeds (seed-level only) are NaN.
+    """
+    arms = cell.moments.arms
+    if cell.scores is not None:
+        scores = cell.scores.astype(np.float32)
+        n_arms, n_seeds, n_ex = scores.shape
+        flat = scores.reshape(n_arms * n_seeds, n_ex)
+        out = np.empty((n_boot, n_arms))
+        for start in range(0, n_boot, _CHUNK):
+            b = min(_CHUNK, n_boot - start)
+            ex_w = _counts(rng, b, n_ex).astype(np.float32)
+            seed_w = _counts(rng, b, n_seeds).astype(np.float32)
+            per_seed = (flat @ ex_w.T).reshape(n_arms, n_seeds, b)
+            out[start:start + b] = np.einsum("asb,bs->ba", per_seed, seed_w) / (n_seeds * n_ex)
+        return out
+    union = sorted(set().union(*(set(s.index) for s in cell.seed_acc.values())))
+    pos = {s: k for k, s in enumerate(union)}
+    values = np.zeros((len(arms), len(union)))
+    has = np.zeros_like(values)
+    for a, arm in enumerate(arms):
+        series = cell.seed_acc[arm]
+        cols = [pos[s] for s in series.index]
+        values[a, cols] = series.to_numpy()
+        has[a, cols] = 1.0
+    weights = _counts(rng, n_boot, len(union)).astype(float)
+    totals = weights @ has.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (weights @ (values * has).T) / totals

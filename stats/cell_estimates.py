@@ -1,0 +1,120 @@
+"""Everything estimated for one method in one (rung, dataset) cell, before multiplicity correction."""
+from __future__ import annotations
+
+import numpy as np
+
+from stats.cells import Cell
+from stats.estimates import Contrast
+from stats.pgr import RatioEstimate, ratio_estimate
+from stats.power import components, examples_needed, mde, seeds_needed
+from stats.tests_and_verdicts import gain_tests
+
+
+def _f(x: float | None) -> float | None:
+    """JSON-safe float: None for None/NaN/inf."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _pgr(cell: Cell, student: str, alpha: float, boot: np.ndarray | None) -> dict:
+    m = cell.moments
+    if not {"weak", "ceiling", student} <= set(m.arms):
+        missing = sorted({"weak", "ceiling", student} - set(m.arms))
+        return {"defined": False, "estimate": None, "ci_low": None, "ci_high": None,
+                "note": f"arm(s) {', '.join(missing)} missing in this cell, so PGR is undefined"}
+    num_w = {student: 1.0, "weak": -1.0}
+    den_w = {"ceiling": 1.0, "weak": -1.0}
+    num, den = m.contrast(num_w), m.contrast(den_w)
+    v_ad = float(m.weights(num_w) @ m.cov @ m.weights(den_w))
+    est: RatioEstimate = ratio_estimate(num.estimate, den.estimate, num.se ** 2, den.se ** 2, v_ad,
+                                        min(num.df, den.df), alpha)
+    out = est.as_dict()
+    if est.defined and boot is not None:
+        i_s, i_w, i_c = m.index(student), m.index("weak"), m.index("ceiling")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratios = (boot[:, i_s] - boot[:, i_w]) / (boot[:, i_c] - boot[:, i_w])
+        ratios = ratios[np.isfinite(ratios)]
+        if len(ratios):
+            out["boot_ci_low"], out["boot_ci_high"] = (
+                float(np.quantile(ratios, alpha / 2)), float(np.quantile(ratios, 1 - alpha / 2)))
+    out["gap"] = _f(den.estimate)
+    out = {k: (_f(v) if isinstance(v, float) else v) for k, v in out.items()}
+    out["_parts"] = (num.estimate, den.estimate, num.se ** 2, den.se ** 2, v_ad, min(num.df, den.df))
+    return out
+
+
+def method_cell(cell: Cell, method: str, baseline: str, meta: dict, sesoi: float,
+                sesoi_pgr: float | None, alpha: float, boot: np.ndarray | None) -> dict:
+    """The verdict.json cell for ``method`` in ``cell`` (p_adjusted filled in later).
+
+    Private keys ``_contrast``, ``_tests`` and ``_pgr_parts`` are for the caller and removed
+    before output.
+
+    Args:
+        cell: the (rung, dataset) cell.
+        method, baseline: arm names.
+        meta: rung metadata (models, parameter counts).
+        sesoi: SESOI in accuracy; replaced per cell by ``sesoi_pgr * gap`` when that is given and
+            the gap is defined.
+        alpha: test level.
+        boot: bootstrap replicates of the arm means (n_boot, A) or None.
+    Returns:
+        The cell dict plus private keys ``_contrast`` and ``_tests`` used by the caller.
+    """
+    m = cell.moments
+    acc = {arm: _f(m.mean[m.index(arm)]) if arm in m.arms else None
+           for arm in ("weak", "ceiling")}
+    acc["baseline"] = _f(m.mean[m.index(baseline)]) if baseline in m.arms else None
+    acc["method"] = _f(m.mean[m.index(method)])
+    acc_ci = {}
+    for key, arm in (("weak", "weak"), ("ceiling", "ceiling"), ("baseline", baseline),
+                     ("method", method)):
+        if arm in m.arms:
+            lo, hi = m.contrast({arm: 1.0}).ci(1 - alpha)
+            acc_ci[key] = [_f(lo), _f(hi)]
+    out = {"rung": cell.rung, "dataset": cell.dataset, "weak_model": meta.get("weak_model"),
+           "strong_model": meta.get("strong_model"), "strong_params": meta.get("strong_params"),
+           "n_seeds": int(m.n_seeds[method]), "n_seeds_baseline": m.n_seeds.get(baseline),
+           "n_examples": m.n_examples, "design": m.design, "acc": acc, "acc_ci": acc_ci,
+           "notes": list(m.notes)}
+    pgr = _pgr(cell, method, alpha, boot)
+    out["_pgr_parts"] = pgr.pop("_parts", None)
+    out["pgr"] = pgr
+    out["pgr_baseline"] = _pgr(cell, baseline, alpha, boot) if baseline in m.arms else {
+        "defined": False, "estimate": None, "ci_low": None, "ci_high": None,
+        "note": f"baseline '{baseline}' missing in this cell"}
+    out["pgr_baseline"].pop("_parts", None)
+    cell_sesoi = sesoi
+    if sesoi_pgr is not None and pgr.get("gap") and pgr.get("defined"):
+        cell_sesoi = sesoi_pgr * pgr["gap"]
+    out["sesoi"] = cell_sesoi
+    if baseline not in m.arms:
+        out["gain"] = {"estimate": None, "ci_low": None, "ci_high": None, "p_superiority": None,
+                       "p_equivalence": None, "p_adjusted": None}
+        out["mde80"] = None
+        out["notes"].append(f"baseline '{baseline}' has no results here: no gain can be estimated")
+        out["_contrast"], out["_tests"] = None, None
+        return out
+    gain_w = {method: 1.0, baseline: -1.0}
+    contrast: Contrast = m.contrast(gain_w)
+    tests = gain_tests(contrast, cell_sesoi)
+    lo, hi = contrast.ci(1 - alpha)
+    gain = {"estimate": _f(contrast.estimate), "ci_low": _f(lo), "ci_high": _f(hi),
+            "se": _f(contrast.se), "df": _f(contrast.df), "p_superiority": tests.p_superiority,
+            "p_equivalence": tests.p_equivalence, "p_harm": tests.p_harm, "p_adjusted": None}
+    if boot is not None:
+        diffs = boot[:, m.index(method)] - boot[:, m.index(baseline)]
+        diffs = diffs[np.isfinite(diffs)]
+        if len(diffs) > 1:
+            gain["boot_se"] = float(diffs.std(ddof=1))
+            gain["boot_ci_low"] = float(np.quantile(diffs, alpha / 2))
+            gain["boot_ci_high"] = float(np.quantile(diffs, 1 - alpha / 2))
+    out["gain"] = gain
+    out["mde80"] = _f(mde(contrast.se, contrast.df, alpha))
+    comp = components(m, gain_w)
+    out["seeds_needed"] = seeds_needed(comp, cell_sesoi, alpha)
+    out["examples_needed"] = examples_needed(comp, cell_sesoi, comp.n_seeds, alpha)
+    out["_contrast"], out["_tests"] = contrast, tests
+    return out

@@ -1,0 +1,89 @@
+"""Turn the rows of one (rung, dataset) cell into arm moments, choosing the design honestly.
+
+Per-example rows whose arms all share the same seeds and the same test examples get the two-way
+(seed x example) analysis; anything else (aggregate rows, unequal seeds, differing example sets)
+falls back to the seed-level analysis with a note that says why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from stats.estimates import CellMoments, seed_level_moments, two_way_moments
+from stats.table import AGGREGATE, to_aggregate
+
+
+@dataclass
+class Cell:
+    """One (rung, dataset) cell: its moments, and the balanced score array when there is one.
+
+    Attributes:
+        rung, dataset: the cell's keys.
+        moments: arm means and covariance.
+        scores: (A, S, I) 0/1 array for the two-way bootstrap, or None.
+        seed_acc: arm -> per-seed accuracy (always available; used by the seed bootstrap).
+        seeds, example_ids: the balanced design's seeds and examples (two-way only).
+    """
+
+    rung: str
+    dataset: str
+    moments: CellMoments
+    scores: np.ndarray | None
+    seed_acc: dict[str, pd.Series]
+    seeds: list[int] | None = None
+    example_ids: np.ndarray | None = None
+
+
+def _balanced_scores(rows: pd.DataFrame, arms: list[str]) -> tuple[np.ndarray, list, np.ndarray] | None:
+    """(A, S, I) scores when every arm has the same seeds and the same examples in each seed."""
+    seed_sets = rows.groupby("arm")["seed"].agg(lambda s: frozenset(s.unique()))
+    if len(set(seed_sets)) != 1:
+        return None
+    per_seed = rows.groupby(["arm", "seed"])["example_id"].agg(frozenset)
+    if len(set(per_seed)) != 1:
+        return None
+    seeds = sorted(next(iter(seed_sets)))
+    examples = np.array(sorted(next(iter(per_seed))))
+    if len(examples) < 2:
+        return None
+    pivot = rows.pivot_table(index=["arm", "seed"], columns="example_id", values="correct",
+                             aggfunc="first")
+    pivot = pivot.reindex(index=pd.MultiIndex.from_product([arms, seeds]), columns=examples)
+    scores = pivot.to_numpy(dtype=np.float64).reshape(len(arms), len(seeds), len(examples))
+    return scores, seeds, examples
+
+
+def build_cell(rows: pd.DataFrame, kind: str, rung: str, dataset: str) -> Cell:
+    """Build a ``Cell`` from the checked rows of one (rung, dataset).
+
+    Args:
+        rows: rows of the cell (per-example or aggregate form, as from ``check_table``).
+        kind: ``"examples"`` or ``"aggregate"``.
+        rung, dataset: the cell's keys.
+    Returns:
+        A ``Cell`` whose moments use the two-way design when possible, else the seed level.
+    """
+    arms = sorted(rows["arm"].unique(), key=lambda a: (a not in ("weak", "ceiling"), a))
+    agg = to_aggregate(rows)
+    seed_acc = {a: agg.loc[agg["arm"] == a].set_index("seed")["accuracy"].sort_index() for a in arms}
+    n_of = {a: (float(agg.loc[agg["arm"] == a, "n"].dropna().mean())
+                if agg.loc[agg["arm"] == a, "n"].notna().any() else None) for a in arms}
+    if kind != AGGREGATE:
+        balanced = _balanced_scores(rows, arms)
+        if balanced is not None:
+            scores, seeds, examples = balanced
+            moments = two_way_moments(scores, tuple(arms))
+            return Cell(rung, dataset, moments, scores, seed_acc, seeds, examples)
+        moments = seed_level_moments(seed_acc, n_of)
+        moments.notes.insert(0, "arms do not share the same seeds and test examples, so the "
+                                "analysis is at the seed level (paired only on shared seeds; "
+                                "wider intervals)")
+        return Cell(rung, dataset, moments, None, seed_acc)
+    moments = seed_level_moments(seed_acc, n_of)
+    counts = {len(s) for s in seed_acc.values()}
+    if len(counts) > 1:
+        moments.notes.insert(0, "arms have different numbers of seeds; arm means use all their "
+                                "seeds and pair only on shared seeds")
+    return Cell(rung, dataset, moments, None, seed_acc)

@@ -1,0 +1,206 @@
+"""Arm means and their joint covariance for one (rung, dataset) cell, and linear contrasts of them.
+
+Two designs:
+
+* ``two_way``: per-example data where every arm has the same seeds and the same test examples.
+  Seeds and examples are crossed random factors (seeds share weak labels across arms, examples
+  are shared by every arm and seed), so for the vector of arm scores y_si (arms stacked)
+
+      y_si = mu + a_s + b_i + e_si,     Var(mean) = Sa/S + Sb/I + Se/(S I)
+
+  estimated without bias from the mean-square matrices of the two-way layout
+  (Cornfield & Tukey 1956; the clustered standard errors of Miller 2024, "Adding Error Bars to
+  Evals", sec. 2-3, with both clustering factors):
+
+      Cov(mean) = (MS_seed + MS_example - MS_residual) / (S I)
+
+  with Satterthwaite (1946) degrees of freedom for each contrast.
+* ``seed_level``: aggregate data (accuracy per seed), or per-example data whose arms do not share
+  seeds/examples.  Each arm's mean is over its own seeds; two arms covary through the seeds they
+  share (same weak labels):  Cov(mean_X, mean_Y) = n_XY / (n_X n_Y) * s_XY, with s_XY the sample
+  covariance over the n_XY shared seeds.  This is conditional on the fixed test set: example-level
+  variation shared by all seeds is not separable from seed-level accuracies.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+TWO_WAY = "two_way"
+SEED_LEVEL = "seed_level"
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A linear combination of arm means with its standard error and degrees of freedom."""
+
+    estimate: float
+    se: float
+    df: float
+
+    def ci(self, level: float = 0.95) -> tuple[float, float]:
+        """Two-sided t interval ``estimate -/+ t_{df, 1-(1-level)/2} * se``."""
+        if not np.isfinite(self.se):
+            return (float("nan"), float("nan"))
+        q = sps.t.ppf(0.5 + level / 2, self.df)
+        return (self.estimate - q * self.se, self.estimate + q * self.se)
+
+
+@dataclass
+class CellMoments:
+    """Arm means of one cell, their covariance, and what is needed for per-contrast df.
+
+    Attributes:
+        arms: arm names, the order of ``mean`` and ``cov``.
+        mean: mean accuracy per arm.
+        cov: estimated covariance matrix of the arm means.
+        design: ``two_way`` or ``seed_level``.
+        n_seeds: seeds per arm.
+        n_examples: test examples per seed (two-way: shared; seed-level: from n, may be None).
+        notes: plain-language caveats (degraded design, single seed, ...).
+    """
+
+    arms: tuple[str, ...]
+    mean: np.ndarray
+    cov: np.ndarray
+    design: str
+    n_seeds: dict[str, int]
+    n_examples: int | None
+    notes: list[str] = field(default_factory=list)
+    # two-way: (MS matrix, df, sign) per variance component, scaled by 1/(S I) in cov
+    ms_terms: tuple[tuple[np.ndarray, float, float], ...] = ()
+    floor_cov: np.ndarray | None = None
+    seed_values: dict[str, pd.Series] = field(default_factory=dict)
+    scale: float = 1.0
+
+    def index(self, arm: str) -> int:
+        """Position of ``arm`` in ``arms`` (KeyError if absent)."""
+        try:
+            return self.arms.index(arm)
+        except ValueError:
+            raise KeyError(arm) from None
+
+    def weights(self, coefficients: dict[str, float]) -> np.ndarray:
+        """Coefficient vector over ``arms`` from a mapping arm -> coefficient."""
+        c = np.zeros(len(self.arms))
+        for arm, value in coefficients.items():
+            c[self.index(arm)] += value
+        return c
+
+    def contrast(self, coefficients: dict[str, float]) -> Contrast:
+        """Estimate, standard error and df of ``sum_k c_k * mean_k``.
+
+        Two-way: Satterthwaite df of the combination of mean squares (floored at the variance
+        that treats every (seed, example) score as independent when the unbiased combination is
+        smaller).  Seed-level: the smallest (seeds - 1) among the arms involved (conservative);
+        infinite when only the binomial variance of a single seed is available.
+        """
+        c = self.weights(coefficients)
+        estimate = float(c @ self.mean)
+        var = float(c @ self.cov @ c)
+        if self.design == TWO_WAY:
+            return Contrast(estimate, *self._two_way_se_df(c, var))
+        used = [a for a, w in zip(self.arms, c) if w != 0]
+        counts = [self.n_seeds[a] for a in used]
+        df = float(min(counts) - 1) if counts and min(counts) > 1 else float("inf")
+        if not np.isfinite(var):
+            return Contrast(estimate, float("nan"), df)
+        if var <= 0 and self.floor_cov is not None:
+            var = float(c @ self.floor_cov @ c)
+        return Contrast(estimate, float(np.sqrt(max(var, 0.0))), df)
+
+    def _two_way_se_df(self, c: np.ndarray, var: float) -> tuple[float, float]:
+        terms = [(sign * float(c @ ms @ c) * self.scale, df) for ms, df, sign in self.ms_terms]
+        floor = float(c @ self.floor_cov @ c) if self.floor_cov is not None else 0.0
+        if var <= floor or not terms:
+            total_df = sum(df for _, df in terms) or 1.0
+            return float(np.sqrt(max(floor, 0.0))), float(total_df)
+        denom = sum(t * t / df for t, df in terms if df > 0)
+        df = var * var / denom if denom > 0 else float("inf")
+        return float(np.sqrt(var)), float(df)
+
+
+def two_way_moments(scores: np.ndarray, arms: tuple[str, ...]) -> CellMoments:
+    """Moments of arm means for a balanced arms x seeds x examples array of 0/1 scores.
+
+    Args:
+        scores: shape (A, S, I), S >= 1 seeds, I >= 2 examples, same seeds/examples for every arm.
+        arms: the A arm names.
+    Returns:
+        ``CellMoments`` with design ``two_way`` (see module docstring for the formula).  With a
+        single seed the seed component cannot be estimated: the covariance is the example-level
+        one and a note says the interval is too narrow.
+    """
+    y = np.asarray(scores, dtype=float)
+    n_arms, n_seeds, n_ex = y.shape
+    grand = y.mean(axis=(1, 2))
+    seed_means = y.mean(axis=2)
+    ex_means = y.mean(axis=1)
+    r_ex = ex_means - grand[:, None]
+    notes: list[str] = []
+    if n_seeds == 1:
+        ms_ex = r_ex @ r_ex.T / (n_ex - 1)
+        cov = ms_ex / n_ex
+        notes.append("one seed only: seed-to-seed variation cannot be estimated, so the intervals "
+                     "reflect test-example sampling only and are too narrow")
+        return CellMoments(arms, grand, cov, TWO_WAY, {a: 1 for a in arms}, n_ex, notes,
+                           ((ms_ex, n_ex - 1.0, 1.0),), cov, scale=1.0 / n_ex)
+    r_seed = seed_means - grand[:, None]
+    ms_seed = n_ex * (r_seed @ r_seed.T) / (n_seeds - 1)
+    ms_ex = n_seeds * (r_ex @ r_ex.T) / (n_ex - 1)
+    resid = (y - seed_means[:, :, None] - ex_means[:, None, :] + grand[:, None, None])
+    resid = resid.reshape(n_arms, -1)
+    df_res = (n_seeds - 1.0) * (n_ex - 1.0)
+    ms_res = resid @ resid.T / df_res
+    cells = n_seeds * n_ex
+    cov = (ms_seed + ms_ex - ms_res) / cells
+    flat = y.reshape(n_arms, -1)
+    centred = flat - grand[:, None]
+    floor = centred @ centred.T / (cells - 1) / cells
+    terms = ((ms_seed, n_seeds - 1.0, 1.0), (ms_ex, n_ex - 1.0, 1.0), (ms_res, df_res, -1.0))
+    return CellMoments(arms, grand, cov, TWO_WAY, {a: n_seeds for a in arms}, n_ex, notes,
+                       terms, floor, scale=1.0 / cells)
+
+
+def seed_level_moments(acc: dict[str, pd.Series], n: dict[str, float | None]) -> CellMoments:
+    """Moments of arm means from per-seed accuracies (series indexed by seed).
+
+    Args:
+        acc: arm -> accuracies indexed by seed.
+        n: arm -> examples per seed (None when unknown); used only for single-seed arms, whose
+            variance falls back to the binomial p(1-p)/n.
+    Returns:
+        ``CellMoments`` with design ``seed_level`` (formula in the module docstring).
+    """
+    arms = tuple(acc)
+    mean = np.array([float(acc[a].mean()) for a in arms])
+    cov = np.zeros((len(arms), len(arms)))
+    floor = np.zeros_like(cov)
+    notes: list[str] = []
+    for i, x in enumerate(arms):
+        sx = acc[x]
+        if len(sx) >= 2:
+            cov[i, i] = float(sx.var(ddof=1)) / len(sx)
+        elif n.get(x):
+            p = float(sx.iloc[0])
+            cov[i, i] = p * (1 - p) / float(n[x])
+            notes.append(f"arm '{x}' has one seed: its variance is the binomial one over test "
+                         "examples and misses seed-to-seed variation")
+        else:
+            cov[i, i] = float("nan")
+            notes.append(f"arm '{x}' has one seed and no example count: its uncertainty is unknown")
+        floor[i, i] = cov[i, i]
+        for j in range(i):
+            y = acc[arms[j]]
+            shared = sx.index.intersection(y.index)
+            if len(shared) >= 2:
+                s_xy = float(np.cov(sx.loc[shared], y.loc[shared], ddof=1)[0, 1])
+                cov[i, j] = cov[j, i] = len(shared) * s_xy / (len(sx) * len(y))
+    counts = {a: int(len(acc[a])) for a in arms}
+    known_n = [v for v in n.values() if v]
+    return CellMoments(arms, mean, cov, SEED_LEVEL, counts,
+                       int(max(known_n)) if known_n else None, notes, floor_cov=floor,
+                       seed_values=dict(acc))

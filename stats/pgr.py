@@ -1,0 +1,103 @@
+"""Ratios of contrasts: performance-gap recovered (PGR) and transfer ratios.
+
+PGR = (acc_student - acc_weak) / (acc_ceiling - acc_weak) = a / d.  It is only reported when the
+gap d is clearly above zero (one-sided t test of d > 0 at level alpha); otherwise it is undefined,
+never a number.  Interval: Fieller (1954, J. R. Stat. Soc. B 16:175), the set of R with
+
+    (a - R d)^2 <= t^2 (v_aa - 2 R v_ad + R^2 v_dd),
+
+which is a bounded interval only when d^2 > t^2 v_dd; otherwise it is unbounded and flagged.
+Cross-check: the delta method, se(R) = sqrt(v_aa - 2 R v_ad + R^2 v_dd) / |d|.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    """A ratio a/d with Fieller and delta intervals.
+
+    Attributes:
+        defined: False when the denominator is not clearly above zero (then all numbers are None).
+        estimate, ci_low, ci_high: Fieller interval (None ends when unbounded).
+        bounded: False when the Fieller set is not a finite interval.
+        delta_low, delta_high: delta-method interval (cross-check).
+        p_gap: one-sided p value for denominator > 0.
+        reason: why it is undefined or unbounded ("" otherwise).
+    """
+
+    defined: bool
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    bounded: bool
+    delta_low: float | None
+    delta_high: float | None
+    p_gap: float
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        """The verdict.json form (``defined``, ``estimate``, ``ci_low``, ``ci_high`` + extras)."""
+        return {"defined": self.defined, "estimate": self.estimate, "ci_low": self.ci_low,
+                "ci_high": self.ci_high, "bounded": self.bounded, "delta_ci_low": self.delta_low,
+                "delta_ci_high": self.delta_high, "p_gap": self.p_gap, "note": self.reason}
+
+
+def gap_p_value(d: float, v_dd: float, df: float) -> float:
+    """One-sided p value of H0: gap <= 0 against gap > 0, ``1 - T_df(d / sqrt(v_dd))``."""
+    if not (np.isfinite(d) and np.isfinite(v_dd)) or v_dd <= 0:
+        return 0.0 if np.isfinite(d) and d > 0 and v_dd == 0 else 1.0
+    return float(sps.t.sf(d / np.sqrt(v_dd), df))
+
+
+def fieller_interval(a: float, d: float, v_aa: float, v_dd: float, v_ad: float,
+                     df: float, level: float = 0.95) -> tuple[float | None, float | None, bool]:
+    """Fieller confidence set for a/d (formula in the module docstring).
+
+    Args:
+        a, d: numerator and denominator estimates.
+        v_aa, v_dd, v_ad: their variances and covariance.
+        df: degrees of freedom for the t quantile.
+        level: confidence level.
+    Returns:
+        (low, high, bounded); low/high are None when the set is unbounded.
+    """
+    t2 = sps.t.ppf(0.5 + level / 2, df) ** 2
+    qa = d * d - t2 * v_dd
+    qb = a * d - t2 * v_ad
+    qc = a * a - t2 * v_aa
+    disc = qb * qb - qa * qc
+    if qa <= 0 or disc < 0:
+        return None, None, False
+    root = np.sqrt(disc)
+    return float((qb - root) / qa), float((qb + root) / qa), True
+
+
+def ratio_estimate(a: float, d: float, v_aa: float, v_dd: float, v_ad: float, df: float,
+                   alpha: float = 0.05) -> RatioEstimate:
+    """Gap test, then the ratio a/d with Fieller and delta-method (1 - alpha) intervals.
+
+    Args:
+        a, d, v_aa, v_dd, v_ad: as in ``fieller_interval``.
+        df: degrees of freedom (use the smaller of the numerator's and denominator's).
+        alpha: level of the gap test and 1 - confidence of the intervals.
+    Returns:
+        ``RatioEstimate``; undefined when the gap is not significantly above zero.
+    """
+    p_gap = gap_p_value(d, v_dd, df)
+    if not np.isfinite(a) or not np.isfinite(d) or p_gap >= alpha:
+        why = (f"gap (ceiling - weak) = {d:+.4f} is not clearly above zero "
+               f"(one-sided p = {p_gap:.3g}), so PGR is undefined")
+        return RatioEstimate(False, None, None, None, False, None, None, p_gap, why)
+    ratio = a / d
+    low, high, bounded = fieller_interval(a, d, v_aa, v_dd, v_ad, df, 1 - alpha)
+    q = sps.t.ppf(1 - alpha / 2, df)
+    se = np.sqrt(max(v_aa - 2 * ratio * v_ad + ratio * ratio * v_dd, 0.0)) / abs(d)
+    reason = "" if bounded else ("the Fieller interval is unbounded: the gap is not estimated "
+                                 "precisely enough to bound the ratio")
+    return RatioEstimate(True, float(ratio), low, high, bounded, float(ratio - q * se),
+                         float(ratio + q * se), p_gap, reason)

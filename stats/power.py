@@ -1,0 +1,110 @@
+"""Power, minimum detectable effect and the seeds or examples a design needs.
+
+For a one-sided level-alpha t test with standard error se and df degrees of freedom:
+
+* MDE at power 1-beta (normal-theory approximation, e.g. Bloom 1995, Eval. Rev. 19:547):
+  ``MDE = (t_{1-alpha, df} + t_{1-beta, df}) * se``.
+* Exact power for a true effect delta: ``1 - F_nct(t_{1-alpha, df}; df, delta / se)`` with the
+  noncentral t distribution.
+
+The contrast variance for S seeds and I examples is ``Sa/S + Sb/I + Se/(S I)`` (two-way design; the
+components come from the mean squares) or ``s2/S`` (seed level).  Seeds needed use df = S - 1,
+which is conservative for the Satterthwaite df of the two-way analysis.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from stats.estimates import TWO_WAY, CellMoments
+
+MAX_SEEDS = 10_000
+
+
+@dataclass(frozen=True)
+class VarianceComponents:
+    """Per-observation variance components of a contrast.
+
+    ``seed`` (Sa), ``example`` (Sb) and ``residual`` (Se); for seed-level data only ``seed`` is
+    set and it already includes the within-seed test-sampling noise at ``n_examples``.
+    """
+
+    seed: float
+    example: float
+    residual: float
+    n_seeds: int
+    n_examples: int | None
+    two_way: bool
+
+    def variance(self, n_seeds: int, n_examples: int | None = None) -> float:
+        """Variance of the contrast's mean with ``n_seeds`` seeds and ``n_examples`` examples."""
+        if not self.two_way:
+            # seed-level data cannot split seed noise from test noise: examples do not enter
+            return self.seed / n_seeds
+        n_ex = n_examples or self.n_examples or 1
+        return self.seed / n_seeds + self.example / n_ex + self.residual / (n_seeds * n_ex)
+
+
+def components(moments: CellMoments, coefficients: dict[str, float]) -> VarianceComponents:
+    """Variance components of a contrast from a cell's mean squares (clipped at zero).
+
+    Two-way: Se = c'MS_res c, Sa = (c'MS_seed c - Se) / I, Sb = (c'MS_ex c - Se) / S.
+    Seed level: Sa = se^2 * S, with S the smallest seed count among the arms involved.
+    """
+    c = moments.weights(coefficients)
+    contrast = moments.contrast(coefficients)
+    if moments.design == TWO_WAY and len(moments.ms_terms) == 3:
+        (ms_s, _, _), (ms_e, _, _), (ms_r, _, _) = moments.ms_terms
+        n_s = next(iter(moments.n_seeds.values()))
+        n_i = moments.n_examples or 1
+        q_s, q_e, q_r = (float(c @ m @ c) for m in (ms_s, ms_e, ms_r))
+        return VarianceComponents(max((q_s - q_r) / n_i, 0.0), max((q_e - q_r) / n_s, 0.0),
+                                  max(q_r, 0.0), n_s, n_i, True)
+    used = [n for a, n in moments.n_seeds.items() if c[moments.index(a)] != 0]
+    n_s = min(used) if used else 1
+    return VarianceComponents(contrast.se ** 2 * n_s, 0.0, 0.0, n_s, moments.n_examples, False)
+
+
+def mde(se: float, df: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Minimum detectable effect of a one-sided level-alpha test at the given power."""
+    if not np.isfinite(se):
+        return float("nan")
+    return float((sps.t.ppf(1 - alpha, df) + sps.t.ppf(power, df)) * se)
+
+
+def power_at(effect: float, se: float, df: float, alpha: float = 0.05) -> float:
+    """Exact power of the one-sided t test for a true ``effect`` (noncentral t)."""
+    crit = sps.t.ppf(1 - alpha, df)
+    return float(sps.nct.sf(crit, df, effect / se))
+
+
+def seeds_needed(comp: VarianceComponents, effect: float, alpha: float = 0.05,
+                 power: float = 0.8, n_examples: int | None = None) -> int | None:
+    """Smallest number of seeds giving at least ``power`` to detect ``effect`` (df = S - 1).
+
+    Returns None when no number of seeds suffices (the example-level variance alone is too big;
+    then more test examples are needed, see ``examples_needed``).
+    """
+    if effect <= 0:
+        return None
+    n_s = 2
+    while n_s <= MAX_SEEDS:
+        var = comp.variance(n_s, n_examples)
+        if var <= 0 or power_at(effect, np.sqrt(var), n_s - 1, alpha) >= power:
+            return n_s
+        n_s = n_s + 1 if n_s < 64 else int(n_s * 1.1)
+    return None
+
+
+def examples_needed(comp: VarianceComponents, effect: float, n_seeds: int, alpha: float = 0.05,
+                    power: float = 0.8) -> int | None:
+    """Test examples per seed needed at ``n_seeds`` seeds (two-way components only), or None."""
+    if not comp.two_way or effect <= 0:
+        return None
+    budget = (effect / (sps.t.ppf(1 - alpha, n_seeds - 1) + sps.t.ppf(power, n_seeds - 1))) ** 2
+    rest = budget - comp.seed / n_seeds
+    if rest <= 0:
+        return None
+    return int(np.ceil((comp.example + comp.residual / n_seeds) / rest))

@@ -1,0 +1,195 @@
+"""Load and check results tables: the per-example form and the aggregate (per-seed accuracy) form.
+
+The contract is in docs/architecture.md ("Results table"). Every schema problem raises
+``StatsInputError`` naming the file, the first bad line, the field and what was expected.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stats.errors import StatsInputError
+
+KEY_COLUMNS = ("rung", "dataset", "seed", "arm")
+EXAMPLE_COLUMNS = KEY_COLUMNS + ("example_id", "correct")
+AGGREGATE_COLUMNS = KEY_COLUMNS + ("accuracy", "n")
+META_COLUMNS = ("weak_model", "strong_model", "weak_params", "strong_params")
+RESERVED_ARMS = ("weak", "ceiling")
+
+EXAMPLES = "examples"
+AGGREGATE = "aggregate"
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a results table from Parquet (``.parquet``/``.pq``) or CSV (anything else).
+
+    Args:
+        path: the file.
+    Returns:
+        The raw DataFrame (not yet checked; see ``check_table``).
+    Raises:
+        StatsInputError: the file is missing, empty or unreadable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StatsInputError("no such file (expected a results table, .parquet or .csv)", path=path)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except (ValueError, OSError, pd.errors.ParserError) as err:  # pyarrow errors subclass these
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise StatsInputError(f"cannot read the table: {first}", path=path) from None
+
+
+def table_kind(df: pd.DataFrame) -> str:
+    """Say which form a table is in: ``"examples"`` (has example_id) or ``"aggregate"``."""
+    if "example_id" in df.columns:
+        return EXAMPLES
+    if "accuracy" in df.columns:
+        return AGGREGATE
+    return EXAMPLES
+
+
+def _line_of(df: pd.DataFrame, mask: np.ndarray) -> int:
+    """CSV line number (header is line 1) of the first row where ``mask`` holds."""
+    return int(np.flatnonzero(mask)[0]) + 2
+
+
+def _require_columns(df: pd.DataFrame, needed: tuple[str, ...], path: str | None, form: str) -> None:
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise StatsInputError(
+            f"missing column(s) {', '.join(missing)} (a {form} results table needs "
+            f"{', '.join(needed)})", path=path, line=1, field=missing[0])
+
+
+def _check_not_null(df: pd.DataFrame, columns: tuple[str, ...], path: str | None) -> None:
+    for col in columns:
+        bad = df[col].isna().to_numpy()
+        if bad.any():
+            raise StatsInputError("empty value (expected a value in every row)", path=path,
+                                  line=_line_of(df, bad), field=col)
+
+
+def _check_integer(df: pd.DataFrame, col: str, path: str | None, low: float | None = None,
+                   high: float | None = None, what: str = "an integer") -> pd.Series:
+    values = pd.to_numeric(df[col], errors="coerce")
+    bad = values.isna().to_numpy() | (values.to_numpy(dtype=float) % 1 != 0)
+    if low is not None:
+        bad |= values.to_numpy(dtype=float) < low
+    if high is not None:
+        bad |= values.to_numpy(dtype=float) > high
+    if bad.any():
+        raise StatsInputError(f"got {df[col].iloc[int(np.flatnonzero(bad)[0])]!r}, expected {what}",
+                              path=path, line=_line_of(df, bad), field=col)
+    return values.astype(np.int64)
+
+
+def check_table(df: pd.DataFrame, path: str | Path | None = None) -> pd.DataFrame:
+    """Validate a results table and return a clean copy with canonical dtypes.
+
+    Per-example form: rung, dataset, seed, arm, example_id, correct (0/1) [+ prob, pred, models].
+    Aggregate form: rung, dataset, seed, arm, accuracy in [0, 1], n >= 1 (n may be empty when
+    the source did not keep it) [+ models].  Both forms need a ``weak``, a ``ceiling`` and at least
+    one other arm somewhere, and no duplicated keys.
+
+    Args:
+        df: the raw table.
+        path: shown in error messages.
+    Returns:
+        A copy with str keys, int seed, int correct (per-example) or float accuracy/n (aggregate),
+        and every metadata column present (filled with None when absent).
+    Raises:
+        StatsInputError: on the first problem, with line and field.
+    """
+    where = str(path) if path is not None else None
+    if len(df) == 0:
+        raise StatsInputError("the table has no rows", path=where)
+    kind = table_kind(df)
+    needed = EXAMPLE_COLUMNS if kind == EXAMPLES else AGGREGATE_COLUMNS
+    _require_columns(df, needed, where, "per-example" if kind == EXAMPLES else "aggregate")
+    df = df.reset_index(drop=True)
+    _check_not_null(df, tuple(c for c in needed if c != "n"), where)
+    out = pd.DataFrame({c: df[c].astype(str) for c in ("rung", "dataset", "arm")})
+    out["seed"] = _check_integer(df, "seed", where)
+    if kind == EXAMPLES:
+        out["example_id"] = df["example_id"].astype(str)
+        out["correct"] = _check_integer(df, "correct", where, 0, 1, "0 or 1")
+        for col in ("prob", "pred"):
+            if col in df.columns:
+                out[col] = df[col]
+        keys = list(KEY_COLUMNS) + ["example_id"]
+    else:
+        acc = pd.to_numeric(df["accuracy"], errors="coerce")
+        bad = (acc.isna() | (acc < 0) | (acc > 1)).to_numpy()
+        if bad.any():
+            raise StatsInputError(f"got {df['accuracy'].iloc[int(np.flatnonzero(bad)[0])]!r}, "
+                                  "expected a fraction in [0, 1]", path=where,
+                                  line=_line_of(df, bad), field="accuracy")
+        out["accuracy"] = acc.astype(float)
+        n = pd.to_numeric(df["n"], errors="coerce")
+        bad = (df["n"].notna() & (n.isna() | (n < 1) | (n % 1 != 0))).to_numpy()
+        if bad.any():
+            raise StatsInputError(f"got {df['n'].iloc[int(np.flatnonzero(bad)[0])]!r}, expected "
+                                  "a whole number of examples >= 1 (or empty)", path=where,
+                                  line=_line_of(df, bad), field="n")
+        out["n"] = n.astype(float)
+        keys = list(KEY_COLUMNS)
+    for col in META_COLUMNS:
+        out[col] = df[col].where(df[col].notna(), None) if col in df.columns else None
+    dup = out.duplicated(keys).to_numpy()
+    if dup.any():
+        raise StatsInputError(f"duplicate row for ({', '.join(keys)}) (expected one row per key)",
+                              path=where, line=_line_of(out, dup), field=keys[-1])
+    arms = set(out["arm"])
+    for arm in RESERVED_ARMS:
+        if arm not in arms:
+            raise StatsInputError(f"no '{arm}' arm (the table needs weak, ceiling and method arms)",
+                                  path=where, field="arm")
+    if not arms - set(RESERVED_ARMS):
+        raise StatsInputError("no method arm besides weak and ceiling", path=where, field="arm")
+    out.attrs["kind"] = kind
+    return out
+
+
+def load_table(path: str | Path) -> pd.DataFrame:
+    """Read and check a results table file (see ``read_table`` and ``check_table``)."""
+    return check_table(read_table(path), path)
+
+
+def to_aggregate(df: pd.DataFrame) -> pd.DataFrame:
+    """Collapse a checked per-example table to the aggregate form (accuracy and n per seed).
+
+    Args:
+        df: output of ``check_table``; an aggregate table is returned unchanged.
+    Returns:
+        One row per (rung, dataset, seed, arm) with accuracy, n and the metadata columns.
+    """
+    if df.attrs.get("kind", table_kind(df)) == AGGREGATE:
+        return df
+    grouped = df.groupby(list(KEY_COLUMNS), sort=False)
+    out = grouped["correct"].agg(accuracy="mean", n="size").reset_index()
+    out["n"] = out["n"].astype(float)
+    meta = grouped[list(META_COLUMNS)].first().reset_index(drop=True)
+    for col in META_COLUMNS:
+        out[col] = meta[col].to_numpy()
+    out.attrs["kind"] = AGGREGATE
+    return out
+
+
+def rung_metadata(df: pd.DataFrame) -> dict[str, dict]:
+    """Per rung: weak_model, strong_model, weak_params, strong_params (first non-null value)."""
+    meta: dict[str, dict] = {}
+    for rung, rows in df.groupby("rung", sort=False):
+        entry = {}
+        for col in META_COLUMNS:
+            values = rows[col].dropna()
+            value = values.iloc[0] if len(values) else None
+            if col.endswith("_params") and value is not None:
+                value = int(float(value))
+            entry[col] = value
+        meta[str(rung)] = entry
+    return meta

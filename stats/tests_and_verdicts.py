@@ -1,0 +1,169 @@
+"""Hypothesis tests on a gain, multiplicity correction, and the verdict with plain reasons.
+
+Tests on the gain g (method - baseline) with estimate g^, standard error se and df:
+
+* superiority, H0: g <= 0:      p = 1 - T_df(g^ / se)
+* harm, H0: g >= 0:             p = T_df(g^ / se)
+* equivalence (TOST, Schuirmann 1987, J. Pharmacokinet. Biopharm. 15:657) with margin m:
+  H0: |g| >= m,  p = max(1 - T_df((g^ + m) / se), T_df((g^ - m) / se))
+
+Multiplicity: each family of p values is adjusted with the method passed explicitly (Holm 1979
+for the confirmatory family, Benjamini-Hochberg 1995 for exploratory screens), via statsmodels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+
+from stats.errors import StatsInputError
+from stats.estimates import Contrast
+
+REAL, VANISHED, HARMFUL, INCONCLUSIVE = "REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE"
+SUPERIOR, EQUIVALENT, HARM, UNDECIDED = "superior", "equivalent", "harmful", "inconclusive"
+CORRECTIONS = {"holm": "holm", "bonferroni": "bonferroni", "bh": "fdr_bh", "fdr_bh": "fdr_bh",
+               "none": None}
+
+
+@dataclass(frozen=True)
+class GainTests:
+    """Unadjusted one-sided p values of one gain."""
+
+    p_superiority: float
+    p_harm: float
+    p_equivalence: float
+
+
+def gain_tests(contrast: Contrast, sesoi: float) -> GainTests:
+    """Superiority, harm and TOST equivalence p values (formulas in the module docstring).
+
+    Args:
+        contrast: the gain's estimate, se and df.
+        sesoi: equivalence margin m > 0 (accuracy fraction).
+    Returns:
+        ``GainTests``; all p values are 1.0 (nothing shown) when the se is unknown.
+    """
+    g, se, df = contrast.estimate, contrast.se, contrast.df
+    if not (np.isfinite(g) and np.isfinite(se)):
+        return GainTests(1.0, 1.0, 1.0)
+    if se == 0:
+        return GainTests(float(g <= 0), float(g >= 0), float(abs(g) >= sesoi))
+    p_sup = float(sps.t.sf(g / se, df))
+    p_harm = float(sps.t.cdf(g / se, df))
+    p_eq = max(float(sps.t.sf((g + sesoi) / se, df)), float(sps.t.cdf((g - sesoi) / se, df)))
+    return GainTests(p_sup, p_harm, p_eq)
+
+
+def adjust(p_values: list[float], correction: str) -> list[float]:
+    """Adjust a family of p values.
+
+    Args:
+        p_values: the family (may be empty).
+        correction: ``holm``, ``bonferroni``, ``bh`` (Benjamini-Hochberg) or ``none``.
+    Returns:
+        Adjusted p values in the same order.
+    Raises:
+        StatsInputError: unknown correction name.
+    """
+    if correction not in CORRECTIONS:
+        raise StatsInputError(f"unknown correction {correction!r} (expected one of "
+                              f"{', '.join(sorted(CORRECTIONS))})", field="correction")
+    if not p_values:
+        return []
+    method = CORRECTIONS[correction]
+    if method is None:
+        return [float(p) for p in p_values]
+    return [float(p) for p in multipletests(np.asarray(p_values, float), method=method)[1]]
+
+
+def classify(p_sup: float, p_harm: float, p_eq: float, alpha: float) -> str:
+    """One cell's outcome from adjusted p values: superior, harmful, equivalent or inconclusive."""
+    if p_sup < alpha:
+        return SUPERIOR
+    if p_harm < alpha:
+        return HARM
+    if p_eq < alpha:
+        return EQUIVALENT
+    return UNDECIDED
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.2f}"
+
+
+def cell_reason(dataset: str, outcome: str, estimate: float, ci: tuple[float, float],
+                p_sup_adj: float, p_eq_adj: float, p_harm_adj: float, sesoi: float,
+                mde80: float, seeds: int | None, examples: int | None, n_seeds: int,
+                p_harm_raw: float | None = None, alpha: float = 0.05) -> str:
+    """One plain-language sentence for one dataset at the production rung.
+
+    Never reads p > alpha as "no effect": an undecided cell says what the interval still allows
+    and what data would settle it.
+    """
+    head = (f"{dataset}: gain {_pts(estimate)} points (95% CI {_pts(ci[0])} to {_pts(ci[1])})")
+    if outcome == SUPERIOR:
+        tail = f"better than the baseline (adjusted p = {p_sup_adj:.3g})"
+        if estimate < sesoi:
+            tail += (f", but the estimated gain is below the smallest gain of interest "
+                     f"({100 * sesoi:.2f} points)")
+        return f"{head}: {tail}."
+    if outcome == HARM:
+        return f"{head}: worse than the baseline (adjusted p = {p_harm_adj:.3g})."
+    if outcome == EQUIVALENT:
+        return (f"{head}: within +/-{100 * sesoi:.2f} points of the baseline (equivalence "
+                f"adjusted p = {p_eq_adj:.3g}) and not shown better, so the gain has vanished.")
+    need = []
+    if seeds is not None:
+        need.append(f"about {seeds} seeds")
+    if examples is not None:
+        need.append(f"about {examples} test examples per seed at {n_seeds} seeds")
+    need_text = (" or ".join(need) + " would give 80% power at that size") if need else (
+        "more seeds alone cannot reach 80% power at that size")
+    if p_harm_raw is not None and p_harm_raw < alpha:
+        return (f"{head}: points to a loss (unadjusted one-sided p = {p_harm_raw:.3g}) that is not "
+                f"confirmed after correcting for multiple comparisons (adjusted p = "
+                f"{p_harm_adj:.3g}); with {n_seeds} seeds the smallest effect detectable with 80% "
+                f"power is {100 * mde80:.2f} points; {need_text}.")
+    return (f"{head}: not shown better (adjusted p = {p_sup_adj:.3g}), and the data cannot rule "
+            f"out a gain or loss of {100 * sesoi:.2f} points either (equivalence adjusted "
+            f"p = {p_eq_adj:.3g}); with {n_seeds} seeds the smallest gain detectable with 80% "
+            f"power is {100 * mde80:.2f} points; {need_text}.")
+
+
+def method_verdict(outcomes: dict[str, str], estimates: dict[str, float],
+                   sesoi: float) -> tuple[str, bool, str]:
+    """Combine the per-dataset outcomes at the production rung into one verdict.
+
+    Rules: HARMFUL if any dataset is harmful; else REAL if any is superior; else VANISHED if every
+    dataset is equivalent; else INCONCLUSIVE.  Promote only a REAL method whose estimated gain
+    reaches the SESOI on some superior dataset.
+
+    Args:
+        outcomes: dataset -> outcome from ``classify``.
+        estimates: dataset -> gain estimate.
+        sesoi: smallest effect size of interest.
+    Returns:
+        (verdict, promote, one-line summary).
+    """
+    if not outcomes:
+        return INCONCLUSIVE, False, "no dataset at the production rung has this method and the baseline"
+    values = list(outcomes.values())
+    superior = [d for d, o in outcomes.items() if o == SUPERIOR]
+    if HARM in values:
+        bad = ", ".join(d for d, o in outcomes.items() if o == HARM)
+        return HARMFUL, False, f"HARMFUL: worse than the baseline on {bad}."
+    if superior:
+        big = [d for d in superior if estimates[d] >= sesoi]
+        others = [d for d in outcomes if d not in superior]
+        text = f"REAL: better than the baseline on {', '.join(superior)}"
+        text += f" (not shown on {', '.join(others)})" if others else ""
+        if not big:
+            text += f"; real but below the SESOI of {100 * sesoi:.2f} points, so not promoted"
+        return REAL, bool(big), text + "."
+    if all(o == EQUIVALENT for o in values):
+        return VANISHED, False, (f"VANISHED: within +/-{100 * sesoi:.2f} points of the baseline "
+                                 "on every dataset.")
+    return INCONCLUSIVE, False, ("INCONCLUSIVE: the data neither show a gain nor rule out one "
+                                 f"of {100 * sesoi:.2f} points; see the seeds needed below.")

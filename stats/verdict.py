@@ -1,0 +1,123 @@
+"""Write the analysis: verdict.json (the contract), summary.md (plain words) and estimates.csv."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+VERDICT_FILE, SUMMARY_FILE, ESTIMATES_FILE = "verdict.json", "summary.md", "estimates.csv"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file in the same directory and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _clean(value):
+    """JSON-safe: NaN/inf become null, numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def estimates_frame(verdict: dict) -> pd.DataFrame:
+    """Tidy table: one row per (method, rung, dataset) with accuracies, gain, PGR and tests."""
+    rows = []
+    for method, entry in verdict["methods"].items():
+        for c in entry["cells"]:
+            g, p, pb = c["gain"], c["pgr"], c["pgr_baseline"]
+            rows.append({
+                "method": method, "baseline": verdict["baseline"], "rung": c["rung"],
+                "dataset": c["dataset"], "strong_params": c["strong_params"],
+                "n_seeds": c["n_seeds"], "n_examples": c["n_examples"], "design": c["design"],
+                "acc_weak": c["acc"]["weak"], "acc_ceiling": c["acc"]["ceiling"],
+                "acc_baseline": c["acc"]["baseline"], "acc_method": c["acc"]["method"],
+                "gain": g["estimate"], "gain_ci_low": g["ci_low"], "gain_ci_high": g["ci_high"],
+                "gain_boot_ci_low": g.get("boot_ci_low"), "gain_boot_ci_high": g.get("boot_ci_high"),
+                "p_superiority": g["p_superiority"], "p_equivalence": g["p_equivalence"],
+                "p_harm": g.get("p_harm"), "p_adjusted": g["p_adjusted"],
+                "family": g.get("family"), "outcome": c.get("outcome"),
+                "pgr_defined": p["defined"], "pgr": p["estimate"], "pgr_ci_low": p["ci_low"],
+                "pgr_ci_high": p["ci_high"], "pgr_baseline": pb["estimate"],
+                "pgr_baseline_ci_low": pb["ci_low"], "pgr_baseline_ci_high": pb["ci_high"],
+                "mde80": c["mde80"], "seeds_needed": c.get("seeds_needed"),
+                "verdict": entry["verdict"]})
+    return pd.DataFrame(rows)
+
+
+def _pts(x) -> str:
+    return "n/a" if x is None else f"{100 * x:+.2f}"
+
+
+def _num(x, fmt: str = "{:.3f}") -> str:
+    return "n/a" if x is None else fmt.format(x)
+
+
+def summary_markdown(verdict: dict) -> str:
+    """The plain-language summary: verdicts, reasons and a table of the production cells."""
+    lines = [f"# Transfer verdicts (baseline: `{verdict['baseline']}`)", "",
+             f"Production rung: `{verdict['production_rung']}`; alpha = {verdict['alpha']}; "
+             f"SESOI = {100 * verdict['sesoi']:.2f} accuracy points; correction: "
+             f"{verdict['correction']} (confirmatory), BH (exploratory).", ""]
+    for note in verdict.get("notes", []):
+        lines.append(f"- Note: {note}")
+    if verdict.get("notes"):
+        lines.append("")
+    lines += ["| method | verdict | promote | dataset | rung | acc method | acc baseline | gain (pts) "
+              "| 95% CI (pts) | adj. p | PGR [95% CI] | PGR baseline [95% CI] |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for method, entry in verdict["methods"].items():
+        for c in entry["cells"]:
+            g, p, pb = c["gain"], c["pgr"], c["pgr_baseline"]
+            pgr = (f"{_num(p['estimate'])} [{_num(p['ci_low'])}, {_num(p['ci_high'])}]"
+                   if p["defined"] else "undefined")
+            pgrb = (f"{_num(pb['estimate'])} [{_num(pb['ci_low'])}, {_num(pb['ci_high'])}]"
+                    if pb["defined"] else "undefined")
+            lines.append(
+                f"| {method} | {entry['verdict']} | {'yes' if entry['promote'] else 'no'} | "
+                f"{c['dataset']} | {c['rung']} | {_num(c['acc']['method'], '{:.4f}')} | "
+                f"{_num(c['acc']['baseline'], '{:.4f}')} | {_pts(g['estimate'])} | "
+                f"{_pts(g['ci_low'])} to {_pts(g['ci_high'])} | {_num(g['p_adjusted'], '{:.3g}')} | "
+                f"{pgr} | {pgrb} |")
+    lines.append("")
+    for method, entry in verdict["methods"].items():
+        lines += [f"## {method}: {entry['verdict']}", ""]
+        lines += [f"- {r}" for r in entry["reasons"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_outputs(verdict: dict, out_dir: str | Path) -> dict[str, Path]:
+    """Write verdict.json, summary.md and estimates.csv into ``out_dir`` (each atomically).
+
+    Args:
+        verdict: the dict from ``analyze_table``.
+        out_dir: created if missing.
+    Returns:
+        {"verdict": path, "summary": path, "estimates": path}.
+    """
+    out = Path(out_dir)
+    paths = {"verdict": out / VERDICT_FILE, "summary": out / SUMMARY_FILE,
+             "estimates": out / ESTIMATES_FILE}
+    _atomic_write(paths["verdict"], json.dumps(_clean(verdict), indent=2, allow_nan=False) + "\n")
+    _atomic_write(paths["summary"], summary_markdown(verdict))
+    _atomic_write(paths["estimates"], estimates_frame(verdict).to_csv(index=False))
+    return paths
