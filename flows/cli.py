@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "flows.commands.gate",
     "flows.commands.report",
     "flows.commands.plan_schema",
+    "flows.commands.analyze",
 ]
 
 for _module in COMMAND_MODULES:
