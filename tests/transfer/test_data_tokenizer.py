@@ -57,3 +57,15 @@ def test_built_from_the_synthetic_corpus_covers_every_pseudo_word():
     encoded = tokenizer(list(task.test.texts[:100]))["input_ids"]
     assert all(tokenizer.unk_token_id not in ids for ids in encoded)
     assert len(tokenizer) <= 4 + 1200
+
+
+def test_special_token_strings_map_to_their_ids_and_survive_save_and_reload(tmp_path):
+    tokenizer = build_word_tokenizer(TEXTS)
+    vocab = tokenizer.get_vocab()
+    expected = [tokenizer.bos_token_id, vocab["a"], vocab["c"], tokenizer.eos_token_id]
+    assert tokenizer("<bos> a C <eos>")["input_ids"] == expected
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = PreTrainedTokenizerFast.from_pretrained(tmp_path)
+    assert reloaded("<bos> a C <eos>")["input_ids"] == expected
+    assert reloaded.get_vocab() == vocab and reloaded.padding_side == "right"
+    assert reloaded.pad_token_id == 0
