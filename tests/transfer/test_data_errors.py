@@ -75,7 +75,8 @@ def test_missing_label(tmp_path):
 
 def test_wrong_type_of_an_input_field(tmp_path):
     root = _task(tmp_path / "t", train_unlabel=[{**_pairwise(2), "prompt": 7}, _pairwise(3)])
-    assert _error(root) == f"{root / 'train_unlabel.jsonl'}:1: prompt: expected a string, got a number"
+    assert _error(root) == (f"{root / 'train_unlabel.jsonl'}:1: prompt: expected a string, "
+                            "got a number")
 
 
 @pytest.mark.parametrize("label", ["C", "a", 1, True, None])

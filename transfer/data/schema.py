@@ -30,7 +30,8 @@ class Example:
         id: stable identifier, unique within the task; never encodes the label.
         text: the model input, rendered as one string.
         label: 0 or 1 (1 is the positive label, named by ``TaskData.label_names[1]``).
-        extra: fields of the source row that are neither input nor label (e.g. ``subset``).
+        extra: fields of the source row that are neither input nor label (e.g. ``subset``);
+            left out of equality and hashing, so examples stay hashable.
     """
 
     id: str
