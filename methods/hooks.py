@@ -1,8 +1,8 @@
 """Training hooks of the built-in methods, on torch tensors.
 
 The engine (``transfer.engine``) calls ``prepare(targets, weights)`` once before training and
-``loss(logits, targets, weights, progress)`` per step. These classes rely on that protocol only
-(duck-typed, no import of ``transfer.engine``), so they work with any trainer honouring it.
+``loss(logits, targets, weights, progress)`` per step. The classes subclass
+``transfer.engine.TrainHooks`` and use only that protocol, so any trainer honouring it works.
 ``targets`` are soft label distributions of shape ``(N, 2)`` (column 1 is P(label 1)).
 """
 from __future__ import annotations
@@ -12,25 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from transfer.engine.hooks import TrainHooks, soft_cross_entropy
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
-                       weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Weighted soft cross-entropy, the engine's default loss.
-
-    ``L = mean_i w_i * CE_i`` with ``CE_i = -sum_c targets[i, c] * log softmax(logits_i)[c]``.
-
-    Args:
-        logits: ``(B, 2)`` raw scores.
-        targets: ``(B, 2)`` soft label distributions.
-        weights: ``(B,)`` per-example weights, or None for all ones.
-
-    Returns:
-        a scalar tensor.
-    """
-    per_example = -(targets * torch.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
-    if weights is not None:
-        per_example = per_example * weights.to(per_example.dtype)
-    return per_example.mean()
+__all__ = ["AuxConfHooks", "batch_quantile_hardening", "linear_warmup", "soft_cross_entropy"]
 
 
 def linear_warmup(progress: float, a_max: float, warmup_frac: float) -> float:
@@ -76,7 +60,7 @@ def _p1_column(targets: Any) -> np.ndarray:
     return array[:, 1] if array.ndim == 2 else array
 
 
-class AuxConfHooks:
+class AuxConfHooks(TrainHooks):
     """Auxiliary confidence loss (Burns et al. 2023, "Weak-to-Strong Generalization",
     arXiv:2312.09390, section 4.3.2):
 
@@ -112,7 +96,7 @@ class AuxConfHooks:
         """The auxiliary weight ``a`` at ``progress`` in [0, 1)."""
         return linear_warmup(progress, self.a_max, self.warmup_frac)
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None,
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
              progress: float) -> torch.Tensor:
         """The mixed-target loss of the current batch (see the class docstring)."""
         if self.positive_share is None:
