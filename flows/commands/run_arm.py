@@ -1,0 +1,61 @@
+"""`w2s-transfer run-arm`: run one arm of one rung for one seed and write its predictions."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import typer
+
+from flows.commands._errors import user_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run-arm")
+    def run_arm_command(
+        ladder: str = typer.Option("tiny", help="ladder name or YAML path"),
+        rung: str = typer.Option(..., help="rung name (see `w2s-transfer ladders`)"),
+        arm: str = typer.Option(..., help="weak | ceiling | student"),
+        seed: int = typer.Option(0, min=0, help="training seed"),
+        out: Path = typer.Option(..., help="directory for predictions.parquet and metrics.json"),
+        data: Path = typer.Option(None, help="dataset directory (sandbox or generic JSONL); "
+                                  "the built-in synthetic task by default"),
+        method: str = typer.Option(None, help="student method (registry name or module:attr); "
+                                   "the baseline is 'vanilla'"),
+        param: list[str] = typer.Option(None, "--param", help="method parameter key=value"),
+        store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
+        ds_config: str = typer.Option(None, help="DeepSpeed config name or path"),
+        precision: str = typer.Option(None, help="fp32 | bf16"),
+    ) -> None:
+        """Run one arm (training what it needs first) and write DIR/predictions.parquet and
+        DIR/metrics.json. A complete run in the store is reused, not recomputed."""
+        with user_errors():
+            _run(ladder, rung, arm, seed, out, data, method, param or [], store,
+                 {"ds_config": ds_config, "precision": precision})
+
+
+def _run(ladder, rung, arm, seed, out, data, method, params, store, overrides) -> None:
+    from flows.context import arm_context, method_function
+    from transfer.arms import run_arm
+    from transfer.errors import InputError
+
+    if arm not in ("weak", "ceiling", "student"):
+        raise InputError(f"expected weak, ceiling or student, got {arm!r}", field="--arm")
+    if arm != "student" and (method or params):
+        raise InputError("--method and --param apply to the student arm only", field="--method")
+    if arm == "student" and not method:
+        method = "vanilla"
+    ctx = arm_context(ladder, data, store, overrides)
+    ctx.ladder.rung(rung)  # unknown rung: a clear error before any compute
+    name, params_dict, fn = (None, None, None)
+    if arm == "student":
+        name, params_dict, fn = method_function(method, params)
+    record = run_arm(ctx, rung, arm, seed, method=name, method_params=params_dict, method_fn=fn)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for file in ("predictions.parquet", "metrics.json"):
+        partial = out / f".{file}.tmp"
+        shutil.copy2(record.path / file, partial)
+        partial.replace(out / file)
+    metrics = record.metrics
+    print(f"{metrics['arm']} rung={metrics['rung']} seed={metrics['seed']} "
+          f"accuracy={metrics['accuracy']:.4f} n={metrics['n']} -> {out}")

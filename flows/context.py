@@ -1,0 +1,51 @@
+"""Build the objects every entry point needs (ladder, task, store, engine config) from options."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transfer.errors import InputError
+
+
+def engine_config(ladder, overrides: dict[str, Any] | None = None):
+    """The ladder's training defaults with ``overrides`` on top, validated."""
+    from pydantic import ValidationError
+
+    from transfer.engine import EngineConfig
+
+    settings = {**ladder.training, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    try:
+        return EngineConfig(**settings)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise InputError(first["msg"], field=".".join(str(p) for p in first["loc"])) from None
+
+
+def arm_context(ladder: str | Path, data: str | Path | None, store: str | Path | None,
+                overrides: dict[str, Any] | None = None, data_seed: int = 0):
+    """An `ArmContext` for one (ladder, dataset): shared backends, one store."""
+    from transfer.arms import ArmContext
+    from transfer.data import load_task
+    from transfer.ladder import load_ladder
+    from transfer.store import RunStore
+
+    ladder_obj = load_ladder(ladder)
+    task = load_task(data, seed=data_seed)
+    return ArmContext(ladder=ladder_obj, task=task, store=RunStore(store),
+                      engine_config=engine_config(ladder_obj, overrides))
+
+
+def method_function(name: str, params: list[str] | dict[str, Any] | None):
+    """Resolve a method and its params into ``(label, params_dict, fn(data, trainer))``."""
+    from methods.registry import parse_params, resolve_method
+
+    method = resolve_method(name)
+    if isinstance(params, dict):
+        params = [f"{k}={v}" for k, v in params.items()]
+    parsed = parse_params(method, list(params or []))
+    params_dict = parsed.model_dump(mode="json")
+
+    def run(data, trainer):
+        return method.run(data, trainer, parsed)
+
+    return method.name, params_dict, run

@@ -1,0 +1,76 @@
+"""Ladders: built-ins load in size order; bad ladder files are one-line errors with file:line."""
+from __future__ import annotations
+
+import pytest
+
+from transfer.errors import InputError
+from transfer.ladder import builtin_ladder_names, load_ladder, model_params
+
+
+def test_builtin_ladders_are_ordered_by_strong_size():
+    assert {"tiny", "micro", "qwen"} <= set(builtin_ladder_names())
+    for name in builtin_ladder_names():
+        ladder = load_ladder(name)
+        sizes = [model_params(r.strong) for r in ladder.rungs]
+        assert sizes == sorted(sizes), name
+        for rung in ladder.rungs:
+            assert model_params(rung.weak) < model_params(rung.strong)
+
+
+def test_tiny_ladder_has_three_growing_rungs_and_chained_checkpoints():
+    ladder = load_ladder("tiny")
+    assert len(ladder.rungs) >= 3
+    for lower, upper in zip(ladder.rungs, ladder.rungs[1:]):
+        assert lower.strong.name == upper.weak.name
+
+
+def test_qwen_ladder_starts_at_the_discovery_pair_and_reaches_70b_class():
+    ladder = load_ladder("qwen")
+    assert ladder.rungs[0].weak.checkpoint == "Qwen/Qwen1.5-0.5B-Chat"
+    assert ladder.rungs[0].strong.checkpoint == "Qwen/Qwen3-4B-Base"
+    assert model_params(ladder.rungs[-1].strong) >= 65e9
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "ladder.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD_MODELS = """models:
+  a: {kind: tiny, hidden_size: 16, num_layers: 1, num_heads: 2, pretrain: {tokens: 1000, lr: 0.001}}
+  b: {kind: tiny, hidden_size: 32, num_layers: 1, num_heads: 2, pretrain: {tokens: 1000, lr: 0.001}}
+"""
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("name: x\n" + GOOD_MODELS + "rungs:\n  - {name: r, weak: a, strong: b, colour: red}\n",
+     ["ladder.yaml:6", "rungs.0.colour", "Extra inputs are not permitted"]),
+    ("name: x\n" + GOOD_MODELS + "rungs:\n  - {name: r, weak: a, strong: zzz}\n",
+     ["ladder.yaml:6", "rungs.0.strong", "'zzz' is not defined"]),
+    ("name: x\n" + GOOD_MODELS + "rungs:\n  - {name: r, weak: b, strong: a}\n",
+     ["ladder.yaml:6", "strong model must be larger"]),
+    ("name: x\nmodels:\n  a: {kind: tiny, hidden_size: 30, num_layers: 1, num_heads: 4, "
+     "pretrain: {tokens: 10, lr: 0.1}}\nrungs:\n  - {name: r, weak: a, strong: a}\n",
+     ["ladder.yaml:3", "models.a", "not divisible by num_heads"]),
+    ("name: x\n" + GOOD_MODELS + "training: {epochs: 0}\nrungs:\n  - {name: r, weak: a, strong: b}\n",
+     ["ladder.yaml:5", "training.epochs", "greater than or equal to 1"]),
+    ("name: x\nmodels: [\n", ["ladder.yaml", "invalid YAML"]),
+])
+def test_bad_ladder_files_name_file_line_and_field(tmp_path, body, expected):
+    with pytest.raises(InputError) as err:
+        load_ladder(_write(tmp_path, body))
+    message = str(err.value)
+    for part in expected:
+        assert part in message, message
+    assert "\n" not in message
+
+
+def test_unknown_ladder_name_lists_the_builtins():
+    with pytest.raises(InputError, match="unknown ladder 'nope'.*tiny"):
+        load_ladder("nope")
+
+
+def test_unknown_rung_lists_the_known_ones():
+    with pytest.raises(InputError, match="unknown rung 'r9'.*r0, r1, r2"):
+        load_ladder("tiny").rung("r9")

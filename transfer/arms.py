@@ -1,0 +1,164 @@
+"""The three arms of a weak-to-strong experiment for one (rung, dataset, seed).
+
+- weak: the rung's weak model trained on gold labels of ``train_label``; predicts soft labels on
+  ``train_unlabel`` and probabilities on ``test``.
+- ceiling: the strong model trained on gold labels of ``train_unlabel``.
+- student: the strong model trained through a method on the weak soft labels of
+  ``train_unlabel``. The method sees a sealed ``StudentData`` and a ``StudentTrainer``; gold labels
+  are used only here, after it returns, to score its test predictions.
+
+Weak and ceiling runs do not depend on the method, so every method reuses them from the store.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from transfer.errors import InputError
+from transfer.ladder import Ladder, Rung, spec_fingerprint
+from transfer.sealed import StudentData
+from transfer.store import RunRecord, RunSpec, RunStore
+from transfer.student import STUDENT_SPLIT, TEST_SPLIT, BackendStudentTrainer, TextsOnlyTask
+
+MethodFn = Callable[[StudentData, Any], np.ndarray]
+ARMS = ("weak", "ceiling", "student")
+
+
+@dataclass
+class ArmContext:
+    """What every arm of one (ladder, dataset) needs; backends are built once and shared."""
+
+    ladder: Ladder
+    task: Any  # transfer.data.TaskData
+    store: RunStore
+    engine_config: Any  # transfer.engine.EngineConfig
+    _backends: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def backend(self, spec):
+        if spec.name not in self._backends:
+            from transfer.backends import make_backend
+
+            self._backends[spec.name] = make_backend(spec, self.task)
+        return self._backends[spec.name]
+
+    def hparams(self) -> dict[str, Any]:
+        return self.engine_config.model_dump(mode="json", exclude={"seed"})
+
+
+def arm_spec(ctx: ArmContext, rung: Rung, arm: str, seed: int, method: str | None = None,
+             method_params: dict[str, Any] | None = None) -> RunSpec:
+    """The store key of an arm; a student's key includes the key of the weak run it learns from."""
+    if arm not in ARMS:
+        raise InputError(f"unknown arm {arm!r}; expected one of {', '.join(ARMS)}", field="arm")
+    model = rung.weak if arm == "weak" else rung.strong
+    depends_on = None
+    if arm == "student":
+        if not method:
+            raise InputError("a student arm needs a method (the baseline is 'vanilla')",
+                             field="method")
+        depends_on = arm_spec(ctx, rung, "weak", seed).run_hash()
+    return RunSpec(arm=arm, ladder=ctx.ladder.name, rung=rung.name, dataset=ctx.task.name,
+                   dataset_fingerprint=ctx.task.fingerprint, seed=seed, model=model.name,
+                   model_fingerprint=spec_fingerprint(model), hparams=ctx.hparams(),
+                   method=method if arm == "student" else None,
+                   method_params=(method_params or {}) if arm == "student" else {},
+                   depends_on=depends_on)
+
+
+def _gold_targets(labels: np.ndarray) -> np.ndarray:
+    """Gold labels as targets P(label 1): 0.0 or 1.0."""
+    return np.asarray(labels, dtype=np.float64)
+
+
+def _scored(ids, labels: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    probs = np.asarray(probs, dtype=np.float64)
+    pred = (probs > 0.5).astype(np.int64)
+    return pd.DataFrame({"example_id": list(ids), "prob": probs, "pred": pred,
+                         "correct": (pred == np.asarray(labels)).astype(np.int64)})
+
+
+def _metrics(spec: RunSpec, rung: Rung, predictions: pd.DataFrame, seconds: float,
+             backend) -> dict[str, Any]:
+    return {"accuracy": float(predictions["correct"].mean()), "n": int(len(predictions)),
+            "arm": spec.label, "kind": spec.arm, "rung": spec.rung, "seed": spec.seed,
+            "dataset": spec.dataset, "ladder": spec.ladder, "model": spec.model,
+            "model_params": backend.params, "weak_model": rung.weak.name,
+            "strong_model": rung.strong.name, "method": spec.method,
+            "method_params": spec.method_params, "seconds": round(seconds, 3)}
+
+
+def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
+            method: str | None = None, method_params: dict[str, Any] | None = None,
+            method_fn: MethodFn | None = None) -> RunRecord:
+    """Run one arm, or return it from the store if it is already complete.
+
+    A student arm first makes sure its weak teacher exists (running it if needed).
+    """
+    rung = ctx.ladder.rung(rung_name)
+    spec = arm_spec(ctx, rung, arm, seed, method, method_params)
+    done = ctx.store.get(spec)
+    if done is not None:
+        return done
+    if arm == "student" and method_fn is None:
+        raise InputError("a student arm needs the method's function", field="method")
+    start = time.perf_counter()
+    splits = ctx.task.splits
+    if arm == "weak":
+        backend = ctx.backend(rung.weak)
+        fitted = backend.fit("train_label", _gold_targets(splits["train_label"].labels), seed=seed,
+                             engine_config=ctx.engine_config)
+        soft = pd.DataFrame({"example_id": list(splits[STUDENT_SPLIT].ids),
+                             "prob": fitted.predict(STUDENT_SPLIT)})
+        test_probs = fitted.predict(TEST_SPLIT)
+    elif arm == "ceiling":
+        backend = ctx.backend(rung.strong)
+        fitted = backend.fit(STUDENT_SPLIT, _gold_targets(splits[STUDENT_SPLIT].labels), seed=seed,
+                             engine_config=ctx.engine_config)
+        soft, test_probs = None, fitted.predict(TEST_SPLIT)
+    else:
+        backend = ctx.backend(rung.strong)
+        weak = run_arm(ctx, rung_name, "weak", seed)
+        test_probs = _run_student(ctx, rung, weak, seed, method_fn)
+        soft = None
+    predictions = _scored(splits[TEST_SPLIT].ids, splits[TEST_SPLIT].labels, test_probs)
+    metrics = _metrics(spec, rung, predictions, time.perf_counter() - start, backend)
+    config = {"engine": ctx.engine_config.model_dump(mode="json"),
+              "rung": rung.model_dump(mode="json"), "dataset_source": ctx.task.source}
+    return ctx.store.put(spec, predictions, metrics, soft_labels=soft, config=config)
+
+
+def sealed_student_inputs(ctx: ArmContext, rung: Rung, weak: RunRecord, seed: int
+                          ) -> tuple[StudentData, BackendStudentTrainer]:
+    """The label-free inputs a method receives: StudentData and a trainer over the strong model."""
+    splits = ctx.task.splits
+    soft = weak.soft_labels().set_index("example_id")["prob"]
+    weak_test = weak.predictions().set_index("example_id")["prob"]
+    data = StudentData(
+        ids=splits[STUDENT_SPLIT].ids, texts=splits[STUDENT_SPLIT].texts,
+        weak_probs=soft.loc[list(splits[STUDENT_SPLIT].ids)].to_numpy(),
+        test_ids=splits[TEST_SPLIT].ids, test_texts=splits[TEST_SPLIT].texts,
+        weak_test_probs=weak_test.loc[list(splits[TEST_SPLIT].ids)].to_numpy(),
+        label_names=tuple(ctx.task.label_names), seed=seed)
+    models = ctx.ladder.models()
+    ceiling_size = list(models).index(rung.strong.name)
+    trainer = BackendStudentTrainer(
+        strong=ctx.backend(rung.strong).without("train_label"),
+        model_specs={name: models[name] for name in list(models)[:ceiling_size + 1]},
+        task_view=TextsOnlyTask.of(ctx.task), engine_config=ctx.engine_config, seed=seed)
+    return data, trainer
+
+
+def _run_student(ctx, rung, weak, seed, method_fn) -> np.ndarray:
+    data, trainer = sealed_student_inputs(ctx, rung, weak, seed)
+    probs = np.asarray(method_fn(data, trainer), dtype=np.float64)
+    if probs.shape != (len(data.test_ids),):
+        raise InputError(f"the method returned {probs.shape} predictions; expected "
+                         f"({len(data.test_ids)},)", field="method")
+    if not np.all(np.isfinite(probs)) or np.any((probs < 0) | (probs > 1)):
+        raise InputError("the method returned values outside [0, 1] or NaN", field="method")
+    return probs

@@ -1,0 +1,243 @@
+"""The model ladder: named (weak, strong) rungs of growing size, loaded from YAML.
+
+A ladder file names its models once and lists rungs that pair them::
+
+    name: tiny
+    models:
+      tiny-64x2: {kind: tiny, hidden_size: 64, num_layers: 2, num_heads: 4, pretrain: {...}}
+    rungs:
+      - {name: r0, weak: tiny-48x2, strong: tiny-64x2}
+
+Built-in ladders live in ``transfer/ladders/*.yaml``; any other path works the same way.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from transfer.errors import InputError
+
+LADDER_DIR = Path(__file__).with_name("ladders")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PretrainSpec(_Strict):
+    """Causal-LM pretraining of a tiny model on the task's unlabeled corpus (never test)."""
+
+    tokens: int = Field(gt=0, description="token budget of the pretraining pass")
+    lr: float = Field(gt=0, lt=1, description="constant learning rate after warm-up")
+    batch_size: int = Field(64, gt=0)
+    warmup_frac: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    seed: int = 0
+
+
+class TinyModelSpec(_Strict):
+    """A Qwen2-architecture model built from ``Qwen2Config``; no downloads."""
+
+    kind: Literal["tiny"]
+    name: str = ""
+    hidden_size: int = Field(gt=0)
+    num_layers: int = Field(gt=0)
+    num_heads: int = Field(gt=0)
+    num_kv_heads: int | None = Field(None, gt=0)
+    intermediate_size: int | None = Field(None, gt=0)
+    pretrain: PretrainSpec
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "TinyModelSpec":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads "
+                             f"{self.num_heads}")
+        kv = self.num_kv_heads or self.num_heads
+        if self.num_heads % kv:
+            raise ValueError(f"num_heads {self.num_heads} is not divisible by num_kv_heads {kv}")
+        return self
+
+    @property
+    def params(self) -> int | None:
+        return None  # exact count depends on the vocabulary; see transfer.models.tiny
+
+
+class HFModelSpec(_Strict):
+    """A real checkpoint: a Hugging Face id (loaded from the local cache) or a local path."""
+
+    kind: Literal["hf"]
+    name: str = ""
+    checkpoint: str = Field(min_length=1)
+    params: int | None = Field(None, gt=0, description="parameter count (model card)")
+    head: Literal["label_token", "seq_cls"] = "label_token"
+    lora_r: int = Field(32, gt=0)
+    lora_alpha: int = Field(64, gt=0)
+    max_length: int = Field(512, gt=0)
+
+
+ModelSpec = Annotated[Union[TinyModelSpec, HFModelSpec], Field(discriminator="kind")]
+
+
+class Rung(_Strict):
+    name: str = Field(min_length=1)
+    weak: ModelSpec
+    strong: ModelSpec
+
+
+class _RungRef(_Strict):
+    name: str = Field(min_length=1)
+    weak: str
+    strong: str
+
+
+class _LadderFile(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    training: dict[str, Any] = Field(default_factory=dict)
+    models: dict[str, ModelSpec]
+    rungs: list[_RungRef] = Field(min_length=1)
+
+
+class Ladder(_Strict):
+    name: str
+    description: str = ""
+    training: dict[str, Any] = Field(default_factory=dict,
+                                     description="EngineConfig defaults for this ladder's arms")
+    rungs: tuple[Rung, ...]
+    source: str = ""
+
+    def rung(self, name: str) -> Rung:
+        for rung in self.rungs:
+            if rung.name == name:
+                return rung
+        known = ", ".join(r.name for r in self.rungs)
+        raise InputError(f"unknown rung {name!r}; ladder {self.name!r} has: {known}",
+                         field="rung")
+
+    def models(self) -> dict[str, TinyModelSpec | HFModelSpec]:
+        """Every model of the ladder by name, smallest rung first."""
+        out: dict[str, TinyModelSpec | HFModelSpec] = {}
+        for rung in self.rungs:
+            out.setdefault(rung.weak.name, rung.weak)
+            out.setdefault(rung.strong.name, rung.strong)
+        return out
+
+
+def spec_fingerprint(spec: BaseModel) -> str:
+    """A short stable hash of a spec's content (used in cache keys)."""
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
+    """Best-effort YAML line (1-based) of a pydantic error location."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            match = node.value[key]
+        else:
+            match = None
+        if match is None:
+            break
+        node, line = match, match.start_mark.line + 1
+    return line
+
+
+def load_ladder(name_or_path: str | Path) -> Ladder:
+    """Load a ladder by built-in name (``tiny``, ``micro``, ``qwen``) or from a YAML path.
+
+    Raises:
+        InputError: unknown name, unreadable YAML, unknown keys, impossible specs, rungs naming
+            models that are not defined, or rungs whose strong model is not larger than the weak.
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = LADDER_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise InputError(f"unknown ladder {str(name_or_path)!r}; built in: "
+                             f"{', '.join(builtin_ladder_names())}", field="ladder")
+    return _load_ladder_file(str(path.resolve()))
+
+
+@lru_cache(maxsize=32)
+def _load_ladder_file(path: str) -> Ladder:
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise InputError(f"cannot read ladder file: {err.strerror}", path=path) from None
+    try:
+        raw = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise InputError(f"invalid YAML: {getattr(err, 'problem', err)}", path=path,
+                         line=mark.line + 1 if mark else None) from None
+    try:
+        parsed = _LadderFile.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = tuple(p for p in first["loc"] if p not in ("tiny", "hf"))
+        raise InputError(first["msg"], path=path, line=_line_of(root, loc),
+                         field=".".join(str(p) for p in loc) or None) from None
+    models = {name: spec.model_copy(update={"name": name}) for name, spec in parsed.models.items()}
+    rungs = []
+    for index, ref in enumerate(parsed.rungs):
+        for role in ("weak", "strong"):
+            if getattr(ref, role) not in models:
+                raise InputError(f"model {getattr(ref, role)!r} is not defined under models",
+                                 path=path, line=_line_of(root, ("rungs", index, role)),
+                                 field=f"rungs.{index}.{role}")
+        weak, strong = models[ref.weak], models[ref.strong]
+        if 0 < _size_key(strong) <= _size_key(weak):
+            raise InputError(f"rung {ref.name!r}: the strong model must be larger than the weak",
+                             path=path, line=_line_of(root, ("rungs", index)),
+                             field=f"rungs.{index}")
+        rungs.append(Rung(name=ref.name, weak=weak, strong=strong))
+    names = [r.name for r in rungs]
+    if len(set(names)) != len(names):
+        raise InputError("rung names must be unique", path=path, field="rungs")
+    rungs.sort(key=lambda r: _size_key(r.strong))
+    _check_training(parsed.training, path, root)
+    return Ladder(name=parsed.name, description=parsed.description, rungs=tuple(rungs),
+                  training=parsed.training, source=path)
+
+
+def _check_training(training: dict[str, Any], path: str, root: yaml.Node) -> None:
+    from transfer.engine.config import EngineConfig
+
+    try:
+        EngineConfig(**training)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ("training",) + tuple(first["loc"])
+        raise InputError(first["msg"], path=path, line=_line_of(root, loc),
+                         field=".".join(str(p) for p in loc)) from None
+
+
+def _size_key(spec: TinyModelSpec | HFModelSpec) -> float:
+    if isinstance(spec, TinyModelSpec):
+        # Parameter count of the body (embeddings excluded): ~12 h^2 per layer.
+        return 12.0 * spec.hidden_size ** 2 * spec.num_layers
+    return float(spec.params or 0)
+
+
+def builtin_ladder_names() -> list[str]:
+    return sorted(p.stem for p in LADDER_DIR.glob("*.yaml"))
+
+
+def model_params(spec: TinyModelSpec | HFModelSpec) -> int | None:
+    """Parameter count used for scale: non-embedding for tiny models, the model card's for real
+    checkpoints (None when the ladder does not say)."""
+    if isinstance(spec, TinyModelSpec):
+        from transfer.models.tiny import non_embedding_params
+
+        return non_embedding_params(spec)
+    return spec.params

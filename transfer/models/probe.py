@@ -1,0 +1,75 @@
+"""Frozen-body features and the linear probe the tiny ladder's arms train on them.
+
+The body stays frozen (fine-tuning it lets the weak model learn the frequent words from the gold
+labels and match the ceiling); every arm trains a 2-way linear head on the last-token hidden
+state after the final norm, the pooling ``Qwen2ForSequenceClassification`` uses.
+"""
+from __future__ import annotations
+
+import hashlib
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerFast
+
+from transfer.fsutil import cache_dir, file_lock
+from transfer.models.tiny import tokenize
+
+
+def texts_fingerprint(texts: list[str] | tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+@torch.no_grad()
+def last_token_features(body: nn.Module, tokenizer: PreTrainedTokenizerFast,
+                        texts: list[str] | tuple[str, ...], batch_size: int = 256) -> np.ndarray:
+    """Hidden state of each text's last real token after the final norm, shape (N, hidden)."""
+    body.eval()
+    out = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenize(tokenizer, texts[start:start + batch_size])
+        hidden = body.model(**batch).last_hidden_state
+        last = batch["attention_mask"].sum(dim=1) - 1
+        out.append(hidden[torch.arange(hidden.shape[0]), last].float().numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def cached_features(model_key: str, body: nn.Module | None, tokenizer: PreTrainedTokenizerFast,
+                    texts: list[str] | tuple[str, ...], load_body=None) -> np.ndarray:
+    """Features of ``texts`` under the body ``model_key``, computed once and cached on disk.
+
+    ``load_body`` (a callable) is used instead of ``body`` to load the model only on a miss.
+    """
+    path = cache_dir() / "features" / model_key / f"{texts_fingerprint(texts)}.npy"
+    if not path.exists():
+        with file_lock(path.with_suffix(".lock")):
+            if not path.exists():
+                features = last_token_features(body if body is not None else load_body(),
+                                               tokenizer, texts)
+                tmp = path.with_suffix(".tmp.npy")
+                np.save(tmp, features)
+                tmp.replace(path)
+    return np.load(path)
+
+
+class LinearProbe(nn.Module):
+    """Standardise features (statistics of the training split) and apply a 2-way linear head."""
+
+    def __init__(self, train_features: np.ndarray, seed: int) -> None:
+        super().__init__()
+        feats = torch.as_tensor(train_features, dtype=torch.float32)
+        self.register_buffer("mean", feats.mean(dim=0))
+        self.register_buffer("scale", feats.std(dim=0).clamp_min(1e-6))
+        generator = torch.Generator().manual_seed(seed)
+        self.head = nn.Linear(feats.shape[1], 2)
+        with torch.no_grad():
+            bound = 1.0 / feats.shape[1] ** 0.5
+            self.head.weight.uniform_(-bound, bound, generator=generator)
+            self.head.bias.zero_()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head((features - self.mean) / self.scale)

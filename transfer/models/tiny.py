@@ -1,0 +1,138 @@
+"""Tiny Qwen2 models with latent knowledge: built from ``Qwen2Config``, pretrained as causal LMs
+on the task's unlabeled corpus (never the test split), cached so each runs once.
+
+Why pretraining: with weak and strong models both randomly initialised and trained from scratch,
+the student just copies the teacher. A short next-token pretraining gives each size a body whose
+frozen features know the task's vocabulary; larger bodies get more out of the same tokens, which
+is what gives every rung of the tiny ladder a real weak-to-strong gap.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from transfer.fsutil import atomic_dir, cache_dir, file_lock
+from transfer.ladder import TinyModelSpec, spec_fingerprint
+
+MAX_LENGTH = 64
+
+
+def tiny_config(spec: TinyModelSpec, vocab_size: int, pad_token_id: int) -> Qwen2Config:
+    return Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size or 4 * spec.hidden_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads or spec.num_heads,
+        max_position_embeddings=MAX_LENGTH,
+        tie_word_embeddings=True,
+        pad_token_id=pad_token_id,
+        attn_implementation="sdpa",
+    )
+
+
+def build_tiny_lm(spec: TinyModelSpec, tokenizer: PreTrainedTokenizerFast, seed: int) -> Qwen2ForCausalLM:
+    """A randomly initialised tiny causal LM of the spec's shape (deterministic in ``seed``)."""
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(tiny_config(spec, len(tokenizer), tokenizer.pad_token_id))
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def tokenize(tokenizer: PreTrainedTokenizerFast, texts: list[str] | tuple[str, ...],
+             max_length: int = MAX_LENGTH) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``/``attention_mask`` with BOS and EOS around each text."""
+    wrapped = [f"{tokenizer.bos_token} {t} {tokenizer.eos_token}" for t in texts]
+    enc = tokenizer(wrapped, padding=True, truncation=True, max_length=max_length,
+                    return_tensors="pt")
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def pretrain(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerFast,
+             corpus: list[str] | tuple[str, ...], spec: TinyModelSpec) -> dict:
+    """Next-token pretraining until ``spec.pretrain.tokens`` tokens are consumed.
+
+    AdamW (0.9, 0.98), weight decay, linear warm-up then constant lr, gradient clipping at 1.
+    Returns a small log (steps, tokens, final loss, seconds).
+    """
+    cfg = spec.pretrain
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(corpus))
+    lengths = np.array([len(corpus[i].split()) + 2 for i in order])
+    batches_needed = int(np.searchsorted(np.cumsum(lengths), cfg.tokens) // cfg.batch_size) + 1
+    total_steps = max(1, batches_needed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
+                                  weight_decay=cfg.weight_decay)
+    warmup = max(1, int(cfg.warmup_frac * total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    model.train()
+    start, tokens, losses = time.perf_counter(), 0, []
+    for step in range(total_steps):
+        index = order[(np.arange(cfg.batch_size) + step * cfg.batch_size) % len(order)]
+        batch = tokenize(tokenizer, [corpus[i] for i in index])
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        loss = model(**batch, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        tokens += int(batch["attention_mask"].sum())
+        losses.append(loss.item())
+        if tokens >= cfg.tokens:
+            break
+    model.eval()
+    tail = losses[-max(1, len(losses) // 10):]
+    return {"steps": step + 1, "tokens": tokens, "final_loss": float(np.mean(tail)),
+            "perplexity": float(math.exp(np.mean(tail))), "seconds": time.perf_counter() - start}
+
+
+def tiny_model_key(spec: TinyModelSpec, task_fingerprint: str) -> str:
+    """Cache key of a pretrained tiny model: its name, its spec's hash and the task's content."""
+    return f"{spec.name or 'tiny'}-{spec_fingerprint(spec)}-{task_fingerprint}"
+
+
+def cached_pretrain_log(spec: TinyModelSpec, task_fingerprint: str) -> dict | None:
+    """The pretraining log (params, loss, seconds) of a cached model, or None if not built yet."""
+    log = cache_dir() / "models" / tiny_model_key(spec, task_fingerprint) / "pretrain.json"
+    return json.loads(log.read_text()) if log.exists() else None
+
+
+def pretrained_tiny_model(spec: TinyModelSpec, tokenizer: PreTrainedTokenizerFast,
+                          corpus: list[str] | tuple[str, ...], task_fingerprint: str) -> tuple[Qwen2ForCausalLM, Path]:
+    """Load the pretrained checkpoint of ``spec`` for this task, pretraining it once if needed.
+
+    The cache key covers the spec (shape and pretraining budget) and the task's content, so a
+    changed corpus or spec never reuses a stale model. Concurrent callers wait on a file lock.
+    """
+    key = tiny_model_key(spec, task_fingerprint)
+    final = cache_dir() / "models" / key
+    with file_lock(cache_dir() / "locks" / f"{key}.lock"):
+        if not (final / "pretrain.json").exists():
+            torch.set_num_threads(max(1, torch.get_num_threads()))
+            model = build_tiny_lm(spec, tokenizer, seed=spec.pretrain.seed)
+            log = pretrain(model, tokenizer, corpus, spec)
+            log["params"] = count_params(model)
+            with atomic_dir(final) as tmp:
+                model.save_pretrained(tmp)
+                (tmp / "pretrain.json").write_text(json.dumps(log, indent=2))
+    model = Qwen2ForCausalLM.from_pretrained(final, attn_implementation="sdpa")
+    model.eval()
+    return model, final
+
+
+def non_embedding_params(spec: TinyModelSpec) -> int:
+    """Parameters of the body excluding the (tied) token embeddings: vocabulary-independent,
+    the count scaling laws use (Kaplan et al. 2020), so it is the same for every task."""
+    with torch.device("meta"):
+        model = Qwen2ForCausalLM(tiny_config(spec, vocab_size=8, pad_token_id=0))
+    return count_params(model) - model.get_input_embeddings().weight.numel()
