@@ -240,6 +240,7 @@ def parse_params(method: Method, pairs: list[str] | tuple[str, ...]) -> BaseMode
             method, the field and what was expected.
     """
     values: dict[str, Any] = {}
+    raw_values: dict[str, str] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
@@ -248,23 +249,35 @@ def parse_params(method: Method, pairs: list[str] | tuple[str, ...]) -> BaseMode
                              field="--param")
         if key in values:
             raise InputError(f"method {method.name}: given twice", field=f"--param {key}")
-        values[key] = _parse_value(raw)
+        values[key], raw_values[key] = _parse_value(raw), raw
+    while True:
+        try:
+            return method.Params.model_validate(values)
+        except ValidationError as err:
+            # `command=true` parses as JSON true; a string field wants the text as written.
+            loc = err.errors()[0].get("loc", ())
+            key = str(loc[0]) if loc else ""
+            if key in raw_values and values[key] != raw_values[key]:
+                values[key] = raw_values[key]
+                continue
+            raise _params_error(method, err, values) from None
+
+
+def _params_error(method: Method, err: ValidationError, values: dict[str, Any]) -> InputError:
+    """One-line InputError for the first problem pydantic found in a method's params."""
     fields = method.Params.model_fields
-    try:
-        return method.Params.model_validate(values)
-    except ValidationError as err:
-        first = err.errors()[0]
-        loc = first.get("loc", ())
-        key = str(loc[0]) if loc else ""
-        if first.get("type") == "extra_forbidden":
-            known = ", ".join(fields) or "none"
-            message = f"method {method.name}: unknown param; known params: {known}"
-        elif first.get("type") == "missing":
-            message = f"method {method.name}: required param missing (expected " \
-                      f"{_expected(fields[key])})"
-        elif key in fields:
-            message = (f"method {method.name}: expected {_expected(fields[key])}"
-                       f" ({first.get('msg', 'invalid')}), got {values.get(key)!r}")
-        else:
-            message = f"method {method.name}: {first.get('msg', 'invalid params')}"
-        raise InputError(message, field=f"--param {key}".rstrip()) from None
+    first = err.errors()[0]
+    loc = first.get("loc", ())
+    key = str(loc[0]) if loc else ""
+    if first.get("type") == "extra_forbidden":
+        known = ", ".join(fields) or "none"
+        message = f"method {method.name}: unknown param; known params: {known}"
+    elif first.get("type") == "missing":
+        message = (f"method {method.name}: required param missing (expected "
+                   f"{_expected(fields[key])})")
+    elif key in fields:
+        message = (f"method {method.name}: expected {_expected(fields[key])}"
+                   f" ({first.get('msg', 'invalid')}), got {values.get(key)!r}")
+    else:
+        message = f"method {method.name}: {first.get('msg', 'invalid params')}"
+    return InputError(message, field=f"--param {key}".rstrip())
