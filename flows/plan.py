@@ -106,9 +106,14 @@ class Plan(_Strict):
             seen.add(entry.name)
         return methods
 
-    @field_validator("rungs")
+    @field_validator("rungs", mode="wrap")
     @classmethod
-    def _rungs_nonempty_unique(cls, rungs: list[str] | str) -> list[str] | str:
+    def _rungs_list_or_all(cls, value: Any, handler: Any) -> list[str] | str:
+        # Replaces pydantic's per-union-member errors with one expectation.
+        try:
+            rungs = handler(value)
+        except ValidationError:
+            raise ValueError(f'expected a list of rung names or "all", got {value!r}') from None
         if isinstance(rungs, list):
             if not rungs:
                 raise ValueError('expected at least one rung name, or "all"')

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from flows.report.format import UNDEFINED, Kind, fmt
+from flows.report.format import MISSING, UNDEFINED, Kind, fmt
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,19 @@ class Shown:
 
 
 def number(verdict: dict[str, Any], path: tuple[str | int, ...], kind: Kind) -> Shown:
-    """Look up ``path`` in the verdict dict and format it (missing paths render as ``n/a``)."""
+    """Look up ``path`` in the verdict dict and format it.
+
+    A path that does not exist (an optional field the statistics engine did not write) renders
+    as ``n/a`` without a source path; an existing null renders as ``n/a`` with its path.
+    """
     value: Any = verdict
     for part in path:
-        if isinstance(value, dict):
-            value = value.get(part)
+        if isinstance(value, dict) and part in value:
+            value = value[part]
         elif isinstance(value, list) and isinstance(part, int) and part < len(value):
             value = value[part]
         else:
-            value = None
+            return Shown(MISSING)
     return Shown(fmt(value, kind), ".".join(str(p) for p in path), value, kind)
 
 

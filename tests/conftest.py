@@ -1,0 +1,34 @@
+"""Shared test fixtures. Kept minimal and lazy: nothing here imports prefect unless a test asks."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One Prefect test server (temporary SQLite database) for the whole session.
+
+    Started only when a test requests it (~13 s); PREFECT_HOME points at a temporary directory
+    and analytics are off, so tests never touch the user's Prefect profile or the network.
+    """
+    home = tmp_path_factory.mktemp("prefect-home")
+    saved = {key: os.environ.get(key) for key in ("PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED")}
+    os.environ["PREFECT_HOME"] = str(home)
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.settings import (PREFECT_HOME, PREFECT_SERVER_ANALYTICS_ENABLED,
+                                  temporary_settings)
+    from prefect.testing.utilities import prefect_test_harness
+
+    try:
+        with temporary_settings({PREFECT_HOME: str(home), PREFECT_SERVER_ANALYTICS_ENABLED: False}):
+            with prefect_test_harness(server_startup_timeout=60):
+                yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -1,0 +1,104 @@
+"""The promotion gate: exit 0 promote, 1 do not promote (with reasons), 2 bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cli_app import product_app
+
+
+@pytest.fixture
+def gate(tmp_path: Path):
+    """Run ``gate`` on a verdict dict (or raw text) and return (exit code, stdout, stderr)."""
+
+    def run(content: dict[str, Any] | str, *args: str) -> tuple[int, str, str]:
+        path = tmp_path / "verdict.json"
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+        result = CliRunner().invoke(product_app(), ["gate", str(path), *args])
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        return result.exit_code, result.stdout, result.stderr
+
+    return run
+
+
+def _with(data: dict[str, Any], method: str, **fields: Any) -> dict[str, Any]:
+    data["methods"][method].update(fields)
+    return data
+
+
+def test_promotable_method_exits_0(gate, verdict) -> None:
+    verdict = _with(verdict, "aux_conf", verdict="REAL", promote=True)
+    code, out, _ = gate(verdict, "--method", "aux_conf")
+    assert code == 0 and "aux_conf: PROMOTE" in out
+    code, _, _ = gate(verdict, "--method", "aux_conf", "--require", "REAL")
+    assert code == 0
+
+
+@pytest.mark.parametrize(("verdict_name", "promote", "require", "code"), [
+    ("HARMFUL", False, [], 1),
+    ("INCONCLUSIVE", False, ["--require", "REAL"], 1),
+    ("VANISHED", False, [], 1),
+    # promote=true alone passes; a --require set the verdict is not in blocks it.
+    ("INCONCLUSIVE", True, [], 0),
+    ("INCONCLUSIVE", True, ["--require", "REAL"], 1),
+    ("INCONCLUSIVE", True, ["--require", "real,inconclusive"], 0),
+    ("REAL", True, ["-r", "VANISHED", "-r", "REAL"], 0),
+])
+def test_exit_code_follows_promote_and_required_set(gate, verdict, verdict_name, promote,
+                                                    require, code) -> None:
+    verdict = _with(verdict, "em_posterior", verdict=verdict_name, promote=promote,
+                    reasons=["reason one", "reason two"])
+    got, out, _ = gate(verdict, "--method", "em_posterior", *require)
+    assert got == code, out
+    assert f"verdict {verdict_name}" in out
+    if code == 1:
+        assert "DO NOT PROMOTE" in out and "- reason one" in out and "- reason two" in out
+
+
+def test_unknown_method_exits_2_and_lists_known(gate, verdict) -> None:
+    code, _, err = gate(verdict, "--method", "not_a_method")
+    assert code == 2
+    assert "unknown method 'not_a_method'" in err
+    assert all(name in err for name in verdict["methods"])
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_unknown_required_verdict_exits_2(gate, verdict) -> None:
+    code, _, err = gate(verdict, "--method", "aux_conf", "--require", "GREAT")
+    assert code == 2 and "unknown verdict 'GREAT'" in err
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda text: text[: len(text) // 2], "invalid or truncated JSON"),
+    (lambda text: text.replace('"schema_version": 1,', '"schema_version": 1,,'), "invalid or truncated JSON"),
+    (lambda text: "", "verdict file is empty"),
+    (lambda text: "[1, 2]", "expected a JSON object"),
+    (lambda text: text.replace('"promote": true', '"promote": "yes"'), "methods.aux_conf.promote"),
+    (lambda text: text.replace('"verdict": "REAL"', '"verdict": "GREAT"'), "methods.aux_conf.verdict"),
+    (lambda text: text.replace('"schema_version": 1', '"schema_version": 2'), "schema_version"),
+    (lambda text: text.replace('"reasons"', '"reasonz"'), "reasons: required field is missing"),
+])
+def test_malformed_truncated_or_invalid_file_exits_2(gate, verdict, mutate, expected) -> None:
+    verdict = _with(verdict, "aux_conf", verdict="REAL", promote=True)
+    text = mutate(json.dumps(verdict))
+    code, out, err = gate(text, "--method", "aux_conf")
+    assert code == 2, out
+    assert expected in err and err.startswith("error: ") and "Traceback" not in err
+
+
+def test_missing_or_unreadable_file_exits_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(product_app(), ["gate", str(tmp_path / "nope.json"), "-m", "x"])
+    assert result.exit_code == 2 and "verdict file not found" in result.stderr
+    result = CliRunner().invoke(product_app(), ["gate", str(tmp_path), "-m", "x"])
+    assert result.exit_code == 2 and "cannot read verdict file" in result.stderr
+
+
+def test_fields_added_by_the_statistics_engine_are_tolerated(gate, verdict) -> None:
+    verdict = _with(verdict, "aux_conf", verdict="REAL", promote=True, shrinks_with_scale=False)
+    verdict["methods"]["aux_conf"]["cells"][0]["seeds_needed"] = 9
+    verdict["generated_at"] = "2026-01-01T00:00:00Z"
+    assert gate(verdict, "--method", "aux_conf")[0] == 0

@@ -1,0 +1,144 @@
+"""Plans: examples load, bad plans give one-line errors with file, line, field and expectation."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli_app import product_app
+from flows.plan import Plan, load_plan, plan_json_schema
+from transfer.errors import InputError
+
+PLANS = Path(__file__).resolve().parents[2] / "flows" / "plans"
+
+GOOD = """\
+name: check
+methods:
+  - name: aux_conf
+    params: {alpha: 0.5}
+  - name: confident
+baseline: vanilla
+rungs: [xs, m]
+seeds: {initial: 3, batch: 3, max: 6}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "plan.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_demo_plan_matches_the_issue() -> None:
+    plan = load_plan(PLANS / "demo.yaml")
+    assert plan.method_names == ["aux_conf", "em_posterior", "confident"]
+    assert (plan.baseline, plan.ladder, plan.rungs, plan.datasets) == ("vanilla", "tiny", "all", ["synthetic"])
+    assert (plan.seeds.initial, plan.seeds.batch, plan.seeds.max) == (3, 3, 6)
+    assert plan.sesoi == 0.01
+    assert plan.dataset_paths() == [None]
+
+
+def test_tiny_ci_plan_exercises_sequential_design_and_claims() -> None:
+    plan = load_plan(PLANS / "tiny-ci.yaml")
+    assert plan.seeds.initial < plan.seeds.max, "the sequential design must take a second step"
+    assert plan.claims and set(plan.claims) <= set(plan.method_names)
+    assert plan.sesoi_pgr is not None
+
+
+def test_defaults_and_hash(tmp_path: Path) -> None:
+    plan = load_plan(write(tmp_path, GOOD))
+    assert plan.correction == "holm" and plan.alpha == 0.05 and plan.ladder == "tiny"
+    assert plan.compute.ds_config == "zero0" and plan.compute.processes == 1
+    # Comments, key order and spelled-out defaults do not change the hash; a value does.
+    reordered = "# comment\nbaseline: vanilla\nladder: tiny\n" + GOOD.replace("baseline: vanilla\n", "")
+    assert load_plan(write(tmp_path, reordered, "b.yaml")).plan_hash == plan.plan_hash
+    changed = GOOD.replace("max: 6", "max: 9")
+    assert load_plan(write(tmp_path, changed, "c.yaml")).plan_hash != plan.plan_hash
+    assert len(plan.plan_hash) == 16
+
+
+@pytest.mark.parametrize(("text", "line", "field", "expected"), [
+    (GOOD + "sesoi: 1.5\n", 9, "sesoi", "less than 1"),
+    (GOOD + "sesoi: 0\n", 9, "sesoi", "greater than 0"),
+    (GOOD + "correction: fdr\n", 9, "correction", "'holm', 'bonferroni' or 'bh'"),
+    (GOOD + "colour: red\n", 9, "colour", "unknown field 'colour'; expected one of"),
+    (GOOD.replace("max: 6}", "max: 2}"), 8, "seeds.initial", "must be at most max"),
+    (GOOD.replace("batch: 3", "batch: 0"), 8, "seeds.batch", "greater than or equal to 1"),
+    (GOOD.replace("  - name: confident", "  - name: aux_conf"), 5, "methods[1].name", "duplicate method"),
+    (GOOD.replace("  - name: confident", "  - name: vanilla"), 5, "methods[1].name", "is the baseline"),
+    (GOOD.replace("    params: {alpha: 0.5}", "    parms: {}"), 4, "methods[0].parms", "unknown field 'parms'"),
+    (GOOD.replace("name: check\n", ""), 1, "name", "required field is missing"),
+    (GOOD + "claims:\n  em_posterior: {pgr: 0.3}\n", 10, "claims.em_posterior", "claim for unknown method"),
+    (GOOD + "datasets: [synthetic, no_such_dir]\n", 9, "datasets[1]", "existing dataset directory"),
+    (GOOD + "compute: {precision: fp8}\n", 9, "compute.precision", "'fp32', 'bf16' or 'fp16'"),
+    (GOOD.replace("rungs: [xs, m]", "rungs: some"), 7, "rungs", "all"),
+])
+def test_bad_plan_names_file_line_field_and_expectation(tmp_path: Path, text: str, line: int,
+                                                         field: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(InputError) as info:
+        load_plan(path)
+    err = info.value
+    assert (err.path, err.line, err.field) == (str(path), line, field), str(err)
+    assert expected in err.message
+    assert "\n" not in str(err) and str(err).startswith(f"{path}:{line}: {field}: ")
+
+
+def test_yaml_syntax_error_and_duplicate_key(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"plan\.yaml:3: invalid YAML: mapping values are not allowed"):
+        load_plan(write(tmp_path, "name: x\nmethods: []\nsesoi: a: b\n"))
+    with pytest.raises(InputError, match=r"plan\.yaml:2: sesoi: duplicate key 'sesoi'"):
+        load_plan(write(tmp_path, "sesoi: 0.1\nsesoi: 0.2\n"))
+    with pytest.raises(InputError, match="expected a mapping"):
+        load_plan(write(tmp_path, "- just\n- a list\n"))
+    with pytest.raises(InputError, match="plan file not found"):
+        load_plan(tmp_path / "missing.yaml")
+
+
+def test_dataset_dirs_resolve_against_the_plan_file(tmp_path: Path) -> None:
+    (tmp_path / "data" / "reviews").mkdir(parents=True)
+    plan = load_plan(write(tmp_path, GOOD + "datasets: [synthetic, data/reviews]\n"))
+    assert plan.dataset_paths() == [None, (tmp_path / "data" / "reviews").resolve()]
+
+
+def test_check_references_against_registry_and_ladder(tmp_path: Path) -> None:
+    from pydantic import BaseModel, ConfigDict
+
+    class AuxParams(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        alpha: float = 0.75
+
+    path = write(tmp_path, GOOD)
+    plan = load_plan(path)
+    plan.check_references({"vanilla": None, "aux_conf": AuxParams, "confident": None}, ["xs", "s", "m"])
+    with pytest.raises(InputError) as info:
+        plan.check_references(["vanilla", "aux_conf"], ["xs", "m"])
+    assert str(info.value).startswith(f"{path}:5: methods[1].name: unknown method 'confident'")
+    with pytest.raises(InputError, match=r":7: rungs\[1\]: unknown rung 'm'"):
+        plan.check_references(["vanilla", "aux_conf", "confident"], ["xs", "s"])
+
+    class StrictAux(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        beta: float = 1.0
+
+    with pytest.raises(InputError, match=r":4: methods\[0\]\.params\.alpha: unknown field"):
+        plan.check_references({"vanilla": None, "aux_conf": StrictAux, "confident": None})
+
+
+def test_plan_schema_command(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "schema" / "plan.schema.json"
+    result = runner.invoke(product_app(), ["plan-schema", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    schema = json.loads(out.read_text())
+    assert schema == plan_json_schema()
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"name", "methods"}
+    assert {"seeds", "compute", "claims", "correction"} <= set(schema["properties"])
+    printed = runner.invoke(product_app(), ["plan-schema"])
+    assert printed.exit_code == 0 and json.loads(printed.stdout) == schema
+    # The exported schema accepts what the model accepts.
+    assert Plan.model_validate({"name": "x", "methods": [{"name": "a"}]}).name == "x"

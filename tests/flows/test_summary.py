@@ -1,0 +1,168 @@
+"""Claude summary end to end against a local Messages-API server; template fallback on failure."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from flows.report.format import fmt
+from flows.summary import Summary, SummarySettings, summarize, summary_facts, template_summary
+
+
+class MessagesServer:
+    """A tiny HTTP server speaking POST /v1/messages; ``mode`` is ok, error or hang."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.requests: list[dict[str, Any]] = []
+        self.raw_bodies: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
+                server.raw_bodies.append(body)
+                server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                                        "json": json.loads(body)})
+                if server.mode == "hang":
+                    time.sleep(3)
+                if server.mode == "error" or self.path != "/v1/messages":
+                    self._send(500, {"type": "error", "error": {"type": "api_error",
+                                                                "message": "overloaded"}})
+                    return
+                request = json.loads(body)
+                self._send(200, {
+                    "id": "msg_local_1", "type": "message", "role": "assistant",
+                    "model": request["model"], "stop_reason": "end_turn", "stop_sequence": None,
+                    "content": [{"type": "text", "text": "aux_conf's gain holds at scale."}],
+                    "usage": {"input_tokens": 321, "output_tokens": 12}})
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left (the hang case)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> MessagesServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[MessagesServer]:
+    with MessagesServer() as running:
+        yield running
+
+
+def settings_for(server: MessagesServer, **overrides: Any) -> SummarySettings:
+    return SummarySettings(**{"api_key": "test-key", "base_url": server.url, "model": "claude-test",
+                              "timeout_s": 5.0, **overrides})
+
+
+def test_claude_summary_through_the_messages_api(server, verdict, results_table) -> None:
+    summary = summarize(verdict, settings_for(server))
+    assert summary == Summary("aux_conf's gain holds at scale.", "claude", "claude-test", None)
+    (request,) = server.requests
+    assert request["path"] == "/v1/messages"
+    # The SDK sends the key as x-api-key or (anthropic>=2) as a bearer token.
+    headers = request["headers"]
+    assert headers.get("x-api-key") == "test-key" or headers.get("authorization") == "Bearer test-key"
+    body = request["json"]
+    assert body["model"] == "claude-test" and body["max_tokens"] > 0
+    prompt = body["messages"][0]["content"]
+    # Aggregate numbers, formatted exactly as the report shows them.
+    cell = verdict["methods"]["aux_conf"]["cells"][-1]
+    assert fmt(cell["gain"]["estimate"], "gain") in prompt
+    assert "aux_conf" in prompt and "REAL" in prompt
+    # Never examples, ids or labels.
+    raw = server.raw_bodies[0]
+    example_ids = set(results_table["example_id"])
+    assert not [eid for eid in example_ids if eid in raw]
+    assert "example_id" not in raw and "-test-" not in raw
+
+
+def test_only_whitelisted_fields_reach_the_prompt(verdict) -> None:
+    verdict["methods"]["aux_conf"]["cells"][0]["examples"] = [{"id": "secret-example-1", "label": 1}]
+    verdict["methods"]["aux_conf"]["debug_ids"] = ["secret-example-2"]
+    text = json.dumps(summary_facts(verdict))
+    assert "secret-example" not in text
+
+
+def test_http_500_falls_back_to_template(server, verdict, caplog) -> None:
+    server.mode = "error"
+    with caplog.at_level(logging.WARNING, logger="w2s_transfer.summary"):
+        summary = summarize(verdict, settings_for(server))
+    assert summary.source == "template" and summary.text == template_summary(verdict)
+    assert "InternalServerError" in summary.fallback_reason
+    assert any("using the template summary" in record.message for record in caplog.records)
+    assert len(server.requests) == 1, "no retries: a failed summary must not slow the run"
+
+
+def test_hanging_server_times_out_to_template(server, verdict) -> None:
+    server.mode = "hang"
+    started = time.monotonic()
+    summary = summarize(verdict, settings_for(server, timeout_s=0.5))
+    assert time.monotonic() - started < 2.5
+    assert summary.source == "template" and "Timeout" in summary.fallback_reason
+
+
+def test_no_key_uses_template_without_network(verdict) -> None:
+    summary = summarize(verdict, SummarySettings.from_env({}))
+    assert summary.source == "template" and "no Anthropic API key" in summary.fallback_reason
+
+
+def test_key_from_prefect_secret_block(prefect_harness, server, verdict) -> None:
+    from prefect.blocks.system import Secret
+
+    Secret(value="block-key").save("w2s-test-anthropic-key", overwrite=True)
+    summary = summarize(verdict, settings_for(server, api_key=None,
+                                              secret_block="w2s-test-anthropic-key"))
+    assert summary.source == "claude"
+    headers = server.requests[-1]["headers"]
+    assert headers.get("x-api-key") == "block-key" or headers.get("authorization") == "Bearer block-key"
+
+    missing = summarize(verdict, settings_for(server, api_key=None, secret_block="no-such-block"))
+    assert missing.source == "template" and "Secret block 'no-such-block'" in missing.fallback_reason
+
+
+def test_settings_from_environment() -> None:
+    settings = SummarySettings.from_env({"ANTHROPIC_API_KEY": "k", "W2S_SUMMARY_MODEL": "m",
+                                         "ANTHROPIC_BASE_URL": "http://127.0.0.1:9",
+                                         "W2S_SUMMARY_SECRET_BLOCK": "anthropic-key",
+                                         "W2S_SUMMARY_TIMEOUT_S": "3"})
+    assert (settings.api_key, settings.model, settings.base_url, settings.secret_block,
+            settings.timeout_s) == ("k", "m", "http://127.0.0.1:9", "anthropic-key", 3.0)
+    assert settings.resolve_api_key() == "k"
+
+
+def test_template_is_deterministic_and_quotes_report_numbers(verdict) -> None:
+    text = template_summary(verdict)
+    assert text == template_summary(verdict)
+    for method, decision in verdict["methods"].items():
+        assert f"{method} is {decision['verdict']}" in text
+        production = [c for c in decision["cells"] if c["rung"] == verdict["production_rung"]]
+        for cell in production:
+            assert fmt(cell["gain"]["estimate"], "gain") in text
