@@ -8,15 +8,18 @@ batches in the same order.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from transfer.engine.config import EngineConfig, build_ds_config, zero_stage
+from transfer.engine.config import EngineConfig, build_ds_config, load_ds_file, zero_stage
 from transfer.engine.dist import current_device, ensure_process_group, gather_rows
 from transfer.engine.hooks import TrainHooks
 from transfer.engine.schedule import lr_multiplier
@@ -90,6 +93,101 @@ def _unpartition(model: nn.Module, before: dict[int, set[str]]) -> None:
             delattr(param, attr)
 
 
+@dataclass
+class EngineSession:
+    """A live DeepSpeed engine and how its steps clip gradients.
+
+    Attributes:
+        engine: the ``deepspeed.DeepSpeedEngine``.
+        local_clip: ``(parameters, max_norm)`` when `train_step` clips (one process, ZeRO-0,
+            fp32), else None (DeepSpeed clips from its ``gradient_clipping``).
+    """
+
+    engine: Any
+    local_clip: tuple[list[nn.Parameter], float] | None = None
+
+
+# Parameters above which an engine's memory is worth a full garbage collection on release.
+_COLLECT_ABOVE_PARAMS = 10_000_000
+
+
+@contextlib.contextmanager
+def engine_session(model: nn.Module, config: EngineConfig,
+                   total_steps: int) -> Iterator[EngineSession]:
+    """A DeepSpeed engine around ``model`` for ``total_steps`` optimizer steps; freed on exit.
+
+    Only parameters with ``requires_grad`` go to the optimizer. The learning-rate schedule
+    (`lr_multiplier`) is stepped by the engine. On exit a ZeRO-3 model gets its full parameters
+    back and loses DeepSpeed's per-parameter attributes, so it is a plain module again.
+
+    In one process with ZeRO-0 in fp32, DeepSpeed's gradient all-reduce and its clipping (which
+    all-reduces the norm) are collectives over a single rank: no-ops that cost more than a
+    linear probe's whole step on gloo. There the all-reduce is switched off and the same
+    clipping (``g *= max_norm / (norm + 1e-6)`` when below 1) is done by
+    ``torch.nn.utils.clip_grad_norm_`` instead.
+
+    Args:
+        model: the module to train (moved to this process's device).
+        config: the run's `EngineConfig`.
+        total_steps: optimizer steps planned (sets the schedule's length).
+
+    Yields:
+        an `EngineSession` for `train_step`.
+    """
+    import deepspeed
+
+    _, world = ensure_process_group()
+    ds_config = build_ds_config(config, world)
+    warmup_steps = min(total_steps - 1, round(config.warmup_ratio * total_steps))
+    multiplier = lr_multiplier(config.schedule, total_steps, warmup_steps)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("model has no trainable parameters")
+    single_plain = world == 1 and zero_stage(ds_config) == 0 and config.precision == "fp32"
+    local_clip = None
+    if single_plain and config.grad_clip > 0:
+        ds_config["gradient_clipping"] = 0.0
+        local_clip = (trainable, float(config.grad_clip))
+    attributes_before = _own_attributes(model)
+    model.to(current_device())
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, model_parameters=trainable, config=ds_config, dist_init_required=False,
+        lr_scheduler=lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier))
+    if single_plain:
+        engine.enable_backward_allreduce = False
+    try:
+        engine.train()
+        yield EngineSession(engine, local_clip)
+        if zero_stage(ds_config) == 3:
+            _unpartition(engine.module, attributes_before)
+    finally:
+        engine.destroy()
+        del engine
+        # A full collection takes ~0.25 s with transformers loaded: only worth it for big models.
+        if sum(p.numel() for p in trainable) > _COLLECT_ABOVE_PARAMS:
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+def train_step(session: EngineSession, batch: Mapping[str, Tensor], targets: Tensor,
+               weights: Tensor, *, hooks: TrainHooks, progress: float,
+               scale: float = 1.0) -> Tensor:
+    """One optimizer step: forward, ``hooks.loss`` times ``scale``, backward, clip, step.
+
+    Returns:
+        the unscaled loss (detached).
+    """
+    engine = session.engine
+    logits = _logits_of(engine(**batch))
+    loss = hooks.loss(logits, targets, weights, progress)
+    engine.backward(loss * scale if scale != 1.0 else loss)
+    if session.local_clip is not None:
+        torch.nn.utils.clip_grad_norm_(session.local_clip[0], session.local_clip[1])
+    engine.step()
+    return loss.detach()
+
+
 def train(model: nn.Module, inputs: Mapping[str, Tensor], targets: Tensor, *,
           weights: Tensor | None = None, hooks: TrainHooks | None = None,
           config: EngineConfig) -> nn.Module:
@@ -113,8 +211,6 @@ def train(model: nn.Module, inputs: Mapping[str, Tensor], targets: Tensor, *,
         InputError: a bad DeepSpeed config file, or no row with a non-zero weight.
         ValueError: tensors of inconsistent shapes (a caller bug).
     """
-    import deepspeed
-
     hooks = hooks if hooks is not None else TrainHooks()
     n_rows = _row_count(inputs)
     targets = targets.detach().float().cpu().clone()
@@ -128,29 +224,16 @@ def train(model: nn.Module, inputs: Mapping[str, Tensor], targets: Tensor, *,
     if kept.numel() == 0:
         raise InputError("no training row has a non-zero weight", field="weights")
 
-    ds_config = build_ds_config(config, world_size=1)  # validates the file before any setup
+    load_ds_file(config.ds_config)  # a bad file fails here, before any DeepSpeed set-up
     rank, world = ensure_process_group()
-    if world > 1:
-        ds_config = build_ds_config(config, world_size=world)
     device = current_device()
     batch_size = config.batch_size
     steps_per_epoch = math.ceil(kept.numel() / batch_size)
     total_steps = config.epochs * steps_per_epoch
-    warmup_steps = min(total_steps - 1, round(config.warmup_ratio * total_steps))
-    multiplier = lr_multiplier(config.schedule, total_steps, warmup_steps)
 
     torch.manual_seed(config.seed)  # dropout masks and any hook randomness
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
-        raise ValueError("model has no trainable parameters")
-    attributes_before = _own_attributes(model)
-    model.to(device)
-    engine, _, _, _ = deepspeed.initialize(
-        model=model, model_parameters=trainable, config=ds_config, dist_init_required=False,
-        lr_scheduler=lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier))
-    try:
-        engine.train()
-        float_dtype = _param_dtype(engine.module)
+    with engine_session(model, config, total_steps) as session:
+        float_dtype = _param_dtype(session.engine.module)
         shuffler = torch.Generator().manual_seed(config.seed)
         step = 0
         for _ in range(config.epochs):
@@ -162,18 +245,10 @@ def train(model: nn.Module, inputs: Mapping[str, Tensor], targets: Tensor, *,
                 scale = local_rows.numel() * world / global_rows.numel()
                 if local_rows.numel() == 0:  # a short last batch; still join the collectives
                     local_rows, scale = global_rows[:1], 0.0
-                logits = _logits_of(engine(**_batch(inputs, local_rows, device, float_dtype)))
-                loss = hooks.loss(logits, targets[local_rows].to(device),
-                                  weights[local_rows].to(device), step / total_steps)
-                engine.backward(loss * scale if scale != 1.0 else loss)
-                engine.step()
+                train_step(session, _batch(inputs, local_rows, device, float_dtype),
+                           targets[local_rows].to(device), weights[local_rows].to(device),
+                           hooks=hooks, progress=step / total_steps, scale=scale)
                 step += 1
-        if zero_stage(ds_config) == 3:
-            _unpartition(engine.module, attributes_before)
-    finally:
-        engine.destroy()
-        del engine
-        gc.collect()
     model.eval()
     return model
 
