@@ -5,7 +5,7 @@ import numpy as np
 
 from stats.cells import Cell
 from stats.estimates import Contrast
-from stats.pgr import RatioEstimate, ratio_estimate
+from stats.pgr import RatioEstimate, ratio_estimate, ratio_inputs
 from stats.power import components, examples_needed, mde, seeds_needed
 from stats.tests_and_verdicts import gain_tests
 
@@ -24,12 +24,8 @@ def _pgr(cell: Cell, student: str, alpha: float, boot: np.ndarray | None) -> dic
         missing = sorted({"weak", "ceiling", student} - set(m.arms))
         return {"defined": False, "estimate": None, "ci_low": None, "ci_high": None,
                 "note": f"arm(s) {', '.join(missing)} missing in this cell, so PGR is undefined"}
-    num_w = {student: 1.0, "weak": -1.0}
-    den_w = {"ceiling": 1.0, "weak": -1.0}
-    num, den = m.contrast(num_w), m.contrast(den_w)
-    v_ad = float(m.weights(num_w) @ m.cov @ m.weights(den_w))
-    est: RatioEstimate = ratio_estimate(num.estimate, den.estimate, num.se ** 2, den.se ** 2, v_ad,
-                                        min(num.df, den.df), alpha)
+    parts = ratio_inputs(m, {student: 1.0, "weak": -1.0}, {"ceiling": 1.0, "weak": -1.0})
+    est: RatioEstimate = ratio_estimate(*parts, alpha)
     out = est.as_dict()
     if est.defined and boot is not None:
         i_s, i_w, i_c = m.index(student), m.index("weak"), m.index("ceiling")
@@ -39,9 +35,9 @@ def _pgr(cell: Cell, student: str, alpha: float, boot: np.ndarray | None) -> dic
         if len(ratios):
             out["boot_ci_low"], out["boot_ci_high"] = (
                 float(np.quantile(ratios, alpha / 2)), float(np.quantile(ratios, 1 - alpha / 2)))
-    out["gap"] = _f(den.estimate)
+    out["gap"] = _f(parts[1])
     out = {k: (_f(v) if isinstance(v, float) else v) for k, v in out.items()}
-    out["_parts"] = (num.estimate, den.estimate, num.se ** 2, den.se ** 2, v_ad, min(num.df, den.df))
+    out["_parts"] = parts
     return out
 
 
@@ -111,6 +107,8 @@ def method_cell(cell: Cell, method: str, baseline: str, meta: dict, sesoi: float
             gain["boot_se"] = float(diffs.std(ddof=1))
             gain["boot_ci_low"] = float(np.quantile(diffs, alpha / 2))
             gain["boot_ci_high"] = float(np.quantile(diffs, 1 - alpha / 2))
+            expected = m.pigeonhole_variance(gain_w)
+            gain["boot_se_expected"] = _f(np.sqrt(expected)) if expected else None
     out["gain"] = gain
     out["mde80"] = _f(mde(contrast.se, contrast.df, alpha))
     comp = components(m, gain_w)

@@ -93,9 +93,8 @@ class CellMoments:
     def contrast(self, coefficients: dict[str, float]) -> Contrast:
         """Estimate, standard error and df of ``sum_k c_k * mean_k``.
 
-        Two-way: Satterthwaite df of the combination of mean squares (floored at the variance
-        that treats every (seed, example) score as independent when the unbiased combination is
-        smaller).  Seed-level: the smallest (seeds - 1) among the arms involved (conservative);
+        Two-way: the unbiased combination of mean squares with Satterthwaite df, negative
+        variance components truncated at zero (see ``_two_way_se_df``).  Seed-level: the smallest (seeds - 1) among the arms involved (conservative);
         infinite when only the binomial variance of a single seed is available.
         """
         c = self.weights(coefficients)
@@ -112,15 +111,47 @@ class CellMoments:
             var = float(c @ self.floor_cov @ c)
         return Contrast(estimate, float(np.sqrt(max(var, 0.0))), df)
 
+    def pigeonhole_variance(self, coefficients: dict[str, float]) -> float | None:
+        """Expected variance of the two-way (pigeonhole) bootstrap for a contrast, given the data.
+
+        With multinomial seed and example counts the bootstrap variance of a mean is exactly
+        ``[(S-1)/S q_seed + (I-1)/I q_ex + (S-1)(I-1)/(S I) q_res] / (S I)`` (q = c'MS c), which
+        exceeds the unbiased ``(q_seed + q_ex - q_res) / (S I)`` by about ``2 Se / (S I)``: the
+        pigeonhole bootstrap is conservative (Owen 2007).  None for seed-level cells.
+        """
+        if self.design != TWO_WAY or len(self.ms_terms) != 3:
+            return None
+        c = self.weights(coefficients)
+        (ms_s, df_s, _), (ms_e, df_e, _), (ms_r, _, _) = self.ms_terms
+        n_s, n_i = df_s + 1, df_e + 1
+        q_s, q_e, q_r = (float(c @ m @ c) for m in (ms_s, ms_e, ms_r))
+        return ((n_s - 1) / n_s * q_s + (n_i - 1) / n_i * q_e
+                + (n_s - 1) * (n_i - 1) / (n_s * n_i) * q_r) * self.scale
+
     def _two_way_se_df(self, c: np.ndarray, var: float) -> tuple[float, float]:
-        terms = [(sign * float(c @ ms @ c) * self.scale, df) for ms, df, sign in self.ms_terms]
-        floor = float(c @ self.floor_cov @ c) if self.floor_cov is not None else 0.0
-        if var <= floor or not terms:
-            total_df = sum(df for _, df in terms) or 1.0
-            return float(np.sqrt(max(floor, 0.0))), float(total_df)
-        denom = sum(t * t / df for t, df in terms if df > 0)
-        df = var * var / denom if denom > 0 else float("inf")
-        return float(np.sqrt(var)), float(df)
+        """se and Satterthwaite df; negative variance components are truncated at zero.
+
+        With q = c'MS c / (S I): the seed component is q_seed - q_res and the example component
+        q_ex - q_res.  Both positive: var = q_seed + q_ex - q_res, df = var^2 / sum(q_k^2 / df_k)
+        (Satterthwaite 1946).  A negative component is set to zero: var = q_ex (df I - 1) or
+        q_seed (df S - 1), or q_res when both are negative.
+        """
+        if len(self.ms_terms) != 3:
+            (ms, df, _), = self.ms_terms
+            return float(np.sqrt(max(float(c @ ms @ c) * self.scale, 0.0))), float(df)
+        (ms_s, df_s, _), (ms_e, df_e, _), (ms_r, df_r, _) = self.ms_terms
+        q_s, q_e, q_r = (float(c @ m @ c) * self.scale for m in (ms_s, ms_e, ms_r))
+        keep_seed, keep_ex = q_s > q_r, q_e > q_r
+        if keep_seed and keep_ex:
+            var = q_s + q_e - q_r
+            df = var * var / (q_s * q_s / df_s + q_e * q_e / df_e + q_r * q_r / df_r)
+        elif keep_seed:
+            var, df = q_s, df_s
+        elif keep_ex:
+            var, df = q_e, df_e
+        else:
+            var, df = q_r, df_r
+        return float(np.sqrt(max(var, 0.0))), float(df)
 
 
 def two_way_moments(scores: np.ndarray, arms: tuple[str, ...]) -> CellMoments:
@@ -147,7 +178,7 @@ def two_way_moments(scores: np.ndarray, arms: tuple[str, ...]) -> CellMoments:
         notes.append("one seed only: seed-to-seed variation cannot be estimated, so the intervals "
                      "reflect test-example sampling only and are too narrow")
         return CellMoments(arms, grand, cov, TWO_WAY, {a: 1 for a in arms}, n_ex, notes,
-                           ((ms_ex, n_ex - 1.0, 1.0),), cov, scale=1.0 / n_ex)
+                           ((ms_ex, n_ex - 1.0, 1.0),), scale=1.0 / n_ex)
     r_seed = seed_means - grand[:, None]
     ms_seed = n_ex * (r_seed @ r_seed.T) / (n_seeds - 1)
     ms_ex = n_seeds * (r_ex @ r_ex.T) / (n_ex - 1)
@@ -157,12 +188,9 @@ def two_way_moments(scores: np.ndarray, arms: tuple[str, ...]) -> CellMoments:
     ms_res = resid @ resid.T / df_res
     cells = n_seeds * n_ex
     cov = (ms_seed + ms_ex - ms_res) / cells
-    flat = y.reshape(n_arms, -1)
-    centred = flat - grand[:, None]
-    floor = centred @ centred.T / (cells - 1) / cells
     terms = ((ms_seed, n_seeds - 1.0, 1.0), (ms_ex, n_ex - 1.0, 1.0), (ms_res, df_res, -1.0))
     return CellMoments(arms, grand, cov, TWO_WAY, {a: n_seeds for a in arms}, n_ex, notes,
-                       terms, floor, scale=1.0 / cells)
+                       terms, scale=1.0 / cells)
 
 
 def seed_level_moments(acc: dict[str, pd.Series], n: dict[str, float | None]) -> CellMoments:

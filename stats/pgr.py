@@ -47,6 +47,25 @@ class RatioEstimate:
                 "delta_ci_high": self.delta_high, "p_gap": self.p_gap, "note": self.reason}
 
 
+def ratio_inputs(moments, numerator: dict[str, float],
+                 denominator: dict[str, float]) -> tuple[float, float, float, float, float, float]:
+    """(a, d, v_aa, v_dd, v_ad, df) for a ratio of two contrasts of a cell's arm means.
+
+    df is the Satterthwaite df of the Fieller pivot a - R d at R = a/d (the contrast whose
+    t statistic the interval inverts), falling back to the smaller of the two contrasts' df.
+    """
+    num, den = moments.contrast(numerator), moments.contrast(denominator)
+    v_ad = float(moments.weights(numerator) @ moments.cov @ moments.weights(denominator))
+    df = min(num.df, den.df)
+    if den.estimate != 0 and np.isfinite(den.estimate):
+        ratio = num.estimate / den.estimate
+        pivot = {k: v for k, v in numerator.items()}
+        for arm, w in denominator.items():
+            pivot[arm] = pivot.get(arm, 0.0) - ratio * w
+        df = moments.contrast(pivot).df
+    return num.estimate, den.estimate, num.se ** 2, den.se ** 2, v_ad, df
+
+
 def gap_p_value(d: float, v_dd: float, df: float) -> float:
     """One-sided p value of H0: gap <= 0 against gap > 0, ``1 - T_df(d / sqrt(v_dd))``."""
     if not (np.isfinite(d) and np.isfinite(v_dd)) or v_dd <= 0:

@@ -53,6 +53,11 @@ def table_kind(df: pd.DataFrame) -> str:
     return EXAMPLES
 
 
+def _show(value) -> str:
+    """repr of a cell value without numpy type noise."""
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
 def _line_of(df: pd.DataFrame, mask: np.ndarray) -> int:
     """CSV line number (header is line 1) of the first row where ``mask`` holds."""
     return int(np.flatnonzero(mask)[0]) + 2
@@ -83,7 +88,7 @@ def _check_integer(df: pd.DataFrame, col: str, path: str | None, low: float | No
     if high is not None:
         bad |= values.to_numpy(dtype=float) > high
     if bad.any():
-        raise StatsInputError(f"got {df[col].iloc[int(np.flatnonzero(bad)[0])]!r}, expected {what}",
+        raise StatsInputError(f"got {_show(df[col].iloc[int(np.flatnonzero(bad)[0])])}, expected {what}",
                               path=path, line=_line_of(df, bad), field=col)
     return values.astype(np.int64)
 
@@ -126,14 +131,14 @@ def check_table(df: pd.DataFrame, path: str | Path | None = None) -> pd.DataFram
         acc = pd.to_numeric(df["accuracy"], errors="coerce")
         bad = (acc.isna() | (acc < 0) | (acc > 1)).to_numpy()
         if bad.any():
-            raise StatsInputError(f"got {df['accuracy'].iloc[int(np.flatnonzero(bad)[0])]!r}, "
+            raise StatsInputError(f"got {_show(df['accuracy'].iloc[int(np.flatnonzero(bad)[0])])}, "
                                   "expected a fraction in [0, 1]", path=where,
                                   line=_line_of(df, bad), field="accuracy")
         out["accuracy"] = acc.astype(float)
         n = pd.to_numeric(df["n"], errors="coerce")
         bad = (df["n"].notna() & (n.isna() | (n < 1) | (n % 1 != 0))).to_numpy()
         if bad.any():
-            raise StatsInputError(f"got {df['n'].iloc[int(np.flatnonzero(bad)[0])]!r}, expected "
+            raise StatsInputError(f"got {_show(df['n'].iloc[int(np.flatnonzero(bad)[0])])}, expected "
                                   "a whole number of examples >= 1 (or empty)", path=where,
                                   line=_line_of(df, bad), field="n")
         out["n"] = n.astype(float)

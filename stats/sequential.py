@@ -1,0 +1,248 @@
+"""Group-sequential seeding: after each batch of seeds, decide (with a verdict) or continue.
+
+Planned looks k = 1..K at information fractions t_k (default k/K, i.e. equal batches of seeds).
+Alpha is spent with the Lan-DeMets (1983, Biometrika 70:659) O'Brien-Fleming-type function
+
+    alpha(t) = 2 - 2 Phi( z_{1-alpha/2} / sqrt(t) )        (one-sided level alpha at t = 1)
+
+or a Pocock-type alpha * ln(1 + (e - 1) t), or Bonferroni (alpha / K at every look).  Boundaries
+c_k solve  P(Z_1 < c_1, ..., Z_{k-1} < c_{k-1}, Z_k >= c_k) = alpha(t_k) - alpha(t_{k-1})  under
+H0 for the canonical joint distribution Z_k = W(t_k) / sqrt(t_k) (W a Brownian motion),
+computed by recursive numerical integration on a grid (Armitage, McPherson & Rowe 1969;
+Jennison & Turnbull 2000, ch. 19).
+
+Each t statistic is mapped to the z scale, z = Phi^-1(T_df(t)), and compared with c_k for three
+one-sided questions: gain > 0 (REAL), gain < 0 (HARMFUL), and both TOST halves |gain| < SESOI
+(VANISHED).  Each is a level-alpha group-sequential test, so P(REAL | gain <= 0) <= alpha and
+P(VANISHED | |gain| >= SESOI) <= alpha.  At the last look the design always decides, with
+INCONCLUSIVE when none of the three holds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+from scipy import stats as sps
+
+from stats.cells import build_cell
+from stats.errors import StatsInputError
+from stats.table import check_table, rung_metadata
+from stats.tests_and_verdicts import (EQUIVALENT, HARM, HARMFUL, INCONCLUSIVE, REAL, SUPERIOR,
+                                      UNDECIDED, VANISHED, method_verdict)
+
+SPENDING = ("obrien_fleming", "pocock", "bonferroni")
+_GRID = 801
+
+
+def spent_alpha(t: np.ndarray, alpha: float, spending: str) -> np.ndarray:
+    """Cumulative alpha spent by information fraction ``t`` (see module docstring)."""
+    t = np.asarray(t, float)
+    if spending == "obrien_fleming":
+        return 2 - 2 * sps.norm.cdf(sps.norm.ppf(1 - alpha / 2) / np.sqrt(t))
+    if spending == "pocock":
+        return alpha * np.log(1 + (np.e - 1) * t)
+    raise StatsInputError(f"unknown spending {spending!r} (expected {', '.join(SPENDING)})",
+                          field="spending")
+
+
+def boundaries(alpha: float, fractions: list[float] | np.ndarray,
+               spending: str = "obrien_fleming") -> np.ndarray:
+    """One-sided z boundaries c_1..c_K for the information fractions (module docstring).
+
+    Args:
+        alpha: one-sided overall level.
+        fractions: increasing information fractions in (0, 1], the last one 1.
+        spending: ``obrien_fleming``, ``pocock`` or ``bonferroni``.
+    Returns:
+        Array of K boundaries on the z scale.
+    """
+    t = np.asarray(fractions, float)
+    if spending == "bonferroni":
+        return np.full(len(t), sps.norm.ppf(1 - alpha / len(t)))
+    cum = spent_alpha(t, alpha, spending)
+    increments = np.diff(np.concatenate([[0.0], cum]))
+    bounds = np.empty(len(t))
+    bounds[0] = sps.norm.isf(increments[0])
+    # density of W(t_1) on the continuation region, then propagate look by look
+    upper = bounds[0] * np.sqrt(t[0])
+    grid = np.linspace(-10 * np.sqrt(t[-1]), upper, _GRID)
+    dens = sps.norm.pdf(grid, scale=np.sqrt(t[0]))
+    for k in range(1, len(t)):
+        step = np.sqrt(t[k] - t[k - 1])
+
+        def exit_prob(c: float, grid=grid, dens=dens, k=k, step=step) -> float:
+            tail = sps.norm.sf((c * np.sqrt(t[k]) - grid) / step)
+            return float(np.trapezoid(dens * tail, grid))
+
+        target = increments[k]
+        if exit_prob(0.0) < target:
+            bounds[k] = 0.0
+        else:
+            bounds[k] = optimize.brentq(lambda c: exit_prob(c) - target, 0.0, 40.0, xtol=1e-10)
+        upper = bounds[k] * np.sqrt(t[k])
+        new_grid = np.linspace(-10 * np.sqrt(t[-1]), upper, _GRID)
+        kernel = sps.norm.pdf((new_grid[:, None] - grid[None, :]) / step) / step
+        dens = np.trapezoid(kernel * dens[None, :], grid, axis=1)
+        grid = new_grid
+    return bounds
+
+
+def z_from_t(t_stat, df):
+    """Map t statistics to the z scale by their p value: Phi^-1(T_df(t))."""
+    return sps.norm.ppf(sps.t.cdf(t_stat, df))
+
+
+def decide_arrays(estimate, se, df, sesoi: float, boundary: float, final: bool):
+    """Vectorised decision at one look.
+
+    Args:
+        estimate, se, df: arrays (or scalars) of gain estimates, standard errors, dfs.
+        sesoi: equivalence margin.
+        boundary: this look's z boundary.
+        final: whether this is the last planned look (undecided becomes INCONCLUSIVE).
+    Returns:
+        Array of outcomes: "superior", "harmful", "equivalent", "inconclusive" (final) or ""
+        (continue).
+    """
+    estimate, se, df = (np.asarray(x, float) for x in (estimate, se, df))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z_sup = z_from_t(estimate / se, df)
+        z_low = z_from_t((estimate + sesoi) / se, df)
+        z_high = z_from_t((sesoi - estimate) / se, df)
+    out = np.full(np.broadcast(estimate, se).shape, UNDECIDED if final else "", dtype=object)
+    out[np.minimum(z_low, z_high) >= boundary] = EQUIVALENT
+    out[-z_sup >= boundary] = HARM
+    out[z_sup >= boundary] = SUPERIOR
+    return out
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do after a look.
+
+    Attributes:
+        decided: stop seeding (True) or run the next batch (False).
+        verdict: REAL / VANISHED / HARMFUL / INCONCLUSIVE when decided, else None.
+        look: this look's number (1-based) of ``max_looks``.
+        boundary: z boundary used at this look (after the Bonferroni split over cells).
+        cells: per dataset: estimate, se, df, n_seeds, z, outcome ("" = not yet decided).
+        reason: one plain sentence.
+    """
+
+    decided: bool
+    verdict: str | None
+    look: int
+    max_looks: int
+    boundary: float
+    cells: dict[str, dict] = field(default_factory=dict)
+    reason: str = ""
+
+
+class SequentialDesign:
+    """A planned-looks design the seeding flow calls after each batch of seeds.
+
+    Example::
+
+        design = SequentialDesign(max_looks=4, alpha=0.05, sesoi=0.01)
+        for batch in batches:
+            results = pd.concat([results, run(batch)])
+            decision = design.look(results, method="aux_conf")
+            if decision.decided:
+                break
+    """
+
+    def __init__(self, max_looks: int, alpha: float = 0.05, sesoi: float = 0.01,
+                 spending: str = "obrien_fleming", baseline: str = "vanilla",
+                 fractions: list[float] | None = None) -> None:
+        """Args:
+            max_looks: planned number of looks K >= 1 (equal batches of seeds by default).
+            alpha: one-sided level of each of the three questions (REAL, HARMFUL, VANISHED).
+            sesoi: equivalence margin in accuracy.
+            spending: ``obrien_fleming`` (default), ``pocock`` or ``bonferroni``.
+            baseline: baseline arm.
+            fractions: information fractions of the looks (default k / K).
+        """
+        if int(max_looks) != max_looks or max_looks < 1:
+            raise StatsInputError(f"got {max_looks}, expected an integer >= 1", field="max_looks")
+        if not 0 < alpha < 0.5:
+            raise StatsInputError(f"got {alpha}, expected 0 < alpha < 0.5", field="alpha")
+        if spending not in SPENDING:
+            raise StatsInputError(f"unknown spending {spending!r} (expected "
+                                  f"{', '.join(SPENDING)})", field="spending")
+        fr = np.arange(1, max_looks + 1) / max_looks if fractions is None else np.asarray(fractions, float)
+        if len(fr) != max_looks or np.any(np.diff(fr) <= 0) or fr[0] <= 0 or abs(fr[-1] - 1) > 1e-9:
+            raise StatsInputError("expected max_looks increasing fractions ending at 1",
+                                  field="fractions")
+        self.max_looks, self.alpha, self.sesoi = int(max_looks), alpha, sesoi
+        self.spending, self.baseline, self.fractions = spending, baseline, fr
+        self._cache: dict[int, np.ndarray] = {}
+        self.looks_done = 0
+
+    def boundaries(self, n_comparisons: int = 1) -> np.ndarray:
+        """z boundaries with alpha split (Bonferroni) over ``n_comparisons`` cells."""
+        if n_comparisons not in self._cache:
+            self._cache[n_comparisons] = boundaries(self.alpha / n_comparisons, self.fractions,
+                                                    self.spending)
+        return self._cache[n_comparisons]
+
+    def decide(self, estimate: float, se: float, df: float, look: int,
+               n_comparisons: int = 1) -> str:
+        """Outcome of one cell at ``look`` ("" = continue)."""
+        bound = self.boundaries(n_comparisons)[look - 1]
+        return str(decide_arrays(estimate, se, df, self.sesoi, bound, look == self.max_looks)[()])
+
+    def look(self, results: pd.DataFrame, method: str, look: int | None = None,
+             rung: str | None = None) -> Decision:
+        """Analyse all seeds so far for ``method`` at the production (or given) rung.
+
+        Args:
+            results: results table (per-example or aggregate) with every seed so far.
+            method: the method arm.
+            look: look number (default: one more than the looks done so far).
+            rung: rung to decide on (default: largest strong_params, else the last in the table).
+        Returns:
+            ``Decision``; alpha is split over the datasets at the rung (Bonferroni).
+        """
+        look = self.looks_done + 1 if look is None else int(look)
+        if not 1 <= look <= self.max_looks:
+            raise StatsInputError(f"look {look} outside 1..{self.max_looks}", field="look")
+        df = results if results.attrs.get("kind") else check_table(results)
+        meta = rung_metadata(df)
+        if rung is None:
+            sized = [r for r in meta if meta[r].get("strong_params")]
+            rung = max(sized, key=lambda r: meta[r]["strong_params"]) if sized else list(meta)[-1]
+        rows = df[df["rung"] == rung]
+        datasets = sorted(rows["dataset"].unique())
+        if method not in set(rows["arm"]) or self.baseline not in set(rows["arm"]):
+            raise StatsInputError(f"rung {rung!r} needs arms {method!r} and {self.baseline!r}",
+                                  field="arm")
+        bound = float(self.boundaries(len(datasets))[look - 1])
+        cells, outcomes, estimates = {}, {}, {}
+        for ds in datasets:
+            cell = build_cell(rows[rows["dataset"] == ds], df.attrs["kind"], rung, ds)
+            c = cell.moments.contrast({method: 1.0, self.baseline: -1.0})
+            outcome = self.decide(c.estimate, c.se, c.df, look, len(datasets))
+            cells[ds] = {"estimate": c.estimate, "se": c.se, "df": c.df,
+                         "n_seeds": cell.moments.n_seeds[method], "outcome": outcome,
+                         "z": float(z_from_t(c.estimate / c.se, c.df)) if c.se > 0 else None}
+            outcomes[ds], estimates[ds] = outcome, c.estimate
+        self.looks_done = max(self.looks_done, look)
+        final = look == self.max_looks
+        if HARM in outcomes.values() or final or all(outcomes.values()):
+            verdict, _, text = method_verdict({d: o or UNDECIDED for d, o in outcomes.items()},
+                                              estimates, self.sesoi)
+            if not final and verdict == INCONCLUSIVE:
+                # some cells decided, others not: keep seeding
+                return Decision(False, None, look, self.max_looks, bound, cells,
+                                f"look {look}/{self.max_looks}: not all datasets decided; continue")
+            return Decision(True, verdict, look, self.max_looks, bound, cells,
+                            f"look {look}/{self.max_looks} (z boundary {bound:.2f}): {text}")
+        return Decision(False, None, look, self.max_looks, bound, cells,
+                        f"look {look}/{self.max_looks}: no boundary crossed (z boundary "
+                        f"{bound:.2f}); run the next batch of seeds")
+
+
+__all__ = ["Decision", "SequentialDesign", "boundaries", "decide_arrays", "spent_alpha",
+           "REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE"]
