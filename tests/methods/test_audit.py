@@ -1,0 +1,115 @@
+"""The label-leak canary: clean methods pass, label readers are flagged with evidence."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from fakes import FakeTask, FakeTrainer
+from methods.audit import audit_label_leak, compare_predictions
+from methods.registry import parse_params, resolve_method
+from methods.runner import run_method
+from transfer.errors import InputError
+
+
+@dataclass
+class PipelineState:
+    """What an arm holds while a method runs: the sealed data next to the gold labels."""
+
+    data: object
+    test_gold: np.ndarray
+
+
+@dataclass
+class LeakyTrainer(FakeTrainer):
+    """A trainer built carelessly from the full task: it carries the gold labels."""
+
+    test_labels: np.ndarray | None = None
+
+
+def permuted_gold(task: FakeTask, permutation_seed: int) -> np.ndarray:
+    return np.random.default_rng(permutation_seed).permutation(task.test_gold)
+
+
+def canary(task: FakeTask, reference: str, *, sandboxed: bool = False, leaky: bool = False,
+           gold_dir=None):
+    """A fake ``run_with_permuted_gold`` for ``reference``, mimicking how the arms hold labels."""
+    method = resolve_method(reference)
+    params = parse_params(method, [])
+
+    def run_with_permuted_gold(permutation_seed: int) -> np.ndarray:
+        gold = permuted_gold(task, permutation_seed)
+        # A fresh copy, so that the only gold next to it is this run's (not the fixture's).
+        data = dataclasses.replace(task.data)
+        state = PipelineState(data, gold)  # noqa: F841  (held, as an arm would)
+        trainer = (LeakyTrainer.for_task(task, test_labels=gold) if leaky
+                   else FakeTrainer.for_task(task))
+        if gold_dir is not None:
+            (gold_dir / "test.jsonl").write_text("".join(
+                json.dumps({"id": i, "label": int(y)}) + "\n"
+                for i, y in zip(task.data.test_ids, gold)))
+        if sandboxed:
+            return run_method(method, data, trainer, params,
+                              hide=[gold_dir] if gold_dir else ()).probs
+        return method.run(data, trainer, params)
+
+    return run_with_permuted_gold
+
+
+@pytest.mark.parametrize("reference", ["vanilla", "aux_conf", "em_posterior"])
+def test_sealed_methods_are_clean(task, reference):
+    result = audit_label_leak(canary(task, reference))
+    assert result.clean and result.n_differ == 0 and result.max_abs_diff == 0.0
+    assert result.evidence.startswith("clean: predictions under gold permutations 1 and 2 agree "
+                                      "exactly on all 200")
+
+
+def test_an_in_process_object_inspector_is_caught(task):
+    result = audit_label_leak(canary(task, "malicious.inspect_objects:InspectObjects"))
+    assert not result.clean
+    assert result.n_differ == int(np.sum(permuted_gold(task, 1) != permuted_gold(task, 2)))
+    assert result.max_abs_diff == 1.0
+    assert "label leak" in result.evidence and f"{result.n_differ}/200" in result.evidence
+
+
+def test_a_trainer_carrying_labels_is_caught_even_in_the_sandbox(task):
+    result = audit_label_leak(canary(task, "malicious.inspect_objects:InspectObjects",
+                                     sandboxed=True, leaky=True))
+    assert not result.clean and result.n_differ > 0
+
+
+def test_an_in_process_filesystem_walker_is_caught(tmp_path, task):
+    gold_dir = tmp_path / "dataset"
+    gold_dir.mkdir()
+    result = audit_label_leak(canary(task, "malicious.walk_filesystem:WalkFilesystem",
+                                     gold_dir=gold_dir))
+    assert not result.clean and result.n_differ > 0
+
+
+def test_tolerance_and_nan_handling():
+    first, second = np.array([0.5, np.nan, 0.2]), np.array([0.5000001, np.nan, 0.2])
+    assert compare_predictions(first, second, atol=0.0) == (pytest.approx(1e-7), 1)
+    assert compare_predictions(first, second, atol=1e-6)[1] == 0
+    result = audit_label_leak(lambda seed: first if seed == 1 else second, atol=1e-6)
+    assert result.clean and "within 1e-06" in result.evidence
+    half = audit_label_leak(lambda seed: np.array([np.nan, 0.1]) if seed == 1 else
+                            np.array([0.3, 0.1]))
+    assert not half.clean and half.n_differ == 1
+
+
+def test_nondeterministic_methods_are_not_judged_clean():
+    rng = np.random.default_rng(0)
+    result = audit_label_leak(lambda seed: rng.random(10), check_determinism=True)
+    assert not result.clean and result.evidence.startswith("nondeterministic")
+
+
+def test_bad_audit_inputs():
+    with pytest.raises(InputError, match="must differ"):
+        audit_label_leak(lambda s: np.zeros(3), permutation_seeds=(4, 4))
+    with pytest.raises(InputError, match="tolerance"):
+        audit_label_leak(lambda s: np.zeros(3), atol=-1)
+    with pytest.raises(InputError, match="returned 3 and 4 predictions"):
+        audit_label_leak(lambda s: np.zeros(3 if s == 1 else 4))

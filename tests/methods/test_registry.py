@@ -1,0 +1,126 @@
+"""Registry: built-ins, entry points, module:attr references and params parsing."""
+from __future__ import annotations
+
+import pytest
+
+from methods.base import Method
+from methods.registry import (ENTRY_POINT_GROUP, is_builtin, list_methods, method_info,
+                              parse_params, register_method, resolve_method)
+from transfer.errors import InputError
+
+BUILTINS = {"vanilla", "aux_conf", "confident", "bootstrap", "em_posterior", "zero_shot_prior",
+            "external"}
+
+
+def test_builtins_are_registered_with_one_line_sourced_descriptions():
+    infos = [info for info in list_methods() if not isinstance(info, tuple)]
+    names = {info.method.name for info in infos if info.origin == "builtin"}
+    assert BUILTINS <= names
+    for info in infos:
+        method = info.method
+        assert isinstance(method, Method)
+        assert "\n" not in method.description
+        if info.origin == "builtin":
+            assert is_builtin(method)
+            assert "Burns et al." in method.description or "sandbox" in method.description or \
+                "plugin contract" in method.description
+            assert method.Params.model_config["extra"] == "forbid"
+            assert type(method).__doc__ and len(type(method).__doc__) > 80
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(InputError, match="unknown method 'nope'; known methods: aux_conf, "
+                                         "bootstrap, confident"):
+        resolve_method("nope")
+
+
+def test_module_attr_references_resolve_classes_and_objects_as_plugins():
+    by_class = resolve_method("plugins_for_tests:ScaledWeak")
+    by_object = resolve_method("plugins_for_tests:scaled_weak")
+    assert by_class.name == by_object.name == "scaled_weak"
+    assert not is_builtin(by_class) and not is_builtin(by_object)
+    assert method_info(by_class).reference == "plugins_for_tests:ScaledWeak"
+    assert method_info(by_class).origin == "reference"
+
+
+@pytest.mark.parametrize("reference, message", [
+    ("no_such_module_w2s:Thing", "cannot import module 'no_such_module_w2s'"),
+    ("plugins_for_tests:Missing", "has no attribute 'Missing'"),
+    ("plugins_for_tests:NotAMethod", "not a valid method: `description`"),
+    ("plugins_for_tests:", "expected 'package.module:attr'"),
+])
+def test_bad_references_are_input_errors(reference, message):
+    with pytest.raises(InputError, match=message):
+        resolve_method(reference)
+
+
+@pytest.fixture
+def installed_plugin(tmp_path, monkeypatch):
+    """A real distribution on sys.path declaring two entry points of our group."""
+    dist_info = tmp_path / "w2s_test_plugin-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: w2s-test-plugin\n"
+                                        "Version: 0.1\n")
+    (dist_info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\nscaled_weak = plugins_for_tests:ScaledWeak\n"
+        "broken = plugins_for_tests:DoesNotExist\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_entry_points_resolve_and_list(installed_plugin):
+    method = resolve_method("scaled_weak")
+    info = method_info(method)
+    assert (info.origin, info.provider, info.reference) == ("entry-point", "w2s-test-plugin",
+                                                            "scaled_weak")
+    assert not is_builtin(method)
+    listed = list_methods()
+    names = [item[0] if isinstance(item, tuple) else item.method.name for item in listed]
+    assert "scaled_weak" in names
+    broken = [item for item in listed if isinstance(item, tuple)]
+    assert broken and broken[0][0] == "broken" and "failed to load" in broken[0][1]
+    with pytest.raises(InputError, match="entry point 'broken'"):
+        resolve_method("broken")
+    with pytest.raises(InputError, match="known methods: .*broken.*scaled_weak"):
+        resolve_method("nope")
+
+
+def test_parse_params_types_values_from_json_or_text():
+    confident = resolve_method("confident")
+    assert parse_params(confident, ["low=0.1", "high=0.9"]).low == 0.1
+    external = resolve_method("external")
+    params = parse_params(external, ["command=true", "timeout_s=5"])
+    assert params.command == "true" and params.timeout_s == 5.0
+    assert parse_params(external, ["command=sh run.sh --k=v"]).command == "sh run.sh --k=v"
+    assert parse_params(resolve_method("bootstrap"), ["intermediate=null"]).intermediate is None
+    assert parse_params(resolve_method("vanilla"), ["hard=true"]).hard is True
+
+
+@pytest.mark.parametrize("method, pairs, message", [
+    ("confident", ["lo=0.1"], "--param lo: method confident: unknown param; known params: "
+                              "low, high"),
+    ("confident", ["low=abc"], "--param low: method confident: expected float"),
+    ("confident", ["low=0.9"], "--param: method confident: .*low must be < high"),
+    ("vanilla", ["hard"], "--param: method vanilla: expected key=value, got 'hard'"),
+    ("vanilla", ["hard=1", "hard=0"], "--param hard: method vanilla: given twice"),
+    ("em_posterior", ["binning=log"], "--param binning: method em_posterior: expected"),
+    ("em_posterior", ["n_bins=0"], "--param n_bins: .*greater than or equal to 1"),
+])
+def test_bad_params_name_method_field_and_expectation(method, pairs, message):
+    with pytest.raises(InputError, match=message):
+        parse_params(resolve_method(method), pairs)
+
+
+def test_register_method_rejects_invalid_methods_and_duplicates():
+    class NoDescription:
+        name = "x"
+
+    with pytest.raises(ValueError, match="description"):
+        register_method(NoDescription)
+    vanilla_type = type(resolve_method("vanilla"))
+
+    class Impostor(vanilla_type):
+        pass
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_method(Impostor)
