@@ -244,5 +244,35 @@ class SequentialDesign:
                         f"{bound:.2f}); run the next batch of seeds")
 
 
-__all__ = ["Decision", "SequentialDesign", "boundaries", "decide_arrays", "spent_alpha",
+def simulate_design(design: SequentialDesign, seeds_per_look: int, effect: float, seed_sd: float,
+                    n_sim: int, rng: np.random.Generator) -> dict:
+    """Operating characteristics of ``design`` by simulation (vectorised over experiments).
+
+    Per-seed gains are N(effect, seed_sd^2); look k analyses the first k * seeds_per_look seeds
+    with a paired t statistic (df = n - 1), exactly as ``SequentialDesign.decide`` does.
+
+    Returns:
+        {"p_real", "p_harmful", "p_vanished", "p_inconclusive", "mean_seeds", "max_seeds"}.
+    """
+    n_max = design.max_looks * seeds_per_look
+    gains = rng.normal(effect, seed_sd, size=(n_sim, n_max))
+    outcome = np.full(n_sim, "", dtype=object)
+    used = np.full(n_sim, n_max)
+    bounds = design.boundaries(1)
+    for k in range(1, design.max_looks + 1):
+        n = k * seeds_per_look
+        open_ = outcome == ""
+        sample = gains[open_, :n]
+        est, se = sample.mean(1), sample.std(1, ddof=1) / np.sqrt(n)
+        now = decide_arrays(est, se, n - 1, design.sesoi, bounds[k - 1], k == design.max_looks)
+        idx = np.flatnonzero(open_)
+        outcome[idx] = now
+        used[idx[now != ""]] = n
+    return {"p_real": float(np.mean(outcome == SUPERIOR)), "p_harmful": float(np.mean(outcome == HARM)),
+            "p_vanished": float(np.mean(outcome == EQUIVALENT)),
+            "p_inconclusive": float(np.mean(outcome == UNDECIDED)),
+            "mean_seeds": float(used.mean()), "max_seeds": n_max}
+
+
+__all__ = ["simulate_design", "Decision", "SequentialDesign", "boundaries", "decide_arrays", "spent_alpha",
            "REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE"]
