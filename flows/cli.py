@@ -22,6 +22,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "flows.commands.ladders",
     "flows.commands.run_arm",
+    "flows.commands.methods_cmd",
     "flows.commands.gate",
     "flows.commands.report",
     "flows.commands.plan_schema",
