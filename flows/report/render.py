@@ -39,6 +39,7 @@ class ReportFiles:
     markdown: Path
     html: Path
     plots: list[Path]
+    artifact_markdown: str = ""  # the report without image links, for publish_report()
 
 
 def _summary_block(summary: SummaryLike | None) -> dict[str, str] | None:
@@ -153,4 +154,5 @@ def write_report(out_dir: str | Path, verdict: dict[str, Any], results: pd.DataF
             {"text": summary.text, "source": summary.source, "model": summary.model}, indent=2))
     markdown = atomic_write_text(out / "report.md", render_markdown(context))
     html = atomic_write_text(out / "report.html", render_html(context))
-    return ReportFiles(markdown=markdown, html=html, plots=plot_paths)
+    return ReportFiles(markdown=markdown, html=html, plots=plot_paths,
+                       artifact_markdown=render_markdown(context, images=False))

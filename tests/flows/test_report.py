@@ -149,7 +149,8 @@ def test_markdown_carries_the_same_numbers(tmp_path: Path, verdict, results_tabl
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({plot.relative_to(tmp_path)})" in markdown
     no_images = render_markdown(build_context(verdict, results_table, {}), images=False)
-    assert "report_files/" not in no_images
+    assert "report_files/" not in no_images and no_images == files.artifact_markdown
+    assert "## Verdicts" in no_images
 
 
 def test_narrative_is_separate_and_labelled(tmp_path: Path, verdict, results_table) -> None:
