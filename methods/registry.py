@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -222,15 +223,17 @@ def _expected(field_info: Any) -> str:
     return text
 
 
-def parse_params(method: Method, pairs: list[str] | tuple[str, ...]) -> BaseModel:
-    """Turn ``["key=value", ...]`` into the method's validated ``Params``.
+def parse_params(method: Method, pairs: list[str] | tuple[str, ...] | Mapping[str, Any]
+                 ) -> BaseModel:
+    """Turn ``["key=value", ...]`` (or an already typed mapping) into the method's ``Params``.
 
     Values are parsed as JSON when they parse (``0.3``, ``true``, ``null``, ``[1,2]``), else
-    kept as strings (``command=sh run.sh``).
+    kept as strings (``command=sh run.sh``); a string field keeps the text as written.
 
     Args:
         method: the resolved method.
-        pairs: ``key=value`` strings, e.g. from repeated ``--param`` options.
+        pairs: ``key=value`` strings, e.g. from repeated ``--param`` options, or a mapping of
+            typed values (e.g. params stored in a run spec), validated as they are.
 
     Returns:
         an instance of ``method.Params``.
@@ -239,6 +242,11 @@ def parse_params(method: Method, pairs: list[str] | tuple[str, ...]) -> BaseMode
         InputError: malformed pair, repeated key, unknown key or ill-typed value, naming the
             method, the field and what was expected.
     """
+    if isinstance(pairs, Mapping):
+        try:
+            return method.Params.model_validate(dict(pairs))
+        except ValidationError as err:
+            raise _params_error(method, err, dict(pairs)) from None
     values: dict[str, Any] = {}
     raw_values: dict[str, str] = {}
     for pair in pairs:

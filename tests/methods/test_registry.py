@@ -94,6 +94,10 @@ def test_parse_params_types_values_from_json_or_text():
     assert parse_params(external, ["command=sh run.sh --k=v"]).command == "sh run.sh --k=v"
     assert parse_params(resolve_method("bootstrap"), ["intermediate=null"]).intermediate is None
     assert parse_params(resolve_method("vanilla"), ["hard=true"]).hard is True
+    # Typed mappings (params stored in a run spec) are validated as they are.
+    assert parse_params(resolve_method("bootstrap"), {"intermediate": None}).intermediate is None
+    with pytest.raises(InputError, match="--param hard: method vanilla: expected bool"):
+        parse_params(resolve_method("vanilla"), {"hard": [1]})
 
 
 @pytest.mark.parametrize("method, pairs, message", [
