@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from stats.bootstrap import bootstrap_means
+from stats.bootstrap import bootstrap_means, multinomial_counts
 from stats.cell_estimates import method_cell
 from stats.cells import build_cell
 from stats.claims import claim_for, claim_sentence, gain_claim_p, pgr_claim_p
@@ -23,7 +23,7 @@ DEFAULT_N_BOOT = 2000
 
 def _rung_order(df: pd.DataFrame, meta: dict[str, dict]) -> list[str]:
     """Rungs by strong-model size (unknown sizes keep table order, after known ones)."""
-    appearance = list(dict.fromkeys(df["rung"]))
+    appearance = [str(r) for r in pd.unique(df["rung"])]
     known = [r for r in appearance if meta[r].get("strong_params")]
     unknown = [r for r in appearance if r not in known]
     return sorted(known, key=lambda r: meta[r]["strong_params"]) + unknown
@@ -75,7 +75,7 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
     if df.attrs.get("kind") is None:
         df = check_table(df)
     kind = df.attrs["kind"]
-    arms = set(df["arm"])
+    arms = {str(a) for a in pd.unique(df["arm"])}
     if baseline not in arms:
         raise StatsInputError(f"baseline arm {baseline!r} not in the table (arms: "
                               f"{', '.join(sorted(arms))})", field="baseline")
@@ -100,12 +100,14 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
                          "variation and are conditional on this test set")
 
     per_method: dict[str, list[dict]] = {m: [] for m in methods}
+    counts_cache: dict[int, np.ndarray] = {}
     for idx, ((rung, dataset), rows) in enumerate(df.groupby(["rung", "dataset"], sort=False)):
         cell = build_cell(rows, kind, str(rung), str(dataset))
         boot = None
         if n_boot:
             key = zlib.crc32(f"{rung}/{dataset}".encode())
-            boot = bootstrap_means(cell, n_boot, np.random.default_rng([seed, key]))
+            boot = bootstrap_means(cell, n_boot, np.random.default_rng([seed, key]),
+                                   example_counts=_example_counts(cell, n_boot, seed, counts_cache))
         for method in methods:
             if method in cell.moments.arms:
                 per_method[method].append(method_cell(cell, method, baseline, meta[str(rung)],
@@ -121,6 +123,20 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
             "sesoi_pgr": sesoi_pgr, "baseline": baseline, "production_rung": production,
             "discovery_rung": discovery, "rungs": order, "correction": correction,
             "data_form": kind, "notes": all_notes, "methods": out_methods}
+
+
+def _example_counts(cell, n_boot: int, seed: int, cache: dict[int, np.ndarray]) -> np.ndarray | None:
+    """Example-resampling counts shared by every cell with the same number of test examples.
+
+    Cells of one dataset share their test examples, so one draw per test set is also the right
+    joint resampling across rungs; each cell's marginal bootstrap is unchanged by the sharing.
+    """
+    if cell.scores is None:
+        return None
+    n_ex = cell.scores.shape[2]
+    if n_ex not in cache:
+        cache[n_ex] = multinomial_counts(np.random.default_rng([seed, n_ex]), n_boot, n_ex)
+    return cache[n_ex]
 
 
 def _adjust_families(per_method: dict[str, list[dict]], production: str, correction: str) -> None:

@@ -16,20 +16,33 @@ from stats.cells import Cell
 _CHUNK = 500
 
 
-def _counts(rng: np.random.Generator, n_draws: int, n_items: int) -> np.ndarray:
-    """Multinomial(n_items, uniform) counts for ``n_draws`` replicates, shape (n_draws, n_items)."""
-    idx = rng.integers(0, n_items, size=(n_draws, n_items))
-    idx += np.arange(n_draws)[:, None] * n_items
-    return np.bincount(idx.ravel(), minlength=n_draws * n_items).reshape(n_draws, n_items)
+def multinomial_counts(rng: np.random.Generator, n_draws: int, n_items: int) -> np.ndarray:
+    """Multinomial(n_items, uniform) counts for ``n_draws`` replicates, shape (n_draws, n_items).
+
+    Stored as uint8 (a count above 255 has probability far below 1e-300 for n_items >= 2).
+    """
+    out = np.empty((n_draws, n_items), dtype=np.uint8)
+    for start in range(0, n_draws, _CHUNK):
+        b = min(_CHUNK, n_draws - start)
+        idx = rng.integers(0, n_items, size=(b, n_items), dtype=np.int64)
+        idx += np.arange(b)[:, None] * n_items
+        out[start:start + b] = np.bincount(idx.ravel(), minlength=b * n_items).reshape(b, n_items)
+    return out
 
 
-def bootstrap_means(cell: Cell, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+_counts = multinomial_counts
+
+
+def bootstrap_means(cell: Cell, n_boot: int, rng: np.random.Generator,
+                    example_counts: np.ndarray | None = None) -> np.ndarray:
     """Bootstrap replicates of the arm means of ``cell``.
 
     Args:
         cell: the cell (two-way when ``cell.scores`` is set, else seed level).
         n_boot: number of replicates.
         rng: random generator (the caller fixes the seed for reproducibility).
+        example_counts: optional precomputed (n_boot, I) example counts (shared by the cells of
+            one test set); drawn from ``rng`` when None.
     Returns:
         Array (n_boot, A) in the order of ``cell.moments.arms``; rows where some arm drew none of
         its seeds (seed-level only) are NaN.
@@ -42,7 +55,8 @@ def bootstrap_means(cell: Cell, n_boot: int, rng: np.random.Generator) -> np.nda
         out = np.empty((n_boot, n_arms))
         for start in range(0, n_boot, _CHUNK):
             b = min(_CHUNK, n_boot - start)
-            ex_w = _counts(rng, b, n_ex).astype(np.float32)
+            ex_w = (example_counts[start:start + b] if example_counts is not None
+                    else _counts(rng, b, n_ex)).astype(np.float32)
             seed_w = _counts(rng, b, n_seeds).astype(np.float32)
             per_seed = (flat @ ex_w.T).reshape(n_arms, n_seeds, b)
             out[start:start + b] = np.einsum("asb,bs->ba", per_seed, seed_w) / (n_seeds * n_ex)

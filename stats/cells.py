@@ -37,22 +37,20 @@ class Cell:
 
 
 def _balanced_scores(rows: pd.DataFrame, arms: list[str]) -> tuple[np.ndarray, list, np.ndarray] | None:
-    """(A, S, I) scores when every arm has the same seeds and the same examples in each seed."""
-    seed_sets = rows.groupby("arm")["seed"].agg(lambda s: frozenset(s.unique()))
-    if len(set(seed_sets)) != 1:
+    """(A, S, I) scores when every arm has the same seeds and the same examples in each seed.
+
+    Keys are unique (``check_table``), so the layout is complete exactly when the number of rows
+    is arms x seeds x examples.
+    """
+    seed_code, seeds = pd.factorize(rows["seed"], sort=True)
+    ex_code, examples = pd.factorize(rows["example_id"], sort=True)
+    examples = np.asarray(examples, dtype=object)
+    arm_code = pd.Categorical(rows["arm"], categories=arms).codes
+    if len(examples) < 2 or len(rows) != len(arms) * len(seeds) * len(examples):
         return None
-    per_seed = rows.groupby(["arm", "seed"])["example_id"].agg(frozenset)
-    if len(set(per_seed)) != 1:
-        return None
-    seeds = sorted(next(iter(seed_sets)))
-    examples = np.array(sorted(next(iter(per_seed))))
-    if len(examples) < 2:
-        return None
-    pivot = rows.pivot_table(index=["arm", "seed"], columns="example_id", values="correct",
-                             aggfunc="first")
-    pivot = pivot.reindex(index=pd.MultiIndex.from_product([arms, seeds]), columns=examples)
-    scores = pivot.to_numpy(dtype=np.float64).reshape(len(arms), len(seeds), len(examples))
-    return scores, seeds, examples
+    scores = np.empty((len(arms), len(seeds), len(examples)))
+    scores[arm_code, seed_code, ex_code] = rows["correct"].to_numpy(dtype=float)
+    return scores, [int(s) for s in seeds], examples
 
 
 def build_cell(rows: pd.DataFrame, kind: str, rung: str, dataset: str) -> Cell:
@@ -65,17 +63,21 @@ def build_cell(rows: pd.DataFrame, kind: str, rung: str, dataset: str) -> Cell:
     Returns:
         A ``Cell`` whose moments use the two-way design when possible, else the seed level.
     """
-    arms = sorted(rows["arm"].unique(), key=lambda a: (a not in ("weak", "ceiling"), a))
-    agg = to_aggregate(rows)
-    seed_acc = {a: agg.loc[agg["arm"] == a].set_index("seed")["accuracy"].sort_index() for a in arms}
-    n_of = {a: (float(agg.loc[agg["arm"] == a, "n"].dropna().mean())
-                if agg.loc[agg["arm"] == a, "n"].notna().any() else None) for a in arms}
+    arms = sorted((str(a) for a in pd.unique(rows["arm"])),
+                  key=lambda a: (a not in ("weak", "ceiling"), a))
     if kind != AGGREGATE:
         balanced = _balanced_scores(rows, arms)
         if balanced is not None:
             scores, seeds, examples = balanced
             moments = two_way_moments(scores, tuple(arms))
+            per_seed = scores.mean(axis=2)
+            seed_acc = {a: pd.Series(per_seed[k], index=seeds) for k, a in enumerate(arms)}
             return Cell(rung, dataset, moments, scores, seed_acc, seeds, examples)
+    agg = to_aggregate(rows)
+    seed_acc = {a: agg.loc[agg["arm"] == a].set_index("seed")["accuracy"].sort_index() for a in arms}
+    n_of = {a: (float(agg.loc[agg["arm"] == a, "n"].dropna().mean())
+                if agg.loc[agg["arm"] == a, "n"].notna().any() else None) for a in arms}
+    if kind != AGGREGATE:
         moments = seed_level_moments(seed_acc, n_of)
         moments.notes.insert(0, "arms do not share the same seeds and test examples, so the "
                                 "analysis is at the seed level (paired only on shared seeds; "

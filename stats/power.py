@@ -89,13 +89,15 @@ def seeds_needed(comp: VarianceComponents, effect: float, alpha: float = 0.05,
     """
     if effect <= 0:
         return None
-    n_s = 2
-    while n_s <= MAX_SEEDS:
-        var = comp.variance(n_s, n_examples)
-        if var <= 0 or power_at(effect, np.sqrt(var), n_s - 1, alpha) >= power:
-            return n_s
-        n_s = n_s + 1 if n_s < 64 else int(n_s * 1.1)
-    return None
+    candidates = np.unique(np.concatenate([np.arange(2, 65),
+                                           np.round(64 * 1.1 ** np.arange(1, 120))])).astype(int)
+    candidates = candidates[candidates <= MAX_SEEDS]
+    var = np.array([comp.variance(int(n), n_examples) for n in candidates])
+    if np.any(var <= 0):
+        return int(candidates[np.argmax(var <= 0)])
+    crit = sps.t.ppf(1 - alpha, candidates - 1)
+    reached = sps.nct.sf(crit, candidates - 1, effect / np.sqrt(var)) >= power
+    return int(candidates[np.argmax(reached)]) if reached.any() else None
 
 
 def examples_needed(comp: VarianceComponents, effect: float, n_seeds: int, alpha: float = 0.05,

@@ -215,7 +215,8 @@ class SequentialDesign:
             rung = max(sized, key=lambda r: meta[r]["strong_params"]) if sized else list(meta)[-1]
         rows = df[df["rung"] == rung]
         datasets = sorted(rows["dataset"].unique())
-        if method not in set(rows["arm"]) or self.baseline not in set(rows["arm"]):
+        present = {str(a) for a in pd.unique(rows["arm"])}
+        if method not in present or self.baseline not in present:
             raise StatsInputError(f"rung {rung!r} needs arms {method!r} and {self.baseline!r}",
                                   field="arm")
         bound = float(self.boundaries(len(datasets))[look - 1])

@@ -149,7 +149,7 @@ def check_table(df: pd.DataFrame, path: str | Path | None = None) -> pd.DataFram
     if dup.any():
         raise StatsInputError(f"duplicate row for ({', '.join(keys)}) (expected one row per key)",
                               path=where, line=_line_of(out, dup), field=keys[-1])
-    arms = set(out["arm"])
+    arms = {str(a) for a in pd.unique(out["arm"])}
     for arm in RESERVED_ARMS:
         if arm not in arms:
             raise StatsInputError(f"no '{arm}' arm (the table needs weak, ceiling and method arms)",
