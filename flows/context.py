@@ -25,12 +25,11 @@ def arm_context(ladder: str | Path, data: str | Path | None, store: str | Path |
                 overrides: dict[str, Any] | None = None, data_seed: int = 0):
     """An `ArmContext` for one (ladder, dataset): shared backends, one store."""
     from transfer.arms import ArmContext
-    from transfer.data import load_task
     from transfer.ladder import load_ladder
     from transfer.store import RunStore
 
     ladder_obj = load_ladder(ladder)
-    task = load_task(data, seed=data_seed)
+    task = load_dataset(data, data_seed)
     return ArmContext(ladder=ladder_obj, task=task, store=RunStore(store),
                       engine_config=engine_config(ladder_obj, overrides))
 
@@ -40,12 +39,19 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None):
     from methods.registry import parse_params, resolve_method
 
     method = resolve_method(name)
-    if isinstance(params, dict):
-        params = [f"{k}={v}" for k, v in params.items()]
-    parsed = parse_params(method, list(params or []))
+    parsed = parse_params(method, params if isinstance(params, dict) else list(params or []))
     params_dict = parsed.model_dump(mode="json")
 
     def run(data, trainer):
         return method.run(data, trainer, parsed)
 
     return method.name, params_dict, run
+
+
+def load_dataset(path: str | Path | None, data_seed: int = 0):
+    """A task by path; ``None`` or ``"synthetic"`` is the built-in synthetic task."""
+    from transfer.data import load_task
+
+    if path is not None and str(path) == "synthetic":
+        path = None
+    return load_task(path, seed=data_seed)

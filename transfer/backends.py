@@ -86,12 +86,15 @@ def task_tokenizer(task_fingerprint: str, corpus: tuple[str, ...]):
     """The word-level tokenizer of a task (built from its corpus, never test), cached on disk."""
     from transformers import PreTrainedTokenizerFast
 
-    from transfer.data import build_word_tokenizer
     from transfer.fsutil import atomic_dir, cache_dir, file_lock
 
     final = cache_dir() / "tokenizers" / task_fingerprint
     with file_lock(cache_dir() / "locks" / f"tokenizer-{task_fingerprint}.lock"):
         if not (final / "tokenizer.json").exists():
+            # Imported on a miss only: sandboxed methods, which cannot see transfer.data, find
+            # the tokenizer the parent process already built.
+            from transfer.data import build_word_tokenizer
+
             tokenizer = build_word_tokenizer(list(corpus))
             with atomic_dir(final) as tmp:
                 tokenizer.save_pretrained(tmp)
@@ -115,7 +118,7 @@ def tiny_backend(spec: TinyModelSpec, task, splits: tuple[str, ...] | None = Non
     features = {}
     for name in splits or tuple(task.splits):
         features[name] = cached_features(model_key, None, tokenizer, task.splits[name].texts,
-                                         load_body=load_body)
+                                         load_body=load_body, pooling=spec.pooling)
     return FeatureBackend(model_name=spec.name, params=model_params(spec), features=features)
 
 

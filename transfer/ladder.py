@@ -31,14 +31,32 @@ class _Strict(BaseModel):
 
 
 class PretrainSpec(_Strict):
-    """Causal-LM pretraining of a tiny model on the task's unlabeled corpus (never test)."""
+    """How a tiny model acquires latent knowledge from the task's unlabeled corpus (never test).
 
-    tokens: int = Field(gt=0, description="token budget of the pretraining pass")
-    lr: float = Field(gt=0, lt=1, description="constant learning rate after warm-up")
+    ``svd`` (default): word vectors from positive PMI of sentence-level co-occurrence over the
+    first ``corpus_sentences`` corpus sentences, truncated to ``rank`` dimensions by SVD, become
+    the model's frozen input embeddings (Levy & Goldberg 2014). Larger models see more of the
+    corpus and keep more dimensions, so they know more of the task's vocabulary.
+    ``causal_lm``: next-token pretraining of the whole model for ``tokens`` tokens at ``lr``.
+    """
+
+    method: Literal["svd", "causal_lm"] = "svd"
+    corpus_sentences: int | None = Field(None, gt=0, description="svd: corpus prefix used")
+    rank: int | None = Field(None, gt=0, description="svd: informative dimensions kept")
+    tokens: int | None = Field(None, gt=0, description="causal_lm: token budget")
+    lr: float | None = Field(None, gt=0, lt=1, description="causal_lm: learning rate after warm-up")
     batch_size: int = Field(64, gt=0)
     warmup_frac: float = Field(0.03, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _fields_of_the_method(self) -> "PretrainSpec":
+        needed = ("corpus_sentences", "rank") if self.method == "svd" else ("tokens", "lr")
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"pretrain method {self.method!r} needs {', '.join(missing)}")
+        return self
 
 
 class TinyModelSpec(_Strict):
@@ -51,6 +69,8 @@ class TinyModelSpec(_Strict):
     num_heads: int = Field(gt=0)
     num_kv_heads: int | None = Field(None, gt=0)
     intermediate_size: int | None = Field(None, gt=0)
+    pooling: Literal["mean", "last"] = Field("mean", description="features: mean over tokens "
+                                             "or the last token, after the final norm")
     pretrain: PretrainSpec
 
     @model_validator(mode="after")
@@ -61,6 +81,9 @@ class TinyModelSpec(_Strict):
         kv = self.num_kv_heads or self.num_heads
         if self.num_heads % kv:
             raise ValueError(f"num_heads {self.num_heads} is not divisible by num_kv_heads {kv}")
+        if (self.pretrain.rank or 0) > self.hidden_size:
+            raise ValueError(f"pretrain.rank {self.pretrain.rank} exceeds hidden_size "
+                             f"{self.hidden_size}")
         return self
 
     @property

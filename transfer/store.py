@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -68,6 +70,10 @@ class RunRecord:
         return pd.read_parquet(self.path / "soft_labels.parquet")
 
 
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
 def versions() -> dict[str, str]:
     """Versions of the packages that determine a run's numbers."""
     from importlib.metadata import PackageNotFoundError, version
@@ -98,8 +104,14 @@ class RunStore:
 
     def put(self, spec: RunSpec, predictions: pd.DataFrame, metrics: dict[str, Any],
             soft_labels: pd.DataFrame | None = None, config: dict[str, Any] | None = None) -> RunRecord:
-        """Write a run atomically; the directory appears complete or not at all."""
+        """Write a run atomically; the directory appears complete or not at all.
+
+        Under data parallelism every rank computes the same run; rank 0 writes it and the other
+        ranks wait for it to appear.
+        """
         final = self.path(spec)
+        if _rank() > 0:
+            return self._wait_for(spec)
         with atomic_dir(final) as tmp:
             (tmp / "spec.json").write_text(spec.model_dump_json(indent=2))
             predictions.to_parquet(tmp / "predictions.parquet", index=False)
@@ -112,6 +124,21 @@ class RunStore:
             (tmp / COMPLETE).write_text(spec.run_hash() + "\n")
         self.executed.append(spec)
         return RunRecord(spec, final)
+
+    def _wait_for(self, spec: RunSpec, timeout_s: float = 600.0) -> RunRecord:
+        deadline = time.monotonic() + timeout_s
+        while (record := self.get(spec)) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"rank {_rank()}: run {spec.run_hash()} never appeared")
+            time.sleep(0.05)
+        return record
+
+    def find(self, run_hash: str) -> RunRecord | None:
+        """The complete run with this hash, whatever its arm."""
+        for path in self.root.glob(f"*/{run_hash}/{COMPLETE}"):
+            spec = RunSpec.model_validate_json((path.parent / "spec.json").read_text())
+            return RunRecord(spec, path.parent)
+        return None
 
     def records(self, arm: str | None = None) -> list[RunRecord]:
         """Every complete run in the store (optionally of one arm)."""

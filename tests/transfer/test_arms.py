@@ -82,3 +82,21 @@ def test_student_spec_requires_a_method(micro_ctx):
         arm_spec(micro_ctx, micro_ctx.ladder.rung("m0"), "student", 0)
     with pytest.raises(InputError, match="unknown arm"):
         arm_spec(micro_ctx, micro_ctx.ladder.rung("m0"), "teacher", 0)
+
+
+def test_tiny_ladder_first_rung_shows_a_weak_to_strong_effect(tmp_path):
+    """The built-in task on tiny rung r0: a real gap, and the student recovers part of it."""
+    from transfer.arms import ArmContext
+    from transfer.data import load_task
+    from transfer.engine import EngineConfig
+    from transfer.ladder import load_ladder
+    from transfer.store import RunStore
+
+    ladder = load_ladder("tiny")
+    ctx = ArmContext(ladder=ladder, task=load_task(None), store=RunStore(tmp_path),
+                     engine_config=EngineConfig(**ladder.training))
+    acc = {arm: run_arm(ctx, "r0", arm, 0, method="vanilla" if arm == "student" else None,
+                        method_fn=vanilla if arm == "student" else None).metrics["accuracy"]
+           for arm in ("weak", "ceiling", "student")}
+    assert acc["ceiling"] - acc["weak"] >= 0.03, acc
+    assert (acc["student"] - acc["weak"]) / (acc["ceiling"] - acc["weak"]) > 0.3, acc

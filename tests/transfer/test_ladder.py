@@ -38,8 +38,8 @@ def _write(tmp_path, text):
 
 
 GOOD_MODELS = """models:
-  a: {kind: tiny, hidden_size: 16, num_layers: 1, num_heads: 2, pretrain: {tokens: 1000, lr: 0.001}}
-  b: {kind: tiny, hidden_size: 32, num_layers: 1, num_heads: 2, pretrain: {tokens: 1000, lr: 0.001}}
+  a: {kind: tiny, hidden_size: 16, num_layers: 1, num_heads: 2, pretrain: {corpus_sentences: 100, rank: 2}}
+  b: {kind: tiny, hidden_size: 32, num_layers: 1, num_heads: 2, pretrain: {corpus_sentences: 100, rank: 2}}
 """
 
 
@@ -51,7 +51,7 @@ GOOD_MODELS = """models:
     ("name: x\n" + GOOD_MODELS + "rungs:\n  - {name: r, weak: b, strong: a}\n",
      ["ladder.yaml:6", "strong model must be larger"]),
     ("name: x\nmodels:\n  a: {kind: tiny, hidden_size: 30, num_layers: 1, num_heads: 4, "
-     "pretrain: {tokens: 10, lr: 0.1}}\nrungs:\n  - {name: r, weak: a, strong: a}\n",
+     "pretrain: {corpus_sentences: 10, rank: 2}}\nrungs:\n  - {name: r, weak: a, strong: a}\n",
      ["ladder.yaml:3", "models.a", "not divisible by num_heads"]),
     ("name: x\n" + GOOD_MODELS + "training: {epochs: 0}\nrungs:\n  - {name: r, weak: a, strong: b}\n",
      ["ladder.yaml:5", "training.epochs", "greater than or equal to 1"]),
@@ -74,3 +74,10 @@ def test_unknown_ladder_name_lists_the_builtins():
 def test_unknown_rung_lists_the_known_ones():
     with pytest.raises(InputError, match="unknown rung 'r9'.*r0, r1, r2"):
         load_ladder("tiny").rung("r9")
+
+
+def test_pretrain_method_needs_its_own_fields(tmp_path):
+    body = ("name: x\nmodels:\n  a: {kind: tiny, hidden_size: 16, num_layers: 1, num_heads: 2, "
+            "pretrain: {method: causal_lm, rank: 2}}\nrungs:\n  - {name: r, weak: a, strong: a}\n")
+    with pytest.raises(InputError, match="ladder.yaml:3: models.a.pretrain: .*needs tokens, lr"):
+        load_ladder(_write(tmp_path, body))

@@ -1,8 +1,8 @@
 """Frozen-body features and the linear probe the tiny ladder's arms train on them.
 
 The body stays frozen (fine-tuning it lets the weak model learn the frequent words from the gold
-labels and match the ceiling); every arm trains a 2-way linear head on the last-token hidden
-state after the final norm, the pooling ``Qwen2ForSequenceClassification`` uses.
+labels and match the ceiling); every arm trains a 2-way linear head on pooled final hidden
+states. Features depend only on the texts and the body, so they are computed once and cached.
 """
 from __future__ import annotations
 
@@ -25,31 +25,39 @@ def texts_fingerprint(texts: list[str] | tuple[str, ...]) -> str:
 
 
 @torch.no_grad()
-def last_token_features(body: nn.Module, tokenizer: PreTrainedTokenizerFast,
-                        texts: list[str] | tuple[str, ...], batch_size: int = 256) -> np.ndarray:
-    """Hidden state of each text's last real token after the final norm, shape (N, hidden)."""
+def pooled_features(body: nn.Module, tokenizer: PreTrainedTokenizerFast,
+                    texts: list[str] | tuple[str, ...], pooling: str = "mean",
+                    batch_size: int = 256) -> np.ndarray:
+    """Final hidden states (after the final norm) pooled per text, shape (N, hidden): the mean
+    over real tokens, or the last real token (the pooling Qwen2ForSequenceClassification uses)."""
     body.eval()
     out = []
     for start in range(0, len(texts), batch_size):
         batch = tokenize(tokenizer, texts[start:start + batch_size])
         hidden = body.model(**batch).last_hidden_state
-        last = batch["attention_mask"].sum(dim=1) - 1
-        out.append(hidden[torch.arange(hidden.shape[0]), last].float().numpy())
+        mask = batch["attention_mask"]
+        if pooling == "mean":
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            out.append(((hidden * weights).sum(1) / weights.sum(1)).float().numpy())
+        else:
+            last = mask.sum(dim=1) - 1
+            out.append(hidden[torch.arange(hidden.shape[0]), last].float().numpy())
     return np.concatenate(out).astype(np.float32)
 
 
 def cached_features(model_key: str, body: nn.Module | None, tokenizer: PreTrainedTokenizerFast,
-                    texts: list[str] | tuple[str, ...], load_body=None) -> np.ndarray:
+                    texts: list[str] | tuple[str, ...], load_body=None,
+                    pooling: str = "mean") -> np.ndarray:
     """Features of ``texts`` under the body ``model_key``, computed once and cached on disk.
 
     ``load_body`` (a callable) is used instead of ``body`` to load the model only on a miss.
     """
-    path = cache_dir() / "features" / model_key / f"{texts_fingerprint(texts)}.npy"
+    path = cache_dir() / "features" / model_key / f"{pooling}-{texts_fingerprint(texts)}.npy"
     if not path.exists():
         with file_lock(path.with_suffix(".lock")):
             if not path.exists():
-                features = last_token_features(body if body is not None else load_body(),
-                                               tokenizer, texts)
+                features = pooled_features(body if body is not None else load_body(),
+                                           tokenizer, texts, pooling)
                 tmp = path.with_suffix(".tmp.npy")
                 np.save(tmp, features)
                 tmp.replace(path)

@@ -107,6 +107,47 @@ def cached_pretrain_log(spec: TinyModelSpec, task_fingerprint: str) -> dict | No
     return json.loads(log.read_text()) if log.exists() else None
 
 
+def ppmi_svd_vectors(tokenizer: PreTrainedTokenizerFast, sentences: list[str] | tuple[str, ...],
+                     rank: int) -> np.ndarray:
+    """Word vectors of shape (vocab, rank): truncated SVD of the positive PMI matrix of
+    sentence-level co-occurrence counts (Levy & Goldberg 2014, "Neural word embedding as implicit
+    matrix factorization"), scaled by sqrt of the singular values, rows normalised on average."""
+    from scipy import sparse
+
+    ids = tokenizer(list(sentences), add_special_tokens=False)["input_ids"]
+    rows = np.repeat(np.arange(len(ids)), [len(x) for x in ids])
+    cols = np.concatenate([np.asarray(x, dtype=np.int64) for x in ids])
+    vocab = len(tokenizer)
+    doc_term = sparse.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(ids), vocab))
+    counts = (doc_term.T @ doc_term).toarray()
+    np.fill_diagonal(counts, 0.0)
+    total = counts.sum()
+    row, col = counts.sum(axis=1, keepdims=True), counts.sum(axis=0, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pmi = np.log(counts * total / (row * col))
+    ppmi = np.where(np.isfinite(pmi) & (pmi > 0), pmi, 0.0)
+    left, singular, _ = np.linalg.svd(ppmi, full_matrices=False)
+    vectors = left[:, :rank] * np.sqrt(singular[:rank])
+    return vectors / (np.linalg.norm(vectors, axis=1).mean() + 1e-12)
+
+
+def svd_pretrain(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerFast,
+                 corpus: list[str] | tuple[str, ...], spec: TinyModelSpec) -> dict:
+    """Set the (frozen) input embeddings to PPMI-SVD word vectors of the corpus prefix, placed
+    in the hidden space by a fixed random orthonormal map; the layers keep their seeded init."""
+    cfg = spec.pretrain
+    start = time.perf_counter()
+    vectors = ppmi_svd_vectors(tokenizer, corpus[:cfg.corpus_sentences], cfg.rank)
+    rng = np.random.default_rng(cfg.seed)
+    basis, _ = np.linalg.qr(rng.normal(size=(spec.hidden_size, spec.hidden_size)))
+    embeddings = vectors @ basis[:cfg.rank]
+    with torch.no_grad():
+        model.get_input_embeddings().weight.copy_(torch.as_tensor(embeddings, dtype=torch.float32))
+    model.eval()
+    return {"method": "svd", "sentences": min(cfg.corpus_sentences, len(corpus)),
+            "rank": cfg.rank, "seconds": time.perf_counter() - start}
+
+
 def pretrained_tiny_model(spec: TinyModelSpec, tokenizer: PreTrainedTokenizerFast,
                           corpus: list[str] | tuple[str, ...], task_fingerprint: str) -> tuple[Qwen2ForCausalLM, Path]:
     """Load the pretrained checkpoint of ``spec`` for this task, pretraining it once if needed.
@@ -120,7 +161,8 @@ def pretrained_tiny_model(spec: TinyModelSpec, tokenizer: PreTrainedTokenizerFas
         if not (final / "pretrain.json").exists():
             torch.set_num_threads(max(1, torch.get_num_threads()))
             model = build_tiny_lm(spec, tokenizer, seed=spec.pretrain.seed)
-            log = pretrain(model, tokenizer, corpus, spec)
+            run = svd_pretrain if spec.pretrain.method == "svd" else pretrain
+            log = run(model, tokenizer, corpus, spec)
             log["params"] = count_params(model)
             with atomic_dir(final) as tmp:
                 model.save_pretrained(tmp)

@@ -1,0 +1,129 @@
+"""One validation campaign: the plan's seed batches, sequential looks, statistics and outputs.
+
+Orchestrator-agnostic: ``run(submit=...)`` takes the function that executes a list of arm groups
+(Prefect tasks in the `validate` flow, a plain loop in the orchestration benchmark), so both
+paths run exactly the same work.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from flows.worker import ArmGroup, MethodRef
+from transfer.errors import InputError
+
+Submit = Callable[[list[ArmGroup], Path, int, int], list[dict[str, Any]]]
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class Campaign:
+    plan: Any  # flows.plan.Plan
+    ladder: Any  # transfer.ladder.Ladder
+    out: Path
+    store: Path
+    rungs: list[str]
+    progress: Progress = lambda message, fraction: None  # noqa: E731
+    runs: list[str] = field(default_factory=list)
+    executed_arms: list[str] = field(default_factory=list)
+    looks: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def prepare(cls, plan_path: str | Path, out: str | Path, store: str | Path | None = None,
+                progress: Progress | None = None) -> "Campaign":
+        """Load and check everything before any compute: plan, methods and params, ladder, rungs,
+        datasets. Any problem is an InputError naming the plan's file and line."""
+        from flows.context import method_function
+        from flows.plan import load_plan
+        from transfer.fsutil import cache_dir
+        from transfer.ladder import load_ladder
+
+        plan = load_plan(plan_path)
+        for index, entry in enumerate([MethodRef(name=plan.baseline)] + list(plan.methods)):
+            try:
+                method_function(entry.name, entry.params)
+            except InputError as err:
+                line = plan.line_of("methods", index - 1) if index else plan.line_of("baseline")
+                raise InputError(err.message, path=plan.source, line=line,
+                                 field=err.field or "methods") from None
+        ladder = load_ladder(plan.ladder)
+        rungs = [r.name for r in ladder.rungs] if plan.rungs == "all" else list(plan.rungs)
+        for name in rungs:
+            try:
+                ladder.rung(name)
+            except InputError as err:
+                raise InputError(err.message, path=plan.source, line=plan.line_of("rungs"),
+                                 field="rungs") from None
+        from flows.context import load_dataset
+
+        for dataset in plan.dataset_paths():
+            load_dataset(dataset)  # bad data fails here, before compute
+        store_path = Path(store) if store else cache_dir() / "store"
+        return cls(plan=plan, ladder=ladder, out=Path(out), store=store_path, rungs=rungs,
+                   progress=progress or (lambda message, fraction: None))
+
+    def groups(self, seeds: list[int], methods: list[str]) -> list[ArmGroup]:
+        entries = {m.name: m.params for m in self.plan.methods}
+        refs = [MethodRef(name=self.plan.baseline)] + [
+            MethodRef(name=m, params=entries[m]) for m in methods]
+        engine = {"ds_config": self.plan.compute.ds_config,
+                  "precision": self.plan.compute.precision}
+        return [ArmGroup(ladder=self.plan.ladder, rung=rung,
+                         data=None if dataset is None else str(dataset), store=str(self.store),
+                         seeds=seeds, methods=refs, engine=engine, result="")
+                for dataset in self.plan.dataset_paths() for rung in self.rungs]
+
+    def results(self) -> pd.DataFrame:
+        from flows.results import results_table
+        from transfer.store import RunStore
+
+        store = RunStore(self.store)
+        records = [store.find(h) for h in dict.fromkeys(self.runs)]
+        return results_table([r for r in records if r is not None], self.ladder)
+
+    def run(self, submit: Submit) -> dict[str, Any]:
+        """Seed batches until every method is decided or the budget is spent; then outputs."""
+        from flows.validate_looks import look_at_methods
+        from flows.validate import max_looks, seed_batches
+
+        seeds_cfg = self.plan.seeds
+        batches = seed_batches(seeds_cfg.initial, seeds_cfg.batch, seeds_cfg.max)
+        undecided = list(self.plan.method_names)
+        seeds_used: dict[str, list[int]] = {m: [] for m in undecided}
+        total_groups = len(batches) * len(self.rungs) * len(self.plan.dataset_paths())
+        done_groups, start = 0, time.perf_counter()
+        for look, seeds in enumerate(batches, start=1):
+            groups = self.groups(seeds, undecided)
+            for outcome in submit(groups, self.out / "work", self.plan.compute.processes,
+                                  self.plan.compute.max_parallel_runs):
+                self.runs.extend(outcome["runs"])
+                self.executed_arms.extend(outcome["executed_arms"])
+            done_groups += len(groups)
+            for method in undecided:
+                seeds_used[method].extend(seeds)
+            self.progress(f"look {look}: seeds {seeds} done", done_groups / total_groups)
+            decisions = look_at_methods(self.plan, self.results(), undecided, look,
+                                        max_looks(seeds_cfg.initial, seeds_cfg.batch, seeds_cfg.max))
+            self.looks.append({"look": look, "seeds": seeds, "decisions": decisions})
+            undecided = [m for m in undecided if not decisions[m]["decided"]]
+            if not undecided:
+                break
+        self.timings["runs_s"] = round(time.perf_counter() - start, 3)
+        self.progress("analysis", 1.0)
+        return self.finish(seeds_used)
+
+    def finish(self, seeds_used: dict[str, list[int]]) -> dict[str, Any]:
+        from flows.outputs import write_outputs
+
+        start = time.perf_counter()
+        verdict = write_outputs(self, self.results(), seeds_used)
+        self.timings["analysis_s"] = round(time.perf_counter() - start, 3)
+        (self.out / "timings.json").write_text(json.dumps(self.timings, indent=2))
+        return verdict

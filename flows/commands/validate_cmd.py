@@ -1,0 +1,64 @@
+"""`w2s-transfer validate PLAN --out DIR` and `w2s-transfer demo --out DIR`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from flows.commands._errors import user_errors
+
+DEMO_PLAN = Path(__file__).resolve().parents[1] / "plans" / "demo.yaml"
+
+
+def _quiet_prefect() -> None:
+    # Embedded mode: Prefect starts a local server for this process; keep its noise down.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def run_validate(plan: Path, out: Path, store: Path | None) -> dict:
+    """Check the plan (exit 2 on problems, before compute), then run the validate flow."""
+    from flows.campaign import Campaign
+
+    with user_errors():
+        Campaign.prepare(plan, out, store)
+    _quiet_prefect()
+    from flows.validate import validate_flow
+
+    with user_errors():
+        return validate_flow(str(plan), str(out), str(store) if store else None)
+
+
+def print_verdicts(verdict: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from flows.report.tables import VERDICT_COLUMNS, plain_rows, verdict_rows
+
+    table = Table(*VERDICT_COLUMNS, title=f"verdicts at rung {verdict.get('production_rung')}")
+    for row in plain_rows(verdict_rows(verdict)):
+        table.add_row(*[str(cell) for cell in row])
+    console = Console()
+    console.print(table)
+    console.print(f"report: {(out / 'report.html').resolve()}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("validate")
+    def validate(
+        plan: Path = typer.Argument(..., help="plan YAML (see flows/plans/)"),
+        out: Path = typer.Option(Path("reports/validate"), help="output directory"),
+        store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
+    ) -> None:
+        """Run a plan through the `validate` flow (Prefect embedded mode) and print verdicts."""
+        print_verdicts(run_validate(plan, out, store), out)
+
+    @app.command("demo")
+    def demo(
+        out: Path = typer.Option(Path("reports/demo"), help="output directory"),
+        store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
+    ) -> None:
+        """The main job: the demo plan (tiny ladder, vanilla vs aux_conf, em_posterior,
+        confident; 3 seeds, up to 6 through the sequential design)."""
+        print_verdicts(run_validate(DEMO_PLAN, out, store), out)

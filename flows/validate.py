@@ -1,0 +1,100 @@
+"""The `validate` flow: a plan in, verdict.json and a significance report out.
+
+1. Load and check the plan (methods and params resolve, rungs and datasets exist) before any
+   compute.
+2. For each batch of seeds, run one group per (rung, dataset): the weak and ceiling arms once,
+   shared by every method, then one student arm per still-undecided method. Groups run as
+   subprocesses (Prefect tasks with retries, tagged ``gpu``, cache keys from the group's content).
+3. After each batch, the sequential design looks at the production rung; decided methods stop
+   receiving seeds. Stop when every method is decided or the seed budget is spent.
+4. Statistics over all seeds, then verdict.json, results.parquet, report.md/html, artifacts.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE as NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.execute import GroupFailed, run_group_subprocess
+from flows.worker import ArmGroup, MethodRef
+
+
+def _retry_transient(task_obj, task_run, state) -> bool:
+    """Retry only failures that may pass (not bad input, which fails the same way again)."""
+    try:
+        state.result()
+    except GroupFailed as err:
+        return err.transient
+    except Exception:  # noqa: BLE001 - anything else (OOM kill, signal) may be transient
+        return True
+    return False
+
+
+@task(name="run-arm-group", tags=["gpu"], retries=2, retry_delay_seconds=2,
+      retry_condition_fn=_retry_transient, cache_policy=NO_CACHE, log_prints=True)
+def run_group_task(group: ArmGroup, work_dir: str, processes: int = 1) -> dict[str, Any]:
+    """Run one (rung, dataset, seeds) group in a subprocess; completed runs are reused from the
+    run store, which is keyed by run-spec hashes, so a retried or resumed group recomputes
+    nothing that finished."""
+    logger = get_run_logger()
+    start = time.perf_counter()
+    outcome = run_group_subprocess(group, Path(work_dir), processes)
+    logger.info("rung %s seeds %s: %d runs, %d executed, %.1f s", group.rung, group.seeds,
+                len(outcome["runs"]), len(outcome["executed"]), time.perf_counter() - start)
+    return outcome
+
+
+def seed_batches(initial: int, batch: int, maximum: int) -> list[list[int]]:
+    """Seeds per look: ``initial`` first, then ``batch`` at a time up to ``maximum``."""
+    looks = [list(range(initial))]
+    while (done := sum(len(b) for b in looks)) < maximum:
+        looks.append(list(range(done, min(done + batch, maximum))))
+    return looks
+
+
+@flow(name="validate", log_prints=True, persist_result=False,
+      task_runner=ThreadPoolTaskRunner(max_workers=4))
+def validate_flow(plan: str, out: str = "reports/validate", store: str | None = None) -> dict:
+    """Validate the plan's methods up its ladder; returns the verdict dict (also on disk)."""
+    from flows.artifacts import ProgressTracker, publish_report
+    from flows.campaign import Campaign
+    from flows.report.render import build_context, render_markdown
+
+    logger = get_run_logger()
+    campaign = Campaign.prepare(plan, out, store)
+    tracker = ProgressTracker(campaign.plan.name, total=1000)
+
+    def progress(message: str, fraction: float) -> None:
+        logger.info("%s (%.0f%%)", message, 100 * fraction)
+        tracker.advance(max(0, round(1000 * fraction) - tracker.done))
+
+    campaign.progress = progress
+    verdict = campaign.run(submit=_submit_with_prefect)
+    results = campaign.results()
+    markdown = render_markdown(build_context(verdict, results, None, None), images=False)
+    publish_report(campaign.plan.name, markdown, verdict)
+    logger.info("report: %s", (campaign.out / "report.html").resolve())
+    return verdict
+
+
+def _submit_with_prefect(groups: list[ArmGroup], work_dir: Path, processes: int,
+                         parallel: int) -> list[dict[str, Any]]:
+    outcomes: list[dict[str, Any]] = []
+    for start in range(0, len(groups), parallel):
+        futures = [run_group_task.submit(g, str(work_dir), processes)
+                   for g in groups[start:start + parallel]]
+        outcomes.extend(f.result() for f in futures)
+    return outcomes
+
+
+def max_looks(initial: int, batch: int, maximum: int) -> int:
+    return 1 + math.ceil(max(0, maximum - initial) / batch)
+
+
+__all__ = ["ArmGroup", "MethodRef", "max_looks", "run_group_task", "seed_batches",
+           "validate_flow"]

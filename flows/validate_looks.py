@@ -1,0 +1,30 @@
+"""Sequential looks of the validate flow: after each seed batch, which methods are decided."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+
+def look_at_methods(plan, table: pd.DataFrame, methods: list[str], look: int,
+                    max_looks: int) -> dict[str, dict[str, Any]]:
+    """Ask the group-sequential design about each undecided method at the production rung.
+
+    Each method is looked at with its own seeds only (paired with the baseline's on the same
+    seeds). Alpha is spent by O'Brien-Fleming (Lan-DeMets) over ``max_looks`` planned looks; the
+    final confirmatory verdict after the last look still applies Holm across methods.
+    """
+    from stats import SequentialDesign
+
+    out: dict[str, dict[str, Any]] = {}
+    for method in methods:
+        design = SequentialDesign(max_looks=max_looks, alpha=plan.alpha, sesoi=plan.sesoi,
+                                  baseline=plan.baseline)
+        seeds = set(table.loc[table["arm"] == method, "seed"])
+        subset = table[table["seed"].isin(seeds) &
+                       table["arm"].isin(["weak", "ceiling", plan.baseline, method])]
+        decision = design.look(subset.reset_index(drop=True), method=method, look=look)
+        out[method] = {"decided": bool(decision.decided), "verdict": decision.verdict,
+                       "reason": decision.reason, "boundary": float(decision.boundary),
+                       "n_seeds": len(seeds)}
+    return out

@@ -1,0 +1,94 @@
+"""Run a group of arms in one process: ``python -m flows.worker GROUP.json``.
+
+A group is one (ladder, dataset, rung) and a batch of seeds: for each seed the weak and ceiling
+arms, then every method's student arm. Running a group in one process pays the torch import once
+and shares the pretrained bodies' features across its arms. The flow starts each group as a
+subprocess (its own process group, so cancelling the flow kills it) with its log in a file.
+
+The worker writes ``RESULT.json`` (``group["result"]``) atomically: which run hashes it executed
+and which it found complete in the store.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MethodRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ArmGroup(BaseModel):
+    """One unit of work the flow hands to a worker process."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ladder: str
+    rung: str
+    data: str | None = None
+    store: str
+    seeds: list[int]
+    methods: list[MethodRef]
+    engine: dict[str, Any] = Field(default_factory=dict)
+    result: str
+
+    def key(self) -> str:
+        """A stable identity of the group's work (used as the Prefect cache key)."""
+        import hashlib
+
+        payload = self.model_dump(mode="json", exclude={"result", "store"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
+    """Run every arm of ``group`` (reusing complete runs) and return the executed/reused lists."""
+    from flows.context import arm_context, method_function
+    from transfer.arms import run_arm
+
+    ctx = arm_context(group.ladder, group.data, group.store, group.engine)
+    resolved = [method_function(m.name, m.params) for m in group.methods]
+    runs, before = [], len(ctx.store.executed)
+    for seed in group.seeds:
+        for arm in ("weak", "ceiling"):
+            record = run_arm(ctx, group.rung, arm, seed)
+            runs.append(record.spec.run_hash())
+            log(f"{group.rung} seed={seed} {arm}: acc={record.metrics['accuracy']:.4f}")
+        for name, params, fn in resolved:
+            record = run_arm(ctx, group.rung, "student", seed, method=name, method_params=params,
+                             method_fn=fn)
+            runs.append(record.spec.run_hash())
+            log(f"{group.rung} seed={seed} {name}: acc={record.metrics['accuracy']:.4f}")
+    executed = [s.run_hash() for s in ctx.store.executed[before:]]
+    return {"runs": runs, "executed": executed,
+            "executed_arms": [s.label for s in ctx.store.executed[before:]]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transfer.fsutil import atomic_write_json
+
+    from transfer.errors import InputError
+
+    argv = sys.argv[1:] if argv is None else argv
+    group = ArmGroup.model_validate_json(Path(argv[0]).read_text())
+    start = time.perf_counter()
+    try:
+        outcome = run_group(group, log=lambda line: print(line, flush=True))
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    outcome["seconds"] = round(time.perf_counter() - start, 3)
+    if int(os.environ.get("RANK", "0")) == 0:
+        atomic_write_json(Path(group.result), outcome)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
