@@ -124,6 +124,70 @@ def run_config(shape: str, ds_config: str, *, batch: int, seq_len: int, warmup: 
             f"peak mem {memory}  loss {float(loss):.3f}")
 
 
+def breakdown(shape: str, ds_config: str, *, batch: int, seq_len: int, steps: int,
+              device: torch.device, precision: str) -> str:
+    """Median forward / backward / optimizer-step times of the engine, and a bare PyTorch
+    step (bf16 weights, torch AdamW, no fp32 master copy) on the same model and batch."""
+    import statistics
+
+    from transfer.engine import EngineConfig, soft_cross_entropy
+    from transfer.engine.core import _logits_of, engine_session
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    model = build_model(shape, dtype, device)
+    vocab = SHAPES[shape]["vocab_size"]
+    ids = torch.randint(1, vocab, (batch, seq_len), device=device)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    targets = torch.full((batch, 2), 0.5, device=device)
+    weights = torch.ones(batch, device=device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(fn):
+        sync()
+        start = time.perf_counter()
+        result = fn()
+        sync()
+        return result, time.perf_counter() - start
+
+    bare_model = build_model(shape, dtype, device)
+    bare_model.load_state_dict(model.state_dict())
+    optimizer = torch.optim.AdamW(bare_model.parameters(), lr=1e-5)
+    bare_times = []
+    for index in range(steps + 2):
+        def bare_step() -> None:
+            loss = soft_cross_entropy(_logits_of(bare_model(**inputs)), targets, weights)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(bare_model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        bare_times.append(timed(bare_step)[1])
+    del bare_model, optimizer
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    config = EngineConfig(lr=1e-5, batch_size=batch, ds_config=ds_config, precision=precision)
+    phases: dict[str, list[float]] = {"forward": [], "backward": [], "step": []}
+    with engine_session(model, config, steps + 2) as session:
+        engine = session.engine
+        for _ in range(steps + 2):
+            logits, t_fwd = timed(lambda: _logits_of(engine(**inputs)))
+            loss = soft_cross_entropy(logits, targets, weights)
+            _, t_bwd = timed(lambda: engine.backward(loss))
+            _, t_step = timed(engine.step)
+            for key, value in zip(phases, (t_fwd, t_bwd, t_step)):
+                phases[key].append(value)
+    median = {k: statistics.median(v[2:]) * 1e3 for k, v in phases.items()}
+    bare = statistics.median(bare_times[2:]) * 1e3
+    engine_total = sum(median.values())
+    return (f"{shape:<13} {ds_config:<13} breakdown ms: forward {median['forward']:.1f} "
+            f"backward {median['backward']:.1f} step {median['step']:.1f} "
+            f"(total {engine_total:.1f}); bare torch step {bare:.1f}; "
+            f"ratio {engine_total / bare:.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every (shape, config); one line each; exit 1 if any failed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -135,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--breakdown", action="store_true",
+                        help="time forward/backward/step and a bare PyTorch step instead")
     parser.add_argument("--budget-s", type=float, default=330.0,
                         help="skip configs that would start after this many seconds")
     args = parser.parse_args(argv)
@@ -159,9 +225,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{shape:<13} {ds_config:<13} skipped: time budget spent", flush=True)
                 continue
             try:
-                line = run_config(shape, ds_config, batch=args.batch, seq_len=args.seq_len,
-                                  warmup=args.warmup, steps=args.steps, device=device,
-                                  precision=precision)
+                if args.breakdown:
+                    line = breakdown(shape, ds_config, batch=args.batch, seq_len=args.seq_len,
+                                     steps=args.steps, device=device, precision=precision)
+                else:
+                    line = run_config(shape, ds_config, batch=args.batch, seq_len=args.seq_len,
+                                      warmup=args.warmup, steps=args.steps, device=device,
+                                      precision=precision)
             except Exception as err:  # one config failing must not stop the others
                 failures += 1
                 detail = traceback.format_exc(limit=-3).strip().splitlines()
