@@ -34,6 +34,7 @@ class Campaign:
     executed_arms: list[str] = field(default_factory=list)
     looks: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    report_markdown: str = ""  # the report without images, for the Prefect artifact
 
     @classmethod
     def prepare(cls, plan_path: str | Path, out: str | Path, store: str | Path | None = None,

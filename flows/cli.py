@@ -20,6 +20,7 @@ app = typer.Typer(
 
 # Order here is the order in `--help`.
 COMMAND_MODULES = [
+    "flows.commands.validate_cmd",
     "flows.commands.ladders",
     "flows.commands.run_arm",
     "flows.commands.methods_cmd",

@@ -37,5 +37,6 @@ def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[in
     atomic_write_text(campaign.out / "provenance.json", json.dumps(provenance, indent=2,
                                                                    default=str))
     summary = summarize(verdict)
-    write_report(campaign.out, verdict, results, provenance, summary)
+    files = write_report(campaign.out, verdict, results, provenance, summary)
+    campaign.report_markdown = files.artifact_markdown
     return verdict

@@ -63,7 +63,6 @@ def validate_flow(plan: str, out: str = "reports/validate", store: str | None = 
     """Validate the plan's methods up its ladder; returns the verdict dict (also on disk)."""
     from flows.artifacts import ProgressTracker, publish_report
     from flows.campaign import Campaign
-    from flows.report.render import build_context, render_markdown
 
     logger = get_run_logger()
     campaign = Campaign.prepare(plan, out, store)
@@ -75,9 +74,7 @@ def validate_flow(plan: str, out: str = "reports/validate", store: str | None = 
 
     campaign.progress = progress
     verdict = campaign.run(submit=_submit_with_prefect)
-    results = campaign.results()
-    markdown = render_markdown(build_context(verdict, results, None, None), images=False)
-    publish_report(campaign.plan.name, markdown, verdict)
+    publish_report(campaign.plan.name, campaign.report_markdown, verdict)
     logger.info("report: %s", (campaign.out / "report.html").resolve())
     return verdict
 

@@ -36,9 +36,13 @@ def print_verdicts(verdict: dict, out: Path) -> None:
 
     from flows.report.tables import VERDICT_COLUMNS, plain_rows, verdict_rows
 
-    table = Table(*VERDICT_COLUMNS, title=f"verdicts at rung {verdict.get('production_rung')}")
+    # The terminal gets the decisive columns; report.html has all of them.
+    shown = ["method", "verdict", "promote", "dataset", "gain (pp)", "gain CI", "p adjusted",
+             "PGR", "baseline PGR", "MDE80 (pp)", "seeds"]
+    index = [VERDICT_COLUMNS.index(c) for c in shown]
+    table = Table(*shown, title=f"verdicts at rung {verdict.get('production_rung')}")
     for row in plain_rows(verdict_rows(verdict)):
-        table.add_row(*[str(cell) for cell in row])
+        table.add_row(*[str(row[i]) for i in index])
     console = Console()
     console.print(table)
     console.print(f"report: {(out / 'report.html').resolve()}")
@@ -62,3 +66,26 @@ def register(app: typer.Typer) -> None:
         """The main job: the demo plan (tiny ladder, vanilla vs aux_conf, em_posterior,
         confident; 3 seeds, up to 6 through the sequential design)."""
         print_verdicts(run_validate(DEMO_PLAN, out, store), out)
+
+    register_sweep(app)
+
+
+def register_sweep(app: typer.Typer) -> None:
+    @app.command("sweep")
+    def sweep(
+        registry: Path = typer.Argument(Path("infra/sweep-registry.yaml"),
+                                        help="registry of methods to validate"),
+        store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
+    ) -> None:
+        """Validate every method of a registry file (the nightly job), one report each."""
+        from flows.sweep import load_registry
+
+        with user_errors():
+            load_registry(registry)
+        _quiet_prefect()
+        from flows.sweep import sweep_flow
+
+        with user_errors():
+            summary = sweep_flow(str(registry), str(store) if store else None)
+        for method, row in summary.items():
+            print(f"{method}: {row['verdict']} promote={row['promote']} report={row['report']}")
