@@ -9,6 +9,7 @@ Both train a LoRA adapter (peft) through the DeepSpeed engine; the base weights 
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,9 +116,16 @@ class HFBackend:
         return int(self.inputs[split]["input_ids"].shape[0])
 
     def _tokenizer(self):
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-        tokenizer = AutoTokenizer.from_pretrained(self.path)
+        config = self.path / "tokenizer_config.json"
+        declared = json.loads(config.read_text()).get("tokenizer_class") if config.exists() else None
+        # AutoTokenizer goes by the model type (qwen2) and would swap a plain tokenizers-backed
+        # tokenizer's normaliser for Qwen2's; honour the class the checkpoint declares.
+        if declared in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(self.path)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(self.path)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "right"
