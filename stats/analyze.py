@@ -101,17 +101,28 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
 
     per_method: dict[str, list[dict]] = {m: [] for m in methods}
     counts_cache: dict[int, np.ndarray] = {}
-    for idx, ((rung, dataset), rows) in enumerate(df.groupby(["rung", "dataset"], sort=False)):
-        cell = build_cell(rows, kind, str(rung), str(dataset))
-        boot = None
-        if n_boot:
-            key = zlib.crc32(f"{rung}/{dataset}".encode())
-            boot = bootstrap_means(cell, n_boot, np.random.default_rng([seed, key]),
-                                   example_counts=_example_counts(cell, n_boot, seed, counts_cache))
-        for method in methods:
-            if method in cell.moments.arms:
-                per_method[method].append(method_cell(cell, method, baseline, meta[str(rung)],
-                                                      sesoi, sesoi_pgr, alpha, boot))
+    for (rung, dataset), rows in df.groupby(["rung", "dataset"], sort=False):
+        # Per-example data: each method is paired with the weak, ceiling and baseline arms on
+        # its own seeds (a sequential design stops seeding decided methods early), which keeps
+        # the two-way design; methods that ran the same seeds share one cell. Aggregate data
+        # keeps every seed of every arm (the sandbox's fixed baselines use all of theirs).
+        for seed_set, group in _methods_by_seeds(rows, methods).items():
+            keep = set(RESERVED_ARMS) | {baseline} | set(group)
+            sub = rows[rows["arm"].isin(keep)]
+            if kind != AGGREGATE:
+                sub = sub[sub["seed"].isin(seed_set)]
+            cell = build_cell(sub, kind, str(rung), str(dataset))
+            boot = None
+            if n_boot:
+                key = zlib.crc32(f"{rung}/{dataset}/{sorted(seed_set)}".encode())
+                boot = bootstrap_means(cell, n_boot, np.random.default_rng([seed, key]),
+                                       example_counts=_example_counts(cell, n_boot, seed,
+                                                                      counts_cache))
+            for method in group:
+                if method in cell.moments.arms:
+                    per_method[method].append(method_cell(cell, method, baseline,
+                                                          meta[str(rung)], sesoi, sesoi_pgr,
+                                                          alpha, boot))
 
     _adjust_families(per_method, production, correction)
     out_methods = {}
@@ -123,6 +134,16 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
             "sesoi_pgr": sesoi_pgr, "baseline": baseline, "production_rung": production,
             "discovery_rung": discovery, "rungs": order, "correction": correction,
             "data_form": kind, "notes": all_notes, "methods": out_methods}
+
+
+def _methods_by_seeds(rows: pd.DataFrame, methods: list[str]) -> dict[frozenset, list[str]]:
+    """Methods present in ``rows`` grouped by the set of seeds they ran."""
+    groups: dict[frozenset, list[str]] = {}
+    for method in methods:
+        seeds = frozenset(rows.loc[rows["arm"] == method, "seed"].tolist())
+        if seeds:
+            groups.setdefault(seeds, []).append(method)
+    return groups
 
 
 def _example_counts(cell, n_boot: int, seed: int, cache: dict[int, np.ndarray]) -> np.ndarray | None:

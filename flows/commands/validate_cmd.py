@@ -44,6 +44,7 @@ def print_verdicts(verdict: dict, out: Path) -> None:
     for row in plain_rows(verdict_rows(verdict)):
         table.add_row(*[str(row[i]) for i in index])
     console = Console()
+    console.width = max(console.width, 150)  # pipes default to 80 columns
     console.print(table)
     console.print(f"report: {(out / 'report.html').resolve()}")
 

@@ -71,11 +71,23 @@ def test_missing_arm_and_unequal_seeds_degrade_honestly():
     df = df[~((df["rung"] == "mid") & (df["arm"] == "ceiling"))]
     verdict = analyze_table(df, n_boot=50)
     cells = {c["rung"]: c for c in verdict["methods"]["m"]["cells"]}
-    assert cells["big"]["design"] == "seed_level" and cells["big"]["n_seeds"] == 5
+    # A method that ran fewer seeds is paired with the other arms on its own seeds: the
+    # two-way design survives, on 5 seeds instead of 6.
+    assert cells["big"]["design"] == "two_way" and cells["big"]["n_seeds"] == 5
+    assert cells["small"]["n_seeds"] == 6
     assert cells["big"]["gain"]["ci_low"] is not None
     assert not cells["mid"]["pgr"]["defined"] and cells["mid"]["pgr"]["estimate"] is None
     reasons = " ".join(verdict["methods"]["m"]["reasons"])
-    assert "seed level" in reasons and "missing" in reasons
+    assert "missing" in reasons
+
+
+def test_examples_that_differ_between_arms_fall_back_to_the_seed_level():
+    df = _ladder({r: {"m": 0.03} for r in RUNGS})
+    drop = (df["rung"] == "big") & (df["arm"] == "m") & (df["example_id"] == df["example_id"].iloc[0])
+    verdict = analyze_table(df[~drop], n_boot=50)
+    cells = {c["rung"]: c for c in verdict["methods"]["m"]["cells"]}
+    assert cells["big"]["design"] == "seed_level"
+    assert "seed level" in " ".join(verdict["methods"]["m"]["reasons"])
 
 
 def test_aggregate_form_gives_same_point_estimates():
