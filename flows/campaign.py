@@ -6,7 +6,6 @@ paths run exactly the same work.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,9 +121,10 @@ class Campaign:
 
     def finish(self, seeds_used: dict[str, list[int]]) -> dict[str, Any]:
         from flows.outputs import write_outputs
+        from transfer.fsutil import atomic_write_json
 
         start = time.perf_counter()
         verdict = write_outputs(self, self.results(), seeds_used)
         self.timings["analysis_s"] = round(time.perf_counter() - start, 3)
-        (self.out / "timings.json").write_text(json.dumps(self.timings, indent=2))
+        atomic_write_json(self.out / "timings.json", self.timings)
         return verdict

@@ -1,12 +1,17 @@
 """Execute arm groups as subprocesses, each in its own process group, logs to files.
 
-Every live child is registered; on SIGTERM/SIGINT (a cancelled flow run) or interpreter exit the
-whole process group of each child is killed, so no training outlives the flow. Without Prefect the
-same function runs the same groups directly (the baseline of the orchestration benchmark).
+Every live child is registered. On SIGTERM/SIGINT (a cancelled flow run) or interpreter exit the
+whole process group of each child is killed and no new child starts, so no training outlives the
+flow. A flow process killed outright (SIGKILL, the OOM killer) runs no handler at all; for that
+case every worker learns its orchestrator's identity (``W2S_ORCHESTRATOR`` in its environment)
+and kills its own process group when the orchestrator is gone (``flows.worker``). Without
+Prefect the same function runs the same groups directly (the baseline of the orchestration
+benchmark).
 """
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import signal
@@ -16,11 +21,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from flows.worker import ArmGroup
+from flows.worker import ORCHESTRATOR_ENV, ArmGroup, process_token
 
 _LIVE: set[int] = set()
 _LOCK = threading.Lock()
-_HANDLERS_INSTALLED = False
+_SHUTTING_DOWN = threading.Event()
+_ATEXIT_REGISTERED = False
 
 # Exit status of a worker that failed on bad input: retrying cannot help.
 BAD_INPUT_EXIT = 2
@@ -33,37 +39,64 @@ class GroupFailed(RuntimeError):
 
     @property
     def transient(self) -> bool:
-        return self.returncode != BAD_INPUT_EXIT
+        """Whether a retry may pass: not after bad input, not while the flow shuts down."""
+        return self.returncode != BAD_INPUT_EXIT and not _SHUTTING_DOWN.is_set()
 
 
 def kill_children(*_: Any) -> None:
-    """Kill the process group of every running worker (idempotent)."""
+    """Kill the process group of every running worker and refuse new ones (idempotent)."""
+    _SHUTTING_DOWN.set()
     with _LOCK:
         groups = list(_LIVE)
     for pgid in groups:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
-def _install_handlers() -> None:
-    global _HANDLERS_INSTALLED
-    if _HANDLERS_INSTALLED or threading.current_thread() is not threading.main_thread():
-        return
-    atexit.register(kill_children)
+def shutting_down() -> bool:
+    """True once a signal or interpreter exit has killed the workers."""
+    return _SHUTTING_DOWN.is_set()
+
+
+class _KillChildrenThenChain:
+    """A signal handler: kill the workers, then do what the handler it replaced did."""
+
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        kill_children()
+        if callable(self.previous):
+            # Prefect's SIGTERM bridge raises TerminationSignal here, so the flow run is marked
+            # cancelled/crashed; SIGINT's default raises KeyboardInterrupt.
+            self.previous(signum, frame)
+        elif self.previous == signal.SIG_IGN:
+            return
+        else:
+            raise SystemExit(128 + signum)
+
+
+def install_signal_handlers() -> bool:
+    """Kill the workers on SIGTERM/SIGINT, chaining whatever handler is installed now.
+
+    Call it from the main thread inside the flow body (Prefect installs its SIGTERM bridge for
+    the flow run's duration and restores the previous handler afterwards, so each run installs
+    again); from any other thread it does nothing. Also kills the workers at interpreter exit.
+
+    Returns:
+        True if the handlers are in place after the call.
+    """
+    global _ATEXIT_REGISTERED
+    if not _ATEXIT_REGISTERED:
+        atexit.register(kill_children)
+        _ATEXIT_REGISTERED = True
+    if threading.current_thread() is not threading.main_thread():
+        return False
     for sig in (signal.SIGTERM, signal.SIGINT):
-        previous = signal.getsignal(sig)
-
-        def handler(signum, frame, previous=previous):
-            kill_children()
-            if callable(previous):
-                previous(signum, frame)
-            else:
-                raise SystemExit(128 + signum)
-
-        signal.signal(sig, handler)
-    _HANDLERS_INSTALLED = True
+        current = signal.getsignal(sig)
+        if not isinstance(current, _KillChildrenThenChain):
+            signal.signal(sig, _KillChildrenThenChain(current))
+    return True
 
 
 def worker_command(group_file: Path, processes: int = 1) -> list[str]:
@@ -78,34 +111,52 @@ def worker_command(group_file: Path, processes: int = 1) -> list[str]:
 def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1) -> dict[str, Any]:
     """Run ``group`` in a child process; return the worker's RESULT.json content.
 
+    Args:
+        group: the arm group (its ``result`` is set here, under ``work_dir``).
+        work_dir: where the group file, its log and its result go.
+        processes: processes per run (> 1 starts the deepspeed launcher).
+
+    Returns:
+        ``{"runs": [hash...], "executed": [hash...], "executed_arms": [label...], "seconds"}``.
+
     Raises:
-        GroupFailed: non-zero exit (the message carries the log's last line).
+        GroupFailed: non-zero exit (the message carries the log's last line), or the flow is
+            shutting down (not retried).
     """
-    _install_handlers()
+    install_signal_handlers()
     work_dir.mkdir(parents=True, exist_ok=True)
     key = group.key()
     group_file = work_dir / f"group-{key}.json"
     group = group.model_copy(update={"result": str(work_dir / f"result-{key}.json")})
-    group_file.write_text(group.model_dump_json(indent=2))
+    from transfer.fsutil import atomic_write_text
+
+    atomic_write_text(group_file, group.model_dump_json(indent=2))
     log_path = work_dir / f"group-{key}.log"
+    extra = {"PYTHONUNBUFFERED": "1", ORCHESTRATOR_ENV: process_token(os.getpid())}
     if processes > 1:
         from transfer.engine.launch import launch_env
 
-        env = launch_env(processes, {"PYTHONUNBUFFERED": "1"})
+        env = launch_env(processes, extra)
     else:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **extra}
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(worker_command(group_file, processes), stdout=log,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
         with _LOCK:
+            # Under the lock, so kill_children either sees this child or stops it starting.
+            if _SHUTTING_DOWN.is_set():
+                raise GroupFailed(f"not starting rung {group.rung} seeds {group.seeds}: the flow "
+                                  "is shutting down", -signal.SIGTERM, log_path)
+            proc = subprocess.Popen(worker_command(group_file, processes), stdout=log,
+                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
             _LIVE.add(proc.pid)
         try:
             returncode = proc.wait()
         finally:
+            # Also after a normal exit: nothing the worker started may outlive it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             with _LOCK:
                 _LIVE.discard(proc.pid)
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
     if returncode != 0:
         lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
         last = lines[-1] if lines else "(no output)"

@@ -20,12 +20,15 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE as NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.execute import GroupFailed, run_group_subprocess
+from flows.execute import GroupFailed, install_signal_handlers, run_group_subprocess, shutting_down
 from flows.worker import ArmGroup, MethodRef
 
 
 def _retry_transient(task_obj, task_run, state) -> bool:
-    """Retry only failures that may pass (not bad input, which fails the same way again)."""
+    """Retry only failures that may pass: not bad input (it fails the same way again), and
+    nothing once a signal has started shutting the flow down."""
+    if shutting_down():
+        return False
     try:
         state.result()
     except GroupFailed as err:
@@ -65,6 +68,9 @@ def validate_flow(plan: str, out: str = "reports/validate", store: str | None = 
     from flows.campaign import Campaign
 
     logger = get_run_logger()
+    # Here, not at import: the flow body runs in the main thread, after Prefect has installed
+    # its SIGTERM bridge, which our handler then chains (kill workers, then cancel the run).
+    install_signal_handlers()
     campaign = Campaign.prepare(plan, out, store)
     tracker = ProgressTracker(campaign.plan.name, total=1000)
 
@@ -90,6 +96,7 @@ def _submit_with_prefect(groups: list[ArmGroup], work_dir: Path, processes: int,
 
 
 def max_looks(initial: int, batch: int, maximum: int) -> int:
+    """How many looks :func:`seed_batches` plans: the first, then one per further batch."""
     return 1 + math.ceil(max(0, maximum - initial) / batch)
 
 

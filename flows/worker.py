@@ -7,17 +7,81 @@ subprocess (its own process group, so cancelling the flow kills it) with its log
 
 The worker writes ``RESULT.json`` (``group["result"]``) atomically: which run hashes it executed
 and which it found complete in the store.
+
+A worker started by the flow (``W2S_ORCHESTRATOR`` set) watches the flow process and kills its
+own process group when that process is gone, so even a flow killed outright (SIGKILL, the OOM
+killer), which runs no handler, leaves no training behind.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+# "<pid>:<start time>" of the process that started this worker (see process_token).
+ORCHESTRATOR_ENV = "W2S_ORCHESTRATOR"
+
+
+def process_token(pid: int) -> str:
+    """``"<pid>:<start time in clock ticks>"``: names one process even after its pid is reused.
+
+    The start time is field 22 of ``/proc/<pid>/stat`` (proc(5)); without /proc it is empty and
+    only the pid is compared.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return f"{pid}:"
+    # The command name (field 2) may hold spaces and parentheses; fields resume after the last ')'.
+    return f"{pid}:{stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def _alive(token: str) -> bool:
+    pid, _, started = token.partition(":")
+    if started:
+        try:
+            return process_token(int(pid)) == token
+        except (ValueError, IndexError):
+            return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def watch_orchestrator(token: str | None = None, poll_s: float = 0.5) -> threading.Thread | None:
+    """Kill this process group once the orchestrator named by ``token`` has exited.
+
+    Args:
+        token: a :func:`process_token`; default ``$W2S_ORCHESTRATOR`` (no watch when unset).
+        poll_s: seconds between checks.
+
+    Returns:
+        The daemon thread watching, or None when there is nothing to watch.
+    """
+    token = token if token is not None else os.environ.get(ORCHESTRATOR_ENV)
+    if not token:
+        return None
+
+    def watch() -> None:
+        while _alive(token):
+            time.sleep(poll_s)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    thread = threading.Thread(target=watch, name="w2s-orchestrator-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 class MethodRef(BaseModel):
@@ -54,7 +118,7 @@ def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
     from transfer.arms import run_arm
 
     ctx = arm_context(group.ladder, group.data, group.store, group.engine)
-    resolved = [method_function(m.name, m.params) for m in group.methods]
+    resolved = [method_function(m.name, m.params, ctx=ctx, data=group.data) for m in group.methods]
     runs, before = [], len(ctx.store.executed)
     for seed in group.seeds:
         for arm in ("weak", "ceiling"):
@@ -77,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     from transfer.errors import InputError
 
     argv = sys.argv[1:] if argv is None else argv
+    watch_orchestrator()
     group = ArmGroup.model_validate_json(Path(argv[0]).read_text())
     start = time.perf_counter()
     try:
