@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "flows.commands.report",
     "flows.commands.plan_schema",
     "flows.commands.analyze",
+    "flows.commands.audit",
 ]
 
 for _module in COMMAND_MODULES:

@@ -37,6 +37,7 @@ def _run(ladder, rung, arm, seed, out, data, method, params, store, overrides) -
     from flows.context import arm_context, method_function
     from transfer.arms import run_arm
     from transfer.errors import InputError
+    from transfer.sealed import MethodUnsupported
 
     if arm not in ("weak", "ceiling", "student"):
         raise InputError(f"expected weak, ceiling or student, got {arm!r}", field="--arm")
@@ -48,8 +49,13 @@ def _run(ladder, rung, arm, seed, out, data, method, params, store, overrides) -
     ctx.ladder.rung(rung)  # unknown rung: a clear error before any compute
     name, params_dict, fn = (None, None, None)
     if arm == "student":
-        name, params_dict, fn = method_function(method, params)
-    record = run_arm(ctx, rung, arm, seed, method=name, method_params=params_dict, method_fn=fn)
+        name, params_dict, fn = method_function(method, params, ctx=ctx, data=data)
+    try:
+        record = run_arm(ctx, rung, arm, seed, method=name, method_params=params_dict,
+                         method_fn=fn)
+    except MethodUnsupported as err:
+        raise InputError(f"method {name} cannot run on rung {rung} of ladder "
+                         f"{ctx.ladder.name}: {err}", field="--method") from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for file in ("predictions.parquet", "metrics.json"):
