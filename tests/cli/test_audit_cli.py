@@ -1,0 +1,85 @@
+"""`w2s-transfer audit` end to end on the micro ladder: exit 0 clean, 1 flagged, 2 bad input."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+METHODS_TESTS = Path(__file__).resolve().parents[1] / "methods"
+
+
+@pytest.fixture(autouse=True)
+def plugins_importable(monkeypatch):
+    """The malicious test plugins live in tests/methods (also for the sandbox worker)."""
+    monkeypatch.syspath_prepend(str(METHODS_TESTS))
+
+
+def audit(tmp_path, *args: str):
+    result = CliRunner().invoke(app, ["audit", "--store", str(tmp_path / "store"), *args])
+    return result
+
+
+def one_error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("method, params", [("vanilla", []),
+                                            ("aux_conf", ["--param", "a_max=0.3"])])
+def test_sealed_builtins_are_clean(tmp_path, method, params):
+    result = audit(tmp_path, "--method", method, *params)
+    assert result.exit_code == 0, result.output
+    assert f"CLEAN {method} ladder=micro rung=m0 seed=0 isolation=in-process" in result.stdout
+    assert "agree exactly on all 2000 test examples" in result.stdout
+    # Only the real weak run reached the real store.
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["weak"]
+
+
+def test_an_in_process_builtin_reading_labels_is_flagged(tmp_path, monkeypatch):
+    from methods import registry
+    from test_arms_plugins import GcSplitThief
+
+    # Installed as a trusted built-in, it runs in the audit's own process.
+    thief = GcSplitThief()
+    info = registry.MethodInfo(thief, thief.name, "builtin", "tests")
+    registry._load_builtins()
+    monkeypatch.setitem(registry._BUILTINS, thief.name, info)
+    monkeypatch.setitem(registry._RESOLVED, id(thief), info)
+    result = audit(tmp_path, "--method", thief.name, "--seed", "1")
+    assert result.exit_code == 1, result.output
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"FLAGGED {thief.name} ladder=micro rung=m0 seed=1 "
+                           "isolation=in-process: label leak: predictions under gold "
+                           "permutations 1 and 2 differ on ")
+    assert "(max |diff| 1)" in line
+
+
+def test_the_same_code_as_a_plugin_is_sandboxed_and_gets_nothing(tmp_path):
+    result = audit(tmp_path, "--method", "test_arms_plugins:GcSplitThief")
+    assert result.exit_code == 0, result.output
+    assert "CLEAN malicious_gc_split" in result.stdout and "isolation=namespace" in result.stdout
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--method", "no_such_method"], "error: --method: unknown method 'no_such_method'; known"),
+    (["--method", "vanilla", "--param", "hard=maybe"],
+     "error: --param hard: method vanilla: expected bool"),
+    (["--method", "vanilla", "--param", "nope=1"],
+     "error: --param nope: method vanilla: unknown param; known params: hard"),
+    (["--method", "vanilla", "--rung", "r9"],
+     "error: rung: unknown rung 'r9'; ladder 'micro' has: m0, m1"),
+    (["--method", "vanilla", "--ladder", "no-such-ladder"],
+     "error: ladder: unknown ladder 'no-such-ladder'; built in: micro"),
+    (["--method", "vanilla", "--data", "/nonexistent/task"], "error: /nonexistent/task"),
+    (["--method", "zero_shot_prior"],
+     "error: --method: method zero_shot_prior cannot run on rung m0 of ladder micro: "),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, expected):
+    line = one_error_line(audit(tmp_path, *args))
+    assert line.startswith(expected)
