@@ -196,6 +196,14 @@ def _method_entry(method: str, cells: list[dict], production: str, discovery: st
     verdict, promote, summary = method_verdict(outcomes, estimates, sesoi)
     if not outcomes:
         verdict = INCONCLUSIVE
+    single_seed = [c["dataset"] for c in cells if c["rung"] == production and c["n_seeds"] < 2]
+    if single_seed and verdict != INCONCLUSIVE:
+        # One seed says nothing about seed-to-seed variation, which is usually the larger part
+        # of a W2S gain's noise: no decisive verdict and no promotion on it.
+        summary = (f"INCONCLUSIVE (the single-seed analysis said {verdict}): only one seed at "
+                   f"the production rung on {', '.join(single_seed)}; a verdict needs at least 2 "
+                   "seeds")
+        verdict, promote = INCONCLUSIVE, False
     reasons.append(summary)
     reasons.extend(cell_texts)
     trend = _trend(cells, alpha)

@@ -151,3 +151,10 @@ def test_cli_on_sandbox_and_on_bad_input(sandbox_dir, tmp_path):
     assert len(result.output.strip().splitlines()) == 1
     result = runner.invoke(app, ["analyze", str(tmp_path), "--out", str(tmp_path / "o3")])
     assert result.exit_code == 2 and "not a sandbox" in result.output
+
+
+def test_a_single_seed_never_gives_a_decisive_verdict():
+    df = _ladder({r: {"m": 0.05} for r in RUNGS}, n_seeds=1, n_examples=2000)
+    verdict = analyze_table(df, n_boot=0)["methods"]["m"]
+    assert verdict["verdict"] == "INCONCLUSIVE" and verdict["promote"] is False
+    assert "needs at least 2 seeds" in verdict["reasons"][0]
