@@ -6,7 +6,7 @@
    with 10,000 two-way bootstrap resamples (goal < 5 s).
 3. Operating characteristics of the sequential design against the fixed design.
 
-Usage: OMP_NUM_THREADS=1 .venv/bin/python bench/stats_efficiency.py [--quick]
+Usage: OMP_NUM_THREADS=1 .venv/bin/python bench/stats_efficiency.py [--quick] [--results PARQUET]
 """
 from __future__ import annotations
 
@@ -57,6 +57,29 @@ def mde_ratio(n_experiments: int, n_seeds: int, n_examples: int, rng, noise: dic
             "mde_unpaired_median": float(np.median(unpaired))}
 
 
+def real_mde_ratios(path: str, baseline: str = "vanilla") -> list[dict]:
+    """MDE ratio (paired two-way / unpaired seed-level Welch) on a real per-example results table,
+    per (rung, dataset, method), using the seeds the method and the baseline share."""
+    table = pd.read_parquet(path)
+    out = []
+    for (rung, dataset), rows in table.groupby(["rung", "dataset"]):
+        for method in sorted(set(rows["arm"]) - {"weak", "ceiling", baseline}):
+            seeds = sorted(set(rows.loc[rows["arm"] == method, "seed"]))
+            pair = rows[rows["arm"].isin([baseline, method]) & rows["seed"].isin(seeds)]
+            cube = (pair.pivot_table(index=["arm", "seed"], columns="example_id",
+                                     values="correct").loc[[baseline, method]])
+            y = cube.to_numpy(dtype=float).reshape(2, len(seeds), -1)
+            c = two_way_moments(y, (baseline, method)).contrast({method: 1.0, baseline: -1.0})
+            acc = y.mean(axis=2)
+            var_b, var_m = acc[0].var(ddof=1) / len(seeds), acc[1].var(ddof=1) / len(seeds)
+            se = np.sqrt(var_b + var_m)
+            df = se ** 4 / ((var_b ** 2 + var_m ** 2) / (len(seeds) - 1))
+            agree = float((y[0] == y[1]).mean())
+            out.append({"rung": rung, "dataset": dataset, "method": method, "seeds": len(seeds),
+                        "agreement": agree, "ratio": mde(c.se, c.df) / mde(se, df)})
+    return out
+
+
 def timing_table(rng, n_methods=5, n_rungs=3, n_datasets=3, n_seeds=10, n_examples=2000):
     """The benchmark results table (per-example form)."""
     parts = []
@@ -73,7 +96,14 @@ def timing_table(rng, n_methods=5, n_rungs=3, n_datasets=3, n_seeds=10, n_exampl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer experiments and resamples")
+    parser.add_argument("--results", help="also measure the MDE ratio on a real per-example "
+                        "results table (e.g. reports/demo/results.parquet)")
     args = parser.parse_args()
+    if args.results:
+        print(f"== MDE ratio on real results: {args.results} ==")
+        for r in real_mde_ratios(args.results):
+            print(f"   {r['rung']}/{r['dataset']} {r['method']}: {r['seeds']} seeds, per-example "
+                  f"agreement with the baseline {r['agreement']:.3f}, MDE ratio {r['ratio']:.3f}")
     rng = np.random.default_rng(2024)
     n_exp = 50 if args.quick else 300
     print("== MDE of the paired two-way analysis over an unpaired seed-level t test ==")
