@@ -10,7 +10,7 @@ import pandas as pd
 
 def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[int]]) -> dict[str, Any]:
     """Statistics over every seed run, then every output file (each written atomically)."""
-    from flows.report.files import atomic_write_bytes, atomic_write_text
+    from transfer.fsutil import atomic_write_bytes, atomic_write_text
     from flows.report.provenance import collect_provenance
     from flows.report.render import write_report
     from flows.summary import summarize

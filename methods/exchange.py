@@ -11,30 +11,21 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from transfer.errors import InputError
+from transfer.fsutil import atomic_write_text
 from transfer.sealed import StudentData
 
 PREDICTIONS_FILE = "predictions.jsonl"
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same directory and ``os.replace``."""
-    path = Path(path)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically (temp file in the same directory, then rename)."""
+    atomic_write_text(path, text)
 
 
 def _jsonl(rows: Iterable[dict]) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from flows.report import notes as report_notes
 from flows.report import plots, tables
-from flows.report.files import atomic_write_bytes, atomic_write_text
+from transfer.fsutil import atomic_write_bytes, atomic_write_text
 from flows.report.tables import Shown
 from flows.report.verdict import parse_verdict
 
