@@ -17,6 +17,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
                       field_validator, model_validator)
 
 from transfer.errors import InputError
+from transfer.yamlio import read_yaml
 
 SYNTHETIC = "synthetic"
 Location = tuple[str | int, ...]
@@ -233,21 +234,7 @@ def load_plan(path: str | Path) -> Plan:
         InputError: one line ``file:line: field: what was expected`` for any problem.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("plan file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read plan file ({err})", path=path) from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        raise InputError(f"invalid YAML: {err.problem or err}", path=path,
-                         line=mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as err:
-        raise InputError(f"invalid YAML: {err}", path=path) from None
+    data, root = read_yaml(path, "plan file")
     if not isinstance(data, dict) or root is None:
         raise InputError("expected a mapping of plan fields (name, methods, ...)", path=path,
                          line=root.start_mark.line + 1 if root is not None else None)

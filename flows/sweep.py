@@ -22,6 +22,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from transfer.errors import InputError
+from transfer.yamlio import node_line, read_yaml
 
 
 class _Entry(BaseModel):
@@ -39,19 +40,12 @@ class Registry(BaseModel):
 
 def load_registry(path: str | Path) -> Registry:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise InputError(f"cannot read registry: {err.strerror}", path=path) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise InputError(f"invalid YAML: {getattr(err, 'problem', err)}", path=path,
-                         line=mark.line + 1 if mark else None) from None
+    raw, root = read_yaml(path, "registry file")
     try:
         registry = Registry.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
-        raise InputError(first["msg"], path=path,
+        raise InputError(first["msg"], path=path, line=node_line(root, tuple(first["loc"])),
                          field=".".join(str(p) for p in first["loc"]) or None) from None
     plan = Path(registry.plan)
     if not plan.is_absolute():

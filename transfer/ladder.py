@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from transfer.errors import InputError
+from transfer.yamlio import node_line, read_yaml
 
 LADDER_DIR = Path(__file__).with_name("ladders")
 
@@ -158,22 +159,6 @@ def spec_fingerprint(spec: BaseModel) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
-    """Best-effort YAML line (1-based) of a pydantic error location."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == str(key)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            match = node.value[key]
-        else:
-            match = None
-        if match is None:
-            break
-        node, line = match, match.start_mark.line + 1
-    return line
-
-
 def load_ladder(name_or_path: str | Path) -> Ladder:
     """Load a ladder by built-in name (``tiny``, ``micro``, ``qwen``) or from a YAML path.
 
@@ -192,23 +177,13 @@ def load_ladder(name_or_path: str | Path) -> Ladder:
 
 @lru_cache(maxsize=32)
 def _load_ladder_file(path: str) -> Ladder:
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise InputError(f"cannot read ladder file: {err.strerror}", path=path) from None
-    try:
-        raw = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise InputError(f"invalid YAML: {getattr(err, 'problem', err)}", path=path,
-                         line=mark.line + 1 if mark else None) from None
+    raw, root = read_yaml(path, "ladder file")
     try:
         parsed = _LadderFile.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
         loc = tuple(p for p in first["loc"] if p not in ("tiny", "hf"))
-        raise InputError(first["msg"], path=path, line=_line_of(root, loc),
+        raise InputError(first["msg"], path=path, line=node_line(root, loc),
                          field=".".join(str(p) for p in loc) or None) from None
     models = {name: spec.model_copy(update={"name": name}) for name, spec in parsed.models.items()}
     rungs = []
@@ -216,12 +191,12 @@ def _load_ladder_file(path: str) -> Ladder:
         for role in ("weak", "strong"):
             if getattr(ref, role) not in models:
                 raise InputError(f"model {getattr(ref, role)!r} is not defined under models",
-                                 path=path, line=_line_of(root, ("rungs", index, role)),
+                                 path=path, line=node_line(root, ("rungs", index, role)),
                                  field=f"rungs.{index}.{role}")
         weak, strong = models[ref.weak], models[ref.strong]
         if 0 < _size_key(strong) <= _size_key(weak):
             raise InputError(f"rung {ref.name!r}: the strong model must be larger than the weak",
-                             path=path, line=_line_of(root, ("rungs", index)),
+                             path=path, line=node_line(root, ("rungs", index)),
                              field=f"rungs.{index}")
         rungs.append(Rung(name=ref.name, weak=weak, strong=strong))
     names = [r.name for r in rungs]
@@ -241,7 +216,7 @@ def _check_training(training: dict[str, Any], path: str, root: yaml.Node) -> Non
     except ValidationError as err:
         first = err.errors()[0]
         loc = ("training",) + tuple(first["loc"])
-        raise InputError(first["msg"], path=path, line=_line_of(root, loc),
+        raise InputError(first["msg"], path=path, line=node_line(root, loc),
                          field=".".join(str(p) for p in loc)) from None
 
 
