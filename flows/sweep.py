@@ -39,14 +39,20 @@ class Registry(BaseModel):
 
 
 def load_registry(path: str | Path) -> Registry:
+    """Read and check a registry file; its ``plan`` becomes a path that exists or stays as given.
+
+    Raises:
+        InputError: unreadable file, invalid YAML or a bad field (with its line).
+    """
     path = Path(path)
     raw, root = read_yaml(path, "registry file")
     try:
         registry = Registry.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
-        raise InputError(first["msg"], path=path, line=node_line(root, tuple(first["loc"])),
-                         field=".".join(str(p) for p in first["loc"]) or None) from None
+        loc = tuple(first["loc"])
+        raise InputError(first["msg"], path=path, line=node_line(root, loc),
+                         field=".".join(str(p) for p in loc) or None) from None
     plan = Path(registry.plan)
     if not plan.is_absolute():
         # Relative to the registry's directory first, then to the working directory.
@@ -56,36 +62,74 @@ def load_registry(path: str | Path) -> Registry:
 
 
 def method_plan(registry: Registry, entry: _Entry, out_dir: Path) -> Path:
-    """Write the template plan narrowed to one method; returns the new plan's path."""
+    """Write the template plan narrowed to one method; returns the new plan's path.
+
+    Paths in the template (datasets, a ladder file) are made absolute, since the new plan lives
+    in ``out_dir``; only the entry's own claim is kept (a claim names a method of the plan).
+    """
+    from transfer.fsutil import atomic_write_text
+
     template = yaml.safe_load(Path(registry.plan).read_text())
+    if not isinstance(template, dict):
+        raise InputError("expected a mapping of plan fields", path=registry.plan)
     template["name"] = f"{template.get('name', 'sweep')}-{entry.name}"
     template["methods"] = [{"name": entry.name, "params": entry.params}]
     base = Path(registry.plan).resolve().parent
     template["datasets"] = [d if d == "synthetic" else str((base / d).resolve())
                             for d in template.get("datasets", ["synthetic"])]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ladder = template.get("ladder")
+    if isinstance(ladder, str) and (base / ladder).is_file():
+        template["ladder"] = str((base / ladder).resolve())
+    claims = {k: v for k, v in (template.get("claims") or {}).items() if k == entry.name}
+    template["claims"] = claims or None
     plan_path = out_dir / "plan.yaml"
-    plan_path.write_text(yaml.safe_dump(template, sort_keys=False))
+    atomic_write_text(plan_path, yaml.safe_dump(template, sort_keys=False))
     return plan_path
+
+
+def prepare_sweep(registry_path: str | Path) -> tuple[Registry, list[tuple[str, Path, Path]]]:
+    """Write every method's plan and check it (methods, params, ladder, data) before compute.
+
+    Returns:
+        The registry and ``[(method, plan path, output directory), ...]`` in registry order.
+
+    Raises:
+        InputError: the registry or any method's plan is bad; nothing has run yet.
+    """
+    from flows.campaign import Campaign
+
+    registry = load_registry(registry_path)
+    if not Path(registry.plan).is_file():
+        raise InputError(f"template plan {registry.plan} not found", path=registry_path,
+                         field="plan")
+    names = [entry.name for entry in registry.methods]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise InputError(f"method {duplicate!r} is listed twice", path=registry_path,
+                         field="methods")
+    items = []
+    for entry in registry.methods:
+        method_out = Path(registry.out) / entry.name
+        plan_path = method_plan(registry, entry, method_out)
+        Campaign.prepare(plan_path, method_out)
+        items.append((entry.name, plan_path, method_out))
+    return registry, items
 
 
 @flow(name="sweep", log_prints=True, persist_result=False)
 def sweep_flow(registry: str = "infra/sweep-registry.yaml", store: str | None = None) -> dict:
     """Validate each registered method; returns {method: {verdict, promote, report}}."""
     from flows.validate import validate_flow
+    from transfer.fsutil import atomic_write_text
 
     logger = get_run_logger()
-    reg = load_registry(registry)
-    out = Path(reg.out)
+    reg, items = prepare_sweep(registry)
     summary: dict[str, Any] = {}
-    for entry in reg.methods:
-        method_out = out / entry.name
-        plan_path = method_plan(reg, entry, method_out)
+    for name, plan_path, method_out in items:
         verdict = validate_flow(str(plan_path), str(method_out), store)
-        decision = verdict["methods"][entry.name]
-        summary[entry.name] = {"verdict": decision["verdict"], "promote": decision["promote"],
-                               "report": str((method_out / "report.html").resolve())}
-        logger.info("%s: %s (promote=%s)", entry.name, decision["verdict"], decision["promote"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps(summary, indent=2))
+        decision = verdict["methods"][name]
+        summary[name] = {"verdict": decision["verdict"], "promote": decision["promote"],
+                         "report": str((method_out / "report.html").resolve())}
+        logger.info("%s: %s (promote=%s)", name, decision["verdict"], decision["promote"])
+    atomic_write_text(Path(reg.out) / "sweep.json", json.dumps(summary, indent=2))
     return summary

@@ -79,10 +79,10 @@ def register_sweep(app: typer.Typer) -> None:
         store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
     ) -> None:
         """Validate every method of a registry file (the nightly job), one report each."""
-        from flows.sweep import load_registry
+        from flows.sweep import prepare_sweep
 
         with user_errors():
-            load_registry(registry)
+            prepare_sweep(registry)  # every method's plan checked before any compute
         _quiet_prefect()
         from flows.sweep import sweep_flow
 

@@ -1,0 +1,96 @@
+"""The `sweep` flow: every registered method through the template plan, one verdict each, with
+the weak, ceiling and baseline arms computed once for all of them (the shared run store)."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import typer
+import yaml
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[2]
+MICRO_CI = REPO / "flows" / "plans" / "micro-ci.yaml"
+METHODS = ["aux_conf", "confident"]
+
+
+def write_registry(tmp_path: Path, methods: list[str]) -> Path:
+    """A micro-ci template that claims a PGR for aux_conf only (each method's plan must keep
+    only its own claim), and a registry of ``methods`` over it."""
+    template = yaml.safe_load(MICRO_CI.read_text())
+    template["claims"] = {"aux_conf": {"pgr": 0.3, "dataset": "synthetic"}}
+    (tmp_path / "template.yaml").write_text(yaml.safe_dump(template, sort_keys=False))
+    registry = {"plan": "template.yaml", "out": str(tmp_path / "sweep"),
+                "methods": [{"name": name, "params": {}} for name in methods]}
+    path = tmp_path / "registry.yaml"
+    path.write_text(yaml.safe_dump(registry, sort_keys=False))
+    return path
+
+
+def executed_labels(out: Path) -> list[str]:
+    return [label for result in (out / "work").glob("result-*.json")
+            for label in json.loads(result.read_text())["executed_arms"]]
+
+
+def test_sweep_computes_shared_arms_once_and_gives_each_method_its_verdict(prefect_harness,
+                                                                           tmp_path: Path) -> None:
+    from flows.sweep import sweep_flow
+    from transfer.ladder import load_ladder
+
+    registry = write_registry(tmp_path, METHODS)
+    store = tmp_path / "store"
+
+    summary = sweep_flow(str(registry), str(store))
+
+    assert list(summary) == METHODS
+    out = tmp_path / "sweep"
+    verdicts = {m: json.loads((out / m / "verdict.json").read_text()) for m in METHODS}
+    for method, row in summary.items():
+        assert list(verdicts[method]["methods"]) == [method]
+        assert row["verdict"] == verdicts[method]["methods"][method]["verdict"]
+        assert Path(row["report"]).exists()
+    assert json.loads((out / "sweep.json").read_text()) == summary
+    plans = {m: yaml.safe_load((out / m / "plan.yaml").read_text()) for m in METHODS}
+    assert plans["aux_conf"]["claims"] == {"aux_conf": {"pgr": 0.3, "dataset": "synthetic"}}
+    assert plans["confident"]["claims"] is None
+
+    cells = len(load_ladder("micro").rungs)  # x 1 dataset (synthetic)
+    shared_seeds = set()
+    expected: Counter = Counter()
+    for method, verdict in verdicts.items():
+        for look in verdict["sequential"]["looks"]:
+            shared_seeds |= set(look["seeds"])
+        expected[method] = cells * len(verdict["sequential"]["seeds_used"][method])
+    for label in ("weak", "ceiling", "vanilla"):
+        expected[label] = cells * len(shared_seeds)  # once per (rung, seed), not per method
+    executed = Counter(executed_labels(out / "aux_conf")) + Counter(executed_labels(out / "confident"))
+    assert executed == expected
+    assert len(list(store.glob("*/*/COMPLETE"))) == sum(expected.values())
+    # The second method found every shared arm of the seeds the first one ran in the store.
+    first_seeds = {s for look in verdicts["aux_conf"]["sequential"]["looks"] for s in look["seeds"]}
+    second = Counter(executed_labels(out / "confident"))
+    for label in ("weak", "ceiling", "vanilla"):
+        assert second[label] == cells * len(shared_seeds - first_seeds)
+
+
+def test_sweep_command_checks_every_method_before_any_compute(tmp_path: Path) -> None:
+    from flows.commands import validate_cmd
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _group() -> None:
+        """Sub-command mode."""
+
+    validate_cmd.register(app)
+    registry = write_registry(tmp_path, ["aux_conf", "no_such_method"])
+    store = tmp_path / "store"
+
+    result = CliRunner().invoke(app, ["sweep", str(registry), "--store", str(store)])
+
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no_such_method" in lines[0]
+    assert "Traceback" not in result.output
+    assert not store.exists() and not (tmp_path / "sweep" / "aux_conf" / "verdict.json").exists()
