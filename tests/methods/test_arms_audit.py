@@ -33,7 +33,8 @@ def ctx(task, tmp_path):
 
 
 def labels(task) -> dict[str, np.ndarray]:
-    return {name: np.array([e.label for e in split.examples]) for name, split in task.splits.items()}
+    return {name: np.array([e.label for e in split.examples])
+            for name, split in task.splits.items()}
 
 
 def in_process(reference: str):
