@@ -60,17 +60,15 @@ def bootstrap_note(ladder, rungs: list[str]) -> str:
     from methods.builtin.bootstrap import pick_intermediate
     from transfer.sealed import MethodUnsupported
 
-    names = list(ladder.models())
     parts = []
     for name in rungs:
         rung = ladder.rung(name)
         try:
-            middle = pick_intermediate(names[:names.index(rung.strong.name) + 1], None)
+            middle = pick_intermediate(ladder.between(rung) + [rung.strong.name], None)
         except MethodUnsupported:
             parts.append(f"{name}: none")
             continue
-        same = " (the rung's weak model)" if middle == rung.weak.name else ""
-        parts.append(f"{name}: {middle}{same}")
+        parts.append(f"{name}: {middle}")
     return "bootstrap's intermediate model per rung: " + "; ".join(parts) + "."
 
 

@@ -145,10 +145,10 @@ def sealed_student_inputs(ctx: ArmContext, rung: Rung, weak: RunRecord, seed: in
         weak_test_probs=weak_test.loc[list(splits[TEST_SPLIT].ids)].to_numpy(),
         label_names=tuple(ctx.task.label_names), seed=seed)
     models = ctx.ladder.models()
-    ceiling_size = list(models).index(rung.strong.name)
+    offered = ctx.ladder.between(rung) + [rung.strong.name]
     trainer = BackendStudentTrainer(
         strong=ctx.backend(rung.strong).without("train_label"),
-        model_specs={name: models[name] for name in list(models)[:ceiling_size + 1]},
+        model_specs={name: models[name] for name in offered},
         task_view=TextsOnlyTask.of(ctx.task), engine_config=ctx.engine_config, seed=seed)
     return data, trainer
 

@@ -131,6 +131,8 @@ class _LadderFile(_Strict):
 class Ladder(_Strict):
     name: str
     description: str = ""
+    catalog: dict[str, ModelSpec] = Field(default_factory=dict, description="every model the "
+                                          "file defines (rungs and intermediates), smallest first")
     training: dict[str, Any] = Field(default_factory=dict,
                                      description="EngineConfig defaults for this ladder's arms")
     rungs: tuple[Rung, ...]
@@ -145,12 +147,20 @@ class Ladder(_Strict):
                          field="rung")
 
     def models(self) -> dict[str, TinyModelSpec | HFModelSpec]:
-        """Every model of the ladder by name, smallest rung first."""
+        """Every model the ladder defines by name, smallest first (rung models and models kept
+        only as intermediates, e.g. for bootstrapping)."""
+        if self.catalog:
+            return dict(self.catalog)
         out: dict[str, TinyModelSpec | HFModelSpec] = {}
         for rung in self.rungs:
             out.setdefault(rung.weak.name, rung.weak)
             out.setdefault(rung.strong.name, rung.strong)
         return out
+
+    def between(self, rung: Rung) -> list[str]:
+        """Models strictly larger than the rung's weak model and smaller than its strong model."""
+        low, high = _size_key(rung.weak), _size_key(rung.strong)
+        return [name for name, spec in self.models().items() if low < _size_key(spec) < high]
 
 
 def spec_fingerprint(spec: BaseModel) -> str:
@@ -204,8 +214,9 @@ def _load_ladder_file(path: str) -> Ladder:
         raise InputError("rung names must be unique", path=path, field="rungs")
     rungs.sort(key=lambda r: _size_key(r.strong))
     _check_training(parsed.training, path, root)
+    catalog = dict(sorted(models.items(), key=lambda item: _size_key(item[1])))
     return Ladder(name=parsed.name, description=parsed.description, rungs=tuple(rungs),
-                  training=parsed.training, source=path)
+                  catalog=catalog, training=parsed.training, source=path)
 
 
 def _check_training(training: dict[str, Any], path: str, root: yaml.Node) -> None:

@@ -80,8 +80,8 @@ class StudentTrainer(Protocol):
     ``fit(targets, weights=None, hooks=None, model=None)``: ``targets`` are soft labels P(label 1)
     aligned with ``StudentData.ids``; ``weights`` optional per-example weights (0 drops an
     example); ``hooks`` a ``transfer.engine.TrainHooks`` reshaping targets and the loss;
-    ``model`` None for the rung's strong model, or the name of another model size of the ladder
-    (for bootstrapping through an intermediate model).
+    ``model`` None for the rung's strong model, or one of ``model_names()``: the ladder's models
+    strictly between the rung's weak and strong model (smallest first), then the strong model.
     """
 
     def fit(self, targets: np.ndarray, weights: np.ndarray | None = None, hooks: Any = None,

@@ -63,7 +63,8 @@ class BackendStudentTrainer:
     _backends: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def model_names(self) -> list[str]:
-        """Models this trainer can fit, smallest first; the last is the rung's strong model."""
+        """Models this trainer can fit: the ladder's models strictly between the rung's weak and
+        strong model, smallest first, then the strong model last."""
         return list(self.model_specs)
 
     def _backend(self, model: str | None):

@@ -16,21 +16,24 @@ class BootstrapParams(MethodParams):
 
 
 def pick_intermediate(model_names: list[str], requested: str | None) -> str:
-    """The intermediate model: ``requested`` if it is in the ladder, else the middle one.
+    """The intermediate model: ``requested``, else the middle of the models between weak and strong.
 
-    The middle model is ``model_names[len // 2]`` of the ladder's models (ordered small to
-    large, weak first, strong last); a ladder of fewer than three models has none.
+    ``model_names`` is the trainer's list: the models strictly between the rung's weak and strong
+    model (small to large), then the strong model last. With several intermediates the default is
+    ``candidates[len // 2]``; with none the method is unsupported on that rung.
     """
     names = list(model_names)
+    candidates = names[:-1]
     if requested is not None:
-        if requested not in names:
-            raise InputError(f"method bootstrap: intermediate model {requested!r} is not in the "
-                             f"ladder; expected one of {names}", field="--param intermediate")
+        if requested not in candidates:
+            raise InputError(f"method bootstrap: intermediate model {requested!r} is not between "
+                             f"the rung's weak and strong model; expected one of {candidates}",
+                             field="--param intermediate")
         return requested
-    if len(names) < 3:
-        raise MethodUnsupported(f"bootstrap needs a model between weak and strong; the ladder "
-                                f"has only {names}")
-    return names[len(names) // 2]
+    if not candidates:
+        raise MethodUnsupported("bootstrap needs a ladder model between the rung's weak and "
+                                f"strong model; this rung offers only {names}")
+    return candidates[len(candidates) // 2]
 
 
 @register_method

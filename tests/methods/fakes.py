@@ -97,7 +97,7 @@ class FakeTrainer:
                    prior_coef=task.prior_coef, **kwargs)
 
     def model_names(self) -> list[str]:
-        return list(MODEL_DIMS)
+        return [name for name in MODEL_DIMS if name != "weak"]  # intermediates, then strong
 
     def fit(self, targets, weights=None, hooks=None, model=None) -> FakePredictor:
         name = model or "strong"

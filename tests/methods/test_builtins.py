@@ -81,19 +81,21 @@ def test_bootstrap_fits_the_intermediate_first_then_the_strong_model(task, train
 
 
 def test_bootstrap_intermediate_param_and_middle_choice():
-    assert pick_intermediate(["w", "m", "s"], None) == "m"
-    assert pick_intermediate(["w", "a", "b", "s"], None) == "b"
-    assert pick_intermediate(["w", "a", "b", "s"], "a") == "a"
-    with pytest.raises(InputError, match="not in the ladder"):
-        pick_intermediate(["w", "m", "s"], "huge")
+    assert pick_intermediate(["m", "s"], None) == "m"
+    assert pick_intermediate(["a", "b", "s"], None) == "b"
+    assert pick_intermediate(["a", "b", "s"], "a") == "a"
+    with pytest.raises(InputError, match="not between the rung's weak and strong"):
+        pick_intermediate(["m", "s"], "huge")
+    with pytest.raises(InputError, match="not between"):
+        pick_intermediate(["m", "s"], "s")  # the strong model is no intermediate
     with pytest.raises(MethodUnsupported):
-        pick_intermediate(["w", "s"], None)
+        pick_intermediate(["s"], None)
 
 
 def test_bootstrap_with_explicit_intermediate(task, trainer):
     method = resolve_method("bootstrap")
-    method.run(task.data, trainer, parse_params(method, ["intermediate=weak"]))
-    assert [c.model for c in trainer.calls] == ["weak", "strong"]
+    method.run(task.data, trainer, parse_params(method, ["intermediate=mid"]))
+    assert [c.model for c in trainer.calls] == ["mid", "strong"]
 
 
 def test_em_posterior_refits_the_student_n_rounds_plus_one_times(task, trainer):
