@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: every built-in method")
     parser.add_argument("--store", type=Path, default=None,
                         help="shared run store (default: a fresh temporary directory)")
+    parser.add_argument("--external-command", default=None,
+                        help="command for the `external` method, e.g. 'python3 "
+                             "/abs/examples/external_bow.py {inputs} {outputs}'")
     args = parser.parse_args(argv)
 
     from flows.context import arm_context, method_function
@@ -117,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     resolved, cells = {}, {}
     for name in methods:
         try:
-            resolved[name] = method_function(name, {}, ctx=ctx)
+            params = ({"command": args.external_command}
+                      if name == "external" and args.external_command else {})
+            resolved[name] = method_function(name, params, ctx=ctx)
         except InputError as err:  # e.g. `external` has no default command
             for rung in rungs:
                 cells[(name, rung)] = Cell(unsupported=f"{err.field}: {err.message}")
