@@ -138,7 +138,9 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1) ->
 
         env = launch_env(processes, extra)
     else:
-        env = {**os.environ, **extra}
+        from transfer.engine.launch import without_rendezvous
+
+        env = {**without_rendezvous(os.environ), **extra}
     with open(log_path, "ab") as log:
         with _LOCK:
             # Under the lock, so kill_children either sees this child or stops it starting.

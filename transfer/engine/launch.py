@@ -30,10 +30,17 @@ def launcher_command(module: str, args: Sequence[str] = (), *, processes: int = 
             "--master_port", str(port), "--no_local_rank", "--module", module, *args]
 
 
+def without_rendezvous(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` minus the rank/master variables, for a child that must start its own process
+    group (a parent that trained in-process holds its MASTER_PORT; a child inheriting it would
+    fail with 'address already in use')."""
+    return {k: v for k, v in environ.items() if k not in _RENDEZVOUS_VARS}
+
+
 def launch_env(processes: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for the launched ranks: this one without rendezvous variables, one
     OpenMP thread per rank on a CPU-only machine, the shared op cache, and ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in _RENDEZVOUS_VARS}
+    env = without_rendezvous(os.environ)
     env.setdefault("TORCH_EXTENSIONS_DIR", str(default_extensions_dir()))
     env.setdefault("OMP_NUM_THREADS", "1")
     # The CPU accelerator counts "devices" from LOCAL_SIZE (else NUMA nodes, usually 1).
