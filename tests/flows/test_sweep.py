@@ -17,8 +17,9 @@ METHODS = ["aux_conf", "confident"]
 
 def write_registry(tmp_path: Path, methods: list[str]) -> Path:
     """A micro-ci template that claims a PGR for aux_conf only (each method's plan must keep
-    only its own claim), and a registry of ``methods`` over it."""
+    only its own claim), and a registry of ``methods`` over it. One rung keeps the test fast."""
     template = yaml.safe_load(MICRO_CI.read_text())
+    template["rungs"] = ["m1"]
     template["claims"] = {"aux_conf": {"pgr": 0.3, "dataset": "synthetic"}}
     (tmp_path / "template.yaml").write_text(yaml.safe_dump(template, sort_keys=False))
     registry = {"plan": "template.yaml", "out": str(tmp_path / "sweep"),
@@ -36,7 +37,6 @@ def executed_labels(out: Path) -> list[str]:
 def test_sweep_computes_shared_arms_once_and_gives_each_method_its_verdict(prefect_harness,
                                                                            tmp_path: Path) -> None:
     from flows.sweep import sweep_flow
-    from transfer.ladder import load_ladder
 
     registry = write_registry(tmp_path, METHODS)
     store = tmp_path / "store"
@@ -55,7 +55,7 @@ def test_sweep_computes_shared_arms_once_and_gives_each_method_its_verdict(prefe
     assert plans["aux_conf"]["claims"] == {"aux_conf": {"pgr": 0.3, "dataset": "synthetic"}}
     assert plans["confident"]["claims"] is None
 
-    cells = len(load_ladder("micro").rungs)  # x 1 dataset (synthetic)
+    cells = len(plans["aux_conf"]["rungs"]) * len(plans["aux_conf"]["datasets"])
     shared_seeds = set()
     expected: Counter = Counter()
     for method, verdict in verdicts.items():
