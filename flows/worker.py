@@ -136,9 +136,9 @@ def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from transfer.fsutil import atomic_write_json
-
     from transfer.errors import InputError
+    from transfer.fsutil import atomic_write_json
+    from transfer.sealed import MethodUnsupported
 
     argv = sys.argv[1:] if argv is None else argv
     watch_orchestrator()
@@ -146,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         outcome = run_group(group, log=lambda line: print(line, flush=True))
-    except InputError as err:
+    except (InputError, MethodUnsupported) as err:
+        # Bad input or a method this rung cannot run: one line, and exit 2 so the flow does
+        # not retry what would fail the same way again.
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
     outcome["seconds"] = round(time.perf_counter() - start, 3)
