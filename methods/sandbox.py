@@ -113,6 +113,20 @@ _POLICY: contextvars.ContextVar[SandboxPolicy | None] = contextvars.ContextVar(
     "w2s_sandbox_policy", default=None)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the process that started it dies.
+
+    The sandbox runs in its own session (so a timeout can kill its whole group), which puts it
+    out of reach of a kill aimed at the caller's process group; PR_SET_PDEATHSIG closes that gap
+    when a cancelled flow kills the worker that started it (``unshare --kill-child`` then takes
+    the sandboxed program with it).
+    """
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 @contextlib.contextmanager
 def sandbox_policy(hide: Sequence[str | os.PathLike[str]] = (),
                    isolation: IsolationRequest = "auto") -> Iterator[SandboxPolicy]:
@@ -232,7 +246,7 @@ def run_sandboxed(argv: Sequence[str], *, timeout_s: float,
             command = list(argv)
         process = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=_die_with_parent)
         try:
             stdout, stderr = process.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
