@@ -56,9 +56,10 @@ def start_server(home: Path, log: Path, timeout_s: float = 180.0) -> tuple[subpr
     """
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
-    os.environ.update({"PREFECT_HOME": str(home), "PREFECT_API_URL": api,
-                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                       "PREFECT_LOGGING_LEVEL": "WARNING"})
+    from flows.embedded import EMBEDDED_SETTINGS
+
+    # The same settings as the CLI's embedded mode, which is what `make demo` runs.
+    os.environ.update({**EMBEDDED_SETTINGS, "PREFECT_HOME": str(home), "PREFECT_API_URL": api})
     start = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host",
                                "127.0.0.1", "--port", str(port)], stdout=log.open("wb"),

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from flows import progress as events
 from flows.worker import ArmGroup, MethodRef
 from transfer.errors import InputError
 
@@ -97,8 +98,10 @@ class Campaign:
         batches = seed_batches(seeds_cfg.initial, seeds_cfg.batch, seeds_cfg.max)
         undecided = list(self.plan.method_names)
         seeds_used: dict[str, list[int]] = {m: [] for m in undecided}
-        total_groups = len(batches) * len(self.rungs) * len(self.plan.dataset_paths())
+        per_look = len(self.rungs) * len(self.plan.dataset_paths())
+        total_groups = len(batches) * per_look
         done_groups, start = 0, time.perf_counter()
+        events.emit("plan", total_groups=total_groups, looks=len(batches))
         for look, seeds in enumerate(batches, start=1):
             groups = self.groups(seeds, undecided)
             for outcome in submit(groups, self.out / "work", self.plan.compute.processes,
@@ -113,10 +116,14 @@ class Campaign:
                                         max_looks(seeds_cfg.initial, seeds_cfg.batch, seeds_cfg.max))
             self.looks.append({"look": look, "seeds": seeds, "decisions": decisions})
             undecided = [m for m in undecided if not decisions[m]["decided"]]
+            events.emit("look", look=look, seeds=seeds, undecided=undecided,
+                          total_groups=done_groups + (len(batches) - look) * per_look
+                          if undecided else done_groups)
             if not undecided:
                 break
         self.timings["runs_s"] = round(time.perf_counter() - start, 3)
         self.progress("analysis", 1.0)
+        events.emit("analysis")
         return self.finish(seeds_used)
 
     def finish(self, seeds_used: dict[str, list[int]]) -> dict[str, Any]:

@@ -164,4 +164,9 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1) ->
         last = lines[-1] if lines else "(no output)"
         raise GroupFailed(f"worker for rung {group.rung} seeds {group.seeds} exited "
                           f"{returncode}: {last} (log: {log_path})", returncode, log_path)
-    return json.loads(Path(group.result).read_text())
+    outcome = json.loads(Path(group.result).read_text())
+    from flows import progress
+
+    progress.emit("group_done", rung=group.rung, seeds=group.seeds,
+                  executed=len(outcome["executed"]), seconds=outcome.get("seconds"))
+    return outcome

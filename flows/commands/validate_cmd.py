@@ -1,7 +1,6 @@
 """`w2s-transfer validate PLAN --out DIR` and `w2s-transfer demo --out DIR`."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -12,9 +11,10 @@ DEMO_PLAN = Path(__file__).resolve().parents[1] / "plans" / "demo.yaml"
 
 
 def _quiet_prefect() -> None:
-    # Embedded mode: Prefect starts a local server for this process; keep its noise down.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Embedded mode: Prefect starts a local server for this process (see flows/embedded.py).
+    from flows.embedded import configure_embedded_prefect
+
+    configure_embedded_prefect()
 
 
 def run_validate(plan: Path, out: Path, store: Path | None) -> dict:
@@ -24,9 +24,10 @@ def run_validate(plan: Path, out: Path, store: Path | None) -> dict:
     with user_errors():
         Campaign.prepare(plan, out, store)
     _quiet_prefect()
+    from flows.progress import rich_bar
     from flows.validate import validate_flow
 
-    with user_errors():
+    with user_errors(), rich_bar(f"validate {plan.name}"):
         return validate_flow(str(plan), str(out), str(store) if store else None)
 
 

@@ -1,0 +1,67 @@
+"""Progress events of a validation campaign, for whoever shows them (the CLI's rich bar).
+
+Orchestrator-agnostic and thread-safe: the campaign and the group runner ``emit`` events; a
+listener subscribed for the duration of a command receives them. Prefect's logs and progress
+artifact are fed separately by the flow.
+
+Events: ``plan`` (total_groups, looks), ``group_done`` (rung, seeds, executed, seconds),
+``look`` (look, seeds, undecided), ``analysis``.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Listener = Callable[[str, dict[str, Any]], None]
+_LISTENERS: list[Listener] = []
+_LOCK = threading.Lock()
+
+
+def emit(event: str, **data: Any) -> None:
+    with _LOCK:
+        listeners = list(_LISTENERS)
+    for listener in listeners:
+        listener(event, data)
+
+
+@contextlib.contextmanager
+def subscribed(listener: Listener) -> Iterator[None]:
+    with _LOCK:
+        _LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _LISTENERS.remove(listener)
+
+
+@contextlib.contextmanager
+def rich_bar(title: str) -> Iterator[None]:
+    """A rich progress bar over the campaign's arm groups, on stderr, while the block runs."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn)
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
+                        console=Console(stderr=True), transient=False)
+    task = progress.add_task(title, total=None, note="checking the plan")
+
+    def listener(event: str, data: dict[str, Any]) -> None:
+        if event == "plan":
+            progress.update(task, total=data["total_groups"], note="running arm groups")
+        elif event == "group_done":
+            progress.update(task, advance=1, note=f"{data['rung']} seeds {data['seeds']}: "
+                                                  f"{data['executed']} arms run")
+        elif event == "look":
+            # Decided methods stop early: the remaining looks may need fewer groups.
+            progress.update(task, total=data.get("total_groups"),
+                            note=f"look {data['look']}: {len(data['undecided'])} method(s) "
+                                 "still undecided")
+        elif event == "analysis":
+            progress.update(task, note="statistics and report")
+
+    with progress, subscribed(listener):
+        yield
