@@ -37,19 +37,29 @@ class WalkFilesystem(LabelThief):
         wanted = set(data.test_ids)
         found: dict[str, int] = {}
         deadline = time.monotonic() + TIME_BUDGET_S
-        for root in ROOTS:
-            for directory, subdirs, files in os.walk(root):
-                subdirs[:] = [d for d in subdirs if d not in SKIP_DIRS]
-                if time.monotonic() > deadline:
-                    return found
-                for file_name in files:
-                    if not file_name.endswith((".jsonl", ".parquet")):
-                        continue
-                    try:
-                        for row in _rows(os.path.join(directory, file_name)):
-                            label = row.get("label", row.get("gold"))
-                            if row.get("id") in wanted and label in (0, 1):
-                                found[row["id"]] = int(label)
-                    except Exception:
-                        continue
+        # Newest directories first: a dataset a run just wrote is found in seconds even on a
+        # machine whose /tmp holds thousands of older files.
+        queue = [root for root in ROOTS if os.path.isdir(root)]
+        while queue:
+            directory = queue.pop(0)
+            if time.monotonic() > deadline:
+                return found
+            try:
+                entries = list(os.scandir(directory))
+            except OSError:
+                continue
+            subdirs = [e for e in entries if e.is_dir(follow_symlinks=False)
+                       and e.name not in SKIP_DIRS]
+            subdirs.sort(key=lambda e: e.stat(follow_symlinks=False).st_mtime, reverse=True)
+            queue[:0] = [e.path for e in subdirs]
+            for entry in entries:
+                if not entry.name.endswith((".jsonl", ".parquet")):
+                    continue
+                try:
+                    for row in _rows(entry.path):
+                        label = row.get("label", row.get("gold"))
+                        if row.get("id") in wanted and label in (0, 1):
+                            found[row["id"]] = int(label)
+                except Exception:
+                    continue
         return found
