@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from cli_helpers import one_error_line
 
 METHODS_TESTS = Path(__file__).resolve().parents[1] / "methods"
 
@@ -20,14 +21,6 @@ def plugins_importable(monkeypatch):
 def audit(tmp_path, *args: str):
     result = CliRunner().invoke(app, ["audit", "--store", str(tmp_path / "store"), *args])
     return result
-
-
-def one_error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 @pytest.mark.parametrize("method, params", [("vanilla", []),

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from cli_helpers import one_error_line
 
 GENERIC = Path(__file__).resolve().parents[1] / "transfer" / "fixtures" / "generic"
 MICRO = ["--ladder", "micro", "--rung", "m0"]
@@ -76,14 +77,6 @@ def test_a_plugin_student_runs_in_the_sandbox_from_a_subprocess(tmp_path):
     assert done.returncode == 0, done.stderr
     check_outputs(tmp_path / "out", "vanilla", 3)
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["student", "weak"]
-
-
-def one_error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def dataset_missing_a_file(tmp_path: Path) -> Path:
