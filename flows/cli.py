@@ -37,3 +37,7 @@ for _module in COMMAND_MODULES:
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+if __name__ == "__main__":  # `python -m flows.cli`: how the deepspeed launcher starts ranks
+    main()

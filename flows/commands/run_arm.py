@@ -1,7 +1,9 @@
 """`w2s-transfer run-arm`: run one arm of one rung for one seed and write its predictions."""
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import typer
@@ -25,12 +27,43 @@ def register(app: typer.Typer) -> None:
         store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
         ds_config: str = typer.Option(None, help="DeepSpeed config name or path"),
         precision: str = typer.Option(None, help="fp32 | bf16"),
+        processes: int = typer.Option(1, min=1, help="data-parallel processes (ranks under the "
+                                      "deepspeed launcher; GPUs, or CPU processes here)"),
     ) -> None:
         """Run one arm (training what it needs first) and write DIR/predictions.parquet and
         DIR/metrics.json. A complete run in the store is reused, not recomputed."""
+        if processes > 1:
+            args = ["run-arm", "--ladder", ladder, "--rung", rung, "--arm", arm,
+                    "--seed", str(seed), "--out", str(out)]
+            for flag, value in (("--data", data), ("--method", method), ("--store", store),
+                                ("--ds-config", ds_config), ("--precision", precision)):
+                if value is not None:
+                    args += [flag, str(value)]
+            for item in param or []:
+                args += ["--param", item]
+            raise typer.Exit(_launch(args, processes))
         with user_errors():
             _run(ladder, rung, arm, seed, out, data, method, param or [], store,
                  {"ds_config": ds_config, "precision": precision})
+
+
+def _launch(args: list[str], processes: int) -> int:
+    """Run the same command as ``processes`` ranks under the deepspeed launcher; rank 0 writes
+    the run and the output files, the other ranks train with it and wait for the store."""
+    from transfer.engine import launch_module
+
+    result = launch_module("flows.cli", args, processes=processes, capture_output=True)
+    for line in (result.stdout + result.stderr).splitlines():
+        if line.startswith("error: "):  # a rank's one-line error, shown once
+            print(line, file=sys.stderr)
+            return 2
+    for line in result.stdout.splitlines():
+        if " accuracy=" in line:
+            print(line.split("] ", 1)[-1] if line.startswith("[") else line)
+    if result.returncode != 0:
+        tail = [ln for ln in result.stderr.splitlines() if ln.strip()][-1:] or ["(no output)"]
+        print(f"error: {processes} ranks exited {result.returncode}: {tail[0]}", file=sys.stderr)
+    return 0 if result.returncode == 0 else 1
 
 
 def _run(ladder, rung, arm, seed, out, data, method, params, store, overrides) -> None:
@@ -56,6 +89,8 @@ def _run(ladder, rung, arm, seed, out, data, method, params, store, overrides) -
     except MethodUnsupported as err:
         raise InputError(f"method {name} cannot run on rung {rung} of ladder "
                          f"{ctx.ladder.name}: {err}", field="--method") from None
+    if int(os.environ.get("RANK", "0")) > 0:
+        return  # rank 0 writes the output files
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for file in ("predictions.parquet", "metrics.json"):
