@@ -34,14 +34,3 @@ def results_table(records, ladder) -> pd.DataFrame:
         return pd.DataFrame(columns=RESULT_COLUMNS)
     table = pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
     return table.astype({"weak_params": "Int64", "strong_params": "Int64"})
-
-
-def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean test accuracy per (rung, dataset, seed, arm), one column per arm, plus PGR per
-    non-weak, non-ceiling arm: (acc - weak) / (ceiling - weak)."""
-    acc = (table.groupby(["rung", "dataset", "seed", "arm"])["correct"].mean()
-           .unstack("arm").reset_index())
-    methods = [c for c in acc.columns if c not in ("rung", "dataset", "seed", "weak", "ceiling")]
-    for method in methods:
-        acc[f"pgr_{method}"] = (acc[method] - acc["weak"]) / (acc["ceiling"] - acc["weak"])
-    return acc

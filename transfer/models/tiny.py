@@ -101,12 +101,6 @@ def tiny_model_key(spec: TinyModelSpec, task_fingerprint: str) -> str:
     return f"{spec.name or 'tiny'}-{spec_fingerprint(spec)}-{task_fingerprint}"
 
 
-def cached_pretrain_log(spec: TinyModelSpec, task_fingerprint: str) -> dict | None:
-    """The pretraining log (params, loss, seconds) of a cached model, or None if not built yet."""
-    log = cache_dir() / "models" / tiny_model_key(spec, task_fingerprint) / "pretrain.json"
-    return json.loads(log.read_text()) if log.exists() else None
-
-
 def ppmi_svd_vectors(tokenizer: PreTrainedTokenizerFast, sentences: list[str] | tuple[str, ...],
                      rank: int) -> np.ndarray:
     """Word vectors of shape (vocab, rank): truncated SVD of the positive PMI matrix of
