@@ -19,7 +19,6 @@ from flows.worker import ArmGroup, MethodRef
 from transfer.errors import InputError
 
 Submit = Callable[[list[ArmGroup], Path, int, int], list[dict[str, Any]]]
-Progress = Callable[[str, float], None]
 
 
 @dataclass
@@ -29,7 +28,6 @@ class Campaign:
     out: Path
     store: Path
     rungs: list[str]
-    progress: Progress = lambda message, fraction: None  # noqa: E731
     runs: list[str] = field(default_factory=list)
     executed_arms: list[str] = field(default_factory=list)
     looks: list[dict[str, Any]] = field(default_factory=list)
@@ -37,8 +35,8 @@ class Campaign:
     report_markdown: str = ""  # the report without images, for the Prefect artifact
 
     @classmethod
-    def prepare(cls, plan_path: str | Path, out: str | Path, store: str | Path | None = None,
-                progress: Progress | None = None) -> "Campaign":
+    def prepare(cls, plan_path: str | Path, out: str | Path, store: str | Path | None = None
+                ) -> "Campaign":
         """Load and check everything before any compute: plan, methods and params, ladder, rungs,
         datasets. Any problem is an InputError naming the plan's file and line."""
         from flows.context import method_function
@@ -67,8 +65,7 @@ class Campaign:
         for dataset in plan.dataset_paths():
             load_dataset(dataset)  # bad data fails here, before compute
         store_path = Path(store) if store else cache_dir() / "store"
-        return cls(plan=plan, ladder=ladder, out=Path(out), store=store_path, rungs=rungs,
-                   progress=progress or (lambda message, fraction: None))
+        return cls(plan=plan, ladder=ladder, out=Path(out), store=store_path, rungs=rungs)
 
     def groups(self, seeds: list[int], methods: list[str]) -> list[ArmGroup]:
         entries = {m.name: m.params for m in self.plan.methods}
@@ -91,8 +88,7 @@ class Campaign:
 
     def run(self, submit: Submit) -> dict[str, Any]:
         """Seed batches until every method is decided or the budget is spent; then outputs."""
-        from flows.validate_looks import look_at_methods
-        from flows.validate import max_looks, seed_batches
+        from flows.validate_looks import look_at_methods, seed_batches
 
         seeds_cfg = self.plan.seeds
         batches = seed_batches(seeds_cfg.initial, seeds_cfg.batch, seeds_cfg.max)
@@ -111,18 +107,17 @@ class Campaign:
             done_groups += len(groups)
             for method in undecided:
                 seeds_used[method].extend(seeds)
-            self.progress(f"look {look}: seeds {seeds} done", done_groups / total_groups)
             decisions = look_at_methods(self.plan, self.results(), undecided, look,
-                                        max_looks(seeds_cfg.initial, seeds_cfg.batch, seeds_cfg.max))
+                                        len(batches))
             self.looks.append({"look": look, "seeds": seeds, "decisions": decisions})
             undecided = [m for m in undecided if not decisions[m]["decided"]]
+            # Decided methods stop early: the remaining looks may need fewer groups.
+            remaining = (len(batches) - look) * per_look if undecided else 0
             events.emit("look", look=look, seeds=seeds, undecided=undecided,
-                          total_groups=done_groups + (len(batches) - look) * per_look
-                          if undecided else done_groups)
+                        done_groups=done_groups, total_groups=done_groups + remaining)
             if not undecided:
                 break
         self.timings["runs_s"] = round(time.perf_counter() - start, 3)
-        self.progress("analysis", 1.0)
         events.emit("analysis")
         return self.finish(seeds_used)
 

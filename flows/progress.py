@@ -1,11 +1,11 @@
-"""Progress events of a validation campaign, for whoever shows them (the CLI's rich bar).
+"""Progress events of a validation campaign, for whoever shows them (the CLI's rich bar, the
+flow's Prefect logs and progress artifact).
 
 Orchestrator-agnostic and thread-safe: the campaign and the group runner ``emit`` events; a
-listener subscribed for the duration of a command receives them. Prefect's logs and progress
-artifact are fed separately by the flow.
+listener subscribed for the duration of a command or flow receives them.
 
 Events: ``plan`` (total_groups, looks), ``group_done`` (rung, seeds, executed, seconds),
-``look`` (look, seeds, undecided), ``analysis``.
+``look`` (look, seeds, undecided, done_groups, total_groups), ``analysis``.
 """
 from __future__ import annotations
 
@@ -56,7 +56,6 @@ def rich_bar(title: str) -> Iterator[None]:
             progress.update(task, advance=1, note=f"{data['rung']} seeds {data['seeds']}: "
                                                   f"{data['executed']} arms run")
         elif event == "look":
-            # Decided methods stop early: the remaining looks may need fewer groups.
             progress.update(task, total=data.get("total_groups"),
                             note=f"look {data['look']}: {len(data['undecided'])} method(s) "
                                  "still undecided")

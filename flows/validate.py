@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE as NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows import progress as events
 from flows.execute import GroupFailed, install_signal_handlers, run_group_subprocess, shutting_down
 from flows.worker import ArmGroup, MethodRef
 
@@ -52,14 +52,6 @@ def run_group_task(group: ArmGroup, work_dir: str, processes: int = 1) -> dict[s
     return outcome
 
 
-def seed_batches(initial: int, batch: int, maximum: int) -> list[list[int]]:
-    """Seeds per look: ``initial`` first, then ``batch`` at a time up to ``maximum``."""
-    looks = [list(range(initial))]
-    while (done := sum(len(b) for b in looks)) < maximum:
-        looks.append(list(range(done, min(done + batch, maximum))))
-    return looks
-
-
 @flow(name="validate", log_prints=True, persist_result=False,
       task_runner=ThreadPoolTaskRunner(max_workers=4))
 def validate_flow(plan: str, out: str = "reports/validate", store: str | None = None) -> dict:
@@ -74,12 +66,22 @@ def validate_flow(plan: str, out: str = "reports/validate", store: str | None = 
     campaign = Campaign.prepare(plan, out, store)
     tracker = ProgressTracker(campaign.plan.name, total=1000)
 
-    def progress(message: str, fraction: float) -> None:
-        logger.info("%s (%.0f%%)", message, 100 * fraction)
+    def on_event(event: str, data: dict[str, Any]) -> None:
+        # Looks and the analysis happen in this (the flow's) thread; group events come from
+        # the task threads and only feed the CLI's bar.
+        if event == "look":
+            fraction = data["done_groups"] / max(1, data["total_groups"])
+            logger.info("look %d: seeds %s done (%.0f%%)", data["look"], data["seeds"],
+                        100 * fraction)
+        elif event == "analysis":
+            fraction = 1.0
+            logger.info("analysis")
+        else:
+            return
         tracker.advance(max(0, round(1000 * fraction) - tracker.done))
 
-    campaign.progress = progress
-    verdict = campaign.run(submit=_submit_with_prefect)
+    with events.subscribed(on_event):
+        verdict = campaign.run(submit=_submit_with_prefect)
     publish_report(campaign.plan.name, campaign.report_markdown, verdict)
     logger.info("report: %s", (campaign.out / "report.html").resolve())
     return verdict
@@ -95,10 +97,4 @@ def _submit_with_prefect(groups: list[ArmGroup], work_dir: Path, processes: int,
     return outcomes
 
 
-def max_looks(initial: int, batch: int, maximum: int) -> int:
-    """How many looks :func:`seed_batches` plans: the first, then one per further batch."""
-    return 1 + math.ceil(max(0, maximum - initial) / batch)
-
-
-__all__ = ["ArmGroup", "MethodRef", "max_looks", "run_group_task", "seed_batches",
-           "validate_flow"]
+__all__ = ["ArmGroup", "MethodRef", "run_group_task", "validate_flow"]

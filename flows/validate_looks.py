@@ -28,3 +28,11 @@ def look_at_methods(plan, table: pd.DataFrame, methods: list[str], look: int,
                        "reason": decision.reason, "boundary": float(decision.boundary),
                        "n_seeds": len(seeds)}
     return out
+
+
+def seed_batches(initial: int, batch: int, maximum: int) -> list[list[int]]:
+    """Seeds per look: ``initial`` first, then ``batch`` at a time up to ``maximum``."""
+    looks = [list(range(initial))]
+    while (done := sum(len(b) for b in looks)) < maximum:
+        looks.append(list(range(done, min(done + batch, maximum))))
+    return looks
