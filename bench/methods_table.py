@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             params = ({"command": args.external_command}
                       if name == "external" and args.external_command else {})
-            resolved[name] = method_function(name, params, ctx=ctx)
+            resolved[name] = method_function(name, params)
         except InputError as err:  # e.g. `external` has no default command
             for rung in rungs:
                 cells[(name, rung)] = Cell(unsupported=f"{err.field}: {err.message}")

@@ -47,7 +47,7 @@ class Campaign:
         plan = load_plan(plan_path)
         for index, entry in enumerate([MethodRef(name=plan.baseline)] + list(plan.methods)):
             try:
-                method_function(entry.name, entry.params)
+                method_function(entry.name, entry.params, jail=plan.jail)
             except InputError as err:
                 line = plan.line_of("methods", index - 1) if index else plan.line_of("baseline")
                 raise InputError(err.message, path=plan.source, line=line,
@@ -75,16 +75,22 @@ class Campaign:
                   "precision": self.plan.compute.precision}
         return [ArmGroup(ladder=self.plan.ladder, rung=rung,
                          data=None if dataset is None else str(dataset), store=str(self.store),
-                         seeds=seeds, methods=refs, engine=engine, result="")
+                         seeds=seeds, methods=refs, engine=engine,
+                         jail=self.plan.jail.model_dump(mode="json"), result="")
                 for dataset in self.plan.dataset_paths() for rung in self.rungs]
 
-    def results(self) -> pd.DataFrame:
-        from flows.results import results_table
+    def records(self) -> list:
+        """The stored runs of this campaign, in the order they were first used."""
         from transfer.store import RunStore
 
         store = RunStore(self.store)
         records = [store.find(h) for h in dict.fromkeys(self.runs)]
-        return results_table([r for r in records if r is not None], self.ladder)
+        return [r for r in records if r is not None]
+
+    def results(self) -> pd.DataFrame:
+        from flows.results import results_table
+
+        return results_table(self.records(), self.ladder)
 
     def run(self, submit: Submit) -> dict[str, Any]:
         """Seed batches until every method is decided or the budget is spent; then outputs."""

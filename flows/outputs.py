@@ -11,6 +11,7 @@ import pandas as pd
 def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[int]]) -> dict[str, Any]:
     """Statistics over every seed run, then every output file (each written atomically)."""
     from transfer.fsutil import atomic_write_bytes, atomic_write_text
+    from flows.guards import apply_promotion_guards
     from flows.report.provenance import collect_provenance
     from flows.report.render import write_report
     from flows.summary import summarize
@@ -22,6 +23,8 @@ def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[in
               if plan.claims else None)
     verdict = analyze_table(results, baseline=plan.baseline, sesoi=plan.sesoi, alpha=plan.alpha,
                             correction=plan.correction, claims=claims)
+    apply_promotion_guards(verdict, campaign.records())
+    verdict["jail"] = plan.jail.mode
     verdict["plan"] = {"name": plan.name, "plan_hash": plan.plan_hash}
     verdict["sequential"] = {"looks": campaign.looks, "seeds_used": seeds_used,
                              "seed_budget": plan.seeds.max}

@@ -16,6 +16,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
+from methods.policy import JailSettings
 from transfer.errors import InputError
 from transfer.yamlio import read_yaml
 
@@ -92,6 +93,9 @@ class Plan(_Strict):
     correction: Literal["holm", "bonferroni", "bh"] = "holm"
     claims: dict[str, Claim] | None = Field(None, description="Claimed discovery-scale numbers per method.")
     compute: Compute = Field(default_factory=Compute)
+    jail: JailSettings = Field(default_factory=JailSettings,
+                               description="How plugin and external-command code runs (the jail "
+                               "is required unless mode: off, which is never promoted).")
 
     _source: Path | None = PrivateAttr(default=None)
     _lines: dict[Location, int] = PrivateAttr(default_factory=dict)

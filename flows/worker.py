@@ -102,6 +102,7 @@ class ArmGroup(BaseModel):
     seeds: list[int]
     methods: list[MethodRef]
     engine: dict[str, Any] = Field(default_factory=dict)
+    jail: dict[str, Any] = Field(default_factory=dict)
     result: str
 
     def key(self) -> str:
@@ -118,7 +119,7 @@ def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
     from transfer.arms import run_arm
 
     ctx = arm_context(group.ladder, group.data, group.store, group.engine)
-    resolved = [method_function(m.name, m.params, ctx=ctx, data=group.data) for m in group.methods]
+    resolved = [method_function(m.name, m.params, jail=group.jail) for m in group.methods]
     runs, before = [], len(ctx.store.executed)
     for seed in group.seeds:
         for arm in ("weak", "ceiling"):

@@ -6,8 +6,11 @@ Three ways to name a method, tried in this order:
 2. an entry point of group ``w2s_transfer.methods`` whose name is the method name;
 3. ``package.module:attr``, where ``attr`` is a Method object or a class to instantiate.
 
-Built-ins are trusted and run in-process; everything else is a plugin (see ``is_builtin``) and
-the caller runs it through ``methods.runner.run_method``, which puts it in the sandbox.
+Built-ins are trusted and run in-process. Everything else is a plugin, and a plugin's code never
+runs in the trusted process: :func:`resolve_method` returns a ``methods.plugins.PluginMethod``
+described in the jail (entry points are found from package metadata, which runs no code), and
+:func:`parse_params` validates its params there. :func:`load_plugin`, which imports plugin
+code, is for the jail worker only.
 """
 from __future__ import annotations
 
@@ -128,9 +131,7 @@ def _from_entry_point(entry_point: importlib.metadata.EntryPoint) -> Method:
 
 
 def _from_reference(reference: str) -> Method:
-    module_name, _, attr = reference.partition(":")
-    if not module_name or not attr:
-        raise InputError(f"expected 'package.module:attr', got {reference!r}", field="--method")
+    module_name, attr = _split_reference(reference)
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
@@ -146,8 +147,69 @@ def _from_reference(reference: str) -> Method:
     return _remember(MethodInfo(method, reference, "reference", module_name))
 
 
+def _split_reference(reference: str) -> tuple[str, str]:
+    module_name, _, attr = reference.partition(":")
+    if not module_name or not attr:
+        raise InputError(f"expected 'package.module:attr', got {reference!r}", field="--method")
+    return module_name, attr
+
+
+def load_plugin(name_or_ref: str) -> Method:
+    """Import a method by built-in name, entry-point name or ``module:attr``: for the jail
+    worker only (``methods.jail_worker``), never in the trusted process.
+
+    Raises:
+        InputError: unknown name, unimportable or invalid plugin.
+    """
+    name_or_ref = name_or_ref.strip()
+    # A reference needs no built-in (importing them all costs a torch import).
+    if ":" in name_or_ref:
+        return _from_reference(name_or_ref)
+    _load_builtins()
+    if name_or_ref in _BUILTINS:
+        return _BUILTINS[name_or_ref].method
+    entry_points = _entry_points()
+    if name_or_ref in entry_points:
+        return _from_entry_point(entry_points[name_or_ref])
+    raise InputError(f"unknown method {name_or_ref!r}", field="--method")
+
+
+def _plugin_source(name_or_ref: str):
+    """A plugin's ``methods.plugins.PluginSource`` from its name alone (no code runs), or None
+    when no entry point has that name."""
+    from methods.plugins import PluginSource
+
+    if ":" in name_or_ref:
+        module_name, _ = _split_reference(name_or_ref)
+        return PluginSource(name_or_ref, name_or_ref, "reference", module_name)
+    entry_point = _entry_points().get(name_or_ref)
+    if entry_point is None:
+        return None
+    provider = entry_point.dist.name if entry_point.dist is not None else entry_point.value
+    return PluginSource(entry_point.name, entry_point.value, "entry-point", provider)
+
+
+def _describe(source, params: Any) -> tuple[Method, BaseModel]:
+    from methods.plugins import describe_plugin
+
+    plugin, parsed = describe_plugin(source, params)
+    if plugin.name in _BUILTINS:
+        raise InputError(f"{source.shown} names itself {plugin.name!r}, the name of a "
+                         "built-in method; plugins need names of their own", field="--method")
+    return plugin, parsed
+
+
+def _unknown(name_or_ref: str) -> InputError:
+    known = ", ".join(sorted(set(_BUILTINS) | set(_entry_points())))
+    return InputError(f"unknown method {name_or_ref!r}; known methods: {known} "
+                      "(or name a plugin as 'package.module:attr')", field="--method")
+
+
 def resolve_method(name_or_ref: str) -> Method:
     """Find a method by built-in name, entry-point name or ``module:attr`` reference.
+
+    Built-ins are returned as they are. A plugin is described in the jail (its code never runs
+    here) and returned as a ``methods.plugins.PluginMethod``.
 
     Args:
         name_or_ref: e.g. ``"vanilla"``, ``"my_plugin_method"``, ``"my_pkg.methods:Fancy"``.
@@ -156,24 +218,41 @@ def resolve_method(name_or_ref: str) -> Method:
         the Method object.
 
     Raises:
-        InputError: unknown name (listing the known ones), unimportable or invalid plugin.
+        InputError: unknown name (listing the known ones), or a plugin that fails to import, is
+            invalid or cannot be jailed here.
     """
     name_or_ref = name_or_ref.strip()
     _load_builtins()
     if name_or_ref in _BUILTINS:
         return _BUILTINS[name_or_ref].method
-    if ":" in name_or_ref:
-        return _from_reference(name_or_ref)
-    entry_points = _entry_points()
-    if name_or_ref in entry_points:
-        return _from_entry_point(entry_points[name_or_ref])
-    known = ", ".join(sorted(set(_BUILTINS) | set(entry_points)))
-    raise InputError(f"unknown method {name_or_ref!r}; known methods: {known} "
-                     "(or name a plugin as 'package.module:attr')", field="--method")
+    source = _plugin_source(name_or_ref)
+    if source is None:
+        raise _unknown(name_or_ref)
+    return _describe(source, None)[0]
+
+
+def resolve_with_params(name_or_ref: str, params: list[str] | tuple[str, ...] |
+                        Mapping[str, Any] | None) -> tuple[Method, BaseModel]:
+    """:func:`resolve_method` and :func:`parse_params` at once (one jail run for a plugin);
+    ``params`` None means the defaults.
+
+    Raises:
+        InputError: as both functions do.
+    """
+    name_or_ref = name_or_ref.strip()
+    _load_builtins()
+    if name_or_ref in _BUILTINS:
+        method = _BUILTINS[name_or_ref].method
+        return method, parse_params(method, params if params is not None else [])
+    source = _plugin_source(name_or_ref)
+    if source is None:
+        raise _unknown(name_or_ref)
+    return _describe(source, dict(params) if isinstance(params, Mapping) else list(params or []))
 
 
 def list_methods() -> list[MethodInfo | tuple[str, str]]:
-    """All built-ins and entry-point methods, built-ins first.
+    """All built-ins and entry-point methods, built-ins first (each plugin described in the
+    jail).
 
     Returns:
         one ``MethodInfo`` per method; an entry point that fails to load appears as
@@ -182,20 +261,24 @@ def list_methods() -> list[MethodInfo | tuple[str, str]]:
     _load_builtins()
     listed: list[MethodInfo | tuple[str, str]] = [
         _BUILTINS[name] for name in sorted(_BUILTINS)]
-    for name, entry_point in sorted(_entry_points().items()):
+    for name in sorted(_entry_points()):
         if name in _BUILTINS:
             continue
         try:
-            method = _from_entry_point(entry_point)
+            method, _ = _describe(_plugin_source(name), None)
         except InputError as err:
             listed.append((name, err.message))
             continue
-        listed.append(_RESOLVED[id(method)])
+        listed.append(method_info(method))
     return listed
 
 
 def method_info(method: Method) -> MethodInfo:
     """Where a method came from; methods not resolved through this module count as plugins."""
+    from methods.plugins import PluginMethod
+
+    if isinstance(method, PluginMethod):
+        return MethodInfo(method, method.reference, method.origin, method.provider)
     info = _RESOLVED.get(id(method))
     if info is not None and info.method is method:
         return info
@@ -242,6 +325,14 @@ def parse_params(method: Method, pairs: list[str] | tuple[str, ...] | Mapping[st
         InputError: malformed pair, repeated key, unknown key or ill-typed value, naming the
             method, the field and what was expected.
     """
+    from methods.plugins import PluginMethod
+
+    if isinstance(method, PluginMethod):
+        from methods.plugins import PluginSource
+
+        source = PluginSource(method.reference, method.target, method.origin, method.provider)
+        _, parsed = _describe(source, dict(pairs) if isinstance(pairs, Mapping) else list(pairs))
+        return parsed
     if isinstance(pairs, Mapping):
         try:
             return method.Params.model_validate(dict(pairs))

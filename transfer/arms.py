@@ -51,7 +51,7 @@ class ArmContext:
 
 
 def arm_spec(ctx: ArmContext, rung: Rung, arm: str, seed: int, method: str | None = None,
-             method_params: dict[str, Any] | None = None) -> RunSpec:
+             method_params: dict[str, Any] | None = None, unjailed: bool = False) -> RunSpec:
     """The store key of an arm; a student's key includes the key of the weak run it learns from."""
     if arm not in ARMS:
         raise InputError(f"unknown arm {arm!r}; expected one of {', '.join(ARMS)}", field="arm")
@@ -67,7 +67,7 @@ def arm_spec(ctx: ArmContext, rung: Rung, arm: str, seed: int, method: str | Non
                    model_fingerprint=spec_fingerprint(model), hparams=ctx.hparams(),
                    method=method if arm == "student" else None,
                    method_params=(method_params or {}) if arm == "student" else {},
-                   depends_on=depends_on)
+                   depends_on=depends_on, unjailed=unjailed and arm == "student")
 
 
 def _gold_targets(labels: np.ndarray) -> np.ndarray:
@@ -100,7 +100,8 @@ def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
     A student arm first makes sure its weak teacher exists (running it if needed).
     """
     rung = ctx.ladder.rung(rung_name)
-    spec = arm_spec(ctx, rung, arm, seed, method, method_params)
+    spec = arm_spec(ctx, rung, arm, seed, method, method_params,
+                    unjailed=bool(getattr(method_fn, "unjailed", False)))
     done = ctx.store.get(spec)
     if done is not None:
         return done
@@ -108,6 +109,7 @@ def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
         raise InputError("a student arm needs the method's function", field="method")
     start = time.perf_counter()
     splits = ctx.task.splits
+    isolation = None
     if arm == "weak":
         backend = ctx.backend(rung.weak)
         fitted = backend.fit("train_label", _gold_targets(splits["train_label"].labels), seed=seed,
@@ -123,10 +125,12 @@ def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
     else:
         backend = ctx.backend(rung.strong)
         weak = run_arm(ctx, rung_name, "weak", seed)
-        test_probs = _run_student(ctx, rung, weak, seed, method_fn)
+        test_probs, isolation = _run_student(ctx, rung, weak, seed, method_fn)
         soft = None
     predictions = _scored(splits[TEST_SPLIT].ids, splits[TEST_SPLIT].labels, test_probs)
     metrics = _metrics(spec, rung, predictions, time.perf_counter() - start, backend)
+    if isolation is not None:
+        metrics["isolation"] = isolation
     config = {"engine": ctx.engine_config.model_dump(mode="json"),
               "rung": rung.model_dump(mode="json"), "dataset_source": ctx.task.source}
     return ctx.store.put(spec, predictions, metrics, soft_labels=soft, config=config)
@@ -153,12 +157,16 @@ def sealed_student_inputs(ctx: ArmContext, rung: Rung, weak: RunRecord, seed: in
     return data, trainer
 
 
-def _run_student(ctx, rung, weak, seed, method_fn) -> np.ndarray:
+def _run_student(ctx, rung, weak, seed, method_fn) -> tuple[np.ndarray, str]:
+    """The method's test probabilities and the isolation its code ran with (``builtin`` for a
+    plain function; a ``methods.runner.MethodRun`` says which)."""
     data, trainer = sealed_student_inputs(ctx, rung, weak, seed)
-    probs = np.asarray(method_fn(data, trainer), dtype=np.float64)
+    result = method_fn(data, trainer)
+    isolation = str(getattr(result, "isolation", "builtin"))
+    probs = np.asarray(getattr(result, "probs", result), dtype=np.float64)
     if probs.shape != (len(data.test_ids),):
         raise InputError(f"the method returned {probs.shape} predictions; expected "
                          f"({len(data.test_ids)},)", field="method")
     if not np.all(np.isfinite(probs)) or np.any((probs < 0) | (probs > 1)):
         raise InputError("the method returned values outside [0, 1] or NaN", field="method")
-    return probs
+    return probs, isolation

@@ -43,6 +43,8 @@ class RunSpec(BaseModel):
     method: str | None = None
     method_params: dict[str, Any] = Field(default_factory=dict)
     depends_on: str | None = Field(None, description="hash of the weak run a student uses")
+    unjailed: bool = Field(False, description="untrusted method code ran outside the jail "
+                           "(explicit opt-in; such runs are never reused by jailed campaigns)")
 
     def run_hash(self) -> str:
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

@@ -80,6 +80,20 @@ class BackendStudentTrainer:
                                                  (STUDENT_SPLIT, TEST_SPLIT))
         return self._backends[model]
 
+    def prepared(self) -> "BackendStudentTrainer":
+        """This trainer with a backend for every model it offers built now, in the trusted
+        process, so that a jailed method receives them ready and needs no cache."""
+        for name in self.model_specs:
+            self._backend(name)
+        return self
+
+    def model_paths(self) -> list[str]:
+        """Directories the built backends load weights from (mounted read-only in the jail)."""
+        paths: list[str] = []
+        for backend in [self.strong, *self._backends.values()]:
+            paths += list(getattr(backend, "model_paths", lambda: [])())
+        return list(dict.fromkeys(paths))
+
     def fit(self, targets, weights=None, hooks=None, model=None) -> _Prediction:
         backend = self._backend(model)
         targets = np.asarray(targets, dtype=np.float64)

@@ -28,18 +28,24 @@ def register(app: typer.Typer) -> None:
         check_determinism: bool = typer.Option(
             False, help="also rerun the first permutation, to tell a nondeterministic method "
             "from a leak"),
+        unjailed: bool = typer.Option(
+            False, help="run plugin code outside the jail (the audit then flags any plugin: it "
+            "cannot vouch for code that could reach the labels on disk)"),
     ) -> None:
         """Run a student arm under two random permutations of the gold labels (train_unlabel and
         test; the weak teacher's labels held fixed) and flag the method if its test predictions
-        differ: exit 0 clean, 1 flagged, 2 bad input."""
+        differ or if its untrusted code ran outside the jail: exit 0 clean, 1 flagged, 2 bad
+        input. Each permutation resolves the method afresh, in the jail for plugins, which see
+        the same inputs in an audit as in a real run."""
         with user_errors():
             clean = _audit(method, param or [], data, ladder, rung, seed, store,
-                           check_determinism)
+                           check_determinism, unjailed)
         if not clean:
             raise typer.Exit(EXIT_FLAGGED)
 
 
-def _audit(method, params, data, ladder, rung, seed, store, check_determinism) -> bool:
+def _audit(method, params, data, ladder, rung, seed, store, check_determinism,
+           unjailed) -> bool:
     from flows.context import arm_context, method_function
     from methods.audit import audit_label_leak
     from transfer.canary import run_with_permuted_gold
@@ -49,19 +55,29 @@ def _audit(method, params, data, ladder, rung, seed, store, check_determinism) -
     ctx = arm_context(ladder, data, store)
     rung_name = rung if rung is not None else ctx.ladder.rungs[0].name
     ctx.ladder.rung(rung_name)  # unknown rung: a clear error before any compute
-    name, params_dict, fn = method_function(method, params, ctx=ctx, data=data)
+    jail = {"mode": "off" if unjailed else "required"}
+    name, params_dict, fn = method_function(method, params, jail=jail)
+    isolations: list[str] = []
 
     def permuted_run(permutation_seed: int):
-        return run_with_permuted_gold(ctx, rung_name, seed, fn, permutation_seed, method=name,
-                                      method_params=params_dict)
+        _, _, fresh = method_function(method, params, jail=jail)  # resolved afresh each time
+        probs = run_with_permuted_gold(ctx, rung_name, seed, fresh, permutation_seed,
+                                       method=name, method_params=params_dict)
+        isolations.extend(fresh.isolation)
+        return probs
 
     try:
         result = audit_label_leak(permuted_run, check_determinism=check_determinism)
     except MethodUnsupported as err:
         raise InputError(f"method {name} cannot run on rung {rung_name} of ladder "
                          f"{ctx.ladder.name}: {err}", field="--method") from None
-    isolation = ", ".join(sorted(set(fn.isolation))) or "none"
-    verdict = "CLEAN" if result.clean else "FLAGGED"
+    isolation = ", ".join(sorted(set(isolations))) or "none"
+    clean, evidence = result.clean, result.evidence
+    if clean and "unjailed" in isolations:
+        clean = False
+        evidence = ("untrusted code ran outside the jail: the canary sees only labels that reach "
+                    "it through the pipeline, not files on disk or regenerated data")
+    verdict = "CLEAN" if clean else "FLAGGED"
     print(f"{verdict} {name} ladder={ctx.ladder.name} rung={rung_name} seed={seed} "
-          f"isolation={isolation}: {result.evidence}")
-    return result.clean
+          f"isolation={isolation}: {evidence}")
+    return clean

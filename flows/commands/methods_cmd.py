@@ -31,6 +31,21 @@ def _params(params_model: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _params_from_schema(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """Params rows of a plugin, from the JSON schema its jailed ``describe`` returned."""
+    required = set(schema.get("required") or [])
+    rows = []
+    for name, field in (schema.get("properties") or {}).items():
+        field = field if isinstance(field, dict) else {}
+        kinds = [field.get("type")] + [option.get("type") for option in field.get("anyOf", [])
+                                       if isinstance(option, dict)]
+        kind = "|".join(str(k) for k in kinds if k) or "any"
+        rows.append({"name": str(name), "type": kind, "required": name in required,
+                     "default": None if name in required else field.get("default"),
+                     "description": str(field.get("description", ""))})
+    return rows
+
+
 def methods_as_list() -> list[dict[str, Any]]:
     """Every built-in and entry-point method as a JSON-able dict.
 
@@ -54,7 +69,9 @@ def methods_as_list() -> list[dict[str, Any]]:
         listed.append({"name": method.name, "description": method.description,
                        "source": match.group(1) if match else item.provider,
                        "origin": item.origin, "provider": item.provider,
-                       "params": _params(method.Params)})
+                       "params": (_params_from_schema(method.params_schema)
+                                  if hasattr(method, "params_schema") else
+                                  _params(method.Params))})
     return listed
 
 

@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
         precision: str = typer.Option(None, help="fp32 | bf16"),
         processes: int = typer.Option(1, min=1, help="data-parallel processes (ranks under the "
                                       "deepspeed launcher; GPUs, or CPU processes here)"),
+        unjailed: bool = typer.Option(False, help="run plugin and external-command code outside "
+                                      "the jail (recorded in metrics.json; never promoted)"),
     ) -> None:
         """Run one arm (training what it needs first) and write DIR/predictions.parquet and
         DIR/metrics.json. A complete run in the store is reused, not recomputed."""
@@ -41,10 +43,12 @@ def register(app: typer.Typer) -> None:
                     args += [flag, str(value)]
             for item in param or []:
                 args += ["--param", item]
+            if unjailed:
+                args.append("--unjailed")
             raise typer.Exit(_launch(args, processes))
         with user_errors():
             _run(ladder, rung, arm, seed, out, data, method, param or [], store,
-                 {"ds_config": ds_config, "precision": precision})
+                 {"ds_config": ds_config, "precision": precision}, unjailed)
 
 
 def _launch(args: list[str], processes: int) -> int:
@@ -66,7 +70,8 @@ def _launch(args: list[str], processes: int) -> int:
     return 0 if result.returncode == 0 else 1
 
 
-def _run(ladder, rung, arm, seed, out, data, method, params, store, overrides) -> None:
+def _run(ladder, rung, arm, seed, out, data, method, params, store, overrides,
+         unjailed=False) -> None:
     from flows.context import arm_context, method_function
     from transfer.arms import run_arm
     from transfer.errors import InputError
@@ -82,7 +87,8 @@ def _run(ladder, rung, arm, seed, out, data, method, params, store, overrides) -
     ctx.ladder.rung(rung)  # unknown rung: a clear error before any compute
     name, params_dict, fn = (None, None, None)
     if arm == "student":
-        name, params_dict, fn = method_function(method, params, ctx=ctx, data=data)
+        name, params_dict, fn = method_function(
+            method, params, jail={"mode": "off" if unjailed else "required"})
     try:
         record = run_arm(ctx, rung, arm, seed, method=name, method_params=params_dict,
                          method_fn=fn)

@@ -14,7 +14,7 @@ METHODS_TESTS = Path(__file__).resolve().parents[1] / "methods"
 
 @pytest.fixture(autouse=True)
 def plugins_importable(monkeypatch):
-    """The malicious test plugins live in tests/methods (also for the sandbox worker)."""
+    """The malicious test plugins live in tests/methods (mounted into the jail from there)."""
     monkeypatch.syspath_prepend(str(METHODS_TESTS))
 
 
@@ -28,7 +28,7 @@ def audit(tmp_path, *args: str):
 def test_sealed_builtins_are_clean(tmp_path, method, params):
     result = audit(tmp_path, "--method", method, *params)
     assert result.exit_code == 0, result.output
-    assert f"CLEAN {method} ladder=micro rung=m0 seed=0 isolation=in-process" in result.stdout
+    assert f"CLEAN {method} ladder=micro rung=m0 seed=0 isolation=builtin" in result.stdout
     assert "agree exactly on all 2000 test examples" in result.stdout
     # Only the real weak run reached the real store.
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["weak"]
@@ -36,7 +36,7 @@ def test_sealed_builtins_are_clean(tmp_path, method, params):
 
 def test_an_in_process_builtin_reading_labels_is_flagged(tmp_path, monkeypatch):
     from methods import registry
-    from test_arms_plugins import GcSplitThief
+    from malicious.gc_split import GcSplitThief
 
     # Installed as a trusted built-in, it runs in the audit's own process.
     thief = GcSplitThief()
@@ -48,15 +48,22 @@ def test_an_in_process_builtin_reading_labels_is_flagged(tmp_path, monkeypatch):
     assert result.exit_code == 1, result.output
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith(f"FLAGGED {thief.name} ladder=micro rung=m0 seed=1 "
-                           "isolation=in-process: label leak: predictions under gold "
+                           "isolation=builtin: label leak: predictions under gold "
                            "permutations 1 and 2 differ on ")
     assert "(max |diff| 1)" in line
 
 
-def test_the_same_code_as_a_plugin_is_sandboxed_and_gets_nothing(tmp_path):
-    result = audit(tmp_path, "--method", "test_arms_plugins:GcSplitThief")
+def test_the_same_code_as_a_plugin_is_jailed_and_gets_nothing(tmp_path):
+    result = audit(tmp_path, "--method", "malicious.gc_split:GcSplitThief")
     assert result.exit_code == 0, result.output
-    assert "CLEAN malicious_gc_split" in result.stdout and "isolation=namespace" in result.stdout
+    assert "CLEAN malicious_gc_split" in result.stdout and "isolation=jail" in result.stdout
+
+
+def test_a_plugin_run_outside_the_jail_fails_the_audit(tmp_path):
+    result = audit(tmp_path, "--method", "plugins_for_tests:ScaledWeak", "--unjailed")
+    assert result.exit_code == 1, result.output
+    assert "FLAGGED scaled_weak" in result.stdout and "isolation=unjailed" in result.stdout
+    assert "outside the jail" in result.stdout
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -64,18 +64,21 @@ def test_every_arm_writes_predictions_and_metrics(store, tmp_path, arm, extra, l
         assert metrics["method_params"] == {"a_max": 0.3, "warmup_frac": 0.2}
 
 
-def test_a_plugin_student_runs_in_the_sandbox_from_a_subprocess(tmp_path):
-    # A real process, as a user runs it: a new seed (so every arm trains), a plugin method.
+def test_a_plugin_student_trains_in_the_jail_from_a_subprocess(tmp_path):
+    # A real process, as a user runs it: a new seed (so every arm trains), a plugin method that
+    # trains through the handed-over trainer inside the jail.
     # Without this process's single-rank rendezvous: the child must pick its own port.
     env = {key: value for key, value in os.environ.items() if key not in RENDEZVOUS_VARS}
     env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "methods")
     done = subprocess.run(
         [sys.executable, "-c", "from flows.cli import main; main()", "run-arm", *MICRO,
-         "--arm", "student", "--seed", "3", "--method", "methods.builtin.simple:Vanilla",
+         "--arm", "student", "--seed", "3", "--method", "plugins_for_tests:TrainsStudent",
          "--store", str(tmp_path / "store"), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, env=env, timeout=300, check=False)
+        capture_output=True, text=True, env=env, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
-    check_outputs(tmp_path / "out", "vanilla", 3)
+    metrics = check_outputs(tmp_path / "out", "trains_student", 3)
+    assert metrics["isolation"] == "jail" and metrics["accuracy"] > 0.6
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["student", "weak"]
 
 

@@ -146,5 +146,12 @@ class FakeTrainer:
         return self._zero_shot(self.test_features)
 
 
+@dataclass
+class LeakyTrainer(FakeTrainer):
+    """A trainer built carelessly from the full task: it carries the gold labels."""
+
+    test_labels: np.ndarray | None = None
+
+
 def accuracy(probs: np.ndarray, gold: np.ndarray) -> float:
     return float(np.mean((np.asarray(probs) > 0.5).astype(int) == gold))

@@ -38,10 +38,17 @@ def labels(task) -> dict[str, np.ndarray]:
 
 
 def in_process(reference: str):
-    """``fn(data, trainer)`` calling the method directly, as unsandboxed in-process code."""
-    method = resolve_method(reference)
-    params = parse_params(method, [])
-    return lambda data, trainer: method.run(data, trainer, params)
+    """``fn(data, trainer)`` calling the method directly, as unjailed in-process code (the test
+    imports it here; the pipeline never would)."""
+    import importlib
+
+    if ":" not in reference:
+        method = resolve_method(reference)
+        params = parse_params(method, [])
+        return lambda data, trainer: method.run(data, trainer, params)
+    module, _, attr = reference.partition(":")
+    method = getattr(importlib.import_module(module), attr)()
+    return lambda data, trainer: method.run(data, trainer, None)
 
 
 def test_permuted_gold_permutes_two_splits_in_place_and_restores_them(task):
@@ -77,7 +84,7 @@ def test_a_sealed_method_gives_identical_predictions_and_the_real_store_stays_cl
     from flows.context import method_function
 
     real = labels(task)
-    _, _, fn = method_function("vanilla", [], ctx=ctx)
+    _, _, fn = method_function("vanilla", [])
     first = run_with_permuted_gold(ctx, RUNG, 0, fn, 1, method="vanilla")
     second = run_with_permuted_gold(ctx, RUNG, 0, fn, 2, method="vanilla")
     assert first.shape == (300,) and np.all((first >= 0) & (first <= 1))
@@ -114,23 +121,23 @@ def test_an_in_process_gc_thief_is_flagged_with_the_number_of_changed_labels(ctx
             return labels(task)["test"]
 
     result = audit_label_leak(lambda seed: run_with_permuted_gold(
-        ctx, RUNG, 0, in_process("test_arms_plugins:GcSplitThief"), seed))
+        ctx, RUNG, 0, in_process("malicious.gc_split:GcSplitThief"), seed))
     assert not result.clean
     expected = int(np.sum(permuted_test_labels(1) != permuted_test_labels(2)))
     assert expected > 0 and result.n_differ == expected and result.max_abs_diff == 1.0
     assert f"differ on {expected}/300 test examples" in result.evidence
 
 
-def test_the_same_thief_sandboxed_gets_nothing_and_is_clean(ctx):
+def test_the_same_thief_jailed_gets_nothing_and_is_clean(ctx):
     from flows.context import method_function
 
-    _, _, fn = method_function("test_arms_plugins:GcSplitThief", [], ctx=ctx)
+    _, _, fn = method_function("malicious.gc_split:GcSplitThief", [])
     runs = {seed: run_with_permuted_gold(ctx, RUNG, 0, fn, seed) for seed in (1, 2)}
-    assert fn.isolation == ["namespace", "namespace"]
+    assert fn.isolation == ["jail", "jail"]
     assert all(np.all(probs == 0.5) for probs in runs.values())
 
 
-def test_labels_regenerated_from_code_escape_the_canary_but_not_the_sandbox(tmp_path):
+def test_labels_regenerated_from_code_escape_the_canary_but_not_the_jail(tmp_path):
     from flows.context import arm_context, method_function
 
     # The built-in synthetic task, which transfer.data can regenerate with its real labels.
@@ -141,9 +148,9 @@ def test_labels_regenerated_from_code_escape_the_canary_but_not_the_sandbox(tmp_
     result = audit_label_leak(lambda seed: run_with_permuted_gold(
         ctx, RUNG, 0, in_process(thief), seed))
     assert result.clean  # the documented blind spot: permuting stored labels changes nothing
-    _, _, fn = method_function(thief, [], ctx=ctx)
+    _, _, fn = method_function(thief, [])
     probs = run_with_permuted_gold(ctx, RUNG, 0, fn, 1)
-    assert fn.isolation == ["namespace"] and np.all(probs == 0.5)
+    assert fn.isolation == ["jail"] and np.all(probs == 0.5)
 
 
 def test_bad_permutation_seed_is_an_input_error(ctx):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from fakes import FakeTask, FakeTrainer
+from fakes import FakeTask, FakeTrainer, LeakyTrainer
 from methods.audit import audit_label_leak, compare_predictions
 from methods.registry import parse_params, resolve_method
 from methods.runner import run_method
@@ -23,22 +23,21 @@ class PipelineState:
     test_gold: np.ndarray
 
 
-@dataclass
-class LeakyTrainer(FakeTrainer):
-    """A trainer built carelessly from the full task: it carries the gold labels."""
-
-    test_labels: np.ndarray | None = None
-
-
 def permuted_gold(task: FakeTask, permutation_seed: int) -> np.ndarray:
     return np.random.default_rng(permutation_seed).permutation(task.test_gold)
 
 
 def canary(task: FakeTask, reference: str, *, sandboxed: bool = False, leaky: bool = False,
            gold_dir=None):
-    """A fake ``run_with_permuted_gold`` for ``reference``, mimicking how the arms hold labels."""
+    """A fake ``run_with_permuted_gold`` for ``reference``, mimicking how the arms hold labels;
+    unjailed, a plugin is imported here and run in this process."""
+    import importlib
+
     method = resolve_method(reference)
     params = parse_params(method, [])
+    if ":" in reference and not sandboxed:
+        module, _, attr = reference.partition(":")
+        method = getattr(importlib.import_module(module), attr)()
 
     def run_with_permuted_gold(permutation_seed: int) -> np.ndarray:
         gold = permuted_gold(task, permutation_seed)
@@ -52,8 +51,7 @@ def canary(task: FakeTask, reference: str, *, sandboxed: bool = False, leaky: bo
                 json.dumps({"id": i, "label": int(y)}) + "\n"
                 for i, y in zip(task.data.test_ids, gold)))
         if sandboxed:
-            return run_method(method, data, trainer, params,
-                              hide=[gold_dir] if gold_dir else ()).probs
+            return run_method(method, data, trainer, params).probs
         return method.run(data, trainer, params)
 
     return run_with_permuted_gold
@@ -75,7 +73,7 @@ def test_an_in_process_object_inspector_is_caught(task):
     assert "label leak" in result.evidence and f"{result.n_differ}/200" in result.evidence
 
 
-def test_a_trainer_carrying_labels_is_caught_even_in_the_sandbox(task):
+def test_a_trainer_carrying_labels_is_caught_even_in_the_jail(task):
     result = audit_label_leak(canary(task, "malicious.inspect_objects:InspectObjects",
                                      sandboxed=True, leaky=True))
     assert not result.clean and result.n_differ > 0

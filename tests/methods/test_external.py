@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 
 from methods.exchange import read_predictions, write_inputs
+from methods.jail import jail_available
 from methods.registry import parse_params, resolve_method
 from methods.runner import run_method
 from transfer.errors import InputError
+
+pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder works here")
 
 MEAN_WEAK_SCRIPT = textwrap.dedent("""\
     #!/bin/sh
@@ -36,7 +39,7 @@ def test_a_shell_script_method_works_end_to_end(tmp_path, task, trainer):
     run = run_external(task, trainer, f"sh {script} {{inputs}} {{outputs}}")
     expected = round(float(np.mean(task.data.weak_probs)), 6)
     np.testing.assert_allclose(run.probs, expected, atol=1e-6)
-    assert run.isolation in ("namespace", "subprocess")
+    assert run.isolation == "jail"
     assert trainer.calls == []  # an external method trains its own model, if any
 
 
@@ -97,10 +100,28 @@ def test_malformed_predictions_name_the_line_and_field(tmp_path, task, trainer):
         (f'{{"id": "{first}", "prob": 0.5}}\n{{"id": "{second}", "prob": 0.5}}\n',
          rf"expected {len(task.data.test_ids)} predictions, got 2"),
         ('[1, 2]\n', r"predictions.jsonl:1: expected an object"),
+        (f'{{"id": "{first}", "prob": 1{"0" * 5000}}}\n', r"predictions.jsonl:1: malformed JSON"),
+        (f'{{"id": "{first}", "prob": 1{"0" * 400}}}\n',
+         r"predictions.jsonl:1: prob: expected a probability in \[0, 1\], got 1000.*\.\.\."),
+        (f'{{"id": "{first}", "prob": 1e999}}\n', r"predictions.jsonl:1: prob: .*probability"),
+        (f'{{"id": "{"x" * 5000}", "prob": 0.5}}\n', r"unknown test id 'xxxx.*\.\.\.$"),
     ]
     for rows, message in cases:
         with pytest.raises(InputError, match=message):
             run_external(task, trainer, _writer(tmp_path, rows))
+
+
+@pytest.mark.parametrize("command, message", [
+    ("ln -s /etc/hostname {outputs}/predictions.jsonl", "refused: a symbolic link"),
+    ("mkfifo {outputs}/predictions.jsonl", "refused: not a regular file"),
+    ("mkdir {outputs}/predictions.jsonl", "refused: not a regular file"),
+    ("sh -c 'head -c 5000000 /dev/zero | tr \"\\\\0\" x > {outputs}/predictions.jsonl'",
+     "refused: 5000000 bytes, more than the"),
+])
+def test_outputs_that_are_not_small_regular_files_are_refused(task, trainer, command, message):
+    with pytest.raises(InputError, match=message) as err:
+        run_external(task, trainer, command)
+    assert "\n" not in str(err.value)
 
 
 def test_read_predictions_accepts_any_row_order(tmp_path):

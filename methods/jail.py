@@ -1,0 +1,434 @@
+"""The jail: run untrusted code in a fresh root that holds only what the job was given.
+
+An allow-list, not a deny-list. The jailed program sees a new, empty root filesystem into which
+exactly the mounts of a :class:`JailSpec` are placed (read-only unless a mount says otherwise),
+plus a private ``/tmp`` and ``/dev/shm``, a minimal ``/dev`` and a fresh ``/proc``. It has its own
+PID, IPC, UTS and network namespaces (the host's network, loopback included, is unreachable; the
+jail's own loopback exists only inside it), runs as an unprivileged uid/gid with every capability
+dropped and no-new-privs set, under resource limits, in its own session, and is SIGKILLed when
+the process that started it dies.
+
+Two builders render the same spec:
+
+- ``bwrap`` (bubblewrap, preferred; ``apt-get install bubblewrap``). As root, bubblewrap builds
+  the root without a user namespace and ``setpriv`` inside the jail drops to the jail's uid, so
+  the program is an unprivileged uid on the host too (a uid-0 process with capabilities dropped
+  could still write every root-owned file it sees). As a non-root user, bubblewrap runs in a new
+  user namespace as that user.
+- ``unshare`` (util-linux fallback, root only): ``unshare`` for the namespaces, a small shell
+  script that mounts a tmpfs root, binds the allowed paths, ``pivot_root``s into it and execs
+  ``setpriv`` with the same drop.
+
+``W2S_JAIL_BUILDER=bwrap|unshare`` forces one; otherwise the first that works here is used.
+When neither works, :func:`jail_builder` raises :class:`JailUnavailable` (one line, saying what
+to install); callers never fall back to running unjailed on their own.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import resource
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Builder = Literal["bwrap", "unshare"]
+MountKind = Literal["ro", "rw", "dev", "tmpfs", "symlink", "dir"]
+
+BUILDER_ENV = "W2S_JAIL_BUILDER"
+JAIL_UID_ENV = "W2S_JAIL_UID"
+# An id no distribution allocates by default: the jailed program owns nothing on the host.
+DEFAULT_JAIL_ID = 64000
+JAIL_HOSTNAME = "w2s-jail"
+# How much of the program's stdout/stderr the parent keeps (the tail), whatever it prints.
+OUTPUT_TAIL_BYTES = 64 * 1024
+
+SETPRIV_DROP = ("--clear-groups", "--inh-caps=-all", "--ambient-caps=-all",
+                "--bounding-set=-all", "--no-new-privs")
+
+
+class JailUnavailable(RuntimeError):
+    """No jail builder works here (bubblewrap missing and the util-linux fallback not permitted)."""
+
+
+class JailTimeout(RuntimeError):
+    """The jailed program ran past its wall-clock limit and was killed with its whole jail."""
+
+    def __init__(self, timeout_s: float, stderr: str) -> None:
+        self.timeout_s = timeout_s
+        self.stderr = stderr
+        super().__init__(f"timed out after {timeout_s:g} s")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One entry of the jail's filesystem.
+
+    Attributes:
+        kind: ``ro``/``rw`` bind ``source`` at ``target``; ``dev`` binds a device node;
+            ``tmpfs`` mounts an empty writable tmpfs (``size`` bytes, mode 1777);
+            ``symlink`` creates ``target`` pointing at ``source`` (a path as the link holds it);
+            ``dir`` creates an empty directory.
+        source: host path (``ro``, ``rw``, ``dev``) or link text (``symlink``).
+        target: absolute path inside the jail.
+        size: tmpfs size in bytes.
+    """
+
+    kind: MountKind
+    target: str
+    source: str | None = None
+    size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not os.path.isabs(self.target) or ".." in Path(self.target).parts:
+            raise ValueError(f"jail mount target must be an absolute path, got {self.target!r}")
+
+
+@dataclass(frozen=True)
+class JailLimits:
+    """Resource limits of the jailed program (setrlimit; inherited by everything it starts).
+
+    Attributes:
+        address_space_bytes: RLIMIT_AS (None: unlimited; GPU drivers reserve huge address
+            ranges, so GPU jails leave it off).
+        processes: RLIMIT_NPROC of the jail's uid (threads count too).
+        file_bytes: RLIMIT_FSIZE, the largest file it may write.
+        open_files: RLIMIT_NOFILE.
+        cpu_seconds: RLIMIT_CPU, summed over its threads (None: unlimited).
+        tmp_bytes: size of the private ``/tmp`` and ``/dev/shm`` tmpfs each.
+    """
+
+    address_space_bytes: int | None = None
+    processes: int = 1024
+    file_bytes: int = 1 << 30
+    open_files: int = 4096
+    cpu_seconds: int | None = None
+    tmp_bytes: int = 2 << 30
+
+
+@dataclass(frozen=True)
+class JailSpec:
+    """Everything the jailed program gets: mounts, environment, working directory, limits."""
+
+    mounts: tuple[Mount, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = "/tmp"
+    limits: JailLimits = field(default_factory=JailLimits)
+
+
+@dataclass(frozen=True)
+class JailResult:
+    """What a jailed program did: exit status (negative: killed by that signal), the tails of
+    its stdout and stderr (decoded UTF-8 with replacement), and the builder that ran it
+    (``bwrap``, ``unshare``, or ``none`` for an unjailed program)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    builder: str
+
+    def last_stderr_line(self) -> str:
+        """The last non-blank stderr line ('' if none), for one-line error messages."""
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1].strip()[:500] if lines else ""
+
+
+def jail_ids() -> tuple[int, int]:
+    """The uid and gid the jailed program runs as when the caller is root."""
+    raw = os.environ.get(JAIL_UID_ENV, str(DEFAULT_JAIL_ID))
+    try:
+        uid = int(raw)
+    except ValueError:
+        raise JailUnavailable(f"{JAIL_UID_ENV}={raw!r}: expected an integer uid") from None
+    if not 0 < uid < 2**31 - 1:
+        raise JailUnavailable(f"{JAIL_UID_ENV}={uid}: expected a non-root uid")
+    return uid, uid
+
+
+# --- building the command ---------------------------------------------------------------------
+
+def _ancestors(path: str) -> list[str]:
+    parts = Path(path).parts[1:-1]
+    return ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def _bwrap_argv(spec: JailSpec, argv: Sequence[str], as_root: bool) -> list[str]:
+    args = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+            "--hostname", JAIL_HOSTNAME]
+    if not as_root:
+        args += ["--unshare-user", "--disable-userns"]
+    args += ["--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", str(spec.limits.tmp_bytes), "--tmpfs", "/tmp",
+             "--perms", "1777", "--size", str(spec.limits.tmp_bytes), "--tmpfs", "/dev/shm"]
+    made: set[str] = {"/", "/proc", "/dev", "/tmp", "/dev/shm"}
+    for mount in spec.mounts:
+        # bubblewrap makes missing parents 0700, which the unprivileged program cannot enter.
+        for parent in _ancestors(mount.target):
+            if parent not in made:
+                args += ["--perms", "0755", "--dir", parent]
+                made.add(parent)
+        made.add(mount.target)
+        if mount.kind == "ro":
+            args += ["--ro-bind", str(mount.source), mount.target]
+        elif mount.kind == "rw":
+            args += ["--bind", str(mount.source), mount.target]
+        elif mount.kind == "dev":
+            args += ["--dev-bind", str(mount.source), mount.target]
+        elif mount.kind == "tmpfs":
+            args += ["--perms", "1777", "--size", str(mount.size or spec.limits.tmp_bytes),
+                     "--tmpfs", mount.target]
+        elif mount.kind == "symlink":
+            args += ["--symlink", str(mount.source), mount.target]
+        else:
+            args += ["--perms", "0755", "--dir", mount.target]
+    args += ["--clearenv"]
+    for name, value in spec.env.items():
+        args += ["--setenv", name, value]
+    args += ["--chdir", spec.cwd, "--"]
+    if as_root:
+        uid, gid = jail_ids()
+        args += ["setpriv", f"--reuid={uid}", f"--regid={gid}", *SETPRIV_DROP, "--"]
+    return args + list(argv)
+
+
+# Runs as root inside fresh mount/PID/net/IPC/UTS namespaces: build the root from the mount list
+# on stdin-free arguments, pivot into it, drop to the jail uid and exec the program.
+# Arguments: ROOT N (KIND SOURCE TARGET SIZE)xN UID GID CWD TMP_SIZE env -i NAME=VALUE... ARGV...
+_UNSHARE_SCRIPT = r"""
+set -eu
+root=$1; n=$2; shift 2
+mount -t tmpfs -o mode=0755 w2s-root "$root"
+mkdir -p "$root/proc" "$root/dev" "$root/tmp" "$root/dev/shm"
+mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
+mount -t tmpfs -o mode=0755,nosuid w2s-dev "$root/dev"
+for node in null zero full random urandom tty; do
+  touch "$root/dev/$node"; mount --bind "/dev/$node" "$root/dev/$node"
+done
+ln -s /proc/self/fd "$root/dev/fd"
+ln -s /proc/self/fd/0 "$root/dev/stdin"; ln -s /proc/self/fd/1 "$root/dev/stdout"
+ln -s /proc/self/fd/2 "$root/dev/stderr"
+mkdir -p "$root/dev/shm"
+while [ "$n" -gt 0 ]; do
+  kind=$1; src=$2; dst=$root$3; size=$4; shift 4; n=$((n - 1))
+  case $kind in
+    ro|rw|dev)
+      if [ -d "$src" ]; then mkdir -p "$dst"; else mkdir -p "$(dirname "$dst")"; touch "$dst"; fi
+      mount --bind "$src" "$dst"
+      if [ "$kind" = ro ]; then mount -o remount,bind,ro,nosuid,nodev "$dst"; fi
+      if [ "$kind" = rw ]; then mount -o remount,bind,nosuid,nodev "$dst"; fi ;;
+    tmpfs) mkdir -p "$dst"; mount -t tmpfs -o "mode=1777,size=$size,nosuid,nodev" w2s-tmp "$dst" ;;
+    symlink) mkdir -p "$(dirname "$dst")"; ln -s "$src" "$dst" ;;
+    dir) mkdir -p "$dst" ;;
+  esac
+done
+uid=$1; gid=$2; cwd=$3; tmp_size=$4; shift 4
+mount -t tmpfs -o "mode=1777,size=$tmp_size,nosuid,nodev" w2s-tmp "$root/tmp"
+mount -t tmpfs -o "mode=1777,size=$tmp_size,nosuid,nodev" w2s-shm "$root/dev/shm"
+hostname w2s-jail
+if command -v ip >/dev/null 2>&1; then ip link set lo up; fi
+mkdir -p "$root/.old"
+cd "$root"
+pivot_root . .old
+umount -l /.old
+rmdir /.old
+mount -o remount,bind,ro,nosuid,nodev /
+cd "$cwd"
+exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --inh-caps=-all --ambient-caps=-all \
+  --bounding-set=-all --no-new-privs -- "$@"
+"""
+
+
+def _unshare_argv(spec: JailSpec, argv: Sequence[str], root: str) -> list[str]:
+    items: list[str] = []
+    for mount in spec.mounts:
+        items += [mount.kind, str(mount.source or "-"), mount.target, str(mount.size or 0)]
+    uid, gid = jail_ids()
+    env = [f"{name}={value}" for name, value in spec.env.items()]
+    return ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child",
+            "--propagation", "private", "--", "sh", "-c", _UNSHARE_SCRIPT, "w2s-jail", root,
+            str(len(spec.mounts)), *items, str(uid), str(gid), spec.cwd,
+            str(spec.limits.tmp_bytes), "env", "-i", *env, *argv]
+
+
+# --- choosing a builder -----------------------------------------------------------------------
+
+def _probe(builder: Builder) -> str | None:
+    """Why ``builder`` cannot build a jail here, or None when a trivial jail ran."""
+    tools = {"bwrap": ("bwrap", "setpriv"), "unshare": ("unshare", "setpriv", "pivot_root")}
+    missing = [tool for tool in tools[builder] if shutil.which(tool) is None]
+    if missing:
+        return f"{', '.join(missing)} not found"
+    if builder == "unshare" and os.geteuid() != 0:
+        return "the util-linux fallback needs root"
+    spec = JailSpec(mounts=tuple(system_mounts()), env={"PATH": "/usr/bin:/bin"})
+    try:
+        result = _run(builder, spec, ["true"], timeout_s=30)
+    except (OSError, JailTimeout) as err:
+        return str(err)
+    if result.returncode != 0:
+        return result.last_stderr_line() or f"exit status {result.returncode}"
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _available(forced: str | None) -> Builder:
+    if forced not in (None, "", "bwrap", "unshare"):
+        raise JailUnavailable(f"{BUILDER_ENV}={forced!r}: expected 'bwrap' or 'unshare'")
+    candidates: tuple[Builder, ...] = (forced,) if forced else ("bwrap", "unshare")  # type: ignore[assignment]
+    reasons = []
+    for builder in candidates:
+        reason = _probe(builder)
+        if reason is None:
+            return builder
+        reasons.append(f"{builder}: {reason}")
+    raise JailUnavailable("cannot build the method jail (" + "; ".join(reasons) + "); install "
+                          "bubblewrap (apt-get install bubblewrap) or run as root with util-linux "
+                          "unshare/pivot_root/setpriv")
+
+
+def jail_builder() -> Builder:
+    """The builder jails use here (cached per ``W2S_JAIL_BUILDER`` value).
+
+    Raises:
+        JailUnavailable: neither builder works; the message says what to install.
+    """
+    return _available(os.environ.get(BUILDER_ENV) or None)
+
+
+def jail_available() -> bool:
+    """Whether a jail can be built here."""
+    try:
+        jail_builder()
+    except JailUnavailable:
+        return False
+    return True
+
+
+# --- the filesystem every jail gets -----------------------------------------------------------
+
+def system_mounts() -> list[Mount]:
+    """The operating system's runtime, read-only: ``/usr`` and the top-level links or
+    directories into it (``/bin``, ``/lib``...), the dynamic linker's cache and the
+    alternatives links (``/usr/bin/awk`` points there on Debian). Nothing else of ``/etc``."""
+    mounts = [Mount("ro", "/usr", "/usr")]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = f"/{name}"
+        if os.path.islink(host):
+            mounts.append(Mount("symlink", host, os.readlink(host)))
+        elif os.path.isdir(host):
+            mounts.append(Mount("ro", host, host))
+    for path in ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime"):
+        if os.path.exists(path):
+            mounts.append(Mount("ro", path, os.path.realpath(path) if path.endswith("time")
+                                else path))
+    return mounts
+
+
+def gpu_mounts() -> list[Mount]:
+    """NVIDIA device nodes, when the host has them (the jailed trainer may use the GPU)."""
+    devices = sorted(str(p) for p in Path("/dev").glob("nvidia*") if p.is_char_device())
+    return [Mount("dev", path, path) for path in devices]
+
+
+# --- running ----------------------------------------------------------------------------------
+
+def _limit(kind: int, value: int | None) -> None:
+    if value is not None:
+        resource.setrlimit(kind, (value, value))
+
+
+def _preexec(limits: JailLimits):
+    def apply() -> None:
+        import ctypes
+
+        # SIGKILL when the process that started the jail dies (PR_SET_PDEATHSIG = 1); the
+        # builders carry it on into the jail (--die-with-parent / --kill-child).
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+        _limit(resource.RLIMIT_AS, limits.address_space_bytes)
+        _limit(resource.RLIMIT_NPROC, limits.processes)
+        _limit(resource.RLIMIT_FSIZE, limits.file_bytes)
+        _limit(resource.RLIMIT_NOFILE, limits.open_files)
+        _limit(resource.RLIMIT_CPU, limits.cpu_seconds)
+
+    return apply
+
+
+def _tail(handle) -> str:
+    handle.seek(0, os.SEEK_END)
+    size = handle.tell()
+    handle.seek(max(0, size - OUTPUT_TAIL_BYTES))
+    return handle.read().decode("utf-8", "replace")
+
+
+def _run(builder: Builder, spec: JailSpec, argv: Sequence[str], timeout_s: float) -> JailResult:
+    with tempfile.TemporaryDirectory(prefix="w2s-jail-") as private:
+        if builder == "bwrap":
+            command = _bwrap_argv(spec, argv, as_root=os.geteuid() == 0)
+        else:
+            root = Path(private, "root")
+            root.mkdir()
+            command = _unshare_argv(spec, argv, str(root))
+        return run_process(command, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, cwd="/",
+                           limits=spec.limits, timeout_s=timeout_s, label=builder)
+
+
+def run_process(command: Sequence[str], *, env: dict[str, str], cwd: str, limits: JailLimits,
+                timeout_s: float, label: str) -> JailResult:
+    """Run ``command`` in its own session under ``limits``, killed with its session on timeout
+    or when this process dies; keep only the tails of its output.
+
+    Output goes to anonymous files (the file-size limit caps them) and only the last
+    ``OUTPUT_TAIL_BYTES`` are read back, so a program that floods its output cannot flood the
+    caller. Used for the jail builders and, unjailed, for the program itself.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                   env=env, cwd=cwd, start_new_session=True,
+                                   preexec_fn=_preexec(limits))
+        try:
+            returncode = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise JailTimeout(timeout_s, _tail(err)) from None
+        finally:
+            # Whatever it left behind in its session dies with it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        return JailResult(returncode, _tail(out), _tail(err), label)
+
+
+def run_jailed(argv: Sequence[str], spec: JailSpec, *, timeout_s: float) -> JailResult:
+    """Run ``argv`` (no shell) inside a jail built from ``spec``.
+
+    Args:
+        argv: the program (a path inside the jail, or a name on ``spec.env["PATH"]``) and its
+            arguments.
+        spec: mounts, environment, working directory and limits.
+        timeout_s: wall-clock limit; on expiry the whole jail is killed.
+
+    Returns:
+        :class:`JailResult`.
+
+    Raises:
+        JailUnavailable: no builder works here.
+        JailTimeout: the program ran past ``timeout_s``.
+    """
+    return _run(jail_builder(), spec, argv, timeout_s)
+
+
+def describe_spec(spec: JailSpec) -> str:
+    """The mounts of ``spec``, one per line (for docs, logs and tests)."""
+    return "\n".join(f"{m.kind:7} {m.target}" + (f" <- {m.source}" if m.source else "")
+                     for m in spec.mounts) + "\nenv: " + shlex.join(
+                         f"{k}={v}" for k, v in sorted(spec.env.items()))

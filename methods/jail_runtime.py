@@ -1,0 +1,312 @@
+"""What a method jail holds: the Python runtime, the allowed part of this project, the job.
+
+Layout inside every jail (everything read-only unless said otherwise):
+
+| path | what |
+| --- | --- |
+| ``/usr``, ``/bin``, ``/lib``... | the operating system's runtime (``jail.system_mounts``) |
+| ``/etc/passwd``, ``/etc/group``, ``/etc/hosts`` | generated: the jail user and localhost only |
+| the interpreter's prefix and the virtual environment, at their host paths | the Python runtime and its installed packages; installed copies of this project's packages are covered by empty directories |
+| ``/w2s/lib`` | the allowed part of this project (:data:`JAIL_MODULES`): the method contract, the built-in methods and the trainer; never the task loaders, the synthetic generator, the arms, the store, flows or stats |
+| ``/w2s/code/<name>`` | third-party code the job needs: the plugin's top-level package, and modules of objects handed over |
+| ``/w2s/job`` | the job's inputs |
+| ``/w2s/out`` | its outputs, the only writable host directory |
+| ``/tmp``, ``/dev/shm`` | private tmpfs |
+| model checkpoints the trainer loads | at their host paths |
+
+The allowed part of the project is copied (with compiled bytecode) into a content-addressed
+directory of the cache, ``$W2S_CACHE_DIR/jail-runtime/<hash>``, by the trusted side.
+"""
+from __future__ import annotations
+
+import compileall
+import contextlib
+import hashlib
+import importlib.machinery
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from methods.jail import JailLimits, JailSpec, Mount, gpu_mounts, system_mounts
+
+PROJECT_PACKAGES = ("flows", "methods", "stats", "transfer")
+# The part of this project a jailed method may import: the contract (methods, transfer.sealed,
+# transfer.errors), the built-ins it may build on, and the trainer it is handed (student,
+# backends, engine, models, ladder). Not transfer.data (loaders and the synthetic generator,
+# which can regenerate labels), transfer.arms / store / canary (scoring), flows, stats.
+JAIL_MODULES = (
+    "methods",
+    "transfer/__init__.py", "transfer/errors.py", "transfer/sealed.py", "transfer/student.py",
+    "transfer/backends.py", "transfer/ladder.py", "transfer/yamlio.py", "transfer/fsutil.py",
+    "transfer/engine", "transfer/models",
+    # The engine reads its DeepSpeed configs from <root>/infra/deepspeed (root: /w2s/lib here).
+    "infra/deepspeed",
+)
+
+LIB = "/w2s/lib"
+CODE = "/w2s/code"
+JOB = "/w2s/job"
+OUT = "/w2s/out"
+JAIL_USER = "w2s"
+
+
+class JailSetupError(RuntimeError):
+    """The trusted side cannot assemble the jail as asked (a programming or configuration error)."""
+
+
+def project_root() -> Path:
+    """The directory holding this project's top-level packages (checkout or site-packages)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def _allowed_files(root: Path) -> list[Path]:
+    files: list[Path] = []
+    for entry in JAIL_MODULES:
+        path = root / entry
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix != ".pyc"
+                            and "__pycache__" not in p.parts)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise JailSetupError(f"the jail's module list names {entry}, which is missing")
+    return files
+
+
+def allowed_module(name: str) -> bool:
+    """Whether module ``name`` (dotted) of this project is offered inside the jail."""
+    relative = name.replace(".", "/")
+    for entry in JAIL_MODULES:
+        stem = entry[:-3] if entry.endswith(".py") else entry
+        stem = stem[: -len("/__init__")] if stem.endswith("/__init__") else stem
+        if relative == stem or relative.startswith(stem + "/") and not entry.endswith(".py"):
+            return True
+    return False
+
+
+def _cache_root() -> Path:
+    from transfer.fsutil import cache_dir
+
+    return cache_dir() / "jail-runtime"
+
+
+def project_runtime() -> Path:
+    """The allowed part of this project, copied and byte-compiled into the cache (built once per
+    content hash; concurrent builders race to a rename and the first complete copy wins)."""
+    root = project_root()
+    files = _allowed_files(root)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    final = _cache_root() / digest.hexdigest()[:24]
+    if (final / ".complete").exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".build-"))
+    try:
+        for path in files:
+            target = tmp / "lib" / path.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        compileall.compile_dir(tmp / "lib", quiet=2, workers=1)
+        etc = tmp / "etc"
+        etc.mkdir()
+        (etc / "passwd").write_text(f"{JAIL_USER}:x:{{uid}}:{{gid}}:w2s jail:/tmp:/usr/sbin/nologin\n")
+        (etc / "hosts").write_text("127.0.0.1 localhost w2s-jail\n::1 localhost\n")
+        (tmp / ".complete").write_text(digest.hexdigest() + "\n")
+        for path in tmp.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        tmp.chmod(0o755)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / ".complete").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _identity_files(runtime: Path) -> Path:
+    """``etc/passwd`` and ``etc/group`` naming the jail's uid (they depend on it, so they live
+    beside the runtime, one pair per uid)."""
+    from methods.jail import jail_ids
+
+    uid, gid = jail_ids() if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    directory = runtime.parent / f"identity-{uid}-{gid}"
+    if not (directory / "group").exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        passwd = (runtime / "etc" / "passwd").read_text().format(uid=uid, gid=gid)
+        for name, text in (("passwd", passwd), ("group", f"{JAIL_USER}:x:{gid}:\n")):
+            tmp = directory / f".{name}.{os.getpid()}"
+            tmp.write_text(text)
+            tmp.chmod(0o644)
+            os.replace(tmp, directory / name)
+    return directory
+
+
+def _inside(path: str, ancestor: str) -> bool:
+    return path == ancestor or path.startswith(ancestor.rstrip("/") + "/")
+
+
+def python_mounts() -> list[Mount]:
+    """The interpreter and its installed packages at their host paths, with installed copies of
+    this project's packages covered."""
+    mounts: list[Mount] = []
+    covered = ["/usr"]
+    for prefix in dict.fromkeys([sys.base_prefix, sys.prefix,
+                                 str(Path(os.path.realpath(sys.executable)).parent.parent)]):
+        prefix = os.path.realpath(prefix)
+        if not any(_inside(prefix, c) for c in covered):
+            mounts.append(Mount("ro", prefix, prefix))
+            covered.append(prefix)
+    if not _inside(sys.prefix, os.path.realpath(sys.prefix)):
+        # A venv reached through a link: the interpreter resolves pyvenv.cfg by this path.
+        mounts.append(Mount("ro", sys.prefix, sys.prefix))
+    for entry in sys.path:
+        real = os.path.realpath(entry) if entry else ""
+        if not real or not any(_inside(real, c) for c in covered):
+            continue
+        for package in PROJECT_PACKAGES:
+            candidate = os.path.join(entry, package)
+            if os.path.isdir(candidate):
+                mounts.append(Mount("tmpfs", candidate, size=4096))
+    return mounts
+
+
+def module_location(top: str) -> Path | None:
+    """Where top-level module ``top`` would be imported from, found without running any of its
+    code: its package directory or its module file, or None when it is not on ``sys.path``."""
+    spec = importlib.machinery.PathFinder.find_spec(top, [p or os.getcwd() for p in sys.path])
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        locations = list(spec.submodule_search_locations)
+        if len(locations) != 1:
+            raise JailSetupError(f"{top} is a namespace package spread over {len(locations)} "
+                                 "directories; give the plugin a regular package")
+        return Path(locations[0])
+    return Path(spec.origin) if spec.origin else None
+
+
+def code_mounts(modules: Iterable[str], runtime_mounts: Sequence[Mount]) -> list[Mount]:
+    """Read-only mounts under ``/w2s/code`` for the top-level packages of ``modules`` that the
+    runtime does not already hold (the standard library and installed packages are in it; this
+    project's modules must be in :data:`JAIL_MODULES`).
+
+    Raises:
+        JailSetupError: a module of this project outside the allowed part.
+    """
+    roots = [m.target for m in runtime_mounts if m.kind == "ro"]
+    mounts: dict[str, Mount] = {}
+    for module in modules:
+        top = module.split(".")[0]
+        if top in PROJECT_PACKAGES:
+            if not allowed_module(module):
+                raise JailSetupError(f"the job needs module {module}, which the jail does not "
+                                     "offer (it is part of the evaluator)")
+            continue
+        if top in sys.builtin_module_names or top in sys.stdlib_module_names or top in mounts:
+            continue
+        location = module_location(top)
+        if location is None:
+            continue  # not importable here either; the jailed import fails with its own message
+        real = os.path.realpath(location)
+        if any(_inside(real, root) for root in roots):
+            continue
+        own = project_root()
+        if any(_inside(real, str(own / package)) for package in PROJECT_PACKAGES):
+            raise JailSetupError(f"module {top} resolves to {location}, inside this project's "
+                                 "own packages; name project modules by their full path")
+        name = location.name
+        mounts[top] = Mount("ro", f"{CODE}/{name}", str(location))
+    return list(mounts.values())
+
+
+class _RecordingPickler(pickle._Pickler):  # type: ignore[name-defined]
+    """A pickler that records the module of every class and function it refers to by name."""
+
+    def __init__(self, file) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.modules: set[str] = set()
+
+    def save_global(self, obj, name=None) -> None:  # noqa: D102
+        self.modules.add(pickle.whichmodule(obj, name or getattr(obj, "__qualname__", "")))
+        super().save_global(obj, name)
+
+
+def pickle_job(payload: object, path: Path) -> set[str]:
+    """Pickle ``payload`` to ``path``; return the modules the jail must import to load it."""
+    with open(path, "wb") as handle:
+        pickler = _RecordingPickler(handle)
+        pickler.dump(payload)
+    return pickler.modules
+
+
+@dataclass(frozen=True)
+class JailRequest:
+    """What one jailed job needs beyond the runtime: its directories, code, models, limits."""
+
+    job_dir: Path
+    out_dir: Path
+    modules: tuple[str, ...] = ()
+    model_paths: tuple[str, ...] = ()
+    limits: JailLimits = JailLimits()
+    use_gpu: bool = False
+
+
+PASSTHROUGH_VARS = ("PYTHONHASHSEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
+                    "TOKENIZERS_PARALLELISM")
+
+
+def jail_spec(request: JailRequest) -> JailSpec:
+    """The full jail for one job: system, Python, the allowed project code, the job's code,
+    inputs, outputs and model checkpoints."""
+    runtime = project_runtime()
+    identity = _identity_files(runtime)
+    base = system_mounts() + python_mounts()
+    mounts = [*base,
+              Mount("ro", "/etc/passwd", str(identity / "passwd")),
+              Mount("ro", "/etc/group", str(identity / "group")),
+              Mount("ro", "/etc/hosts", str(runtime / "etc" / "hosts")),
+              Mount("ro", LIB, str(runtime / "lib")),
+              *code_mounts(request.modules, base),
+              Mount("ro", JOB, str(request.job_dir)),
+              Mount("rw", OUT, str(request.out_dir))]
+    for path in request.model_paths:
+        real = os.path.realpath(path)
+        mounts.append(Mount("ro", real, real))
+    if request.use_gpu:
+        mounts += gpu_mounts()
+    code = [m.target for m in mounts if m.target.startswith(CODE + "/")]
+    python_path = [LIB] + ([CODE] if code else [])
+    env = {"PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin",
+           "HOME": "/tmp", "USER": JAIL_USER, "LOGNAME": JAIL_USER, "LANG": "C.UTF-8",
+           "PYTHONPATH": ":".join(python_path), "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTHONNOUSERSITE": "1", "PYTHONSAFEPATH": "1",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "W2S_CACHE_DIR": "/tmp/w2s-cache", "TORCH_EXTENSIONS_DIR": "/tmp/torch_extensions",
+           "MPLCONFIGDIR": "/tmp/matplotlib", "TRITON_CACHE_DIR": "/tmp/triton"}
+    env.update({name: os.environ[name] for name in PASSTHROUGH_VARS if name in os.environ})
+    return JailSpec(mounts=tuple(mounts), env=env, cwd="/tmp", limits=request.limits)
+
+
+@contextlib.contextmanager
+def job_directories(prefix: str):
+    """A private parent directory with ``job/`` (inputs, read-only to the jail) and ``out/``
+    (writable by the jail's uid), removed afterwards."""
+    from methods.jail import jail_ids
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as private:
+        job, out = Path(private, "job"), Path(private, "out")
+        job.mkdir(mode=0o755)
+        out.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            uid, gid = jail_ids()
+            os.chown(out, uid, gid)
+        yield job, out

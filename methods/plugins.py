@@ -1,0 +1,227 @@
+"""Plugins as the trusted side knows them: what their jailed ``describe`` returned, validated.
+
+A plugin (an entry point of group ``w2s_transfer.methods`` or a ``package.module:attr``
+reference) is never imported by the trusted process. Its name, description, params schema and
+validated params come from ``python -m methods.jail_worker describe`` run in the jail; its runs
+from ``... run`` in the jail. The trusted side checks everything that comes back against
+:class:`PluginDescription` and reads only regular JSON files of bounded size.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from methods.exchange import PREDICTIONS_FILE, read_output_json, read_predictions
+from methods.jail_runtime import job_directories, pickle_job
+from methods.jail_worker import DESCRIBE_FILE, ERROR_FILE, JOB_FILE, REQUEST_FILE
+from methods.policy import Isolation, JailSettings, current_settings
+from methods.untrusted import run_job
+from transfer.errors import InputError
+from transfer.sealed import MethodUnsupported, StudentData, StudentTrainer
+
+# Names a plugin may not take: arms of the results table and the built-ins (checked by the
+# registry), so a plugin can never pass for the baseline or another arm.
+RESERVED_NAMES = ("weak", "ceiling", "student")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+DESCRIBE_TIMEOUT_S = 300.0
+MAX_DESCRIBE_BYTES = 1 << 20
+MAX_ERROR_BYTES = 64 << 10
+
+
+class PluginParams(BaseModel):
+    """A plugin's params as its own ``Params`` model validated and dumped them in the jail."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class PluginDescription(BaseModel):
+    """What a jailed ``describe`` may return; anything else is refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = Field(min_length=1, max_length=300)
+    params: dict[str, Any] | None
+    params_schema: dict[str, Any]
+
+    @field_validator("description")
+    @classmethod
+    def _one_printable_line(cls, value: str) -> str:
+        if not value.isprintable():
+            raise ValueError("must be one printable line")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_NAMES:
+            raise ValueError(f"{value!r} is reserved for an arm")
+        return value
+
+
+@dataclass(frozen=True)
+class PluginMethod:
+    """A plugin method, known by its jailed description only (satisfies ``methods.base.Method``).
+
+    Attributes:
+        reference: how the user named it (an entry-point name or ``package.module:attr``).
+        target: the ``package.module:attr`` the jail imports (an entry point's value).
+        origin: ``entry-point`` or ``reference``.
+        provider: the distribution (entry points) or module (references) that supplies it.
+        name, description: as the plugin declares them (validated).
+        params_schema: the JSON schema of its ``Params``.
+    """
+
+    reference: str
+    target: str
+    origin: Literal["entry-point", "reference"]
+    provider: str
+    name: str
+    description: str
+    params_schema: dict[str, Any]
+    Params: ClassVar[type[BaseModel]] = PluginParams
+
+    def run(self, data: StudentData, trainer: StudentTrainer, params: Any) -> np.ndarray:
+        """Run the plugin in the jail (``current_settings()``) and return its test predictions."""
+        probs, _ = run_plugin(self, data, trainer, params, current_settings())
+        return probs
+
+    def __repr__(self) -> str:
+        return f"<plugin method {self.name} ({self.reference})>"
+
+
+def reference_module(reference: str) -> list[str]:
+    """The module a reference imports (``package.module`` of ``package.module:attr``)."""
+    module = reference.partition(":")[0]
+    return [module] if ":" in reference and module else []
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _failure(out: Path, result, what: str) -> Exception:
+    """The one-line error for a failed job: its error.json if it wrote a valid one, else the
+    last line of its stderr."""
+    kind, detail = "crash", result.last_stderr_line() or f"exit status {result.returncode}"
+    if (out / ERROR_FILE).exists() or (out / ERROR_FILE).is_symlink():
+        try:
+            error = read_output_json(out / ERROR_FILE, MAX_ERROR_BYTES, shown_as=ERROR_FILE)
+            if isinstance(error, dict) and error.get("kind") in ("unsupported", "input", "crash") \
+                    and isinstance(error.get("message"), str):
+                kind, detail = error["kind"], error["message"]
+        except InputError as err:
+            detail = err.message
+    if kind == "unsupported":
+        return MethodUnsupported(_one_line(detail))
+    if kind == "input":
+        return InputError(_one_line(detail))
+    return InputError(f"{what} failed: {_one_line(detail)}", field="--method")
+
+
+@dataclass(frozen=True)
+class PluginSource:
+    """Where a plugin comes from, known without running its code (names and package metadata).
+
+    Attributes:
+        reference: how the user named it; target: the ``package.module:attr`` to import;
+        origin: ``entry-point`` or ``reference``; provider: its distribution or module.
+    """
+
+    reference: str
+    target: str
+    origin: Literal["entry-point", "reference"]
+    provider: str
+
+    @property
+    def shown(self) -> str:
+        if self.origin == "entry-point":
+            return f"entry point {self.reference!r} ({self.target})"
+        return f"plugin {self.reference}"
+
+
+def describe_plugin(source: PluginSource, params: list[str] | dict[str, Any] | None = None,
+                    settings: JailSettings | None = None) -> tuple[PluginMethod, PluginParams]:
+    """Resolve a plugin in the jail and validate ``params`` there.
+
+    Args:
+        source: the plugin's reference and what to import.
+        params: ``key=value`` strings, a typed mapping, or None to check none (the returned
+            params are then empty).
+        settings: the jail settings (default: the current ones).
+
+    Returns:
+        the plugin and its validated params.
+
+    Raises:
+        InputError: the plugin failed to import, is not a valid method, declares a reserved or
+            malformed name, or rejected the params (one line).
+    """
+    settings = settings or current_settings()
+    request = {"reference": source.target,
+               "pairs": list(params) if isinstance(params, (list, tuple)) else None,
+               "params": dict(params) if isinstance(params, dict) else None}
+    with job_directories("w2s-describe-") as (job, out):
+        (job / REQUEST_FILE).write_text(json.dumps(request))
+        result, _ = run_job("describe", job, out, settings,
+                            modules=reference_module(source.target),
+                            timeout_s=min(DESCRIBE_TIMEOUT_S, settings.timeout_s))
+        if result.returncode != 0:
+            failure = _failure(out, result, f"{source.shown}")
+            if source.origin == "entry-point" and not isinstance(failure, MethodUnsupported) \
+                    and "params" not in str(failure) and "--param" not in str(failure):
+                raise InputError(f"{source.shown} failed to load: "
+                                 f"{getattr(failure, 'message', failure)}", field="--method")
+            raise failure
+        raw = read_output_json(out / DESCRIBE_FILE, MAX_DESCRIBE_BYTES,
+                               shown_as=f"<describe of {source.reference}>")
+    try:
+        described = PluginDescription.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "description"
+        raise InputError(f"{source.shown} described itself badly: {where}: "
+                         f"{_one_line(first.get('msg', 'invalid'), 200)}", field="--method"
+                         ) from None
+    plugin = PluginMethod(reference=source.reference, target=source.target,
+                          origin=source.origin, provider=source.provider,
+                          name=described.name, description=described.description,
+                          params_schema=described.params_schema)
+    return plugin, PluginParams(**(described.params or {}))
+
+
+def run_plugin(plugin: PluginMethod, data: StudentData, trainer: StudentTrainer, params: Any,
+               settings: JailSettings) -> tuple[np.ndarray, Isolation]:
+    """Run ``plugin`` on the sealed inputs in the jail; return its test P(label 1) and the
+    isolation used.
+
+    The trainer is handed over with a backend for every model it offers already built
+    (``prepared()``), so the jail needs no cache; checkpoints it loads are mounted read-only.
+
+    Raises:
+        InputError: the plugin failed or wrote malformed predictions.
+        MethodUnsupported: the plugin cannot run on this model or task.
+    """
+    if isinstance(params, BaseModel):
+        params = params.model_dump(mode="json")
+    prepared = trainer.prepared() if hasattr(trainer, "prepared") else trainer
+    model_paths = prepared.model_paths() if hasattr(prepared, "model_paths") else []
+    with job_directories("w2s-plugin-") as (job, out):
+        (job / REQUEST_FILE).write_text(json.dumps({"reference": plugin.target,
+                                                     "params": params, "pairs": None}))
+        modules = pickle_job({"data": data, "trainer": prepared}, job / JOB_FILE)
+        result, isolation = run_job("run", job, out, settings,
+                                    modules=[*reference_module(plugin.target), *modules],
+                                    model_paths=model_paths)
+        if result.returncode != 0:
+            raise _failure(out, result, f"plugin method {plugin.name}")
+        probs = read_predictions(out / PREDICTIONS_FILE, data.test_ids,
+                                 shown_as=f"<jail of {plugin.name}>/{PREDICTIONS_FILE}")
+    return probs, isolation

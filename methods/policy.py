@@ -1,0 +1,85 @@
+"""How untrusted method code runs: the jail settings a plan or the CLI chooses.
+
+``mode: required`` (the default) runs every plugin and external command in the jail and fails
+with one line when no jail can be built here. ``mode: off`` is the explicit opt-in to run them
+as plain subprocesses: the runs are recorded as ``unjailed`` in metrics.json, verdict.json and
+the report, and such a method is never promoted.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from collections.abc import Iterator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from methods.jail import JailLimits
+
+Isolation = Literal["builtin", "jail", "unjailed"]
+GIB = 1 << 30
+
+
+class JailSettings(BaseModel):
+    """The jail a plan asks for (``jail:`` in a plan; ``--unjailed`` on the CLI)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["required", "off"] = Field(
+        "required", description="required: untrusted code runs only in the jail; off: run it "
+        "unjailed (recorded; never promoted).")
+    timeout_s: float = Field(24 * 3600.0, gt=0, description="Wall-clock limit of one method run.")
+    memory_gb: float | None = Field(
+        None, gt=0, description="Address-space limit of the jailed program in GiB (default: the "
+        "machine's memory; none when GPUs are passed in).")
+    max_processes: int = Field(1024, ge=16, description="Processes and threads of the jail's uid.")
+    max_file_mb: int = Field(1024, ge=1, description="Largest file the method may write (MiB).")
+    max_open_files: int = Field(4096, ge=64, description="Open file descriptors.")
+    cpu_seconds: int | None = Field(
+        None, ge=1, description="CPU time over all threads (default: timeout_s x CPUs).")
+
+    def limits(self, use_gpu: bool) -> JailLimits:
+        """The resource limits of one jailed run."""
+        memory = None
+        if not use_gpu:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            memory = int(self.memory_gb * GIB) if self.memory_gb is not None else total
+        cpus = os.cpu_count() or 1
+        return JailLimits(address_space_bytes=memory, processes=self.max_processes,
+                          file_bytes=self.max_file_mb << 20, open_files=self.max_open_files,
+                          cpu_seconds=self.cpu_seconds or int(self.timeout_s * cpus) + 60)
+
+
+_SETTINGS: contextvars.ContextVar[JailSettings | None] = contextvars.ContextVar(
+    "w2s_jail_settings", default=None)
+_USED: contextvars.ContextVar[list[Isolation] | None] = contextvars.ContextVar(
+    "w2s_jail_used", default=None)
+
+
+@contextlib.contextmanager
+def jail_settings(settings: JailSettings) -> Iterator[list[Isolation]]:
+    """Use ``settings`` for untrusted code started in this context.
+
+    Yields:
+        a list that fills with the isolation of every untrusted program run meanwhile.
+    """
+    used: list[Isolation] = []
+    token, used_token = _SETTINGS.set(settings), _USED.set(used)
+    try:
+        yield used
+    finally:
+        _SETTINGS.reset(token)
+        _USED.reset(used_token)
+
+
+def current_settings() -> JailSettings:
+    """The settings of the enclosing :func:`jail_settings`, else the default (jail required)."""
+    return _SETTINGS.get() or JailSettings()
+
+
+def record(isolation: Isolation) -> None:
+    """Note that untrusted code just ran with ``isolation`` (see :func:`jail_settings`)."""
+    used = _USED.get()
+    if used is not None:
+        used.append(isolation)

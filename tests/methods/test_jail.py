@@ -1,0 +1,168 @@
+"""The jail, tested directly with both builders: what exists inside, what is writable, who runs,
+which network and processes are visible, limits and time-outs."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from methods import jail
+from methods.jail import JailLimits, JailSpec, JailTimeout, JailUnavailable, Mount, run_jailed
+from methods.jail_runtime import JailRequest, jail_spec, job_directories
+
+
+def _builders() -> list[str]:
+    found = []
+    for builder in ("bwrap", "unshare"):
+        if jail._probe(builder) is None:
+            found.append(builder)
+    return found
+
+
+BUILDERS = _builders()
+pytestmark = pytest.mark.skipif(not BUILDERS, reason="no jail builder works here")
+
+
+@pytest.fixture(params=BUILDERS)
+def builder(request, monkeypatch):
+    monkeypatch.setenv(jail.BUILDER_ENV, request.param)
+    return request.param
+
+
+def shell(script: str, *, mounts=(), limits=JailLimits(), timeout_s=60.0, env=None):
+    spec = JailSpec(mounts=(*jail.system_mounts(), *mounts),
+                    env=env or {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, limits=limits)
+    return run_jailed(["sh", "-c", script], spec, timeout_s=timeout_s)
+
+
+def test_only_the_allowed_mounts_exist(builder, tmp_path):
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "gold.jsonl").write_text('{"id": "x", "label": 1}\n')
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "inputs.txt").write_text("ok\n")
+    result = shell(f"ls -A /; cat /given/inputs.txt; cat {secret}/gold.jsonl; ls {tmp_path}; "
+                   "ls /work /root /home /etc; echo done",
+                   mounts=[Mount("ro", "/given", str(given))])
+    top = set(result.stdout.split("ok")[0].split())
+    assert top <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "proc", "dev",
+                   "tmp", "given"}, top
+    assert "ok" in result.stdout and "label" not in result.stdout
+    assert result.stdout.strip().endswith("done")
+    etc = result.stdout.split("ok")[1]
+    assert "passwd" not in etc and "shadow" not in etc
+
+
+def test_read_only_mounts_refuse_writes_and_rw_mounts_take_them(builder, tmp_path):
+    given, out = tmp_path / "given", tmp_path / "out"
+    given.mkdir()
+    out.mkdir()
+    os.chmod(out, 0o777)
+    (given / "file").write_text("original\n")
+    result = shell("echo x > /given/file; echo x > /usr/w2s-test; echo x > /newfile; "
+                   "echo written > /out/result; echo tmp > /tmp/t && cat /tmp/t",
+                   mounts=[Mount("ro", "/given", str(given)), Mount("rw", "/out", str(out))])
+    assert (given / "file").read_text() == "original\n"
+    assert not Path("/usr/w2s-test").exists()
+    assert (out / "result").read_text() == "written\n"
+    assert "tmp" in result.stdout
+    assert result.stderr.count("Read-only file system") >= 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid drop is what a root caller gets")
+def test_the_program_is_an_unprivileged_uid_on_the_host_too(builder, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chmod(out, 0o777)
+    owned = tmp_path / "root-owned"
+    owned.mkdir()
+    (owned / "f").write_text("root's\n")
+    os.chmod(owned / "f", 0o666 & ~0o022)  # 0644: owner (root) may write, others may not
+    result = shell("id -u; id -g; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; "
+                   "touch /out/made; echo pwn >> /owned/f",
+                   mounts=[Mount("rw", "/out", str(out)), Mount("rw", "/owned", str(owned))])
+    uid, gid = jail.jail_ids()
+    lines = result.stdout.split()
+    assert lines[:2] == [str(uid), str(gid)]
+    assert "0000000000000000" in result.stdout and "NoNewPrivs:\t1" in result.stdout
+    assert (out / "made").stat().st_uid == uid  # the host sees the jail's uid, not root
+    assert (owned / "f").read_text() == "root's\n"  # a root-owned file stays root's
+
+
+def test_the_hosts_network_and_processes_are_out_of_reach(builder):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    try:
+        python = os.path.realpath("/usr/bin/python3") if os.path.exists("/usr/bin/python3") \
+            else None
+        probe = (f"{python} -c \"import socket; s=socket.socket(); s.settimeout(2); "
+                 f"print('connect', s.connect_ex(('127.0.0.1', {port})))\"; " if python else "")
+        result = shell(probe + "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done;"
+                       " hostname")
+    finally:
+        server.close()
+    assert not accepted
+    if python:
+        assert "connect 0" not in result.stdout
+    assert "pytest" not in result.stdout
+    assert result.stdout.strip().endswith(jail.JAIL_HOSTNAME)
+
+
+def test_the_environment_is_only_what_the_spec_says(builder, monkeypatch):
+    monkeypatch.setenv("W2S_GOLD_SECRET", "labels-here")
+    result = shell("env", env={"PATH": "/usr/bin:/bin", "ONLY": "this"})
+    names = {line.split("=", 1)[0] for line in result.stdout.splitlines() if "=" in line}
+    assert "W2S_GOLD_SECRET" not in result.stdout
+    assert names <= {"PATH", "ONLY", "PWD", "SHLVL", "_"}, names
+
+
+def test_file_size_process_and_time_limits_hold(builder, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chmod(out, 0o777)
+    limits = JailLimits(file_bytes=1 << 20, processes=64, open_files=64)
+    result = shell("head -c 3000000 /dev/zero > /out/big; echo size=$(stat -c %s /out/big); "
+                   "ulimit -u; ulimit -n",
+                   mounts=[Mount("rw", "/out", str(out))], limits=limits)
+    assert (out / "big").stat().st_size <= 1 << 20
+    assert "64" in result.stdout.split()[-2:]
+    start = time.monotonic()
+    with pytest.raises(JailTimeout):
+        shell("sleep 60 & sleep 60", timeout_s=1)
+    assert time.monotonic() - start < 15
+
+
+def test_an_unknown_builder_is_one_clear_line(monkeypatch):
+    monkeypatch.setenv(jail.BUILDER_ENV, "docker")
+    with pytest.raises(JailUnavailable, match="expected 'bwrap' or 'unshare'"):
+        jail.jail_builder()
+
+
+def test_python_in_the_jail_imports_the_contract_but_not_the_evaluator(builder):
+    with job_directories("w2s-test-") as (job, out):
+        spec = jail_spec(JailRequest(job_dir=job, out_dir=out))
+        probe = ("import importlib, os\n"
+                 "import methods.base, transfer.sealed, transfer.student\n"
+                 "print('contract ok')\n"
+                 "for name in ('transfer.data', 'transfer.arms', 'transfer.store', "
+                 "'transfer.canary', 'flows', 'stats'):\n"
+                 "    try:\n"
+                 "        importlib.import_module(name); print('IMPORTED', name)\n"
+                 "    except ImportError:\n"
+                 "        print('absent', name)\n"
+                 "print(sorted(os.listdir('/w2s/lib/transfer')))\n")
+        result = run_jailed([sys.executable, "-c", probe], spec, timeout_s=120)
+    assert "contract ok" in result.stdout, result.stderr
+    assert "IMPORTED" not in result.stdout
+    assert result.stdout.count("absent") == 6
+    assert "data" not in result.stdout.splitlines()[-1]
