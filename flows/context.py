@@ -68,6 +68,9 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
         method, parsed = resolve_with_params(
             name, params if isinstance(params, dict) else list(params or []))
     params_dict = parsed.model_dump(mode="json")
+    untrusted = runs_untrusted_code(method)
+    if untrusted and settings.mode == "required":
+        _require_jail(method.name)
 
     def run(student_data, trainer):
         done = run_method(method, student_data, trainer, parsed, settings=settings)
@@ -75,8 +78,20 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
         return done
 
     run.isolation = []
-    run.unjailed = settings.mode == "off" and runs_untrusted_code(method)
+    run.unjailed = settings.mode == "off" and untrusted
     return method.name, params_dict, run
+
+
+def _require_jail(method: str) -> None:
+    """Fail before any compute when a method that runs untrusted code cannot be jailed here."""
+    from methods.jail import JailUnavailable, jail_builder
+
+    try:
+        jail_builder()
+    except JailUnavailable as err:
+        raise InputError(f"method {method} runs untrusted code and {err} (or set `jail: {{mode: "
+                         "off}` to run it unjailed, which is never promoted)", field="jail"
+                         ) from None
 
 
 def load_dataset(path: str | Path | None, data_seed: int = 0):

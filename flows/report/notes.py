@@ -12,6 +12,11 @@ from flows.report.tables import Shown, number
 Note = list[str | Shown]
 
 
+ISOLATION_WORDS = {"builtin": "built-in code, run in the pipeline's process",
+                   "jail": "untrusted code, run in the jail",
+                   "unjailed": "untrusted code, run OUTSIDE the jail (never promoted)"}
+
+
 def reasons(verdict: dict[str, Any]) -> list[dict[str, Any]]:
     """Per method: verdict, promote and the reasons (method-level, then per-cell if present)."""
     out = []
@@ -22,6 +27,8 @@ def reasons(verdict: dict[str, Any]) -> list[dict[str, Any]]:
                 cell_reasons.append(f"{cell.get('rung')} / {cell.get('dataset')}: {reason}")
         out.append({"method": method, "verdict": decision.get("verdict"),
                     "promote": bool(decision.get("promote")),
+                    "isolation": ISOLATION_WORDS.get(decision.get("isolation", "builtin"),
+                                                     str(decision.get("isolation"))),
                     "reasons": list(decision.get("reasons") or []), "cell_reasons": cell_reasons})
     return out
 
