@@ -52,6 +52,10 @@ _RUN_HASH = re.compile(r"[0-9a-f]{20}")
 class StoreIntegrityError(IntegrityError):
     """A stored run does not match its manifest, has none, or is not the run it claims to be."""
 
+    def __str__(self) -> str:
+        return (super().__str__() + "; not reused: move the run out of the store to recompute it "
+                "(python -m transfer.store verify STORE --quarantine)")
+
 
 class RunSpec(BaseModel):
     """Everything that determines an arm's result; its hash names the run's directory."""
@@ -333,3 +337,84 @@ class RunStore:
                     spec, manifest = verify_run(path)
                     out.append(RunRecord(spec, path, manifest))
         return out
+
+    def sweep(self, older_than_s: float = 24 * 3600.0) -> list[Path]:
+        """Remove what killed writers left behind: staging directories and private lease files
+        older than ``older_than_s`` (never a run, never a live lease). Returns what was removed.
+
+        Runs are published in well under a second once computed, so a day-old staging directory
+        has no writer left; the age guard keeps a live one on a slow filesystem safe.
+        """
+        removed, cutoff = [], time.time() - older_than_s
+        candidates = [p for arm in ARM_NAMES if (self.root / arm).is_dir()
+                      for p in (self.root / arm).iterdir() if p.name.startswith(".")]
+        if (self.root / LEASES).is_dir():
+            candidates += [p for p in (self.root / LEASES).iterdir() if p.name.startswith(".")]
+        for path in candidates:
+            with contextlib.suppress(FileNotFoundError):
+                if os.lstat(path).st_mtime < cutoff:
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink()
+                    removed.append(path)
+        return removed
+
+
+def verify_store(root: Path) -> tuple[int, list[tuple[Path, str]]]:
+    """Check every run under ``root``; returns (runs checked, [(run directory, one line)])."""
+    checked, problems = 0, []
+    for arm in ARM_NAMES:
+        directory = Path(root) / arm
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.iterdir()):
+            if not _RUN_HASH.fullmatch(path.name):
+                continue
+            checked += 1
+            try:
+                verify_run(path)
+            except IntegrityError as err:
+                problems.append((path, IntegrityError.__str__(err)))
+    return checked, problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m transfer.store verify STORE [--quarantine] [--sweep]``: check every run.
+
+    Prints one line per run that fails its check and exits 2 if there is any (0 otherwise).
+    ``--quarantine`` moves each bad run to ``STORE/.quarantine/`` (one rename; the next
+    campaign recomputes it); ``--sweep`` removes staging directories older than a day.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m transfer.store",
+                                     description="Check the runs of a w2s-transfer store.")
+    parser.add_argument("command", choices=["verify"])
+    parser.add_argument("store", type=Path)
+    parser.add_argument("--quarantine", action="store_true",
+                        help="move bad runs to STORE/.quarantine/ so that they are recomputed")
+    parser.add_argument("--sweep", action="store_true",
+                        help="remove staging directories and lease leftovers older than a day")
+    args = parser.parse_args(argv)
+    if not args.store.is_dir():
+        print(f"error: {args.store}: not a directory", file=sys.stderr)
+        return 2
+    if args.sweep:
+        for path in RunStore(args.store).sweep():
+            print(f"removed {path}")
+    checked, problems = verify_store(args.store)
+    for bad, line in problems:
+        print(line)
+        if args.quarantine:
+            target = args.store / ".quarantine" / f"{bad.parent.name}-{bad.name}-{int(time.time())}"
+            target.parent.mkdir(exist_ok=True)
+            os.rename(bad, target)
+            print(f"moved {bad} to {target}")
+    print(f"{checked} runs checked, {len(problems)} failed", file=sys.stderr)
+    return 2 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

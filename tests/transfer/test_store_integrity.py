@@ -187,3 +187,28 @@ def test_run_arm_cli_refuses_a_tampered_store_with_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: "), again.stderr
     assert str(predictions) in lines[0] and "sha256" in lines[0]
     assert pd.read_parquet(predictions)["correct"].eq(1).all()  # left as found, for inspection
+
+
+def test_verify_command_lists_and_quarantines_bad_runs(stored, capsys):
+    from transfer.store import main
+
+    store, spec = stored
+    assert main(["verify", str(store.root)]) == 0
+    (store.path(spec) / "metrics.json").write_text("{}")
+    assert main(["verify", str(store.root)]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and "metrics.json" in out[0]
+    assert main(["verify", str(store.root), "--quarantine"]) == 2
+    assert store.get(spec) is None  # moved aside: the next campaign recomputes it
+    assert len(list((store.root / ".quarantine").iterdir())) == 1
+    assert main(["verify", str(store.root)]) == 0
+
+
+def test_sweep_removes_only_old_leftovers(stored):
+    store, spec = stored
+    arm_dir = store.path(spec).parent
+    old, fresh = arm_dir / ".old.x.tmp", arm_dir / ".fresh.y.tmp"
+    old.mkdir(), fresh.mkdir()
+    os.utime(old, (0, 0))
+    assert store.sweep() == [old]
+    assert fresh.exists() and store.get(spec) is not None
