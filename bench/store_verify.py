@@ -11,6 +11,8 @@ split is 2000) and times, in alternating rounds in this one process:
 - reuse, unchecked (the baseline; what the store did before): an existence check of
   ``COMPLETE`` then ``pd.read_parquet`` and ``json.loads`` of the same files;
 - write, checked: ``store.put`` (files, manifest, fsync, one rename) of a fresh run;
+- claim: ``store.claim(spec)`` of a run nobody holds, entered and left (lease created, heartbeat
+  registered, lease removed), the coordination cost a computed run pays;
 - write, unchecked: the same files (package versions included) written into a temp directory
   and renamed, no manifest, no fsync: the store's earlier write path.
 
@@ -73,6 +75,13 @@ def reuse_unchecked(store: RunStore, specs: list[RunSpec]) -> float:
     return (time.perf_counter() - start) / len(specs)
 
 
+def claim_free(store: RunStore, seed: int) -> float:
+    start = time.perf_counter()
+    with store.claim(spec(seed)) as done:
+        assert done is None
+    return time.perf_counter() - start
+
+
 def write_checked(root: Path, predictions, soft, seed: int) -> float:
     store = RunStore(root)
     start = time.perf_counter()
@@ -110,7 +119,7 @@ def main() -> None:
             store.put(s, predictions, {"accuracy": 0.5}, soft_labels=soft)
         predictions, soft = frames(args.test_size, 0)
         times: dict[str, list[float]] = {k: [] for k in ("reuse_checked", "reuse_unchecked",
-                                                         "write_checked", "write_unchecked")}
+                                                         "write_checked", "write_unchecked", "claim")}
         for round_ in range(args.rounds):
             times["reuse_unchecked"].append(reuse_unchecked(store, specs))
             times["reuse_checked"].append(reuse_checked(store, specs))
@@ -120,6 +129,7 @@ def main() -> None:
                                                                 soft, seed))
                 times["write_checked"].append(write_checked(work / "checked", predictions,
                                                             soft, seed))
+                times["claim"].append(claim_free(store, seed))
         size = sum(f.stat().st_size for f in store.path(specs[0]).iterdir())
         med = {k: statistics.median(v) * 1000 for k, v in times.items()}
         print(f"{args.runs} runs, test split {args.test_size}, {size / 1024:.0f} KiB per run, "
@@ -129,6 +139,7 @@ def main() -> None:
         print(f"write checked {med['write_checked']:.2f} ms, unchecked "
               f"{med['write_unchecked']:.2f} ms (ratio "
               f"{med['write_checked'] / med['write_unchecked']:.2f})")
+        print(f"claim of a free run (lease taken and released) {med['claim']:.2f} ms")
         print(f"verify ratio {med['reuse_checked'] / med['reuse_unchecked']:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
