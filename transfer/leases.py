@@ -275,16 +275,15 @@ def try_acquire(path: Path, ttl_s: float | None = None, job: str | None = None) 
         try:
             os.link(private, path)
             acquired = True
-        except FileExistsError:
-            acquired = False
         except OSError as err:
             if err.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
                              errno.EXDEV):
                 acquired = _acquire_exclusive(path, body)
             else:
-                # NFS: the link may have happened and only its reply been lost.
+                # NFS: a retransmitted link whose first attempt succeeded reports EEXIST (or
+                # another error); the private file's link count tells (open(2), O_EXCL).
                 acquired = os.stat(private).st_nlink == 2
-                if not acquired:
+                if not acquired and not isinstance(err, FileExistsError):
                     raise
     finally:
         with contextlib.suppress(FileNotFoundError):

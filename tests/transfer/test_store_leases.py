@@ -246,3 +246,40 @@ def test_lease_ttl_is_validated(monkeypatch):
         leases.lease_ttl()
     monkeypatch.setenv(leases.LEASE_TTL_ENV, "5")
     assert leases.lease_ttl() == 5.0
+
+
+# --- lease primitives -------------------------------------------------------------------------
+
+def test_a_lease_is_exclusive_and_only_its_owner_removes_it(tmp_path):
+    path = tmp_path / "x.lease"
+    first = leases.try_acquire(path, ttl_s=30)
+    assert first is not None and leases.try_acquire(path, ttl_s=30) is None
+    impostor = leases.Lease(path, "not-the-token", 30)
+    impostor.release()
+    assert path.exists() and leases.read_lease(path).token == first.token
+    first.release()
+    assert not path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no private files left
+
+
+def test_breaking_a_lease_renewed_meanwhile_puts_it_back(tmp_path):
+    path = tmp_path / "x.lease"
+    lease = leases.try_acquire(path, ttl_s=30)
+    judged_expired = leases.read_lease(path)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the owner's heartbeat
+    assert leases.break_lease(judged_expired) is False
+    assert leases.read_lease(path).token == lease.token
+    assert lease.renew() and not lease.lost.is_set()
+    assert leases.break_lease(leases.read_lease(path)) is True
+    assert not path.exists()
+    assert lease.renew() is False and lease.lost.is_set()  # the owner notices
+    lease.release()
+
+
+def test_the_heartbeat_renews_held_leases(tmp_path):
+    lease = leases.try_acquire(tmp_path / "x.lease", ttl_s=0.4)
+    first = leases.read_lease(lease.path).signature
+    time.sleep(0.5)
+    assert leases.read_lease(lease.path).signature != first
+    lease.release()
