@@ -212,3 +212,21 @@ def test_sweep_removes_only_old_leftovers(stored):
     os.utime(old, (0, 0))
     assert store.sweep() == [old]
     assert fresh.exists() and store.get(spec) is not None
+
+
+def test_a_worker_refusing_a_tampered_run_ends_the_cli_with_one_line(tmp_path, capsys):
+    """validate runs arms in worker processes; one that exits 2 on a StoreIntegrityError must end
+    the command with that one line and exit 2 (a crash keeps its traceback)."""
+    import typer
+
+    from flows.commands._errors import user_errors
+    from flows.execute import GroupFailed
+
+    line = (f"worker for rung m1 seeds [0, 1] exited 2: error: {tmp_path}/ceiling/abc/"
+            "predictions.parquet: integrity check failed: sha256 ...")
+    with pytest.raises(typer.Exit) as caught, user_errors():
+        raise GroupFailed(line, 2, tmp_path / "group.log")
+    assert caught.value.exit_code == 2
+    assert capsys.readouterr().err.strip() == f"error: {line}"
+    with pytest.raises(GroupFailed), user_errors():
+        raise GroupFailed("worker exited -9", -9, tmp_path / "group.log")
