@@ -73,13 +73,16 @@ def lease_ttl(ttl_s: float | None = None) -> float:
 
 
 def _process_start(pid: int) -> str:
-    """The start time of ``pid`` in clock ticks (field 22 of /proc/<pid>/stat), '' if unknown:
-    with the pid it names one process even after the pid is reused."""
+    """The start time of ``pid`` in clock ticks (field 22 of /proc/<pid>/stat): with the pid it
+    names one process even after the pid is reused. '' if there is no such live process (a
+    killed process not yet reaped by its parent, a zombie, counts as gone)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[19]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return ""
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return ""
+    return fields[19]
 
 
 def _host_identity() -> str:

@@ -15,7 +15,7 @@ missing manifest or an extra file raises :class:`StoreIntegrityError` (one line 
 directory and the file; exit 2), never a silent reuse and never a silent recompute.
 
 Two processes or machines about to compute the same run coordinate through a lease per run
-(``<root>/.leases/<arm>-<hash>.lease``, see ``transfer.leases``): :meth:`RunStore.claim`. What
+(``<root>/<arm>/.<hash>.lease``, see ``transfer.leases``): :meth:`RunStore.claim`. What
 the store needs from a shared filesystem is in docs/store.md.
 """
 from __future__ import annotations
@@ -45,7 +45,6 @@ from transfer.manifest import IntegrityError, Manifest, verify_manifest, write_m
 Arm = Literal["weak", "ceiling", "student"]
 ARM_NAMES = ("weak", "ceiling", "student")
 COMPLETE = "COMPLETE"
-LEASES = ".leases"
 _RUN_HASH = re.compile(r"[0-9a-f]{20}")
 
 
@@ -219,7 +218,8 @@ class RunStore:
         return self.root / spec.arm / spec.run_hash()
 
     def lease_path(self, spec: RunSpec) -> Path:
-        return self.root / LEASES / f"{spec.arm}-{spec.run_hash()}.lease"
+        # Beside the run (a dot name, never taken for a run): the store's root holds arms only.
+        return self.root / spec.arm / f".{spec.run_hash()}.lease"
 
     def get(self, spec: RunSpec) -> RunRecord | None:
         """The complete run of ``spec``, checked against its manifest; None if there is none.
@@ -339,8 +339,9 @@ class RunStore:
         return out
 
     def sweep(self, older_than_s: float = 24 * 3600.0) -> list[Path]:
-        """Remove what killed writers left behind: staging directories and private lease files
-        older than ``older_than_s`` (never a run, never a live lease). Returns what was removed.
+        """Remove what killed writers left behind: staging directories, leases and private lease
+        files older than ``older_than_s`` (never a run; a live lease is renewed every few
+        seconds, so it is never that old). Returns what was removed.
 
         Runs are published in well under a second once computed, so a day-old staging directory
         has no writer left; the age guard keeps a live one on a slow filesystem safe.
@@ -348,8 +349,6 @@ class RunStore:
         removed, cutoff = [], time.time() - older_than_s
         candidates = [p for arm in ARM_NAMES if (self.root / arm).is_dir()
                       for p in (self.root / arm).iterdir() if p.name.startswith(".")]
-        if (self.root / LEASES).is_dir():
-            candidates += [p for p in (self.root / LEASES).iterdir() if p.name.startswith(".")]
         for path in candidates:
             with contextlib.suppress(FileNotFoundError):
                 if os.lstat(path).st_mtime < cutoff:

@@ -161,7 +161,7 @@ def test_staging_directories_are_not_runs(stored):
     staging = store.path(spec).parent / f".{spec.run_hash()}.abc.tmp"
     staging.mkdir()
     (staging / COMPLETE).write_text("partial")
-    (store.root / ".leases").mkdir(exist_ok=True)
+    store.lease_path(spec).write_text("{}")
     assert [r.spec for r in store.records()] == [spec]
 
 
