@@ -39,16 +39,18 @@ def isolation_by_arm(records: Iterable[Any]) -> dict[str, str]:
 
 
 def inconsistent_runs(records: Iterable[Any]) -> dict[str, list[str]]:
-    """Arm label -> runs whose stored accuracy differs from their predictions' accuracy."""
+    """Arm label -> runs whose stored accuracy, n or predicted labels disagree with their own
+    (hash-verified) predictions (``RunRecord.checked_accuracy``)."""
+    from transfer.store import StoreIntegrityError
+
     bad: dict[str, list[str]] = {}
     for record in records:
-        stored = record.metrics.get("accuracy")
-        derived = float(record.predictions()["correct"].mean())
-        if not isinstance(stored, (int, float)) or abs(stored - derived) > ACCURACY_TOLERANCE:
+        try:
+            record.checked_accuracy(ACCURACY_TOLERANCE)
+        except StoreIntegrityError as err:
             bad.setdefault(record.spec.label, []).append(
                 f"{record.spec.arm} run {record.spec.run_hash()} (seed {record.spec.seed}, rung "
-                f"{record.spec.rung}) stores accuracy {stored!r} but its predictions give "
-                f"{derived:.6f}")
+                f"{record.spec.rung}): {err.message}")
     return bad
 
 

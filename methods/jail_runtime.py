@@ -43,6 +43,7 @@ JAIL_MODULES = (
     "methods",
     "transfer/__init__.py", "transfer/errors.py", "transfer/sealed.py", "transfer/student.py",
     "transfer/backends.py", "transfer/ladder.py", "transfer/yamlio.py", "transfer/fsutil.py",
+    "transfer/cache.py", "transfer/manifest.py", "transfer/leases.py",
     "transfer/engine", "transfer/models",
     # The engine reads its DeepSpeed configs from <root>/infra/deepspeed (root: /w2s/lib here).
     "infra/deepspeed",

@@ -97,7 +97,8 @@ def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
             method_fn: MethodFn | None = None) -> RunRecord:
     """Run one arm, or return it from the store if it is already complete.
 
-    A student arm first makes sure its weak teacher exists (running it if needed).
+    A student arm first makes sure its weak teacher exists (running it if needed). The run is
+    computed under the store's claim on it, so processes sharing the store compute it once.
     """
     rung = ctx.ladder.rung(rung_name)
     spec = arm_spec(ctx, rung, arm, seed, method, method_params,
@@ -107,24 +108,35 @@ def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
         return done
     if arm == "student" and method_fn is None:
         raise InputError("a student arm needs the method's function", field="method")
+    # The teacher first, so that no claim is held while waiting for another.
+    weak = run_arm(ctx, rung_name, "weak", seed) if arm == "student" else None
+    # Another process sharing the store may be computing this run: wait for it rather than
+    # compute it twice (it may also finish between the check above and the claim).
+    with ctx.store.claim(spec) as done:
+        if done is not None:
+            return done
+        return _compute(ctx, rung, spec, seed, weak, method_fn)
+
+
+def _compute(ctx: ArmContext, rung: Rung, spec: RunSpec, seed: int, weak: RunRecord | None,
+             method_fn: MethodFn | None) -> RunRecord:
     start = time.perf_counter()
     splits = ctx.task.splits
     isolation = None
-    if arm == "weak":
+    if spec.arm == "weak":
         backend = ctx.backend(rung.weak)
         fitted = backend.fit("train_label", _gold_targets(splits["train_label"].labels), seed=seed,
                              engine_config=ctx.engine_config)
         soft = pd.DataFrame({"example_id": list(splits[STUDENT_SPLIT].ids),
                              "prob": fitted.predict(STUDENT_SPLIT)})
         test_probs = fitted.predict(TEST_SPLIT)
-    elif arm == "ceiling":
+    elif spec.arm == "ceiling":
         backend = ctx.backend(rung.strong)
         fitted = backend.fit(STUDENT_SPLIT, _gold_targets(splits[STUDENT_SPLIT].labels), seed=seed,
                              engine_config=ctx.engine_config)
         soft, test_probs = None, fitted.predict(TEST_SPLIT)
     else:
         backend = ctx.backend(rung.strong)
-        weak = run_arm(ctx, rung_name, "weak", seed)
         test_probs, isolation = _run_student(ctx, rung, weak, seed, method_fn)
         soft = None
     predictions = _scored(splits[TEST_SPLIT].ids, splits[TEST_SPLIT].labels, test_probs)

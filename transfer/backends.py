@@ -83,21 +83,20 @@ class FeatureBackend:
 
 @lru_cache(maxsize=4)
 def task_tokenizer(task_fingerprint: str, corpus: tuple[str, ...]):
-    """The word-level tokenizer of a task (built from its corpus, never test), cached on disk."""
+    """The word-level tokenizer of a task (built from its corpus, never test), cached on disk:
+    built once across processes and machines, hash-checked before every load."""
     from transformers import PreTrainedTokenizerFast
 
-    from transfer.fsutil import atomic_dir, cache_dir, file_lock
+    from transfer.cache import cached_entry
 
-    final = cache_dir() / "tokenizers" / task_fingerprint
-    with file_lock(cache_dir() / "locks" / f"tokenizer-{task_fingerprint}.lock"):
-        if not (final / "tokenizer.json").exists():
-            # Imported on a miss only: sandboxed methods, which cannot see transfer.data, find
-            # the tokenizer the parent process already built.
-            from transfer.data import build_word_tokenizer
+    def build(directory) -> None:
+        # Imported on a miss only: sandboxed methods, which cannot see transfer.data, find
+        # the tokenizer the parent process already built.
+        from transfer.data import build_word_tokenizer
 
-            tokenizer = build_word_tokenizer(list(corpus))
-            with atomic_dir(final) as tmp:
-                tokenizer.save_pretrained(tmp)
+        build_word_tokenizer(list(corpus)).save_pretrained(directory)
+
+    final = cached_entry("tokenizers", task_fingerprint, build).root
     return PreTrainedTokenizerFast.from_pretrained(final)
 
 

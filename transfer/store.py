@@ -2,28 +2,58 @@
 
 Layout of ``<root>/<arm>/<hash>/``: ``spec.json``, ``predictions.parquet`` (test split:
 example_id, prob, pred, correct), ``soft_labels.parquet`` (weak arm only: example_id, prob on
-``train_unlabel``), ``metrics.json`` (accuracy, arm, rung, seed, timings, versions) and
-``COMPLETE``, written last. A directory is built in a temp sibling and renamed into place, so a
-killed run leaves nothing half-written, and a complete run is reused, never recomputed.
+``train_unlabel``), ``metrics.json`` (accuracy, arm, rung, seed, timings, versions),
+``config.json`` and ``COMPLETE``, the run's manifest: the sha256 of every other file, the run
+hash and the sha256 of the full spec (``transfer.manifest``).
+
+Runs are content-addressed and immutable. A run is written into a staging directory, its
+manifest last, and published with one ``rename(2)``: the first complete copy wins, a later one
+is discarded, and no reader ever sees a partial run or a missing one that existed before
+(``transfer.fsutil.publish_dir``). Every reuse (``get``, ``find``, ``records``) checks the run
+against its manifest, and every read of a file hashes the bytes it parses; a mismatch, a
+missing manifest or an extra file raises :class:`StoreIntegrityError` (one line naming the
+directory and the file; exit 2), never a silent reuse and never a silent recompute.
+
+Two processes or machines about to compute the same run coordinate through a lease per run
+(``<root>/<arm>/.<hash>.lease``, see ``transfer.leases``): :meth:`RunStore.claim`. What
+the store needs from a shared filesystem is in docs/store.md.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import platform
+import re
+import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from transfer.fsutil import atomic_dir, cache_dir
+from transfer import leases
+from transfer.fsutil import cache_dir, fsync_tree, publish_dir, staging_dir
+from transfer.manifest import IntegrityError, Manifest, verify_manifest, write_manifest
 
 Arm = Literal["weak", "ceiling", "student"]
+ARM_NAMES = ("weak", "ceiling", "student")
 COMPLETE = "COMPLETE"
+_RUN_HASH = re.compile(r"[0-9a-f]{20}")
+
+
+class StoreIntegrityError(IntegrityError):
+    """A stored run does not match its manifest, has none, or is not the run it claims to be."""
+
+    def __str__(self) -> str:
+        return (super().__str__() + "; not reused: move the run out of the store to recompute it "
+                "(python -m transfer.store verify STORE --quarantine)")
 
 
 class RunSpec(BaseModel):
@@ -56,24 +86,105 @@ class RunSpec(BaseModel):
         return self.method if self.arm == "student" and self.method else self.arm
 
 
+def spec_sha256(spec: RunSpec) -> str:
+    """sha256 of the spec's canonical JSON (the run hash is its first 20 hex digits)."""
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def verify_run(path: Path, expected: RunSpec | None = None) -> tuple[RunSpec, Manifest]:
+    """Check the run directory ``path`` against its manifest; return its spec and manifest.
+
+    Checks: the manifest exists and lists exactly the files present, each with its sha256; the
+    spec it holds hashes to the directory's name, to the manifest's run hash and spec digest,
+    and sits under its arm's directory; it equals ``expected`` when given.
+
+    Raises:
+        StoreIntegrityError: one line naming the run directory and the offending file.
+    """
+    path = Path(path)
+    manifest = verify_manifest(path, COMPLETE, error_type=StoreIntegrityError)
+
+    def fail(what: str, name: str = "spec.json") -> StoreIntegrityError:
+        return StoreIntegrityError(f"integrity check failed: {what}", path=path / name)
+
+    try:
+        spec = RunSpec.model_validate_json(manifest.read_verified("spec.json"))
+    except ValidationError as err:
+        raise fail(f"not a valid run spec ({err.errors()[0]['msg']})") from None
+    if spec.run_hash() != path.name or manifest.extra.get("run_hash") != path.name:
+        raise fail(f"the spec hashes to {spec.run_hash()}, the manifest names "
+                   f"{manifest.extra.get('run_hash')!r}, the directory is {path.name}")
+    if manifest.extra.get("spec_sha256") != spec_sha256(spec):
+        raise fail("the spec's sha256 differs from the one in the manifest", COMPLETE)
+    if path.parent.name != spec.arm:
+        raise fail(f"a {spec.arm} run stored under {path.parent.name}/")
+    if expected is not None and spec_sha256(expected) != manifest.extra.get("spec_sha256"):
+        raise fail("the stored spec differs from the requested one (a hash collision?)")
+    return spec, manifest
+
+
 @dataclass(frozen=True)
 class RunRecord:
+    """A complete run: its spec and directory. Every file read is checked against the run's
+    manifest (the bytes parsed are the bytes hashed), so a file changed after ``get`` is still
+    caught. ``manifest`` is filled in by the store; a record built without one verifies the
+    whole run on first use."""
+
     spec: RunSpec
     path: Path
+    manifest: Manifest | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def _manifest(self) -> Manifest:
+        return self.manifest if self.manifest is not None else verify_run(self.path, self.spec)[1]
+
+    def read_bytes(self, name: str) -> bytes:
+        """The bytes of one of the run's files, checked against its manifest."""
+        return self._manifest.read_verified(name)
 
     @property
     def metrics(self) -> dict[str, Any]:
-        return json.loads((self.path / "metrics.json").read_text())
+        return json.loads(self.read_bytes("metrics.json"))
 
     def predictions(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "predictions.parquet")
+        return pd.read_parquet(io.BytesIO(self.read_bytes("predictions.parquet")))
 
     def soft_labels(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "soft_labels.parquet")
+        return pd.read_parquet(io.BytesIO(self.read_bytes("soft_labels.parquet")))
 
+    def verify(self) -> None:
+        """Check the whole run again (every file, the spec)."""
+        verify_run(self.path, self.spec)
 
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+    def derived_accuracy(self) -> float:
+        """Test accuracy re-derived from the hash-checked predictions: mean of ``correct``."""
+        return float(self.predictions()["correct"].mean())
+
+    def checked_accuracy(self, tolerance: float = 1e-12) -> float:
+        """The stored accuracy, after checking it against the predictions it summarises.
+
+        Checks that ``metrics.json``'s ``accuracy`` equals :meth:`derived_accuracy`, its ``n``
+        the number of predictions, and ``pred`` the thresholded ``prob`` (``prob > 0.5``).
+
+        Raises:
+            StoreIntegrityError: any of these differ (the run is internally inconsistent).
+        """
+        predictions = self.predictions()
+        metrics = self.metrics
+        derived = float(predictions["correct"].mean())
+        stored = metrics.get("accuracy")
+        problems = []
+        if not isinstance(stored, (int, float)) or not abs(float(stored) - derived) <= tolerance:
+            problems.append(f"accuracy {stored!r} but the predictions give {derived!r}")
+        if "n" in metrics and metrics["n"] != len(predictions):
+            problems.append(f"n {metrics['n']!r} but {len(predictions)} predictions")
+        if not ((predictions["prob"] > 0.5).astype("int64") == predictions["pred"]).all():
+            problems.append("pred is not prob > 0.5")
+        if problems:
+            raise StoreIntegrityError("inconsistent run: " + "; ".join(problems),
+                                      path=self.path / "metrics.json")
+        return derived
 
 
 def versions() -> dict[str, str]:
@@ -90,64 +201,221 @@ def versions() -> dict[str, str]:
 
 
 class RunStore:
-    """Content-addressed storage of arm results under ``root`` (default ``<cache>/store``)."""
+    """Content-addressed storage of arm results under ``root`` (default ``<cache>/store``).
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    ``executed`` lists the runs computed (not reused) through this object; ``discarded`` those
+    of them whose copy lost to one another process published first.
+    """
+
+    def __init__(self, root: str | Path | None = None, *, lease_ttl_s: float | None = None,
+                 poll_s: float | None = None) -> None:
         self.root = Path(root) if root is not None else cache_dir() / "store"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.executed: list[RunSpec] = []  # runs computed (not reused) through this object
+        self.lease_ttl_s = leases.lease_ttl(lease_ttl_s)
+        self.poll_s = poll_s
+        self.executed: list[RunSpec] = []
+        self.discarded: list[RunSpec] = []
 
     def path(self, spec: RunSpec) -> Path:
         return self.root / spec.arm / spec.run_hash()
 
+    def lease_path(self, spec: RunSpec) -> Path:
+        # Beside the run (a dot name, never taken for a run): the store's root holds arms only.
+        return self.root / spec.arm / f".{spec.run_hash()}.lease"
+
     def get(self, spec: RunSpec) -> RunRecord | None:
+        """The complete run of ``spec``, checked against its manifest; None if there is none.
+
+        Raises:
+            StoreIntegrityError: the run's directory exists but fails its check.
+        """
         path = self.path(spec)
-        return RunRecord(spec, path) if (path / COMPLETE).exists() else None
+        if not os.path.lexists(path):
+            return None
+        _, manifest = verify_run(path, spec)
+        return RunRecord(spec, path, manifest)
+
+    @contextlib.contextmanager
+    def claim(self, spec: RunSpec) -> Iterator[RunRecord | None]:
+        """Claim the computation of ``spec``'s run, or get the run another process computed.
+
+        Yields the complete run when it exists or appears while waiting; otherwise ``None``,
+        and this process holds the run's lease (renewed in the background) until the block
+        exits: compute the run and :meth:`put` it inside the block. Waits while another live
+        process holds the lease; takes over once its owner stops renewing it for the lease TTL.
+        Ranks other than 0 of a data-parallel job follow their rank 0: they get the run, or
+        ``None`` once rank 0 holds the lease, and never take a lease themselves.
+        """
+        path = self.lease_path(spec)
+        ready = lambda: self.get(spec)  # noqa: E731
+        if leases.rank() > 0:
+            yield leases.follow(path, ready, job=leases.job_token(), poll_s=self.poll_s,
+                                ttl_s=self.lease_ttl_s)
+            return
+        with leases.held(path, ready, ttl_s=self.lease_ttl_s, poll_s=self.poll_s) as (_, record):
+            yield record
 
     def put(self, spec: RunSpec, predictions: pd.DataFrame, metrics: dict[str, Any],
             soft_labels: pd.DataFrame | None = None, config: dict[str, Any] | None = None) -> RunRecord:
-        """Write a run atomically; the directory appears complete or not at all.
+        """Write a run; the first complete copy wins and is returned.
 
-        Under data parallelism every rank computes the same run; rank 0 writes it and the other
-        ranks wait for it to appear.
+        The run is written to a staging directory (files fsynced, manifest last) and published
+        by one rename; if a complete copy is already there, this one is discarded. Under data
+        parallelism every rank computes the same run; rank 0 writes it and the other ranks wait
+        for it to appear.
+
+        Raises:
+            StoreIntegrityError: the copy already there fails its check.
         """
-        final = self.path(spec)
-        if _rank() > 0:
+        if leases.rank() > 0:
             return self._wait_for(spec)
-        with atomic_dir(final) as tmp:
-            (tmp / "spec.json").write_text(spec.model_dump_json(indent=2))
-            predictions.to_parquet(tmp / "predictions.parquet", index=False)
-            if soft_labels is not None:
-                soft_labels.to_parquet(tmp / "soft_labels.parquet", index=False)
-            metrics = {**metrics, "versions": versions()}
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-            (tmp / "config.json").write_text(json.dumps(config or {}, indent=2, sort_keys=True,
-                                                        default=str))
-            (tmp / COMPLETE).write_text(spec.run_hash() + "\n")
+        existing = self.get(spec)
         self.executed.append(spec)
-        return RunRecord(spec, final)
+        if existing is not None:
+            self.discarded.append(spec)
+            return existing
+        final = self.path(spec)
+        staged = staging_dir(final)
+        try:
+            (staged / "spec.json").write_text(spec.model_dump_json(indent=2))
+            predictions.to_parquet(staged / "predictions.parquet", index=False)
+            if soft_labels is not None:
+                soft_labels.to_parquet(staged / "soft_labels.parquet", index=False)
+            metrics = {**metrics, "versions": versions()}
+            (staged / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+            (staged / "config.json").write_text(json.dumps(config or {}, indent=2, sort_keys=True,
+                                                           default=str))
+            write_manifest(staged, COMPLETE, extra={"run_hash": spec.run_hash(),
+                                                    "spec_sha256": spec_sha256(spec)})
+            fsync_tree(staged)
+            won = publish_dir(staged, final)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        if not won:
+            self.discarded.append(spec)
+        record = self.get(spec)
+        assert record is not None  # published by us or by the winner
+        return record
 
-    def _wait_for(self, spec: RunSpec, timeout_s: float = 600.0) -> RunRecord:
-        deadline = time.monotonic() + timeout_s
+    def _wait_for(self, spec: RunSpec, grace_s: float = 600.0) -> RunRecord:
+        """Rank > 0: wait for rank 0 to publish the run. Waits as long as rank 0's lease on the
+        run is alive (training may be long), then at most ``grace_s`` more."""
+        job, lease_path = leases.job_token(), self.lease_path(spec)
+        deadline = time.monotonic() + grace_s
         while (record := self.get(spec)) is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"rank {_rank()}: run {spec.run_hash()} never appeared")
+            info = leases.read_lease(lease_path)
+            if info is not None and job and info.job == job:
+                deadline = time.monotonic() + grace_s
+            elif time.monotonic() > deadline:
+                raise TimeoutError(f"rank {leases.rank()}: run {spec.run_hash()} never appeared")
             time.sleep(0.05)
         return record
 
     def find(self, run_hash: str) -> RunRecord | None:
-        """The complete run with this hash, whatever its arm."""
-        for path in self.root.glob(f"*/{run_hash}/{COMPLETE}"):
-            spec = RunSpec.model_validate_json((path.parent / "spec.json").read_text())
-            return RunRecord(spec, path.parent)
+        """The complete run with this hash, whatever its arm, checked against its manifest."""
+        if not _RUN_HASH.fullmatch(run_hash):
+            return None
+        for arm in ARM_NAMES:
+            path = self.root / arm / run_hash
+            if os.path.lexists(path):
+                spec, manifest = verify_run(path)
+                return RunRecord(spec, path, manifest)
         return None
 
     def records(self, arm: str | None = None) -> list[RunRecord]:
-        """Every complete run in the store (optionally of one arm)."""
-        arms = [arm] if arm else [p.name for p in self.root.iterdir() if p.is_dir()]
+        """Every complete run in the store (optionally of one arm), each checked.
+
+        Staging directories of writes in progress and anything not named like a run are
+        skipped; a run directory that fails its check raises StoreIntegrityError.
+        """
         out = []
-        for name in arms:
-            for path in sorted((self.root / name).glob("*/" + COMPLETE)):
-                spec = RunSpec.model_validate_json((path.parent / "spec.json").read_text())
-                out.append(RunRecord(spec, path.parent))
+        for name in [arm] if arm else ARM_NAMES:
+            directory = self.root / name
+            if name not in ARM_NAMES or not directory.is_dir():
+                continue
+            for path in sorted(directory.iterdir()):
+                if _RUN_HASH.fullmatch(path.name):
+                    spec, manifest = verify_run(path)
+                    out.append(RunRecord(spec, path, manifest))
         return out
+
+    def sweep(self, older_than_s: float = 24 * 3600.0) -> list[Path]:
+        """Remove what killed writers left behind: staging directories, leases and private lease
+        files older than ``older_than_s`` (never a run; a live lease is renewed every few
+        seconds, so it is never that old). Returns what was removed.
+
+        Runs are published in well under a second once computed, so a day-old staging directory
+        has no writer left; the age guard keeps a live one on a slow filesystem safe.
+        """
+        removed, cutoff = [], time.time() - older_than_s
+        candidates = [p for arm in ARM_NAMES if (self.root / arm).is_dir()
+                      for p in (self.root / arm).iterdir() if p.name.startswith(".")]
+        for path in candidates:
+            with contextlib.suppress(FileNotFoundError):
+                if os.lstat(path).st_mtime < cutoff:
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink()
+                    removed.append(path)
+        return removed
+
+
+def verify_store(root: Path) -> tuple[int, list[tuple[Path, str]]]:
+    """Check every run under ``root``; returns (runs checked, [(run directory, one line)])."""
+    checked, problems = 0, []
+    for arm in ARM_NAMES:
+        directory = Path(root) / arm
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.iterdir()):
+            if not _RUN_HASH.fullmatch(path.name):
+                continue
+            checked += 1
+            try:
+                verify_run(path)
+            except IntegrityError as err:
+                problems.append((path, IntegrityError.__str__(err)))
+    return checked, problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m transfer.store verify STORE [--quarantine] [--sweep]``: check every run.
+
+    Prints one line per run that fails its check and exits 2 if there is any (0 otherwise).
+    ``--quarantine`` moves each bad run to ``STORE/.quarantine/`` (one rename; the next
+    campaign recomputes it); ``--sweep`` removes staging directories older than a day.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m transfer.store",
+                                     description="Check the runs of a w2s-transfer store.")
+    parser.add_argument("command", choices=["verify"])
+    parser.add_argument("store", type=Path)
+    parser.add_argument("--quarantine", action="store_true",
+                        help="move bad runs to STORE/.quarantine/ so that they are recomputed")
+    parser.add_argument("--sweep", action="store_true",
+                        help="remove staging directories and lease leftovers older than a day")
+    args = parser.parse_args(argv)
+    if not args.store.is_dir():
+        print(f"error: {args.store}: not a directory", file=sys.stderr)
+        return 2
+    if args.sweep:
+        for path in RunStore(args.store).sweep():
+            print(f"removed {path}")
+    checked, problems = verify_store(args.store)
+    for bad, line in problems:
+        print(line)
+        if args.quarantine:
+            target = args.store / ".quarantine" / f"{bad.parent.name}-{bad.name}-{int(time.time())}"
+            target.parent.mkdir(exist_ok=True)
+            os.rename(bad, target)
+            print(f"moved {bad} to {target}")
+    print(f"{checked} runs checked, {len(problems)} failed", file=sys.stderr)
+    return 2 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -39,7 +39,15 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Wrap a command body: user errors become ``error: <one line>`` on stderr and exit 2."""
+    from flows.execute import BAD_INPUT_EXIT, GroupFailed
+
     try:
         yield
     except _user_error_types() as err:
+        raise fail(_one_line(err)) from None
+    except GroupFailed as err:
+        # A worker that exited on bad input (e.g. a stored run failing its integrity check)
+        # already said why in one line; anything else is a crash and keeps its traceback.
+        if err.returncode != BAD_INPUT_EXIT:
+            raise
         raise fail(_one_line(err)) from None

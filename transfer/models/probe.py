@@ -7,13 +7,16 @@ states. Features depend only on the texts and the body, so they are computed onc
 from __future__ import annotations
 
 import hashlib
+import io
+
 import numpy as np
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerFast
 
-from transfer.fsutil import cache_dir, file_lock
 from transfer.models.tiny import tokenize
+
+FEATURES_FILE = "features.npy"
 
 
 def texts_fingerprint(texts: list[str] | tuple[str, ...]) -> str:
@@ -48,20 +51,21 @@ def pooled_features(body: nn.Module, tokenizer: PreTrainedTokenizerFast,
 def cached_features(model_key: str, body: nn.Module | None, tokenizer: PreTrainedTokenizerFast,
                     texts: list[str] | tuple[str, ...], load_body=None,
                     pooling: str = "mean") -> np.ndarray:
-    """Features of ``texts`` under the body ``model_key``, computed once and cached on disk.
+    """Features of ``texts`` under the body ``model_key``, computed once and cached on disk
+    (``$W2S_CACHE_DIR/features/<model_key>-<pooling>-<texts' hash>/``), hash-checked on load.
 
     ``load_body`` (a callable) is used instead of ``body`` to load the model only on a miss.
     """
-    path = cache_dir() / "features" / model_key / f"{pooling}-{texts_fingerprint(texts)}.npy"
-    if not path.exists():
-        with file_lock(path.with_suffix(".lock")):
-            if not path.exists():
-                features = pooled_features(body if body is not None else load_body(),
-                                           tokenizer, texts, pooling)
-                tmp = path.with_suffix(".tmp.npy")
-                np.save(tmp, features)
-                tmp.replace(path)
-    return np.load(path)
+    from transfer.cache import cached_entry
+
+    def build(directory) -> None:
+        features = pooled_features(body if body is not None else load_body(), tokenizer, texts,
+                                   pooling)
+        np.save(directory / FEATURES_FILE, features)
+
+    manifest = cached_entry("features", f"{model_key}-{pooling}-{texts_fingerprint(texts)}", build)
+    # Loaded from the very bytes whose hash was just checked.
+    return np.load(io.BytesIO(manifest.read_verified(FEATURES_FILE)), allow_pickle=False)
 
 
 class LinearProbe(nn.Module):

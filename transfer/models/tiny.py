@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from transfer.fsutil import atomic_dir, cache_dir, file_lock
 from transfer.ladder import TinyModelSpec, spec_fingerprint
 
 MAX_LENGTH = 64
@@ -147,20 +146,21 @@ def pretrained_tiny_model(spec: TinyModelSpec, tokenizer: PreTrainedTokenizerFas
     """Load the pretrained checkpoint of ``spec`` for this task, pretraining it once if needed.
 
     The cache key covers the spec (shape and pretraining budget) and the task's content, so a
-    changed corpus or spec never reuses a stale model. Concurrent callers wait on a file lock.
+    changed corpus or spec never reuses a stale model. Built once across processes and machines
+    sharing the cache, hash-checked before every load (``transfer.cache.cached_entry``).
     """
-    key = tiny_model_key(spec, task_fingerprint)
-    final = cache_dir() / "models" / key
-    with file_lock(cache_dir() / "locks" / f"{key}.lock"):
-        if not (final / "pretrain.json").exists():
-            torch.set_num_threads(max(1, torch.get_num_threads()))
-            model = build_tiny_lm(spec, tokenizer, seed=spec.pretrain.seed)
-            run = svd_pretrain if spec.pretrain.method == "svd" else pretrain
-            log = run(model, tokenizer, corpus, spec)
-            log["params"] = count_params(model)
-            with atomic_dir(final) as tmp:
-                model.save_pretrained(tmp)
-                (tmp / "pretrain.json").write_text(json.dumps(log, indent=2))
+    from transfer.cache import cached_entry
+
+    def build(directory: Path) -> None:
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        model = build_tiny_lm(spec, tokenizer, seed=spec.pretrain.seed)
+        run = svd_pretrain if spec.pretrain.method == "svd" else pretrain
+        log = run(model, tokenizer, corpus, spec)
+        log["params"] = count_params(model)
+        model.save_pretrained(directory)
+        (directory / "pretrain.json").write_text(json.dumps(log, indent=2))
+
+    final = cached_entry("models", tiny_model_key(spec, task_fingerprint), build).root
     model = Qwen2ForCausalLM.from_pretrained(final, attn_implementation="sdpa")
     model.eval()
     return model, final
