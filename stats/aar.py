@@ -191,13 +191,7 @@ def _read_key_dir(key_dir: Path, dataset: str, idea: str, notes: list[str], repo
         if not isinstance(record, dict):
             notes.append(f"{where}: not a JSON object, skipped")
             continue
-        seed = int(m.group(1))
-        if record.get("seed") is not None and record.get("seed") != seed:
-            notes.append(f"{where}: record says seed {record.get('seed')}, file name says {seed}; "
-                         "used the file name")
-        if record.get("idea_name") not in (None, idea):
-            notes.append(f"{where}: record says idea {record.get('idea_name')!r}, directory says "
-                         f"{idea!r}; used the directory")
+        seed = int(m.group(1))  # seed and idea fields are checked in record_quality
         acc, n = _accuracy(record, idea)
         if acc is None:
             notes.append(f"{where}: no accuracy (fields null or missing), skipped")

@@ -124,8 +124,9 @@ def method_cell(cell: Cell, method: str, baseline: str, meta: dict, sesoi: float
                                        rng, alpha)
         if paired is None and set(cell.seed_acc[method].index) != set(cell.seed_acc[baseline].index):
             gain["boot_note"] = ("no seed bootstrap: the method and the baseline do not share "
-                                 "all their seeds, where it is known to under-cover (82% for a "
-                                 "95% interval in simulation)")
+                                 "all their seeds; resampling the union of seeds breaks the "
+                                 "pairing, and its coverage depends on the overlap pattern "
+                                 "(82% for a nominal 95% in one simulation)")
         elif paired is None:
             gain["boot_note"] = (f"no seed bootstrap: fewer than {MIN_SEEDS_FOR_SEED_BOOTSTRAP} "
                                  "shared seeds, where even the expanded percentile interval "

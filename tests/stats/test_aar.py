@@ -46,7 +46,7 @@ def test_nested_copy_is_ignored_and_reported(sandbox_dir):
     counts = imported.table.groupby(["dataset", "arm"]).size()
     assert counts[("chat", "weak")] == 16 and counts[("chat", "vanilla_w2s")] == 5
     assert any("nested copy" in n for n in imported.notes)
-    assert any("record says idea" in n for n in imported.notes)
+    assert any(i.kind == "idea_field" for i in imported.quality.issues)
 
 
 def test_null_and_missing_fields_are_used_for_what_they_have(sandbox_dir, tmp_path):
