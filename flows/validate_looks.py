@@ -11,15 +11,16 @@ def look_at_methods(plan, table: pd.DataFrame, methods: list[str], look: int,
     """Ask the group-sequential design about each undecided method at the production rung.
 
     Each method is looked at with its own seeds only (paired with the baseline's on the same
-    seeds). Alpha is spent by O'Brien-Fleming (Lan-DeMets) over ``max_looks`` planned looks; the
-    final confirmatory verdict after the last look still applies Holm across methods.
+    seeds). Alpha is spent by O'Brien-Fleming (Lan-DeMets) over ``max_looks`` planned looks,
+    alpha / 2 per direction split over every planned method x dataset (the family the final
+    analysis corrects with Holm).
     """
     from stats import SequentialDesign
 
     out: dict[str, dict[str, Any]] = {}
     for method in methods:
         design = SequentialDesign(max_looks=max_looks, alpha=plan.alpha, sesoi=plan.sesoi,
-                                  baseline=plan.baseline)
+                                  baseline=plan.baseline, n_methods=len(plan.method_names))
         seeds = set(table.loc[table["arm"] == method, "seed"])
         subset = table[table["seed"].isin(seeds) &
                        table["arm"].isin(["weak", "ceiling", plan.baseline, method])]

@@ -2,10 +2,11 @@
 
 Public API:
     analyze_table(df, baseline="vanilla", sesoi=0.01, alpha=0.05, correction="holm",
-                  claims=None, n_boot=2000, ...) -> dict        (verdict.json)
+                  claims=None, n_boot=2000, ..., data_quality=None) -> dict   (verdict.json)
     write_outputs(verdict, out_dir) -> {"verdict", "summary", "estimates"} paths
     load_table(path) / check_table(df) / load_aar_cache(path)
-    SequentialDesign(max_looks, alpha, sesoi, spending, baseline).look(results, method) -> Decision
+    SequentialDesign(max_looks, alpha, sesoi, spending, baseline, n_methods=1)
+        .look(results, method) -> Decision
 """
 from stats.aar import load_aar_cache
 from stats.analyze import analyze_table

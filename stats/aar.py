@@ -4,9 +4,17 @@ Layout: ``cache_results/<dataset>_<idea>/<hyperparameter key>/seed_<n>.json``.  
 records give the weak arm (``weak_acc``), ``train_ceiling`` records the ceiling (``strong_acc``),
 every other idea is a method (``transfer_acc``); the sandbox's fixed baselines are the means over
 all weak and ceiling seeds, which is what the aggregate table reproduces.  Damaged records (null or
-missing fields, unreadable JSON, seed or idea fields that disagree with the path) are used for what
-they have and reported in ``notes``; the older nested ``cache_results/cache_results/`` copy is
-ignored and reported, never double-counted.
+missing fields, unreadable JSON) are used for what they have and reported in ``notes``; the older
+nested ``cache_results/cache_results/`` copy is ignored and reported, never double-counted.
+
+Every record is also checked against its path and the other records (``AarImport.quality``, a
+``stats.quality.DataQuality``): its ``seed`` and ``config.seed`` fields against the file name,
+its ``idea_name`` against the directory, its stored ``weak_acc`` / ``strong_acc`` (the weak and
+ceiling runs of the seed it was trained on) against the weak and ceiling runs filed under that
+seed, its accuracy against a count over the test set (a value rounded to 4 decimals is not one),
+and its stored ``fixed_weak_baseline`` / ``fixed_strong_baseline`` against the means of the weak
+and ceiling runs in the directory.  ``analyze_table`` puts a method whose records contradict
+their paths on a DATA-QUALITY hold.
 """
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from stats.errors import StatsInputError
+from stats.quality import DataQuality, RecordIssue
 
 WEAK_IDEA = "weak_artifacts"
 CEILING_IDEA = "train_ceiling"
@@ -39,12 +48,14 @@ class AarImport:
         notes: plain-language reports of skipped or repaired records.
         reported_pgr: (dataset, arm) -> mean of the records' own ``pgr`` fields.
         fixed_baselines: dataset -> {"weak": x, "ceiling": x} as stored in the method records.
+        quality: record-by-record checks (pass to ``analyze_table(data_quality=...)``).
     """
 
     table: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     reported_pgr: dict[tuple[str, str], float] = field(default_factory=dict)
     fixed_baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    quality: DataQuality = field(default_factory=DataQuality)
 
 
 def is_aar_cache(path: str | Path) -> bool:
@@ -132,6 +143,7 @@ def load_aar_cache(path: str | Path) -> AarImport:
         notes.append(f"ignored the older nested copy {nested.name}/ under {root.name}/ "
                      f"({count} records) so nothing is double-counted")
     rows, reported, fixed = [], defaultdict(list), defaultdict(lambda: defaultdict(list))
+    kept: list[dict] = []
     for idea_dir in sorted(p for p in root.iterdir() if p.is_dir() and p != nested):
         match = _IDEA_DIR.match(idea_dir.name)
         keys = [k for k in sorted(idea_dir.iterdir()) if k.is_dir()]
@@ -149,7 +161,7 @@ def load_aar_cache(path: str | Path) -> AarImport:
         for k in filled[1:]:
             notes.append(f"{idea_dir.name}/{k.name}: a second hyperparameter setting; used "
                          f"{filled[0].name} (most seeds) and ignored this one")
-        rows.extend(_read_key_dir(filled[0], dataset, idea, notes, reported, fixed))
+        rows.extend(_read_key_dir(filled[0], dataset, idea, notes, reported, fixed, kept))
     if not rows:
         raise StatsInputError("no usable records in the sandbox directory", path=path)
     table = pd.DataFrame(rows)
@@ -158,10 +170,12 @@ def load_aar_cache(path: str | Path) -> AarImport:
     table.attrs["kind"] = "aggregate"
     return AarImport(table, notes,
                      {k: float(np.mean(v)) for k, v in reported.items()},
-                     {ds: {arm: float(np.mean(v)) for arm, v in d.items()} for ds, d in fixed.items()})
+                     {ds: {arm: float(np.mean(v)) for arm, v in d.items()} for ds, d in fixed.items()},
+                     record_quality(kept, table))
 
 
-def _read_key_dir(key_dir: Path, dataset: str, idea: str, notes: list[str], reported, fixed) -> list[dict]:
+def _read_key_dir(key_dir: Path, dataset: str, idea: str, notes: list[str], reported, fixed,
+                  kept: list[dict]) -> list[dict]:
     arm = {WEAK_IDEA: "weak", CEILING_IDEA: "ceiling"}.get(idea, idea)
     rows = []
     for file in sorted(key_dir.iterdir(), key=lambda p: p.name):
@@ -177,13 +191,7 @@ def _read_key_dir(key_dir: Path, dataset: str, idea: str, notes: list[str], repo
         if not isinstance(record, dict):
             notes.append(f"{where}: not a JSON object, skipped")
             continue
-        seed = int(m.group(1))
-        if record.get("seed") is not None and record.get("seed") != seed:
-            notes.append(f"{where}: record says seed {record.get('seed')}, file name says {seed}; "
-                         "used the file name")
-        if record.get("idea_name") not in (None, idea):
-            notes.append(f"{where}: record says idea {record.get('idea_name')!r}, directory says "
-                         f"{idea!r}; used the directory")
+        seed = int(m.group(1))  # seed and idea fields are checked in record_quality
         acc, n = _accuracy(record, idea)
         if acc is None:
             notes.append(f"{where}: no accuracy (fields null or missing), skipped")
@@ -193,6 +201,8 @@ def _read_key_dir(key_dir: Path, dataset: str, idea: str, notes: list[str], repo
         for key, base in (("fixed_weak_baseline", "weak"), ("fixed_strong_baseline", "ceiling")):
             if isinstance(record.get(key), (int, float)):
                 fixed[dataset][base].append(float(record[key]))
+        kept.append(_record_facts(record, f"{key_dir.parent.name}/{key_dir.name}/{file.name}",
+                                  dataset, idea, arm, seed, acc, n))
         weak_model = record.get("weak_model") if arm != "ceiling" else None
         strong_model = record.get("strong_model") if arm != "weak" else None
         rows.append({"rung": RUNG, "dataset": dataset, "seed": seed, "arm": arm, "accuracy": acc,
@@ -220,3 +230,132 @@ def _check_arms(table: pd.DataFrame, path) -> None:
     if not arms - {"weak", "ceiling"}:
         raise StatsInputError("no method records besides the weak and ceiling baselines",
                               path=path)
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _record_facts(record: dict, path: str, dataset: str, idea: str, arm: str, seed: int,
+                  acc: float, n: float | None) -> dict:
+    """What a record says about itself, for ``record_quality``."""
+    key = {WEAK_IDEA: "weak", CEILING_IDEA: "ceiling"}.get(idea, "strong")
+    final = _get(record, "detailed_eval", key, "final_eval") or {}
+    counts = None
+    if _number(final.get("correct")) is not None and _number(final.get("total")):
+        counts = (int(final["correct"]), int(final["total"]))
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    return {"path": path, "dataset": dataset, "idea": idea, "arm": arm, "seed": seed,
+            "acc": acc, "n": n, "counts": counts,
+            "seed_field": record.get("seed"), "config_seed": config.get("seed"),
+            "idea_field": record.get("idea_name"),
+            "weak_acc": _number(record.get("weak_acc")) if arm not in ("weak",) else None,
+            "strong_acc": _number(record.get("strong_acc")) if arm not in ("ceiling",) else None,
+            "fixed_weak": _number(record.get("fixed_weak_baseline")),
+            "fixed_strong": _number(record.get("fixed_strong_baseline"))}
+
+
+def _seed_with(value: float | None, runs: dict[int, float]) -> int | None:
+    """The seed whose run has exactly this accuracy (None when none or several do)."""
+    if value is None:
+        return None
+    hits = [s for s, v in runs.items() if abs(v - value) <= 1e-9]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _is_rounded(acc: float, n: float | None) -> bool:
+    """True when ``acc`` has at most 4 decimals but is not a count over ``n`` examples."""
+    if n is None or n < 1 or round(acc, 4) != acc:
+        return False
+    return abs(acc * n - round(acc * n)) > 1e-6
+
+
+def record_quality(kept: list[dict], table: pd.DataFrame) -> DataQuality:
+    """Check every record against its path and the other records (module docstring).
+
+    Args:
+        kept: facts of every record used (``_record_facts``).
+        table: the imported aggregate table (weak and ceiling runs per seed).
+    Returns:
+        ``DataQuality`` with the issues, the pairings the records suggest ("records' seed
+        fields", "records' stored weak/ceiling runs") and dataset-level notes.
+    """
+    quality = DataQuality()
+    runs = {(ds, arm): dict(zip(rows["seed"].astype(int), rows["accuracy"].astype(float)))
+            for (ds, arm), rows in table.groupby(["dataset", "arm"])}
+    by_field: dict[tuple[str, str, int], int] = {}
+    by_runs: dict[tuple[str, str, int], int] = {}
+    claims: dict[tuple[str, str, int], list[str]] = defaultdict(list)
+    for f in kept:
+        said = [v for v in (f["seed_field"], f["config_seed"]) if isinstance(v, int)]
+        if said:
+            claims[(f["dataset"], f["arm"], said[0])].append(f["path"])
+    for f in kept:
+        where, ds, arm, seed = f["path"], f["dataset"], f["arm"], f["seed"]
+        fields = {name: f[key] for name, key in (("seed", "seed_field"), ("config.seed", "config_seed"))
+                  if f[key] is not None}
+        wrong = {name: v for name, v in fields.items() if v != seed}
+        if wrong:
+            said = next(iter(wrong.values()))
+            others = [p for p in claims.get((ds, arm, said), []) if p != where]
+            also = f" (as do {len(others)} other records of {arm} on {ds})" if others else ""
+            text = ", ".join(f"{k} {v!r}" for k, v in wrong.items())
+            quality.issues.append(RecordIssue(
+                ds, arm, where, "seed_field",
+                f"{where}: the record says {text}{also}, but its file name says seed {seed}"))
+            if isinstance(said, int):
+                by_field[(ds, arm, seed)] = said
+        if f["idea_field"] not in (None, f["idea"]):
+            quality.issues.append(RecordIssue(
+                ds, arm, where, "idea_field",
+                f"{where}: the record says idea {f['idea_field']!r}, but it is filed under "
+                f"{f['idea']!r}"))
+        if arm not in ("weak", "ceiling"):
+            weak_seed = _seed_with(f["weak_acc"], runs.get((ds, "weak"), {}))
+            ceil_seed = _seed_with(f["strong_acc"], runs.get((ds, "ceiling"), {}))
+            trained = {s for s in (weak_seed, ceil_seed) if s is not None}
+            if trained and seed not in trained:
+                other = sorted(trained)[0]
+                quality.issues.append(RecordIssue(
+                    ds, arm, where, "trained_on_other_seed",
+                    f"{where}: its stored weak/ceiling accuracies are those of the seed-{other} "
+                    f"runs, not of seed {seed}, so it was trained on seed {other}'s weak labels"))
+                by_runs[(ds, arm, seed)] = other
+        if _is_rounded(f["acc"], f["n"]):
+            exact = (f" ({f['counts'][0]}/{f['counts'][1]} = {f['counts'][0] / f['counts'][1]:.6f} "
+                     "by its own counts)") if f["counts"] else ""
+            quality.issues.append(RecordIssue(
+                ds, arm, where, "rounded",
+                f"{where}: accuracy {f['acc']} is rounded to 4 decimals, not a count over "
+                f"{int(f['n'])} test examples{exact}"))
+    _stored_baselines(kept, runs, quality)
+    if by_field:
+        quality.pairings["records' seed fields"] = by_field
+    if by_runs:
+        quality.pairings["records' stored weak/ceiling runs"] = by_runs
+    return quality
+
+
+def _stored_baselines(kept: list[dict], runs: dict, quality: DataQuality) -> None:
+    """Compare the records' stored fixed baselines with the means of the runs in the directory."""
+    groups: dict[tuple[str, str, float], list[str]] = defaultdict(list)
+    for f in kept:
+        for arm, key in (("weak", "fixed_weak"), ("ceiling", "fixed_strong")):
+            if f[key] is not None:
+                groups[(f["dataset"], arm, f[key])].append(f["path"])
+    for (ds, arm, stored), paths in sorted(groups.items()):
+        values = runs.get((ds, arm))
+        if not values:
+            continue
+        mean = float(np.mean(list(values.values())))
+        field_name = "fixed_weak_baseline" if arm == "weak" else "fixed_strong_baseline"
+        if abs(stored - mean) <= 5e-5 + 1e-12:  # equal up to rounding to 4 decimals
+            continue
+        quality.notes.append(
+            f"{ds}: {len(paths)} record(s) store {field_name} {stored:.4f}, but the "
+            f"{len(values)} {arm} runs in the directory average {mean:.4f}; the records' own PGR "
+            "was computed against other baselines")
+        for path in paths:
+            quality.issues.append(RecordIssue(
+                ds, next(f["arm"] for f in kept if f["path"] == path), path, "stored_baseline",
+                f"{path}: stores {field_name} {stored:.4f}; the {arm} runs average {mean:.4f}"))

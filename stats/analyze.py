@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import zlib
+from collections import defaultdict
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from stats.bootstrap import bootstrap_means, multinomial_counts
-from stats.cell_estimates import method_cell
+from stats.cell_estimates import method_cell, power_statements
 from stats.cells import build_cell
 from stats.claims import claim_for, claim_sentence, gain_claim_p, pgr_claim_p
 from stats.errors import StatsInputError
+from stats.quality import HOLD, DataQuality, alternative_tables
 from stats.scale import mixed_trend, transfer_ratio, wls_trend
 from stats.table import AGGREGATE, RESERVED_ARMS, check_table, rung_metadata
 from stats.tests_and_verdicts import (INCONCLUSIVE, adjust, cell_reason, classify,
-                                      method_verdict)
+                                      decision_level, decision_rule_sentence, method_verdict)
 
 SCHEMA_VERSION = 1
 DEFAULT_N_BOOT = 2000
@@ -46,7 +48,8 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
                   alpha: float = 0.05, correction: str = "holm", claims: Mapping | None = None,
                   n_boot: int = DEFAULT_N_BOOT, *, sesoi_pgr: float | None = None,
                   production_rung: str | None = None, discovery_rung: str | None = None,
-                  seed: int = 0, notes: list[str] | None = None) -> dict:
+                  seed: int = 0, notes: list[str] | None = None,
+                  data_quality: DataQuality | None = None) -> dict:
     """Analyse a results table and return the verdict.json dict (schema_version 1).
 
     Args:
@@ -54,7 +57,9 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
         baseline: the arm every method is compared with.
         sesoi: smallest effect size of interest in accuracy (0.01 = one point): the TOST margin
             and the effect the power statements aim at.
-        alpha: level of every test; intervals are (1 - alpha).
+        alpha: intervals are two-sided (1 - alpha); each direction (better, worse, and each
+            half of the equivalence test) is decided one-sided at alpha / 2 after correction,
+            the same procedure as the interval (``stats.tests_and_verdicts``).
         correction: multiplicity correction of the confirmatory family (methods x datasets at the
             production rung): ``holm`` (default), ``bonferroni``, ``bh`` or ``none``.  Cells at
             other rungs are exploratory and always get Benjamini-Hochberg.
@@ -64,6 +69,10 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
         production_rung, discovery_rung: override the largest / smallest rung by parameters.
         seed: bootstrap seed.
         notes: input notes (e.g. from an importer) copied into the output.
+        data_quality: an importer's record checks (``stats.quality``).  A method whose records
+            (or whose baseline's records) contradict their paths gets verdict ``HOLD``, is
+            never promoted, and carries ``hold`` with the records and the verdict under every
+            other pairing the records suggest (``_apply_holds``).
     Returns:
         The verdict dict: schema_version, alpha, sesoi, baseline, production_rung,
         discovery_rung, correction, notes, methods -> {verdict, promote, reasons, trend, cells}.
@@ -113,27 +122,83 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
                 sub = sub[sub["seed"].isin(seed_set)]
             cell = build_cell(sub, kind, str(rung), str(dataset))
             boot = None
-            if n_boot:
-                key = zlib.crc32(f"{rung}/{dataset}/{sorted(seed_set)}".encode())
-                boot = bootstrap_means(cell, n_boot, np.random.default_rng([seed, key]),
+            key = zlib.crc32(f"{rung}/{dataset}/{sorted(seed_set)}".encode())
+            rng = np.random.default_rng([seed, key])
+            if n_boot and cell.scores is not None:
+                boot = bootstrap_means(cell, n_boot, rng,
                                        example_counts=_example_counts(cell, n_boot, seed,
                                                                       counts_cache))
             for method in group:
                 if method in cell.moments.arms:
                     per_method[method].append(method_cell(cell, method, baseline,
                                                           meta[str(rung)], sesoi, sesoi_pgr,
-                                                          alpha, boot))
+                                                          alpha, boot, rng, n_boot))
 
-    _adjust_families(per_method, production, correction)
+    _adjust_families(per_method, production, correction, alpha)
     out_methods = {}
     for method, cells in per_method.items():
         cells.sort(key=lambda c: (order.index(c["rung"]), c["dataset"]))
         out_methods[method] = _method_entry(method, cells, production, discovery, sesoi, alpha,
                                             claims, baseline, len(order))
-    return {"schema_version": SCHEMA_VERSION, "alpha": alpha, "sesoi": sesoi,
-            "sesoi_pgr": sesoi_pgr, "baseline": baseline, "production_rung": production,
-            "discovery_rung": discovery, "rungs": order, "correction": correction,
-            "data_form": kind, "notes": all_notes, "methods": out_methods}
+    verdict = {"schema_version": SCHEMA_VERSION, "alpha": alpha, "alpha_per_direction": alpha / 2,
+               "decision_rule": decision_rule_sentence(alpha, correction), "sesoi": sesoi,
+               "sesoi_pgr": sesoi_pgr, "baseline": baseline, "production_rung": production,
+               "discovery_rung": discovery, "rungs": order, "correction": correction,
+               "data_form": kind, "notes": all_notes, "methods": out_methods}
+    if data_quality is not None:
+        _apply_holds(verdict, df, data_quality, dict(
+            baseline=baseline, sesoi=sesoi, alpha=alpha, correction=correction, n_boot=0,
+            sesoi_pgr=sesoi_pgr, production_rung=production_rung, discovery_rung=discovery_rung,
+            seed=seed))
+    return verdict
+
+
+def _apply_holds(verdict: dict, table: pd.DataFrame, quality: DataQuality, kwargs: dict) -> None:
+    """Put methods whose pairing cannot be trusted on a DATA-QUALITY hold, in place.
+
+    The verdict as filed is kept in ``hold.verdict_as_filed``; ``hold.sensitivity`` gives the
+    verdict and the production-rung gains under every pairing the records suggest and unpaired.
+    """
+    verdict["notes"].extend(quality.notes)
+    verdict["data_quality"] = quality.as_dict()
+    baseline = verdict["baseline"]
+    for method, entry in verdict["methods"].items():
+        others = quality.other_issues(method)
+        if others:
+            entry["reasons"].append(f"data quality (no hold): {len(others)} issue(s) in {method}'s "
+                                    "records: " + "; ".join(i.message for i in others))
+        issues = quality.held(method, baseline)
+        if not issues:
+            continue
+        sensitivity = [{"pairing": "file names (as filed)", "verdict": entry["verdict"],
+                        "cells": _production_gains(entry, verdict["production_rung"])}]
+        for name, alt in alternative_tables(table, quality, method, baseline).items():
+            redo = analyze_table(alt, **kwargs)["methods"][method]
+            sensitivity.append({"pairing": name, "verdict": redo["verdict"],
+                                "cells": _production_gains(redo, verdict["production_rung"])})
+        records = sorted({i.record for i in issues})
+        entry["hold"] = {"kind": "data_quality", "verdict_as_filed": entry["verdict"],
+                         "promote_as_filed": entry["promote"], "records": records,
+                         "issues": [i.as_dict() for i in issues], "sensitivity": sensitivity}
+        by_pairing = "; ".join(f"{s['pairing']}: {s['verdict']}" for s in sensitivity)
+        head = (f"HOLD (data quality): {len(records)} record(s) of "
+                f"{', '.join(sorted({i.arm for i in issues}))} contradict their paths, so the "
+                f"runs cannot be paired by file name. Verdict by pairing - {by_pairing}. Not "
+                "promoted until the records are fixed or re-run.")
+        per_record = defaultdict(list)
+        for i in issues:
+            per_record[i.record].append(i.message.split(": ", 1)[-1])
+        entry["reasons"] = [head] + [f"hold: {r}: " + "; ".join(texts)
+                                     for r, texts in sorted(per_record.items())] + entry["reasons"]
+        entry["verdict"], entry["promote"] = HOLD, False
+
+
+def _production_gains(entry: dict, production: str) -> list[dict]:
+    """Per dataset at the production rung: gain, interval, adjusted p and outcome."""
+    return [{"dataset": c["dataset"], "n_seeds": c["n_seeds"], "gain": c["gain"]["estimate"],
+             "ci_low": c["gain"]["ci_low"], "ci_high": c["gain"]["ci_high"],
+             "p_adjusted": c["gain"].get("p_adjusted"), "outcome": c.get("outcome")}
+            for c in entry["cells"] if c["rung"] == production]
 
 
 def _methods_by_seeds(rows: pd.DataFrame, methods: list[str]) -> dict[frozenset, list[str]]:
@@ -160,8 +225,10 @@ def _example_counts(cell, n_boot: int, seed: int, cache: dict[int, np.ndarray]) 
     return cache[n_ex]
 
 
-def _adjust_families(per_method: dict[str, list[dict]], production: str, correction: str) -> None:
-    """Fill p_adjusted (superiority), p_equivalence_adjusted and p_harm_adjusted in place."""
+def _adjust_families(per_method: dict[str, list[dict]], production: str, correction: str,
+                     alpha: float) -> None:
+    """Fill p_adjusted (superiority), p_equivalence_adjusted and p_harm_adjusted in place, and
+    the power statements at the level the decision uses (``decision_level``)."""
     for confirmatory in (True, False):
         family = [c for cells in per_method.values() for c in cells
                   if (c["rung"] == production) == confirmatory and c["_tests"] is not None]
@@ -170,9 +237,12 @@ def _adjust_families(per_method: dict[str, list[dict]], production: str, correct
                          ("p_harm", "p_harm_adjusted")):
             for c, p in zip(family, adjust([c["gain"][key] for c in family], how)):
                 c["gain"][out] = p
+        level = decision_level(alpha, len(family) if how != "none" else 1)
         for c in family:
             c["gain"]["family"] = "confirmatory" if confirmatory else "exploratory"
             c["gain"]["correction"] = how
+            c["gain"]["family_size"] = len(family)
+            power_statements(c, level)
 
 
 def _method_entry(method: str, cells: list[dict], production: str, discovery: str, sesoi: float,
@@ -207,7 +277,7 @@ def _method_entry(method: str, cells: list[dict], production: str, discovery: st
     reasons.append(summary)
     reasons.extend(cell_texts)
     trend = _trend(cells, alpha)
-    _transfer_ratios(cells, discovery, alpha)
+    _transfer_ratios(cells, discovery, alpha, sesoi)
     if trend is not None:
         reasons.append(_trend_sentence(trend, n_rungs, alpha))
         if trend["shrinks_with_scale"] and promote:
@@ -224,7 +294,7 @@ def _method_entry(method: str, cells: list[dict], production: str, discovery: st
                 text = f"{c['rung']}/{c['dataset']} {key}: {c[key]['note']}"
                 if text not in reasons:
                     reasons.append(text)
-        for private in ("_contrast", "_tests", "_pgr_parts"):
+        for private in ("_contrast", "_tests", "_pgr_parts", "_components"):
             c.pop(private, None)
     return {"verdict": verdict, "promote": promote, "reasons": reasons, "trend": trend,
             "baseline": baseline, "cells": cells}
@@ -232,15 +302,17 @@ def _method_entry(method: str, cells: list[dict], production: str, discovery: st
 
 def _trend(cells: list[dict], alpha: float) -> dict | None:
     points = pd.DataFrame([{"gain": c["gain"]["estimate"], "se": c["gain"].get("se"),
-                            "strong_params": c["strong_params"], "dataset": c["dataset"]}
+                            "df": c["gain"].get("df"), "strong_params": c["strong_params"],
+                            "dataset": c["dataset"]}
                            for c in cells])
     if points.empty:
         return None
-    points = points.astype({"gain": float, "se": float, "strong_params": float})
+    points = points.astype({"gain": float, "se": float, "df": float, "strong_params": float})
     wls = wls_trend(points, alpha)
     if wls is None:
         return None
-    wls["shrinks_with_scale"] = bool(wls["p_decline"] < alpha)
+    # one-sided at alpha / 2: "shrinks" exactly when the (1 - alpha) interval is below zero
+    wls["shrinks_with_scale"] = bool(wls["p_decline"] < alpha / 2)
     mixed = mixed_trend(points)
     wls["mixedlm"] = mixed
     return wls
@@ -249,8 +321,9 @@ def _trend(cells: list[dict], alpha: float) -> dict | None:
 def _trend_sentence(trend: dict, n_rungs: int, alpha: float) -> str:
     s = trend["slope_per_decade"]
     text = (f"trend: gain changes by {100 * s:+.2f} points per tenfold increase in parameters "
-            f"(95% CI {100 * trend['ci_low']:+.2f} to {100 * trend['ci_high']:+.2f}; one-sided "
-            f"p for decline = {trend['p_decline']:.3g})")
+            f"({100 * (1 - alpha):.0f}% CI {100 * trend['ci_low']:+.2f} to "
+            f"{100 * trend['ci_high']:+.2f}, t with {trend['df']:.3g} df; one-sided p for "
+            f"decline = {trend['p_decline']:.3g}, needs < {alpha / 2:g})")
     text += ": it shrinks with scale" if trend["shrinks_with_scale"] else (
         ": a decline is not shown")
     if n_rungs < 4:
@@ -258,7 +331,7 @@ def _trend_sentence(trend: dict, n_rungs: int, alpha: float) -> str:
     return text + "."
 
 
-def _transfer_ratios(cells: list[dict], discovery: str, alpha: float) -> None:
+def _transfer_ratios(cells: list[dict], discovery: str, alpha: float, sesoi: float) -> None:
     base = {c["dataset"]: c for c in cells if c["rung"] == discovery}
     for c in cells:
         ref = base.get(c["dataset"])
@@ -267,7 +340,7 @@ def _transfer_ratios(cells: list[dict], discovery: str, alpha: float) -> None:
             c["transfer_ratio"] = None
             continue
         est = transfer_ratio(g["estimate"], g["se"], r["estimate"], r["se"],
-                             min(g["df"], r["df"]), alpha)
+                             min(g["df"], r["df"]), alpha, df_discovery=r["df"], min_gain=sesoi)
         c["transfer_ratio"] = {"defined": est.defined, "estimate": est.estimate,
                                "ci_low": est.ci_low, "ci_high": est.ci_high,
                                "bounded": est.bounded}
@@ -286,7 +359,8 @@ def _claims(method: str, cells: list[dict], discovery: str, claims: Mapping | No
         if kind == "pgr":
             pgr = c["pgr"]
             parts = c.get("_pgr_parts")
-            p = pgr_claim_p(*parts, value) if parts and pgr["defined"] else float("nan")
+            p = (pgr_claim_p(parts.a, parts.d, parts.v_aa, parts.v_dd, parts.v_ad, parts.df, value)
+                 if parts and pgr["defined"] else float("nan"))
             replicated = pgr["estimate"]
         else:
             g = c["gain"]
@@ -294,7 +368,7 @@ def _claims(method: str, cells: list[dict], discovery: str, claims: Mapping | No
             replicated = g["estimate"]
         c["claim"] = {"kind": kind, "claimed": value, "replicated": replicated,
                       "p_shortfall": None if not np.isfinite(p) else p,
-                      "falls_short": bool(np.isfinite(p) and p < alpha)}
+                      "falls_short": bool(np.isfinite(p) and p < alpha / 2)}
         texts.append("claim " + claim_sentence(method, c["dataset"], kind, value, replicated, p,
-                                               alpha))
+                                               alpha / 2))
     return texts

@@ -1,7 +1,8 @@
 """Does a replication at the discovery rung fall short of the number claimed where a method was found?
 
 Claims made on a reused test set are selected (the best of many tries), so they are biased upwards;
-the replication is the honest number.  One-sided tests, H0: the true value reaches the claim.
+the replication is the honest number.  One-sided tests, H0: the true value reaches the claim,
+at level alpha / 2 in ``analyze_table`` (the claim lies above the two-sided (1 - alpha) interval).
 
 * PGR claim P (a = method - weak, d = ceiling - weak, d > 0): the Fieller pivot
   T = (a - P d) / sqrt(v_aa - 2 P v_ad + P^2 v_dd) ~ t_df, p = T_df(T)  (Fieller 1954).
@@ -71,7 +72,9 @@ def gain_claim_p(gain: float, se: float, df: float, claimed: float) -> float:
 
 def claim_sentence(method: str, dataset: str, kind: str, claimed: float, replicated: float | None,
                    p: float, alpha: float) -> str:
-    """Plain words for the claim check; a shortfall mentions selection on a reused test set."""
+    """Plain words for the claim check; a shortfall mentions selection on a reused test set.
+
+    ``alpha`` is the one-sided level of the shortfall test."""
     rep = "undefined" if replicated is None else f"{replicated:.3f}"
     if np.isfinite(p) and p < alpha:
         return (f"{dataset}: the claimed {kind.upper()} of {claimed:.3f} is not reproduced at the "

@@ -1,8 +1,12 @@
 """Ratios of contrasts: performance-gap recovered (PGR) and transfer ratios.
 
 PGR = (acc_student - acc_weak) / (acc_ceiling - acc_weak) = a / d.  It is only reported when the
-gap d is clearly above zero (one-sided t test of d > 0 at level alpha); otherwise it is undefined,
-never a number.  Interval: Fieller (1954, J. R. Stat. Soc. B 16:175), the set of R with
+gap d is clearly positive: the lower end of the gap's own two-sided (1 - alpha) t interval (the
+gap contrast's df, not the ratio's) must exceed a minimum gap, the SESOI in ``analyze_table``
+(one-sided test of H0: d <= min_gap at level alpha / 2).  A gap the data cannot tell from one
+the size of the smallest effect of interest makes the ratio meaningless, and requiring only
+d > 0 at level alpha let a true gap of zero through in 4-5% of experiments.  Otherwise PGR is
+undefined, never a number.  Interval: Fieller (1954, J. R. Stat. Soc. B 16:175), the set of R with
 
     (a - R d)^2 <= t^2 (v_aa - 2 R v_ad + R^2 v_dd),
 
@@ -12,6 +16,7 @@ Cross-check: the delta method, se(R) = sqrt(v_aa - 2 R v_ad + R^2 v_dd) / |d|.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats as sps
@@ -47,12 +52,25 @@ class RatioEstimate:
                 "delta_ci_high": self.delta_high, "p_gap": self.p_gap, "note": self.reason}
 
 
+class RatioParts(NamedTuple):
+    """Inputs of a ratio of two contrasts: estimates, (co)variances and dfs."""
+
+    a: float
+    d: float
+    v_aa: float
+    v_dd: float
+    v_ad: float
+    df: float
+    df_gap: float
+
+
 def ratio_inputs(moments, numerator: dict[str, float],
-                 denominator: dict[str, float]) -> tuple[float, float, float, float, float, float]:
-    """(a, d, v_aa, v_dd, v_ad, df) for a ratio of two contrasts of a cell's arm means.
+                 denominator: dict[str, float]) -> RatioParts:
+    """(a, d, v_aa, v_dd, v_ad, df, df_gap) for a ratio of two contrasts of a cell's arm means.
 
     df is the Satterthwaite df of the Fieller pivot a - R d at R = a/d (the contrast whose
-    t statistic the interval inverts), falling back to the smaller of the two contrasts' df.
+    t statistic the interval inverts), falling back to the smaller of the two contrasts' df;
+    df_gap is the denominator contrast's own df (used by the gap test).
     """
     num, den = moments.contrast(numerator), moments.contrast(denominator)
     v_ad = float(moments.weights(numerator) @ moments.cov @ moments.weights(denominator))
@@ -63,14 +81,15 @@ def ratio_inputs(moments, numerator: dict[str, float],
         for arm, w in denominator.items():
             pivot[arm] = pivot.get(arm, 0.0) - ratio * w
         df = moments.contrast(pivot).df
-    return num.estimate, den.estimate, num.se ** 2, den.se ** 2, v_ad, df
+    return RatioParts(num.estimate, den.estimate, num.se ** 2, den.se ** 2, v_ad, df, den.df)
 
 
-def gap_p_value(d: float, v_dd: float, df: float) -> float:
-    """One-sided p value of H0: gap <= 0 against gap > 0, ``1 - T_df(d / sqrt(v_dd))``."""
+def gap_p_value(d: float, v_dd: float, df: float, min_gap: float = 0.0) -> float:
+    """One-sided p value of H0: gap <= min_gap against gap > min_gap,
+    ``1 - T_df((d - min_gap) / sqrt(v_dd))``."""
     if not (np.isfinite(d) and np.isfinite(v_dd)) or v_dd <= 0:
-        return 0.0 if np.isfinite(d) and d > 0 and v_dd == 0 else 1.0
-    return float(sps.t.sf(d / np.sqrt(v_dd), df))
+        return 0.0 if np.isfinite(d) and d > min_gap and v_dd == 0 else 1.0
+    return float(sps.t.sf((d - min_gap) / np.sqrt(v_dd), df))
 
 
 def fieller_interval(a: float, d: float, v_aa: float, v_dd: float, v_ad: float,
@@ -97,20 +116,27 @@ def fieller_interval(a: float, d: float, v_aa: float, v_dd: float, v_ad: float,
 
 
 def ratio_estimate(a: float, d: float, v_aa: float, v_dd: float, v_ad: float, df: float,
-                   alpha: float = 0.05) -> RatioEstimate:
+                   alpha: float = 0.05, *, df_gap: float | None = None,
+                   min_gap: float = 0.0, gap_name: str = "gap (ceiling - weak)",
+                   ratio_name: str = "PGR") -> RatioEstimate:
     """Gap test, then the ratio a/d with Fieller and delta-method (1 - alpha) intervals.
 
     Args:
         a, d, v_aa, v_dd, v_ad: as in ``fieller_interval``.
-        df: degrees of freedom (use the smaller of the numerator's and denominator's).
-        alpha: level of the gap test and 1 - confidence of the intervals.
+        df: degrees of freedom of the Fieller pivot.
+        alpha: 1 - confidence of the intervals; the gap test is one-sided at alpha / 2.
+        df_gap: the denominator's own df for the gap test (default ``df``).
+        min_gap: the gap must clearly exceed this (accuracy fraction, default 0).
+        gap_name, ratio_name: words for the reason when it is undefined.
     Returns:
-        ``RatioEstimate``; undefined when the gap is not significantly above zero.
+        ``RatioEstimate``; undefined when the gap is not clearly above ``min_gap``.
     """
-    p_gap = gap_p_value(d, v_dd, df)
-    if not np.isfinite(a) or not np.isfinite(d) or p_gap >= alpha:
-        why = (f"gap (ceiling - weak) = {d:+.4f} is not clearly above zero "
-               f"(one-sided p = {p_gap:.3g}), so PGR is undefined")
+    gap_df = df if df_gap is None else df_gap
+    p_gap = gap_p_value(d, v_dd, gap_df, min_gap)
+    if not np.isfinite(a) or not np.isfinite(d) or p_gap >= alpha / 2:
+        floor = f"{min_gap:+.4f}" if min_gap else "zero"
+        why = (f"{gap_name} = {d:+.4f} is not clearly above {floor} (one-sided "
+               f"p = {p_gap:.3g}, needs < {alpha / 2:g}), so {ratio_name} is undefined")
         return RatioEstimate(False, None, None, None, False, None, None, p_gap, why)
     ratio = a / d
     low, high, bounded = fieller_interval(a, d, v_aa, v_dd, v_ad, df, 1 - alpha)

@@ -13,12 +13,20 @@ Jennison & Turnbull 2000, ch. 19).
 
 Each t statistic is mapped to the z scale, z = Phi^-1(T_df(t)), and compared with c_k for three
 one-sided questions: gain > 0 (REAL), gain < 0 (HARMFUL), and both TOST halves |gain| < SESOI
-(VANISHED).  Each is a level-alpha group-sequential test, so P(REAL | gain <= 0) <= alpha and
-P(VANISHED | |gain| >= SESOI) <= alpha.  At the last look the design always decides, with
-INCONCLUSIVE when none of the three holds.
+(VANISHED).  As in ``analyze_table``, each direction is one-sided at alpha / 2 (the two-sided
+(1 - alpha) procedure), and the family is the same one ``analyze_table`` corrects: every
+candidate method x every dataset at the decision rung.  The design spends alpha / (2 m) per
+direction on each of the m comparisons (Bonferroni, the first step of Holm), so
+P(REAL | gain <= 0) <= alpha / (2 m) per comparison and P(VANISHED | |gain| >= SESOI) likewise.
+At the last look the design always decides, with INCONCLUSIVE when none of the three holds.
+
+Each look analyses only the method's and the baseline's arms on the method's own seeds (as
+``analyze_table`` pairs them): another arm with fewer seeds (a method that stopped early) never
+pushes the cell down to the seed-level design.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,8 +64,14 @@ def boundaries(alpha: float, fractions: list[float] | np.ndarray,
         fractions: increasing information fractions in (0, 1], the last one 1.
         spending: ``obrien_fleming``, ``pocock`` or ``bonferroni``.
     Returns:
-        Array of K boundaries on the z scale.
+        Array of K boundaries on the z scale (a fresh copy; results are cached, since the flows
+        build a design per method and look).
     """
+    return _boundaries(float(alpha), tuple(float(f) for f in fractions), spending).copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _boundaries(alpha: float, fractions: tuple[float, ...], spending: str) -> np.ndarray:
     t = np.asarray(fractions, float)
     if spending == "bonferroni":
         return np.full(len(t), sps.norm.ppf(1 - alpha / len(t)))
@@ -145,7 +159,7 @@ class SequentialDesign:
 
     Example::
 
-        design = SequentialDesign(max_looks=4, alpha=0.05, sesoi=0.01)
+        design = SequentialDesign(max_looks=4, alpha=0.05, sesoi=0.01, n_methods=3)
         for batch in batches:
             results = pd.concat([results, run(batch)])
             decision = design.look(results, method="aux_conf")
@@ -155,14 +169,17 @@ class SequentialDesign:
 
     def __init__(self, max_looks: int, alpha: float = 0.05, sesoi: float = 0.01,
                  spending: str = "obrien_fleming", baseline: str = "vanilla",
-                 fractions: list[float] | None = None) -> None:
+                 fractions: list[float] | None = None, n_methods: int = 1) -> None:
         """Args:
             max_looks: planned number of looks K >= 1 (equal batches of seeds by default).
-            alpha: one-sided level of each of the three questions (REAL, HARMFUL, VANISHED).
+            alpha: two-sided level, as in ``analyze_table``: each direction (REAL, HARMFUL, each
+                TOST half) is one-sided at alpha / 2, split over the family.
             sesoi: equivalence margin in accuracy.
             spending: ``obrien_fleming`` (default), ``pocock`` or ``bonferroni``.
             baseline: baseline arm.
             fractions: information fractions of the looks (default k / K).
+            n_methods: candidate methods in the campaign (decided ones included): the family
+                is n_methods x datasets at the rung, as in ``analyze_table``.
         """
         if int(max_looks) != max_looks or max_looks < 1:
             raise StatsInputError(f"got {max_looks}, expected an integer >= 1", field="max_looks")
@@ -171,25 +188,29 @@ class SequentialDesign:
         if spending not in SPENDING:
             raise StatsInputError(f"unknown spending {spending!r} (expected "
                                   f"{', '.join(SPENDING)})", field="spending")
+        if int(n_methods) != n_methods or n_methods < 1:
+            raise StatsInputError(f"got {n_methods}, expected an integer >= 1", field="n_methods")
         fr = np.arange(1, max_looks + 1) / max_looks if fractions is None else np.asarray(fractions, float)
         if len(fr) != max_looks or np.any(np.diff(fr) <= 0) or fr[0] <= 0 or abs(fr[-1] - 1) > 1e-9:
             raise StatsInputError("expected max_looks increasing fractions ending at 1",
                                   field="fractions")
         self.max_looks, self.alpha, self.sesoi = int(max_looks), alpha, sesoi
         self.spending, self.baseline, self.fractions = spending, baseline, fr
+        self.n_methods = int(n_methods)
         self._cache: dict[int, np.ndarray] = {}
         self.looks_done = 0
 
     def boundaries(self, n_comparisons: int = 1) -> np.ndarray:
-        """z boundaries with alpha split (Bonferroni) over ``n_comparisons`` cells."""
+        """z boundaries for one direction at level alpha / 2 split (Bonferroni) over
+        ``n_comparisons`` comparisons."""
         if n_comparisons not in self._cache:
-            self._cache[n_comparisons] = boundaries(self.alpha / n_comparisons, self.fractions,
-                                                    self.spending)
+            self._cache[n_comparisons] = boundaries(self.alpha / 2 / n_comparisons,
+                                                    self.fractions, self.spending)
         return self._cache[n_comparisons]
 
     def decide(self, estimate: float, se: float, df: float, look: int,
                n_comparisons: int = 1) -> str:
-        """Outcome of one cell at ``look`` ("" = continue)."""
+        """Outcome of one comparison at ``look`` ("" = continue)."""
         bound = self.boundaries(n_comparisons)[look - 1]
         return str(decide_arrays(estimate, se, df, self.sesoi, bound, look == self.max_looks)[()])
 
@@ -203,7 +224,7 @@ class SequentialDesign:
             look: look number (default: one more than the looks done so far).
             rung: rung to decide on (default: largest strong_params, else the last in the table).
         Returns:
-            ``Decision``; alpha is split over the datasets at the rung (Bonferroni).
+            ``Decision``; alpha / 2 per direction is split over n_methods x datasets.
         """
         look = self.looks_done + 1 if look is None else int(look)
         if not 1 <= look <= self.max_looks:
@@ -219,14 +240,19 @@ class SequentialDesign:
         if method not in present or self.baseline not in present:
             raise StatsInputError(f"rung {rung!r} needs arms {method!r} and {self.baseline!r}",
                                   field="arm")
-        bound = float(self.boundaries(len(datasets))[look - 1])
+        family = self.n_methods * len(datasets)
+        bound = float(self.boundaries(family)[look - 1])
         cells, outcomes, estimates = {}, {}, {}
         for ds in datasets:
-            cell = build_cell(rows[rows["dataset"] == ds], df.attrs["kind"], rung, ds)
+            here = rows[rows["dataset"] == ds]
+            seeds = set(here.loc[here["arm"] == method, "seed"])
+            pair = here[here["arm"].isin([method, self.baseline]) & here["seed"].isin(seeds)]
+            cell = build_cell(pair, df.attrs["kind"], rung, ds)
             c = cell.moments.contrast({method: 1.0, self.baseline: -1.0})
-            outcome = self.decide(c.estimate, c.se, c.df, look, len(datasets))
+            outcome = self.decide(c.estimate, c.se, c.df, look, family)
             cells[ds] = {"estimate": c.estimate, "se": c.se, "df": c.df,
-                         "n_seeds": cell.moments.n_seeds[method], "outcome": outcome,
+                         "n_seeds": cell.moments.n_seeds[method], "design": cell.moments.design,
+                         "outcome": outcome,
                          "z": float(z_from_t(c.estimate / c.se, c.df)) if c.se > 0 else None}
             outcomes[ds], estimates[ds] = outcome, c.estimate
         self.looks_done = max(self.looks_done, look)
@@ -239,10 +265,11 @@ class SequentialDesign:
                 return Decision(False, None, look, self.max_looks, bound, cells,
                                 f"look {look}/{self.max_looks}: not all datasets decided; continue")
             return Decision(True, verdict, look, self.max_looks, bound, cells,
-                            f"look {look}/{self.max_looks} (z boundary {bound:.2f}): {text}")
+                            f"look {look}/{self.max_looks} (z boundary {bound:.2f}, family of "
+                            f"{family}): {text}")
         return Decision(False, None, look, self.max_looks, bound, cells,
                         f"look {look}/{self.max_looks}: no boundary crossed (z boundary "
-                        f"{bound:.2f}); run the next batch of seeds")
+                        f"{bound:.2f}, family of {family}); run the next batch of seeds")
 
 
 def simulate_design(design: SequentialDesign, seeds_per_look: int, effect: float, seed_sd: float,
@@ -250,7 +277,8 @@ def simulate_design(design: SequentialDesign, seeds_per_look: int, effect: float
     """Operating characteristics of ``design`` by simulation (vectorised over experiments).
 
     Per-seed gains are N(effect, seed_sd^2); look k analyses the first k * seeds_per_look seeds
-    with a paired t statistic (df = n - 1), exactly as ``SequentialDesign.decide`` does.
+    with a paired t statistic (df = n - 1), exactly as ``SequentialDesign.decide`` does, for one
+    dataset (family n_methods x 1).  The tests exercise ``look()`` itself on results tables.
 
     Returns:
         {"p_real", "p_harmful", "p_vanished", "p_inconclusive", "mean_seeds", "max_seeds"}.
@@ -259,7 +287,7 @@ def simulate_design(design: SequentialDesign, seeds_per_look: int, effect: float
     gains = rng.normal(effect, seed_sd, size=(n_sim, n_max))
     outcome = np.full(n_sim, "", dtype=object)
     used = np.full(n_sim, n_max)
-    bounds = design.boundaries(1)
+    bounds = design.boundaries(design.n_methods)
     for k in range(1, design.max_looks + 1):
         n = k * seeds_per_look
         open_ = outcome == ""

@@ -8,7 +8,20 @@ Tests on the gain g (method - baseline) with estimate g^, standard error se and 
   H0: |g| >= m,  p = max(1 - T_df((g^ + m) / se), T_df((g^ - m) / se))
 
 Multiplicity: each family of p values is adjusted with the method passed explicitly (Holm 1979
-for the confirmatory family, Benjamini-Hochberg 1995 for exploratory screens), via statsmodels.
+for the confirmatory family, Benjamini-Hochberg 1995 for exploratory screens).
+
+Decision rule (one coherent procedure with the displayed two-sided (1 - alpha) interval): each
+direction is tested one-sided at level alpha / 2 after adjustment,
+
+* superior   if p_superiority_adjusted < alpha / 2   (the interval lies above 0),
+* harmful    if p_harm_adjusted < alpha / 2          (the interval lies below 0),
+* equivalent if p_equivalence_adjusted < alpha / 2   (the interval lies inside +/- m),
+
+so under a null gain a decisive wrong verdict (better or worse) happens at most alpha in total
+(alpha / 2 each way), and a REAL or HARMFUL verdict never sits beside a (1 - alpha) interval
+that crosses zero.  ``decision_level(alpha, m)`` is the per-comparison one-sided level a lone
+effect must reach in a family of m (Holm's first step): alpha / (2 m); power and seeds-needed
+statements use it.
 """
 from __future__ import annotations
 
@@ -75,16 +88,45 @@ def adjust(p_values: list[float], correction: str) -> list[float]:
     method = CORRECTIONS[correction]
     if method is None:
         return [float(p) for p in p_values]
+    if method == "holm":
+        return [float(p) for p in holm(np.asarray(p_values, float))]
     return [float(p) for p in multipletests(np.asarray(p_values, float), method=method)[1]]
 
 
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm (1979) step-down adjusted p values: sorted ascending, p_(k) * (m - k + 1), running
+    maximum, capped at 1.
+
+    The same numbers as ``statsmodels.stats.multitest.multipletests(p, method="holm")`` (a test
+    checks it), computed here because that function calls ``gc.collect()`` on every Holm call,
+    which costs 0.1-0.3 s in a process holding many objects (a flow, a calibration run).
+    """
+    p = np.asarray(p_values, float)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    adjusted = np.minimum(np.maximum.accumulate(p[order] * np.arange(m, 0, -1)), 1.0)
+    out = np.empty(m)
+    out[order] = adjusted
+    return out
+
+
+def decision_level(alpha: float, family_size: int = 1) -> float:
+    """One-sided level a single comparison must reach: alpha / 2 per direction, divided by the
+    family size (the first Holm step; also Benjamini-Hochberg's smallest rank)."""
+    return alpha / 2.0 / max(int(family_size), 1)
+
+
 def classify(p_sup: float, p_harm: float, p_eq: float, alpha: float) -> str:
-    """One cell's outcome from adjusted p values: superior, harmful, equivalent or inconclusive."""
-    if p_sup < alpha:
+    """One cell's outcome from adjusted one-sided p values, each direction at level alpha / 2.
+
+    Returns superior, harmful, equivalent or inconclusive (module docstring).
+    """
+    level = alpha / 2.0
+    if p_sup < level:
         return SUPERIOR
-    if p_harm < alpha:
+    if p_harm < level:
         return HARM
-    if p_eq < alpha:
+    if p_eq < level:
         return EQUIVALENT
     return UNDECIDED
 
@@ -100,20 +142,24 @@ def cell_reason(dataset: str, outcome: str, estimate: float, ci: tuple[float, fl
     """One plain-language sentence for one dataset at the production rung.
 
     Never reads p > alpha as "no effect": an undecided cell says what the interval still allows
-    and what data would settle it.
+    and what data would settle it.  Adjusted p values are compared with alpha / 2 (one direction).
     """
-    head = (f"{dataset}: gain {_pts(estimate)} points (95% CI {_pts(ci[0])} to {_pts(ci[1])})")
+    half = alpha / 2.0
+    head = (f"{dataset}: gain {_pts(estimate)} points ({100 * (1 - alpha):.0f}% CI "
+            f"{_pts(ci[0])} to {_pts(ci[1])})")
     if outcome == SUPERIOR:
-        tail = f"better than the baseline (adjusted p = {p_sup_adj:.3g})"
+        tail = f"better than the baseline (adjusted one-sided p = {p_sup_adj:.3g} < {half:g})"
         if estimate < sesoi:
             tail += (f", but the estimated gain is below the smallest gain of interest "
                      f"({100 * sesoi:.2f} points)")
         return f"{head}: {tail}."
     if outcome == HARM:
-        return f"{head}: worse than the baseline (adjusted p = {p_harm_adj:.3g})."
+        return (f"{head}: worse than the baseline (adjusted one-sided p = {p_harm_adj:.3g} < "
+                f"{half:g}).")
     if outcome == EQUIVALENT:
         return (f"{head}: within +/-{100 * sesoi:.2f} points of the baseline (equivalence "
-                f"adjusted p = {p_eq_adj:.3g}) and not shown better, so the gain has vanished.")
+                f"adjusted p = {p_eq_adj:.3g} < {half:g}) and not shown better, so the gain has "
+                "vanished.")
     need = []
     if seeds is not None:
         need.append(f"about {seeds} seeds")
@@ -121,15 +167,25 @@ def cell_reason(dataset: str, outcome: str, estimate: float, ci: tuple[float, fl
         need.append(f"about {examples} test examples per seed at {n_seeds} seeds")
     need_text = (" or ".join(need) + " would give 80% power at that size") if need else (
         "more seeds alone cannot reach 80% power at that size")
-    if p_harm_raw is not None and p_harm_raw < alpha:
+    if p_harm_raw is not None and p_harm_raw < half:
         return (f"{head}: points to a loss (unadjusted one-sided p = {p_harm_raw:.3g}) that is not "
                 f"confirmed after correcting for multiple comparisons (adjusted p = "
-                f"{p_harm_adj:.3g}); with {n_seeds} seeds the smallest effect detectable with 80% "
-                f"power is {100 * mde80:.2f} points; {need_text}.")
-    return (f"{head}: not shown better (adjusted p = {p_sup_adj:.3g}), and the data cannot rule "
-            f"out a gain or loss of {100 * sesoi:.2f} points either (equivalence adjusted "
-            f"p = {p_eq_adj:.3g}); with {n_seeds} seeds the smallest gain detectable with 80% "
-            f"power is {100 * mde80:.2f} points; {need_text}.")
+                f"{p_harm_adj:.3g}, needs < {half:g}); with {n_seeds} seeds the smallest effect "
+                f"detectable with 80% power is {100 * mde80:.2f} points; {need_text}.")
+    return (f"{head}: not shown better (adjusted p = {p_sup_adj:.3g}, needs < {half:g}), and the "
+            f"data cannot rule out a gain or loss of {100 * sesoi:.2f} points either (equivalence "
+            f"adjusted p = {p_eq_adj:.3g}); with {n_seeds} seeds the smallest gain detectable "
+            f"with 80% power is {100 * mde80:.2f} points; {need_text}.")
+
+
+def decision_rule_sentence(alpha: float, correction: str) -> str:
+    """The sentence every report carries: how the verdicts are read off the interval."""
+    level = 100 * (1 - alpha)
+    return (f"Each direction is tested one-sided at alpha/2 = {alpha / 2:g} after {correction} "
+            f"correction, which is the same procedure as the two-sided {level:.0f}% interval: "
+            f"REAL needs the gain's interval above 0, HARMFUL below 0, VANISHED inside "
+            f"+/- the SESOI (each after correction), so a wrong decisive verdict under no "
+            f"effect has probability at most {alpha:g} in total.")
 
 
 def method_verdict(outcomes: dict[str, str], estimates: dict[str, float],

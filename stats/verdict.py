@@ -77,12 +77,15 @@ def summary_markdown(verdict: dict) -> str:
              f"Production rung: `{verdict['production_rung']}`; alpha = {verdict['alpha']}; "
              f"SESOI = {100 * verdict['sesoi']:.2f} accuracy points; correction: "
              f"{verdict['correction']} (confirmatory), BH (exploratory).", ""]
+    if verdict.get("decision_rule"):
+        lines += [verdict["decision_rule"], ""]
     for note in verdict.get("notes", []):
         lines.append(f"- Note: {note}")
     if verdict.get("notes"):
         lines.append("")
+    level = f"{100 * (1 - verdict['alpha']):.0f}%"
     lines += ["| method | verdict | promote | dataset | rung | acc method | acc baseline | gain (pts) "
-              "| 95% CI (pts) | adj. p | PGR [95% CI] | PGR baseline [95% CI] |",
+              f"| {level} CI (pts) | adj. p | PGR [{level} CI] | PGR baseline [{level} CI] |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method, entry in verdict["methods"].items():
         for c in entry["cells"]:
@@ -102,7 +105,23 @@ def summary_markdown(verdict: dict) -> str:
         lines += [f"## {method}: {entry['verdict']}", ""]
         lines += [f"- {r}" for r in entry["reasons"]]
         lines.append("")
+        if entry.get("hold"):
+            lines += _hold_table(entry["hold"])
     return "\n".join(lines)
+
+
+def _hold_table(hold: dict) -> list[str]:
+    """The data-quality hold's sensitivity: the verdict and gains under each pairing."""
+    lines = ["Sensitivity of the verdict to how runs are paired (production rung):", "",
+             "| pairing | verdict | dataset | seeds | gain (pts) | CI (pts) | adj. p |",
+             "|---|---|---|---|---|---|---|"]
+    for row in hold["sensitivity"]:
+        for c in row["cells"]:
+            lines.append(f"| {row['pairing']} | {row['verdict']} | {c['dataset']} | "
+                         f"{c['n_seeds']} | {_pts(c['gain'])} | {_pts(c['ci_low'])} to "
+                         f"{_pts(c['ci_high'])} | {_num(c['p_adjusted'], '{:.3g}')} |")
+    lines.append("")
+    return lines
 
 
 def write_outputs(verdict: dict, out_dir: str | Path) -> dict[str, Path]:

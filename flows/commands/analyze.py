@@ -35,7 +35,8 @@ def analyze(
     n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap replicates for the cross-check (0: off)."),
     claims: Path = typer.Option(None, "--claims", help="JSON file of claimed numbers {method: {\"pgr\": x}}."),
 ) -> None:
-    """Decide whether each method's gain is REAL, VANISHED, HARMFUL or INCONCLUSIVE."""
+    """Decide whether each method's gain is REAL, VANISHED, HARMFUL or INCONCLUSIVE (or HOLD:
+    a data-quality hold on records that contradict their paths)."""
     with user_errors():
         from stats.aar import BASELINE_IDEA, is_aar_cache, load_aar_cache
         from stats.analyze import analyze_table
@@ -43,9 +44,10 @@ def analyze(
         from stats.verdict import write_outputs
 
         notes: list[str] = []
+        quality = None
         if path.is_dir() and is_aar_cache(path):
             imported = load_aar_cache(path)
-            table, notes = imported.table, imported.notes
+            table, notes, quality = imported.table, imported.notes, imported.quality
             baseline = baseline or BASELINE_IDEA
         elif path.is_dir():
             from stats.errors import StatsInputError
@@ -57,7 +59,8 @@ def analyze(
             baseline = baseline or "vanilla"
         verdict = analyze_table(table, baseline=baseline, sesoi=sesoi, alpha=alpha,
                                 correction=correction, claims=_load_claims(claims),
-                                n_boot=n_boot, sesoi_pgr=sesoi_pgr, notes=notes)
+                                n_boot=n_boot, sesoi_pgr=sesoi_pgr, notes=notes,
+                                data_quality=quality)
         paths = write_outputs(verdict, out)
     for method, entry in verdict["methods"].items():
         typer.echo(f"{method}: {entry['verdict']}" + (" (promote)" if entry["promote"] else ""))

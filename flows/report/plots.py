@@ -19,7 +19,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 VERDICT_COLOURS = {"REAL": "#1b7837", "VANISHED": "#8c8c8c", "HARMFUL": "#b2182b",
-                   "INCONCLUSIVE": "#e08214"}
+                   "INCONCLUSIVE": "#e08214", "HOLD": "#5e3c99"}
 DPI = 100
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 
 from transfer.errors import InputError
 
-VERDICTS = ("REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE")
+VERDICTS = ("REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE", "HOLD")  # HOLD: data-quality hold
 Number = float | None
 
 
@@ -86,7 +86,7 @@ class Trend(_Open):
 class MethodVerdict(_Open):
     """The decision for one method."""
 
-    verdict: Literal["REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE"]
+    verdict: Literal["REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE", "HOLD"]
     promote: StrictBool
     reasons: list[str]
     trend: Trend | None = None

@@ -47,6 +47,9 @@ def test_promotable_method_exits_0(gate, verdict) -> None:
     ("INCONCLUSIVE", True, ["--require", "REAL"], 1),
     ("INCONCLUSIVE", True, ["--require", "real,inconclusive"], 0),
     ("REAL", True, ["-r", "VANISHED", "-r", "REAL"], 0),
+    # a data-quality hold (stats/quality.py) is never promoted
+    ("HOLD", False, [], 1),
+    ("HOLD", False, ["--require", "HOLD"], 1),
 ])
 def test_exit_code_follows_promote_and_required_set(gate, verdict, verdict_name, promote,
                                                     require, code) -> None:

@@ -1,4 +1,5 @@
-"""Closed-form two-way moments, seed-level overlap covariance, Fieller/delta, bootstrap algebra."""
+"""Closed-form two-way moments, the df under truncation, seed-level overlap covariance,
+Fieller/delta and the gap rule, bootstrap algebra and the paired seed bootstrap."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from stats.bootstrap import bootstrap_means
+from stats.bootstrap import bootstrap_means, expanded_alpha, paired_seed_bootstrap
 from stats.cells import Cell
 from stats.estimates import seed_level_moments, two_way_moments
 from stats.pgr import fieller_interval, ratio_estimate
@@ -14,47 +15,66 @@ from stats.simulate import simulate_scores
 
 SHIFTS = {"weak": -0.10, "ceiling": 0.15, "vanilla": 0.0, "m": 0.02}
 ARMS = tuple(SHIFTS)
+GAIN = {"m": 1, "vanilla": -1}
 
 
-def _scalar_two_way_variance(d: np.ndarray) -> float:
-    """Textbook crossed random-effects ANOVA for one S x I array of differences."""
+def _textbook_anova(d: np.ndarray) -> tuple[float, float, float]:
+    """Mean squares (rows, columns, residual) of one S x I array, the textbook way."""
     s, i = d.shape
     grand = d.mean()
     ms_row = i * ((d.mean(1) - grand) ** 2).sum() / (s - 1)
     ms_col = s * ((d.mean(0) - grand) ** 2).sum() / (i - 1)
     resid = d - d.mean(1, keepdims=True) - d.mean(0, keepdims=True) + grand
     ms_res = (resid ** 2).sum() / ((s - 1) * (i - 1))
-    seed_part = max(ms_row - ms_res, 0.0)  # variance components truncated at zero
-    example_part = max(ms_col - ms_res, 0.0)
-    return (seed_part + example_part + ms_res) / (s * i)
+    return ms_row, ms_col, ms_res
 
 
-def test_contrast_variance_equals_scalar_anova_on_differences():
-    y = simulate_scores(np.random.default_rng(3), 1, 6, 150, SHIFTS, arm_seed_sd=0.03)[0]
+def test_contrast_variance_equals_scalar_anova_when_no_component_is_truncated():
+    y = simulate_scores(np.random.default_rng(6), 1, 6, 150, SHIFTS, arm_seed_sd=0.03)[0]
     moments = two_way_moments(y, ARMS)
-    c = moments.contrast({"m": 1, "vanilla": -1})
+    c = moments.contrast(GAIN)
     d = y[3].astype(float) - y[2].astype(float)
+    ms_row, ms_col, ms_res = _textbook_anova(d)
+    assert ms_row > ms_res and ms_col > ms_res  # this draw needs no truncation
+    assert not c.seed_truncated
     assert c.estimate == pytest.approx(d.mean())
-    assert c.se ** 2 == pytest.approx(_scalar_two_way_variance(d))
-    assert 5 <= c.df <= 6 * 150
+    assert c.se ** 2 == pytest.approx((ms_row + ms_col - ms_res) / d.size)
 
 
-def test_truncation_keeps_variance_positive_without_seed_effects():
-    rng = np.random.default_rng(11)
-    hits = 0
-    for y in simulate_scores(rng, 40, 4, 80, SHIFTS, seed_sd=0.0, arm_seed_sd=0.0,
-                             example_gain_sd=0.0):
-        c = two_way_moments(y, ARMS).contrast({"m": 1, "vanilla": -1})
-        d = y[3].astype(float) - y[2].astype(float)
-        assert c.se > 0 and c.se ** 2 == pytest.approx(_scalar_two_way_variance(d))
-        hits += c.se ** 2 >= d.var(ddof=1) / d.size * 0.5
-    assert hits == 40
+def _with_seed_signal(k: float, item_sd: float = 0.0) -> np.ndarray:
+    """Real-valued (2, S, I) scores whose method arm gets k x a fixed per-seed offset: sweeping
+    k moves the gain's seed component across zero.  ``item_sd`` adds per-item method effects."""
+    rng = np.random.default_rng(8)
+    n_seeds, n_ex = 6, 400
+    base = rng.normal(0.6, 0.3, size=(n_seeds, n_ex))
+    method = base + rng.normal(0.0, 0.3, size=(n_seeds, n_ex))
+    method = method + rng.normal(0.0, item_sd, size=(1, n_ex))
+    offsets = np.array([-1.0, 1.0, -0.5, 0.5, 0.2, -0.2])
+    return np.stack([base, method + k * offsets[:, None]])
+
+
+@pytest.mark.parametrize("item_sd", [0.0, 0.6])
+def test_truncated_seed_component_keeps_the_seed_df(item_sd):
+    """The old rule switched to the example df (I - 1 = 399) when the seed component went below
+    zero.  Now a truncated seed component has at most 2 (S - 1) = 10 df, the se moves
+    continuously across the boundary, and an untruncated one has about S - 1 df or more."""
+    results = []
+    for k in np.linspace(0.0, 0.03, 61):
+        c = two_way_moments(_with_seed_signal(k, item_sd), ("vanilla", "m")).contrast(GAIN)
+        results.append((c.seed_truncated, c.df, c.se))
+    flags = [r[0] for r in results]
+    assert flags[0] and not flags[-1], "the sweep must cross the truncation boundary"
+    truncated = [df for t, df, _ in results if t]
+    assert max(truncated) <= 10 and min(truncated) >= 4.5
+    assert all(df >= 4.5 for t, df, _ in results if not t)
+    cross = flags.index(False)
+    assert abs(results[cross - 1][2] - results[cross][2]) / results[cross][2] < 0.05
 
 
 def test_single_seed_falls_back_with_a_note():
     y = simulate_scores(np.random.default_rng(4), 1, 1, 100, SHIFTS)[0]
     moments = two_way_moments(y, ARMS)
-    c = moments.contrast({"m": 1, "vanilla": -1})
+    c = moments.contrast(GAIN)
     d = y[3].astype(float) - y[2].astype(float)
     assert c.se == pytest.approx(d.std(ddof=1) / np.sqrt(100))
     assert "too narrow" in moments.notes[0]
@@ -84,14 +104,35 @@ def test_fieller_matches_direct_inversion_and_delta_is_close():
     assert est.delta_high == pytest.approx(high, abs=0.02)
 
 
-def test_pgr_undefined_when_gap_not_clearly_positive_and_unbounded_is_flagged():
-    undefined = ratio_estimate(0.01, 0.005, 1e-4, 1e-4, 0.0, 10)
-    assert not undefined.defined and undefined.estimate is None
-    assert "not clearly above zero" in undefined.reason
-    # gap significant one-sided (z ~ 1.8) but not two-sided: Fieller set unbounded
-    flagged = ratio_estimate(0.01, 0.018, 1e-4, 1e-4, 0.0, 1000)
+def test_pgr_needs_a_gap_clearly_above_the_minimum_with_the_gaps_own_df():
+    # gap 3 se above zero: defined with no minimum ...
+    assert ratio_estimate(0.01, 0.03, 1e-4, 1e-4, 0.0, 30).defined
+    # ... but not when it must clearly exceed a 2-point minimum (lower bound 1.0 - 2 pts < 2)
+    strict = ratio_estimate(0.01, 0.03, 1e-4, 1e-4, 0.0, 30, min_gap=0.02)
+    assert not strict.defined and strict.estimate is None
+    assert "not clearly above +0.0200" in strict.reason
+    # the gap test uses the gap's df: t = 2.2 passes with 1000 df, fails with 3 df (t_3 = 3.18)
+    assert ratio_estimate(0.01, 0.022, 1e-4, 1e-4, 0.0, 1000, df_gap=1000).defined
+    assert not ratio_estimate(0.01, 0.022, 1e-4, 1e-4, 0.0, 1000, df_gap=3).defined
+    # a gap that passes on its own df while the pivot has few df: flagged unbounded
+    flagged = ratio_estimate(0.01, 0.022, 1e-4, 1e-4, 0.0, 3, df_gap=1000)
     assert flagged.defined and not flagged.bounded and flagged.ci_low is None
     assert "unbounded" in flagged.reason
+
+
+def test_pgr_is_almost_never_defined_when_the_true_gap_is_zero():
+    """Simulated gap 0 (se 1 point, 4 df) with the SESOI of 1 point as minimum gap: defined in
+    far fewer than the 4-5% of experiments the plain one-sided test at alpha let through."""
+    rng = np.random.default_rng(12)
+    se, df = 0.01, 4
+    gaps = rng.normal(0.0, se, size=4000)
+    s_hat = se * np.sqrt(rng.chisquare(df, size=4000) / df)
+    defined = sum(ratio_estimate(0.02, g, 1e-4, s * s, 0.0, df, df_gap=df, min_gap=0.01).defined
+                  for g, s in zip(gaps, s_hat))
+    old = sum(ratio_estimate(0.02, g, 1e-4, s * s, 0.0, df, alpha=0.10).defined
+              for g, s in zip(gaps, s_hat))  # alpha 0.10 -> one-sided 0.05: the old rule
+    assert old / 4000 > 0.035  # the old rule's rate, reproduced
+    assert defined / 4000 < 0.005
 
 
 def test_bootstrap_variance_matches_its_exact_expectation():
@@ -100,14 +141,36 @@ def test_bootstrap_variance_matches_its_exact_expectation():
     moments = two_way_moments(y, ARMS)
     boot = bootstrap_means(Cell("r", "d", moments, y.astype(float), {}), 4000, rng)
     diffs = boot[:, 3] - boot[:, 2]
-    expected = moments.pigeonhole_variance({"m": 1, "vanilla": -1})
+    expected = moments.pigeonhole_variance(GAIN)
     assert diffs.var(ddof=1) == pytest.approx(expected, rel=0.1)
-    assert diffs.mean() == pytest.approx(moments.contrast({"m": 1, "vanilla": -1}).estimate,
-                                         abs=0.003)
+    assert diffs.mean() == pytest.approx(moments.contrast(GAIN).estimate, abs=0.003)
 
 
-def test_seed_bootstrap_pairs_arms_on_the_same_drawn_seeds():
-    acc = {"vanilla": pd.Series([0.5, 0.6, 0.7, 0.8]), "m": pd.Series([0.51, 0.61, 0.71, 0.81])}
-    cell = Cell("r", "d", seed_level_moments(acc, {}), None, acc)
-    boot = bootstrap_means(cell, 500, np.random.default_rng(0))
-    assert np.allclose(boot[:, 1] - boot[:, 0], 0.01)  # pairing kept: the gain never varies
+def test_paired_seed_bootstrap_keeps_pairing_and_refuses_partial_overlap_or_few_seeds():
+    seeds = list(range(1, 9))
+    vanilla = pd.Series(np.linspace(0.5, 0.8, 8), index=seeds)
+    method = vanilla + 0.01
+    se, low, high = paired_seed_bootstrap(method, vanilla, 500, np.random.default_rng(0))
+    assert low == pytest.approx(0.01) and high == pytest.approx(0.01) and se < 1e-12
+    shifted = pd.Series(method.to_numpy(), index=[s + 1 for s in seeds])
+    assert paired_seed_bootstrap(shifted, vanilla, 500, np.random.default_rng(0)) is None
+    five = vanilla.iloc[:5]
+    assert paired_seed_bootstrap(five + 0.01, five, 500, np.random.default_rng(0)) is None
+
+
+def test_expanded_percentile_seed_bootstrap_covers_where_it_is_reported():
+    """With 8 seeds the plain percentile interval under-covers; the expanded one (the only one
+    reported, and only from 8 seeds up) covers 93-97%."""
+    rng = np.random.default_rng(21)
+    n_exp, n = 1000, 8
+    hits = plain = 0
+    for diffs in rng.standard_t(5, size=(n_exp, n)) * 0.01:
+        s = pd.Series(diffs, index=range(n))
+        _, low, high = paired_seed_bootstrap(s, s * 0.0, 400, rng)
+        hits += low <= 0.0 <= high
+        means = rng.choice(diffs, size=(400, n)).mean(1)
+        plain += np.quantile(means, 0.025) <= 0.0 <= np.quantile(means, 0.975)
+    mc = 2 * np.sqrt(0.05 * 0.95 / n_exp)
+    assert plain / n_exp < 0.925
+    assert 0.93 - mc <= hits / n_exp <= 0.97 + mc
+    assert expanded_alpha(0.05, 8) < 0.02

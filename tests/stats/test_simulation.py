@@ -14,7 +14,7 @@ from stats.estimates import two_way_moments
 from stats.pgr import ratio_estimate, ratio_inputs
 from stats.power import VarianceComponents, components, seeds_needed
 from stats.simulate import simulate_scores
-from stats.tests_and_verdicts import SUPERIOR, classify, gain_tests
+from stats.tests_and_verdicts import HARM, SUPERIOR, classify, gain_tests
 
 N_EXPERIMENTS = 1000
 ALPHA = 0.05
@@ -36,30 +36,45 @@ def _experiments(seed: int, n: int, n_seeds: int, n_examples: int, shifts: dict)
 
 @pytest.mark.parametrize("true_gain", [0.0, 0.03])
 def test_gain_and_pgr_intervals_cover_95_percent(true_gain):
+    """On this additive generator the seed component is truncated in ~38% of experiments; the
+    untruncated subset is selected for a large seed mean square and over-covers under any rule
+    (99%), so with the truncated subset held at >= 93% both the gain and the PGR (Fieller,
+    whose pivot contrast truncates too) intervals are conservative here: 97.5-98.5% measured
+    (docs/stats.md).  The lower bound is the validity check; the upper one catches a blow-up."""
     shifts = {"weak": -0.10, "ceiling": 0.15, "vanilla": 0.0, "m": true_gain}
     arms = tuple(shifts)
     true_pgr = (true_gain + 0.10) / 0.25
-    gain_hits = pgr_hits = 0
+    gain_hits, truncated_hits, pgr_hits = [], [], 0
     for y in _experiments(1 + int(100 * true_gain), N_EXPERIMENTS, 5, 300, shifts):
         moments = two_way_moments(y, arms)
         c = moments.contrast(GAIN)
         lo, hi = c.ci(0.95)
-        gain_hits += lo <= true_gain <= hi
-        pgr = ratio_estimate(*ratio_inputs(moments, {"m": 1, "weak": -1},
-                                           {"ceiling": 1, "weak": -1}), ALPHA)
+        gain_hits.append(lo <= true_gain <= hi)
+        if c.seed_truncated:
+            truncated_hits.append(gain_hits[-1])
+        parts = ratio_inputs(moments, {"m": 1, "weak": -1}, {"ceiling": 1, "weak": -1})
+        pgr = ratio_estimate(parts.a, parts.d, parts.v_aa, parts.v_dd, parts.v_ad, parts.df, ALPHA,
+                             df_gap=parts.df_gap, min_gap=0.01)
         pgr_hits += bool(pgr.defined and pgr.bounded and pgr.ci_low <= true_pgr <= pgr.ci_high)
-    assert 0.93 <= gain_hits / N_EXPERIMENTS <= 0.97
-    assert 0.93 <= pgr_hits / N_EXPERIMENTS <= 0.97
+    n_trunc = len(truncated_hits)
+    assert n_trunc > 200
+    assert np.mean(truncated_hits) >= 0.93 - 2 * np.sqrt(0.93 * 0.07 / n_trunc)
+    assert 0.93 <= np.mean(gain_hits) <= 0.99
+    assert 0.93 <= pgr_hits / N_EXPERIMENTS <= 0.99
 
 
-def test_real_is_declared_under_the_null_at_most_alpha():
+def test_real_and_harmful_together_are_declared_under_the_null_at_most_alpha():
+    """Each direction at alpha / 2: REAL and HARMFUL each at most 2.5% (+ MC error)."""
     shifts = {"vanilla": 0.0, "m": 0.0}
-    real = 0
+    real = harmful = 0
     for y in _experiments(7, N_EXPERIMENTS, 5, 300, shifts):
         c = two_way_moments(y, tuple(shifts)).contrast(GAIN)
         t = gain_tests(c, 0.01)
-        real += classify(t.p_superiority, t.p_harm, t.p_equivalence, ALPHA) == SUPERIOR
-    assert real / N_EXPERIMENTS <= ALPHA + 2 * np.sqrt(ALPHA * (1 - ALPHA) / N_EXPERIMENTS)
+        outcome = classify(t.p_superiority, t.p_harm, t.p_equivalence, ALPHA)
+        real += outcome == SUPERIOR
+        harmful += outcome == HARM
+    bound = ALPHA / 2 + 2 * np.sqrt(ALPHA / 2 * (1 - ALPHA / 2) / N_EXPERIMENTS)
+    assert real / N_EXPERIMENTS <= bound and harmful / N_EXPERIMENTS <= bound
 
 
 def test_power_at_sesoi_reaches_80_percent_with_the_seeds_the_power_function_asks_for():

@@ -1,0 +1,86 @@
+"""Decisions and the displayed interval are one procedure; power statements use the decision's
+level; the verdict carries the rule in words."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stats.analyze import analyze_table
+from stats.power import mde, power_at
+from stats.simulate import scores_to_table, simulate_scores
+from stats.verdict import summary_markdown
+
+SHIFTS = {"weak": -0.10, "ceiling": 0.15, "vanilla": 0.0}
+
+
+def _one_cell_tables(n: int, seed: int) -> list[pd.DataFrame]:
+    """Single-method, single-dataset tables with gains spread around the decision boundaries."""
+    rng = np.random.default_rng(seed)
+    tables = []
+    for k in range(n):
+        gain = rng.choice([-0.04, -0.02, 0.0, 0.0, 0.005, 0.02, 0.04])
+        y = simulate_scores(rng, 1, 6, 600, {**SHIFTS, "m": gain}, arm_seed_sd=0.005,
+                            example_gain_sd=0.02)[0]
+        tables.append(scores_to_table(y, list(SHIFTS) + ["m"], strong_params=10 ** 9))
+    return tables
+
+
+def test_verdicts_are_read_off_the_displayed_interval():
+    """With one comparison (no multiplicity) REAL <=> interval above 0, HARMFUL <=> below 0,
+    VANISHED <=> inside +/- SESOI and not above 0; each direction is one-sided at alpha / 2."""
+    seen = set()
+    for table in _one_cell_tables(60, seed=0):
+        verdict = analyze_table(table, n_boot=0, sesoi=0.03)
+        entry = verdict["methods"]["m"]
+        g = entry["cells"][0]["gain"]
+        above, below = g["ci_low"] > 0, g["ci_high"] < 0
+        inside = -0.03 < g["ci_low"] and g["ci_high"] < 0.03
+        expected = ("REAL" if above else "HARMFUL" if below else "VANISHED" if inside
+                    else "INCONCLUSIVE")
+        assert entry["verdict"] == expected, g
+        assert (g["p_adjusted"] < 0.025) == above
+        seen.add(expected)
+    assert seen == {"REAL", "HARMFUL", "VANISHED", "INCONCLUSIVE"}
+
+
+def test_real_never_sits_beside_an_interval_that_crosses_zero_after_holm():
+    rng = np.random.default_rng(1)
+    shifts = {**SHIFTS, "a": 0.02, "b": 0.01, "c": 0.0}
+    for _ in range(8):
+        y = simulate_scores(rng, 1, 5, 400, shifts, arm_seed_sd=0.01)[0]
+        verdict = analyze_table(scores_to_table(y, list(shifts), strong_params=10 ** 9), n_boot=0)
+        for entry in verdict["methods"].values():
+            g = entry["cells"][0]["gain"]
+            if entry["verdict"] == "REAL":
+                assert g["ci_low"] > 0 and g["p_adjusted"] < 0.025
+            if entry["verdict"] == "HARMFUL":
+                assert g["ci_high"] < 0
+
+
+def test_mde_and_seeds_needed_use_the_holm_level_of_the_family():
+    rng = np.random.default_rng(2)
+    shifts = {**SHIFTS, "a": 0.0, "b": 0.0, "c": 0.0}
+    parts = [scores_to_table(simulate_scores(rng, 1, 4, 300, shifts)[0], list(shifts),
+                             dataset=ds, strong_params=10 ** 9) for ds in ("d0", "d1")]
+    verdict = analyze_table(pd.concat(parts, ignore_index=True), n_boot=0, sesoi=0.03)
+    single = analyze_table(parts[0][parts[0]["arm"].isin(list(SHIFTS) + ["a"])], n_boot=0,
+                           sesoi=0.03)
+    cell = verdict["methods"]["a"]["cells"][0]
+    g = cell["gain"]
+    assert g["family_size"] == 6 and g["decision_level"] == pytest.approx(0.05 / 2 / 6)
+    assert cell["mde80"] == pytest.approx(mde(g["se"], g["df"], 0.05 / 12))
+    # at the MDE the one-sided test at the decision level has about 80% power
+    assert power_at(cell["mde80"], g["se"], g["df"], 0.05 / 12) == pytest.approx(0.8, abs=1e-3)
+    lone = single["methods"]["a"]["cells"][0]
+    assert lone["gain"]["decision_level"] == pytest.approx(0.025)
+    assert cell["seeds_needed"] is not None and lone["seeds_needed"] is not None
+    assert cell["seeds_needed"] > lone["seeds_needed"]
+    assert cell["mde80"] > lone["mde80"] * (cell["gain"]["se"] / lone["gain"]["se"])
+
+
+def test_the_rule_is_stated_in_the_verdict_and_the_summary():
+    verdict = analyze_table(_one_cell_tables(1, seed=3)[0], n_boot=0)
+    assert verdict["alpha_per_direction"] == pytest.approx(0.025)
+    assert "one-sided at alpha/2 = 0.025" in verdict["decision_rule"]
+    assert verdict["decision_rule"] in summary_markdown(verdict)
