@@ -65,7 +65,7 @@ def _quiet_deepspeed() -> None:
 
 def _skip_unused_ops() -> None:
     # DeepSpeed reads op compatibility from this dict (probed once, ~0.3 s; edits persist) before
-    # it builds the shared-memory op; marking it unavailable makes it fall back to torch.distributed.
+    # it builds the shared-memory op; marked unavailable, it falls back to torch.distributed.
     import deepspeed.ops
 
     deepspeed.ops.__compatible_ops__[_SHM_COMM_OP] = False
