@@ -20,10 +20,17 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install test demo bench clean
 
-# The stamp is newer than pyproject.toml after an install, so a second `make test` skips pip.
+# One pip command resolves everything at once, torch pinned in it (here pip takes the CPU wheel
+# from disk). --no-compile: Python compiles a module's bytecode when a run first imports it,
+# instead of pip compiling every module of every package (about half the install's CPU time).
+PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check --no-input -q --progress-bar off \
+               --no-compile
+
+# The install steps, in order: system packages, the venv, the Python packages.
+# The stamp is newer than pyproject.toml after an install, so a second `make test` skips them.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0 -e '.[test]'
+	$(PIP_INSTALL) torch==2.13.0 -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
