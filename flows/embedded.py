@@ -19,6 +19,10 @@ EMBEDDED_SETTINGS = {
     "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
+    # The server is a subprocess that imports FastAPI, SQLAlchemy and Alembic: ~13 s here, longer
+    # on a busy machine or on a first run that compiles their bytecode; Prefect's 20 s default
+    # then fails the whole run.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
 }
 
 

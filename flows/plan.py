@@ -21,6 +21,8 @@ from transfer.errors import InputError
 from transfer.yamlio import read_yaml
 
 SYNTHETIC = "synthetic"
+# Built-in plans ship as package data beside this module (found the same way when installed).
+PLAN_DIR = Path(__file__).resolve().with_name("plans")
 Location = tuple[str | int, ...]
 
 
@@ -69,7 +71,8 @@ class Compute(_Strict):
     """How each training run is executed."""
 
     ds_config: str = Field("zero0", min_length=1,
-                           description="DeepSpeed config name (infra/deepspeed/) or path.")
+                           description="DeepSpeed config: a name in transfer/engine/ds_configs/, "
+                                       "or a path.")
     processes: int = Field(1, ge=1, description="Processes per run (>1 uses the deepspeed launcher).")
     max_parallel_runs: int = Field(1, ge=1, description="Runs executing at the same time.")
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -229,7 +232,8 @@ def load_plan(path: str | Path) -> Plan:
     """Load and validate a plan YAML file.
 
     Args:
-        path: the plan file; relative dataset paths in it are resolved against its directory.
+        path: the plan file, or the name of a built-in plan (``demo``, ``micro-ci``,
+            ``tiny-ci``); relative dataset paths in it are resolved against its directory.
 
     Returns:
         The validated :class:`Plan` (``plan.source`` is the file, ``plan.plan_hash`` its hash).
@@ -237,7 +241,7 @@ def load_plan(path: str | Path) -> Plan:
     Raises:
         InputError: one line ``file:line: field: what was expected`` for any problem.
     """
-    path = Path(path)
+    path = resolve_plan_path(path)
     data, root = read_yaml(path, "plan file")
     if not isinstance(data, dict) or root is None:
         raise InputError("expected a mapping of plan fields (name, methods, ...)", path=path,
@@ -253,6 +257,27 @@ def load_plan(path: str | Path) -> Plan:
     plan._source = path
     plan._lines = lines
     return plan
+
+
+def builtin_plan_names() -> list[str]:
+    return sorted(p.stem for p in PLAN_DIR.glob("*.yaml"))
+
+
+def resolve_plan_path(name_or_path: str | Path) -> Path:
+    """A plan file: ``name_or_path`` itself, or a built-in plan when it is a bare name (no
+    suffix, no such file here).
+
+    Raises:
+        InputError: a bare name that is neither a file nor a built-in plan.
+    """
+    path = Path(name_or_path)
+    if path.suffix or path.exists():
+        return path
+    builtin = PLAN_DIR / f"{path}.yaml"
+    if builtin.is_file():
+        return builtin
+    raise InputError(f"unknown plan {str(name_or_path)!r}; built in: "
+                     f"{', '.join(builtin_plan_names())}, or a path to a YAML file", field="plan")
 
 
 def plan_json_schema() -> dict[str, Any]:

@@ -53,7 +53,8 @@ def print_verdicts(verdict: dict, out: Path) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("validate")
     def validate(
-        plan: Path = typer.Argument(..., help="plan YAML (see flows/plans/)"),
+        plan: Path = typer.Argument(..., help="plan YAML, or a built-in plan's name (demo, "
+                                              "micro-ci, tiny-ci)"),
         out: Path = typer.Option(Path("reports/validate"), help="output directory"),
         store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
     ) -> None:

@@ -24,8 +24,14 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
 
 
 def git_commit(repo: str | Path | None = None) -> str | None:
-    """The checked-out commit (with ``+dirty`` when the work tree has changes), or None."""
+    """The checked-out commit (with ``+dirty`` when the work tree has changes), or None.
+
+    ``repo`` defaults to the source tree this package was imported from; an installed package
+    (no ``.git`` beside it) has no commit: its version is in `package_versions`.
+    """
     cwd = Path(repo) if repo else Path(__file__).resolve().parents[2]
+    if repo is None and not (cwd / ".git").exists():
+        return None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()

@@ -161,6 +161,11 @@ def test_registry_sources_and_one_method_plan(tmp_path: Path) -> None:
 def test_dockerfile_builds_from_cuda_and_installs_the_project() -> None:
     text = (INFRA / "Dockerfile").read_text()
     assert re.search(r"^FROM nvidia/cuda:\S+", text, re.M)
-    assert re.search(r"pip install \.", text)
+    # Non-editable, as tests/test_install.py installs it: a wheel built from the copied sources,
+    # after the dependencies (torch pinned in the same pip command).
+    assert re.search(r"pip install torch==2\.13\.0 -r \S+", text)
+    assert re.search(r"pip wheel --no-deps -w (\S+) \.", text)
+    assert re.search(r"pip install --no-deps \S+/w2s_transfer-\*\.whl", text)
+    assert not re.search(r"pip install[^\n]* -e ", text)
     for source in re.findall(r"^COPY (\S+) ", text, re.M):
         assert (REPO / source).exists() or source in ("README.md",), f"COPY {source}: missing"

@@ -1,6 +1,7 @@
 """Engine settings (`EngineConfig`) and the DeepSpeed config built from them.
 
-ZeRO stage and optimizer type come from a JSON file in ``infra/deepspeed/`` (or a user path);
+ZeRO stage and optimizer type come from a JSON file shipped in ``transfer/engine/ds_configs/``
+(package data, so an installed package finds them too) or a user path;
 everything that depends on the run (batch sizes, learning rate, schedule, clipping, precision)
 comes from `EngineConfig` and is written over the file's values, so one file serves every arm.
 """
@@ -15,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from transfer.errors import InputError
 
-DS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "infra" / "deepspeed"
+# Package data beside this module: found the same way in a checkout and in an installed wheel.
+DS_CONFIG_DIR = Path(__file__).resolve().with_name("ds_configs")
 
 # Keys the engine owns; a config file that sets them would be silently overridden, so it is an
 # error instead (the user meant something the file cannot express).
@@ -37,7 +39,7 @@ class EngineConfig(BaseModel):
             ``linear`` (to 0).
         grad_clip: maximum global gradient norm; 0 disables clipping.
         precision: ``fp32`` or ``bf16`` (DeepSpeed's bf16 mode: bf16 weights, fp32 master copy).
-        ds_config: a name in ``infra/deepspeed/`` (``zero0``, ``zero2``, ``zero3``,
+        ds_config: a name in ``transfer/engine/ds_configs/`` (``zero0``, ``zero2``, ``zero3``,
             ``zero3_offload``) or a path to a DeepSpeed JSON file.
         seed: seeds initialisation-free randomness of the engine (shuffling, dropout).
         predict_batch_size: rows per forward pass in `predict` (per process).

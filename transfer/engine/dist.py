@@ -14,7 +14,12 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from transfer.fsutil import cache_dir
+
+# DeepSpeed's shared-memory collective op on the CPU. Only `inference_all_reduce` (tensor-parallel
+# inference) uses it; training all-reduces through torch.distributed (gloo). DeepSpeed builds it
+# whenever its comm backend starts, a 60-150 s compile on a fresh machine, so it is switched off.
+_SHM_COMM_OP = "deepspeed_shm_comm"
 
 
 def free_port() -> int:
@@ -26,9 +31,10 @@ def free_port() -> int:
 
 def default_extensions_dir() -> Path:
     """Where DeepSpeed's JIT-compiled ops are cached: ``$TORCH_EXTENSIONS_DIR`` if set, else
-    ``<repo>/.cache/torch_extensions`` (beside ``$W2S_CACHE_DIR``'s default)."""
+    ``torch_extensions`` in the cache directory (``$W2S_CACHE_DIR``, default
+    ``~/.cache/w2s-transfer``; see `transfer.fsutil.cache_dir`)."""
     env = os.environ.get("TORCH_EXTENSIONS_DIR")
-    return Path(env) if env else REPO_ROOT / ".cache" / "torch_extensions"
+    return Path(env) if env else cache_dir() / "torch_extensions"
 
 
 def prepare_environment() -> None:
@@ -57,6 +63,14 @@ def _quiet_deepspeed() -> None:
                             category=FutureWarning)
 
 
+def _skip_unused_ops() -> None:
+    # DeepSpeed reads op compatibility from this dict (probed once, ~0.3 s; edits persist) before
+    # it builds the shared-memory op; marked unavailable, it falls back to torch.distributed.
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__[_SHM_COMM_OP] = False
+
+
 def ensure_process_group() -> tuple[int, int]:
     """Start the process group once (``nccl`` on CUDA, else ``gloo``); later calls reuse it.
 
@@ -65,11 +79,16 @@ def ensure_process_group() -> tuple[int, int]:
     """
     import torch.distributed as dist
 
-    if not dist.is_initialized():
+    started = dist.is_initialized()
+    if not started:
         prepare_environment()
-        import deepspeed
+    import deepspeed
 
-        _quiet_deepspeed()
+    _quiet_deepspeed()
+    # Before DeepSpeed's comm backend starts: below, or in deepspeed.initialize when another
+    # library started the torch process group.
+    _skip_unused_ops()
+    if not started:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))

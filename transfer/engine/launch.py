@@ -3,11 +3,17 @@ launcher (used by ``w2s-transfer run-arm --processes N``)."""
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
-from transfer.engine.dist import REPO_ROOT, default_extensions_dir, free_port
+from transfer.engine.dist import default_extensions_dir, free_port
+
+# The directory this process imported the project's packages from: site-packages for an installed
+# wheel, the checkout for a source tree, a --target directory on PYTHONPATH.
+IMPORT_ROOT = Path(__file__).resolve().parents[2]
 
 # Rendezvous variables a parent process may carry (e.g. its own one-process group); the
 # launcher must set them afresh for each child.
@@ -45,9 +51,22 @@ def launch_env(processes: int, extra: Mapping[str, str] | None = None) -> dict[s
     env.setdefault("OMP_NUM_THREADS", "1")
     # The CPU accelerator counts "devices" from LOCAL_SIZE (else NUMA nodes, usually 1).
     env["LOCAL_SIZE"] = str(processes)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    pythonpath = _pythonpath_with_import_root(env.pop("PYTHONPATH", None))
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     env.update(extra or {})
     return env
+
+
+def _pythonpath_with_import_root(pythonpath: str | None) -> str:
+    """``pythonpath`` plus `IMPORT_ROOT` when the ranks' interpreter (this one) would not find the
+    packages by itself; a site-packages directory is never put first on the path."""
+    entries = [p for p in (pythonpath or "").split(os.pathsep) if p]
+    site_dirs = {Path(p).resolve() for p in (*site.getsitepackages(), site.getusersitepackages())}
+    known = {Path(p).resolve() for p in entries} | site_dirs
+    if IMPORT_ROOT not in known:
+        entries.insert(0, str(IMPORT_ROOT))
+    return os.pathsep.join(entries)
 
 
 def launch_module(module: str, args: Sequence[str] = (), *, processes: int = 2,
