@@ -33,6 +33,12 @@ PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check --no-input -q --pr
 # The install steps, in order: system packages, the venv, the Python packages.
 # The stamp is newer than pyproject.toml after an install, so a second `make test` skips them.
 $(STAMP): pyproject.toml
+	@# The method jail (docs/security.md) is built by bubblewrap; as root with apt, install it.
+	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1 \
+	    || { apt-get update -qq >/dev/null 2>&1 \
+	         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1; }; }; } \
+	  || echo "bubblewrap not installed: methods are jailed with util-linux as root, else not at all"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) torch==2.13.0 -e '.[test]'
 	touch $(STAMP)

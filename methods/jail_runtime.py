@@ -45,8 +45,6 @@ JAIL_MODULES = (
     "transfer/backends.py", "transfer/ladder.py", "transfer/yamlio.py", "transfer/fsutil.py",
     "transfer/cache.py", "transfer/manifest.py", "transfer/leases.py",
     "transfer/engine", "transfer/models",
-    # The engine reads its DeepSpeed configs from <root>/infra/deepspeed (root: /w2s/lib here).
-    "infra/deepspeed",
 )
 
 LIB = "/w2s/lib"
