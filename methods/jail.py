@@ -220,7 +220,9 @@ while [ "$n" -gt 0 ]; do
   kind=$1; src=$2; dst=$root$3; size=$4; shift 4; n=$((n - 1))
   case $kind in
     ro|rw|dev)
-      if [ -d "$src" ]; then mkdir -p "$dst"; else mkdir -p "$(dirname "$dst")"; touch "$dst"; fi
+      # A target inside an earlier read-only mount (an interpreter under /usr) already exists.
+      if [ -d "$src" ]; then [ -d "$dst" ] || mkdir -p "$dst"
+      else [ -e "$dst" ] || { mkdir -p "$(dirname "$dst")"; touch "$dst"; }; fi
       mount --bind "$src" "$dst"
       if [ "$kind" = ro ]; then mount -o remount,bind,ro,nosuid,nodev "$dst"; fi
       if [ "$kind" = rw ]; then mount -o remount,bind,nosuid,nodev "$dst"; fi ;;
