@@ -135,9 +135,16 @@ class JailResult:
     builder: str
 
     def last_stderr_line(self) -> str:
-        """The last non-blank stderr line ('' if none), for one-line error messages."""
+        """The last non-blank stderr line ('' if none), for one-line error messages; characters
+        that are not printable (terminal escape sequences) are shown as '?'."""
         lines = [line for line in self.stderr.splitlines() if line.strip()]
-        return lines[-1].strip()[:500] if lines else ""
+        return printable(lines[-1].strip()[:500]) if lines else ""
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable replaced by '?': untrusted text
+    (a jailed program's stderr or error message) must not drive the user's terminal."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def jail_ids() -> tuple[int, int]:
