@@ -67,6 +67,7 @@ def test_the_methods_listing_shows_no_terminal_escapes(lab, tmp_path, monkeypatc
     result = CliRunner().invoke(app, ["methods"])
     assert result.exit_code == 0, result.output
     assert "attack_escape_schema" in result.stdout
+    assert "attacks.describe_tricks" not in sys.modules  # described in the jail only
     assert "\x1b" not in result.stdout, repr(result.stdout[-400:])
     lab.record("params schema with terminal escapes, shown by `w2s-transfer methods`",
                "`attacks.describe_tricks:EscapeSchema` (entry point)", "-",

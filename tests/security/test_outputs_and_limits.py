@@ -75,6 +75,18 @@ def test_a_deep_tree_in_the_outputs_is_cleaned_up(lab, monkeypatch, tmp_path):
                "run scored, directory removed", "yes", "-")
 
 
+def test_nothing_the_jail_writes_is_unpickled(lab, tmp_path):
+    marker = tmp_path / "unpickled-on-the-host"
+    snapshot = lab.snapshot()
+    probs, how = run_student(lab, "external",
+                             [f"command={external('output_tricks.py', 'pickles', str(marker))}"])
+    assert how == ["jail"] and np.all(probs == 0.5)
+    lab.assert_unchanged(snapshot)
+    assert not marker.exists()
+    lab.record("pickles (result.pkl, model.pt, ...) beside the predictions",
+               "`output_tricks.py pickles` (external)", "-", "never loaded", "yes", "-")
+
+
 def _processes_with(marker: str) -> list[int]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):

@@ -13,12 +13,17 @@ honest ``predictions.jsonl``:
 - ``deep-json``: 100000 nested brackets; ``bad-utf8``: bytes that decode to nothing;
 - ``deep-dirs N``: honest predictions beside N nested directories (the clean-up must cope);
 - ``escape``: no predictions, and a last stderr line of terminal escape sequences that would
-  rewrite what the user's terminal shows (e.g. a fake ``CLEAN`` verdict).
+  rewrite what the user's terminal shows (e.g. a fake ``CLEAN`` verdict);
+- ``pickles PATH``: honest predictions, and beside them pickles (``result.pkl``,
+  ``predictions.pkl``, ``job.pkl``, ``model.pt``, ``predictions.npy``) whose loading runs code
+  that creates the host file ``PATH``: a trusted side that unpickles anything the jail wrote
+  runs the attacker's code.
 """
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,6 +31,16 @@ try:
     from attacks import _ext
 except ImportError:
     import _ext
+
+class _Payload:
+    """Unpickling this creates the file ``path`` (through ``os.system``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.path}",)
+
 
 FAKE = "\x1b[1A\x1b[2K\r\x1b[32mCLEAN attack ladder=micro rung=m0: clean\x1b[0m\x07"
 
@@ -69,6 +84,13 @@ def main(argv: list[str]) -> None:
         for _ in range(int(args[1])):
             os.mkdir("d")
             os.chdir("d")
+    elif mode == "pickles":
+        _ext.write_predictions(outputs, ids, _ext.predictions(ids, {}))
+        payload = pickle.dumps(_Payload(args[1]))
+        for name in ("result.pkl", "predictions.pkl", "job.pkl", "model.pt",
+                     "predictions.npy"):
+            with open(os.path.join(outputs, name), "wb") as handle:
+                handle.write(payload)
     elif mode == "escape":
         print(FAKE, file=sys.stderr)
         sys.exit(3)
