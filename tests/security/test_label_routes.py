@@ -94,6 +94,31 @@ def test_other_processes_and_signals(lab):
             process.wait()
 
 
+def test_the_routes_are_closed_by_the_fallback_builder_too(lab, monkeypatch):
+    """util-linux unshare + pivot_root + setpriv, where bubblewrap is missing."""
+    from methods.jail import JailUnavailable, _available
+
+    try:
+        _available("unshare")
+    except JailUnavailable as err:
+        pytest.skip(str(err))
+    monkeypatch.setenv("W2S_JAIL_BUILDER", "unshare")
+    writes = len(lab.server.writes)
+    snapshot = lab.snapshot()
+    for script, args in (("disk_hunter.py", lab.label_roots),
+                         ("code_copies.py", [str(lab.checkout_copy)]),
+                         ("network_thief.py", [lab.server.url, "@" + lab.socket_name]),
+                         ("proc_thief.py", ["--kill-all"])):
+        command = external(script, *args, "--tag=unshare")
+        probs, how = run_student(lab, "external", [f"command={command}"])
+        assert how == ["jail"] and at_chance(lab, probs), script
+    lab.assert_unchanged(snapshot)
+    assert len(lab.server.writes) == writes and lab.decoy.poll() is None
+    lab.record("disk, code copies, network, processes under the util-linux fallback builder",
+               "the four scripts above (external)", "(as above)", "acc "
+               f"{lab.accuracy(probs):.3f} (all 0.5)", "yes", "-")
+
+
 def test_a_plugin_with_every_route_gets_nothing_in_the_plugin_jail(lab):
     """The plugin jail (sealed data, the trainer, /w2s/code) with every route at once; in
     process (the state before the jail) the objects and the disk give every label."""

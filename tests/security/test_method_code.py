@@ -64,7 +64,9 @@ def test_the_methods_listing_shows_no_terminal_escapes(lab, tmp_path, monkeypatc
     site = tmp_path / "site"
     _site_with_entry_point(site, "escape_schema", "attacks.describe_tricks:EscapeSchema")
     monkeypatch.syspath_prepend(str(site))
+    snapshot = lab.snapshot()
     result = CliRunner().invoke(app, ["methods"])
+    lab.assert_unchanged(snapshot)
     assert result.exit_code == 0, result.output
     assert "attack_escape_schema" in result.stdout
     assert "attacks.describe_tricks" not in sys.modules  # described in the jail only
@@ -127,7 +129,8 @@ def test_a_plugin_gets_only_its_code_not_what_lies_beside_it(lab, lab_site):
                    "named flows/methods/transfer would shadow the editable project) before any "
                    "jail (methods/registry.py _entry_points: read plugins from a separate "
                    "directory never on the trusted sys.path)")
-def test_an_entry_point_distribution_runs_no_code_in_the_trusted_process(tmp_path):
+def test_an_entry_point_distribution_runs_no_code_in_the_trusted_process(lab, tmp_path):
+    snapshot = lab.snapshot()
     site = tmp_path / "site"
     _site_with_entry_point(site, "pth_plugin", "attacks.benign:WeakEcho")
     shutil.copy(ATTACKS / "pth_hook.py", site / "w2s_pth_hook.py")
@@ -142,9 +145,14 @@ def test_an_entry_point_distribution_runs_no_code_in_the_trusted_process(tmp_pat
            "PYTHONPATH": os.pathsep.join([str(ATTACKS.parent), *sys.path[1:]])}
     done = subprocess.run([sys.executable, "-c", program, str(site)], env=env,
                           capture_output=True, text=True, timeout=120)
+    lab.assert_unchanged(snapshot)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("attack_control_weak_echo")  # described in the jail
     ran = marker.read_text() if marker.exists() else ""
+    lab.record("files of an installed entry-point distribution (a .pth line) in the trusted "
+               "process", "`pth_hook.py` as `w2s_pth_hook.pth` (entry-point distribution)",
+               "-", "**ran in the trusted process (hole)**" if ran else "did not run", "yes",
+               "-")
     assert ran == "", f"plugin code ran in the trusted process: {ran}"
 
 
@@ -153,9 +161,11 @@ def test_an_entry_point_distribution_runs_no_code_in_the_trusted_process(tmp_pat
                    "or code: a plugin naming itself like another is served that one's runs "
                    "without running (or leaves its own runs to be served to it)")
 def test_a_plugin_taking_another_plugins_name_is_not_served_its_runs(lab):
+    snapshot = lab.snapshot()
     first, how = run_student(lab, "attacks.namesake:First")
     assert how == ["jail"] and np.all(first == 0.5)
     second, how = run_student(lab, "attacks.namesake:Second")
+    lab.assert_unchanged(snapshot)
     served = bool(how == [] and np.all(second == 0.5))
     lab.record("a plugin taking another plugin's name (store key)",
                "`attacks.namesake:First`, `:Second` (plugins)", "-",
@@ -207,4 +217,4 @@ def test_an_external_commands_own_files_cannot_be_links_to_labels(lab, agent_rep
     kind = "symbolic link" if sheet == "weights.bin" else "hard link"
     lab.record(f"an external command's own file that is a {kind} to labels",
                f"`answer_sheet.py` + `{sheet}` (external)", f"acc {lab.accuracy(before):.3f}",
-               f"refused: `{message.split(': ', 2)[-1][:60]}`", "yes", "-")
+               f"refused: `...{message[-70:]}`", "yes", "-")

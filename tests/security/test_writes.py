@@ -60,10 +60,12 @@ def test_the_vandal_changes_copies_unjailed(lab, tmp_path, system_before):
     shutil.copytree(lab.store, copies / "store")
     shutil.copytree(project_root() / "methods", copies / "sources" / "methods")
     before = sha_tree([copies])
+    snapshot = lab.snapshot()
     probs, how = run_student(lab, "external",
                              [f"command={external('vandal.py', str(copies))}"],
                              jail={"mode": "off"})
     assert how == ["unjailed"]
+    lab.assert_unchanged(snapshot)  # it was pointed at the copies only
     changed = diff(before, sha_tree([copies]))
     # The route is real: stored runs, cached features and sources all rewritten.
     for part in ("cache", "store", "sources"):
@@ -156,15 +158,25 @@ def test_nothing_a_run_leaves_in_tmp_or_processes_reaches_the_next(lab):
 def test_the_kernel_keyring_does_not_carry_state_to_the_next_run(lab):
     from attacks.persist import CHANNELS
 
-    token = uuid.uuid4().hex
-    try:
-        _persist(lab, "write", token)
-        carried = _persist(lab, "read", token)[:len(CHANNELS)] == 1.0
-    finally:
-        _persist(lab, "clean", token)
+    def keyring_carries(jail) -> bool:
+        token = uuid.uuid4().hex
+        try:
+            _persist(lab, "write", token, jail=jail)
+            carried = _persist(lab, "read", token, jail=jail)[:len(CHANNELS)] == 1.0
+        finally:
+            _persist(lab, "clean", token, jail=jail)
+            for pid in _processes_with(f"w2s-persist-daemon-{token}"):
+                os.kill(pid, 9)
+        return bool(carried[CHANNELS.index("keyring")])
+
+    before = keyring_carries({"mode": "off"})
+    snapshot = lab.snapshot()
+    after = keyring_carries(None)
+    lab.assert_unchanged(snapshot)
     lab.record("state outliving a run: the kernel keyring of the jail's uid",
-               "`persist.py` (external)", "carried over", "**carried over (hole)**", "yes", "-")
-    assert not carried[CHANNELS.index("keyring")]
+               "`persist.py` (external)", "carried over" if before else "not carried",
+               "**carried over (hole)**" if after else "not carried", "yes", "-")
+    assert not after
 
 
 def test_system_files_unchanged_after_every_attack_of_this_module(system_before):
