@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from conftest import Lab, audit, external, run_student
+from seclab import Lab, audit, external, run_student
 from methods.jail import jail_available
 
 pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder works here")

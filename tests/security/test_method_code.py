@@ -3,7 +3,6 @@ what the jail mounts as the method's code, files an external command names, plug
 distributions installed beside the trusted code, and a plugin's name as the key of its runs."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ATTACKS, Lab, attack_path, external, one_printable_line, run_student
+from seclab import ATTACKS, Lab, one_printable_line, run_student
 from methods.jail import jail_available
 from transfer.errors import InputError
 
@@ -192,7 +191,10 @@ def agent_repo(lab: Lab, tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("sheet", ["weights.bin", "vocab.bin"])
-def test_an_external_commands_own_files_cannot_be_links_to_labels(lab, agent_repo, sheet):
+def test_an_external_commands_own_files_cannot_be_links_to_labels(lab, agent_repo, sheet,
+                                                                  monkeypatch):
+    import methods.builtin.external as external_method
+
     from methods.exchange import read_predictions, write_inputs
     from transfer.arms import run_arm, sealed_student_inputs
 
@@ -209,6 +211,11 @@ def test_an_external_commands_own_files_cannot_be_links_to_labels(lab, agent_rep
     command = (f"{sys.executable} {agent_repo / 'method.py'} {{inputs}} {{outputs}} "
                f"{agent_repo / '_ext.py'} {agent_repo / sheet}")
     snapshot = lab.snapshot()
+    # Without the check on own files (the state before it), mounting the file is enough.
+    with monkeypatch.context() as patch:
+        patch.setattr(external_method, "_check_own_file", lambda path: None)
+        unchecked, how = run_student(lab, "external", [f"command={command} --tag=unchecked"])
+    assert how == ["jail"] and lab.accuracy(unchecked) == 1.0
     with pytest.raises(InputError) as err:
         run_student(lab, "external", [f"command={command}"])
     lab.assert_unchanged(snapshot)
@@ -216,5 +223,6 @@ def test_an_external_commands_own_files_cannot_be_links_to_labels(lab, agent_rep
     assert one_printable_line(message) and sheet in message, message
     kind = "symbolic link" if sheet == "weights.bin" else "hard link"
     lab.record(f"an external command's own file that is a {kind} to labels",
-               f"`answer_sheet.py` + `{sheet}` (external)", f"acc {lab.accuracy(before):.3f}",
-               f"refused: `...{message[-70:]}`", "yes", "-")
+               f"`answer_sheet.py` + `{sheet}` (external)",
+               f"acc {lab.accuracy(before):.3f}; jailed without the check: acc "
+               f"{lab.accuracy(unchecked):.3f}", f"refused: `...{message[-70:]}`", "yes", "-")

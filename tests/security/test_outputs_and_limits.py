@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import Lab, external, one_printable_line, run_student
+from seclab import Lab, external, one_printable_line, run_student
 from methods.jail import jail_available
 from transfer.errors import InputError
 

@@ -17,7 +17,7 @@ import uuid
 import numpy as np
 import pytest
 
-from conftest import (Lab, attack_path, diff, external, run_student, sha_tree,
+from seclab import (Lab, attack_path, diff, external, run_student, sha_tree,
                       system_snapshot)
 from methods.jail import JailUnavailable, jail_available
 

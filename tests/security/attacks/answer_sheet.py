@@ -4,7 +4,8 @@ An external command line names the files its program may read (each token naming
 file is mounted into the jail). The attacker's repository ships innocent-looking files that are
 links: ``weights.bin -> <the W2S cache>/store/ceiling/<hash>/predictions.parquet`` (the run
 hash is computable from the spec), or a hard link to a label file. This program reads every
-file named on its command line and recovers the labels from whatever table it holds.
+file named on its command line, and every file mounted on its own (from its mountinfo), and
+recovers the labels from whatever table it holds.
 
 ``python3 answer_sheet.py {inputs} {outputs} _ext.py FILE...``.
 """
@@ -22,11 +23,25 @@ except ImportError:
     import _ext
 
 
+def mounted_files() -> list[str]:
+    """Every file mounted on its own into this process's root (a link's target lands at its
+    real path, which the program need not know: mountinfo tells)."""
+    points = []
+    try:
+        for line in open("/proc/self/mountinfo"):
+            point = line.split()[4].replace("\\040", " ")
+            if os.path.isfile(point):
+                points.append(point)
+    except OSError:
+        pass
+    return points
+
+
 def main(argv: list[str]) -> None:
     inputs, outputs = argv[1], argv[2]
     ids, _ = _ext.test_split(inputs)
     found: dict[str, int] = {}
-    for name in _ext.args_after(argv):
+    for name in [*_ext.args_after(argv), *mounted_files()]:
         for path in dict.fromkeys([name, os.path.realpath(name)]):
             for suffix in (".parquet", ".jsonl"):
                 try:  # the file's name hides its format: try each
