@@ -65,9 +65,15 @@ def sha_tree(roots: list[Path], skip: set[str] = frozenset()) -> dict[str, str]:
 
 def system_snapshot() -> dict[str, tuple[int, int, int]]:
     """(size, mtime_ns, mode) of every entry of the virtual environment, the Python
-    installation and ``/usr`` (cheaper than hashing 200k files; the jail's uid owns none)."""
-    roots = dict.fromkeys([sys.prefix, os.path.realpath(sys.base_prefix), "/usr", "/etc"])
+    installation, ``/usr`` and the parts of ``/etc`` a jail holds (cheaper than hashing 200k
+    files; the jail's uid owns none of them)."""
+    roots = dict.fromkeys([sys.prefix, os.path.realpath(sys.base_prefix), "/usr",
+                           "/etc/alternatives"])
     entries: dict[str, tuple[int, int, int]] = {}
+    for path in ("/etc/ld.so.cache", os.path.realpath("/etc/localtime")):
+        if os.path.exists(path):
+            info = os.lstat(path)
+            entries[path] = (info.st_size, info.st_mtime_ns, info.st_mode)
     stack = [root for root in roots if os.path.isdir(root)]
     while stack:
         directory = stack.pop()

@@ -4,9 +4,9 @@ Unjailed (pointed only at copies), the vandal rewrites stores, caches and source
 real. Jailed, with every builder this machine offers, neither the vandal nor the escape artist
 changes one byte of the W2S cache (the store in it included), the other stores, the reports,
 the dataset or this project's sources (sha256), nor of the virtual environment, the Python
-installation, ``/usr`` or ``/etc`` ((path, size, mtime, mode), checked once after all of this
-module's attacks). Nothing a jailed run leaves behind reaches the next one, except (known hole)
-the kernel keyring of the jail's uid.
+installation, ``/usr`` or the jail's part of ``/etc`` ((path, size, mtime, mode), checked
+once after all of this module's attacks). Nothing a jailed run leaves behind reaches the next
+one, except (known hole) the kernel keyring of the jail's uid.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def builders() -> list[str]:
 
 @pytest.fixture(scope="module")
 def system_before():
-    """The venv, the Python installation, /usr and /etc before this module's attacks."""
+    """The venv, the Python installation, /usr and /etc's jailed parts before this module."""
     return system_snapshot()
 
 
