@@ -1,7 +1,8 @@
 """Routes to the gold labels, each through the real arms on the micro ladder: first shown real
 without the jail (unjailed run or in-process), then closed in it. Jailed, every attack ends
 at chance (all predictions 0.5, below the ceiling), leaves every cache, store and source
-byte-identical, and the audit finds it clean; unjailed, the audit flags it."""
+byte-identical, and the audit finds it clean; `w2s-transfer audit --unjailed` flags the plugin
+that tries them all."""
 from __future__ import annotations
 
 import subprocess
@@ -25,9 +26,9 @@ def at_chance(lab: Lab, probs) -> bool:
 
 
 def closed_external_route(lab: Lab, route: str, script: str, before_args: list[str],
-                          after_args: list[str]) -> str:
+                          after_args: list[str]) -> None:
     """The shared measurement of an external label thief: unjailed it gets every label, jailed
-    none, nothing changes on disk, the audit is clean. Returns the audit's evidence."""
+    none, nothing changes on disk, the audit is clean."""
     before, how = run_student(lab, "external", [f"command={external(script, *before_args)}"],
                               jail=UNJAILED)
     assert how == ["unjailed"]
@@ -42,7 +43,6 @@ def closed_external_route(lab: Lab, route: str, script: str, before_args: list[s
     assert result.clean and isolations == ["jail", "jail"], result.evidence
     lab.record(route, f"`{script}` (external)", f"acc {lab.accuracy(before):.3f}",
                f"acc {lab.accuracy(after):.3f} (all 0.5)", "yes", "CLEAN at chance")
-    return result.evidence
 
 
 def test_other_runs_outputs_on_disk(lab):
@@ -125,8 +125,9 @@ def test_a_plugin_with_every_route_gets_nothing_in_the_plugin_jail(lab):
     from attacks.omnivore import Omnivore, OmnivoreParams
     from transfer.arms import run_arm, sealed_student_inputs
 
+    # In this process it reads only the decoy among the machine's processes.
     params = OmnivoreParams(roots=lab.label_roots,
-                            urls=[lab.server.url, "@" + lab.socket_name], pid=None)
+                            urls=[lab.server.url, "@" + lab.socket_name], pid=lab.decoy.pid)
     weak = run_arm(lab.ctx, "m0", "weak", 0)
     data, trainer = sealed_student_inputs(lab.ctx, lab.ctx.ladder.rung("m0"), weak, 0)
     before = Omnivore().run(data, trainer, params)
