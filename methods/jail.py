@@ -135,9 +135,16 @@ class JailResult:
     builder: str
 
     def last_stderr_line(self) -> str:
-        """The last non-blank stderr line ('' if none), for one-line error messages."""
+        """The last non-blank stderr line ('' if none), for one-line error messages; characters
+        that are not printable (terminal escape sequences) are shown as '?'."""
         lines = [line for line in self.stderr.splitlines() if line.strip()]
-        return lines[-1].strip()[:500] if lines else ""
+        return printable(lines[-1].strip()[:500]) if lines else ""
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable replaced by '?': untrusted text
+    (a jailed program's stderr or error message) must not drive the user's terminal."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def jail_ids() -> tuple[int, int]:
@@ -220,7 +227,9 @@ while [ "$n" -gt 0 ]; do
   kind=$1; src=$2; dst=$root$3; size=$4; shift 4; n=$((n - 1))
   case $kind in
     ro|rw|dev)
-      if [ -d "$src" ]; then mkdir -p "$dst"; else mkdir -p "$(dirname "$dst")"; touch "$dst"; fi
+      # A target inside an earlier read-only mount (an interpreter under /usr) already exists.
+      if [ -d "$src" ]; then [ -d "$dst" ] || mkdir -p "$dst"
+      else [ -e "$dst" ] || { mkdir -p "$(dirname "$dst")"; touch "$dst"; }; fi
       mount --bind "$src" "$dst"
       if [ "$kind" = ro ]; then mount -o remount,bind,ro,nosuid,nodev "$dst"; fi
       if [ "$kind" = rw ]; then mount -o remount,bind,nosuid,nodev "$dst"; fi ;;

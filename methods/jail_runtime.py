@@ -26,8 +26,10 @@ import importlib.machinery
 import os
 import pickle
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,7 +303,8 @@ def job_directories(prefix: str):
     (writable by the jail's uid), removed afterwards."""
     from methods.jail import jail_ids
 
-    with tempfile.TemporaryDirectory(prefix=prefix) as private:
+    private = tempfile.mkdtemp(prefix=prefix)
+    try:
         job, out = Path(private, "job"), Path(private, "out")
         job.mkdir(mode=0o755)
         out.mkdir(mode=0o700)
@@ -309,3 +312,22 @@ def job_directories(prefix: str):
             uid, gid = jail_ids()
             os.chown(out, uid, gid)
         yield job, out
+    finally:
+        remove_tree(private)
+
+
+def remove_tree(path: str) -> None:
+    """Remove a directory a jailed program wrote into, whatever it left there.
+
+    Python's ``shutil.rmtree`` recurses once per level and fails near 1000 (a jailed program
+    can nest deeper in a second), so GNU ``rm``, which walks any depth, takes over; a second try
+    follows a moment later in case the jail's last processes were still dying.
+    """
+    with contextlib.suppress(RecursionError, OSError):
+        shutil.rmtree(path)
+    for delay in (0.0, 0.5):
+        if not os.path.lexists(path):
+            return
+        time.sleep(delay)
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", path], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from methods.exchange import PREDICTIONS_FILE, read_output_json, read_predictions
+from methods.jail import printable
 from methods.jail_runtime import job_directories, pickle_job
 from methods.jail_worker import DESCRIBE_FILE, ERROR_FILE, JOB_FILE, REQUEST_FILE
 from methods.policy import Isolation, JailSettings, current_settings
@@ -103,7 +104,7 @@ def reference_module(reference: str) -> list[str]:
 
 
 def _one_line(text: str, limit: int = 500) -> str:
-    line = " ".join(str(text).split())
+    line = printable(" ".join(str(text).split()))
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 

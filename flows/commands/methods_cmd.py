@@ -33,6 +33,8 @@ def _params(params_model: Any) -> list[dict[str, Any]]:
 
 def _params_from_schema(schema: dict[str, Any]) -> list[dict[str, Any]]:
     """Params rows of a plugin, from the JSON schema its jailed ``describe`` returned."""
+    from methods.jail import printable
+
     required = set(schema.get("required") or [])
     rows = []
     for name, field in (schema.get("properties") or {}).items():
@@ -40,9 +42,11 @@ def _params_from_schema(schema: dict[str, Any]) -> list[dict[str, Any]]:
         kinds = [field.get("type")] + [option.get("type") for option in field.get("anyOf", [])
                                        if isinstance(option, dict)]
         kind = "|".join(str(k) for k in kinds if k) or "any"
-        rows.append({"name": str(name), "type": kind, "required": name in required,
+        # The schema comes from plugin code (described in the jail): shown, never obeyed.
+        rows.append({"name": printable(str(name)), "type": printable(kind),
+                     "required": name in required,
                      "default": None if name in required else field.get("default"),
-                     "description": str(field.get("description", ""))})
+                     "description": printable(str(field.get("description", "")))})
     return rows
 
 

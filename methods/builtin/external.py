@@ -26,20 +26,45 @@ class ExternalParams(MethodParams):
     timeout_s: float = Field(600.0, gt=0, description="wall-clock limit of the command")
 
 
+def _runtime_roots() -> list[str]:
+    """Where the jail's system and Python runtimes live (already in every jail, read-only)."""
+    from methods.jail import system_mounts
+    from methods.jail_runtime import python_mounts
+
+    return [m.target.rstrip("/") for m in [*system_mounts(), *python_mounts()]
+            if m.kind in ("ro", "symlink") and m.target != "/"]
+
+
+def _check_own_file(path: str) -> None:
+    """A command's own file must be the file its name says: not reached through a symbolic
+    link (``weights.bin -> ~/.cache/w2s-transfer/store/ceiling/<hash>/predictions.parquet``),
+    not one name of several for the same file (a hard link to a label file)."""
+    if os.path.realpath(path) != path:
+        raise InputError(f"method external: {path} is reached through a symbolic link; name "
+                         "the file itself", field="--param command")
+    links = os.stat(path).st_nlink
+    if links > 1:
+        raise InputError(f"method external: {path} has {links} hard links; a command's own "
+                         "files must be files of their own", field="--param command")
+
+
 def build_argv(command: str) -> tuple[list[str], list[str]]:
     """Split ``command`` like a shell (no shell runs it) and fill in the placeholders.
 
     ``{inputs}`` becomes ``/w2s/job`` and ``{outputs}`` ``/w2s/out``, the jail's paths. Tokens
     that name an existing regular file relative to the current directory are made absolute,
-    and every token naming an existing regular file is one of the command's own files, mounted
-    read-only into the jail at its path (directories are never mounted: a command that needs
-    more than its files is a plugin).
+    and every token naming an existing regular file outside the system and Python runtimes
+    (which every jail holds) is one of the command's own files, mounted read-only into the jail
+    at its path (directories are never mounted: a command that needs more than its files is a
+    plugin). An own file reached through a symbolic link, or with more than one hard link, is
+    refused: the plan names the file the program may read, not whatever a link leads to.
 
     Returns:
         ``(argv, files)``.
 
     Raises:
-        InputError: unbalanced quotes, an empty command or a program not found on PATH.
+        InputError: unbalanced quotes, an empty command, a program not found on PATH, or an
+            own file that is a link.
     """
     try:
         tokens = shlex.split(command)
@@ -49,11 +74,14 @@ def build_argv(command: str) -> tuple[list[str], list[str]]:
     if not tokens:
         raise InputError("method external: empty command", field="--param command")
     argv, files = [], []
+    runtime = _runtime_roots()
     for token in tokens:
         token = token.replace("{inputs}", JOB).replace("{outputs}", OUT)
         if os.path.isfile(token):
             token = os.path.abspath(token)
-            files.append(token)
+            if not any(token.startswith(root + "/") for root in runtime):
+                _check_own_file(token)
+                files.append(token)
         argv.append(token)
     if os.sep not in argv[0] and shutil.which(argv[0]) is None:
         raise InputError(f"method external: program {argv[0]!r} not found on PATH",

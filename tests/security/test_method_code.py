@@ -1,0 +1,228 @@
+"""What a method's own code and files can do before and around its run: describe-time tricks,
+what the jail mounts as the method's code, files an external command names, plugin
+distributions installed beside the trusted code, and a plugin's name as the key of its runs."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from seclab import ATTACKS, Lab, one_printable_line, run_student
+from methods.jail import jail_available
+from transfer.errors import InputError
+
+pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder works here")
+
+
+@pytest.mark.parametrize("trick, expected", [
+    ("BuiltinName", "names itself 'vanilla', the name of a built-in method"),
+    ("ArmName", "'ceiling' is reserved for an arm"),
+    ("LookalikeName", "name: String should match pattern"),
+    ("EscapeName", "name: String should match pattern"),
+    ("EscapeDescription", "description: Value error, must be one printable line"),
+    ("BidiDescription", "description: Value error, must be one printable line"),
+    ("LongDescription", "description: String should have at most 300 characters"),
+    ("HugeDescribe", "more than the 1048576 allowed"),
+    ("LinkedDescribe", "refused: a symbolic link"),
+    ("FifoDescribe", "refused: not a regular file"),
+    ("DeepDescribe", "malformed JSON"),
+    ("Sleeper", "timed out after 3 s"),
+    ("EscapeCrash", "RuntimeError: ??[1A??[2K??[32mCLEAN"),
+])
+def test_describe_time_tricks_are_one_line_refusals(lab, trick, expected):
+    from flows.context import method_function
+
+    snapshot = lab.snapshot()
+    with pytest.raises(InputError) as err:
+        method_function(f"attacks.describe_tricks:{trick}", [], jail={"timeout_s": 3})
+    lab.assert_unchanged(snapshot)
+    message = str(err.value)
+    assert one_printable_line(message) and expected.replace("??", "?") in message, message
+    lab.record(f"describe-time trick: {trick}", f"`attacks.describe_tricks:{trick}` (plugin)",
+               "-", f"refused: `{message.split(': ', 2)[-1][:70]}`", "yes", "-")
+
+
+def _site_with_entry_point(site: Path, name: str, target: str) -> None:
+    """A distribution's metadata on the Python path, as ``pip install`` leaves it."""
+    info = site / "w2s_attack_plugins-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: w2s-attack-plugins\n"
+                                   "Version: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[w2s_transfer.methods]\n{name} = {target}\n")
+
+
+def test_the_methods_listing_shows_no_terminal_escapes(lab, tmp_path, monkeypatch):
+    from flows.cli import app
+
+    site = tmp_path / "site"
+    _site_with_entry_point(site, "escape_schema", "attacks.describe_tricks:EscapeSchema")
+    monkeypatch.syspath_prepend(str(site))
+    snapshot = lab.snapshot()
+    result = CliRunner().invoke(app, ["methods"])
+    lab.assert_unchanged(snapshot)
+    assert result.exit_code == 0, result.output
+    assert "attack_escape_schema" in result.stdout
+    assert "attacks.describe_tricks" not in sys.modules  # described in the jail only
+    assert "\x1b" not in result.stdout, repr(result.stdout[-400:])
+    lab.record("params schema with terminal escapes, shown by `w2s-transfer methods`",
+               "`attacks.describe_tricks:EscapeSchema` (entry point)", "-",
+               "escapes shown as `?`", "yes", "-")
+
+
+@pytest.fixture
+def lab_site(lab: Lab, tmp_path, monkeypatch) -> Path:
+    """A lab directory on the Python path holding the agent's plugin next to the lab's results
+    (``w2s_lab/plugins/thief.py`` and ``w2s_lab/results/results.parquet``), registered by an
+    entry point."""
+    site = tmp_path / "site"
+    plugins, results = site / "w2s_lab" / "plugins", site / "w2s_lab" / "results"
+    plugins.mkdir(parents=True)
+    results.mkdir()
+    shutil.copy(ATTACKS / "namespace_thief.py", plugins / "thief.py")
+    shutil.copy(lab.reports / "demo" / "results.parquet", results)
+    _site_with_entry_point(site, "lab_thief", "w2s_lab.plugins.thief:Thief")
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+@pytest.mark.xfail(strict=True, reason="HOLE: the jail mounts a plugin's whole top-level package "
+                   "directory at /w2s/code/<name>, data files included, and any directory on the "
+                   "path is a (namespace) package: a plugin placed beside results gets them "
+                   "(methods/jail_runtime.py code_mounts; mount only the package's Python "
+                   "sources, and refuse namespace packages)")
+def test_a_plugin_gets_only_its_code_not_what_lies_beside_it(lab, lab_site):
+    from attacks.namespace_thief import Thief
+    from transfer.arms import run_arm, sealed_student_inputs
+
+    weak = run_arm(lab.ctx, "m0", "weak", 0)
+    data, trainer = sealed_student_inputs(lab.ctx, lab.ctx.ladder.rung("m0"), weak, 0)
+    import importlib
+
+    module = importlib.import_module("w2s_lab.plugins.thief")
+    try:
+        before = module.Thief().run(data, trainer, None)  # in-process: the route is real
+    finally:
+        for name in [m for m in sys.modules if m.startswith("w2s_lab")]:
+            del sys.modules[name]
+    assert lab.accuracy(before) == 1.0 and Thief.name == "attack_lab_thief"
+    snapshot = lab.snapshot()
+    after, how = run_student(lab, "lab_thief")
+    lab.assert_unchanged(snapshot)
+    accuracy = lab.accuracy(after)
+    lab.record("entry point whose top-level package lies beside results (namespace package "
+               "mounted whole at /w2s/code)", "`namespace_thief.py` as "
+               "`w2s_lab.plugins.thief:Thief` (entry point)", f"acc {lab.accuracy(before):.3f}",
+               f"**acc {accuracy:.3f} (hole)**", "yes", "CLEAN (files: the canary is blind)")
+    assert how == ["jail"] and accuracy < lab.ceiling_accuracy
+
+
+@pytest.mark.xfail(strict=True, reason="HOLE: an entry-point plugin is registered by installing "
+                   "its distribution into the environment the trusted process runs from; its "
+                   "files run there (a .pth line runs at every interpreter start; a package "
+                   "named flows/methods/transfer would shadow the editable project) before any "
+                   "jail (methods/registry.py _entry_points: read plugins from a separate "
+                   "directory never on the trusted sys.path)")
+def test_an_entry_point_distribution_runs_no_code_in_the_trusted_process(lab, tmp_path):
+    snapshot = lab.snapshot()
+    site = tmp_path / "site"
+    _site_with_entry_point(site, "pth_plugin", "attacks.benign:WeakEcho")
+    shutil.copy(ATTACKS / "pth_hook.py", site / "w2s_pth_hook.py")
+    (site / "w2s_pth_hook.pth").write_text("import w2s_pth_hook\n")
+    marker = tmp_path / "ran-in-trusted-process"
+    # site.addsitedir(site) is what site.py does at start-up for each site-packages directory
+    # holding installed distributions: the state after `pip install` of the plugin.
+    program = ("import site, sys; site.addsitedir(sys.argv[1]); "
+               "from methods.registry import resolve_method; "
+               "print(resolve_method('pth_plugin').name)")
+    env = {**os.environ, "W2S_PTH_MARKER": str(marker),
+           "PYTHONPATH": os.pathsep.join([str(ATTACKS.parent), *sys.path[1:]])}
+    done = subprocess.run([sys.executable, "-c", program, str(site)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    lab.assert_unchanged(snapshot)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("attack_control_weak_echo")  # described in the jail
+    ran = marker.read_text() if marker.exists() else ""
+    lab.record("files of an installed entry-point distribution (a .pth line) in the trusted "
+               "process", "`pth_hook.py` as `w2s_pth_hook.pth` (entry-point distribution)",
+               "-", "**ran in the trusted process (hole)**" if ran else "did not run", "yes",
+               "-")
+    assert ran == "", f"plugin code ran in the trusted process: {ran}"
+
+
+@pytest.mark.xfail(strict=True, reason="HOLE: a student run is stored under the plugin's "
+                   "self-declared name and params (transfer/arms.py arm_spec), not its reference "
+                   "or code: a plugin naming itself like another is served that one's runs "
+                   "without running (or leaves its own runs to be served to it)")
+def test_a_plugin_taking_another_plugins_name_is_not_served_its_runs(lab):
+    snapshot = lab.snapshot()
+    first, how = run_student(lab, "attacks.namesake:First")
+    assert how == ["jail"] and np.all(first == 0.5)
+    second, how = run_student(lab, "attacks.namesake:Second")
+    lab.assert_unchanged(snapshot)
+    served = bool(how == [] and np.all(second == 0.5))
+    lab.record("a plugin taking another plugin's name (store key)",
+               "`attacks.namesake:First`, `:Second` (plugins)", "-",
+               "**the second is served the first's run without running (hole)**"
+               if served else "each ran", "yes", "-")
+    assert how == ["jail"] and not np.all(second == 0.5)  # it ran: its own predictions
+
+
+@pytest.fixture
+def agent_repo(lab: Lab, tmp_path) -> Path:
+    """An attacker's repository as checked out on the machine: its program and two innocent
+    names that are links to label files (the ceiling run of the store in use, whose path the
+    attacker computes from its spec, and a gold file, hard-linked)."""
+    from transfer.store import RunStore
+
+    repo = tmp_path / "agent"
+    repo.mkdir()
+    shutil.copy(ATTACKS / "answer_sheet.py", repo / "method.py")
+    shutil.copy(ATTACKS / "_ext.py", repo / "_ext.py")
+    ceiling = RunStore(lab.store).records("ceiling")[0]
+    (repo / "weights.bin").symlink_to(ceiling.path / "predictions.parquet")
+    os.link(lab.pipeline / "gold.jsonl", repo / "vocab.bin")
+    return repo
+
+
+@pytest.mark.parametrize("sheet", ["weights.bin", "vocab.bin"])
+def test_an_external_commands_own_files_cannot_be_links_to_labels(lab, agent_repo, sheet,
+                                                                  monkeypatch):
+    import methods.builtin.external as external_method
+
+    from methods.exchange import read_predictions, write_inputs
+    from transfer.arms import run_arm, sealed_student_inputs
+
+    # The route is real: the program, run on the sealed inputs with its files, reads the labels.
+    weak = run_arm(lab.ctx, "m0", "weak", 0)
+    data, _ = sealed_student_inputs(lab.ctx, lab.ctx.ladder.rung("m0"), weak, 0)
+    inputs, outputs = agent_repo / "in", agent_repo / "out"
+    inputs.mkdir(), outputs.mkdir()
+    write_inputs(data, inputs)
+    subprocess.run([sys.executable, agent_repo / "method.py", inputs, outputs,
+                    agent_repo / "_ext.py", agent_repo / sheet], check=True, timeout=60)
+    before = read_predictions(outputs / "predictions.jsonl", data.test_ids)
+    assert lab.accuracy(before) == 1.0
+    command = (f"{sys.executable} {agent_repo / 'method.py'} {{inputs}} {{outputs}} "
+               f"{agent_repo / '_ext.py'} {agent_repo / sheet}")
+    snapshot = lab.snapshot()
+    # Without the check on own files (the state before it), mounting the file is enough.
+    with monkeypatch.context() as patch:
+        patch.setattr(external_method, "_check_own_file", lambda path: None)
+        unchecked, how = run_student(lab, "external", [f"command={command} --tag=unchecked"])
+    assert how == ["jail"] and lab.accuracy(unchecked) == 1.0
+    with pytest.raises(InputError) as err:
+        run_student(lab, "external", [f"command={command}"])
+    lab.assert_unchanged(snapshot)
+    message = str(err.value)
+    assert one_printable_line(message) and sheet in message, message
+    kind = "symbolic link" if sheet == "weights.bin" else "hard link"
+    lab.record(f"an external command's own file that is a {kind} to labels",
+               f"`answer_sheet.py` + `{sheet}` (external)",
+               f"acc {lab.accuracy(before):.3f}; jailed without the check: acc "
+               f"{lab.accuracy(unchecked):.3f}", f"refused: `...{message[-70:]}`", "yes", "-")
