@@ -8,7 +8,10 @@ trusted enough to act on it. A method is never promoted when:
   weak-to-strong gap, so no gain over the baseline there means anything);
 - at the production rung, its PGR is undefined;
 - a baseline, weak or ceiling run it is compared with is inconsistent with itself: the accuracy
-  stored in its metrics differs from the one its (hash-verified) predictions give.
+  stored in its metrics differs from the one its (hash-verified) predictions give;
+- the evidence at the production rung comes from the built-in synthetic task with its public
+  seed, whose labels any method can regenerate from a copy of the generator (set
+  ``W2S_SYNTHETIC_SECRET`` to salt it, or validate on your own data).
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from methods.runner import weakest
 # Stored and re-derived accuracies are the same float computed the same way; any difference
 # means the record was written by something other than the pipeline.
 ACCURACY_TOLERANCE = 1e-12
+# The dataset name of the unsalted built-in synthetic task (transfer.data.synthetic.TASK_NAME).
+PUBLIC_SYNTHETIC = "synthetic"
 
 
 def isolation_by_arm(records: Iterable[Any]) -> dict[str, str]:
@@ -96,6 +101,11 @@ def apply_promotion_guards(verdict: dict[str, Any], records: list[Any]) -> dict[
                 fired.append(f"at the production rung {production} ({cell.get('dataset')}) the "
                              f"ceiling ({_pct(ceiling)}) does not beat the weak model "
                              f"({_pct(weak)}): there is no gap to recover")
+            if cell.get("dataset") == PUBLIC_SYNTHETIC:
+                fired.append(f"at the production rung {production} the evidence comes from the "
+                             "built-in synthetic task with its public seed: anyone with this code "
+                             "can regenerate its labels (set W2S_SYNTHETIC_SECRET to salt it, or "
+                             "validate on your own data)")
             if not cell.get("pgr", {}).get("defined", False):
                 fired.append(f"at the production rung {production} ({cell.get('dataset')}) PGR "
                              "is undefined")

@@ -44,8 +44,10 @@ MountKind = Literal["ro", "rw", "dev", "tmpfs", "symlink", "dir"]
 
 BUILDER_ENV = "W2S_JAIL_BUILDER"
 JAIL_UID_ENV = "W2S_JAIL_UID"
-# An id no distribution allocates by default: the jailed program owns nothing on the host.
-DEFAULT_JAIL_ID = 64000
+# Each jail runs as a uid of its own, drawn from a range no distribution allocates, so that
+# nothing the kernel keeps per uid (keyrings, process counts) is shared between two jails, and
+# the jailed program owns nothing on the host but its outputs.
+JAIL_UID_BASE, JAIL_UID_SPAN = 2_000_000_000, 1 << 24
 JAIL_HOSTNAME = "w2s-jail"
 # How much of the program's stdout/stderr the parent keeps (the tail), whatever it prints.
 OUTPUT_TAIL_BYTES = 64 * 1024
@@ -121,6 +123,7 @@ class JailSpec:
     env: dict[str, str] = field(default_factory=dict)
     cwd: str = "/tmp"
     limits: JailLimits = field(default_factory=JailLimits)
+    uid: int | None = None  # the jail's uid and gid when the caller is root; None: a fresh one
 
 
 @dataclass(frozen=True)
@@ -148,15 +151,26 @@ def printable(text: str) -> str:
 
 
 def jail_ids() -> tuple[int, int]:
-    """The uid and gid the jailed program runs as when the caller is root."""
-    raw = os.environ.get(JAIL_UID_ENV, str(DEFAULT_JAIL_ID))
+    """A uid and gid for one jail when the caller is root: ``$W2S_JAIL_UID`` if set (one fixed
+    id, e.g. where a cluster allows only certain uids), else a fresh draw from a range of 2**24
+    ids above 2,000,000,000 (no two concurrent or successive jails share one but by chance)."""
+    import secrets
+
+    raw = os.environ.get(JAIL_UID_ENV)
+    if raw is None:
+        uid = JAIL_UID_BASE + secrets.randbelow(JAIL_UID_SPAN)
+        return uid, uid
     try:
         uid = int(raw)
     except ValueError:
         raise JailUnavailable(f"{JAIL_UID_ENV}={raw!r}: expected an integer uid") from None
-    if not 0 < uid < 2**31 - 1:
+    if not 0 < uid < 2**32 - 1:
         raise JailUnavailable(f"{JAIL_UID_ENV}={uid}: expected a non-root uid")
     return uid, uid
+
+
+def _spec_ids(spec: JailSpec) -> tuple[int, int]:
+    return (spec.uid, spec.uid) if spec.uid is not None else jail_ids()
 
 
 # --- building the command ---------------------------------------------------------------------
@@ -201,7 +215,7 @@ def _bwrap_argv(spec: JailSpec, argv: Sequence[str], as_root: bool) -> list[str]
         args += ["--setenv", name, value]
     args += ["--chdir", spec.cwd, "--"]
     if as_root:
-        uid, gid = jail_ids()
+        uid, gid = _spec_ids(spec)
         args += ["setpriv", f"--reuid={uid}", f"--regid={gid}", *SETPRIV_DROP, "--"]
     return args + list(argv)
 
@@ -259,7 +273,7 @@ def _unshare_argv(spec: JailSpec, argv: Sequence[str], root: str) -> list[str]:
     items: list[str] = []
     for mount in spec.mounts:
         items += [mount.kind, str(mount.source or "-"), mount.target, str(mount.size or 0)]
-    uid, gid = jail_ids()
+    uid, gid = _spec_ids(spec)
     env = [f"{name}={value}" for name, value in spec.env.items()]
     return ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child",
             "--propagation", "private", "--", "sh", "-c", _UNSHARE_SCRIPT, "w2s-jail", root,

@@ -26,6 +26,7 @@ import importlib.machinery
 import os
 import pickle
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -117,7 +118,6 @@ def project_runtime() -> Path:
         compileall.compile_dir(tmp / "lib", quiet=2, workers=1)
         etc = tmp / "etc"
         etc.mkdir()
-        (etc / "passwd").write_text(f"{JAIL_USER}:x:{{uid}}:{{gid}}:w2s jail:/tmp:/usr/sbin/nologin\n")
         (etc / "hosts").write_text("127.0.0.1 localhost w2s-jail\n::1 localhost\n")
         (tmp / ".complete").write_text(digest.hexdigest() + "\n")
         for path in tmp.rglob("*"):
@@ -133,22 +133,15 @@ def project_runtime() -> Path:
     return final
 
 
-def _identity_files(runtime: Path) -> Path:
-    """``etc/passwd`` and ``etc/group`` naming the jail's uid (they depend on it, so they live
-    beside the runtime, one pair per uid)."""
-    from methods.jail import jail_ids
-
-    uid, gid = jail_ids() if os.geteuid() == 0 else (os.getuid(), os.getgid())
-    directory = runtime.parent / f"identity-{uid}-{gid}"
-    if not (directory / "group").exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        passwd = (runtime / "etc" / "passwd").read_text().format(uid=uid, gid=gid)
-        for name, text in (("passwd", passwd), ("group", f"{JAIL_USER}:x:{gid}:\n")):
-            tmp = directory / f".{name}.{os.getpid()}"
-            tmp.write_text(text)
-            tmp.chmod(0o644)
-            os.replace(tmp, directory / name)
-    return directory
+def _identity_files(directory: Path, uid: int, gid: int) -> Path:
+    """``directory/identity/{passwd,group}`` naming the jail's uid (one jail's own files)."""
+    identity = directory / "identity"
+    identity.mkdir(mode=0o755, exist_ok=True)
+    for name, text in (("passwd", f"{JAIL_USER}:x:{uid}:{gid}:w2s jail:/tmp:/usr/sbin/nologin\n"),
+                       ("group", f"{JAIL_USER}:x:{gid}:\n")):
+        (identity / name).write_text(text)
+        (identity / name).chmod(0o644)
+    return identity
 
 
 def _inside(path: str, ancestor: str) -> bool:
@@ -180,28 +173,107 @@ def python_mounts() -> list[Mount]:
     return mounts
 
 
+PLUGIN_PATH_ENV = "W2S_PLUGIN_PATH"
+# A plugin's sources travel into the jail as a copy; a package this large is not a method.
+MAX_CODE_BYTES = 64 << 20
+
+
+def plugin_dirs() -> list[str]:
+    """Directories of installed plugin distributions (``$W2S_PLUGIN_PATH``, ``os.pathsep``-
+    separated; ``pip install --target DIR``): read for entry points and sources, never put on
+    the trusted process's ``sys.path``, so none of their code (``.pth`` lines included) runs
+    there."""
+    raw = os.environ.get(PLUGIN_PATH_ENV, "")
+    return [os.path.abspath(p) for p in raw.split(os.pathsep) if p]
+
+
 def module_location(top: str) -> Path | None:
     """Where top-level module ``top`` would be imported from, found without running any of its
-    code: its package directory or its module file, or None when it is not on ``sys.path``."""
-    spec = importlib.machinery.PathFinder.find_spec(top, [p or os.getcwd() for p in sys.path])
+    code: its package directory or its module file (on ``sys.path``, then in the plugin
+    directories), or None when it is nowhere."""
+    spec = importlib.machinery.PathFinder.find_spec(
+        top, [p or os.getcwd() for p in sys.path] + plugin_dirs())
     if spec is None:
         return None
     if spec.submodule_search_locations:
         locations = list(spec.submodule_search_locations)
-        if len(locations) != 1:
-            raise JailSetupError(f"{top} is a namespace package spread over {len(locations)} "
-                                 "directories; give the plugin a regular package")
+        if spec.origin is None or len(locations) != 1:
+            raise JailSetupError(f"{top} is a namespace package (no __init__.py); a plugin's "
+                                 "top-level package must be a regular package")
         return Path(locations[0])
     return Path(spec.origin) if spec.origin else None
 
 
-def code_mounts(modules: Iterable[str], runtime_mounts: Sequence[Mount]) -> list[Mount]:
-    """Read-only mounts under ``/w2s/code`` for the top-level packages of ``modules`` that the
-    runtime does not already hold (the standard library and installed packages are in it; this
-    project's modules must be in :data:`JAIL_MODULES`).
+def code_files(location: Path) -> list[Path]:
+    """The Python sources of a top-level package (every ``.py`` below it) or a module file:
+    what of a plugin's code goes into the jail, and what its fingerprint covers.
 
     Raises:
-        JailSetupError: a module of this project outside the allowed part.
+        JailSetupError: a source that is a symbolic link or has another hard link (it could
+            be a label file under a harmless name), or more than ``MAX_CODE_BYTES`` in all.
+    """
+    if location.is_file():
+        found = [location]
+    else:
+        found = []
+        for directory, subdirs, names in os.walk(location, followlinks=False):
+            subdirs[:] = sorted(d for d in subdirs if d != "__pycache__")
+            found += [Path(directory, n) for n in sorted(names) if n.endswith(".py")]
+    total = 0
+    for path in found:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise JailSetupError(f"{path}: a plugin's sources must be regular files of their own "
+                                 "(not links)")
+        total += info.st_size
+    if total > MAX_CODE_BYTES:
+        raise JailSetupError(f"{location}: {total} bytes of Python sources, more than the "
+                             f"{MAX_CODE_BYTES} a plugin may bring")
+    return found
+
+
+def code_copy(location: Path) -> Path:
+    """A content-addressed copy, in the cache, of :func:`code_files` of ``location`` (a package
+    directory or module file), named like it; built once."""
+    files = code_files(location)
+    root = location.parent
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    final = _cache_root().parent / "jail-code" / digest.hexdigest()[:24]
+    if (final / ".complete").exists():
+        return final / location.name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".build-"))
+    try:
+        for path in files:
+            target = tmp / path.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            shutil.copyfile(path, target)
+            target.chmod(0o644)
+        (tmp / ".complete").write_text(digest.hexdigest() + "\n")
+        for path in [tmp, *tmp.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o755)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / ".complete").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final / location.name
+
+
+def code_mounts(modules: Iterable[str], runtime_mounts: Sequence[Mount]) -> list[Mount]:
+    """Read-only mounts under ``/w2s/code`` of the Python sources (a copy: :func:`code_copy`)
+    of the top-level packages of ``modules`` that the runtime does not already hold (the
+    standard library and installed packages are in it; this project's modules must be in
+    :data:`JAIL_MODULES`). Nothing but ``.py`` files travels: no data lying beside the code.
+
+    Raises:
+        JailSetupError: a module of this project outside the allowed part, a namespace
+            package, or sources that are links.
     """
     roots = [m.target for m in runtime_mounts if m.kind == "ro"]
     mounts: dict[str, Mount] = {}
@@ -224,8 +296,7 @@ def code_mounts(modules: Iterable[str], runtime_mounts: Sequence[Mount]) -> list
         if any(_inside(real, str(own / package)) for package in PROJECT_PACKAGES):
             raise JailSetupError(f"module {top} resolves to {location}, inside this project's "
                                  "own packages; name project modules by their full path")
-        name = location.name
-        mounts[top] = Mount("ro", f"{CODE}/{name}", str(location))
+        mounts[top] = Mount("ro", f"{CODE}/{location.name}", str(code_copy(location)))
     return list(mounts.values())
 
 
@@ -269,7 +340,10 @@ def jail_spec(request: JailRequest) -> JailSpec:
     """The full jail for one job: system, Python, the allowed project code, the job's code,
     inputs, outputs and model checkpoints."""
     runtime = project_runtime()
-    identity = _identity_files(runtime)
+    # The jail's uid is the owner job_directories gave its outputs (fresh per job).
+    owner = os.stat(request.out_dir)
+    uid, gid = (owner.st_uid, owner.st_gid) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    identity = _identity_files(Path(request.out_dir).parent, uid, gid)
     base = system_mounts() + python_mounts()
     mounts = [*base,
               Mount("ro", "/etc/passwd", str(identity / "passwd")),
@@ -294,13 +368,14 @@ def jail_spec(request: JailRequest) -> JailSpec:
            "W2S_CACHE_DIR": "/tmp/w2s-cache", "TORCH_EXTENSIONS_DIR": "/tmp/torch_extensions",
            "MPLCONFIGDIR": "/tmp/matplotlib", "TRITON_CACHE_DIR": "/tmp/triton"}
     env.update({name: os.environ[name] for name in PASSTHROUGH_VARS if name in os.environ})
-    return JailSpec(mounts=tuple(mounts), env=env, cwd="/tmp", limits=request.limits)
+    return JailSpec(mounts=tuple(mounts), env=env, cwd="/tmp", limits=request.limits,
+                    uid=uid if os.geteuid() == 0 else None)
 
 
 @contextlib.contextmanager
 def job_directories(prefix: str):
     """A private parent directory with ``job/`` (inputs, read-only to the jail) and ``out/``
-    (writable by the jail's uid), removed afterwards."""
+    (owned by a fresh jail uid, which ``jail_spec`` reads back from it), removed afterwards."""
     from methods.jail import jail_ids
 
     private = tempfile.mkdtemp(prefix=prefix)

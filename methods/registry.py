@@ -102,7 +102,32 @@ def _contract_problem(method: Any) -> str | None:
 
 
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    """Entry points of our group in the plugin directories (``$W2S_PLUGIN_PATH``), read from
+    package metadata: nothing of them is imported here, and the directories never join
+    ``sys.path`` (a ``.pth`` line there would run at every interpreter start)."""
+    from methods.jail_runtime import plugin_dirs
+
+    found: dict[str, importlib.metadata.EntryPoint] = {}
+    dirs = plugin_dirs()
+    if dirs:
+        for dist in importlib.metadata.distributions(path=dirs):
+            for entry_point in dist.entry_points.select(group=ENTRY_POINT_GROUP):
+                found.setdefault(entry_point.name, entry_point)
+    return found
+
+
+def _environment_entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    """Entry points of our group installed in the pipeline's own environment: refused, since
+    whatever such a distribution installed already runs with the pipeline's privileges."""
     return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _refused(entry_point: importlib.metadata.EntryPoint) -> InputError:
+    dist = entry_point.dist.name if entry_point.dist is not None else entry_point.value
+    return InputError(f"entry point {entry_point.name!r} comes from {dist}, installed in the "
+                      "pipeline's own environment, where its code runs with the pipeline's "
+                      "privileges; install plugins into a plugin directory instead (pip install "
+                      "--target DIR ...; W2S_PLUGIN_PATH=DIR)", field="--method")
 
 
 def _as_method(obj: Any, where: str) -> Method:
@@ -116,18 +141,6 @@ def _as_method(obj: Any, where: str) -> Method:
 def _remember(info: MethodInfo) -> Method:
     _RESOLVED[id(info.method)] = info
     return info.method
-
-
-def _from_entry_point(entry_point: importlib.metadata.EntryPoint) -> Method:
-    where = f"entry point {entry_point.name!r} ({entry_point.value})"
-    try:
-        loaded = entry_point.load()
-    except Exception as err:  # a broken plugin is bad input, not a crash of ours
-        raise InputError(f"{where} failed to load: {type(err).__name__}: {err}",
-                         field="--method") from None
-    method = _as_method(loaded, where)
-    provider = entry_point.dist.name if entry_point.dist is not None else entry_point.value
-    return _remember(MethodInfo(method, entry_point.name, "entry-point", provider))
 
 
 def _from_reference(reference: str) -> Method:
@@ -155,8 +168,8 @@ def _split_reference(reference: str) -> tuple[str, str]:
 
 
 def load_plugin(name_or_ref: str) -> Method:
-    """Import a method by built-in name, entry-point name or ``module:attr``: for the jail
-    worker only (``methods.jail_worker``), never in the trusted process.
+    """Import a method by built-in name or ``module:attr`` (an entry point's target): for the
+    jail worker only (``methods.jail_worker``), never in the trusted process.
 
     Raises:
         InputError: unknown name, unimportable or invalid plugin.
@@ -168,9 +181,6 @@ def load_plugin(name_or_ref: str) -> Method:
     _load_builtins()
     if name_or_ref in _BUILTINS:
         return _BUILTINS[name_or_ref].method
-    entry_points = _entry_points()
-    if name_or_ref in entry_points:
-        return _from_entry_point(entry_points[name_or_ref])
     raise InputError(f"unknown method {name_or_ref!r}", field="--method")
 
 
@@ -184,6 +194,9 @@ def _plugin_source(name_or_ref: str):
         return PluginSource(name_or_ref, name_or_ref, "reference", module_name)
     entry_point = _entry_points().get(name_or_ref)
     if entry_point is None:
+        installed = _environment_entry_points().get(name_or_ref)
+        if installed is not None:
+            raise _refused(installed)
         return None
     provider = entry_point.dist.name if entry_point.dist is not None else entry_point.value
     return PluginSource(entry_point.name, entry_point.value, "entry-point", provider)
@@ -261,7 +274,11 @@ def list_methods() -> list[MethodInfo | tuple[str, str]]:
     _load_builtins()
     listed: list[MethodInfo | tuple[str, str]] = [
         _BUILTINS[name] for name in sorted(_BUILTINS)]
-    for name in sorted(_entry_points()):
+    plugins = _entry_points()
+    for name, entry_point in sorted(_environment_entry_points().items()):
+        if name not in plugins and name not in _BUILTINS:
+            listed.append((name, _refused(entry_point).message))
+    for name in sorted(plugins):
         if name in _BUILTINS:
             continue
         try:

@@ -18,9 +18,11 @@ def register(app: typer.Typer) -> None:
     def audit_command(
         method: str = typer.Option(..., help="method to audit (registry name or module:attr)"),
         param: list[str] = typer.Option(None, "--param", help="method parameter key=value"),
+        plan: str = typer.Option(None, help="audit as this plan runs the method: its ladder, "
+                                 "first dataset (or --data), compute and jail settings"),
         data: Path = typer.Option(None, help="dataset directory; the built-in synthetic task "
                                   "by default"),
-        ladder: str = typer.Option("micro", help="ladder name or YAML path"),
+        ladder: str = typer.Option(None, help="ladder name or YAML path (default micro)"),
         rung: str = typer.Option(None, help="rung name (default: the ladder's first rung)"),
         seed: int = typer.Option(0, min=0, help="run seed, held fixed across permutations"),
         store: Path = typer.Option(None, help="run store for the real weak run "
@@ -38,24 +40,52 @@ def register(app: typer.Typer) -> None:
         input. Each permutation resolves the method afresh, in the jail for plugins, which see
         the same inputs in an audit as in a real run."""
         with user_errors():
-            clean = _audit(method, param or [], data, ladder, rung, seed, store,
-                           check_determinism, unjailed)
+            ctx, jail = audit_context(plan, ladder, data, store, unjailed)
+            clean = _audit(ctx, jail, method, param or [], rung, seed, check_determinism)
         if not clean:
             raise typer.Exit(EXIT_FLAGGED)
 
 
-def _audit(method, params, data, ladder, rung, seed, store, check_determinism,
-           unjailed) -> bool:
-    from flows.context import arm_context, method_function
+def audit_context(plan: str | None, ladder: str | None, data: Path | None,
+                  store: Path | None, unjailed: bool = False):
+    """The arm context and jail settings an audit runs with: a plan's own (ladder, first dataset
+    unless ``data`` names one, the engine settings its campaign passes to every group, its jail)
+    so that an audited run sees exactly what a run of that plan sees; else the options'.
+
+    Raises:
+        InputError: ``--plan`` with ``--ladder``, a bad plan, ladder or dataset.
+    """
+    from flows.context import arm_context
+    from transfer.errors import InputError
+
+    jail: dict = {"mode": "required"}
+    overrides = None
+    if plan is not None:
+        from flows.plan import load_plan
+
+        if ladder is not None:
+            raise InputError("give either --plan or --ladder (the plan names its ladder)",
+                             field="--ladder")
+        loaded = load_plan(plan)
+        ladder = loaded.ladder
+        data = data if data is not None else loaded.dataset_paths()[0]
+        overrides = {"ds_config": loaded.compute.ds_config,
+                     "precision": loaded.compute.precision}
+        jail = loaded.jail.model_dump(mode="json")
+    if unjailed:
+        jail = {**jail, "mode": "off"}
+    return arm_context(ladder or "micro", data, store, overrides), jail
+
+
+def _audit(ctx, jail, method, params, rung, seed, check_determinism) -> bool:
+    from flows.context import method_function
     from methods.audit import audit_label_leak
     from transfer.canary import run_with_permuted_gold
     from transfer.errors import InputError
     from transfer.sealed import MethodUnsupported
 
-    ctx = arm_context(ladder, data, store)
     rung_name = rung if rung is not None else ctx.ladder.rungs[0].name
     ctx.ladder.rung(rung_name)  # unknown rung: a clear error before any compute
-    jail = {"mode": "off" if unjailed else "required"}
     name, params_dict, fn = method_function(method, params, jail=jail)
     isolations: list[str] = []
 

@@ -34,9 +34,9 @@ def builder(request, monkeypatch):
     return request.param
 
 
-def shell(script: str, *, mounts=(), limits=JailLimits(), timeout_s=60.0, env=None):
+def shell(script: str, *, mounts=(), limits=JailLimits(), timeout_s=60.0, env=None, uid=None):
     spec = JailSpec(mounts=(*jail.system_mounts(), *mounts),
-                    env=env or {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, limits=limits)
+                    env=env or {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, limits=limits, uid=uid)
     return run_jailed(["sh", "-c", script], spec, timeout_s=timeout_s)
 
 
@@ -84,10 +84,11 @@ def test_the_program_is_an_unprivileged_uid_on_the_host_too(builder, tmp_path):
     owned.mkdir()
     (owned / "f").write_text("root's\n")
     os.chmod(owned / "f", 0o666 & ~0o022)  # 0644: owner (root) may write, others may not
+    uid, gid = jail.jail_ids()
     result = shell("id -u; id -g; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; "
                    "touch /out/made; echo pwn >> /owned/f",
-                   mounts=[Mount("rw", "/out", str(out)), Mount("rw", "/owned", str(owned))])
-    uid, gid = jail.jail_ids()
+                   mounts=[Mount("rw", "/out", str(out)), Mount("rw", "/owned", str(owned))],
+                   uid=uid)
     lines = result.stdout.split()
     assert lines[:2] == [str(uid), str(gid)]
     assert "0000000000000000" in result.stdout and "NoNewPrivs:\t1" in result.stdout
@@ -140,6 +141,11 @@ def test_file_size_process_and_time_limits_hold(builder, tmp_path):
     with pytest.raises(JailTimeout):
         shell("sleep 60 & sleep 60", timeout_s=1)
     assert time.monotonic() - start < 15
+
+
+def test_every_jail_gets_a_uid_of_its_own(builder):
+    uids = {shell("id -u").stdout.strip() for _ in range(3)}
+    assert len(uids) == 3 and all(int(uid) >= jail.JAIL_UID_BASE for uid in uids)
 
 
 def test_an_unknown_builder_is_one_clear_line(monkeypatch):

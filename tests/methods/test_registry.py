@@ -64,8 +64,23 @@ def installed_plugin(tmp_path, monkeypatch):
     (dist_info / "entry_points.txt").write_text(
         f"[{ENTRY_POINT_GROUP}]\nscaled_weak = plugins_for_tests:ScaledWeak\n"
         "broken = plugins_for_tests:DoesNotExist\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("W2S_PLUGIN_PATH", str(tmp_path))
     return tmp_path
+
+
+def test_entry_points_in_the_pipelines_own_environment_are_refused(tmp_path, monkeypatch):
+    dist_info = tmp_path / "w2s_env_plugin-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: w2s-env-plugin\n"
+                                        "Version: 0.1\n")
+    (dist_info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\nenv_scaled = plugins_for_tests:ScaledWeak\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # as if pip-installed beside the pipeline
+    with pytest.raises(InputError, match="'env_scaled' comes from w2s-env-plugin, installed in "
+                                         "the pipeline's own environment"):
+        resolve_method("env_scaled")
+    refused = [item for item in list_methods() if isinstance(item, tuple)]
+    assert refused and refused[0][0] == "env_scaled" and "plugin directory" in refused[0][1]
 
 
 def test_entry_points_resolve_and_list(installed_plugin):

@@ -206,8 +206,12 @@ class Lab:
         return {**sha_tree(self.protected(), {"__pycache__"}), **sources}
 
     def assert_unchanged(self, before: dict[str, str]) -> None:
-        """Every protected byte as it was; new files only in this store's student runs."""
-        problems = diff(before, self.snapshot(), (str(self.store / "student") + "/",))
+        """Every protected byte as it was; new files only in this store's student runs and in
+        the trusted side's copies of plugin sources (made before a jail starts)."""
+        from transfer.fsutil import cache_dir
+
+        problems = diff(before, self.snapshot(), (str(self.store / "student") + "/",
+                                                  str(cache_dir() / "jail-code") + "/"))
         assert not problems, "\n".join(problems[:20])
 
     def accuracy(self, probs) -> float:

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from seclab import ATTACKS, RUNG, SEED, Lab, audit, run_student
+from seclab import ATTACKS, RUNG, SEED, Lab, audit, run_student, write_task
 from methods.jail import jail_available
 
 pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder works here")
@@ -46,29 +46,29 @@ def test_an_audited_run_looks_exactly_like_a_real_one(lab, audited_view):
     assert same
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE: `w2s-transfer audit` has no way to take a plan's "
-                   "compute settings (ds_config, precision), which the campaign passes to the "
-                   "engine (flows/campaign.py groups): on such a plan the trainer handed to an "
-                   "audited run differs from a real run's and a plugin can read it "
-                   "(trainer.engine_config); the audit should take the plan (or its engine "
-                   "settings)")
-def test_an_audit_looks_like_a_real_run_on_a_plan_with_compute_settings(lab, audited_view):
-    from flows.context import arm_context
+def test_an_audit_looks_like_a_real_run_on_a_plan_with_compute_settings(lab, audited_view,
+                                                                        tmp_path):
+    from flows.commands.audit import audit_context
+    from flows.context import arm_context, method_function
     from transfer.arms import run_arm
 
-    # The campaign's arm context for a plan with `compute: {ds_config: zero2}`.
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"name: zero2-plan\nmethods: [{{name: 'attacks.observer:Observer'}}]\n"
+                    f"ladder: micro\ndatasets: ['{lab.task_dir}']\n"
+                    "compute: {ds_config: zero2, precision: fp32}\n")
+    # The campaign's arm context for that plan (flows/campaign.py groups: its engine settings).
     ctx = arm_context("micro", lab.task_dir, lab.store, {"ds_config": "zero2",
                                                           "precision": "fp32"})
-    from flows.context import method_function
-
     name, params, fn = method_function("attacks.observer:Observer", [])
     real = run_arm(ctx, RUNG, "student", SEED, method=name, method_params=params,
                    method_fn=fn).predictions()["prob"].to_numpy()
-    same = bool(np.array_equal(real, audited_view))
+    assert not np.array_equal(real, audited_view)  # the plain audit differs: the route is real
+    audit_ctx, _ = audit_context(str(plan), None, None, lab.store)
+    same = bool(np.array_equal(real, seen_in_audit(lab, audit_ctx, "attacks.observer:Observer")))
     lab.record("telling an audit from a real run on a plan with compute settings (zero2)",
-               "`attacks.observer:Observer` (plugin)", "-",
-               "identical" if same else "**fingerprints differ: trainer.engine_config (hole)**",
-               "yes", "-")
+               "`attacks.observer:Observer` (plugin)",
+               "fingerprints differ without the plan (trainer.engine_config)",
+               "identical with `audit --plan`" if same else "**fingerprints differ**", "yes", "-")
     assert same
 
 
@@ -85,23 +85,45 @@ def vendoring_plugin(tmp_path, monkeypatch) -> str:
     return "w2s_vendoring_plugin:VendoredGenerator"
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE (of the benchmark, not the jail): the built-in "
-                   "synthetic task is a public function of public code and a data seed of 0 or "
-                   "1; a plugin that brings its own copy of the generator regenerates the test "
-                   "labels inside the jail, and the canary cannot see it. Verdicts on the "
-                   "synthetic task (demo, micro-ci, tiny-ci plans) can be gamed; it needs a "
-                   "secret data seed held by the trusted side (or no promotion on it)")
-def test_a_vendored_task_generator_gets_no_labels(lab, vendoring_plugin):
+def test_a_vendored_task_generator_gets_nothing_from_a_salted_synthetic_task(
+        lab, vendoring_plugin, tmp_path, monkeypatch):
+    """The built-in synthetic task is a public function of public code and a small seed: a
+    plugin bringing its own copy of the generator regenerates it inside the jail, and the canary
+    cannot see it (nothing it reads changes when stored labels are permuted). Defences: verdicts
+    on the unsalted built-in task are never promoted (flows/guards.py), and with
+    W2S_SYNTHETIC_SECRET set the task is salted and cannot be regenerated."""
+    from flows.context import arm_context
+    from flows.guards import apply_promotion_guards
+    from transfer.data import synthetic_task
+
     snapshot = lab.snapshot()
     result, runs, isolations = audit(lab, vendoring_plugin)
     lab.assert_unchanged(snapshot)
     assert isolations == ["jail", "jail"]
-    # The audit's runs are real runs of the arms (in a throw-away store); the thief's output
-    # does not depend on the stored labels, so they measure it against the real gold.
-    accuracy = lab.accuracy(runs[1])
-    lab.record("the task's generator brought along (vendored copy of transfer/, synthetic task)",
-               "`vendored_generator.py` (plugin package)", "-",
-               f"**acc {accuracy:.3f} in the jail (hole)**", "yes",
-               "CLEAN (**misses it**)" if result.clean else "FLAGGED")
-    assert accuracy < lab.ceiling_accuracy
-    assert not result.clean
+    before = lab.accuracy(runs[1])
+    assert before == 1.0 and result.clean  # the route is real and the canary blind to it
+    cell = {"rung": "r2", "dataset": "synthetic", "acc": {"weak": 0.8, "ceiling": 0.9},
+            "pgr": {"defined": True}}
+    verdict = {"baseline": "vanilla", "production_rung": "r2", "methods": {
+        "thief": {"verdict": "REAL", "promote": True, "reasons": [], "cells": [cell]}}}
+    apply_promotion_guards(verdict, [])
+    assert not verdict["methods"]["thief"]["promote"]
+    assert "public seed" in verdict["methods"]["thief"]["reasons"][-1]
+    # Salted: the same sizes and seed, a secret the jail never sees.
+    monkeypatch.setenv("W2S_SYNTHETIC_SECRET", "known-only-to-the-trusted-side")
+    salted = synthetic_task(seed=0, n_train_label=300, n_train_unlabel=300, n_test=200,
+                            n_corpus=3000, secret="known-only-to-the-trusted-side")
+    ctx = arm_context("micro", write_task(salted, tmp_path / "salted"), tmp_path / "store")
+    from flows.context import method_function
+    from transfer.arms import run_arm
+
+    name, params, fn = method_function(vendoring_plugin, [])
+    after = run_arm(ctx, RUNG, "student", SEED, method=name, method_params=params,
+                    method_fn=fn).predictions()
+    accuracy = float(after["correct"].mean())
+    ceiling = run_arm(ctx, RUNG, "ceiling", SEED).metrics["accuracy"]
+    lab.record("the task's generator brought along (vendored copy of transfer/)",
+               "`vendored_generator.py` (plugin package)",
+               f"acc {before:.3f} on the public synthetic task (canary blind; never promoted)",
+               f"acc {accuracy:.3f} on the salted task (all 0.5)", "yes", "CLEAN (blind)")
+    assert fn.isolation == ["jail"] and np.all(after["prob"] == 0.5) and accuracy < ceiling

@@ -49,7 +49,7 @@ def test_describe_time_tricks_are_one_line_refusals(lab, trick, expected):
 
 
 def _site_with_entry_point(site: Path, name: str, target: str) -> None:
-    """A distribution's metadata on the Python path, as ``pip install`` leaves it."""
+    """A distribution's metadata in a plugin directory, as ``pip install --target`` leaves it."""
     info = site / "w2s_attack_plugins-0.1.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: w2s-attack-plugins\n"
@@ -62,7 +62,7 @@ def test_the_methods_listing_shows_no_terminal_escapes(lab, tmp_path, monkeypatc
 
     site = tmp_path / "site"
     _site_with_entry_point(site, "escape_schema", "attacks.describe_tricks:EscapeSchema")
-    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("W2S_PLUGIN_PATH", str(site))
     snapshot = lab.snapshot()
     result = CliRunner().invoke(app, ["methods"])
     lab.assert_unchanged(snapshot)
@@ -75,59 +75,62 @@ def test_the_methods_listing_shows_no_terminal_escapes(lab, tmp_path, monkeypatc
                "escapes shown as `?`", "yes", "-")
 
 
-@pytest.fixture
-def lab_site(lab: Lab, tmp_path, monkeypatch) -> Path:
-    """A lab directory on the Python path holding the agent's plugin next to the lab's results
+@pytest.fixture(params=["namespace", "regular"])
+def lab_site(lab: Lab, tmp_path, monkeypatch, request) -> Path:
+    """A plugin directory holding the agent's plugin next to the lab's results
     (``w2s_lab/plugins/thief.py`` and ``w2s_lab/results/results.parquet``), registered by an
-    entry point."""
+    entry point; ``w2s_lab`` a namespace package (no ``__init__.py``) or a regular one."""
     site = tmp_path / "site"
     plugins, results = site / "w2s_lab" / "plugins", site / "w2s_lab" / "results"
     plugins.mkdir(parents=True)
     results.mkdir()
     shutil.copy(ATTACKS / "namespace_thief.py", plugins / "thief.py")
     shutil.copy(lab.reports / "demo" / "results.parquet", results)
+    if request.param == "regular":
+        for package in (site / "w2s_lab", plugins):
+            (package / "__init__.py").write_text("")
     _site_with_entry_point(site, "lab_thief", "w2s_lab.plugins.thief:Thief")
-    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("W2S_PLUGIN_PATH", str(site))
     return site
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE: the jail mounts a plugin's whole top-level package "
-                   "directory at /w2s/code/<name>, data files included, and any directory on the "
-                   "path is a (namespace) package: a plugin placed beside results gets them "
-                   "(methods/jail_runtime.py code_mounts; mount only the package's Python "
-                   "sources, and refuse namespace packages)")
-def test_a_plugin_gets_only_its_code_not_what_lies_beside_it(lab, lab_site):
+def test_a_plugin_gets_only_its_code_not_what_lies_beside_it(lab, lab_site, monkeypatch):
+    import importlib
+
     from attacks.namespace_thief import Thief
     from transfer.arms import run_arm, sealed_student_inputs
 
     weak = run_arm(lab.ctx, "m0", "weak", 0)
     data, trainer = sealed_student_inputs(lab.ctx, lab.ctx.ladder.rung("m0"), weak, 0)
-    import importlib
-
-    module = importlib.import_module("w2s_lab.plugins.thief")
-    try:
-        before = module.Thief().run(data, trainer, None)  # in-process: the route is real
-    finally:
-        for name in [m for m in sys.modules if m.startswith("w2s_lab")]:
-            del sys.modules[name]
+    with monkeypatch.context() as patch:  # in-process, the package on the path: the route is real
+        patch.syspath_prepend(str(lab_site))
+        module = importlib.import_module("w2s_lab.plugins.thief")
+        try:
+            before = module.Thief().run(data, trainer, None)
+        finally:
+            for name in [m for m in sys.modules if m.startswith("w2s_lab")]:
+                del sys.modules[name]
     assert lab.accuracy(before) == 1.0 and Thief.name == "attack_lab_thief"
+    namespace = not (lab_site / "w2s_lab" / "__init__.py").exists()
     snapshot = lab.snapshot()
+    if namespace:
+        with pytest.raises(InputError, match="namespace package .*must be a regular package"):
+            run_student(lab, "lab_thief")
+        lab.assert_unchanged(snapshot)
+        lab.record("entry point in a namespace package beside results", "`namespace_thief.py` "
+                   "as `w2s_lab.plugins.thief:Thief` (entry point)",
+                   f"acc {lab.accuracy(before):.3f}", "refused: namespace package", "yes", "-")
+        return
     after, how = run_student(lab, "lab_thief")
     lab.assert_unchanged(snapshot)
     accuracy = lab.accuracy(after)
-    lab.record("entry point whose top-level package lies beside results (namespace package "
-               "mounted whole at /w2s/code)", "`namespace_thief.py` as "
-               "`w2s_lab.plugins.thief:Thief` (entry point)", f"acc {lab.accuracy(before):.3f}",
-               f"**acc {accuracy:.3f} (hole)**", "yes", "CLEAN (files: the canary is blind)")
-    assert how == ["jail"] and accuracy < lab.ceiling_accuracy
+    lab.record("entry point whose package holds results beside its code (only .py files are "
+               "copied to /w2s/code)", "`namespace_thief.py` as `w2s_lab.plugins.thief:Thief` "
+               "(entry point)", f"acc {lab.accuracy(before):.3f}", f"acc {accuracy:.3f}",
+               "yes", "CLEAN (files: the canary is blind)")
+    assert how == ["jail"] and np.all(after == 0.5) and accuracy < lab.ceiling_accuracy
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE: an entry-point plugin is registered by installing "
-                   "its distribution into the environment the trusted process runs from; its "
-                   "files run there (a .pth line runs at every interpreter start; a package "
-                   "named flows/methods/transfer would shadow the editable project) before any "
-                   "jail (methods/registry.py _entry_points: read plugins from a separate "
-                   "directory never on the trusted sys.path)")
 def test_an_entry_point_distribution_runs_no_code_in_the_trusted_process(lab, tmp_path):
     snapshot = lab.snapshot()
     site = tmp_path / "site"
@@ -135,23 +138,31 @@ def test_an_entry_point_distribution_runs_no_code_in_the_trusted_process(lab, tm
     shutil.copy(ATTACKS / "pth_hook.py", site / "w2s_pth_hook.py")
     (site / "w2s_pth_hook.pth").write_text("import w2s_pth_hook\n")
     marker = tmp_path / "ran-in-trusted-process"
-    # site.addsitedir(site) is what site.py does at start-up for each site-packages directory
-    # holding installed distributions: the state after `pip install` of the plugin.
-    program = ("import site, sys; site.addsitedir(sys.argv[1]); "
-               "from methods.registry import resolve_method; "
-               "print(resolve_method('pth_plugin').name)")
     env = {**os.environ, "W2S_PTH_MARKER": str(marker),
            "PYTHONPATH": os.pathsep.join([str(ATTACKS.parent), *sys.path[1:]])}
-    done = subprocess.run([sys.executable, "-c", program, str(site)], env=env,
+    # Before: installed beside the pipeline (site.addsitedir is what site.py does at start-up
+    # for site-packages), its .pth line runs in the trusted process, and the registry refuses it.
+    installed = ("import site, sys; site.addsitedir(sys.argv[1]); "
+                 "from methods.registry import resolve_method; resolve_method('pth_plugin')")
+    done = subprocess.run([sys.executable, "-c", installed, str(site)], env=env,
                           capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "installed in the pipeline's own environment" in done.stderr
+    before = marker.read_text() if marker.exists() else ""
+    assert before  # the route is real: installing a plugin there runs its code there
+    marker.unlink()
+    # After: in a plugin directory (W2S_PLUGIN_PATH), described and run in the jail only.
+    program = ("from methods.registry import resolve_method; "
+               "print(resolve_method('pth_plugin').name)")
+    done = subprocess.run([sys.executable, "-c", program], env={**env, "W2S_PLUGIN_PATH":
+                          str(site)}, capture_output=True, text=True, timeout=120)
     lab.assert_unchanged(snapshot)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("attack_control_weak_echo")  # described in the jail
     ran = marker.read_text() if marker.exists() else ""
-    lab.record("files of an installed entry-point distribution (a .pth line) in the trusted "
-               "process", "`pth_hook.py` as `w2s_pth_hook.pth` (entry-point distribution)",
-               "-", "**ran in the trusted process (hole)**" if ran else "did not run", "yes",
-               "-")
+    lab.record("files of an entry-point distribution (a .pth line) in the trusted process",
+               "`pth_hook.py` as `w2s_pth_hook.pth` (entry-point distribution)",
+               "ran in the trusted process (installed beside it; now refused)",
+               "did not run (plugin directory)" if not ran else "**ran (hole)**", "yes", "-")
     assert ran == "", f"plugin code ran in the trusted process: {ran}"
 
 

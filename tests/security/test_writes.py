@@ -150,11 +150,6 @@ def test_nothing_a_run_leaves_in_tmp_or_processes_reaches_the_next(lab):
                "none carried over", "yes", "-")
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE: the kernel keyring of the jail's uid (64000, shared "
-                   "by every jail) is not namespaced: a key added in one jailed run is read by "
-                   "the next (methods/jail.py runs every jail as the same uid in the host's user "
-                   "namespace; a per-run user namespace or uid, or a seccomp filter on "
-                   "add_key/keyctl, would close it)")
 def test_the_kernel_keyring_does_not_carry_state_to_the_next_run(lab):
     from attacks.persist import CHANNELS
 

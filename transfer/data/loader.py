@@ -19,7 +19,7 @@ def load_task(path: str | Path | None, *, seed: int = 0) -> TaskData:
     Args:
         path: a directory with ``train_label.jsonl``, ``train_unlabel.jsonl`` and ``test.jsonl``
             (sandbox pairwise or binary rows, or generic ``{id, text, label}`` rows), or None for
-            the built-in synthetic task.
+            the built-in synthetic task (salted by ``$W2S_SYNTHETIC_SECRET`` when it is set).
         seed: the DATA seed of the synthetic task (independent of any training seed); ignored
             for directories, whose content is fixed.
 
@@ -31,9 +31,11 @@ def load_task(path: str | Path | None, *, seed: int = 0) -> TaskData:
             ``load_directory``).
     """
     if path is None:
-        from transfer.data.synthetic import synthetic_task
+        import os
 
-        return synthetic_task(seed=seed)
+        from transfer.data.synthetic import SECRET_ENV, synthetic_task
+
+        return synthetic_task(seed=seed, secret=os.environ.get(SECRET_ENV) or None)
     return load_directory(Path(path))
 
 

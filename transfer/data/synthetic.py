@@ -11,6 +11,7 @@ That gap is the latent knowledge a pretrained strong model can have and a weak m
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,9 @@ from transfer.data.schema import SPLIT_NAMES, Example, Split, TaskData, content_
 from transfer.data.validate import balance_warnings
 
 TASK_NAME = "synthetic"
+SALTED_TASK_NAME = "synthetic-salted"
+# The salt of the synthetic task, known only to the trusted side (never passed into a jail).
+SECRET_ENV = "W2S_SYNTHETIC_SECRET"
 LABEL_NAMES = ("negative", "positive")
 _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr",
            "kl", "pr", "st", "tr", "sh", "ch")
@@ -155,7 +159,8 @@ class ReviewGenerator:
 
 def synthetic_task(seed: int = 0, n_train_label: int = 2000, n_train_unlabel: int = 2000,
                    n_test: int = 2000, n_corpus: int = 50_000,
-                   generator: ReviewGenerator | None = None) -> TaskData:
+                   generator: ReviewGenerator | None = None,
+                   secret: str | None = None) -> TaskData:
     """Build the built-in synthetic task.
 
     Args:
@@ -164,10 +169,16 @@ def synthetic_task(seed: int = 0, n_train_label: int = 2000, n_train_unlabel: in
         n_corpus: extra unlabeled sentences for pretraining; the corpus is the train_label and
             train_unlabel texts followed by these (never test texts).
         generator: the generative model; the measured design by default.
+        secret: a salt mixed into the seed. Without one the task is a public function of this
+            code and a small seed, so anyone (a method bringing its own copy of the generator)
+            can regenerate its labels: fine for demos and tests, not for promotion decisions
+            (``flows/guards.py`` blocks those). With one, known only to the trusted side, the
+            task cannot be regenerated.
 
     Returns:
-        ``TaskData`` named ``synthetic`` with label names ("negative", "positive"). Every text
-        is distinct, so no test text occurs in a training split or in the corpus.
+        ``TaskData`` named ``synthetic`` (``synthetic-salted`` with a secret) with label names
+        ("negative", "positive"). Every text is distinct, so no test text occurs in a training
+        split or in the corpus.
     """
     sizes = {"train_label": n_train_label, "train_unlabel": n_train_unlabel, "test": n_test,
              "corpus": n_corpus}
@@ -175,7 +186,11 @@ def synthetic_task(seed: int = 0, n_train_label: int = 2000, n_train_unlabel: in
         if not isinstance(size, int) or size < (0 if name == "corpus" else 1):
             raise ValueError(f"n_{name} must be a positive integer, got {size!r}")
     generator = generator or ReviewGenerator()
-    rng = np.random.default_rng(seed)
+    if secret:
+        salt = int.from_bytes(hashlib.sha256(secret.encode()).digest(), "big")
+        rng = np.random.default_rng([seed, salt])
+    else:
+        rng = np.random.default_rng(seed)
     vocabulary = generator.vocabulary(rng)
     texts, labels = _distinct_sentences(generator, vocabulary, rng, sum(sizes.values()))
 
@@ -190,10 +205,10 @@ def synthetic_task(seed: int = 0, n_train_label: int = 2000, n_train_unlabel: in
 
     # No leak check needed: _distinct_sentences makes every text unique (the tests verify it).
     where = {name: f"synthetic:{name}" for name in SPLIT_NAMES}
-    source = (f"synthetic(seed={seed}, n_train_label={n_train_label}, "
+    source = (f"synthetic(seed={seed}{', salted' if secret else ''}, n_train_label={n_train_label}, "
               f"n_train_unlabel={n_train_unlabel}, n_test={n_test}, n_corpus={n_corpus}, "
               f"{generator})")
-    return TaskData(name=TASK_NAME, splits=splits, label_names=LABEL_NAMES, corpus=corpus,
+    return TaskData(name=SALTED_TASK_NAME if secret else TASK_NAME, splits=splits, label_names=LABEL_NAMES, corpus=corpus,
                     fingerprint=content_fingerprint(splits, LABEL_NAMES, corpus), source=source,
                     warnings=balance_warnings(splits, LABEL_NAMES, where))
 

@@ -5,8 +5,8 @@ environment and identity, the mounts it sees (``/proc/self/mountinfo``, host pat
 its limits and capabilities, the file tree of its root (names, sizes, modes), the bytes of its
 inputs (``/w2s/job``), the sealed data and the trainer it is handed (its engine settings
 included), its command line and import path. Only what legitimately differs between any two
-runs is left out: mount ids, the random part of temporary directory names, times and process
-ids. The sha256 of the fingerprint comes back as bits in the predictions (0.25 or 0.75 per
+runs is left out: mount ids, the random part of temporary directory names, times, process ids
+and the jail's uid and gid (drawn afresh for every run, audited or not). The sha256 of the fingerprint comes back as bits in the predictions (0.25 or 0.75 per
 test example), so the suite compares what a real run and an audited run saw, from outside.
 """
 from __future__ import annotations
@@ -70,11 +70,17 @@ def _job() -> dict[str, str]:
     return digests
 
 
+def _without_ids(text: str) -> str:
+    return text.replace(str(os.getuid()), "<uid>").replace(str(os.getgid()), "<gid>")
+
+
 def fingerprint(data, trainer) -> dict:
-    status = [line for line in open("/proc/self/status")
+    status = [_without_ids(line) for line in open("/proc/self/status")
               if line.startswith(("Cap", "NoNewPrivs", "Seccomp", "Uid", "Gid", "Groups"))]
     return {
-        "env": sorted(os.environ.items()), "ids": [os.getuid(), os.getgid(), os.getgroups()],
+        "env": sorted(os.environ.items()),
+        "ids": [os.getuid() == os.geteuid(), os.getgid() == os.getegid(),
+                [_without_ids(str(g)) for g in os.getgroups()]],
         "host": socket.gethostname(), "cwd": os.getcwd(), "argv": sys.argv,
         "path": sys.path, "mounts": _mounts(), "status": status,
         "limits": open("/proc/self/limits").read(), "tree": _tree(), "job": _job(),
