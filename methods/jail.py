@@ -98,21 +98,74 @@ class JailLimits:
     """Resource limits of the jailed program (setrlimit; inherited by everything it starts).
 
     Attributes:
-        address_space_bytes: RLIMIT_AS (None: unlimited; GPU drivers reserve huge address
-            ranges, so GPU jails leave it off).
-        processes: RLIMIT_NPROC of the jail's uid (threads count too).
+        memory_bytes: memory of the whole jail, every process and its tmpfs together (a memory
+            control group, ``methods.cgroups``; None: unlimited). Where no control group can be
+            made, only the per-process limit below holds.
+        address_space_bytes: RLIMIT_AS of each process (None: unlimited; GPU drivers reserve
+            huge address ranges, so GPU jails leave it off).
+        processes: processes and threads of the jail (a pids control group) and RLIMIT_NPROC
+            of its uid.
         file_bytes: RLIMIT_FSIZE, the largest file it may write.
         open_files: RLIMIT_NOFILE.
         cpu_seconds: RLIMIT_CPU, summed over its threads (None: unlimited).
         tmp_bytes: size of the private ``/tmp`` and ``/dev/shm`` tmpfs each.
+        out_bytes: size of the outputs tmpfs of a method job (``/w2s/out``).
     """
 
+    memory_bytes: int | None = None
     address_space_bytes: int | None = None
     processes: int = 1024
     file_bytes: int = 1 << 30
     open_files: int = 4096
     cpu_seconds: int | None = None
     tmp_bytes: int = 2 << 30
+    out_bytes: int = 4 << 30
+
+
+@dataclass(frozen=True)
+class Collect:
+    """Files to copy out of the jail when its program ends.
+
+    The program's outputs directory is a size-limited tmpfs inside the jail (so it cannot fill
+    the host's disk); once the program exits, the jail's first process, which is still root
+    (or the caller's own user) and so can write ``destination`` where the program cannot, copies
+    ``names`` from ``source`` without following links (a link stays a link, which the trusted
+    reader refuses).
+    """
+
+    source: str
+    destination: str
+    names: tuple[str, ...]
+
+
+# Runs as the jail's first process: run the program (already behind its privilege drop), then
+# copy the named outputs out; exits with the program's status.
+_COLLECT_SCRIPT = r"""
+source=$1; destination=$2; names=$3; shift 3
+"$@"
+status=$?
+IFS=,
+for name in $names; do
+  if [ -e "$source/$name" ] || [ -L "$source/$name" ]; then
+    cp -P -R --no-preserve=all -- "$source/$name" "$destination/$name" 2>/dev/null
+  fi
+done
+exit $status
+"""
+
+
+def _command(spec: JailSpec, argv: Sequence[str], as_root: bool) -> list[str]:
+    """What the jail's first process runs: the privilege drop (as root), the program, and the
+    collecting wrapper around them when the spec has one."""
+    command = list(argv)
+    if as_root:
+        uid, gid = _spec_ids(spec)
+        command = ["setpriv", f"--reuid={uid}", f"--regid={gid}", *SETPRIV_DROP, "--", *command]
+    if spec.collect is not None:
+        collect = spec.collect
+        command = ["sh", "-c", _COLLECT_SCRIPT, "w2s-collect", collect.source,
+                   collect.destination, ",".join(collect.names), *command]
+    return command
 
 
 @dataclass(frozen=True)
@@ -124,6 +177,7 @@ class JailSpec:
     cwd: str = "/tmp"
     limits: JailLimits = field(default_factory=JailLimits)
     uid: int | None = None  # the jail's uid and gid when the caller is root; None: a fresh one
+    collect: Collect | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +190,7 @@ class JailResult:
     stdout: str
     stderr: str
     builder: str
+    cgroup: bool = False  # whether a control group bounded the jail's memory and processes
 
     def last_stderr_line(self) -> str:
         """The last non-blank stderr line ('' if none), for one-line error messages; characters
@@ -214,18 +269,15 @@ def _bwrap_argv(spec: JailSpec, argv: Sequence[str], as_root: bool) -> list[str]
     for name, value in spec.env.items():
         args += ["--setenv", name, value]
     args += ["--chdir", spec.cwd, "--"]
-    if as_root:
-        uid, gid = _spec_ids(spec)
-        args += ["setpriv", f"--reuid={uid}", f"--regid={gid}", *SETPRIV_DROP, "--"]
-    return args + list(argv)
+    return args + _command(spec, argv, as_root)
 
 
 # Runs as root inside fresh mount/PID/net/IPC/UTS namespaces: build the root from the mount list
-# on stdin-free arguments, pivot into it, drop to the jail uid and exec the program.
-# Arguments: ROOT N (KIND SOURCE TARGET SIZE)xN UID GID CWD TMP_SIZE env -i NAME=VALUE... ARGV...
+# on stdin-free arguments, pivot into it and exec the command (which drops to the jail uid).
+# Arguments: ROOT TMP_SIZE N (KIND SOURCE TARGET SIZE)xN CWD env -i NAME=VALUE... COMMAND...
 _UNSHARE_SCRIPT = r"""
 set -eu
-root=$1; n=$2; shift 2
+root=$1; tmp_size=$2; n=$3; shift 3
 mount -t tmpfs -o mode=0755 w2s-root "$root"
 mkdir -p "$root/proc" "$root/dev" "$root/tmp" "$root/dev/shm"
 mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
@@ -237,6 +289,8 @@ ln -s /proc/self/fd "$root/dev/fd"
 ln -s /proc/self/fd/0 "$root/dev/stdin"; ln -s /proc/self/fd/1 "$root/dev/stdout"
 ln -s /proc/self/fd/2 "$root/dev/stderr"
 mkdir -p "$root/dev/shm"
+mount -t tmpfs -o "mode=1777,size=$tmp_size,nosuid,nodev" w2s-tmp "$root/tmp"
+mount -t tmpfs -o "mode=1777,size=$tmp_size,nosuid,nodev" w2s-shm "$root/dev/shm"
 while [ "$n" -gt 0 ]; do
   kind=$1; src=$2; dst=$root$3; size=$4; shift 4; n=$((n - 1))
   case $kind in
@@ -252,9 +306,7 @@ while [ "$n" -gt 0 ]; do
     dir) mkdir -p "$dst" ;;
   esac
 done
-uid=$1; gid=$2; cwd=$3; tmp_size=$4; shift 4
-mount -t tmpfs -o "mode=1777,size=$tmp_size,nosuid,nodev" w2s-tmp "$root/tmp"
-mount -t tmpfs -o "mode=1777,size=$tmp_size,nosuid,nodev" w2s-shm "$root/dev/shm"
+cwd=$1; shift
 hostname w2s-jail
 if command -v ip >/dev/null 2>&1; then ip link set lo up; fi
 mkdir -p "$root/.old"
@@ -264,8 +316,7 @@ umount -l /.old
 rmdir /.old
 mount -o remount,bind,ro,nosuid,nodev /
 cd "$cwd"
-exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --inh-caps=-all --ambient-caps=-all \
-  --bounding-set=-all --no-new-privs -- "$@"
+exec "$@"
 """
 
 
@@ -273,12 +324,11 @@ def _unshare_argv(spec: JailSpec, argv: Sequence[str], root: str) -> list[str]:
     items: list[str] = []
     for mount in spec.mounts:
         items += [mount.kind, str(mount.source or "-"), mount.target, str(mount.size or 0)]
-    uid, gid = _spec_ids(spec)
     env = [f"{name}={value}" for name, value in spec.env.items()]
     return ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child",
             "--propagation", "private", "--", "sh", "-c", _UNSHARE_SCRIPT, "w2s-jail", root,
-            str(len(spec.mounts)), *items, str(uid), str(gid), spec.cwd,
-            str(spec.limits.tmp_bytes), "env", "-i", *env, *argv]
+            str(spec.limits.tmp_bytes), str(len(spec.mounts)), *items, spec.cwd,
+            "env", "-i", *env, *_command(spec, argv, as_root=True)]
 
 
 # --- choosing a builder -----------------------------------------------------------------------
@@ -368,10 +418,12 @@ def _limit(kind: int, value: int | None) -> None:
         resource.setrlimit(kind, (value, value))
 
 
-def _preexec(limits: JailLimits):
+def _preexec(limits: JailLimits, cgroup=None):
     def apply() -> None:
         import ctypes
 
+        if cgroup is not None:
+            cgroup.join()  # before exec: everything the program starts stays in the group
         # SIGKILL when the process that started the jail dies (PR_SET_PDEATHSIG = 1); the
         # builders carry it on into the jail (--die-with-parent / --kill-child).
         with contextlib.suppress(OSError, AttributeError):
@@ -413,22 +465,29 @@ def run_process(command: Sequence[str], *, env: dict[str, str], cwd: str, limits
     ``OUTPUT_TAIL_BYTES`` are read back, so a program that floods its output cannot flood the
     caller. Used for the jail builders and, unjailed, for the program itself.
     """
+    from methods.cgroups import jail_cgroup
+
+    cgroup = jail_cgroup(limits.memory_bytes, limits.processes)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                   env=env, cwd=cwd, start_new_session=True,
-                                   preexec_fn=_preexec(limits))
         try:
-            returncode = process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            raise JailTimeout(timeout_s, _tail(err)) from None
+            process = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=out,
+                                       stderr=err, env=env, cwd=cwd, start_new_session=True,
+                                       preexec_fn=_preexec(limits, cgroup))
+            try:
+                returncode = process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                raise JailTimeout(timeout_s, _tail(err)) from None
+            finally:
+                # Whatever it left behind in its session dies with it.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
         finally:
-            # Whatever it left behind in its session dies with it.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-        return JailResult(returncode, _tail(out), _tail(err), label)
+            if cgroup is not None:
+                cgroup.remove()
+        return JailResult(returncode, _tail(out), _tail(err), label, cgroup is not None)
 
 
 def run_jailed(argv: Sequence[str], spec: JailSpec, *, timeout_s: float) -> JailResult:

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from methods.jail import JailLimits, JailSpec, Mount, gpu_mounts, system_mounts
+from methods.jail import Collect, JailLimits, JailSpec, Mount, gpu_mounts, system_mounts
 
 PROJECT_PACKAGES = ("flows", "methods", "stats", "transfer")
 # The part of this project a jailed method may import: the contract (methods, transfer.sealed,
@@ -54,6 +54,9 @@ LIB = "/w2s/lib"
 CODE = "/w2s/code"
 JOB = "/w2s/job"
 OUT = "/w2s/out"
+RESULT = "/w2s/.result"
+# What a job may hand back (methods.jail_worker and the external-command contract).
+OUTPUT_FILES = ("predictions.jsonl", "describe.json", "error.json")
 JAIL_USER = "w2s"
 
 
@@ -142,6 +145,19 @@ def _identity_files(directory: Path, uid: int, gid: int) -> Path:
         (identity / name).write_text(text)
         (identity / name).chmod(0o644)
     return identity
+
+
+def _job_ids(private: Path) -> tuple[int, int]:
+    """The jail uid and gid job_directories drew for this job (the caller's own when not root)."""
+    if os.geteuid() != 0:
+        return os.getuid(), os.getgid()
+    try:
+        uid = int((private / "uid").read_text())
+    except (OSError, ValueError):
+        from methods.jail import jail_ids
+
+        uid, _ = jail_ids()
+    return uid, uid
 
 
 def _inside(path: str, ancestor: str) -> bool:
@@ -340,10 +356,9 @@ def jail_spec(request: JailRequest) -> JailSpec:
     """The full jail for one job: system, Python, the allowed project code, the job's code,
     inputs, outputs and model checkpoints."""
     runtime = project_runtime()
-    # The jail's uid is the owner job_directories gave its outputs (fresh per job).
-    owner = os.stat(request.out_dir)
-    uid, gid = (owner.st_uid, owner.st_gid) if os.geteuid() == 0 else (os.getuid(), os.getgid())
-    identity = _identity_files(Path(request.out_dir).parent, uid, gid)
+    private = Path(request.out_dir).parent
+    uid, gid = _job_ids(private)
+    identity = _identity_files(private, uid, gid)
     base = system_mounts() + python_mounts()
     mounts = [*base,
               Mount("ro", "/etc/passwd", str(identity / "passwd")),
@@ -352,7 +367,11 @@ def jail_spec(request: JailRequest) -> JailSpec:
               Mount("ro", LIB, str(runtime / "lib")),
               *code_mounts(request.modules, base),
               Mount("ro", JOB, str(request.job_dir)),
-              Mount("rw", OUT, str(request.out_dir))]
+              # Outputs go to a size-limited tmpfs inside the jail (memory, charged to its
+              # control group, not the host's disk); the named files are copied out when the
+              # program ends into RESULT, which only the jail's first process can write.
+              Mount("tmpfs", OUT, size=request.limits.out_bytes),
+              Mount("rw", RESULT, str(request.out_dir))]
     for path in request.model_paths:
         real = os.path.realpath(path)
         mounts.append(Mount("ro", real, real))
@@ -369,13 +388,15 @@ def jail_spec(request: JailRequest) -> JailSpec:
            "MPLCONFIGDIR": "/tmp/matplotlib", "TRITON_CACHE_DIR": "/tmp/triton"}
     env.update({name: os.environ[name] for name in PASSTHROUGH_VARS if name in os.environ})
     return JailSpec(mounts=tuple(mounts), env=env, cwd="/tmp", limits=request.limits,
-                    uid=uid if os.geteuid() == 0 else None)
+                    uid=uid if os.geteuid() == 0 else None,
+                    collect=Collect(OUT, RESULT, OUTPUT_FILES))
 
 
 @contextlib.contextmanager
 def job_directories(prefix: str):
     """A private parent directory with ``job/`` (inputs, read-only to the jail) and ``out/``
-    (owned by a fresh jail uid, which ``jail_spec`` reads back from it), removed afterwards."""
+    (where a jail's outputs are copied when it ends; unjailed, the program's own outputs
+    directory), and the fresh uid the job's jail will run as; removed afterwards."""
     from methods.jail import jail_ids
 
     private = tempfile.mkdtemp(prefix=prefix)
@@ -384,8 +405,8 @@ def job_directories(prefix: str):
         job.mkdir(mode=0o755)
         out.mkdir(mode=0o700)
         if os.geteuid() == 0:
-            uid, gid = jail_ids()
-            os.chown(out, uid, gid)
+            uid, _ = jail_ids()
+            Path(private, "uid").write_text(f"{uid}\n")
         yield job, out
     finally:
         remove_tree(private)

@@ -31,23 +31,25 @@ class JailSettings(BaseModel):
         "unjailed (recorded; never promoted).")
     timeout_s: float = Field(24 * 3600.0, gt=0, description="Wall-clock limit of one method run.")
     memory_gb: float | None = Field(
-        None, gt=0, description="Address-space limit of the jailed program in GiB (default: the "
-        "machine's memory; none when GPUs are passed in).")
-    max_processes: int = Field(1024, ge=16, description="Processes and threads of the jail's uid.")
-    max_file_mb: int = Field(1024, ge=1, description="Largest file the method may write (MiB).")
+        None, gt=0, description="Memory of the whole jail in GiB, its tmpfs included (a memory "
+        "control group where one can be made; also each process's address space, except with "
+        "GPUs). Default: the machine's memory.")
+    max_processes: int = Field(1024, ge=16, description="Processes and threads of the jail.")
+    max_file_mb: int = Field(1024, ge=1, description="Largest file the method may write (MiB); "
+                             "its outputs directory holds four times that.")
     max_open_files: int = Field(4096, ge=64, description="Open file descriptors.")
     cpu_seconds: int | None = Field(
         None, ge=1, description="CPU time over all threads (default: timeout_s x CPUs).")
 
     def limits(self, use_gpu: bool) -> JailLimits:
         """The resource limits of one jailed run."""
-        memory = None
-        if not use_gpu:
-            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-            memory = int(self.memory_gb * GIB) if self.memory_gb is not None else total
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        memory = int(self.memory_gb * GIB) if self.memory_gb is not None else total
         cpus = os.cpu_count() or 1
-        return JailLimits(address_space_bytes=memory, processes=self.max_processes,
-                          file_bytes=self.max_file_mb << 20, open_files=self.max_open_files,
+        return JailLimits(memory_bytes=memory, address_space_bytes=None if use_gpu else memory,
+                          processes=self.max_processes,
+                          file_bytes=self.max_file_mb << 20, out_bytes=4 * self.max_file_mb << 20,
+                          open_files=self.max_open_files,
                           cpu_seconds=self.cpu_seconds or int(self.timeout_s * cpus) + 60)
 
 
