@@ -111,6 +111,7 @@ class Campaign:
 
     def run(self, submit: Submit) -> dict[str, Any]:
         """Seed batches until every method is decided or the budget is spent; then outputs."""
+        from flows.derive import StatsView
         from flows.results import analysis_table
         from flows.validate_looks import look_at_methods, seed_batches
 
@@ -136,7 +137,8 @@ class Campaign:
             done_groups += len(groups)
             for method in undecided:
                 seeds_used[label(method, method)].extend(seeds)
-            decisions = look_at_methods(self.plan, analysis_table(self.results()),
+            decisions = look_at_methods(StatsView(self.plan, self.labels()),
+                                        analysis_table(self.results()),
                                         [label(m, m) for m in undecided], look, len(batches))
             self.looks.append({"look": look, "seeds": seeds, "decisions": decisions})
             undecided = [m for m in undecided if not decisions[label(m, m)]["decided"]]

@@ -19,15 +19,30 @@ from transfer.errors import InputError
 PREDICTION_COLUMNS = ["example_id", "prob", "pred", "correct"]
 
 
-def analysis_settings(plan) -> dict[str, Any]:
-    """The arguments of ``stats.analyze_table`` a plan fixes."""
-    claims = ({name: claim.model_dump() for name, claim in plan.claims.items()}
-              if plan.claims else None)
-    return {"baseline": plan.baseline, "sesoi": plan.sesoi, "alpha": plan.alpha,
-            "correction": plan.correction, "claims": claims}
+class StatsView:
+    """The plan as the statistics see it: the baseline by its name in the results (a plugin
+    baseline is named by its reference in the plan and by its own name in the results); every
+    other attribute is the plan's."""
+
+    def __init__(self, plan, labels: dict[str, str] | None = None) -> None:
+        self._plan = plan
+        self.baseline = (labels or {}).get(plan.baseline, plan.baseline)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._plan, name)
 
 
-def derive_verdict(plan, results: pd.DataFrame, runs: list[Any]) -> dict[str, Any]:
+def analysis_settings(plan, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """The arguments of ``stats.analyze_table`` a plan fixes (``labels``: plan entry name ->
+    the method's name in the results)."""
+    claims = ({(labels or {}).get(name, name): claim.model_dump()
+               for name, claim in plan.claims.items()} if plan.claims else None)
+    return {"baseline": StatsView(plan, labels).baseline, "sesoi": plan.sesoi,
+            "alpha": plan.alpha, "correction": plan.correction, "claims": claims}
+
+
+def derive_verdict(plan, results: pd.DataFrame, runs: list[Any],
+                   labels: dict[str, str] | None = None) -> dict[str, Any]:
     """``stats.analyze_table`` over the results with the plan's settings, then the promotion
     guards over the runs (``flows.guards``), the jail mode and the plan's identity.
 
@@ -37,6 +52,7 @@ def derive_verdict(plan, results: pd.DataFrame, runs: list[Any]) -> dict[str, An
             by the statistics).
         runs: the runs the table was built from: ``transfer.store.RunRecord`` objects, or
             :class:`TableRun` objects read back from the table.
+        labels: plan entry name -> the method's name in the results (plugins name themselves).
 
     Returns:
         The verdict dict, without the sequential looks and the binding.
@@ -44,7 +60,7 @@ def derive_verdict(plan, results: pd.DataFrame, runs: list[Any]) -> dict[str, An
     from flows.guards import apply_promotion_guards
     from stats import analyze_table
 
-    verdict = analyze_table(analysis_table(results), **analysis_settings(plan))
+    verdict = analyze_table(analysis_table(results), **analysis_settings(plan, labels))
     apply_promotion_guards(verdict, runs)
     verdict["jail"] = plan.jail.mode
     verdict["plan"] = {"name": plan.name, "plan_hash": plan.plan_hash}
@@ -79,7 +95,8 @@ def replay_looks(plan, results: pd.DataFrame, labels: dict[str, str]
         for method in undecided:
             seeds_used[method].extend(seeds)
         table = analysis_table(results[results["seed"].isin(seen)]).reset_index(drop=True)
-        decisions = look_at_methods(plan, table, undecided, look, len(batches))
+        decisions = look_at_methods(StatsView(plan, labels), table, undecided, look,
+                                    len(batches))
         looks.append({"look": look, "seeds": list(seeds), "decisions": decisions})
         undecided = [m for m in undecided if not decisions[m]["decided"]]
         if not undecided:

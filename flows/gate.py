@@ -400,7 +400,7 @@ def rederive(raw: Mapping[str, Any], binding: Binding, source: Path, plan_path: 
     problem = _fingerprints_in_runs(runs, binding)
     if problem:
         raise InputError(problem, path=source, field="binding")
-    verdict = derive_verdict(plan, results, runs)
+    verdict = derive_verdict(plan, results, runs, labels)
     looks, seeds_used = replay_looks(plan, results, labels)
     verdict["sequential"] = {"looks": looks, "seeds_used": seeds_used,
                              "seed_budget": plan.seeds.max}
@@ -472,7 +472,7 @@ def check_promotion(verdict_path: str | Path, method: str,
 
     Args:
         verdict_path: a verdict.json written by ``validate``.
-        method: the method's name.
+        method: the method's name in the verdict, or the reference the plan names it by.
         require: verdicts that are acceptable (e.g. ``["REAL"]``); empty means ``promote`` alone
             decides.
         plan: the plan it was derived from: re-derive the verdict and compare.
@@ -491,11 +491,16 @@ def check_promotion(verdict_path: str | Path, method: str,
     required = parse_required(require)
     source = Path(verdict_path)
     verdict, raw = load_verdict(source)
+    binding = parse_binding(raw, source)
+    if method not in verdict.methods:
+        # A plugin is decided under the name it gives itself; CI knows it by its reference.
+        named = [label for label, bound in binding.methods.items()
+                 if bound.reference == method and label in verdict.methods]
+        method = named[0] if len(named) == 1 else method
     decision = verdict.methods.get(method)
     if decision is None:
         raise InputError(f"unknown method {method!r}; the file has {sorted(verdict.methods)}",
                          path=source, field="methods")
-    binding = parse_binding(raw, source)
     checks = ["consistent"]
     problem = consistency_problem(raw, binding)
     if problem:

@@ -36,7 +36,8 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
     from stats import write_outputs as write_stats_outputs
     from transfer.fsutil import atomic_write_bytes, atomic_write_text
 
-    verdict = derive_verdict(plan, results, runs)
+    labels = {name: info["label"] for name, info in methods.items()}
+    verdict = derive_verdict(plan, results, runs, labels)
     verdict["sequential"] = {"looks": looks, "seeds_used": seeds_used,
                              "seed_budget": plan.seeds.max}
     buffer = io.BytesIO()

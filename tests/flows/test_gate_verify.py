@@ -189,7 +189,7 @@ def _results_edit(bound: BoundRun, workdir: Path, *, rebind: bool, rederive: boo
     if rederive:
         plan = load_plan(bound.plan)
         labels = {m["reference"]: label for label, m in raw["binding"]["methods"].items()}
-        forged = derive_verdict(plan, table, table_runs(table))
+        forged = derive_verdict(plan, table, table_runs(table), labels)
         looks, seeds_used = replay_looks(plan, table, labels)
         forged["sequential"] = {"looks": looks, "seeds_used": seeds_used,
                                 "seed_budget": plan.seeds.max}
