@@ -28,7 +28,7 @@ from transfer.errors import InputError
 LOG = logging.getLogger("w2s_transfer.summary")
 DEFAULT_MODEL = "claude-sonnet-4-5"
 DEFAULT_TIMEOUT_S = 20.0
-MAX_TIMEOUT_S = 600.0
+MAX_TIMEOUT_S = 3600.0  # as flows/environment.py (ops branch) checks it
 TIMEOUT_ENV = "W2S_SUMMARY_TIMEOUT_S"
 VERDICT_WORDS = ("REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE", "HOLD")
 SYSTEM_PROMPT = (
