@@ -18,12 +18,24 @@ REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 
 
-def prefect_config() -> dict[str, Any]:
-    return yaml.safe_load((INFRA / "prefect.yaml").read_text())
+def prefect_config(name: str = "prefect.yaml") -> dict[str, Any]:
+    return yaml.safe_load((INFRA / name).read_text())
 
 
 def deployments() -> dict[str, dict[str, Any]]:
-    return {d["name"]: d for d in prefect_config()["deployments"]}
+    """Every deployment: the process ones (prefect.yaml) and the Kubernetes one, kept in its own
+    file so that deploying the first needs no Kubernetes pool (prefect-k8s.yaml)."""
+    return {d["name"]: d for name in ("prefect.yaml", "prefect-k8s.yaml")
+            for d in prefect_config(name)["deployments"]}
+
+
+def test_process_deployments_need_no_kubernetes_pool_and_k8s_needs_an_image() -> None:
+    process = prefect_config("prefect.yaml")
+    assert {d["work_pool"]["name"] for d in process["deployments"]} == {"w2s-process"}
+    k8s = prefect_config("prefect-k8s.yaml")
+    (step,) = k8s["build"]
+    script = step["prefect.deployments.steps.run_shell_script"]["script"]
+    assert "W2S_IMAGE" in script and "exit 1" in script
 
 
 def test_prefect_yaml_has_validate_and_nightly_sweep() -> None:
