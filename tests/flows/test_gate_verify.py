@@ -11,6 +11,7 @@ import copy
 import hashlib
 import io
 import json
+import math
 import shutil
 import sys
 from collections.abc import Callable
@@ -257,7 +258,8 @@ FORGERIES = [
     Forgery("HARMFUL relabelled REAL, reasons rewritten and every gain negated",
             edited(lambda raw: _relabel_harmful_as_real(raw, reasons=True, numbers=True)),
             "does not match its re-derivation", PLAN, method="confident"),
-    Forgery("NaN gain", text_edit(lambda t: t.replace('"estimate": ', '"estimate": NaN, "x": ', 1)),
+    Forgery("NaN production-rung gain",
+            edited(lambda raw: _production(raw, "aux_conf")["gain"].update(estimate=math.nan)),
             "NaN is not a JSON number"),
     Forgery("Infinity as an interval end",
             text_edit(lambda t: t.replace('"ci_high": ', '"ci_high": Infinity, "y": ', 1)),
