@@ -32,8 +32,11 @@ def executed(out: Path) -> dict[str, int]:
 def main(tree: Path) -> None:
     if (tree / ".git").exists():
         raise SystemExit(f"{tree} is a checkout; run this on a copy (git archive)")
+    # The flow's workers (`python -m flows.worker`, started in the current directory) must
+    # import the same tree.
+    os.chdir(tree)
     sys.path.insert(0, str(tree))
-    os.environ["PYTHONPATH"] = str(tree)  # the flow's workers import the same tree
+    os.environ["PYTHONPATH"] = str(tree)
     work = Path(tempfile.mkdtemp(prefix="w2s-stale-"))
     source = tree / "methods/builtin/aux_conf.py"
     original = source.read_text()
