@@ -218,12 +218,15 @@ def stored_runs(results: pd.DataFrame, store_root, source: str = "results.parque
                                  f"{getattr(run.spec, key)!r}, the stored run {value!r}",
                                  path=source)
         facts = run_facts(record)
-        for key, value in (("run_isolation", run.isolation), ("run_accuracy", run.accuracy),
-                           ("run_n", run.n)):
-            stored = facts[key]
-            if _number(stored) != value if key != "run_isolation" else stored != value:
-                raise InputError(f"run {run.spec.hash}: the table says {key} {value!r}, the "
-                                 f"stored run {stored!r}", path=source)
+        stored_facts = {"run_isolation": facts["run_isolation"],
+                        "run_accuracy": _number(facts["run_accuracy"]),
+                        "run_n": _number(facts["run_n"])}
+        table_facts = {"run_isolation": run.isolation, "run_accuracy": run.accuracy,
+                       "run_n": run.n}
+        for key, stored in stored_facts.items():
+            if table_facts[key] != stored:
+                raise InputError(f"run {run.spec.hash}: the table says {key} "
+                                 f"{table_facts[key]!r}, the stored run {stored!r}", path=source)
         table = run.predictions()
         stored_predictions = record.predictions()[PREDICTION_COLUMNS].reset_index(drop=True)
         if not _same_frame(table, stored_predictions):

@@ -19,7 +19,6 @@ no plugin code runs.
 from __future__ import annotations
 
 import importlib.metadata
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -151,9 +150,3 @@ def method_code(name_or_ref: str, params: dict[str, Any] | None = None) -> Metho
 def method_fingerprint(name_or_ref: str, params: dict[str, Any] | None = None) -> str:
     """:func:`method_code`'s fingerprint."""
     return method_code(name_or_ref, params).fingerprint
-
-
-def owns_file(code: MethodCode, path: str | os.PathLike) -> bool:
-    """Whether ``path`` is one of the files ``code`` covers (compared by real path)."""
-    real = os.path.realpath(path)
-    return any(os.path.realpath(f) == real for f in code.files)

@@ -93,10 +93,7 @@ def method_infos(plan) -> dict[str, dict[str, Any]]:
 def build_bound_run(directory: Path, *, key: bytes | None = None, seed: int = 11,
                     gains: dict[str, float] | None = None) -> BoundRun:
     """Write store, plan, results.parquet and a bound verdict.json under ``directory``."""
-    from flows.derive import replay_looks
-    from flows.outputs import write_verdict
     from flows.plan import load_plan
-    from flows.results import results_table
     from transfer.fingerprint import trainer_fingerprint
     from transfer.ladder import load_ladder
     from transfer.store import RunSpec, RunStore
@@ -145,10 +142,24 @@ def build_bound_run(directory: Path, *, key: bytes | None = None, seed: int = 11
                 if kind == "weak":
                     weak_hash = spec.run_hash()
                 records.append(record)
-    results = results_table(records, ladder)
+    out = directory / "out"
+    write_bound_verdict(plan_path, records, out, key=key)
+    return BoundRun(out=out, plan=plan_path, store=directory / "store")
+
+
+def write_bound_verdict(plan_path: Path, records: list[Any], out: Path, *,
+                        key: bytes | None = None) -> None:
+    """results.parquet and verdict.json of ``records`` under ``out``, as validate writes them."""
+    from flows.derive import replay_looks
+    from flows.outputs import write_verdict
+    from flows.plan import load_plan
+    from flows.results import results_table
+    from transfer.ladder import load_ladder
+
+    plan = load_plan(plan_path)
+    infos = method_infos(plan)
+    results = results_table(records, load_ladder(plan.ladder))
     labels = {name: info["label"] for name, info in infos.items()}
     looks, seeds_used = replay_looks(plan, results, labels)
-    out = directory / "out"
     write_verdict(out, plan, results, records, looks=looks, seeds_used=seeds_used,
                   methods=infos, key=key, git_commit="0" * 40)
-    return BoundRun(out=out, plan=plan_path, store=directory / "store")

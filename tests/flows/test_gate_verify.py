@@ -24,7 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bound_run import BoundRun, build_bound_run  # noqa: E402
+from bound_run import BoundRun, build_bound_run, write_bound_verdict  # noqa: E402
 from cli_app import product_app  # noqa: E402
 
 KEY = "gate-test-key-1"
@@ -72,12 +72,50 @@ def test_verdict_binds_plan_commit_code_and_results(bound: BoundRun) -> None:
     assert list(fingerprints) == [binding["methods"]["aux_conf"]["fingerprint"]]
 
 
+def test_validate_signs_the_verdict_it_writes_with_a_key(bound: BoundRun, tmp_path: Path) -> None:
+    from transfer.store import RunStore
+
+    store = RunStore(bound.store)
+    hashes = pd.read_parquet(bound.results)["run_hash"].unique()
+    out = tmp_path / "signed"
+    write_bound_verdict(bound.plan, [store.find(h) for h in hashes], out, key=KEY.encode())
+    verdict = out / "verdict.json"
+    assert json.loads(verdict.read_text())["hmac"]["algorithm"] == "hmac-sha256"
+    code, out_text, _ = gate(verdict, "-m", "aux_conf", "--plan", str(bound.plan),
+                             env={"W2S_VERDICT_HMAC_KEY": KEY})
+    assert code == 0 and "HMAC verified" in out_text
+    code, _, err = gate(verdict, "-m", "aux_conf", env={"W2S_VERDICT_HMAC_KEY": OTHER_KEY})
+    assert code == 2 and "signed with key" in err
+
+
 def test_signed_verdict_verifies_with_its_key(bound: BoundRun, tmp_path: Path) -> None:
     signed = _signed_copy(bound, tmp_path, KEY)
     code, out, _ = gate(signed, "-m", "aux_conf", env={"W2S_VERDICT_HMAC_KEY": KEY})
     assert code == 0 and "HMAC verified" in out
     code, out, _ = gate(signed, "-m", "aux_conf")
     assert code == 0 and "HMAC present but not verified" in out
+
+
+def test_key_from_a_prefect_secret_block(prefect_harness, bound: BoundRun, tmp_path: Path,
+                                         monkeypatch) -> None:
+    from prefect.blocks.system import Secret
+
+    from flows.binding import verdict_key
+    from transfer.errors import InputError
+
+    Secret(value=KEY).save("w2s-test-verdict-key", overwrite=True)
+    monkeypatch.delenv("W2S_VERDICT_HMAC_KEY", raising=False)
+    monkeypatch.setenv("W2S_VERDICT_HMAC_SECRET_BLOCK", "w2s-test-verdict-key")
+    assert verdict_key() == KEY.encode()
+    from flows.gate import check_promotion
+
+    signed = _signed_copy(bound, tmp_path / "signed", KEY)
+    assert "HMAC verified" in check_promotion(signed, "aux_conf").checks
+    with pytest.raises(InputError, match="the file has no hmac"):
+        check_promotion(_copy(bound, tmp_path / "unsigned"), "aux_conf")
+    monkeypatch.setenv("W2S_VERDICT_HMAC_SECRET_BLOCK", "no-such-block")
+    with pytest.raises(InputError, match="cannot load Prefect Secret block 'no-such-block'"):
+        verdict_key()
 
 
 def test_rederivation_takes_seconds(bound: BoundRun) -> None:

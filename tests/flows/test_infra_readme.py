@@ -4,9 +4,10 @@ A `prefect server start` on a free 127.0.0.1 port (PREFECT_HOME in a temporary d
 every ```bash block of infra/README.md runs, in order, in one bash session with ``-e`` (the
 first failing command fails the test), in the repository root. Shims stand in for what cannot
 run here: ``prefect server start`` (this test started one) and ``prefect worker start`` (a
-long-running worker; test_deployment.py runs one), ``docker`` and ``kubectl``. Before that, the
-process deployments are deployed with no Kubernetes pool on the server; after it, a deploy
-without W2S_IMAGE or W2S_REPO_DIR must fail with its one-line reason.
+long-running worker; test_deployment.py runs one), ``docker`` and ``kubectl``. The README
+deploys the process deployments before it creates the Kubernetes pool (so that step shows they
+need none); afterwards a deploy without W2S_IMAGE (or with it empty) or without W2S_REPO_DIR must
+fail with its one-line reason.
 """
 from __future__ import annotations
 
@@ -65,24 +66,18 @@ def test_readme_commands_run_as_written(tmp_path: Path) -> None:
                  "the Prefect server")
         assert server.poll() is None, processes.log("server")
 
-        # The process deployments deploy on a server without the Kubernetes pool.
-        done = prefect(["work-pool", "create", "w2s-process", "--type", "process"], env)
-        assert done.returncode == 0, done.stderr
-        done = prefect(["deploy", "--prefect-file", "infra/prefect.yaml", "--all"],
-                       {**env, "W2S_REPO_DIR": str(REPO)})
-        assert done.returncode == 0, done.stdout + done.stderr
-        names = {d["name"] for d in api(url, "/deployments/filter", {})}
-        assert names == {"validate", "nightly-sweep"}
-
         # Every bash block of the README, in order, in one session; the config set runs too
         # (in the temporary PREFECT_HOME; the environment's PREFECT_API_URL keeps pointing here).
-        blocks = bash_blocks(README.read_text())
+        text = README.read_text()
+        blocks = bash_blocks(text)
         assert len(blocks) >= 6
+        # The process deployments are deployed before any Kubernetes pool exists.
+        assert text.index("infra/prefect.yaml --all") < text.index("--type kubernetes")
         script = SHIMS + "\n".join(blocks)
         done = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        assert "--concurrency-limit" not in README.read_text().split("## 2.")[1].split("## 3.")[0]
+        assert "--concurrency-limit" not in text.split("## 2.")[1].split("## 3.")[0]
 
         pools = {p["name"]: p for p in api(url, "/work_pools/filter", {})}
         assert pools["w2s-process"]["concurrency_limit"] == 1
