@@ -7,7 +7,6 @@ of forgeries and refusal lines that docs/gate.md shows.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import json
