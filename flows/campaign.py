@@ -33,6 +33,10 @@ class Campaign:
     looks: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     report_markdown: str = ""  # the report without images, for the Prefect artifact
+    # Plan entry name (the baseline first) -> the method as resolved: its name in the results
+    # (``label``; a plugin names itself), params and code (``methods.fingerprint.MethodCode``).
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verdict_key: bytes | None = field(default=None, repr=False)  # HMAC key (flows.binding)
 
     @classmethod
     def prepare(cls, plan_path: str | Path, out: str | Path, store: str | Path | None = None
@@ -44,14 +48,22 @@ class Campaign:
         from transfer.fsutil import cache_dir
         from transfer.ladder import load_ladder
 
+        from flows.binding import check_key_settings
+        from flows.summary import check_summary_settings
+
         plan = load_plan(plan_path)
+        # Settings the run reads only at the end, checked now: a bad one fails before compute.
+        check_summary_settings()
+        check_key_settings()
+        methods: dict[str, dict[str, Any]] = {}
         for index, entry in enumerate([MethodRef(name=plan.baseline)] + list(plan.methods)):
             try:
-                method_function(entry.name, entry.params, jail=plan.jail)
+                label, params, fn = method_function(entry.name, entry.params, jail=plan.jail)
             except InputError as err:
                 line = plan.line_of("methods", index - 1) if index else plan.line_of("baseline")
                 raise InputError(err.message, path=plan.source, line=line,
                                  field=err.field or "methods") from None
+            methods[entry.name] = {"label": label, "params": params, "code": fn.code}
         ladder = load_ladder(plan.ladder)
         rungs = [r.name for r in ladder.rungs] if plan.rungs == "all" else list(plan.rungs)
         for name in rungs:
@@ -65,7 +77,12 @@ class Campaign:
         for dataset in plan.dataset_paths():
             load_dataset(dataset)  # bad data fails here, before compute
         store_path = Path(store) if store else cache_dir() / "store"
-        return cls(plan=plan, ladder=ladder, out=Path(out), store=store_path, rungs=rungs)
+        return cls(plan=plan, ladder=ladder, out=Path(out), store=store_path, rungs=rungs,
+                   methods=methods)
+
+    def labels(self) -> dict[str, str]:
+        """Plan entry name -> the method's name in the results and the verdict."""
+        return {name: info["label"] for name, info in self.methods.items()}
 
     def groups(self, seeds: list[int], methods: list[str]) -> list[ArmGroup]:
         entries = {m.name: m.params for m in self.plan.methods}
@@ -94,12 +111,19 @@ class Campaign:
 
     def run(self, submit: Submit) -> dict[str, Any]:
         """Seed batches until every method is decided or the budget is spent; then outputs."""
+        from flows.derive import StatsView
+        from flows.results import analysis_table
         from flows.validate_looks import look_at_methods, seed_batches
 
+        from flows.binding import verdict_key
+
+        self.verdict_key = verdict_key()  # a Secret block that cannot load fails before compute
         seeds_cfg = self.plan.seeds
         batches = seed_batches(seeds_cfg.initial, seeds_cfg.batch, seeds_cfg.max)
         undecided = list(self.plan.method_names)
-        seeds_used: dict[str, list[int]] = {m: [] for m in undecided}
+        # Looks and the verdict name a method as the results do (a plugin by its own name).
+        label = self.labels().get
+        seeds_used: dict[str, list[int]] = {label(m, m): [] for m in undecided}
         per_look = len(self.rungs) * len(self.plan.dataset_paths())
         total_groups = len(batches) * per_look
         done_groups, start = 0, time.perf_counter()
@@ -112,11 +136,12 @@ class Campaign:
                 self.executed_arms.extend(outcome["executed_arms"])
             done_groups += len(groups)
             for method in undecided:
-                seeds_used[method].extend(seeds)
-            decisions = look_at_methods(self.plan, self.results(), undecided, look,
-                                        len(batches))
+                seeds_used[label(method, method)].extend(seeds)
+            decisions = look_at_methods(StatsView(self.plan, self.labels()),
+                                        analysis_table(self.results()),
+                                        [label(m, m) for m in undecided], look, len(batches))
             self.looks.append({"look": look, "seeds": seeds, "decisions": decisions})
-            undecided = [m for m in undecided if not decisions[m]["decided"]]
+            undecided = [m for m in undecided if not decisions[label(m, m)]["decided"]]
             # Decided methods stop early: the remaining looks may need fewer groups.
             remaining = (len(batches) - look) * per_look if undecided else 0
             events.emit("look", look=look, seeds=seeds, undecided=undecided,

@@ -45,7 +45,9 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
     are read in the jail too: no plugin code runs here. ``fn`` returns a ``MethodRun`` (test
     probabilities and the isolation used) and appends that isolation to ``fn.isolation``;
     ``fn.unjailed`` says whether untrusted code will run outside the jail (a plan's explicit
-    ``jail: {mode: off}``), which keys its runs apart and blocks its promotion.
+    ``jail: {mode: off}``), which keys its runs apart and blocks its promotion;
+    ``fn.code`` is the method's ``methods.fingerprint.MethodCode`` and ``fn.fingerprint`` its
+    fingerprint, which keys its runs by the code that makes them.
 
     Args:
         name: built-in name, entry-point name or ``module:attr``.
@@ -59,6 +61,7 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
         InputError: unknown method or bad params (one line, naming the field), or a plugin
             that cannot be jailed here.
     """
+    from methods.fingerprint import method_code
     from methods.policy import JailSettings, jail_settings
     from methods.registry import resolve_with_params
     from methods.runner import run_method, runs_untrusted_code
@@ -79,6 +82,10 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
 
     run.isolation = []
     run.unjailed = settings.mode == "off" and untrusted
+    # The code behind the method, read from files and package metadata (no plugin code runs):
+    # part of every student run's store key, so a run made by other code is never reused.
+    run.code = method_code(name, params_dict)
+    run.fingerprint = run.code.fingerprint
     return method.name, params_dict, run
 
 

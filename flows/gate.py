@@ -1,18 +1,52 @@
-"""The promotion gate: may a method be promoted, according to a verdict.json?
+"""The promotion gate: may a method be promoted, according to a verdict.json it can trust?
 
-Exit codes (used by ``w2s-transfer gate`` and CI): 0 promote, 1 do not promote, 2 bad input
-(unreadable/truncated/invalid verdict file, unknown method, unknown required verdict).
+Before it reads a decision, the gate checks the file, and refuses it (exit 2, one line) on any
+problem:
+
+1. **Well-formed**: JSON without NaN, Infinity or repeated keys; the verdict schema; a
+   ``binding`` block (``flows.binding``) naming the plan, commit, code fingerprints and the
+   sha256 of results.parquet. A hand-written file has none.
+2. **Internally consistent** (:func:`consistency_problem`): each verdict word agrees with the
+   production-rung gains, intervals, adjusted p values and the SESOI; ``promote`` only for a
+   REAL method with a gain reaching the SESOI, no guard fired and jailed code; the first
+   verdict-naming reason names the verdict; every method and the baseline bound.
+3. **Signed**, when a verdict key is configured (``W2S_VERDICT_HMAC_KEY`` or
+   ``W2S_VERDICT_HMAC_SECRET_BLOCK``): the HMAC verifies.
+4. **Re-derived** (``--plan``): results.parquet hashes to the bound sha256, the plan to the
+   bound plan hash, and ``flows.derive`` run on them (the statistics, the promotion guards from
+   the runs the table names, the sequential looks) gives the same file, number for number.
+   ``--store`` also checks the table against the stored runs (their manifests, predictions and
+   facts) and takes the guards from them.
+5. **Current code** (``--check-code``): the fingerprints of the method, the baseline and the
+   trainer in this working tree equal the bound ones, so a stale verdict cannot promote code
+   that changed since.
+
+Exit codes (``w2s-transfer gate`` and CI): 0 promote, 1 do not promote, 2 bad input or a
+refused file.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import math
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flows.binding import BINDING_FORMAT, verdict_key, verify_signature
 from flows.report.verdict import VERDICTS, load_verdict
 from transfer.errors import InputError
 
 PROMOTE, BLOCK = 0, 1
+SHA256 = r"^[0-9a-f]{64}$"
+REL_TOLERANCE, ABS_TOLERANCE = 1e-9, 1e-12
+# Keys of verdict.json that re-derivation does not produce: the binding (checked on its own)
+# and the signature.
+NOT_DERIVED = ("binding", "hmac")
 
 
 @dataclass(frozen=True)
@@ -24,6 +58,7 @@ class GateDecision:
     promote: bool
     required: tuple[str, ...]
     reasons: list[str] = field(default_factory=list)
+    checks: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -36,7 +71,7 @@ class GateDecision:
         return PROMOTE if self.passed else BLOCK
 
     def describe(self) -> str:
-        """Human-readable lines: the decision, the verdict and the reasons."""
+        """Human-readable lines: the decision, the verdict, the reasons and what was checked."""
         head = (f"{self.method}: {'PROMOTE' if self.passed else 'DO NOT PROMOTE'} "
                 f"(verdict {self.verdict}, promote={str(self.promote).lower()}")
         head += f", required {'|'.join(self.required)})" if self.required else ")"
@@ -45,6 +80,8 @@ class GateDecision:
             lines.append(f"  verdict {self.verdict} is not in the required set "
                          f"{{{', '.join(self.required)}}}")
         lines += [f"  - {reason}" for reason in self.reasons]
+        if self.checks:
+            lines.append(f"  checked: {'; '.join(self.checks)}")
         return "\n".join(lines)
 
 
@@ -68,27 +105,422 @@ def parse_required(values: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(required)
 
 
+# --- 1. the binding block --------------------------------------------------------------------
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class BoundMethod(_Strict):
+    reference: str = Field(min_length=1)
+    params: dict[str, Any]
+    kind: Literal["builtin", "external", "reference", "entry-point"]
+    provider: str | None
+    fingerprint: str = Field(pattern=SHA256)
+
+
+class Binding(_Strict):
+    format: Literal["w2s-verdict-binding/1"]
+    plan_name: str = Field(min_length=1)
+    plan_hash: str = Field(pattern=r"^[0-9a-f]{16}$")
+    git_commit: str | None
+    results_sha256: str = Field(pattern=SHA256)
+    trainer_fingerprint: str = Field(pattern=SHA256)
+    methods: dict[str, BoundMethod] = Field(min_length=2)
+
+
+def parse_binding(raw: Mapping[str, Any], source: str | Path) -> Binding:
+    """The verdict's ``binding`` block, validated.
+
+    Raises:
+        InputError: missing (a hand-written file, or one from before verdicts were bound) or
+            malformed, naming the field.
+    """
+    if "binding" not in raw:
+        raise InputError(f"no binding block: verdict.json written by validate names its plan, "
+                         f"code fingerprints and results ({BINDING_FORMAT}); this file is "
+                         "hand-written or from an older version; rerun validate",
+                         path=source, field="binding")
+    try:
+        return Binding.model_validate(raw["binding"])
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in ("binding", *first.get("loc", ())))
+        raise InputError(first.get("msg", "invalid value"), path=source, field=where) from None
+
+
+# --- 2. internal consistency -----------------------------------------------------------------
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _first_verdict_word(reasons: list[str]) -> str | None:
+    for reason in reasons:
+        match = re.match(r"\s*([A-Z]+)\b", reason)
+        if match and match.group(1) in VERDICTS:
+            return match.group(1)
+    return None
+
+
+def _cell_problem(where: str, cell: Mapping[str, Any], alpha: float) -> str | None:
+    gain = cell.get("gain") or {}
+    est, low, high = (_num(gain.get(k)) for k in ("estimate", "ci_low", "ci_high"))
+    if est is not None and low is not None and high is not None and not low <= est <= high:
+        return f"{where}.gain: estimate {est!r} outside its interval [{low!r}, {high!r}]"
+    for key, value in gain.items():
+        if key.startswith("p_") and _num(value) is not None and not 0 <= value <= 1:
+            return f"{where}.gain.{key}: {value!r} is not a probability"
+    for arm, value in (cell.get("acc") or {}).items():
+        if _num(value) is not None and not 0 <= value <= 1:
+            return f"{where}.acc.{arm}: {value!r} is not an accuracy"
+    outcome = cell.get("outcome")
+    p_sup, p_harm, p_eq = (_num(gain.get(k)) for k in
+                           ("p_adjusted", "p_harm_adjusted", "p_equivalence_adjusted"))
+    sesoi = _num(cell.get("sesoi"))
+    if outcome == "superior" and (est is None or est <= 0 or (p_sup is not None and
+                                                                p_sup >= alpha)):
+        return f"{where}: outcome superior but gain {est!r}, adjusted p {p_sup!r}"
+    if outcome == "harmful" and (est is None or est >= 0 or (p_harm is not None and
+                                                               p_harm >= alpha)):
+        return f"{where}: outcome harmful but gain {est!r}, adjusted p of harm {p_harm!r}"
+    if outcome == "equivalent" and (est is None or (sesoi is not None and abs(est) >= sesoi)
+                                    or (p_eq is not None and p_eq >= alpha)):
+        return f"{where}: outcome equivalent but gain {est!r}, equivalence p {p_eq!r}"
+    return None
+
+
+def consistency_problem(raw: Mapping[str, Any], binding: Binding) -> str | None:
+    """Why the verdict file contradicts itself, or None.
+
+    The checks hold for any decision rule that reads a verdict off the production-rung tests
+    (they are necessary conditions, not the rule itself): REAL needs a production cell with a
+    positive gain whose adjusted p is below alpha; HARMFUL one with a negative gain (adjusted p
+    of harm below alpha); VANISHED every production cell within the SESOI (equivalence p below
+    alpha); ``promote`` needs REAL, a production gain reaching the SESOI, no fired guard, and
+    jailed code for the method and the baseline. Every interval holds its estimate, every p is
+    a probability, every accuracy a fraction; the first reason that starts with a verdict word
+    names this verdict; the plan block and every method agree with the binding.
+    """
+    alpha, sesoi = _num(raw.get("alpha")), _num(raw.get("sesoi"))
+    if alpha is None or not 0 < alpha < 1:
+        return f"alpha: {raw.get('alpha')!r} is not a level in (0, 1)"
+    if sesoi is None or not 0 < sesoi < 1:
+        return f"sesoi: {raw.get('sesoi')!r} is not an effect size in (0, 1)"
+    plan = raw.get("plan")
+    if not isinstance(plan, Mapping) or plan.get("plan_hash") != binding.plan_hash \
+            or plan.get("name") != binding.plan_name:
+        return (f"plan: {plan!r} differs from the binding's plan {binding.plan_name} "
+                f"({binding.plan_hash})")
+    baseline = raw.get("baseline")
+    methods = raw.get("methods") or {}
+    if not methods:
+        return "methods: no method"
+    if baseline in methods:
+        return f"methods: the baseline {baseline!r} is listed as a candidate"
+    for name in [baseline, *methods]:
+        if name not in binding.methods:
+            return f"binding.methods: {name!r} is not bound to any code"
+    extra = sorted(set(binding.methods) - set(methods) - {baseline})
+    if extra:
+        return f"binding.methods: binds {extra}, which the verdict does not decide"
+    production = raw.get("production_rung")
+    rungs = raw.get("rungs")
+    if isinstance(rungs, list) and production not in rungs:
+        return f"production_rung: {production!r} is not one of the rungs {rungs}"
+    jail = raw.get("jail")
+    for name, entry in methods.items():
+        where = f"methods.{name}"
+        verdict, promote = entry.get("verdict"), entry.get("promote")
+        cells = entry.get("cells") or []
+        for index, cell in enumerate(cells):
+            problem = _cell_problem(f"{where}.cells[{index}]", cell, alpha)
+            if problem:
+                return problem
+        prod = [c for c in cells if c.get("rung") == production]
+        gains = [(c, _num((c.get("gain") or {}).get("estimate"))) for c in prod]
+
+        def p_of(cell: Mapping[str, Any], key: str) -> float | None:
+            return _num((cell.get("gain") or {}).get(key))
+
+        def below(value: float | None) -> bool:
+            return value is None or value < alpha
+
+        named = _first_verdict_word(list(entry.get("reasons") or []))
+        if named is not None and named != verdict:
+            return f"{where}.verdict: {verdict} but its reasons say {named}"
+        if verdict == "REAL" and not any(
+                g is not None and g > 0 and below(p_of(c, "p_adjusted"))
+                and c.get("outcome", "superior") == "superior" for c, g in gains):
+            return (f"{where}.verdict: REAL but no production-rung ({production}) gain is "
+                    f"positive and significant (gains {[g for _, g in gains]})")
+        if verdict == "REAL" and any(c.get("outcome") == "harmful" for c in prod):
+            return f"{where}.verdict: REAL but a production-rung cell is harmful"
+        if verdict == "HARMFUL" and not any(
+                g is not None and g < 0 and below(p_of(c, "p_harm_adjusted"))
+                and c.get("outcome", "harmful") == "harmful" for c, g in gains):
+            return (f"{where}.verdict: HARMFUL but no production-rung ({production}) gain is "
+                    f"negative and significant (gains {[g for _, g in gains]})")
+        if verdict == "VANISHED" and (not gains or not all(
+                g is not None and abs(g) < (_num(c.get("sesoi")) or sesoi)
+                and below(p_of(c, "p_equivalence_adjusted"))
+                and c.get("outcome", "equivalent") == "equivalent" for c, g in gains)):
+            return (f"{where}.verdict: VANISHED but a production-rung ({production}) gain is "
+                    f"not shown within the SESOI {sesoi!r} (gains {[g for _, g in gains]})")
+        if not promote:
+            continue
+        if verdict != "REAL":
+            return f"{where}.promote: true but the verdict is {verdict} (only REAL is promoted)"
+        if not any(g is not None and g >= (_num(c.get("sesoi")) or sesoi) for c, g in gains):
+            return (f"{where}.promote: true but no production-rung gain reaches the SESOI "
+                    f"{sesoi!r} (gains {[g for _, g in gains]})")
+        if entry.get("guards"):
+            return f"{where}.promote: true but a promotion guard fired: {entry['guards'][0]}"
+        if "isolation" not in entry or "guards" not in entry:
+            return f"{where}: no isolation/guards (flows.guards did not run on this verdict)"
+        if entry.get("isolation") == "unjailed" or raw.get("baseline_isolation") == "unjailed" \
+                or jail == "off":
+            return f"{where}.promote: true but untrusted code ran outside the jail"
+    return None
+
+
+# --- 4. re-derivation ------------------------------------------------------------------------
+
+def first_difference(expected: Any, actual: Any, path: str = "") -> str | None:
+    """Where ``actual`` differs from ``expected`` (numbers within a relative 1e-9), or None."""
+    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
+        for key in expected:
+            if key not in actual:
+                return f"{path}.{key}: missing (re-derived {_short(expected[key])})".lstrip(".")
+        for key in actual:
+            if key not in expected:
+                return f"{path}.{key}: not produced by re-derivation".lstrip(".")
+        for key in expected:
+            found = first_difference(expected[key], actual[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(expected, list) and isinstance(actual, list):
+        if len(expected) != len(actual):
+            return f"{path}: {len(actual)} entries, re-derived {len(expected)}".lstrip(".")
+        for index, (left, right) in enumerate(zip(expected, actual)):
+            found = first_difference(left, right, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    left, right = _num(expected), _num(actual)
+    if left is not None and right is not None and type(expected) is not bool \
+            and type(actual) is not bool:
+        if math.isclose(left, right, rel_tol=REL_TOLERANCE, abs_tol=ABS_TOLERANCE):
+            return None
+    elif expected == actual and type(expected) is type(actual):
+        return None
+    if isinstance(expected, str) and isinstance(actual, str):
+        actual, expected = _around_difference(actual, expected)
+        return f"{path}: {actual} in the file, re-derived {expected}".lstrip(".")
+    return f"{path}: {_short(actual)} in the file, re-derived {_short(expected)}".lstrip(".")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _around_difference(left: str, right: str, width: int = 30) -> tuple[str, str]:
+    """Both strings clipped around their first difference (so that a long reason shows what
+    changed, not a common prefix)."""
+    start = next((i for i, (a, b) in enumerate(zip(left, right)) if a != b),
+                 min(len(left), len(right)))
+    begin = max(0, start - width)
+
+    def clip(text: str) -> str:
+        piece = text[begin:start + width]
+        return ("..." if begin else "") + repr(piece) + ("..." if start + width < len(text)
+                                                          else "")
+    return clip(left), clip(right)
+
+
+def _normalised(verdict: dict[str, Any]) -> dict[str, Any]:
+    """The verdict as ``stats.write_outputs`` writes it (NaN as null, plain numbers)."""
+    import json
+
+    from stats import write_outputs
+
+    with tempfile.TemporaryDirectory(prefix="w2s-gate-") as scratch:
+        paths = write_outputs(verdict, scratch)
+        return json.loads(paths["verdict"].read_text())
+
+
+def rederive(raw: Mapping[str, Any], binding: Binding, source: Path, plan_path: Path,
+             results_path: Path, store: Path | None) -> str:
+    """Re-derive the verdict from results.parquet and the plan and compare it with ``raw``.
+
+    Returns:
+        What was checked (one phrase).
+
+    Raises:
+        InputError: any mismatch, one line.
+    """
+    import io
+
+    import pandas as pd
+
+    from flows.derive import derive_verdict, replay_looks, stored_runs, table_runs
+    from flows.plan import load_plan
+
+    plan = load_plan(plan_path)
+    if plan.plan_hash != binding.plan_hash:
+        raise InputError(f"the plan {plan_path} hashes to {plan.plan_hash}; the verdict was "
+                         f"derived from plan {binding.plan_hash}", path=source,
+                         field="binding.plan_hash")
+    try:
+        data = Path(results_path).read_bytes()
+    except OSError as err:
+        raise InputError(f"cannot read the results ({err.strerror or err})",
+                         path=results_path) from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != binding.results_sha256:
+        raise InputError(f"{results_path} has sha256 {digest[:16]}...; the verdict was derived "
+                         f"from {binding.results_sha256[:16]}...", path=source,
+                         field="binding.results_sha256")
+    try:
+        results = pd.read_parquet(io.BytesIO(data))
+    except Exception as err:  # pyarrow raises several types for a bad file
+        raise InputError(f"not a results table: {type(err).__name__}: {err}",
+                         path=results_path) from None
+    shown = str(results_path)
+    runs = stored_runs(results, store, shown) if store is not None else table_runs(results, shown)
+    labels = {m.reference: label for label, m in binding.methods.items()}
+    entries = [plan.baseline, *plan.method_names]
+    if sorted(labels) != sorted(entries):
+        raise InputError(f"the verdict binds methods {sorted(labels)}; the plan names "
+                         f"{sorted(entries)}", path=source, field="binding.methods")
+    problem = _fingerprints_in_runs(runs, binding)
+    if problem:
+        raise InputError(problem, path=source, field="binding")
+    verdict = derive_verdict(plan, results, runs, labels)
+    looks, seeds_used = replay_looks(plan, results, labels)
+    verdict["sequential"] = {"looks": looks, "seeds_used": seeds_used,
+                             "seed_budget": plan.seeds.max}
+    expected = _normalised(verdict)
+    actual = {k: v for k, v in raw.items() if k not in NOT_DERIVED}
+    difference = first_difference(expected, actual)
+    if difference:
+        raise InputError(f"does not match its re-derivation from {results_path.name} and the "
+                         f"plan: {difference}", path=source)
+    guards = "the stored runs" if store is not None else "the table's run columns"
+    return f"re-derived from {results_path.name} and the plan (guards from {guards})"
+
+
+def _fingerprints_in_runs(runs: list[Any], binding: Binding) -> str | None:
+    from flows.binding import unique_fingerprints
+
+    try:
+        trainer, by_label = unique_fingerprints(runs)
+    except InputError as err:
+        return err.message
+    if trainer != binding.trainer_fingerprint:
+        return (f"trainer_fingerprint: the runs were made by trainer {str(trainer)[:16]}..., "
+                f"the binding says {binding.trainer_fingerprint[:16]}...")
+    for label, fingerprint in by_label.items():
+        bound = binding.methods.get(label)
+        if bound is None or bound.fingerprint != fingerprint:
+            return (f"methods.{label}.fingerprint: the runs were made by code "
+                    f"{str(fingerprint)[:16]}..., the binding says "
+                    f"{bound.fingerprint[:16] + '...' if bound else 'nothing'}")
+    return None
+
+
+# --- 5. the working tree ---------------------------------------------------------------------
+
+def check_code(binding: Binding, methods: Iterable[str], source: Path) -> str:
+    """Compare the bound fingerprints of ``methods`` and the trainer with this working tree.
+
+    Raises:
+        InputError: a fingerprint differs (the code changed since the verdict), one line.
+    """
+    from methods.fingerprint import method_code
+    from transfer.fingerprint import trainer_fingerprint
+
+    current = trainer_fingerprint()
+    if current != binding.trainer_fingerprint:
+        raise InputError(f"stale verdict: the trainer changed since it was derived (fingerprint "
+                         f"{binding.trainer_fingerprint[:16]}... in the file, {current[:16]}... "
+                         "here: code or package versions); rerun validate", path=source,
+                         field="binding.trainer_fingerprint")
+    for name in methods:
+        bound = binding.methods[name]
+        now = method_code(bound.reference, bound.params).fingerprint
+        if now != bound.fingerprint:
+            raise InputError(f"stale verdict: {name}'s code changed since it was derived "
+                             f"(fingerprint {bound.fingerprint[:16]}... in the file, "
+                             f"{now[:16]}... in this working tree); rerun validate",
+                             path=source, field=f"binding.methods.{name}.fingerprint")
+    return "code fingerprints match this working tree"
+
+
+# --- the gate --------------------------------------------------------------------------------
+
 def check_promotion(verdict_path: str | Path, method: str,
-                    require: Iterable[str] | None = None) -> GateDecision:
-    """Decide whether ``method`` may be promoted according to ``verdict_path``.
+                    require: Iterable[str] | None = None, *, plan: str | Path | None = None,
+                    results: str | Path | None = None, store: str | Path | None = None,
+                    code: bool = False, key: bytes | None = None) -> GateDecision:
+    """Decide whether ``method`` may be promoted according to ``verdict_path``, after checking
+    the file (module docstring).
 
     Args:
-        verdict_path: a verdict.json (schema_version 1).
-        method: the method's name.
+        verdict_path: a verdict.json written by ``validate``.
+        method: the method's name in the verdict, or the reference the plan names it by.
         require: verdicts that are acceptable (e.g. ``["REAL"]``); empty means ``promote`` alone
             decides.
+        plan: the plan it was derived from: re-derive the verdict and compare.
+        results: results.parquet (default: beside the verdict); used with ``plan``.
+        store: the run store: check the table against the stored runs (with ``plan``).
+        code: compare the bound fingerprints with this working tree.
+        key: the HMAC key (default: ``flows.binding.verdict_key()``); with one, the file must be
+            signed with it.
 
     Returns:
         A :class:`GateDecision` (``exit_code`` 0 or 1).
 
     Raises:
-        InputError: unreadable, truncated or invalid file, unknown method or verdict name.
+        InputError: unreadable or refused file, unknown method or verdict name (one line).
     """
     required = parse_required(require)
-    verdict, _ = load_verdict(verdict_path)
+    source = Path(verdict_path)
+    verdict, raw = load_verdict(source)
+    binding = parse_binding(raw, source)
+    if method not in verdict.methods:
+        # A plugin is decided under the name it gives itself; CI knows it by its reference.
+        named = [label for label, bound in binding.methods.items()
+                 if bound.reference == method and label in verdict.methods]
+        method = named[0] if len(named) == 1 else method
     decision = verdict.methods.get(method)
     if decision is None:
         raise InputError(f"unknown method {method!r}; the file has {sorted(verdict.methods)}",
-                         path=verdict_path, field="methods")
+                         path=source, field="methods")
+    checks = ["consistent"]
+    problem = consistency_problem(raw, binding)
+    if problem:
+        raise InputError(f"inconsistent verdict: {problem}", path=source)
+    key = key if key is not None else verdict_key()
+    if key is not None:
+        problem = verify_signature(raw, key)
+        if problem:
+            raise InputError(problem, path=source, field="hmac")
+        checks.append("HMAC verified")
+    elif "hmac" in raw:
+        checks.append("HMAC present but not verified (no key configured)")
+    if plan is not None:
+        results_path = Path(results) if results is not None else source.parent / "results.parquet"
+        checks.append(rederive(raw, binding, source, Path(plan), results_path,
+                               Path(store) if store is not None else None))
+    elif results is not None or store is not None:
+        raise InputError("--results and --store need --plan (they are used to re-derive the "
+                         "verdict)", field="--plan")
+    if code:
+        checks.append(check_code(binding, [method, verdict.baseline], source))
     return GateDecision(method=method, verdict=decision.verdict, promote=decision.promote,
-                        required=required, reasons=list(decision.reasons))
+                        required=required, reasons=list(decision.reasons), checks=tuple(checks))

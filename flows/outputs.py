@@ -1,42 +1,85 @@
 """Write a campaign's outputs: verdict.json, results.parquet, report.md/html, provenance."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 
-def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[int]]) -> dict[str, Any]:
-    """Statistics over every seed run, then every output file (each written atomically)."""
-    from transfer.fsutil import atomic_write_bytes, atomic_write_text
-    from flows.guards import apply_promotion_guards
-    from flows.report.provenance import collect_provenance
-    from flows.report.render import write_report
-    from flows.summary import summarize
-    from stats import analyze_table
-    from stats import write_outputs as write_stats_outputs
+def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
+                  looks: list[dict[str, Any]], seeds_used: dict[str, list[int]],
+                  methods: Mapping[str, Mapping[str, Any]], key: bytes | None = None,
+                  git_commit: str | None = None) -> dict[str, Any]:
+    """Derive the verdict and write results.parquet, verdict.json (bound, and signed with
+    ``key``), summary.md and estimates.csv into ``out``, each atomically.
 
-    plan = campaign.plan
-    claims = ({name: claim.model_dump() for name, claim in plan.claims.items()}
-              if plan.claims else None)
-    verdict = analyze_table(results, baseline=plan.baseline, sesoi=plan.sesoi, alpha=plan.alpha,
-                            correction=plan.correction, claims=claims)
-    apply_promotion_guards(verdict, campaign.records())
-    verdict["jail"] = plan.jail.mode
-    verdict["plan"] = {"name": plan.name, "plan_hash": plan.plan_hash}
-    verdict["sequential"] = {"looks": campaign.looks, "seeds_used": seeds_used,
+    Args:
+        out: the output directory (created).
+        plan: the ``flows.plan.Plan``.
+        results: the results table with its run columns (``flows.results``).
+        runs: the runs it was built from (``RunRecord`` objects).
+        looks, seeds_used: the sequential design's record.
+        methods: plan entry name -> ``{"label", "params", "code"}`` (``Campaign.methods``).
+        key: the verdict HMAC key, if any (``flows.binding.verdict_key``).
+        git_commit: the checkout's commit.
+
+    Returns:
+        The verdict dict (with its binding; the signature is only in the file).
+    """
+    from flows.binding import make_binding, sign
+    from flows.derive import derive_verdict
+    from stats import write_outputs as write_stats_outputs
+    from transfer.fsutil import atomic_write_bytes, atomic_write_text
+
+    labels = {name: info["label"] for name, info in methods.items()}
+    verdict = derive_verdict(plan, results, runs, labels)
+    verdict["sequential"] = {"looks": looks, "seeds_used": seeds_used,
                              "seed_budget": plan.seeds.max}
-    campaign.out.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     results.to_parquet(buffer, index=False)
-    atomic_write_bytes(campaign.out / "results.parquet", buffer.getvalue())
-    write_stats_outputs(verdict, campaign.out)
-    provenance = collect_provenance(plan=plan, results=results, timings=campaign.timings,
+    results_bytes = buffer.getvalue()
+    verdict["binding"] = make_binding(plan=plan, methods=methods, runs=runs,
+                                      results_sha256=hashlib.sha256(results_bytes).hexdigest(),
+                                      git_commit=git_commit)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "results.parquet", results_bytes)
+    paths = write_stats_outputs(verdict, out)
+    if key:
+        # Signed over the file as written (NaN already null, numpy already plain numbers).
+        written = json.loads(paths["verdict"].read_text())
+        written["hmac"] = sign(written, key)
+        atomic_write_text(paths["verdict"], json.dumps(written, indent=2, allow_nan=False) + "\n")
+    return verdict
+
+
+def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[int]]) -> dict[str, Any]:
+    """Statistics over every seed run, then every output file (each written atomically).
+
+    verdict.json is bound to what it was derived from (``flows.binding``: the plan, the commit,
+    the code fingerprints of the runs, the sha256 of results.parquet) and, with a verdict key,
+    signed.
+    """
+    from flows.report.provenance import collect_provenance, git_commit
+    from flows.report.render import write_report
+    from flows.summary import summarize
+    from transfer.fsutil import atomic_write_text
+
+    verdict = write_verdict(campaign.out, campaign.plan, results, campaign.records(),
+                            looks=campaign.looks, seeds_used=seeds_used,
+                            methods=campaign.methods, key=campaign.verdict_key,
+                            git_commit=git_commit())
+    provenance = collect_provenance(plan=campaign.plan, results=results,
+                                    timings=campaign.timings,
                                     extra={"arms_executed": len(campaign.executed_arms),
                                            "runs": len(set(campaign.runs)),
-                                           "store": str(campaign.store)})
+                                           "store": str(campaign.store),
+                                           "code": {name: info["code"].as_dict() for name, info
+                                                    in campaign.methods.items()}})
     atomic_write_text(campaign.out / "provenance.json", json.dumps(provenance, indent=2,
                                                                    default=str))
     summary = summarize(verdict)

@@ -3,27 +3,75 @@
 Claude sees only aggregate numbers (verdicts, gains, intervals, PGR, trends), already formatted
 by :func:`flows.report.format.fmt`, never examples, ids or labels. The narrative never replaces
 a number: reports render numbers from verdict.json and show this text separately, labelled.
-Any failure (no key, HTTP error, timeout) falls back to the template with one log line saying why.
+
+Claude's text is checked before it is used (:func:`check_narrative`): every number in it must be
+one of the numbers it was given (for a sentence about one method, that method's), and every
+verdict word must be the verdict of a method the sentence names (or of some method). Any failure
+(no key, HTTP error, timeout, a bad setting, a mismatch) falls back to the template; the reason
+is logged and kept in ``Summary.fallback_reason`` (summary.json and the report show it).
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from flows.report.format import UNDEFINED, fmt, fmt_interval
+from transfer.errors import InputError
 
 LOG = logging.getLogger("w2s_transfer.summary")
 DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_TIMEOUT_S = 20.0
+MAX_TIMEOUT_S = 3600.0  # as flows/environment.py (ops branch) checks it
+TIMEOUT_ENV = "W2S_SUMMARY_TIMEOUT_S"
+VERDICT_WORDS = ("REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE", "HOLD")
 SYSTEM_PROMPT = (
     "You summarise the statistical validation of weak-to-strong supervision methods for ML "
     "engineers. Write 4-8 plain sentences: which methods' gains are real at the production "
     "scale, which vanished or are harmful, whether gains shrink with model size, and what is "
     "still inconclusive. Quote numbers exactly as given (percentage points, already rounded) "
-    "and never compute, round or invent new numbers. No headings, no lists.")
+    "and never compute, round or invent new numbers. Use the words REAL, VANISHED, HARMFUL and "
+    "INCONCLUSIVE only for the verdicts as given, one method per sentence where you can. No "
+    "headings, no lists.")
+
+
+def parse_timeout(raw: str | None) -> float:
+    """``W2S_SUMMARY_TIMEOUT_S`` as seconds (default 20).
+
+    Raises:
+        InputError: not a number, not finite, not positive, or above 600 s.
+    """
+    if raw is None or raw == "":
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT_S:
+        raise InputError(f"expected a number of seconds in (0, {MAX_TIMEOUT_S:g}], got {raw!r}",
+                         field=TIMEOUT_ENV)
+    return value
+
+
+def check_summary_settings(env: Mapping[str, str] | None = None) -> None:
+    """Check the summary's environment settings (call before any compute: they are read only
+    once the verdict exists).
+
+    Raises:
+        InputError: a bad ``W2S_SUMMARY_TIMEOUT_S``, or an ``ANTHROPIC_BASE_URL`` that is not an
+            http(s) URL.
+    """
+    env = os.environ if env is None else env
+    parse_timeout(env.get(TIMEOUT_ENV))
+    base_url = env.get("ANTHROPIC_BASE_URL")
+    if base_url and not re.match(r"^https?://[^\s/]+", base_url):
+        raise InputError(f"expected an http(s) URL, got {base_url!r}", field="ANTHROPIC_BASE_URL")
 
 
 @dataclass(frozen=True)
@@ -38,20 +86,24 @@ class SummarySettings:
     model: str = DEFAULT_MODEL
     base_url: str | None = None
     secret_block: str | None = None
-    timeout_s: float = 20.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
     max_tokens: int = 600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SummarySettings:
         """Read ``ANTHROPIC_API_KEY``, ``W2S_SUMMARY_MODEL``, ``ANTHROPIC_BASE_URL``,
-        ``W2S_SUMMARY_SECRET_BLOCK`` and ``W2S_SUMMARY_TIMEOUT_S``."""
+        ``W2S_SUMMARY_SECRET_BLOCK`` and ``W2S_SUMMARY_TIMEOUT_S``.
+
+        Raises:
+            InputError: a bad setting (:func:`check_summary_settings`).
+        """
         env = os.environ if env is None else env
-        timeout = env.get("W2S_SUMMARY_TIMEOUT_S")
+        check_summary_settings(env)
         return cls(api_key=env.get("ANTHROPIC_API_KEY") or None,
                    model=env.get("W2S_SUMMARY_MODEL") or DEFAULT_MODEL,
                    base_url=env.get("ANTHROPIC_BASE_URL") or None,
                    secret_block=env.get("W2S_SUMMARY_SECRET_BLOCK") or None,
-                   timeout_s=float(timeout) if timeout else 20.0)
+                   timeout_s=parse_timeout(env.get(TIMEOUT_ENV)))
 
     def resolve_api_key(self) -> str | None:
         """The API key: the setting itself, else the Prefect Secret block's value, else None."""
@@ -66,12 +118,22 @@ class SummarySettings:
 
 @dataclass(frozen=True)
 class Summary:
-    """A narrative and where it came from (``source`` is ``claude`` or ``template``)."""
+    """A narrative and where it came from (``source`` is ``claude`` or ``template``).
+
+    ``fallback_reason`` says why the template was used; ``rejected_text`` is the model's reply
+    when it was refused for not matching verdict.json.
+    """
 
     text: str
     source: Literal["claude", "template"]
     model: str | None = None
     fallback_reason: str | None = None
+    rejected_text: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """What summary.json holds."""
+        return {"text": self.text, "source": self.source, "model": self.model,
+                "fallback_reason": self.fallback_reason, "rejected_text": self.rejected_text}
 
 
 def summary_facts(verdict: dict[str, Any]) -> dict[str, Any]:
@@ -165,8 +227,14 @@ def summarize(verdict: dict[str, Any], settings: SummarySettings | None = None,
     Returns:
         A :class:`Summary`; ``fallback_reason`` says why the template was used.
     """
-    settings = settings or SummarySettings.from_env()
     log = logger or LOG
+    if settings is None:
+        try:
+            settings = SummarySettings.from_env()
+        except InputError as err:  # checked before compute too; never fail a finished run here
+            reason = f"bad summary setting: {err}"
+            log.warning("summary: %s; using the template summary", reason)
+            return Summary(template_summary(verdict), "template", None, reason)
     try:
         api_key = settings.resolve_api_key()
     except Exception as err:  # a missing block or an unreachable Prefect API: any of many types
@@ -183,4 +251,103 @@ def summarize(verdict: dict[str, Any], settings: SummarySettings | None = None,
         reason = f"Claude call failed: {type(err).__name__}: {' '.join(str(err).split())[:200]}"
         log.warning("summary: %s; using the template summary", reason)
         return Summary(template_summary(verdict), "template", None, reason)
+    mismatch = check_narrative(text, verdict)
+    if mismatch:
+        reason = f"Claude's summary did not match verdict.json: {mismatch}"
+        log.warning("summary: %s; using the template summary", reason)
+        return Summary(template_summary(verdict), "template", None, reason, rejected_text=text)
     return Summary(text, "claude", settings.model)
+
+
+_NUMBER = re.compile(r"(?<![\w.])([+\-\u2212]?)(\d+(?:\.\d+)?)(?![\w])")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")
+_VERDICT_WORD = re.compile(r"(?<![\w])(real|vanished|harmful|inconclusive)(?![\w])", re.I)
+_HOLD_WORD = re.compile(r"(?<![\w])(HOLD)(?![\w])")  # "hold" is everyday English
+
+
+def _numbers(text: str) -> list[tuple[str, Decimal]]:
+    """``(sign, value)`` of every number in ``text`` (sign ``+``, ``-`` or empty)."""
+    out = []
+    for sign, digits in _NUMBER.findall(text):
+        try:
+            out.append(("-" if sign in ("-", "\u2212") else sign, Decimal(digits)))
+        except InvalidOperation:
+            continue
+    return out
+
+
+def _without(text: str, names: list[str]) -> str:
+    """``text`` with every identifier in ``names`` blanked (model and rung names hold digits)."""
+    for name in sorted(set(names), key=len, reverse=True):
+        if name:
+            text = re.sub(rf"(?<![\w]){re.escape(name)}(?![\w])", " ", text)
+    return text
+
+
+def _allowed(texts: list[str], names: list[str]) -> set[Decimal]:
+    """Signed values of every number in ``texts`` (an unsigned one counts as positive)."""
+    return {(-value if sign == "-" else value)
+            for text in texts for sign, value in _numbers(_without(text, names))}
+
+
+def _matches(sign: str, value: Decimal, allowed: set[Decimal]) -> bool:
+    if sign == "-":
+        return -value in allowed
+    if sign == "+":
+        return value in allowed
+    return value in allowed or -value in allowed
+
+
+def check_narrative(text: str, verdict: dict[str, Any]) -> str | None:
+    """Why a model's narrative disagrees with ``verdict``, or None when it agrees.
+
+    Checks, sentence by sentence:
+
+    - every number (identifiers such as model and rung names blanked first) is one of the
+      numbers in the facts the model was given (:func:`summary_facts`): a method's own numbers
+      when the sentence names exactly that method, any method's otherwise, and the run-wide
+      ones (alpha, SESOI, the interval level, counts of methods, datasets and rungs); equal
+      values match (``4.7`` is ``+4.70``), a sign must agree;
+    - every verdict word (REAL, VANISHED, HARMFUL, INCONCLUSIVE, any case; HOLD in capitals)
+      is the verdict of a method the sentence names, or of some method when it names none.
+
+    Returns:
+        One line naming the first mismatch, or None.
+    """
+    facts = summary_facts(verdict)
+    methods = facts["methods"]
+    names = [facts.get("baseline") or "", facts.get("production_rung") or ""]
+    names += list(methods)
+    for info in methods.values():
+        for cell in info["cells"]:
+            names += [str(cell.get(k) or "") for k in ("rung", "dataset", "strong_model")]
+    alpha = verdict.get("alpha")
+    level = [f"{100 * (1 - alpha):g}"] if isinstance(alpha, (int, float)) else []
+    datasets = {c.get("dataset") for info in methods.values() for c in info["cells"]}
+    rungs = {c.get("rung") for info in methods.values() for c in info["cells"]}
+    common = [json.dumps({k: v for k, v in facts.items() if k != "methods"}),
+              *level, str(len(methods)), str(len(datasets)), str(len(rungs))]
+    own = {m: _allowed([json.dumps(info)] + common, names) for m, info in methods.items()}
+    anyone = set().union(*own.values()) if own else _allowed(common, names)
+    verdicts = {m: str(info.get("verdict")) for m, info in methods.items()}
+    for sentence in _SENTENCE.split(text.strip()):
+        named = [m for m in methods if re.search(rf"(?<![\w]){re.escape(m)}(?![\w])", sentence)]
+        allowed = own[named[0]] if len(named) == 1 else anyone
+        for sign, value in _numbers(_without(sentence, names)):
+            if not _matches(sign, value, allowed):
+                shown = f"{sign}{value}"
+                whose = f" for {named[0]}" if len(named) == 1 else ""
+                return f"the number {shown} is not in verdict.json{whose} (in: {_clip(sentence)})"
+        words = _VERDICT_WORD.findall(sentence) + _HOLD_WORD.findall(sentence)
+        expected = {verdicts[m] for m in named} if named else set(verdicts.values())
+        for word in words:
+            if word.upper() not in expected:
+                whose = ", ".join(named) if named else "any method"
+                return (f"the verdict word {word!r} is not the verdict of {whose} "
+                        f"({', '.join(sorted(expected)) or 'none'}) (in: {_clip(sentence)})")
+    return None
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."

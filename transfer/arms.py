@@ -38,6 +38,17 @@ class ArmContext:
     store: RunStore
     engine_config: Any  # transfer.engine.EngineConfig
     _backends: dict[str, Any] = field(default_factory=dict, repr=False)
+    _trainer_fingerprint: str | None = field(default=None, repr=False)
+
+    @property
+    def trainer_fingerprint(self) -> str:
+        """The trainer's code and package versions (``transfer.fingerprint``), read once per
+        context: every arm's key holds it."""
+        if self._trainer_fingerprint is None:
+            from transfer.fingerprint import trainer_fingerprint
+
+            self._trainer_fingerprint = trainer_fingerprint()
+        return self._trainer_fingerprint
 
     def backend(self, spec):
         if spec.name not in self._backends:
@@ -51,8 +62,14 @@ class ArmContext:
 
 
 def arm_spec(ctx: ArmContext, rung: Rung, arm: str, seed: int, method: str | None = None,
-             method_params: dict[str, Any] | None = None, unjailed: bool = False) -> RunSpec:
-    """The store key of an arm; a student's key includes the key of the weak run it learns from."""
+             method_params: dict[str, Any] | None = None, unjailed: bool = False,
+             method_fingerprint: str | None = None) -> RunSpec:
+    """The store key of an arm; a student's key includes the key of the weak run it learns from
+    and the fingerprint of the method's code, every arm's the trainer's fingerprint.
+
+    Raises:
+        InputError: an unknown arm, or a student arm without a method or its fingerprint.
+    """
     if arm not in ARMS:
         raise InputError(f"unknown arm {arm!r}; expected one of {', '.join(ARMS)}", field="arm")
     model = rung.weak if arm == "weak" else rung.strong
@@ -61,13 +78,32 @@ def arm_spec(ctx: ArmContext, rung: Rung, arm: str, seed: int, method: str | Non
         if not method:
             raise InputError("a student arm needs a method (the baseline is 'vanilla')",
                              field="method")
+        if not method_fingerprint:
+            raise InputError(f"a student arm of {method} needs the fingerprint of its code",
+                             field="method")
         depends_on = arm_spec(ctx, rung, "weak", seed).run_hash()
     return RunSpec(arm=arm, ladder=ctx.ladder.name, rung=rung.name, dataset=ctx.task.name,
                    dataset_fingerprint=ctx.task.fingerprint, seed=seed, model=model.name,
                    model_fingerprint=spec_fingerprint(model), hparams=ctx.hparams(),
                    method=method if arm == "student" else None,
                    method_params=(method_params or {}) if arm == "student" else {},
-                   depends_on=depends_on, unjailed=unjailed and arm == "student")
+                   depends_on=depends_on, unjailed=unjailed and arm == "student",
+                   trainer_fingerprint=ctx.trainer_fingerprint,
+                   method_fingerprint=method_fingerprint if arm == "student" else None)
+
+
+def fingerprint_of(method_fn: MethodFn | None) -> str | None:
+    """The fingerprint of a method function's code: its ``fingerprint`` attribute (set by
+    ``flows.context.method_function`` from ``methods.fingerprint``), else the fingerprint of
+    the plain callable's source file (``transfer.fingerprint.callable_fingerprint``)."""
+    if method_fn is None:
+        return None
+    given = getattr(method_fn, "fingerprint", None)
+    if given:
+        return str(given)
+    from transfer.fingerprint import callable_fingerprint
+
+    return callable_fingerprint(method_fn)
 
 
 def _gold_targets(labels: np.ndarray) -> np.ndarray:
@@ -94,15 +130,23 @@ def _metrics(spec: RunSpec, rung: Rung, predictions: pd.DataFrame, seconds: floa
 
 def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
             method: str | None = None, method_params: dict[str, Any] | None = None,
-            method_fn: MethodFn | None = None) -> RunRecord:
+            method_fn: MethodFn | None = None,
+            method_fingerprint: str | None = None) -> RunRecord:
     """Run one arm, or return it from the store if it is already complete.
 
     A student arm first makes sure its weak teacher exists (running it if needed). The run is
-    computed under the store's claim on it, so processes sharing the store compute it once.
+    computed under the store's claim on it, so processes sharing the store compute it once. Its
+    key holds ``method_fingerprint`` (default: :func:`fingerprint_of` ``method_fn``), so a run
+    made by other code is never reused.
     """
     rung = ctx.ladder.rung(rung_name)
+    if arm == "student" and not method_fingerprint:
+        if method_fn is None:
+            raise InputError("a student arm needs the method's function", field="method")
+        method_fingerprint = fingerprint_of(method_fn)
     spec = arm_spec(ctx, rung, arm, seed, method, method_params,
-                    unjailed=bool(getattr(method_fn, "unjailed", False)))
+                    unjailed=bool(getattr(method_fn, "unjailed", False)),
+                    method_fingerprint=method_fingerprint)
     done = ctx.store.get(spec)
     if done is not None:
         return done

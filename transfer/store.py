@@ -46,6 +46,8 @@ Arm = Literal["weak", "ceiling", "student"]
 ARM_NAMES = ("weak", "ceiling", "student")
 COMPLETE = "COMPLETE"
 _RUN_HASH = re.compile(r"[0-9a-f]{20}")
+# RunSpec fields added after runs were first stored: omitted from the hash while unset.
+_UNSET_OMITTED = ("trainer_fingerprint", "method_fingerprint")
 
 
 class StoreIntegrityError(IntegrityError):
@@ -75,10 +77,27 @@ class RunSpec(BaseModel):
     depends_on: str | None = Field(None, description="hash of the weak run a student uses")
     unjailed: bool = Field(False, description="untrusted method code ran outside the jail "
                            "(explicit opt-in; such runs are never reused by jailed campaigns)")
+    trainer_fingerprint: str | None = Field(
+        None, description="sha256 of the trainer's code and package versions "
+        "(transfer.fingerprint.trainer_fingerprint); every arm computed since the key held it")
+    method_fingerprint: str | None = Field(
+        None, description="sha256 of the method's code and the project code it runs on "
+        "(methods.fingerprint); student arms")
+
+    def canonical_json(self) -> str:
+        """The spec's canonical JSON, which its hash is taken of.
+
+        The code fingerprints are left out while unset, so a run stored before they existed
+        keeps its hash (and still verifies); it is never the run of a key that has them.
+        """
+        data = self.model_dump(mode="json")
+        for name in _UNSET_OMITTED:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def run_hash(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:20]
 
     @property
     def label(self) -> str:
@@ -88,8 +107,7 @@ class RunSpec(BaseModel):
 
 def spec_sha256(spec: RunSpec) -> str:
     """sha256 of the spec's canonical JSON (the run hash is its first 20 hex digits)."""
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(spec.canonical_json().encode()).hexdigest()
 
 
 def verify_run(path: Path, expected: RunSpec | None = None) -> tuple[RunSpec, Manifest]:
@@ -171,20 +189,28 @@ class RunRecord:
             StoreIntegrityError: any of these differ (the run is internally inconsistent).
         """
         predictions = self.predictions()
-        metrics = self.metrics
-        derived = float(predictions["correct"].mean())
-        stored = metrics.get("accuracy")
-        problems = []
-        if not isinstance(stored, (int, float)) or not abs(float(stored) - derived) <= tolerance:
-            problems.append(f"accuracy {stored!r} but the predictions give {derived!r}")
-        if "n" in metrics and metrics["n"] != len(predictions):
-            problems.append(f"n {metrics['n']!r} but {len(predictions)} predictions")
-        if not ((predictions["prob"] > 0.5).astype("int64") == predictions["pred"]).all():
-            problems.append("pred is not prob > 0.5")
+        problems = accuracy_problems(predictions, self.metrics, tolerance)
         if problems:
             raise StoreIntegrityError("inconsistent run: " + "; ".join(problems),
                                       path=self.path / "metrics.json")
-        return derived
+        return float(predictions["correct"].mean())
+
+
+def accuracy_problems(predictions: pd.DataFrame, metrics: dict[str, Any],
+                      tolerance: float = 1e-12) -> list[str]:
+    """How a run's stored ``accuracy`` and ``n`` disagree with its predictions, and whether
+    ``pred`` is not the thresholded ``prob`` (``prob > 0.5``); empty when they agree."""
+    derived = float(predictions["correct"].mean())
+    stored = metrics.get("accuracy")
+    problems = []
+    if isinstance(stored, bool) or not isinstance(stored, (int, float)) \
+            or not abs(float(stored) - derived) <= tolerance:
+        problems.append(f"accuracy {stored!r} but the predictions give {derived!r}")
+    if "n" in metrics and metrics["n"] != len(predictions):
+        problems.append(f"n {metrics['n']!r} but {len(predictions)} predictions")
+    if not ((predictions["prob"] > 0.5).astype("int64") == predictions["pred"]).all():
+        problems.append("pred is not prob > 0.5")
+    return problems
 
 
 def versions() -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""``w2s-transfer gate VERDICT.json --method NAME [--require REAL]``: the promotion gate."""
+"""``w2s-transfer gate VERDICT.json --method NAME [--require REAL] [--plan PLAN] [--store DIR]
+[--check-code]``: the promotion gate."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,11 +20,29 @@ def register(app: typer.Typer) -> None:
         require: Annotated[list[str] | None, typer.Option(
             "--require", "-r",
             help="Acceptable verdicts (repeat or comma-separate), e.g. --require REAL.")] = None,
+        plan: Annotated[Path | None, typer.Option(
+            "--plan", help="The plan the verdict was derived from: re-derive the verdict from "
+            "results.parquet and this plan and refuse any difference.")] = None,
+        results: Annotated[Path | None, typer.Option(
+            "--results", help="results.parquet to re-derive from (default: beside the "
+            "verdict).")] = None,
+        store: Annotated[Path | None, typer.Option(
+            "--store", help="Run store: with --plan, check results.parquet against the stored "
+            "runs it names and take the promotion guards from them.")] = None,
+        check_code: Annotated[bool, typer.Option(
+            "--check-code", help="Refuse a verdict whose method, baseline or trainer code "
+            "fingerprint differs from this working tree's.")] = False,
     ) -> None:
-        """Exit 0 if METHOD may be promoted, 1 if not (with the reasons), 2 on bad input."""
+        """Exit 0 if METHOD may be promoted, 1 if not (with the reasons), 2 on bad input or a
+        verdict file that fails its checks (one line).
+
+        The file must be bound to its plan, code and results and consistent with itself; with
+        W2S_VERDICT_HMAC_KEY (or W2S_VERDICT_HMAC_SECRET_BLOCK) set it must carry a valid HMAC.
+        """
         with user_errors():
             from flows.gate import check_promotion
 
-            decision = check_promotion(verdict, method, require)
+            decision = check_promotion(verdict, method, require, plan=plan, results=results,
+                                       store=store, code=check_code)
         typer.echo(decision.describe())
         raise typer.Exit(decision.exit_code)

@@ -50,8 +50,9 @@ def _summary_block(summary: SummaryLike | None) -> dict[str, str] | None:
                  "numbers above. It is commentary: the tables and figures, formatted from "
                  "verdict.json, are authoritative.")
     else:
-        label = ("Narrative summary from a deterministic template over verdict.json "
-                 "(no language model was used).")
+        reason = getattr(summary, "fallback_reason", None)
+        label = ("Narrative summary from a deterministic template over verdict.json; no "
+                 "language model text was used" + (f": {reason}." if reason else "."))
     return {"text": summary.text, "label": label, "source": summary.source}
 
 
@@ -152,7 +153,9 @@ def write_report(out_dir: str | Path, verdict: dict[str, Any], results: pd.DataF
                   for figure in context["figures"]]
     if summary is not None:
         atomic_write_text(out / "summary.json", json.dumps(
-            {"text": summary.text, "source": summary.source, "model": summary.model}, indent=2))
+            {"text": summary.text, "source": summary.source, "model": summary.model,
+             "fallback_reason": getattr(summary, "fallback_reason", None),
+             "rejected_text": getattr(summary, "rejected_text", None)}, indent=2))
     markdown = atomic_write_text(out / "report.md", render_markdown(context))
     html = atomic_write_text(out / "report.html", render_html(context))
     return ReportFiles(markdown=markdown, html=html, plots=plot_paths,

@@ -21,6 +21,7 @@ class SavedSummary:
     text: str
     source: str
     model: str | None
+    fallback_reason: str | None = None
 
 
 @dataclass
@@ -87,5 +88,7 @@ def load_saved_run(out_dir: str | Path) -> SavedRun:
         if not isinstance(data.get("text"), str) or data.get("source") not in ("claude", "template"):
             raise InputError('expected {"text": str, "source": "claude"|"template", "model": str|null}',
                              path=summary_path)
-        summary = SavedSummary(data["text"], data["source"], data.get("model"))
+        reason = data.get("fallback_reason")
+        summary = SavedSummary(data["text"], data["source"], data.get("model"),
+                               reason if isinstance(reason, str) else None)
     return SavedRun(verdict, results, provenance, summary)

@@ -132,6 +132,25 @@ def parse_verdict(data: Any, *, source: str | Path | None = None) -> Verdict:
         raise InputError(message, path=source, field=field) from None
 
 
+class _NotJson(ValueError):
+    """Text that Python's json module accepts but JSON (RFC 8259) does not."""
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated key is read as its last value by json.loads; a reader that takes the first
+    # would see another verdict. The writer never repeats one.
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _NotJson(f"key {key!r} appears twice in one object")
+        seen[key] = value
+    return seen
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number (verdict.json writes null for undefined values)")
+
+
 def load_verdict(path: str | Path) -> tuple[Verdict, dict[str, Any]]:
     """Read and validate a verdict.json file.
 
@@ -143,8 +162,8 @@ def load_verdict(path: str | Path) -> tuple[Verdict, dict[str, Any]]:
         so fields added by the statistics engine are kept).
 
     Raises:
-        InputError: unreadable, empty, truncated or malformed JSON (with its line), or a schema
-            violation (with its field).
+        InputError: unreadable, empty, truncated or malformed JSON (with its line; NaN,
+            Infinity and repeated keys included), or a schema violation (with its field).
     """
     path = Path(path)
     try:
@@ -156,10 +175,12 @@ def load_verdict(path: str | Path) -> tuple[Verdict, dict[str, Any]]:
     if not text.strip():
         raise InputError("verdict file is empty", path=path)
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
     except json.JSONDecodeError as err:
         raise InputError(f"invalid or truncated JSON: {err.msg} (column {err.colno})",
                          path=path, line=err.lineno) from None
+    except _NotJson as err:
+        raise InputError(str(err), path=path) from None
     if not isinstance(data, dict):
         raise InputError("expected a JSON object (verdict.json schema_version 1)", path=path, line=1)
     return parse_verdict(data, source=path), data

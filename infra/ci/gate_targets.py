@@ -1,72 +1,124 @@
 """CI helper for the promotion gate: which methods did a change touch, and a plan for each.
 
-    python infra/ci/gate_targets.py changed CHANGED_FILES.txt      -> JSON list of method names
+    python infra/ci/gate_targets.py changed CHANGED_FILES.txt [TEMPLATE.yaml]  -> JSON list
     python infra/ci/gate_targets.py plan METHOD TEMPLATE.yaml OUT.yaml
+    python infra/ci/gate_targets.py slug METHOD                              -> a file-safe name
 
-A change to a method's own source file selects that method; any other change under methods/
-(shared code, the registry) or to the plugin entry points (pyproject.toml) selects every
-candidate, since it may change any of them. The baseline is never a candidate.
+A method is gated when a changed file is part of its code fingerprint (``methods.fingerprint``:
+the project code every method runs on, ``methods/`` and the trainer part of ``transfer/``, so
+any change there gates every method; a plugin's own package; an ``external`` command's files).
+A change anywhere else that can change a verdict (``flows/``, ``stats/``, the rest of
+``transfer/``, the CI files, the plans, ``pyproject.toml``, the sweep registry, any file not
+known to be inert) gates every method too. Only documentation, tests and benchmarks gate
+nothing. Candidates are the registered methods (built-ins and entry points), the template plan's
+methods and the sweep registry's; the baseline is never a candidate, and a method that needs
+params the plan does not give is reported and skipped.
 """
 from __future__ import annotations
 
-import inspect
 import json
+import os
+import re
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-REGISTRY_FILES = {"pyproject.toml", "infra/sweep-registry.yaml"}
+TEMPLATE = REPO / "flows/plans/tiny-ci.yaml"
+SWEEP_REGISTRY = REPO / "infra/sweep-registry.yaml"
+# Paths whose change cannot change any verdict: they gate nothing.
+INERT_PREFIXES = ("docs/", "tests/", "bench/", "reports/")
+INERT_SUFFIXES = (".md", ".rst", ".txt")
+INERT_NAMES = {"LICENSE", ".gitignore", ".gitattributes"}
 
 
-def method_sources() -> dict[str, str | None]:
-    """Registered method name -> its source file relative to the repo (None outside the repo)."""
-    from methods.registry import list_methods
+def candidate_entries(template: Mapping[str, Any] | None = None,
+                      registry: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Method name or reference -> params, for every method CI may gate (baseline included;
+    :func:`changed_methods` leaves it out)."""
+    from methods.registry import _BUILTINS, _entry_points, _load_builtins
 
-    sources: dict[str, str | None] = {}
-    for info in list_methods():
-        if isinstance(info, tuple):  # an entry point that failed to load: still gate it
-            sources[info[0]] = None
-            continue
+    _load_builtins()
+    entries: dict[str, dict[str, Any]] = {name: {} for name in _BUILTINS}
+    entries.update({name: {} for name in _entry_points()})
+    for source in (template, registry):
+        for entry in (source or {}).get("methods") or []:
+            entries[str(entry["name"])] = dict(entry.get("params") or {})
+    return entries
+
+
+def method_files(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str] | None]:
+    """Name -> the files its code fingerprint covers (None when they cannot be found: such a
+    method is gated on every change that is not inert)."""
+    from methods.fingerprint import method_code
+    from transfer.errors import InputError
+
+    files: dict[str, list[str] | None] = {}
+    for name, params in entries.items():
         try:
-            path = Path(inspect.getsourcefile(type(info.method)) or "").resolve()
-            sources[info.method.name] = str(path.relative_to(REPO))
-        except (TypeError, ValueError):
-            sources[info.method.name] = None
-    return sources
+            files[name] = list(method_code(name, dict(params)).files)
+        except InputError:
+            files[name] = None
+    return files
 
 
-def runnable_with_defaults(name: str) -> bool:
-    """Whether the method's Params validate with no arguments (a CI plan gives none)."""
-    from methods.registry import resolve_method
+def inert(path: str) -> bool:
+    """Whether a change to ``path`` (relative to the repository) cannot change a verdict."""
+    return (path.startswith(INERT_PREFIXES) or path.endswith(INERT_SUFFIXES)
+            or Path(path).name in INERT_NAMES) and not path.startswith("infra/ci/")
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(path if os.path.isabs(path) else REPO / path)
+
+
+def changed_methods(changed: Iterable[str], files: Mapping[str, Iterable[str] | None],
+                    baseline: str) -> list[str]:
+    """Methods to gate for the changed paths (sorted, baseline excluded).
+
+    Args:
+        changed: paths relative to the repository (``git diff --name-only``) or absolute.
+        files: method -> the files of its code fingerprint (None: unknown).
+        baseline: the plan's baseline.
+    """
+    candidates = {name: ({_real(f) for f in found} if found is not None else None)
+                  for name, found in files.items() if name != baseline}
+    selected: set[str] = set()
+    for path in (p.strip() for p in changed if p.strip()):
+        real = _real(path)
+        owners = {name for name, found in candidates.items() if found and real in found}
+        if owners:
+            selected |= owners
+        elif not inert(path):
+            # Shared code (or an unknown file) may change any method's verdict.
+            selected |= set(candidates)
+        if not inert(path):  # a method whose files are unknown cannot be cleared
+            selected |= {name for name, found in candidates.items() if found is None}
+    return sorted(selected)
+
+
+def runnable_with_defaults(name: str, params: Mapping[str, Any]) -> bool:
+    """Whether the method's params validate with what the plan gives (a CI plan gives none for
+    a registered method)."""
+    from methods.registry import resolve_with_params
 
     try:
-        resolve_method(name).Params()
+        resolve_with_params(name, dict(params))
     except Exception:  # a required param (pydantic) or a broken plugin: not gateable unattended
         return False
     return True
 
 
-def changed_methods(changed: list[str], sources: dict[str, str | None], baseline: str) -> list[str]:
-    """Method names to gate for the changed paths (sorted, baseline excluded)."""
-    candidates = {name: source for name, source in sources.items() if name != baseline}
-    selected: set[str] = set()
-    for path in (p.strip() for p in changed if p.strip()):
-        owners = {name for name, source in candidates.items() if source == path}
-        if owners:
-            selected |= owners
-        elif path.startswith("methods/") or path in REGISTRY_FILES:
-            selected |= set(candidates)
-    return sorted(selected)
-
-
-def plan_for_method(template: dict[str, Any], method: str) -> dict[str, Any]:
+def plan_for_method(template: dict[str, Any], method: str,
+                    params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The template plan narrowed to one candidate method (its claims kept if any)."""
     plan = dict(template)
-    plan["name"] = f"gate-{method}".replace("_", "-")
-    plan["methods"] = [{"name": method, "params": {}}]
+    plan["name"] = f"gate-{slug(method)}"
+    given = {m["name"]: m.get("params") or {} for m in template.get("methods") or []}
+    plan["methods"] = [{"name": method, "params": dict(params or given.get(method, {}))}]
     claims = {k: v for k, v in (template.get("claims") or {}).items() if k == method}
     if claims:
         plan["claims"] = claims
@@ -75,21 +127,35 @@ def plan_for_method(template: dict[str, Any], method: str) -> dict[str, Any]:
     return plan
 
 
+def slug(method: str) -> str:
+    """A name for files, plans and CI artifacts (a reference's ``.`` and ``:`` become ``-``)."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", method.replace("_", "-")).strip("-") or "method"
+
+
+def _load(path: str | Path | None) -> dict[str, Any] | None:
+    return yaml.safe_load(Path(path).read_text()) if path and Path(path).is_file() else None
+
+
 def main(argv: list[str]) -> int:
     """CLI entry; returns the exit code."""
-    if len(argv) == 2 and argv[0] == "changed":
+    if argv and argv[0] == "changed" and len(argv) in (2, 3):
         sys.path.insert(0, str(REPO))
-        template = yaml.safe_load((REPO / "flows/plans/tiny-ci.yaml").read_text())
-        names = changed_methods(Path(argv[1]).read_text().splitlines(), method_sources(),
+        template = _load(argv[2] if len(argv) == 3 else TEMPLATE) or {}
+        entries = candidate_entries(template, _load(SWEEP_REGISTRY))
+        names = changed_methods(Path(argv[1]).read_text().splitlines(), method_files(entries),
                                 template.get("baseline", "vanilla"))
-        skipped = [n for n in names if not runnable_with_defaults(n)]
+        skipped = [n for n in names if not runnable_with_defaults(n, entries.get(n, {}))]
         if skipped:
             print(f"not gated (need explicit params): {skipped}", file=sys.stderr)
         print(json.dumps([n for n in names if n not in skipped]))
         return 0
     if len(argv) == 4 and argv[0] == "plan":
         template = yaml.safe_load(Path(argv[2]).read_text())
-        Path(argv[3]).write_text(yaml.safe_dump(plan_for_method(template, argv[1]), sort_keys=False))
+        Path(argv[3]).write_text(yaml.safe_dump(plan_for_method(template, argv[1]),
+                                                sort_keys=False))
+        return 0
+    if len(argv) == 2 and argv[0] == "slug":
+        print(slug(argv[1]))
         return 0
     print(__doc__, file=sys.stderr)
     return 2

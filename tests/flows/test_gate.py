@@ -1,4 +1,9 @@
-"""The promotion gate: exit 0 promote, 1 do not promote (with reasons), 2 bad input."""
+"""The promotion gate: exit 0 promote, 1 do not promote (with reasons), 2 bad input.
+
+The fixture verdict is bound (``binding``, ``plan``, isolation and guards as validate writes
+them) with placeholder fingerprints; the checks that need the real run behind a verdict
+(re-derivation, code fingerprints) are in test_gate_verify.py.
+"""
 from __future__ import annotations
 
 import json
@@ -11,14 +16,35 @@ from typer.testing import CliRunner
 from cli_app import product_app
 
 
+def bind(verdict: dict[str, Any]) -> dict[str, Any]:
+    """``verdict`` with what validate adds to the statistics' dict: guards, isolation, plan and
+    binding (placeholder hashes)."""
+    plan = {"name": "demo", "plan_hash": "73eb2b21a298edd9"}
+    verdict.update(plan=plan, jail="required", baseline_isolation="builtin")
+    for entry in verdict["methods"].values():
+        entry.setdefault("isolation", "builtin")
+        entry.setdefault("guards", [])
+    methods = {name: {"reference": name, "params": {}, "kind": "builtin", "provider": None,
+                      "fingerprint": "a" * 64}
+               for name in [verdict["baseline"], *verdict["methods"]]}
+    verdict["binding"] = {"format": "w2s-verdict-binding/1", "plan_name": plan["name"],
+                          "plan_hash": plan["plan_hash"], "git_commit": None,
+                          "results_sha256": "b" * 64, "trainer_fingerprint": "c" * 64,
+                          "methods": methods}
+    return verdict
+
+
 @pytest.fixture
 def gate(tmp_path: Path):
-    """Run ``gate`` on a verdict dict (or raw text) and return (exit code, stdout, stderr)."""
+    """Run ``gate`` on a verdict dict (bound first) or raw text; return (exit code, stdout,
+    stderr)."""
 
     def run(content: dict[str, Any] | str, *args: str) -> tuple[int, str, str]:
         path = tmp_path / "verdict.json"
-        path.write_text(content if isinstance(content, str) else json.dumps(content))
-        result = CliRunner().invoke(product_app(), ["gate", str(path), *args])
+        path.write_text(content if isinstance(content, str) else json.dumps(bind(content)))
+        result = CliRunner().invoke(product_app(), ["gate", str(path), *args],
+                                    env={"W2S_VERDICT_HMAC_KEY": None,
+                                         "W2S_VERDICT_HMAC_SECRET_BLOCK": None})
         assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
         return result.exit_code, result.stdout, result.stderr
 
@@ -39,14 +65,15 @@ def test_promotable_method_exits_0(gate, verdict) -> None:
 
 
 @pytest.mark.parametrize(("verdict_name", "promote", "require", "code"), [
+    # em_posterior's production gains are -1.20 and +1.85 points, neither significant.
     ("HARMFUL", False, [], 1),
     ("INCONCLUSIVE", False, ["--require", "REAL"], 1),
-    ("VANISHED", False, [], 1),
-    # promote=true alone passes; a --require set the verdict is not in blocks it.
-    ("INCONCLUSIVE", True, [], 0),
-    ("INCONCLUSIVE", True, ["--require", "REAL"], 1),
-    ("INCONCLUSIVE", True, ["--require", "real,inconclusive"], 0),
-    ("REAL", True, ["-r", "VANISHED", "-r", "REAL"], 0),
+    ("INCONCLUSIVE", False, ["--require", "real,inconclusive"], 1),
+    # A promote=true that the file's own numbers do not support is refused (it used to pass).
+    ("INCONCLUSIVE", True, [], 2),
+    ("INCONCLUSIVE", True, ["--require", "real,inconclusive"], 2),
+    ("REAL", True, ["-r", "VANISHED", "-r", "REAL"], 2),
+    ("VANISHED", False, [], 2),  # a -1.20 point gain is not within the 1-point SESOI
     # a data-quality hold (stats/quality.py) is never promoted
     ("HOLD", False, [], 1),
     ("HOLD", False, ["--require", "HOLD"], 1),
@@ -55,11 +82,18 @@ def test_exit_code_follows_promote_and_required_set(gate, verdict, verdict_name,
                                                     require, code) -> None:
     verdict = _with(verdict, "em_posterior", verdict=verdict_name, promote=promote,
                     reasons=["reason one", "reason two"])
-    got, out, _ = gate(verdict, "--method", "em_posterior", *require)
-    assert got == code, out
-    assert f"verdict {verdict_name}" in out
+    got, out, err = gate(verdict, "--method", "em_posterior", *require)
+    assert got == code, out + err
     if code == 1:
+        assert f"verdict {verdict_name}" in out
         assert "DO NOT PROMOTE" in out and "- reason one" in out and "- reason two" in out
+    if code == 2:
+        assert err.startswith("error: ") and "inconsistent verdict" in err and out == ""
+
+
+def test_required_set_blocks_a_promoted_method_of_another_verdict(gate, verdict) -> None:
+    code, out, _ = gate(verdict, "--method", "aux_conf", "--require", "VANISHED")
+    assert code == 1 and "verdict REAL is not in the required set {VANISHED}" in out
 
 
 def test_unknown_method_exits_2_and_lists_known(gate, verdict) -> None:
@@ -87,10 +121,26 @@ def test_unknown_required_verdict_exits_2(gate, verdict) -> None:
 ])
 def test_malformed_truncated_or_invalid_file_exits_2(gate, verdict, mutate, expected) -> None:
     verdict = _with(verdict, "aux_conf", verdict="REAL", promote=True)
-    text = mutate(json.dumps(verdict))
+    text = mutate(json.dumps(bind(verdict)))
     code, out, err = gate(text, "--method", "aux_conf")
     assert code == 2, out
     assert expected in err and err.startswith("error: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda text: text.replace('"estimate": ', '"estimate": NaN, "z": ', 1), "NaN is not"),
+    (lambda text: text.replace('"promote": true', '"promote": false, "promote": true', 1),
+     "appears twice"),
+])
+def test_non_json_numbers_and_repeated_keys_exit_2(gate, verdict, mutate, expected) -> None:
+    text = mutate(json.dumps(bind(verdict)))
+    code, _, err = gate(text, "--method", "aux_conf")
+    assert code == 2 and expected in err
+
+
+def test_unbound_verdict_exits_2(gate, verdict) -> None:
+    code, _, err = gate(json.dumps(verdict), "--method", "aux_conf")
+    assert code == 2 and "no binding block" in err
 
 
 def test_missing_or_unreadable_file_exits_2(tmp_path: Path) -> None:

@@ -18,12 +18,24 @@ REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 
 
-def prefect_config() -> dict[str, Any]:
-    return yaml.safe_load((INFRA / "prefect.yaml").read_text())
+def prefect_config(name: str = "prefect.yaml") -> dict[str, Any]:
+    return yaml.safe_load((INFRA / name).read_text())
 
 
 def deployments() -> dict[str, dict[str, Any]]:
-    return {d["name"]: d for d in prefect_config()["deployments"]}
+    """Every deployment: the process ones (prefect.yaml) and the Kubernetes one, kept in its own
+    file so that deploying the first needs no Kubernetes pool (prefect-k8s.yaml)."""
+    return {d["name"]: d for name in ("prefect.yaml", "prefect-k8s.yaml")
+            for d in prefect_config(name)["deployments"]}
+
+
+def test_process_deployments_need_no_kubernetes_pool_and_k8s_needs_an_image() -> None:
+    process = prefect_config("prefect.yaml")
+    assert {d["work_pool"]["name"] for d in process["deployments"]} == {"w2s-process"}
+    k8s = prefect_config("prefect-k8s.yaml")
+    (step,) = k8s["build"]
+    script = step["prefect.deployments.steps.run_shell_script"]["script"]
+    assert "W2S_IMAGE" in script and "exit 1" in script
 
 
 def test_prefect_yaml_has_validate_and_nightly_sweep() -> None:
@@ -121,10 +133,15 @@ def test_work_pools_are_accepted_by_a_prefect_server(prefect_harness) -> None:
 def test_promotion_gate_workflow() -> None:
     workflow = yaml.safe_load((INFRA / "ci" / "promotion-gate.yml").read_text())
     triggers = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1 reads `on` as True
-    assert "methods/**" in triggers["pull_request"]["paths"]
+    # Every change but docs, tests and benchmarks runs the gate (gate_targets.py picks methods).
+    assert "paths" not in triggers["pull_request"]
+    assert set(triggers["pull_request"]["paths-ignore"]) == {"docs/**", "tests/**", "bench/**",
+                                                             "**/*.md"}
     steps = [s.get("run", "") for s in workflow["jobs"]["gate"]["steps"]]
     assert any(re.search(r"w2s-transfer validate \S+ --out", s) for s in steps)
-    assert any("w2s-transfer gate" in s and "--require REAL" in s for s in steps)
+    gate_step = next(s for s in steps if "w2s-transfer gate" in s)
+    for option in ("--require REAL", "--plan gate-plan.yaml", "--check-code"):
+        assert option in gate_step
     uses = [s.get("uses", "") for s in workflow["jobs"]["gate"]["steps"]]
     assert any(u.startswith("actions/upload-artifact") for u in uses)
     assert "${{" not in "".join(steps), "matrix values must reach scripts through env"
@@ -137,25 +154,49 @@ def _gate_targets():
     return module
 
 
-def test_changed_files_select_methods() -> None:
+def test_changed_files_select_methods(tmp_path: Path) -> None:
+    """A method is gated when a changed file is in its code fingerprint; shared code gates all;
+    documentation, tests and benchmarks gate nothing."""
     targets = _gate_targets()
-    sources = {"vanilla": "methods/builtin/simple.py", "confident": "methods/builtin/simple.py",
-               "aux_conf": "methods/builtin/aux_conf.py", "plugin_x": None}
-    assert targets.changed_methods(["methods/builtin/aux_conf.py"], sources, "vanilla") == ["aux_conf"]
-    assert targets.changed_methods(["methods/builtin/simple.py"], sources, "vanilla") == ["confident"]
-    assert targets.changed_methods(["methods/registry.py"], sources, "vanilla") == [
-        "aux_conf", "confident", "plugin_x"]
-    assert targets.changed_methods(["README.md", "stats/x.py"], sources, "vanilla") == []
+    plugin = tmp_path / "plugin_pkg"
+    plugin.mkdir()
+    (plugin / "__init__.py").write_text("")
+    (plugin / "m.py").write_text("X = 1\n")
+    builtin = str(REPO / "methods/builtin/aux_conf.py")
+    files = {"vanilla": [builtin], "confident": [builtin], "aux_conf": [builtin],
+             "plugin_pkg.m:X": [builtin, str(plugin / "m.py")], "broken_ep": None}
+    everyone = ["aux_conf", "broken_ep", "confident", "plugin_pkg.m:X"]
+
+    def changed(*paths: str) -> list[str]:
+        return targets.changed_methods(list(paths), files, "vanilla")
+
+    # Built-ins share the project code they run on: editing one changes every fingerprint.
+    assert changed("methods/builtin/aux_conf.py") == everyone
+    # A plugin's own file gates that plugin (and what cannot be cleared).
+    assert changed(str(plugin / "m.py")) == ["broken_ep", "plugin_pkg.m:X"]
+    # Shared code outside the fingerprints: the flows, statistics, CI files, package pins.
+    for path in ("methods/builtin/external.py", "transfer/engine/core.py", "transfer/store.py",
+                 "flows/gate.py", "stats/analyze.py", "infra/ci/promotion-gate.yml",
+                 "flows/plans/tiny-ci.yaml", "pyproject.toml", "infra/ci/README.md"):
+        assert changed(path) == everyone, path
+    assert changed("README.md", "docs/gate.md", "tests/flows/test_gate.py", "bench/x.py") == []
 
 
-def test_registry_sources_and_one_method_plan(tmp_path: Path) -> None:
+def test_registry_candidates_and_one_method_plan(tmp_path: Path) -> None:
     targets = _gate_targets()
-    sources = targets.method_sources()
-    assert sources.get("aux_conf") == "methods/builtin/aux_conf.py"
+    entries = targets.candidate_entries({"methods": [{"name": "pkg.mod:Plugin",
+                                                      "params": {"k": 1}}]})
+    assert {"aux_conf", "external", "vanilla"} <= set(entries)
+    assert entries["pkg.mod:Plugin"] == {"k": 1}
+    files = targets.method_files({"aux_conf": {}, "missing.module:X": {}})
+    assert str(REPO / "methods/builtin/aux_conf.py") in files["aux_conf"]
+    assert str(REPO / "transfer/engine/core.py") in files["aux_conf"]
+    assert files["missing.module:X"] is None
     out = tmp_path / "gate-plan.yaml"
     assert targets.main(["plan", "aux_conf", str(REPO / "flows/plans/tiny-ci.yaml"), str(out)]) == 0
     plan = load_plan(out)
     assert plan.method_names == ["aux_conf"] and plan.name == "gate-aux-conf"
+    assert targets.slug("pkg.mod:Plugin") == "pkg-mod-Plugin"
 
 
 def test_dockerfile_builds_from_cuda_and_installs_the_project() -> None:

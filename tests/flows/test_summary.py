@@ -16,10 +16,12 @@ from flows.summary import Summary, SummarySettings, summarize, summary_facts, te
 
 
 class MessagesServer:
-    """A tiny HTTP server speaking POST /v1/messages; ``mode`` is ok, error or hang."""
+    """A tiny HTTP server speaking POST /v1/messages; ``mode`` is ok, error or hang; ``reply``
+    is the text it answers with."""
 
     def __init__(self) -> None:
         self.mode = "ok"
+        self.reply = "aux_conf's gain holds at scale."
         self.requests: list[dict[str, Any]] = []
         self.raw_bodies: list[str] = []
         server = self
@@ -43,7 +45,7 @@ class MessagesServer:
                 self._send(200, {
                     "id": "msg_local_1", "type": "message", "role": "assistant",
                     "model": request["model"], "stop_reason": "end_turn", "stop_sequence": None,
-                    "content": [{"type": "text", "text": "aux_conf's gain holds at scale."}],
+                    "content": [{"type": "text", "text": server.reply}],
                     "usage": {"input_tokens": 321, "output_tokens": 12}})
 
             def _send(self, status: int, payload: dict[str, Any]) -> None:
@@ -166,3 +168,101 @@ def test_template_is_deterministic_and_quotes_report_numbers(verdict) -> None:
         production = [c for c in decision["cells"] if c["rung"] == verdict["production_rung"]]
         for cell in production:
             assert fmt(cell["gain"]["estimate"], "gain") in text
+
+
+# --- issue 9: the model's text is checked against verdict.json -------------------------------
+
+def test_invented_number_is_replaced_by_the_template(server, verdict, results_table,
+                                                     tmp_path) -> None:
+    from flows.report.render import write_report
+
+    server.reply = ("aux_conf is REAL +4.70 pp at the production rung and may be promoted. "
+                    "confident is HARMFUL.")
+    summary = summarize(verdict, settings_for(server))
+    assert summary.source == "template" and summary.text == template_summary(verdict)
+    assert "did not match verdict.json" in summary.fallback_reason
+    assert "+4.70" in summary.fallback_reason and "aux_conf" in summary.fallback_reason
+    assert summary.rejected_text == server.reply
+    files = write_report(tmp_path, verdict, results_table, {}, summary)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["source"] == "template" and saved["fallback_reason"] == summary.fallback_reason
+    assert saved["rejected_text"] == server.reply
+    assert "did not match verdict.json" in files.markdown.read_text()
+    assert "+4.70" not in files.markdown.read_text().split("## Narrative summary")[1].split(
+        "##")[0].replace(summary.fallback_reason, "")
+
+
+@pytest.mark.parametrize(("reply", "why"), [
+    ("confident is REAL at the largest rung.", "the verdict word 'REAL' is not the verdict of "
+     "confident"),
+    ("em_posterior gained {aux_gain} pp.", "is not in verdict.json for em_posterior"),
+    ("aux_conf lost {neg_aux} pp.", "is not in verdict.json for aux_conf"),
+    ("Every method vanished.", "'vanished' is not the verdict of any method"),
+])
+def test_wrong_words_and_misattributed_numbers_are_refused(server, verdict, reply, why) -> None:
+    production = verdict["production_rung"]
+    aux = next(c for c in verdict["methods"]["aux_conf"]["cells"] if c["rung"] == production)
+    gain = fmt(aux["gain"]["estimate"], "gain")
+    server.reply = reply.format(aux_gain=gain, neg_aux="-" + gain.lstrip("+"))
+    summary = summarize(verdict, settings_for(server))
+    assert summary.source == "template" and why in summary.fallback_reason
+
+
+def test_a_faithful_summary_is_kept(server, verdict) -> None:
+    production = verdict["production_rung"]
+    aux = next(c for c in verdict["methods"]["aux_conf"]["cells"] if c["rung"] == production)
+    gain, low, high = (fmt(aux["gain"][k], "gain") for k in ("estimate", "ci_low", "ci_high"))
+    server.reply = (f"aux_conf is REAL at the production rung ({gain} pp, 95% interval {low} "
+                    f"to {high}). confident is HARMFUL and em_posterior remains inconclusive "
+                    "across 3 methods.")
+    summary = summarize(verdict, settings_for(server))
+    assert summary.source == "claude", summary.fallback_reason
+    assert summary.text == server.reply
+
+
+def test_fallback_reasons_reach_summary_json_and_the_report(server, verdict, results_table,
+                                                            tmp_path) -> None:
+    from flows.report.render import write_report
+
+    server.mode = "error"
+    summary = summarize(verdict, settings_for(server))
+    files = write_report(tmp_path, verdict, results_table, {}, summary)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert "InternalServerError" in saved["fallback_reason"]
+    assert "InternalServerError" in files.markdown.read_text()
+    assert "InternalServerError" in files.html.read_text()
+    no_key = summarize(verdict, SummarySettings.from_env({}))
+    files = write_report(tmp_path, verdict, results_table, {}, no_key)
+    assert "no Anthropic API key configured" in files.markdown.read_text()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "nan", "inf", "1e9"])
+def test_bad_timeout_is_rejected_before_compute(value, tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.summary import check_summary_settings
+    from transfer.errors import InputError
+
+    with pytest.raises(InputError, match="W2S_SUMMARY_TIMEOUT_S: expected a number of seconds"):
+        check_summary_settings({"W2S_SUMMARY_TIMEOUT_S": value})
+    # The validate command stops before any compute: one line, exit 2, nothing written.
+    monkeypatch.setenv("W2S_SUMMARY_TIMEOUT_S", value)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["validate", "flows/plans/micro-ci.yaml", "--out", str(out),
+                                      "--store", str(tmp_path / "store")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: W2S_SUMMARY_TIMEOUT_S: expected a number of seconds")
+    assert result.stderr.count("\n") == 1 and not out.exists()
+    # And if it is bad only at the end (set after the checks), the run still gets its report.
+    summary = summarize({"methods": {}, "baseline": "vanilla", "production_rung": "m1"})
+    assert summary.source == "template" and "bad summary setting" in summary.fallback_reason
+
+
+def test_bad_base_url_is_rejected() -> None:
+    from flows.summary import check_summary_settings
+    from transfer.errors import InputError
+
+    with pytest.raises(InputError, match="ANTHROPIC_BASE_URL: expected an http"):
+        check_summary_settings({"ANTHROPIC_BASE_URL": "localhost:9"})
+    check_summary_settings({"W2S_SUMMARY_TIMEOUT_S": "3", "ANTHROPIC_BASE_URL": "http://h:1"})

@@ -166,10 +166,6 @@ def test_an_entry_point_distribution_runs_no_code_in_the_trusted_process(lab, tm
     assert ran == "", f"plugin code ran in the trusted process: {ran}"
 
 
-@pytest.mark.xfail(strict=True, reason="HOLE: a student run is stored under the plugin's "
-                   "self-declared name and params (transfer/arms.py arm_spec), not its reference "
-                   "or code: a plugin naming itself like another is served that one's runs "
-                   "without running (or leaves its own runs to be served to it)")
 def test_a_plugin_taking_another_plugins_name_is_not_served_its_runs(lab):
     snapshot = lab.snapshot()
     first, how = run_student(lab, "attacks.namesake:First")
@@ -180,7 +176,7 @@ def test_a_plugin_taking_another_plugins_name_is_not_served_its_runs(lab):
     lab.record("a plugin taking another plugin's name (store key)",
                "`attacks.namesake:First`, `:Second` (plugins)", "-",
                "**the second is served the first's run without running (hole)**"
-               if served else "each ran", "yes", "-")
+               if served else "each ran (runs keyed by the code's fingerprint)", "yes", "-")
     assert how == ["jail"] and not np.all(second == 0.5)  # it ran: its own predictions
 
 

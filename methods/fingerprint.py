@@ -1,0 +1,156 @@
+"""The fingerprint of a method's code, computed on the trusted side without importing plugins.
+
+A student run's store key holds it (``RunSpec.method_fingerprint``), so a run is reused only by
+the code that made it. What a method's code is:
+
+| method | fingerprint over |
+| --- | --- |
+| a built-in (``vanilla``, ``aux_conf``...) | the project code a method runs on: :data:`methods.jail_runtime.JAIL_MODULES` (``methods/`` and the trainer part of ``transfer/``) |
+| ``external`` | that, and the files its command line names (the files the jail mounts for it) |
+| ``package.module:attr`` | that, and every file of the plugin's top-level package (or module file): what the jail mounts under ``/w2s/code`` |
+| an entry point | that, its distribution's name and version, every file the distribution installed, and its top-level package's files (an editable install) |
+
+A built-in is fingerprinted with all of the project's method code, not only its own module:
+built-ins import each other and the shared modules, so any edit under ``methods/`` (or to the
+trainer) changes every built-in's fingerprint and recomputes its student runs. Files are found
+from names and package metadata (``importlib.machinery.PathFinder``, ``importlib.metadata``);
+no plugin code runs.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from methods.jail_runtime import (JAIL_MODULES, PROJECT_PACKAGES, JailSetupError, module_location,
+                                  project_root)
+from transfer.errors import InputError
+from transfer.fingerprint import code_files, combine, digest_files, digest_tree
+
+CodeKind = Literal["builtin", "external", "reference", "entry-point"]
+
+
+@dataclass(frozen=True)
+class MethodCode:
+    """A method's code as the store key sees it.
+
+    Attributes:
+        reference: how the method is named (built-in name, entry-point name, ``module:attr``).
+        kind: ``builtin``, ``external``, ``reference`` or ``entry-point``.
+        fingerprint: sha256 (hex) of everything below.
+        files: absolute paths of the files it covers (for CI: which changes touch the method).
+        provider: the distribution (and version) or module that supplies a plugin.
+    """
+
+    reference: str
+    kind: CodeKind
+    fingerprint: str
+    files: tuple[str, ...] = field(default=(), repr=False)
+    provider: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"reference": self.reference, "kind": self.kind, "fingerprint": self.fingerprint,
+                "provider": self.provider}
+
+
+def project_code() -> tuple[str, list[str]]:
+    """(fingerprint, files) of the project code every method runs on (:data:`JAIL_MODULES`)."""
+    root = project_root()
+    files = code_files(root, JAIL_MODULES)
+    return digest_files(files, label="project"), [str(p) for _, p in files if p is not None]
+
+
+def _package_files(location: Path) -> list[str]:
+    if location.is_dir():
+        return [str(p) for _, p in code_files(location, ["."]) if p is not None]
+    return [str(location)]
+
+
+def _reference_code(reference: str, project: str, project_files: list[str]) -> MethodCode:
+    module = reference.partition(":")[0].strip()
+    top = module.split(".")[0]
+    if not module or not top:
+        raise InputError(f"expected 'package.module:attr', got {reference!r}", field="--method")
+    if top in PROJECT_PACKAGES:
+        # This project's own module named by reference: the jail offers it from /w2s/lib.
+        return MethodCode(reference, "reference", combine("reference", reference, project),
+                          tuple(project_files), module)
+    location = module_location(top)
+    if location is None:
+        raise InputError(f"cannot find module {top!r} of {reference!r} on the Python path",
+                         field="--method")
+    code = digest_tree(location, label=top)
+    return MethodCode(reference, "reference", combine("reference", reference, project, code),
+                      tuple(project_files + _package_files(location)), module)
+
+
+def _entry_point_code(entry_point: importlib.metadata.EntryPoint, project: str,
+                      project_files: list[str]) -> MethodCode:
+    dist = entry_point.dist
+    installed: list[tuple[str, Path | None]] = []
+    provider = entry_point.value
+    if dist is not None:
+        provider = f"{dist.name}=={dist.version}"
+        for item in dist.files or ():
+            path = Path(dist.locate_file(item))
+            if path.suffix in (".pyc", ".pyo") or "__pycache__" in path.parts:
+                continue
+            installed.append((str(item), path if path.is_file() else None))
+    top = entry_point.value.partition(":")[0].split(".")[0]
+    location = module_location(top) if top else None
+    module = digest_tree(location, label=top) if location is not None else "no-module"
+    files = [str(p) for _, p in installed if p is not None]
+    files += _package_files(location) if location is not None else []
+    fingerprint = combine("entry-point", entry_point.name, entry_point.value, provider,
+                          digest_files(sorted(installed, key=lambda x: x[0]), label="dist"),
+                          module, project)
+    return MethodCode(entry_point.name, "entry-point", fingerprint,
+                      tuple(project_files + files), provider)
+
+
+def command_files(command: str) -> list[str]:
+    """The files an ``external`` command line names (each mounted into its jail)."""
+    from methods.builtin.external import build_argv
+
+    return build_argv(command)[1]
+
+
+def method_code(name_or_ref: str, params: dict[str, Any] | None = None) -> MethodCode:
+    """The code behind method ``name_or_ref`` with ``params``, without importing any plugin.
+
+    Names resolve in the registry's order: a built-in name, then ``module:attr``, then an entry
+    point of group ``w2s_transfer.methods``.
+
+    Raises:
+        InputError: an unknown name, a reference whose module is not on the path, or an
+            ``external`` command that cannot be split or whose program is missing.
+    """
+    from methods.registry import _BUILTINS, _entry_points, _load_builtins
+
+    name_or_ref = name_or_ref.strip()
+    project, project_files = project_code()
+    _load_builtins()
+    if name_or_ref in _BUILTINS:
+        if name_or_ref == "external":
+            command = str((params or {}).get("command", ""))
+            files = command_files(command) if command else []
+            own = digest_files([(f, Path(f)) for f in sorted(files)], label="command")
+            return MethodCode("external", "external", combine("external", project, own),
+                              tuple(project_files + files))
+        return MethodCode(name_or_ref, "builtin", combine("builtin", project),
+                          tuple(project_files))
+    try:
+        if ":" in name_or_ref:
+            return _reference_code(name_or_ref, project, project_files)
+        entry_point = _entry_points().get(name_or_ref)
+        if entry_point is None:
+            raise InputError(f"unknown method {name_or_ref!r}", field="--method")
+        return _entry_point_code(entry_point, project, project_files)
+    except JailSetupError as err:  # e.g. a namespace package: not a plugin the jail runs
+        raise InputError(str(err), field="--method") from None
+
+
+def method_fingerprint(name_or_ref: str, params: dict[str, Any] | None = None) -> str:
+    """:func:`method_code`'s fingerprint."""
+    return method_code(name_or_ref, params).fingerprint
