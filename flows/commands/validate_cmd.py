@@ -83,7 +83,7 @@ def register_sweep(app: typer.Typer) -> None:
         from flows.sweep import prepare_sweep
 
         with user_errors():
-            prepare_sweep(registry)  # every method's plan checked before any compute
+            prepare_sweep(registry, write=False)  # every plan checked; nothing written
         _quiet_prefect()
         from flows.sweep import sweep_flow
 
