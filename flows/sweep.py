@@ -149,14 +149,23 @@ def sweep_flow(registry: str = "infra/sweep-registry.yaml", store: str | None = 
     from flows.validate import validate_flow
     from transfer.fsutil import atomic_write_text
 
+    from flows.outdir import exclusive_out
+
     logger = get_run_logger()
-    reg, items = prepare_sweep(registry)
+    reg, items = prepare_sweep(registry, write=False)
     summary: dict[str, Any] = {}
-    for name, plan_path, method_out in items:
-        verdict = validate_flow(str(plan_path), str(method_out), store)
-        decision = verdict["methods"][name]
-        summary[name] = {"verdict": decision["verdict"], "promote": decision["promote"],
-                         "report": str((method_out / "report.html").resolve())}
-        logger.info("%s: %s (promote=%s)", name, decision["verdict"], decision["promote"])
-    atomic_write_text(Path(reg.out) / "sweep.json", json.dumps(summary, indent=2))
+    with exclusive_out(reg.out, "out in the registry"):  # held already when the CLI started it
+        for name, plan_path, method_out in items:
+            with exclusive_out(method_out):  # held until its validate subflow has run
+                atomic_write_text(plan_path, method_plan_text(reg, _entry(reg, name)))
+                verdict = validate_flow(str(plan_path), str(method_out), store)
+            decision = verdict["methods"][name]
+            summary[name] = {"verdict": decision["verdict"], "promote": decision["promote"],
+                             "report": str((method_out / "report.html").resolve())}
+            logger.info("%s: %s (promote=%s)", name, decision["verdict"], decision["promote"])
+        atomic_write_text(Path(reg.out) / "sweep.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _entry(registry: Registry, name: str) -> _Entry:
+    return next(entry for entry in registry.methods if entry.name == name)
