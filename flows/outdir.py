@@ -27,7 +27,8 @@ _LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def exclusive_out(out: str | Path, what: str = "--out") -> Iterator[Path]:
-    """Hold ``out`` for this process while the block runs; create it if needed.
+    """Hold ``out`` for this process while the block runs; create it if needed (and remove it
+    again if it is still empty at the end).
 
     Raises:
         InputError: another live process holds it (one line: the directory, the holder).
@@ -45,6 +46,7 @@ def exclusive_out(out: str | Path, what: str = "--out") -> Iterator[Path]:
             with _LOCK:
                 _HELD[key] -= 1
         return
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     lease, holder = leases.acquire_unless_held(out / LEASE_NAME)
     if lease is None:
@@ -60,3 +62,7 @@ def exclusive_out(out: str | Path, what: str = "--out") -> Iterator[Path]:
         with _LOCK:
             del _HELD[key]
         lease.release()
+        if created:
+            # A run that failed before writing anything leaves no empty directory behind.
+            with contextlib.suppress(OSError):
+                out.rmdir()
