@@ -73,12 +73,13 @@ def start_embedded_server() -> None:
     server of this process already runs.
     """
     from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, get_current_settings
+    from prefect.settings import (PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED,
+                                  get_current_settings)
 
     from transfer import leases
 
-    if PREFECT_API_URL.value():
-        return
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return  # a configured server, or none allowed (Prefect then says so itself)
     existing = SubprocessASGIServer._instances.get(None)
     if existing is not None and existing.running:
         return

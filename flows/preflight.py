@@ -6,7 +6,8 @@
   and fits the device slots (``W2S_DEVICE_SLOTS``);
 - every method on every rung: a built-in method that needs what a rung lacks (label tokens for
   ``zero_shot_prior``, an intermediate model for ``bootstrap``) is refused;
-- the environment variables the run reads (``flows.environment``).
+- (and, first, in ``Campaign.prepare``) the environment variables the run reads
+  (``flows.environment``).
 
 Each problem raises one ``InputError`` naming the plan file, the line and field it is about,
 and what was expected. Plugins are described in the jail and cannot be asked about a rung here;
@@ -20,10 +21,8 @@ from transfer.errors import InputError
 
 
 def check_before_compute(plan: Any, ladder: Any, rungs: list[str]) -> None:
-    """Run every check; raise the first problem as an InputError located in the plan."""
-    from flows.environment import check_environment
-
-    check_environment()
+    """Run the checks that need the loaded plan and ladder (``Campaign.prepare`` checks the
+    environment first); raise the first problem as an InputError located in the plan."""
     check_budget(plan, len(rungs))
     check_engine(plan, ladder)
     check_methods_on_rungs(plan, ladder, rungs)
@@ -114,7 +113,7 @@ def check_methods_on_rungs(plan: Any, ladder: Any, rungs: list[str]) -> None:
     from methods.registry import builtin_names, is_builtin, resolve_with_params
     from transfer.arms import rung_facts
 
-    entries = [((("baseline",)), plan.baseline, {})] + [
+    entries = [(("baseline",), plan.baseline, {})] + [
         (("methods", index, "name"), entry.name, entry.params)
         for index, entry in enumerate(plan.methods)]
     facts = [rung_facts(ladder, ladder.rung(name)) for name in rungs]
