@@ -11,9 +11,10 @@ process and renewed by its heartbeat. So a slot is free again:
   sharing the cache, a frozen process).
 
 This replaces the ``gpu`` task-tag concurrency limit, whose slot stayed taken forever after the
-holder was killed (Prefect 3.9 tag limits and global limits keep their leases in the server;
-an ephemeral server runs no lease repossessor, so in the CLI's embedded mode nothing would
-ever give such a slot back).
+holder was killed. Prefect 3.9 keeps such slots in its server: a killed holder's task run stays
+Running and keeps its tag slot; a global limit's lease (``prefect.concurrency``, at least 60 s)
+does expire, but only a server running the lease repossessor gives the slot back, and an
+ephemeral server (the CLI's embedded one) does not run that service.
 
 ``W2S_DEVICE_SLOTS``: ``auto`` (default) = one slot per visible CUDA device, and no limit on a
 machine without one; a number N >= 1 = N slots; ``off`` = no limit. When slots are GPUs (a GPU

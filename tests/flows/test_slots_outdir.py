@@ -169,3 +169,22 @@ def test_no_limit_without_gpus_by_default(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(machine, "cuda_devices", lambda: 0)
     with device_slots(8, directory=tmp_path) as held:
         assert held.indices == () and not list(tmp_path.iterdir())
+
+
+def test_gpu_slots_pin_their_devices(tmp_path, monkeypatch) -> None:
+    """When slots are GPUs, a group runs on the devices of its slots: CUDA_VISIBLE_DEVICES for
+    one process, DeepSpeed's --include for several."""
+    from flows import machine
+    from transfer.engine import launcher_command
+
+    monkeypatch.setattr(machine, "cuda_devices", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    monkeypatch.delenv("W2S_DEVICE_SLOTS", raising=False)
+    with device_slots(1, directory=tmp_path) as first, device_slots(1, directory=tmp_path) as second:
+        assert (first.devices, second.devices) == (("3",), ("5",))
+    with device_slots(2, directory=tmp_path) as both:
+        argv = launcher_command("flows.worker", ["g.json"], processes=2, devices=both.devices)
+    assert argv[argv.index("--include") + 1] == "localhost:3,5" and "--num_gpus" not in argv
+    monkeypatch.setenv("W2S_DEVICE_SLOTS", "4")  # more slots than GPUs: no pinning
+    with device_slots(1, directory=tmp_path) as held:
+        assert held.devices == ()
