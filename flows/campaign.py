@@ -41,16 +41,21 @@ class Campaign:
     @classmethod
     def prepare(cls, plan_path: str | Path, out: str | Path, store: str | Path | None = None
                 ) -> "Campaign":
-        """Load and check everything before any compute: plan, methods and params, ladder, rungs,
-        datasets. Any problem is an InputError naming the plan's file and line."""
+        """Load and check everything before any compute: the environment, plan, methods and
+        params, ladder, rungs, datasets, the budget, the engine settings against this machine
+        and every method on every rung (``flows.preflight``). Any problem is an InputError
+        naming the plan's file and line (or the environment variable). Writes nothing."""
         from flows.context import method_function
+        from flows.environment import check_environment
         from flows.plan import load_plan
+        from flows.preflight import check_before_compute
         from transfer.fsutil import cache_dir
         from transfer.ladder import load_ladder
 
         from flows.binding import check_key_settings
         from flows.summary import check_summary_settings
 
+        check_environment()
         plan = load_plan(plan_path)
         # Settings the run reads only at the end, checked now: a bad one fails before compute.
         check_summary_settings()
@@ -72,6 +77,7 @@ class Campaign:
             except InputError as err:
                 raise InputError(err.message, path=plan.source, line=plan.line_of("rungs"),
                                  field="rungs") from None
+        check_before_compute(plan, ladder, rungs)
         from flows.context import load_dataset
 
         for dataset in plan.dataset_paths():

@@ -21,15 +21,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from flows.worker import ORCHESTRATOR_ENV, ArmGroup, process_token
+from flows.worker import (ORCHESTRATOR_ENV, PERMANENT_EXIT, TRANSIENT_EXIT, ArmGroup,
+                          process_token)
 
 _LIVE: set[int] = set()
 _LOCK = threading.Lock()
 _SHUTTING_DOWN = threading.Event()
 _ATEXIT_REGISTERED = False
 
-# Exit status of a worker that failed on bad input: retrying cannot help.
-BAD_INPUT_EXIT = 2
+# Exit status of a worker that failed on bad input or on the machine (a full disk): retrying
+# cannot help. Kept under its old name for callers.
+BAD_INPUT_EXIT = PERMANENT_EXIT
 
 
 class GroupFailed(RuntimeError):
@@ -39,8 +41,13 @@ class GroupFailed(RuntimeError):
 
     @property
     def transient(self) -> bool:
-        """Whether a retry may pass: not after bad input, not while the flow shuts down."""
-        return self.returncode != BAD_INPUT_EXIT and not _SHUTTING_DOWN.is_set()
+        """Whether a retry may pass: a worker killed by a signal (the OOM killer, a preempted
+        node) or one that reported a transient OS error (exit 75); never bad input, a full disk
+        or a crash of the code (exit 1: it fails the same way again, its traceback is in the
+        group's log), and nothing while the flow shuts down."""
+        if _SHUTTING_DOWN.is_set():
+            return False
+        return self.returncode < 0 or self.returncode == TRANSIENT_EXIT
 
 
 def kill_children(*_: Any) -> None:
@@ -99,22 +106,27 @@ def install_signal_handlers() -> bool:
     return True
 
 
-def worker_command(group_file: Path, processes: int = 1) -> list[str]:
+def worker_command(group_file: Path, processes: int = 1,
+                   devices: tuple[str, ...] = ()) -> list[str]:
     """The command that runs one group: plain python, or the deepspeed launcher for N > 1."""
     if processes > 1:
         from transfer.engine import launcher_command
 
-        return launcher_command("flows.worker", [str(group_file)], processes=processes)
+        return launcher_command("flows.worker", [str(group_file)], processes=processes,
+                                devices=devices or None)
     return [sys.executable, "-m", "flows.worker", str(group_file)]
 
 
-def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1) -> dict[str, Any]:
+def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
+                         devices: tuple[str, ...] = ()) -> dict[str, Any]:
     """Run ``group`` in a child process; return the worker's RESULT.json content.
 
     Args:
         group: the arm group (its ``result`` is set here, under ``work_dir``).
         work_dir: where the group file, its log and its result go.
         processes: processes per run (> 1 starts the deepspeed launcher).
+        devices: GPU ids the group runs on (its device slots, ``flows.slots``); empty: the
+            launcher's default.
 
     Returns:
         ``{"runs": [hash...], "executed": [hash...], "executed_arms": [label...], "seconds"}``.
@@ -141,13 +153,15 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1) ->
         from transfer.engine.launch import without_rendezvous
 
         env = {**without_rendezvous(os.environ), **extra}
+        if devices:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
     with open(log_path, "ab") as log:
         with _LOCK:
             # Under the lock, so kill_children either sees this child or stops it starting.
             if _SHUTTING_DOWN.is_set():
                 raise GroupFailed(f"not starting rung {group.rung} seeds {group.seeds}: the flow "
                                   "is shutting down", -signal.SIGTERM, log_path)
-            proc = subprocess.Popen(worker_command(group_file, processes), stdout=log,
+            proc = subprocess.Popen(worker_command(group_file, processes, devices), stdout=log,
                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
             _LIVE.add(proc.pid)
         try:

@@ -68,14 +68,31 @@ class Claim(_Strict):
 
 
 class Compute(_Strict):
-    """How each training run is executed."""
+    """How each training run is executed (checked against this machine before any compute)."""
 
     ds_config: str = Field("zero0", min_length=1,
                            description="DeepSpeed config: a name in transfer/engine/ds_configs/, "
                                        "or a path.")
-    processes: int = Field(1, ge=1, description="Processes per run (>1 uses the deepspeed launcher).")
-    max_parallel_runs: int = Field(1, ge=1, description="Runs executing at the same time.")
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    processes: int = Field(1, ge=1, le=4096,
+                           description="Processes per run (>1 uses the deepspeed launcher).")
+    max_parallel_runs: int = Field(1, ge=1, le=1024, description="Runs executing at the same time.")
+    # The engine trains in fp32 or DeepSpeed's bf16 mode; it has no fp16 mode.
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+
+DEFAULT_MAX_ARMS = 1000
+
+
+class Budget(_Strict):
+    """The most compute a plan may ask for; a plan over it is refused before anything runs.
+
+    ``max_arms`` bounds the arms the plan can execute if no method is decided early:
+    rungs x datasets x ``seeds.max`` x (weak + ceiling + baseline + candidates). The default
+    (1000) is about 10 times the demo plan; raise it deliberately for a large campaign.
+    """
+
+    max_arms: int = Field(DEFAULT_MAX_ARMS, ge=1, le=1_000_000,
+                          description="Most arms the plan may execute (default 1000).")
 
 
 class Plan(_Strict):
@@ -96,6 +113,8 @@ class Plan(_Strict):
     correction: Literal["holm", "bonferroni", "bh"] = "holm"
     claims: dict[str, Claim] | None = Field(None, description="Claimed discovery-scale numbers per method.")
     compute: Compute = Field(default_factory=Compute)
+    budget: Budget = Field(default_factory=Budget,
+                           description="Most arms the plan may run (checked before compute).")
     jail: JailSettings = Field(default_factory=JailSettings,
                                description="How plugin and external-command code runs (the jail "
                                "is required unless mode: off, which is never promoted).")
@@ -173,9 +192,11 @@ class Plan(_Strict):
         """sha256 (hex, first 16 chars) of the canonical JSON of every field, defaults included.
 
         Two plans with the same hash ask for the same computation; file layout, comments and key
-        order do not change it.
+        order do not change it, and neither does ``budget`` (it refuses plans, it changes no
+        result).
         """
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(self.model_dump(mode="json", exclude={"budget"}), sort_keys=True,
+                               separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def dataset_paths(self) -> list[Path | None]:

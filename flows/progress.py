@@ -39,14 +39,20 @@ def subscribed(listener: Listener) -> Iterator[None]:
 
 @contextlib.contextmanager
 def rich_bar(title: str) -> Iterator[None]:
-    """A rich progress bar over the campaign's arm groups, on stderr, while the block runs."""
+    """A rich progress bar over the campaign's arm groups, on stderr when it is a terminal,
+    while the block runs (cleared if the block fails, so the error is the last word)."""
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn)
 
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        # A log file or a pipe: a live bar only adds its final frame; errors stay one line.
+        yield
+        return
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
-                        console=Console(stderr=True), transient=False)
+                        console=console, transient=False)
     task = progress.add_task(title, total=None, note="checking the plan")
 
     def listener(event: str, data: dict[str, Any]) -> None:
@@ -63,4 +69,9 @@ def rich_bar(title: str) -> Iterator[None]:
             progress.update(task, note="statistics and report")
 
     with progress, subscribed(listener):
-        yield
+        try:
+            yield
+        except BaseException:
+            # A failed command ends with its one-line error, not with a half-filled bar.
+            progress.live.transient = True
+            raise

@@ -61,14 +61,13 @@ def load_registry(path: str | Path) -> Registry:
     return registry.model_copy(update={"plan": str(plan)})
 
 
-def method_plan(registry: Registry, entry: _Entry, out_dir: Path) -> Path:
-    """Write the template plan narrowed to one method; returns the new plan's path.
+def method_plan_text(registry: Registry, entry: _Entry) -> str:
+    """The template plan narrowed to one method, as YAML.
 
-    Paths in the template (datasets, a ladder file) are made absolute, since the new plan lives
-    in ``out_dir``; only the entry's own claim is kept (a claim names a method of the plan).
+    Paths in the template (datasets, a ladder file) are made absolute, so the text means the same
+    wherever it is written; only the entry's own claim is kept (a claim names a method of the
+    plan).
     """
-    from transfer.fsutil import atomic_write_text
-
     template = yaml.safe_load(Path(registry.plan).read_text())
     if not isinstance(template, dict):
         raise InputError("expected a mapping of plan fields", path=registry.plan)
@@ -82,20 +81,25 @@ def method_plan(registry: Registry, entry: _Entry, out_dir: Path) -> Path:
         template["ladder"] = str((base / ladder).resolve())
     claims = {k: v for k, v in (template.get("claims") or {}).items() if k == entry.name}
     template["claims"] = claims or None
-    plan_path = out_dir / "plan.yaml"
-    atomic_write_text(plan_path, yaml.safe_dump(template, sort_keys=False))
-    return plan_path
+    return yaml.safe_dump(template, sort_keys=False)
 
 
-def prepare_sweep(registry_path: str | Path) -> tuple[Registry, list[tuple[str, Path, Path]]]:
-    """Write every method's plan and check it (methods, params, ladder, data) before compute.
+def prepare_sweep(registry_path: str | Path, write: bool = True
+                  ) -> tuple[Registry, list[tuple[str, Path, Path]]]:
+    """Check every method's plan (methods, params, ladder, data, budget, engine, rungs) before
+    compute; then, with ``write``, write the plans to ``<out>/<method>/plan.yaml``.
+
+    The plans are checked in a scratch directory, so a bad registry leaves nothing behind.
 
     Returns:
         The registry and ``[(method, plan path, output directory), ...]`` in registry order.
 
     Raises:
-        InputError: the registry or any method's plan is bad; nothing has run yet.
+        InputError: the registry or any method's plan is bad (located at the registry's entry
+            for that method); nothing has run and nothing was written.
     """
+    import tempfile
+
     from flows.campaign import Campaign
 
     registry = load_registry(registry_path)
@@ -107,11 +111,34 @@ def prepare_sweep(registry_path: str | Path) -> tuple[Registry, list[tuple[str, 
     if duplicate:
         raise InputError(f"method {duplicate!r} is listed twice", path=registry_path,
                          field="methods")
+    texts = []
+    with tempfile.TemporaryDirectory(prefix="w2s-sweep-check-") as scratch:
+        for index, entry in enumerate(registry.methods):
+            text = method_plan_text(registry, entry)
+            scratch_plan = Path(scratch) / entry.name / "plan.yaml"
+            scratch_plan.parent.mkdir(parents=True)
+            scratch_plan.write_text(text)
+            try:
+                Campaign.prepare(scratch_plan, Path(registry.out) / entry.name)
+            except InputError as err:
+                if err.path != str(scratch_plan):
+                    raise
+                # The scratch file is gone once this returns: point at the registry's entry.
+                _, root = read_yaml(Path(registry_path), "registry file")
+                detail = f"{err.field}: {err.message}" if err.field else err.message
+                raise InputError(f"the plan for {entry.name} (template {registry.plan}): "
+                                 f"{detail}", path=registry_path,
+                                 line=node_line(root, ("methods", index)),
+                                 field=f"methods[{index}]") from None
+            texts.append(text)
     items = []
-    for entry in registry.methods:
+    for entry, text in zip(registry.methods, texts):
         method_out = Path(registry.out) / entry.name
-        plan_path = method_plan(registry, entry, method_out)
-        Campaign.prepare(plan_path, method_out)
+        plan_path = method_out / "plan.yaml"
+        if write:
+            from transfer.fsutil import atomic_write_text
+
+            atomic_write_text(plan_path, text)
         items.append((entry.name, plan_path, method_out))
     return registry, items
 
@@ -122,14 +149,23 @@ def sweep_flow(registry: str = "infra/sweep-registry.yaml", store: str | None = 
     from flows.validate import validate_flow
     from transfer.fsutil import atomic_write_text
 
+    from flows.outdir import exclusive_out
+
     logger = get_run_logger()
-    reg, items = prepare_sweep(registry)
+    reg, items = prepare_sweep(registry, write=False)
     summary: dict[str, Any] = {}
-    for name, plan_path, method_out in items:
-        verdict = validate_flow(str(plan_path), str(method_out), store)
-        decision = verdict["methods"][name]
-        summary[name] = {"verdict": decision["verdict"], "promote": decision["promote"],
-                         "report": str((method_out / "report.html").resolve())}
-        logger.info("%s: %s (promote=%s)", name, decision["verdict"], decision["promote"])
-    atomic_write_text(Path(reg.out) / "sweep.json", json.dumps(summary, indent=2))
+    with exclusive_out(reg.out, "out in the registry"):  # held already when the CLI started it
+        for name, plan_path, method_out in items:
+            with exclusive_out(method_out):  # held until its validate subflow has run
+                atomic_write_text(plan_path, method_plan_text(reg, _entry(reg, name)))
+                verdict = validate_flow(str(plan_path), str(method_out), store)
+            decision = verdict["methods"][name]
+            summary[name] = {"verdict": decision["verdict"], "promote": decision["promote"],
+                             "report": str((method_out / "report.html").resolve())}
+            logger.info("%s: %s (promote=%s)", name, decision["verdict"], decision["promote"])
+        atomic_write_text(Path(reg.out) / "sweep.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _entry(registry: Registry, name: str) -> _Entry:
+    return next(entry for entry in registry.methods if entry.name == name)

@@ -4,13 +4,15 @@
    compute.
 2. For each batch of seeds, run one group per (rung, dataset): the weak and ceiling arms once,
    shared by every method, then one student arm per still-undecided method. Groups run as
-   subprocesses (Prefect tasks with retries, tagged ``gpu``, cache keys from the group's content).
+   subprocesses (Prefect tasks, retried only when a retry can pass), each holding its device
+   slots (``flows.slots``: expiring leases, freed when a holder dies) while it trains.
 3. After each batch, the sequential design looks at the production rung; decided methods stop
    receiving seeds. Stop when every method is decided or the seed budget is spent.
 4. Statistics over all seeds, then verdict.json, results.parquet, report.md/html, artifacts.
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import progress as events
 from flows.execute import GroupFailed, install_signal_handlers, run_group_subprocess, shutting_down
+from flows.slots import device_slots
 from flows.worker import ArmGroup, MethodRef
 
 
@@ -32,21 +35,28 @@ def _retry_transient(task_obj, task_run, state) -> bool:
     try:
         state.result()
     except GroupFailed as err:
-        return err.transient
-    except Exception:  # noqa: BLE001 - anything else (OOM kill, signal) may be transient
-        return True
+        return err.transient  # a worker killed by a signal, or a transient OS error
+    except Exception:  # noqa: BLE001 - this process's own errors: bad input, a full disk, a bug
+        return False
     return False
 
 
-@task(name="run-arm-group", tags=["gpu"], retries=2, retry_delay_seconds=2,
+@task(name="run-arm-group", retries=2, retry_delay_seconds=2,
       retry_condition_fn=_retry_transient, cache_policy=NO_CACHE, log_prints=True)
 def run_group_task(group: ArmGroup, work_dir: str, processes: int = 1) -> dict[str, Any]:
-    """Run one (rung, dataset, seeds) group in a subprocess; completed runs are reused from the
-    run store, which is keyed by run-spec hashes, so a retried or resumed group recomputes
-    nothing that finished."""
+    """Run one (rung, dataset, seeds) group in a subprocess while holding ``processes`` device
+    slots; completed runs are reused from the run store, which is keyed by run-spec hashes, so
+    a retried or resumed group recomputes nothing that finished."""
     logger = get_run_logger()
+
+    def waiting(message: str) -> None:
+        text = f"rung {group.rung} seeds {group.seeds}: {message}"
+        logger.warning(text)  # the flow run's log (Prefect UI)
+        logging.getLogger("flows.slots").warning(text)  # the terminal in embedded mode
+
     start = time.perf_counter()
-    outcome = run_group_subprocess(group, Path(work_dir), processes)
+    with device_slots(processes, stop=shutting_down, on_wait=waiting) as slots:
+        outcome = run_group_subprocess(group, Path(work_dir), processes, slots.devices)
     logger.info("rung %s seeds %s: %d runs, %d executed, %.1f s", group.rung, group.seeds,
                 len(outcome["runs"]), len(outcome["executed"]), time.perf_counter() - start)
     return outcome
@@ -55,15 +65,23 @@ def run_group_task(group: ArmGroup, work_dir: str, processes: int = 1) -> dict[s
 @flow(name="validate", log_prints=True, persist_result=False,
       task_runner=ThreadPoolTaskRunner(max_workers=4))
 def validate_flow(plan: str, out: str = "reports/validate", store: str | None = None) -> dict:
-    """Validate the plan's methods up its ladder; returns the verdict dict (also on disk)."""
-    from flows.artifacts import ProgressTracker, publish_report
+    """Validate the plan's methods up its ladder; returns the verdict dict (also on disk).
+    Another live validation writing to ``out`` makes it fail at once (``flows.outdir``)."""
     from flows.campaign import Campaign
+    from flows.outdir import exclusive_out
 
     logger = get_run_logger()
     # Here, not at import: the flow body runs in the main thread, after Prefect has installed
     # its SIGTERM bridge, which our handler then chains (kill workers, then cancel the run).
     install_signal_handlers()
     campaign = Campaign.prepare(plan, out, store)
+    with exclusive_out(campaign.out):  # already held when the CLI started this flow
+        return _run_campaign(campaign, logger)
+
+
+def _run_campaign(campaign, logger) -> dict:
+    from flows.artifacts import ProgressTracker, publish_report
+
     tracker = ProgressTracker(campaign.plan.name, total=1000)
 
     def on_event(event: str, data: dict[str, Any]) -> None:

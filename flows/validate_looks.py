@@ -32,8 +32,12 @@ def look_at_methods(plan, table: pd.DataFrame, methods: list[str], look: int,
 
 
 def seed_batches(initial: int, batch: int, maximum: int) -> list[list[int]]:
-    """Seeds per look: ``initial`` first, then ``batch`` at a time up to ``maximum``."""
+    """Seeds per look: ``initial`` first, then ``batch`` at a time up to ``maximum``.
+
+    Linear in ``maximum`` (the plan's budget check bounds it before this runs).
+    """
+    initial = min(initial, maximum)
     looks = [list(range(initial))]
-    while (done := sum(len(b) for b in looks)) < maximum:
-        looks.append(list(range(done, min(done + batch, maximum))))
+    looks += [list(range(start, min(start + batch, maximum)))
+              for start in range(initial, maximum, batch)]
     return looks

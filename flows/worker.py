@@ -14,6 +14,7 @@ killer), which runs no handler, leaves no training behind.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -136,6 +137,24 @@ def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
             "executed_arms": [s.label for s in ctx.store.executed[before:]]}
 
 
+# Exit statuses of a worker; the flow retries only TRANSIENT_EXIT and deaths by a signal.
+PERMANENT_EXIT = 2  # bad input, an unsupported method, a failed integrity check, a full disk
+TRANSIENT_EXIT = 75  # EX_TEMPFAIL: an OS error that may pass (a stale NFS handle, a time-out)
+
+# OS errors a retry may get past; every other one (ENOSPC, EDQUOT, EROFS, EACCES, EIO, ...)
+# fails the same way again and only wastes the retries' time.
+TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE,
+                              errno.ECONNRESET, errno.ECONNABORTED, errno.ECONNREFUSED,
+                              errno.ENETUNREACH, errno.EHOSTUNREACH})
+
+
+def os_error_line(err: OSError) -> str:
+    """``path: No space left on device`` (the file when known, the errno's text)."""
+    where = err.filename if err.filename is not None else None
+    text = err.strerror or str(err)
+    return f"{where}: {text}" if where is not None else " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     from transfer.errors import InputError
     from transfer.fsutil import atomic_write_json
@@ -143,18 +162,22 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     watch_orchestrator()
-    group = ArmGroup.model_validate_json(Path(argv[0]).read_text())
     start = time.perf_counter()
     try:
+        group = ArmGroup.model_validate_json(Path(argv[0]).read_text())
         outcome = run_group(group, log=lambda line: print(line, flush=True))
+        outcome["seconds"] = round(time.perf_counter() - start, 3)
+        if int(os.environ.get("RANK", "0")) == 0:
+            atomic_write_json(Path(group.result), outcome)
     except (InputError, MethodUnsupported) as err:
-        # Bad input or a method this rung cannot run: one line, and exit 2 so the flow does
-        # not retry what would fail the same way again.
+        # Bad input or a method this rung cannot run: one line, and an exit status the flow
+        # does not retry (it would fail the same way again).
         print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
-    outcome["seconds"] = round(time.perf_counter() - start, 3)
-    if int(os.environ.get("RANK", "0")) == 0:
-        atomic_write_json(Path(group.result), outcome)
+        return PERMANENT_EXIT
+    except OSError as err:
+        # The machine, not the code: a full disk, a read-only or vanished mount, a permission.
+        print(f"error: {os_error_line(err)}", file=sys.stderr, flush=True)
+        return TRANSIENT_EXIT if err.errno in TRANSIENT_ERRNOS else PERMANENT_EXIT
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from transfer.sealed import StudentData, StudentTrainer
+from transfer.sealed import RungFacts, StudentData, StudentTrainer
 
 
 class MethodParams(BaseModel):
@@ -66,6 +66,16 @@ class MethodBase:
 
     def run(self, data: StudentData, trainer: StudentTrainer, params: Any) -> np.ndarray:
         raise NotImplementedError
+
+    def unsupported_reason(self, rung: RungFacts, params: Any) -> str | None:
+        """Why this method cannot run on ``rung`` with ``params``, or None if it can.
+
+        Optional (the :class:`Method` protocol does not require it): a validation plan asks it
+        for every rung before any compute, so a method that needs something a rung lacks
+        (label tokens, an intermediate model) is refused up front, naming the plan's line.
+        ``run`` must still raise ``MethodUnsupported`` for anything this cannot see.
+        """
+        return None
 
     def __repr__(self) -> str:
         return f"<method {self.name}>"

@@ -304,6 +304,12 @@ def method_info(method: Method) -> MethodInfo:
     return MethodInfo(method, reference, "reference", module)
 
 
+def builtin_names() -> list[str]:
+    """Names of the trusted built-in methods (no plugin is loaded)."""
+    _load_builtins()
+    return sorted(_BUILTINS)
+
+
 def is_builtin(method: Method) -> bool:
     """True for the trusted built-ins of ``methods.builtin``; False for any plugin."""
     info = _RESOLVED.get(id(method))

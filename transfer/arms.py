@@ -21,7 +21,7 @@ import pandas as pd
 
 from transfer.errors import InputError
 from transfer.ladder import Ladder, Rung, spec_fingerprint
-from transfer.sealed import StudentData
+from transfer.sealed import RungFacts, StudentData
 from transfer.store import RunRecord, RunSpec, RunStore
 from transfer.student import STUDENT_SPLIT, TEST_SPLIT, BackendStudentTrainer, TextsOnlyTask
 
@@ -192,6 +192,21 @@ def _compute(ctx: ArmContext, rung: Rung, spec: RunSpec, seed: int, weak: RunRec
     return ctx.store.put(spec, predictions, metrics, soft_labels=soft, config=config)
 
 
+def trainer_models(ladder: Ladder, rung: Rung) -> list[str]:
+    """The models a student trainer offers on ``rung``: those strictly between its weak and
+    strong model (smallest first), then the strong model."""
+    return ladder.between(rung) + [rung.strong.name]
+
+
+def rung_facts(ladder: Ladder, rung: Rung) -> RungFacts:
+    """What ``rung`` offers a method, from the ladder alone (nothing is loaded or trained)."""
+    from transfer.ladder import has_label_tokens
+
+    return RungFacts(ladder=ladder.name, rung=rung.name, strong_model=rung.strong.name,
+                     model_names=tuple(trainer_models(ladder, rung)),
+                     label_tokens=has_label_tokens(rung.strong))
+
+
 def sealed_student_inputs(ctx: ArmContext, rung: Rung, weak: RunRecord, seed: int
                           ) -> tuple[StudentData, BackendStudentTrainer]:
     """The label-free inputs a method receives: StudentData and a trainer over the strong model."""
@@ -205,7 +220,7 @@ def sealed_student_inputs(ctx: ArmContext, rung: Rung, weak: RunRecord, seed: in
         weak_test_probs=weak_test.loc[list(splits[TEST_SPLIT].ids)].to_numpy(),
         label_names=tuple(ctx.task.label_names), seed=seed)
     models = ctx.ladder.models()
-    offered = ctx.ladder.between(rung) + [rung.strong.name]
+    offered = trainer_models(ctx.ladder, rung)
     trainer = BackendStudentTrainer(
         strong=ctx.backend(rung.strong).without("train_label"),
         model_specs={name: models[name] for name in offered},

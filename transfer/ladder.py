@@ -163,6 +163,13 @@ class Ladder(_Strict):
         return [name for name, spec in self.models().items() if low < _size_key(spec) < high]
 
 
+def has_label_tokens(spec: TinyModelSpec | HFModelSpec) -> bool:
+    """Whether the model reads its classes from label tokens (and so has a zero-shot prior):
+    a causal-LM checkpoint with ``head: label_token``. Tiny models are probes on frozen
+    features and have none; a ``seq_cls`` head has none."""
+    return isinstance(spec, HFModelSpec) and spec.head == "label_token"
+
+
 def spec_fingerprint(spec: BaseModel) -> str:
     """A short stable hash of a spec's content (used in cache keys)."""
     canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

@@ -394,6 +394,35 @@ def claim_or_wait(path: Path, ready: Callable[[], T | None], *, ttl_s: float | N
         time.sleep(_poll_interval(ttl, poll_s))
 
 
+def acquire_unless_held(path: Path, *, ttl_s: float | None = None, poll_s: float | None = None
+                        ) -> tuple[Lease | None, LeaseInfo | None]:
+    """Take the lease at ``path`` unless a live owner holds it; never wait for the owner to end.
+
+    Returns ``(lease, None)`` when this process now holds it, ``(None, holder)`` when a live
+    owner does. An owner on this machine is judged at once (its process exists or not). One
+    elsewhere is watched until its heartbeat is seen (alive) or for one TTL without one (gone:
+    the lease is broken and taken), so a refusal costs at most a quarter of the owner's TTL.
+    """
+    ttl = lease_ttl(ttl_s)
+    watch = ExpiryWatch(ttl)
+    first_seen: dict[str, tuple[int, int, int, int]] = {}
+    while True:
+        lease = try_acquire(path, ttl)
+        if lease is not None:
+            return lease, None
+        info = read_lease(path)
+        if info is None:
+            continue  # released meanwhile: try again
+        if watch.expired(info):
+            break_lease(info)
+            continue
+        if info.host == _HOST and info.pid:
+            return None, info  # a live local owner (a gone one expired above)
+        if first_seen.setdefault(info.token, info.signature) != info.signature:
+            return None, info  # renewed while we watched: its owner is alive
+        time.sleep(_poll_interval(ttl, poll_s))
+
+
 def follow(path: Path, ready: Callable[[], T | None], *, job: str, poll_s: float | None = None,
            ttl_s: float | None = None) -> T | None:
     """For ranks other than 0 of a data-parallel job: wait until ``ready()`` gives a result

@@ -64,6 +64,30 @@ class StudentData:
             raise ValueError("test_ids, test_texts and weak_test_probs must have the same length")
 
 
+@dataclass(frozen=True)
+class RungFacts:
+    """What a rung offers a method, known from the ladder before anything is trained.
+
+    A method may say from these alone that it cannot run on the rung (``unsupported_reason``),
+    so a plan naming it is refused before any compute instead of failing in the middle.
+
+    Attributes:
+        ladder, rung: names.
+        strong_model: the rung's strong model (the student).
+        model_names: what ``StudentTrainer.model_names()`` will return on this rung: the ladder's
+            models strictly between the weak and the strong model, smallest first, then the
+            strong model.
+        label_tokens: whether the strong model reads its classes from label tokens, i.e. has a
+            zero-shot prior (``StudentTrainer.zero_shot_*``).
+    """
+
+    ladder: str
+    rung: str
+    strong_model: str
+    model_names: tuple[str, ...]
+    label_tokens: bool
+
+
 @runtime_checkable
 class Predictor(Protocol):
     """A trained student: probabilities P(label 1) on the sealed splits."""

@@ -14,8 +14,9 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from stats.errors import StatsInputError
     from transfer.errors import InputError
 
-    return (InputError, StatsInputError, ValidationError, FileNotFoundError, IsADirectoryError,
-            NotADirectoryError, PermissionError)
+    # Every OSError: a missing or unreadable file, a full disk, a read-only mount, a refused
+    # connection are problems of the input or the machine, not of the code.
+    return (InputError, StatsInputError, ValidationError, OSError)
 
 
 def _one_line(err: BaseException) -> str:
@@ -36,18 +37,25 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Wrap a command body: user errors become ``error: <one line>`` on stderr and exit 2."""
+    """Wrap a command body: user errors become ``error: <one line>`` on stderr and exit 2.
+
+    A worker that failed said why in one line (the last line of its log, which also holds any
+    traceback): that line, exit 2 when the worker failed on bad input or the machine (it exited
+    2), else 1. Ctrl-C ends the command with ``interrupted`` and exit 130.
+    """
     from flows.execute import BAD_INPUT_EXIT, GroupFailed
+    from flows.slots import SlotWaitAborted
 
     try:
         yield
     except _user_error_types() as err:
         raise fail(_one_line(err)) from None
     except GroupFailed as err:
-        # A worker that exited on bad input (e.g. a stored run failing its integrity check)
-        # already said why in one line; anything else is a crash and keeps its traceback.
-        if err.returncode != BAD_INPUT_EXIT:
-            raise
-        raise fail(_one_line(err)) from None
+        raise fail(_one_line(err), 2 if err.returncode == BAD_INPUT_EXIT else 1) from None
+    except (KeyboardInterrupt, SlotWaitAborted):
+        raise fail("interrupted", INTERRUPTED_EXIT) from None

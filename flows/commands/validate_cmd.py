@@ -10,25 +10,24 @@ from flows.commands._errors import user_errors
 DEMO_PLAN = Path(__file__).resolve().parents[1] / "plans" / "demo.yaml"
 
 
-def _quiet_prefect() -> None:
-    # Embedded mode: Prefect starts a local server for this process (see flows/embedded.py).
-    from flows.embedded import configure_embedded_prefect
-
-    configure_embedded_prefect()
-
-
 def run_validate(plan: Path, out: Path, store: Path | None) -> dict:
-    """Check the plan (exit 2 on problems, before compute), then run the validate flow."""
+    """Check everything (exit 2 on problems, before compute and before writing anything), hold
+    the output directory (refused if another live validation holds it), then run the validate
+    flow in Prefect's embedded mode (flows/embedded.py)."""
     from flows.campaign import Campaign
+    from flows.embedded import configure_embedded_prefect, embedded_prefect
+    from flows.outdir import exclusive_out
 
     with user_errors():
         Campaign.prepare(plan, out, store)
-    _quiet_prefect()
+    configure_embedded_prefect()  # before prefect is imported
     from flows.progress import rich_bar
-    from flows.validate import validate_flow
 
-    with user_errors(), rich_bar(f"validate {plan.name}"):
-        return validate_flow(str(plan), str(out), str(store) if store else None)
+    with user_errors(), exclusive_out(out), embedded_prefect(out / "prefect.log"):
+        from flows.validate import validate_flow
+
+        with rich_bar(f"validate {plan.name}"):
+            return validate_flow(str(plan), str(out), str(store) if store else None)
 
 
 def print_verdicts(verdict: dict, out: Path) -> None:
@@ -81,14 +80,18 @@ def register_sweep(app: typer.Typer) -> None:
         store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
     ) -> None:
         """Validate every method of a registry file (the nightly job), one report each."""
+        from flows.embedded import configure_embedded_prefect, embedded_prefect
+        from flows.outdir import exclusive_out
         from flows.sweep import prepare_sweep
 
         with user_errors():
-            prepare_sweep(registry)  # every method's plan checked before any compute
-        _quiet_prefect()
-        from flows.sweep import sweep_flow
+            reg, _ = prepare_sweep(registry, write=False)  # every plan checked; nothing written
+        configure_embedded_prefect()
+        out = Path(reg.out)
+        with user_errors(), exclusive_out(out, "out in the registry"), \
+                embedded_prefect(out / "prefect.log"):
+            from flows.sweep import sweep_flow
 
-        with user_errors():
             summary = sweep_flow(str(registry), str(store) if store else None)
         for method, row in summary.items():
             print(f"{method}: {row['verdict']} promote={row['promote']} report={row['report']}")

@@ -7,7 +7,7 @@ from pydantic import Field
 from methods.base import MethodBase, MethodParams
 from methods.registry import register_method
 from transfer.errors import InputError
-from transfer.sealed import MethodUnsupported, StudentData, StudentTrainer
+from transfer.sealed import MethodUnsupported, RungFacts, StudentData, StudentTrainer
 
 
 class BootstrapParams(MethodParams):
@@ -49,6 +49,13 @@ class Bootstrap(MethodBase):
     description = ("Weak -> intermediate ladder model -> strong, one step of bootstrapping "
                    "(Burns et al. 2023, arXiv:2312.09390)")
     Params = BootstrapParams
+
+    def unsupported_reason(self, rung: RungFacts, params: BootstrapParams) -> str | None:
+        try:
+            pick_intermediate(list(rung.model_names), params.intermediate)
+        except (InputError, MethodUnsupported) as err:
+            return getattr(err, "message", None) or str(err)
+        return None
 
     def run(self, data: StudentData, trainer: StudentTrainer, params: BootstrapParams
             ) -> np.ndarray:

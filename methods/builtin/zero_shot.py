@@ -6,7 +6,7 @@ from pydantic import Field
 
 from methods.base import MethodBase, MethodParams
 from methods.registry import register_method
-from transfer.sealed import MethodUnsupported, StudentData, StudentTrainer
+from transfer.sealed import MethodUnsupported, RungFacts, StudentData, StudentTrainer
 
 
 class ZeroShotParams(MethodParams):
@@ -28,6 +28,13 @@ class ZeroShotPrior(MethodBase):
     description = ("Strong model's zero-shot label-token prior, alone (mix=1) or mixed into the "
                    "weak labels (automated W2S research sandbox baseline)")
     Params = ZeroShotParams
+
+    def unsupported_reason(self, rung: RungFacts, params: ZeroShotParams) -> str | None:
+        # Every mix reads the prior (mix = 0 still computes it), so label tokens are needed.
+        if rung.label_tokens:
+            return None
+        return (f"model {rung.strong_model!r} has no label tokens to read a zero-shot prior "
+                "from (it needs a checkpoint with head: label_token)")
 
     def run(self, data: StudentData, trainer: StudentTrainer, params: ZeroShotParams
             ) -> np.ndarray:

@@ -73,7 +73,7 @@ def test_defaults_and_hash(tmp_path: Path) -> None:
     (GOOD.replace("name: check\n", ""), 1, "name", "required field is missing"),
     (GOOD + "claims:\n  em_posterior: {pgr: 0.3}\n", 10, "claims.em_posterior", "claim for unknown method"),
     (GOOD + "datasets: [synthetic, no_such_dir]\n", 9, "datasets[1]", "existing dataset directory"),
-    (GOOD + "compute: {precision: fp8}\n", 9, "compute.precision", "'fp32', 'bf16' or 'fp16'"),
+    (GOOD + "compute: {precision: fp8}\n", 9, "compute.precision", "'fp32' or 'bf16'"),
     (GOOD.replace("rungs: [xs, m]", "rungs: some"), 7, "rungs", "all"),
 ])
 def test_bad_plan_names_file_line_field_and_expectation(tmp_path: Path, text: str, line: int,

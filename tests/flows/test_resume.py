@@ -188,7 +188,7 @@ DRIVER = """
 import os, sys
 from flows import execute
 
-def sleeping_worker(group_file, processes=1):
+def sleeping_worker(group_file, processes=1, devices=()):
     return [sys.executable, "-c", os.environ["W2S_TEST_WORKER"], os.environ["W2S_TEST_MARKER"]]
 
 execute.worker_command = sleeping_worker

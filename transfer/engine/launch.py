@@ -22,18 +22,24 @@ _RENDEZVOUS_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "LOC
 
 
 def launcher_command(module: str, args: Sequence[str] = (), *, processes: int = 2,
-                     master_port: int | None = None) -> list[str]:
+                     master_port: int | None = None,
+                     devices: Sequence[str] | None = None) -> list[str]:
     """The argv that starts ``python -m module *args`` on ``processes`` local ranks.
 
     Ranks read ``RANK``/``LOCAL_RANK``/``WORLD_SIZE`` from the environment (``--no_local_rank``:
-    the module gets no ``--local_rank`` argument).
+    the module gets no ``--local_rank`` argument). ``devices``: the GPU ids the ranks run on
+    (one per rank; DeepSpeed's ``--include localhost:...``); default the first ``processes``.
     """
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
+    if devices and len(devices) != processes:
+        raise ValueError(f"{processes} processes need {processes} devices, got {list(devices)}")
     port = master_port if master_port is not None else free_port()
-    return [sys.executable, "-u", "-m", "deepspeed.launcher.runner",
-            "--num_gpus", str(processes), "--master_addr", "127.0.0.1",
-            "--master_port", str(port), "--no_local_rank", "--module", module, *args]
+    placement = (["--include", "localhost:" + ",".join(devices)] if devices
+                 else ["--num_gpus", str(processes)])
+    return [sys.executable, "-u", "-m", "deepspeed.launcher.runner", *placement,
+            "--master_addr", "127.0.0.1", "--master_port", str(port), "--no_local_rank",
+            "--module", module, *args]
 
 
 def without_rendezvous(environ: Mapping[str, str]) -> dict[str, str]:

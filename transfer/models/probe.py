@@ -84,4 +84,7 @@ class LinearProbe(nn.Module):
             self.head.bias.zero_()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head((features - self.mean) / self.scale)
+        # The statistics are buffers that stay float32 when the engine casts the head to bf16;
+        # standardise in float32, then feed the head in its own dtype.
+        standard = (features.float() - self.mean.float()) / self.scale.float()
+        return self.head(standard.to(self.head.weight.dtype))
