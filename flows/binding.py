@@ -11,6 +11,7 @@ it (``flows.gate``):
 | ``results_sha256`` | sha256 of the bytes of results.parquet beside it |
 | ``trainer_fingerprint`` | the trainer's code and package versions every run was made with |
 | ``methods`` | per method (the baseline included), by its name in the verdict: ``reference`` (how the plan names it), ``params``, ``kind``, ``provider`` and the ``fingerprint`` of the code its runs were made with (``methods.fingerprint``) |
+| ``controls`` | only when the plan has controls; per control, by its label (``control:<kind>:<name>``): ``name``, ``kind``, ``spec`` (its settings), ``baseline`` (the baseline's name in the verdict) and ``fingerprint``: the baseline's fingerprint plus the spec (``transfer.controls.control_fingerprint``), which the gate recomputes |
 
 With a key (``W2S_VERDICT_HMAC_KEY``, or a Prefect Secret block named by
 ``W2S_VERDICT_HMAC_SECRET_BLOCK``), ``verdict["hmac"]`` is HMAC-SHA256 over the canonical JSON of
@@ -77,9 +78,37 @@ def make_binding(*, plan, methods: Mapping[str, Mapping[str, Any]], runs: list[A
         bound[label] = {"reference": reference, "params": info["params"], "kind": code.kind,
                         "provider": code.provider,
                         "fingerprint": by_label.get(label) or code.fingerprint}
-    return {"format": BINDING_FORMAT, "plan_name": plan.name, "plan_hash": plan.plan_hash,
-            "git_commit": git_commit, "results_sha256": results_sha256,
-            "trainer_fingerprint": trainer, "methods": bound}
+    binding = {"format": BINDING_FORMAT, "plan_name": plan.name, "plan_hash": plan.plan_hash,
+               "git_commit": git_commit, "results_sha256": results_sha256,
+               "trainer_fingerprint": trainer, "methods": bound}
+    if plan.controls:
+        binding["controls"] = bind_controls(plan, bound[methods[plan.baseline]["label"]],
+                                            methods[plan.baseline]["label"], by_label)
+    return binding
+
+
+def bind_controls(plan, baseline: Mapping[str, Any], baseline_label: str,
+                  by_label: Mapping[str, str | None]) -> dict[str, dict[str, Any]]:
+    """The ``controls`` block: each control's spec and the code its runs were made with.
+
+    Raises:
+        InputError: a control's runs were made by other code than the baseline's plus its spec
+            (the baseline changed while the campaign ran).
+    """
+    from transfer.controls import control_fingerprint
+
+    out = {}
+    for entry in plan.controls:
+        spec = entry.spec()
+        expected = control_fingerprint(baseline["fingerprint"], spec, baseline["params"])
+        found = by_label.get(spec.label)
+        if found is not None and found != expected:
+            raise InputError(f"the runs of {spec.label} were not made by the baseline's code "
+                             "and the control's spec (the baseline changed while the campaign "
+                             "ran); rerun validate")
+        out[spec.label] = {"name": spec.name, "kind": spec.kind, "spec": spec.as_dict(),
+                           "baseline": baseline_label, "fingerprint": expected}
+    return out
 
 
 def canonical(verdict: Mapping[str, Any]) -> bytes:

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from flows import progress as events
-from flows.worker import ArmGroup, MethodRef
+from flows.worker import ArmGroup, ControlRef, MethodRef
 from transfer.errors import InputError
 
 Submit = Callable[[list[ArmGroup], Path, int, int], list[dict[str, Any]]]
@@ -68,7 +68,9 @@ class Campaign:
                 line = plan.line_of("methods", index - 1) if index else plan.line_of("baseline")
                 raise InputError(err.message, path=plan.source, line=line,
                                  field=err.field or "methods") from None
-            methods[entry.name] = {"label": label, "params": params, "code": fn.code}
+            methods[entry.name] = {"label": label, "params": params, "code": fn.code,
+                                   "untrusted": bool(fn.runs_untrusted_code)}
+        check_controls(plan, methods)
         ladder = load_ladder(plan.ladder)
         rungs = [r.name for r in ladder.rungs] if plan.rungs == "all" else list(plan.rungs)
         for name in rungs:
@@ -90,15 +92,22 @@ class Campaign:
         """Plan entry name -> the method's name in the results and the verdict."""
         return {name: info["label"] for name, info in self.methods.items()}
 
-    def groups(self, seeds: list[int], methods: list[str]) -> list[ArmGroup]:
+    def groups(self, seeds: list[int], methods: list[str],
+               controls: list[str] = ()) -> list[ArmGroup]:
+        """One group per (rung, dataset) for ``seeds``: the baseline, the candidate ``methods``
+        (plan entry names) and the ``controls`` (labels) still undecided."""
         entries = {m.name: m.params for m in self.plan.methods}
         refs = [MethodRef(name=self.plan.baseline)] + [
             MethodRef(name=m, params=entries[m]) for m in methods]
+        wanted = set(controls)
+        control_refs = [ControlRef(kind=c.kind, name=c.name, gold_fraction=c.gold_fraction,
+                                   gain=c.gain, baseline=MethodRef(name=self.plan.baseline))
+                        for c in self.plan.controls if c.label in wanted]
         engine = {"ds_config": self.plan.compute.ds_config,
                   "precision": self.plan.compute.precision}
         return [ArmGroup(ladder=self.plan.ladder, rung=rung,
                          data=None if dataset is None else str(dataset), store=str(self.store),
-                         seeds=seeds, methods=refs, engine=engine,
+                         seeds=seeds, methods=refs, controls=control_refs, engine=engine,
                          jail=self.plan.jail.model_dump(mode="json"), result="")
                 for dataset in self.plan.dataset_paths() for rung in self.rungs]
 
@@ -127,32 +136,37 @@ class Campaign:
         seeds_cfg = self.plan.seeds
         batches = seed_batches(seeds_cfg.initial, seeds_cfg.batch, seeds_cfg.max)
         undecided = list(self.plan.method_names)
+        # Controls take part in the sequential design like candidates (docs/stats.md).
+        controls = list(self.plan.control_labels)
         # Looks and the verdict name a method as the results do (a plugin by its own name).
         label = self.labels().get
         seeds_used: dict[str, list[int]] = {label(m, m): [] for m in undecided}
+        seeds_used.update({c: [] for c in controls})
         per_look = len(self.rungs) * len(self.plan.dataset_paths())
         total_groups = len(batches) * per_look
         done_groups, start = 0, time.perf_counter()
         events.emit("plan", total_groups=total_groups, looks=len(batches))
         for look, seeds in enumerate(batches, start=1):
-            groups = self.groups(seeds, undecided)
+            groups = self.groups(seeds, undecided, controls)
             for outcome in submit(groups, self.out / "work", self.plan.compute.processes,
                                   self.plan.compute.max_parallel_runs):
                 self.runs.extend(outcome["runs"])
                 self.executed_arms.extend(outcome["executed_arms"])
             done_groups += len(groups)
-            for method in undecided:
-                seeds_used[label(method, method)].extend(seeds)
+            for method in [label(m, m) for m in undecided] + controls:
+                seeds_used[method].extend(seeds)
             decisions = look_at_methods(StatsView(self.plan, self.labels()),
                                         analysis_table(self.results()),
-                                        [label(m, m) for m in undecided], look, len(batches))
+                                        [label(m, m) for m in undecided] + controls, look,
+                                        len(batches))
             self.looks.append({"look": look, "seeds": seeds, "decisions": decisions})
             undecided = [m for m in undecided if not decisions[label(m, m)]["decided"]]
+            controls = [c for c in controls if not decisions[c]["decided"]]
             # Decided methods stop early: the remaining looks may need fewer groups.
-            remaining = (len(batches) - look) * per_look if undecided else 0
-            events.emit("look", look=look, seeds=seeds, undecided=undecided,
+            remaining = (len(batches) - look) * per_look if undecided or controls else 0
+            events.emit("look", look=look, seeds=seeds, undecided=undecided + controls,
                         done_groups=done_groups, total_groups=done_groups + remaining)
-            if not undecided:
+            if not undecided and not controls:
                 break
         self.timings["runs_s"] = round(time.perf_counter() - start, 3)
         events.emit("analysis")
@@ -167,3 +181,27 @@ class Campaign:
         self.timings["analysis_s"] = round(time.perf_counter() - start, 3)
         atomic_write_json(self.out / "timings.json", self.timings)
         return verdict
+
+
+def check_controls(plan: Any, methods: dict[str, dict[str, Any]]) -> None:
+    """Before any compute: no method may be named like a control (a plugin names itself), and a
+    ``spike_in`` control needs a baseline the pipeline trusts (it trains on gold labels).
+
+    Raises:
+        InputError: naming the plan's file, line and field.
+    """
+    from transfer.controls import is_control_label
+
+    for index, (name, info) in enumerate(methods.items()):
+        if is_control_label(info["label"]):
+            loc = ("baseline",) if index == 0 else ("methods", index - 1, "name")
+            plan._raise(loc, f"method {name!r} names itself {info['label']!r}; names starting "
+                        "with 'control:' are reserved for controls")
+    baseline = methods[plan.baseline]
+    for index, entry in enumerate(plan.controls):
+        if entry.kind == "spike_in" and baseline["untrusted"]:
+            plan._raise(("controls", index, "kind"),
+                        f"a spike_in control trains the baseline {plan.baseline!r} on labels "
+                        "that hold gold ones, and this baseline runs code the pipeline does not "
+                        "trust (it must never see gold labels); use a built-in baseline or a "
+                        "synthetic_spike_in control")

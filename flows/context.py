@@ -47,7 +47,9 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
     ``fn.unjailed`` says whether untrusted code will run outside the jail (a plan's explicit
     ``jail: {mode: off}``), which keys its runs apart and blocks its promotion;
     ``fn.code`` is the method's ``methods.fingerprint.MethodCode`` and ``fn.fingerprint`` its
-    fingerprint, which keys its runs by the code that makes them.
+    fingerprint, which keys its runs by the code that makes them; ``fn.runs_untrusted_code``
+    says whether it runs code the pipeline does not trust (a ``spike_in`` control, which
+    trains on gold labels, refuses such a baseline: ``transfer.controls.check_trusted``).
 
     Args:
         name: built-in name, entry-point name or ``module:attr``.
@@ -82,6 +84,7 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
 
     run.isolation = []
     run.unjailed = settings.mode == "off" and untrusted
+    run.runs_untrusted_code = untrusted
     # The code behind the method, read from files and package metadata (no plugin code runs):
     # part of every student run's store key, so a run made by other code is never reused.
     run.code = method_code(name, params_dict)

@@ -41,10 +41,73 @@ def analysis_settings(plan, labels: dict[str, str] | None = None) -> dict[str, A
             "alpha": plan.alpha, "correction": plan.correction, "claims": claims}
 
 
+def candidates_table(plan, table: pd.DataFrame, labels: dict[str, str] | None = None
+                     ) -> pd.DataFrame:
+    """The results the candidates are analysed on: no control arm, and only the seeds some
+    candidate ran (controls that outlast every candidate add weak, ceiling and baseline runs of
+    later seeds). So the candidates' verdicts are exactly those of the same plan without
+    controls."""
+    controls = set(plan.control_labels)
+    if not controls:
+        return table
+    table = table[~table["arm"].isin(controls)]
+    reserved = {"weak", "ceiling", StatsView(plan, labels).baseline}
+    candidate_seeds = set(table.loc[~table["arm"].isin(reserved), "seed"])
+    return table[table["seed"].isin(candidate_seeds)].reset_index(drop=True)
+
+
+def control_alpha(plan) -> float:
+    """The level a control is analysed at: the plan's alpha over the number of candidates, so
+    that with Holm over its datasets its first step is the level a lone candidate's gain faces
+    in the candidates' family (alpha / 2 per direction / (candidates x datasets))."""
+    return plan.alpha / max(1, len(plan.method_names))
+
+
+def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
+                    labels: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Each control analysed against the baseline on its own (outside the candidates' Holm
+    family, at :func:`control_alpha`), with the guards, marked and never promoted.
+
+    Returns:
+        Control label -> its verdict entry (the shape of a method's, plus ``control``,
+        ``control_kind``, ``control_spec`` and ``alpha``).
+    """
+    from flows.guards import apply_promotion_guards
+    from stats import analyze_table
+
+    settings = analysis_settings(plan, labels)
+    settings.update(alpha=control_alpha(plan), claims=None)
+    baseline = settings["baseline"]
+    out: dict[str, dict[str, Any]] = {}
+    for entry in plan.controls:
+        spec = entry.spec()
+        own = table[table["arm"] == spec.label]
+        if own.empty:
+            continue
+        rows = table[table["seed"].isin(set(own["seed"])) &
+                     table["arm"].isin(["weak", "ceiling", baseline, spec.label])]
+        verdict = analyze_table(rows.reset_index(drop=True), **settings)
+        apply_promotion_guards(verdict, runs)
+        decided = verdict["methods"][spec.label]
+        decided["control"] = spec.marker
+        decided["control_kind"] = spec.kind
+        decided["control_spec"] = spec.as_dict()
+        decided["alpha"] = settings["alpha"]
+        decided["promote"] = False
+        decided["reasons"].append(
+            f"a control ({spec.kind}) of the baseline {baseline}: it tests the pipeline, is "
+            "outside the candidates' multiplicity family (tested at alpha "
+            f"{settings['alpha']:g}, a lone candidate's level), and is never promoted")
+        out[spec.label] = decided
+    return out
+
+
 def derive_verdict(plan, results: pd.DataFrame, runs: list[Any],
                    labels: dict[str, str] | None = None) -> dict[str, Any]:
     """``stats.analyze_table`` over the results with the plan's settings, then the promotion
-    guards over the runs (``flows.guards``), the jail mode and the plan's identity.
+    guards over the runs (``flows.guards``), the jail mode and the plan's identity. The
+    candidates are analysed without the controls (:func:`candidates_table`); each control on
+    its own (:func:`derive_controls`, under ``controls``).
 
     Args:
         plan: a ``flows.plan.Plan``.
@@ -60,8 +123,11 @@ def derive_verdict(plan, results: pd.DataFrame, runs: list[Any],
     from flows.guards import apply_promotion_guards
     from stats import analyze_table
 
-    verdict = analyze_table(analysis_table(results), **analysis_settings(plan, labels))
+    table = analysis_table(results)
+    verdict = analyze_table(candidates_table(plan, table, labels), **analysis_settings(plan, labels))
     apply_promotion_guards(verdict, runs)
+    if plan.controls:
+        verdict["controls"] = derive_controls(plan, table, runs, labels)
     verdict["jail"] = plan.jail.mode
     verdict["plan"] = {"name": plan.name, "plan_hash": plan.plan_hash}
     return verdict
@@ -86,7 +152,7 @@ def replay_looks(plan, results: pd.DataFrame, labels: dict[str, str]
     from flows.validate_looks import look_at_methods, seed_batches
 
     batches = seed_batches(plan.seeds.initial, plan.seeds.batch, plan.seeds.max)
-    undecided = [labels.get(name, name) for name in plan.method_names]
+    undecided = [labels.get(name, name) for name in plan.method_names] + plan.control_labels
     seeds_used: dict[str, list[int]] = {m: [] for m in undecided}
     looks: list[dict[str, Any]] = []
     seen: list[int] = []

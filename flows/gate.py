@@ -9,7 +9,9 @@ problem:
 2. **Internally consistent** (:func:`consistency_problem`): each verdict word agrees with the
    production-rung gains, intervals, adjusted p values and the SESOI; ``promote`` only for a
    REAL method with a gain reaching the SESOI, no guard fired and jailed code; the first
-   verdict-naming reason names the verdict; every method and the baseline bound.
+   verdict-naming reason names the verdict; every method and the baseline bound; every
+   control (``controls``) bound, marked (``control``), never promoted, its code the bound
+   baseline's plus its spec, and no control listed among the methods.
 3. **Signed**, when a verdict key is configured (``W2S_VERDICT_HMAC_KEY`` or
    ``W2S_VERDICT_HMAC_SECRET_BLOCK``): the HMAC verifies.
 4. **Re-derived** (``--plan``): results.parquet hashes to the bound sha256, the plan to the
@@ -20,6 +22,9 @@ problem:
 5. **Current code** (``--check-code``): the fingerprints of the method, the baseline and the
    trainer in this working tree equal the bound ones, so a stale verdict cannot promote code
    that changed since.
+
+A control (a spike-in or null control of the baseline) is never promoted: asked about one, the
+gate checks the file as above and answers DO NOT PROMOTE (exit 1) whatever its verdict.
 
 Exit codes (``w2s-transfer gate`` and CI): 0 promote, 1 do not promote, 2 bad input or a
 refused file.
@@ -59,11 +64,13 @@ class GateDecision:
     required: tuple[str, ...]
     reasons: list[str] = field(default_factory=list)
     checks: tuple[str, ...] = ()
+    control: str | None = None  # "spike_in" or "null": a control, never promoted
 
     @property
     def passed(self) -> bool:
-        """True when the method may be promoted under the requirement."""
-        return self.promote and (not self.required or self.verdict in self.required)
+        """True when the method may be promoted under the requirement (never for a control)."""
+        return self.control is None and self.promote and (
+            not self.required or self.verdict in self.required)
 
     @property
     def exit_code(self) -> int:
@@ -76,6 +83,9 @@ class GateDecision:
                 f"(verdict {self.verdict}, promote={str(self.promote).lower()}")
         head += f", required {'|'.join(self.required)})" if self.required else ")"
         lines = [head]
+        if self.control is not None:
+            lines.append(f"  a {self.control} control: it tests the pipeline and is never "
+                         "promoted, whatever its verdict")
         if self.promote and self.required and self.verdict not in self.required:
             lines.append(f"  verdict {self.verdict} is not in the required set "
                          f"{{{', '.join(self.required)}}}")
@@ -119,6 +129,14 @@ class BoundMethod(_Strict):
     fingerprint: str = Field(pattern=SHA256)
 
 
+class BoundControl(_Strict):
+    name: str = Field(min_length=1)
+    kind: Literal["null", "spike_in", "synthetic_spike_in"]
+    spec: dict[str, Any]
+    baseline: str = Field(min_length=1)
+    fingerprint: str = Field(pattern=SHA256)
+
+
 class Binding(_Strict):
     format: Literal["w2s-verdict-binding/1"]
     plan_name: str = Field(min_length=1)
@@ -127,6 +145,7 @@ class Binding(_Strict):
     results_sha256: str = Field(pattern=SHA256)
     trainer_fingerprint: str = Field(pattern=SHA256)
     methods: dict[str, BoundMethod] = Field(min_length=2)
+    controls: dict[str, BoundControl] = Field(default_factory=dict)
 
 
 def parse_binding(raw: Mapping[str, Any], source: str | Path) -> Binding:
@@ -231,58 +250,116 @@ def consistency_problem(raw: Mapping[str, Any], binding: Binding) -> str | None:
     if isinstance(rungs, list) and production not in rungs:
         return f"production_rung: {production!r} is not one of the rungs {rungs}"
     jail = raw.get("jail")
-    for name, entry in methods.items():
-        where = f"methods.{name}"
-        verdict, promote = entry.get("verdict"), entry.get("promote")
-        cells = entry.get("cells") or []
-        for index, cell in enumerate(cells):
-            problem = _cell_problem(f"{where}.cells[{index}]", cell, alpha)
-            if problem:
-                return problem
-        prod = [c for c in cells if c.get("rung") == production]
-        gains = [(c, _num((c.get("gain") or {}).get("estimate"))) for c in prod]
-
-        def p_of(cell: Mapping[str, Any], key: str) -> float | None:
-            return _num((cell.get("gain") or {}).get(key))
-
-        def below(value: float | None) -> bool:
-            return value is None or value < alpha
-
-        named = _first_verdict_word(list(entry.get("reasons") or []))
-        if named is not None and named != verdict:
-            return f"{where}.verdict: {verdict} but its reasons say {named}"
-        if verdict == "REAL" and not any(
-                g is not None and g > 0 and below(p_of(c, "p_adjusted"))
-                and c.get("outcome", "superior") == "superior" for c, g in gains):
-            return (f"{where}.verdict: REAL but no production-rung ({production}) gain is "
-                    f"positive and significant (gains {[g for _, g in gains]})")
-        if verdict == "REAL" and any(c.get("outcome") == "harmful" for c in prod):
-            return f"{where}.verdict: REAL but a production-rung cell is harmful"
-        if verdict == "HARMFUL" and not any(
-                g is not None and g < 0 and below(p_of(c, "p_harm_adjusted"))
-                and c.get("outcome", "harmful") == "harmful" for c, g in gains):
-            return (f"{where}.verdict: HARMFUL but no production-rung ({production}) gain is "
-                    f"negative and significant (gains {[g for _, g in gains]})")
-        if verdict == "VANISHED" and (not gains or not all(
-                g is not None and abs(g) < (_num(c.get("sesoi")) or sesoi)
-                and below(p_of(c, "p_equivalence_adjusted"))
-                and c.get("outcome", "equivalent") == "equivalent" for c, g in gains)):
-            return (f"{where}.verdict: VANISHED but a production-rung ({production}) gain is "
-                    f"not shown within the SESOI {sesoi!r} (gains {[g for _, g in gains]})")
-        if not promote:
+    problem = _controls_problem(raw, binding)
+    if problem:
+        return problem
+    entries = [(f"methods.{name}", entry) for name, entry in methods.items()]
+    entries += [(f"controls.{name}", entry) for name, entry in (raw.get("controls") or {}).items()]
+    for where, entry in entries:
+        problem = _entry_problem(where, entry, alpha, sesoi, production)
+        if problem:
+            return problem
+        if not entry.get("promote"):
             continue
-        if verdict != "REAL":
-            return f"{where}.promote: true but the verdict is {verdict} (only REAL is promoted)"
-        if not any(g is not None and g >= (_num(c.get("sesoi")) or sesoi) for c, g in gains):
-            return (f"{where}.promote: true but no production-rung gain reaches the SESOI "
-                    f"{sesoi!r} (gains {[g for _, g in gains]})")
-        if entry.get("guards"):
-            return f"{where}.promote: true but a promotion guard fired: {entry['guards'][0]}"
-        if "isolation" not in entry or "guards" not in entry:
-            return f"{where}: no isolation/guards (flows.guards did not run on this verdict)"
         if entry.get("isolation") == "unjailed" or raw.get("baseline_isolation") == "unjailed" \
                 or jail == "off":
             return f"{where}.promote: true but untrusted code ran outside the jail"
+    return None
+
+
+def _entry_problem(where: str, entry: Mapping[str, Any], alpha: float, sesoi: float,
+                   production: Any) -> str | None:
+    """Why one method's (or control's) entry contradicts its own cells, or None."""
+    verdict, promote = entry.get("verdict"), entry.get("promote")
+    cells = entry.get("cells") or []
+    for index, cell in enumerate(cells):
+        problem = _cell_problem(f"{where}.cells[{index}]", cell, alpha)
+        if problem:
+            return problem
+    prod = [c for c in cells if c.get("rung") == production]
+    gains = [(c, _num((c.get("gain") or {}).get("estimate"))) for c in prod]
+
+    def p_of(cell: Mapping[str, Any], key: str) -> float | None:
+        return _num((cell.get("gain") or {}).get(key))
+
+    def below(value: float | None) -> bool:
+        return value is None or value < alpha
+
+    named = _first_verdict_word(list(entry.get("reasons") or []))
+    if named is not None and named != verdict:
+        return f"{where}.verdict: {verdict} but its reasons say {named}"
+    if verdict == "REAL" and not any(
+            g is not None and g > 0 and below(p_of(c, "p_adjusted"))
+            and c.get("outcome", "superior") == "superior" for c, g in gains):
+        return (f"{where}.verdict: REAL but no production-rung ({production}) gain is "
+                f"positive and significant (gains {[g for _, g in gains]})")
+    if verdict == "REAL" and any(c.get("outcome") == "harmful" for c in prod):
+        return f"{where}.verdict: REAL but a production-rung cell is harmful"
+    if verdict == "HARMFUL" and not any(
+            g is not None and g < 0 and below(p_of(c, "p_harm_adjusted"))
+            and c.get("outcome", "harmful") == "harmful" for c, g in gains):
+        return (f"{where}.verdict: HARMFUL but no production-rung ({production}) gain is "
+                f"negative and significant (gains {[g for _, g in gains]})")
+    if verdict == "VANISHED" and (not gains or not all(
+            g is not None and abs(g) < (_num(c.get("sesoi")) or sesoi)
+            and below(p_of(c, "p_equivalence_adjusted"))
+            and c.get("outcome", "equivalent") == "equivalent" for c, g in gains)):
+        return (f"{where}.verdict: VANISHED but a production-rung ({production}) gain is "
+                f"not shown within the SESOI {sesoi!r} (gains {[g for _, g in gains]})")
+    if not promote:
+        return None
+    if "control" in entry or where.startswith("controls."):
+        return f"{where}.promote: true but it is a control (a control is never promoted)"
+    if verdict != "REAL":
+        return f"{where}.promote: true but the verdict is {verdict} (only REAL is promoted)"
+    if not any(g is not None and g >= (_num(c.get("sesoi")) or sesoi) for c, g in gains):
+        return (f"{where}.promote: true but no production-rung gain reaches the SESOI "
+                f"{sesoi!r} (gains {[g for _, g in gains]})")
+    if entry.get("guards"):
+        return f"{where}.promote: true but a promotion guard fired: {entry['guards'][0]}"
+    if "isolation" not in entry or "guards" not in entry:
+        return f"{where}: no isolation/guards (flows.guards did not run on this verdict)"
+    return None
+
+
+def _controls_problem(raw: Mapping[str, Any], binding: Binding) -> str | None:
+    """Why the controls of the file contradict its binding, or None: every control decided is
+    bound and every bound control decided; each carries its marker and is never promoted; no
+    method is marked or named as a control; each control's code is the bound baseline's plus its
+    spec (recomputed here)."""
+    from transfer.controls import MARKER, ControlSpec, control_fingerprint, is_control_label
+
+    controls = raw.get("controls") or {}
+    if not isinstance(controls, Mapping):
+        return "controls: expected a mapping of control entries"
+    for name, entry in (raw.get("methods") or {}).items():
+        if is_control_label(name) or (isinstance(entry, Mapping) and "control" in entry):
+            return f"methods.{name}: a control listed as a candidate method"
+    if sorted(controls) != sorted(binding.controls):
+        return (f"controls: the file decides {sorted(controls)}, the binding binds "
+                f"{sorted(binding.controls)}")
+    baseline = binding.methods.get(raw.get("baseline"))
+    for label, entry in controls.items():
+        bound = binding.controls[label]
+        try:
+            spec = ControlSpec(**bound.spec)
+        except (InputError, TypeError) as err:
+            return f"binding.controls.{label}.spec: {err}"
+        if spec.label != label or spec.kind != bound.kind or spec.name != bound.name:
+            return f"binding.controls.{label}: its spec names {spec.label}"
+        if entry.get("control") != MARKER[spec.kind] or entry.get("control_kind") != spec.kind:
+            return (f"controls.{label}.control: {entry.get('control')!r} / "
+                    f"{entry.get('control_kind')!r}, expected {MARKER[spec.kind]!r} / "
+                    f"{spec.kind!r}")
+        if entry.get("promote") is not False:
+            return f"controls.{label}.promote: {entry.get('promote')!r}; a control is never promoted"
+        if bound.baseline != raw.get("baseline") or baseline is None:
+            return (f"binding.controls.{label}.baseline: {bound.baseline!r}, the verdict's "
+                    f"baseline is {raw.get('baseline')!r}")
+        expected = control_fingerprint(baseline.fingerprint, spec, baseline.params)
+        if bound.fingerprint != expected:
+            return (f"binding.controls.{label}.fingerprint: not the baseline's code plus the "
+                    "control's spec")
     return None
 
 
@@ -397,6 +474,9 @@ def rederive(raw: Mapping[str, Any], binding: Binding, source: Path, plan_path: 
     if sorted(labels) != sorted(entries):
         raise InputError(f"the verdict binds methods {sorted(labels)}; the plan names "
                          f"{sorted(entries)}", path=source, field="binding.methods")
+    if sorted(binding.controls) != sorted(plan.control_labels):
+        raise InputError(f"the verdict binds controls {sorted(binding.controls)}; the plan names "
+                         f"{sorted(plan.control_labels)}", path=source, field="binding.controls")
     problem = _fingerprints_in_runs(runs, binding)
     if problem:
         raise InputError(problem, path=source, field="binding")
@@ -425,7 +505,7 @@ def _fingerprints_in_runs(runs: list[Any], binding: Binding) -> str | None:
         return (f"trainer_fingerprint: the runs were made by trainer {str(trainer)[:16]}..., "
                 f"the binding says {binding.trainer_fingerprint[:16]}...")
     for label, fingerprint in by_label.items():
-        bound = binding.methods.get(label)
+        bound = binding.methods.get(label) or binding.controls.get(label)
         if bound is None or bound.fingerprint != fingerprint:
             return (f"methods.{label}.fingerprint: the runs were made by code "
                     f"{str(fingerprint)[:16]}..., the binding says "
@@ -492,15 +572,20 @@ def check_promotion(verdict_path: str | Path, method: str,
     source = Path(verdict_path)
     verdict, raw = load_verdict(source)
     binding = parse_binding(raw, source)
-    if method not in verdict.methods:
+    if method not in verdict.methods and method not in verdict.controls:
         # A plugin is decided under the name it gives itself; CI knows it by its reference.
         named = [label for label, bound in binding.methods.items()
                  if bound.reference == method and label in verdict.methods]
+        # A control may be named by its plan name.
+        named += [label for label, bound in binding.controls.items()
+                  if bound.name == method and label in verdict.controls]
         method = named[0] if len(named) == 1 else method
-    decision = verdict.methods.get(method)
+    decision = verdict.methods.get(method) or verdict.controls.get(method)
     if decision is None:
-        raise InputError(f"unknown method {method!r}; the file has {sorted(verdict.methods)}",
-                         path=source, field="methods")
+        raise InputError(f"unknown method {method!r}; the file has {sorted(verdict.methods)}"
+                         + (f" and controls {sorted(verdict.controls)}" if verdict.controls
+                            else ""), path=source, field="methods")
+    control = getattr(decision, "control", None)
     checks = ["consistent"]
     problem = consistency_problem(raw, binding)
     if problem:
@@ -521,6 +606,9 @@ def check_promotion(verdict_path: str | Path, method: str,
         raise InputError("--results and --store need --plan (they are used to re-derive the "
                          "verdict)", field="--plan")
     if code:
-        checks.append(check_code(binding, [method, verdict.baseline], source))
+        # A control's code is the baseline's plus its spec (checked above with the binding).
+        checks.append(check_code(binding, [verdict.baseline] if control else
+                                 [method, verdict.baseline], source))
     return GateDecision(method=method, verdict=decision.verdict, promote=decision.promote,
-                        required=required, reasons=list(decision.reasons), checks=tuple(checks))
+                        required=required, reasons=list(decision.reasons), checks=tuple(checks),
+                        control=control)

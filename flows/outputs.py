@@ -73,13 +73,13 @@ def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[in
                             looks=campaign.looks, seeds_used=seeds_used,
                             methods=campaign.methods, key=campaign.verdict_key,
                             git_commit=git_commit())
+    extra = {"arms_executed": len(campaign.executed_arms), "runs": len(set(campaign.runs)),
+             "store": str(campaign.store),
+             "code": {name: info["code"].as_dict() for name, info in campaign.methods.items()}}
+    if campaign.plan.controls:
+        extra["controls"] = {c.label: c.spec().as_dict() for c in campaign.plan.controls}
     provenance = collect_provenance(plan=campaign.plan, results=results,
-                                    timings=campaign.timings,
-                                    extra={"arms_executed": len(campaign.executed_arms),
-                                           "runs": len(set(campaign.runs)),
-                                           "store": str(campaign.store),
-                                           "code": {name: info["code"].as_dict() for name, info
-                                                    in campaign.methods.items()}})
+                                    timings=campaign.timings, extra=extra)
     atomic_write_text(campaign.out / "provenance.json", json.dumps(provenance, indent=2,
                                                                    default=str))
     summary = summarize(verdict)

@@ -45,6 +45,63 @@ class MethodEntry(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="Method parameters.")
 
 
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class ControlEntry(_Strict):
+    """A control: the baseline re-run with a known change, analysed like a candidate, reported
+    apart and never promoted (``transfer.controls``, docs/stats.md "Controls").
+
+    ``kind: null`` (YAML null or the string) is an independent replicate of the baseline;
+    ``spike_in`` replaces ``gold_fraction`` of the weak labels by gold ones (a legitimate gain,
+    bounded by the baseline's headroom; needs a built-in baseline); ``synthetic_spike_in``
+    corrects ``round(gain * n_test)`` wrong test predictions of a replicate (a gain exact by
+    construction).
+    """
+
+    kind: Literal["null", "spike_in", "synthetic_spike_in"] = Field(
+        description="null, spike_in or synthetic_spike_in.")
+    name: str = Field(min_length=1, pattern=NAME_PATTERN,
+                      description="Control name (letters, digits, '_', '.', '-'); its arm is "
+                                  "control:<kind>:<name>.")
+    gold_fraction: float | None = Field(None, ge=0, le=1, description="spike_in: the fraction "
+                                        "of weak labels replaced by gold labels.")
+    gain: float | None = Field(None, gt=0, lt=1, description="synthetic_spike_in: accuracy "
+                               "added (fraction of the test set; 0.02 = 2 points).")
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _yaml_null(cls, value: Any) -> Any:
+        # `kind: null` reads as None in YAML; the null control is what it means.
+        return "null" if value is None else value
+
+    @model_validator(mode="after")
+    def _settings_of_kind(self) -> ControlEntry:
+        wants = {"null": (), "spike_in": ("gold_fraction",),
+                 "synthetic_spike_in": ("gain",)}[self.kind]
+        for key in ("gold_fraction", "gain"):
+            value = getattr(self, key)
+            if key in wants and value is None:
+                raise PlanFieldError(f"a {self.kind} control needs {key}", (key,))
+            if key not in wants and value is not None:
+                raise PlanFieldError(f"{key} is not a setting of a {self.kind} control "
+                                     f"(expected {', '.join(wants) or 'only kind and name'})",
+                                     (key,))
+        return self
+
+    def spec(self):
+        """The control as the arms build it (``transfer.controls.ControlSpec``)."""
+        from transfer.controls import ControlSpec
+
+        return ControlSpec(kind=self.kind, name=self.name, gold_fraction=self.gold_fraction,
+                           gain=self.gain)
+
+    @property
+    def label(self) -> str:
+        """Its arm name in results and verdict.json: ``control:<kind>:<name>``."""
+        return self.spec().label
+
+
 class Seeds(_Strict):
     """The sequential design's seed budget: start with ``initial``, add ``batch`` up to ``max``."""
 
@@ -112,6 +169,10 @@ class Plan(_Strict):
     alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise (or FDR) error level.")
     correction: Literal["holm", "bonferroni", "bh"] = "holm"
     claims: dict[str, Claim] | None = Field(None, description="Claimed discovery-scale numbers per method.")
+    controls: list[ControlEntry] = Field(
+        default_factory=list, description="Controls of the pipeline on real compute (spike-in "
+        "and null controls of the baseline): analysed like candidates, reported apart, never "
+        "promoted.")
     compute: Compute = Field(default_factory=Compute)
     budget: Budget = Field(default_factory=Budget,
                            description="Most arms the plan may run (checked before compute).")
@@ -132,6 +193,17 @@ class Plan(_Strict):
                                      (index, "name"))
             seen.add(entry.name)
         return methods
+
+    @field_validator("controls")
+    @classmethod
+    def _unique_control_names(cls, controls: list[ControlEntry]) -> list[ControlEntry]:
+        seen: set[str] = set()
+        for index, entry in enumerate(controls):
+            if entry.name in seen:
+                raise PlanFieldError(f"duplicate control {entry.name!r}; names must be unique",
+                                     (index, "name"))
+            seen.add(entry.name)
+        return controls
 
     @field_validator("rungs", mode="wrap")
     @classmethod
@@ -165,7 +237,16 @@ class Plan(_Strict):
 
     @model_validator(mode="after")
     def _cross_references(self) -> Plan:
+        from transfer.controls import is_control_label
+
+        if is_control_label(self.baseline):
+            raise PlanFieldError("names starting with 'control:' are reserved for controls",
+                                 ("baseline",))
         for index, entry in enumerate(self.methods):
+            if is_control_label(entry.name):
+                raise PlanFieldError("names starting with 'control:' are reserved for controls "
+                                     "(list controls under `controls:`)",
+                                     ("methods", index, "name"))
             if entry.name == self.baseline:
                 raise PlanFieldError(
                     f"{entry.name!r} is the baseline; list only candidate methods here",
@@ -183,6 +264,11 @@ class Plan(_Strict):
         return [entry.name for entry in self.methods]
 
     @property
+    def control_labels(self) -> list[str]:
+        """Control arm labels (``control:<kind>:<name>``) in plan order."""
+        return [entry.label for entry in self.controls]
+
+    @property
     def source(self) -> Path | None:
         """The YAML file this plan was loaded from (None when built in code)."""
         return self._source
@@ -193,9 +279,11 @@ class Plan(_Strict):
 
         Two plans with the same hash ask for the same computation; file layout, comments and key
         order do not change it, and neither does ``budget`` (it refuses plans, it changes no
-        result).
+        result). An empty ``controls`` list is left out, so plans written before controls
+        existed keep their hash.
         """
-        canonical = json.dumps(self.model_dump(mode="json", exclude={"budget"}), sort_keys=True,
+        exclude = {"budget"} | (set() if self.controls else {"controls"})
+        canonical = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True,
                                separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

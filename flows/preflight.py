@@ -33,8 +33,8 @@ def check_before_compute(plan: Any, ladder: Any, rungs: list[str]) -> None:
 def planned_arms(plan: Any, n_rungs: int) -> tuple[int, int, int]:
     """``(arms per seed, arms of the first look, arms of the whole plan)`` when no method is
     decided early: per seed and (rung, dataset) the weak and ceiling arms, the baseline and one
-    student arm per candidate."""
-    per_seed = 3 + len(plan.methods)
+    student arm per candidate and per control."""
+    per_seed = 3 + len(plan.methods) + len(plan.controls)
     cells = n_rungs * len(plan.datasets)
     return per_seed, cells * plan.seeds.initial * per_seed, cells * plan.seeds.max * per_seed
 
@@ -44,9 +44,11 @@ def check_budget(plan: Any, n_rungs: int) -> None:
     budget = plan.budget.max_arms
     if total <= budget:
         return
+    n_controls = len(plan.controls)
+    controls = f", {n_controls} control(s)" if n_controls else ""
     shape = (f"{n_rungs} rung(s) x {len(plan.datasets)} dataset(s) x {{seeds}} seeds x "
              f"{per_seed} arms per seed (weak, ceiling, baseline, {len(plan.methods)} "
-             "candidate(s))")
+             f"candidate(s){controls})")
     if first > budget:
         plan._raise(("seeds", "initial"),
                     f"the first look alone executes {first} arms "

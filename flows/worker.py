@@ -91,6 +91,24 @@ class MethodRef(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class ControlRef(BaseModel):
+    """A control of ``baseline`` (``transfer.controls.ControlSpec``): run as a student arm of
+    the baseline's procedure, stored under ``control:<kind>:<name>``."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str
+    name: str
+    gold_fraction: float | None = None
+    gain: float | None = None
+    baseline: MethodRef
+
+    def spec(self):
+        from transfer.controls import ControlSpec
+
+        return ControlSpec(kind=self.kind, name=self.name, gold_fraction=self.gold_fraction,
+                           gain=self.gain)
+
+
 class ArmGroup(BaseModel):
     """One unit of work the flow hands to a worker process."""
 
@@ -102,6 +120,7 @@ class ArmGroup(BaseModel):
     store: str
     seeds: list[int]
     methods: list[MethodRef]
+    controls: list[ControlRef] = Field(default_factory=list)
     engine: dict[str, Any] = Field(default_factory=dict)
     jail: dict[str, Any] = Field(default_factory=dict)
     result: str
@@ -110,7 +129,9 @@ class ArmGroup(BaseModel):
         """A stable identity of the group's work (used as the Prefect cache key)."""
         import hashlib
 
-        payload = self.model_dump(mode="json", exclude={"result", "store"})
+        # A group without controls keeps the key it had before controls existed.
+        exclude = {"result", "store"} | (set() if self.controls else {"controls"})
+        payload = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -121,6 +142,15 @@ def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
 
     ctx = arm_context(group.ladder, group.data, group.store, group.engine)
     resolved = [method_function(m.name, m.params, jail=group.jail) for m in group.methods]
+    by_ref = {(m.name, json.dumps(m.params, sort_keys=True)): r
+              for m, r in zip(group.methods, resolved)}
+    controls = []
+    for control in group.controls:
+        ref = (control.baseline.name, json.dumps(control.baseline.params, sort_keys=True))
+        if ref not in by_ref:
+            by_ref[ref] = method_function(control.baseline.name, control.baseline.params,
+                                          jail=group.jail)
+        controls.append((control.spec(), by_ref[ref]))
     runs, before = [], len(ctx.store.executed)
     for seed in group.seeds:
         for arm in ("weak", "ceiling"):
@@ -132,6 +162,12 @@ def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
                              method_fn=fn)
             runs.append(record.spec.run_hash())
             log(f"{group.rung} seed={seed} {name}: acc={record.metrics['accuracy']:.4f}")
+        for spec, (name, params, fn) in controls:
+            record = run_arm(ctx, group.rung, "student", seed, method=name, method_params=params,
+                             method_fn=fn, control=spec)
+            runs.append(record.spec.run_hash())
+            log(f"{group.rung} seed={seed} {spec.label}: "
+                f"acc={record.metrics['accuracy']:.4f}")
     executed = [s.run_hash() for s in ctx.store.executed[before:]]
     return {"runs": runs, "executed": executed,
             "executed_arms": [s.label for s in ctx.store.executed[before:]]}

@@ -6,6 +6,9 @@
 - student: the strong model trained through a method on the weak soft labels of
   ``train_unlabel``. The method sees a sealed ``StudentData`` and a ``StudentTrainer``; gold labels
   are used only here, after it returns, to score its test predictions.
+- a control (``control=``): a student arm that re-runs the baseline's procedure as an independent
+  replicate, with a known change made here on the trusted side (``transfer.controls``). Its label
+  is ``control:<kind>:<name>``; it is never a method.
 
 Weak and ceiling runs do not depend on the method, so every method reuses them from the store.
 """
@@ -19,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from transfer.controls import (ControlSpec, check_trusted, control_fingerprint,
+                               corrected_predictions, mixed_targets, replicate_seed)
 from transfer.errors import InputError
 from transfer.ladder import Ladder, Rung, spec_fingerprint
 from transfer.sealed import RungFacts, StudentData
@@ -128,22 +133,48 @@ def _metrics(spec: RunSpec, rung: Rung, predictions: pd.DataFrame, seconds: floa
             "method_params": spec.method_params, "seconds": round(seconds, 3)}
 
 
+def control_run_identity(control: ControlSpec, baseline: str,
+                         baseline_params: dict[str, Any] | None, baseline_fingerprint: str
+                         ) -> tuple[str, dict[str, Any], str]:
+    """``(method, method_params, method_fingerprint)`` of a control's student run: its label,
+    the control's spec with the baseline it replicates, and the baseline's code plus that spec
+    (``transfer.controls.control_fingerprint``)."""
+    params = {"control": control.as_dict(), "baseline": baseline,
+              "baseline_params": dict(baseline_params or {})}
+    return (control.label, params,
+            control_fingerprint(baseline_fingerprint, control, baseline_params))
+
+
 def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
             method: str | None = None, method_params: dict[str, Any] | None = None,
             method_fn: MethodFn | None = None,
-            method_fingerprint: str | None = None) -> RunRecord:
+            method_fingerprint: str | None = None,
+            control: ControlSpec | None = None) -> RunRecord:
     """Run one arm, or return it from the store if it is already complete.
 
     A student arm first makes sure its weak teacher exists (running it if needed). The run is
     computed under the store's claim on it, so processes sharing the store compute it once. Its
     key holds ``method_fingerprint`` (default: :func:`fingerprint_of` ``method_fn``), so a run
     made by other code is never reused.
+
+    With ``control``, the student arm is that control of the baseline named by ``method``
+    (whose ``method_params``, ``method_fn`` and fingerprint are the baseline's): stored under the
+    control's label, keyed by the baseline's code plus the control's spec
+    (:func:`control_run_identity`).
     """
     rung = ctx.ladder.rung(rung_name)
+    if control is not None and arm != "student":
+        raise InputError("a control is a student arm", field="arm")
     if arm == "student" and not method_fingerprint:
         if method_fn is None:
             raise InputError("a student arm needs the method's function", field="method")
         method_fingerprint = fingerprint_of(method_fn)
+    baseline = method
+    if control is not None:
+        if not method:
+            raise InputError("a control needs the baseline it replicates", field="method")
+        method, method_params, method_fingerprint = control_run_identity(
+            control, method, method_params, method_fingerprint)
     spec = arm_spec(ctx, rung, arm, seed, method, method_params,
                     unjailed=bool(getattr(method_fn, "unjailed", False)),
                     method_fingerprint=method_fingerprint)
@@ -152,6 +183,8 @@ def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
         return done
     if arm == "student" and method_fn is None:
         raise InputError("a student arm needs the method's function", field="method")
+    if control is not None:
+        check_trusted(method_fn, control, str(baseline))
     # The teacher first, so that no claim is held while waiting for another.
     weak = run_arm(ctx, rung_name, "weak", seed) if arm == "student" else None
     # Another process sharing the store may be computing this run: wait for it rather than
@@ -159,14 +192,14 @@ def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
     with ctx.store.claim(spec) as done:
         if done is not None:
             return done
-        return _compute(ctx, rung, spec, seed, weak, method_fn)
+        return _compute(ctx, rung, spec, seed, weak, method_fn, control)
 
 
 def _compute(ctx: ArmContext, rung: Rung, spec: RunSpec, seed: int, weak: RunRecord | None,
-             method_fn: MethodFn | None) -> RunRecord:
+             method_fn: MethodFn | None, control: ControlSpec | None = None) -> RunRecord:
     start = time.perf_counter()
     splits = ctx.task.splits
-    isolation = None
+    isolation, facts = None, None
     if spec.arm == "weak":
         backend = ctx.backend(rung.weak)
         fitted = backend.fit("train_label", _gold_targets(splits["train_label"].labels), seed=seed,
@@ -181,12 +214,18 @@ def _compute(ctx: ArmContext, rung: Rung, spec: RunSpec, seed: int, weak: RunRec
         soft, test_probs = None, fitted.predict(TEST_SPLIT)
     else:
         backend = ctx.backend(rung.strong)
-        test_probs, isolation = _run_student(ctx, rung, weak, seed, method_fn)
         soft = None
+        if control is None:
+            test_probs, isolation = _run_student(ctx, rung, weak, seed, method_fn)
+        else:
+            test_probs, isolation, facts = _run_control(ctx, rung, weak, seed, method_fn,
+                                                        control)
     predictions = _scored(splits[TEST_SPLIT].ids, splits[TEST_SPLIT].labels, test_probs)
     metrics = _metrics(spec, rung, predictions, time.perf_counter() - start, backend)
     if isolation is not None:
         metrics["isolation"] = isolation
+    if facts is not None:
+        metrics["control"] = facts
     config = {"engine": ctx.engine_config.model_dump(mode="json"),
               "rung": rung.model_dump(mode="json"), "dataset_source": ctx.task.source}
     return ctx.store.put(spec, predictions, metrics, soft_labels=soft, config=config)
@@ -228,16 +267,49 @@ def sealed_student_inputs(ctx: ArmContext, rung: Rung, weak: RunRecord, seed: in
     return data, trainer
 
 
+def _run_control(ctx, rung, weak, seed, method_fn, control: ControlSpec
+                 ) -> tuple[np.ndarray, str, dict[str, Any]]:
+    """A control's test probabilities, the isolation its baseline code ran with, and what was
+    changed (``transfer.controls``): an independent replicate of the baseline (its own training
+    seed), on weak labels partly replaced by gold (``spike_in``), with a fixed number of wrong
+    test predictions corrected afterwards (``synthetic_spike_in``)."""
+    from dataclasses import replace
+
+    splits = ctx.task.splits
+    data, trainer = sealed_student_inputs(ctx, rung, weak, seed)
+    train_seed = replicate_seed(seed, control)
+    data, trainer.seed = replace(data, seed=train_seed), train_seed
+    facts: dict[str, Any] = {**control.as_dict(), "label": control.label,
+                             "replicate_seed": train_seed}
+    if control.kind == "spike_in":
+        gold = np.asarray(splits[STUDENT_SPLIT].labels)
+        targets, replaced = mixed_targets(data.weak_probs, gold, seed, control)
+        facts["gold_labels_used"] = int(len(replaced))
+        # How many of them the weak labels had wrong: what the gold labels actually fix.
+        facts["weak_labels_corrected"] = int(np.sum(
+            (data.weak_probs[replaced] > 0.5).astype(np.int64) != gold[replaced]))
+        data = replace(data, weak_probs=targets)
+    probs, isolation = _validated(method_fn(data, trainer), len(data.test_ids))
+    if control.kind == "synthetic_spike_in":
+        probs, corrected = corrected_predictions(probs, splits[TEST_SPLIT].labels, seed, control)
+        facts["corrected"] = corrected
+        facts["added_gain"] = corrected / len(probs)
+    return probs, isolation, facts
+
+
 def _run_student(ctx, rung, weak, seed, method_fn) -> tuple[np.ndarray, str]:
     """The method's test probabilities and the isolation its code ran with (``builtin`` for a
     plain function; a ``methods.runner.MethodRun`` says which)."""
     data, trainer = sealed_student_inputs(ctx, rung, weak, seed)
-    result = method_fn(data, trainer)
+    return _validated(method_fn(data, trainer), len(data.test_ids))
+
+
+def _validated(result, n_test: int) -> tuple[np.ndarray, str]:
     isolation = str(getattr(result, "isolation", "builtin"))
     probs = np.asarray(getattr(result, "probs", result), dtype=np.float64)
-    if probs.shape != (len(data.test_ids),):
+    if probs.shape != (n_test,):
         raise InputError(f"the method returned {probs.shape} predictions; expected "
-                         f"({len(data.test_ids)},)", field="method")
+                         f"({n_test},)", field="method")
     if not np.all(np.isfinite(probs)) or np.any((probs < 0) | (probs > 1)):
         raise InputError("the method returned values outside [0, 1] or NaN", field="method")
     return probs, isolation

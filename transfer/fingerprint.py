@@ -22,13 +22,14 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-# The part of this project that trains a model on a task and scores it: the arms, the engine,
-# the model backends, the trainer handed to methods, the task loaders and tokenizer (features
-# and batches depend on them), the model caches and the DeepSpeed configs.
+# The part of this project that trains a model on a task and scores it: the arms (and the
+# control arms built from the baseline), the engine, the model backends, the trainer handed to
+# methods, the task loaders and tokenizer (features and batches depend on them), the model
+# caches and the DeepSpeed configs.
 TRAINER_FILES = (
-    "transfer/arms.py", "transfer/backends.py", "transfer/student.py", "transfer/sealed.py",
-    "transfer/ladder.py", "transfer/cache.py", "transfer/engine", "transfer/models",
-    "transfer/data", "infra/deepspeed",
+    "transfer/arms.py", "transfer/controls.py", "transfer/backends.py", "transfer/student.py",
+    "transfer/sealed.py", "transfer/ladder.py", "transfer/cache.py", "transfer/engine",
+    "transfer/models", "transfer/data", "infra/deepspeed",
 )
 # Packages whose version can change a run's numbers.
 TRAINER_PACKAGES = ("torch", "transformers", "deepspeed", "peft", "numpy", "tokenizers")

@@ -34,7 +34,8 @@ def print_verdicts(verdict: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from flows.report.tables import VERDICT_COLUMNS, plain_rows, verdict_rows
+    from flows.report.tables import (CONTROL_COLUMNS, VERDICT_COLUMNS, control_rows, plain_rows,
+                                     verdict_rows)
 
     # The terminal gets the decisive columns; report.html has all of them.
     shown = ["method", "verdict", "promote", "dataset", "gain (pp)", "gain CI", "p adjusted",
@@ -46,6 +47,12 @@ def print_verdicts(verdict: dict, out: Path) -> None:
     console = Console()
     console.width = max(console.width, 150)  # pipes default to 80 columns
     console.print(table)
+    rows = plain_rows(control_rows(verdict))
+    if rows:
+        controls = Table(*CONTROL_COLUMNS, title="controls (not candidates; never promoted)")
+        for row in rows:
+            controls.add_row(*[str(cell) for cell in row])
+        console.print(controls)
     console.print(f"report: {(out / 'report.html').resolve()}")
 
 

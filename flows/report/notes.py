@@ -17,10 +17,11 @@ ISOLATION_WORDS = {"builtin": "built-in code, run in the pipeline's process",
                    "unjailed": "untrusted code, run OUTSIDE the jail (never promoted)"}
 
 
-def reasons(verdict: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per method: verdict, promote and the reasons (method-level, then per-cell if present)."""
+def reasons(verdict: dict[str, Any], section: str = "methods") -> list[dict[str, Any]]:
+    """Per method (or per control, ``section="controls"``): verdict, promote and the reasons
+    (method-level, then per-cell if present)."""
     out = []
-    for method, decision in verdict["methods"].items():
+    for method, decision in (verdict.get(section) or {}).items():
         cell_reasons = []
         for cell in decision.get("cells", []):
             for reason in cell.get("reasons") or []:

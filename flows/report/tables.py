@@ -82,10 +82,49 @@ CELL_COLUMNS = ["method", "rung", "dataset", "strong model", "seeds", "weak acc"
                 "PGR CI", "baseline PGR", "baseline PGR CI", "MDE80 (pp)"]
 
 
-def production_cells(verdict: dict[str, Any], method: str) -> list[int]:
-    """Indexes of the method's cells at the production rung (one per dataset)."""
-    cells = verdict["methods"][method].get("cells", [])
+CONTROL_COLUMNS = ["control", "kind", "added", "verdict", "promote", "dataset", "gain (pp)",
+                   "gain CI", "p adjusted", "alpha", "MDE80 (pp)", "seeds"]
+
+
+def production_cells(verdict: dict[str, Any], method: str, section: str = "methods"
+                     ) -> list[int]:
+    """Indexes of the method's (or control's) cells at the production rung (one per dataset)."""
+    cells = verdict[section][method].get("cells", [])
     return [i for i, cell in enumerate(cells) if cell.get("rung") == verdict.get("production_rung")]
+
+
+def control_added(entry: dict[str, Any]) -> str:
+    """What a control adds to the baseline, in words (from its ``control_spec``)."""
+    spec = entry.get("control_spec") or {}
+    kind = entry.get("control_kind")
+    if kind == "spike_in":
+        return f"{100 * spec.get('gold_fraction', 0):g}% of weak labels replaced by gold"
+    if kind == "synthetic_spike_in":
+        return f"+{100 * spec.get('gain', 0):g} pp exactly (wrong test predictions corrected)"
+    return "nothing (an independent replicate of the baseline)"
+
+
+def control_rows(verdict: dict[str, Any]) -> list[list[Shown]]:
+    """The controls' table: one row per control and dataset at the production rung."""
+    rows = []
+    for label, entry in (verdict.get("controls") or {}).items():
+        head = [text(label), text(entry.get("control_kind")), text(control_added(entry)),
+                text(entry.get("verdict")), text("never")]
+        for index in production_cells(verdict, label, "controls") or [None]:
+            if index is None:
+                rows.append(head + [text("")] + [Shown("n/a")] * (len(CONTROL_COLUMNS) - 6))
+                continue
+            base: tuple[str | int, ...] = ("controls", label, "cells", index)
+            rows.append(head + [
+                text(entry["cells"][index].get("dataset")),
+                number(verdict, base + ("gain", "estimate"), "gain"),
+                _interval(verdict, base + ("gain",), "gain"),
+                number(verdict, base + ("gain", "p_adjusted"), "p"),
+                number(verdict, ("controls", label, "alpha"), "level"),
+                number(verdict, base + ("mde80",), "mde"),
+                number(verdict, base + ("n_seeds",), "count"),
+            ])
+    return rows
 
 
 def verdict_rows(verdict: dict[str, Any]) -> list[list[Shown]]:
@@ -123,11 +162,14 @@ def verdict_rows(verdict: dict[str, Any]) -> list[list[Shown]]:
 
 
 def cell_rows(verdict: dict[str, Any]) -> list[list[Shown]]:
-    """Every method at every rung and dataset, with accuracies, gain interval and PGR."""
+    """Every method (then every control) at every rung and dataset, with accuracies, gain
+    interval and PGR."""
     rows = []
-    for method, decision in verdict["methods"].items():
+    entries = [("methods", m, d) for m, d in verdict["methods"].items()]
+    entries += [("controls", c, d) for c, d in (verdict.get("controls") or {}).items()]
+    for section, method, decision in entries:
         for index, cell in enumerate(decision.get("cells", [])):
-            base: tuple[str | int, ...] = ("methods", method, "cells", index)
+            base: tuple[str | int, ...] = (section, method, "cells", index)
             rows.append([
                 text(method), text(cell.get("rung")), text(cell.get("dataset")),
                 text(cell.get("strong_model")),

@@ -93,6 +93,15 @@ class MethodVerdict(_Open):
     cells: list[Cell]
 
 
+class ControlVerdict(MethodVerdict):
+    """The verdict on a control (a spike-in or null control of the baseline): analysed like a
+    method, marked, and never promoted."""
+
+    control: Literal["spike_in", "null"]
+    control_kind: Literal["spike_in", "synthetic_spike_in", "null"]
+    promote: Literal[False]
+
+
 class Verdict(_Open):
     """The whole verdict.json."""
 
@@ -102,6 +111,7 @@ class Verdict(_Open):
     baseline: str
     production_rung: str
     methods: dict[str, MethodVerdict]
+    controls: dict[str, ControlVerdict] = Field(default_factory=dict)
 
 
 def _finite(value: Any) -> bool:
