@@ -184,8 +184,8 @@ class Campaign:
 
 
 def check_controls(plan: Any, methods: dict[str, dict[str, Any]]) -> None:
-    """Before any compute: no method may be named like a control (a plugin names itself), and a
-    ``spike_in`` control needs a baseline the pipeline trusts (it trains on gold labels).
+    """Before any compute: no method may be named like a control (a plugin names itself), and
+    controls need a baseline the pipeline trusts (a built-in: they use gold labels).
 
     Raises:
         InputError: naming the plan's file, line and field.
@@ -197,11 +197,8 @@ def check_controls(plan: Any, methods: dict[str, dict[str, Any]]) -> None:
             loc = ("baseline",) if index == 0 else ("methods", index - 1, "name")
             plan._raise(loc, f"method {name!r} names itself {info['label']!r}; names starting "
                         "with 'control:' are reserved for controls")
-    baseline = methods[plan.baseline]
-    for index, entry in enumerate(plan.controls):
-        if entry.kind == "spike_in" and baseline["untrusted"]:
-            plan._raise(("controls", index, "kind"),
-                        f"a spike_in control trains the baseline {plan.baseline!r} on labels "
-                        "that hold gold ones, and this baseline runs code the pipeline does not "
-                        "trust (it must never see gold labels); use a built-in baseline or a "
-                        "synthetic_spike_in control")
+    if plan.controls and methods[plan.baseline]["untrusted"]:
+        plan._raise(("controls", 0, "kind"),
+                    f"controls re-run the baseline {plan.baseline!r} with gold labels on the "
+                    "trusted side, and this baseline runs code the pipeline does not trust; "
+                    "use a built-in baseline or no controls")

@@ -48,8 +48,8 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
     ``jail: {mode: off}``), which keys its runs apart and blocks its promotion;
     ``fn.code`` is the method's ``methods.fingerprint.MethodCode`` and ``fn.fingerprint`` its
     fingerprint, which keys its runs by the code that makes them; ``fn.runs_untrusted_code``
-    says whether it runs code the pipeline does not trust (a ``spike_in`` control, which
-    trains on gold labels, refuses such a baseline: ``transfer.controls.check_trusted``).
+    says whether it runs code the pipeline does not trust (controls, which use gold labels,
+    refuse such a baseline: ``transfer.controls.check_trusted``).
 
     Args:
         name: built-in name, entry-point name or ``module:attr``.

@@ -69,8 +69,8 @@ def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
     family, at :func:`control_alpha`), with the guards, marked and never promoted.
 
     Returns:
-        Control label -> its verdict entry (the shape of a method's, plus ``control``,
-        ``control_kind``, ``control_spec`` and ``alpha``).
+        Control label -> its verdict entry (the shape of a method's, plus ``control``:
+        ``transfer.controls.ControlSpec.verdict_entry``, and ``alpha``).
     """
     from flows.guards import apply_promotion_guards
     from stats import analyze_table
@@ -89,9 +89,7 @@ def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
         verdict = analyze_table(rows.reset_index(drop=True), **settings)
         apply_promotion_guards(verdict, runs)
         decided = verdict["methods"][spec.label]
-        decided["control"] = spec.marker
-        decided["control_kind"] = spec.kind
-        decided["control_spec"] = spec.as_dict()
+        decided["control"] = spec.verdict_entry()
         decided["alpha"] = settings["alpha"]
         decided["promote"] = False
         decided["reasons"].append(

@@ -23,8 +23,8 @@ problem:
    trainer in this working tree equal the bound ones, so a stale verdict cannot promote code
    that changed since.
 
-A control (a spike-in or null control of the baseline) is never promoted: asked about one, the
-gate checks the file as above and answers DO NOT PROMOTE (exit 1) whatever its verdict.
+A control (a spike-in or null control of the baseline) is never promoted: asked about one (by its
+label or its plan name), the gate refuses in one line with exit 2, whatever its verdict.
 
 Exit codes (``w2s-transfer gate`` and CI): 0 promote, 1 do not promote, 2 bad input or a
 refused file.
@@ -64,13 +64,11 @@ class GateDecision:
     required: tuple[str, ...]
     reasons: list[str] = field(default_factory=list)
     checks: tuple[str, ...] = ()
-    control: str | None = None  # "spike_in" or "null": a control, never promoted
 
     @property
     def passed(self) -> bool:
-        """True when the method may be promoted under the requirement (never for a control)."""
-        return self.control is None and self.promote and (
-            not self.required or self.verdict in self.required)
+        """True when the method may be promoted under the requirement."""
+        return self.promote and (not self.required or self.verdict in self.required)
 
     @property
     def exit_code(self) -> int:
@@ -83,9 +81,6 @@ class GateDecision:
                 f"(verdict {self.verdict}, promote={str(self.promote).lower()}")
         head += f", required {'|'.join(self.required)})" if self.required else ")"
         lines = [head]
-        if self.control is not None:
-            lines.append(f"  a {self.control} control: it tests the pipeline and is never "
-                         "promoted, whatever its verdict")
         if self.promote and self.required and self.verdict not in self.required:
             lines.append(f"  verdict {self.verdict} is not in the required set "
                          f"{{{', '.join(self.required)}}}")
@@ -327,7 +322,7 @@ def _controls_problem(raw: Mapping[str, Any], binding: Binding) -> str | None:
     bound and every bound control decided; each carries its marker and is never promoted; no
     method is marked or named as a control; each control's code is the bound baseline's plus its
     spec (recomputed here)."""
-    from transfer.controls import MARKER, ControlSpec, control_fingerprint, is_control_label
+    from transfer.controls import ControlSpec, control_fingerprint, is_control_label
 
     controls = raw.get("controls") or {}
     if not isinstance(controls, Mapping):
@@ -347,10 +342,9 @@ def _controls_problem(raw: Mapping[str, Any], binding: Binding) -> str | None:
             return f"binding.controls.{label}.spec: {err}"
         if spec.label != label or spec.kind != bound.kind or spec.name != bound.name:
             return f"binding.controls.{label}: its spec names {spec.label}"
-        if entry.get("control") != MARKER[spec.kind] or entry.get("control_kind") != spec.kind:
-            return (f"controls.{label}.control: {entry.get('control')!r} / "
-                    f"{entry.get('control_kind')!r}, expected {MARKER[spec.kind]!r} / "
-                    f"{spec.kind!r}")
+        if entry.get("control") != spec.verdict_entry():
+            return (f"controls.{label}.control: {entry.get('control')!r}, expected "
+                    f"{spec.verdict_entry()!r}")
         if entry.get("promote") is not False:
             return f"controls.{label}.promote: {entry.get('promote')!r}; a control is never promoted"
         if bound.baseline != raw.get("baseline") or baseline is None:
@@ -585,7 +579,11 @@ def check_promotion(verdict_path: str | Path, method: str,
         raise InputError(f"unknown method {method!r}; the file has {sorted(verdict.methods)}"
                          + (f" and controls {sorted(verdict.controls)}" if verdict.controls
                             else ""), path=source, field="methods")
-    control = getattr(decision, "control", None)
+    if method in verdict.controls:
+        # A control tests the pipeline; whatever its verdict, it is not a method to promote.
+        mark = decision.control
+        raise InputError(f"{method!r} is a {mark.kind} control ({mark.variant}), not a method: "
+                         "a control is never promoted", path=source, field="controls")
     checks = ["consistent"]
     problem = consistency_problem(raw, binding)
     if problem:
@@ -606,9 +604,6 @@ def check_promotion(verdict_path: str | Path, method: str,
         raise InputError("--results and --store need --plan (they are used to re-derive the "
                          "verdict)", field="--plan")
     if code:
-        # A control's code is the baseline's plus its spec (checked above with the binding).
-        checks.append(check_code(binding, [verdict.baseline] if control else
-                                 [method, verdict.baseline], source))
+        checks.append(check_code(binding, [method, verdict.baseline], source))
     return GateDecision(method=method, verdict=decision.verdict, promote=decision.promote,
-                        required=required, reasons=list(decision.reasons), checks=tuple(checks),
-                        control=control)
+                        required=required, reasons=list(decision.reasons), checks=tuple(checks))

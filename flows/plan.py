@@ -54,9 +54,10 @@ class ControlEntry(_Strict):
 
     ``kind: null`` (YAML null or the string) is an independent replicate of the baseline;
     ``spike_in`` replaces ``gold_fraction`` of the weak labels by gold ones (a legitimate gain,
-    bounded by the baseline's headroom; needs a built-in baseline); ``synthetic_spike_in``
+    bounded by the baseline's headroom); ``synthetic_spike_in``
     corrects ``round(gain * n_test)`` wrong test predictions of a replicate (a gain exact by
-    construction).
+    construction). Every kind needs a built-in baseline (controls use gold labels, so they run
+    only trusted code, never in a jail).
     """
 
     kind: Literal["null", "spike_in", "synthetic_spike_in"] = Field(

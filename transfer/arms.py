@@ -169,10 +169,11 @@ def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
         if method_fn is None:
             raise InputError("a student arm needs the method's function", field="method")
         method_fingerprint = fingerprint_of(method_fn)
-    baseline = method
     if control is not None:
         if not method:
             raise InputError("a control needs the baseline it replicates", field="method")
+        # Before the store: a control is never built from code the pipeline does not trust.
+        check_trusted(method_fn, control, str(method))
         method, method_params, method_fingerprint = control_run_identity(
             control, method, method_params, method_fingerprint)
     spec = arm_spec(ctx, rung, arm, seed, method, method_params,
@@ -183,8 +184,6 @@ def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
         return done
     if arm == "student" and method_fn is None:
         raise InputError("a student arm needs the method's function", field="method")
-    if control is not None:
-        check_trusted(method_fn, control, str(baseline))
     # The teacher first, so that no claim is held while waiting for another.
     weak = run_arm(ctx, rung_name, "weak", seed) if arm == "student" else None
     # Another process sharing the store may be computing this run: wait for it rather than

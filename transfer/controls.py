@@ -16,10 +16,10 @@ the control's label). What each kind changes:
 | ``spike_in`` | a seeded ``gold_fraction`` of the weak soft labels of the student split is replaced by the gold labels before the baseline's procedure trains on them | a legitimate improvement, of unknown size, bounded by ceiling - baseline; measured, not known |
 | ``synthetic_spike_in`` | after the replicate has predicted, ``round(gain * n_test)`` of its wrong test predictions (a seeded choice) are set to the gold label | exactly ``k / n_test`` per seed on top of a null replicate |
 
-Gold labels never reach code the pipeline does not trust: a ``spike_in`` trains the baseline's
-procedure on the mixed labels only when that procedure is a built-in running in this process
-(:func:`check_trusted`), and the synthetic correction happens after the method has returned, like
-scoring.
+Controls are built on the trusted side only: every kind needs a built-in baseline, which runs in
+this process (:func:`check_trusted`), so a control never runs code the pipeline does not trust and
+never enters a jail; gold labels are mixed into the targets (``spike_in``) or correct predictions
+after the baseline's procedure has returned (``synthetic_spike_in``, like scoring), both here.
 """
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ ControlKind = Literal["null", "spike_in", "synthetic_spike_in"]
 CONTROL_KINDS: tuple[str, ...] = ("null", "spike_in", "synthetic_spike_in")
 # Every control's arm label starts with this; no method may be named so (flows.plan, campaign).
 CONTROL_PREFIX = "control:"
-# The value of "control" in verdict.json: the issue's two markers (a synthetic spike-in is a
-# spike-in; "control_kind" says which).
+# verdict.json's ``control.kind``: the issue's two markers (a synthetic spike-in is a spike-in;
+# ``control.variant`` says which).
 MARKER = {"null": "null", "spike_in": "spike_in", "synthetic_spike_in": "spike_in"}
 
 
@@ -91,6 +91,19 @@ class ControlSpec:
         """The settings that define the control (unset sizes left out)."""
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    @property
+    def injected_gain(self) -> float | None:
+        """The true gain over the baseline by construction: 0 for a null control, ``gain`` for a
+        synthetic spike-in, None for a gold-label spike-in (real, but not known in advance)."""
+        return {"null": 0.0, "synthetic_spike_in": self.gain}.get(self.kind)
+
+    def verdict_entry(self) -> dict[str, Any]:
+        """verdict.json's ``control`` of this control's entry: ``kind`` (``spike_in`` or
+        ``null``), ``variant`` (the plan's kind), ``name``, ``injected_gain`` (accuracy, None
+        when unknown) and ``spec`` (its settings)."""
+        return {"kind": self.marker, "variant": self.kind, "name": self.name,
+                "injected_gain": self.injected_gain, "spec": self.as_dict()}
+
 
 def is_control_label(label: str) -> bool:
     """Whether an arm label names a control (the reserved prefix)."""
@@ -127,19 +140,19 @@ def replicate_seed(seed: int, control: ControlSpec) -> int:
 
 
 def check_trusted(method_fn: Any, control: ControlSpec, baseline: str) -> None:
-    """Refuse a ``spike_in`` whose baseline procedure would see gold labels in untrusted code.
+    """Refuse a control whose baseline procedure is not a built-in of this process.
 
     ``method_fn.runs_untrusted_code`` must be exactly False (``flows.context.method_function``
-    sets it; a plain callable handed to ``run_arm`` must set it too): fail closed.
+    sets it; a plain callable handed to ``run_arm`` must set it too): fail closed. Controls use
+    gold labels, so they are built only where the pipeline trusts every line that runs.
 
     Raises:
         InputError: the baseline runs plugin or external code.
     """
-    if control.kind == "spike_in" and getattr(method_fn, "runs_untrusted_code", True) is not False:
-        raise InputError(f"a spike_in control trains the baseline {baseline!r} on labels that "
-                         "hold gold ones, so it needs a built-in baseline (this one runs code "
-                         "the pipeline does not trust, which must never see gold labels); use a "
-                         "synthetic_spike_in", field="controls")
+    if getattr(method_fn, "runs_untrusted_code", True) is not False:
+        raise InputError(f"control {control.name!r} ({control.kind}) re-runs the baseline "
+                         f"{baseline!r}, which runs code the pipeline does not trust; controls "
+                         "use gold labels, so they need a built-in baseline", field="controls")
 
 
 def mixed_targets(weak_probs: np.ndarray, gold: np.ndarray, seed: int, control: ControlSpec

@@ -49,9 +49,11 @@ def print_verdicts(verdict: dict, out: Path) -> None:
     console.print(table)
     rows = plain_rows(control_rows(verdict))
     if rows:
-        controls = Table(*CONTROL_COLUMNS, title="controls (not candidates; never promoted)")
+        shown = [c for c in CONTROL_COLUMNS if c not in ("promote", "MDE80 (pp)")]
+        index = [CONTROL_COLUMNS.index(c) for c in shown]
+        controls = Table(*shown, title="controls of the pipeline (never promoted)")
         for row in rows:
-            controls.add_row(*[str(cell) for cell in row])
+            controls.add_row(*[str(row[i]) for i in index])
         console.print(controls)
     console.print(f"report: {(out / 'report.html').resolve()}")
 

@@ -82,7 +82,7 @@ CELL_COLUMNS = ["method", "rung", "dataset", "strong model", "seeds", "weak acc"
                 "PGR CI", "baseline PGR", "baseline PGR CI", "MDE80 (pp)"]
 
 
-CONTROL_COLUMNS = ["control", "kind", "added", "verdict", "promote", "dataset", "gain (pp)",
+CONTROL_COLUMNS = ["control", "kind", "injected (pp)", "verdict", "promote", "dataset", "gain (pp)",
                    "gain CI", "p adjusted", "alpha", "MDE80 (pp)", "seeds"]
 
 
@@ -94,21 +94,23 @@ def production_cells(verdict: dict[str, Any], method: str, section: str = "metho
 
 
 def control_added(entry: dict[str, Any]) -> str:
-    """What a control adds to the baseline, in words (from its ``control_spec``)."""
-    spec = entry.get("control_spec") or {}
-    kind = entry.get("control_kind")
-    if kind == "spike_in":
-        return f"{100 * spec.get('gold_fraction', 0):g}% of weak labels replaced by gold"
-    if kind == "synthetic_spike_in":
-        return f"+{100 * spec.get('gain', 0):g} pp exactly (wrong test predictions corrected)"
-    return "nothing (an independent replicate of the baseline)"
+    """The gain a control injects, in points (``control.injected_gain``): exact for a
+    synthetic spike-in and a null control, unknown for a gold-label spike-in (its fraction)."""
+    mark = entry.get("control") or {}
+    gain = mark.get("injected_gain")
+    if gain is None:
+        fraction = (mark.get("spec") or {}).get("gold_fraction", 0)
+        return f"unknown ({100 * fraction:g}% gold labels)"
+    return f"{100 * gain:+.2f}" if gain else "0"
 
 
 def control_rows(verdict: dict[str, Any]) -> list[list[Shown]]:
-    """The controls' table: one row per control and dataset at the production rung."""
+    """The controls' table: one row per control (by its plan name) and dataset at the
+    production rung."""
     rows = []
     for label, entry in (verdict.get("controls") or {}).items():
-        head = [text(label), text(entry.get("control_kind")), text(control_added(entry)),
+        mark = entry.get("control") or {}
+        head = [text(mark.get("name", label)), text(mark.get("variant")), text(control_added(entry)),
                 text(entry.get("verdict")), text("never")]
         for index in production_cells(verdict, label, "controls") or [None]:
             if index is None:

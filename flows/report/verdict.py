@@ -93,12 +93,21 @@ class MethodVerdict(_Open):
     cells: list[Cell]
 
 
+class ControlMark(_Open):
+    """``control`` of a control's entry (``transfer.controls.ControlSpec.verdict_entry``)."""
+
+    kind: Literal["spike_in", "null"]
+    variant: Literal["spike_in", "synthetic_spike_in", "null"]
+    name: str
+    injected_gain: float | None
+    spec: dict[str, Any]
+
+
 class ControlVerdict(MethodVerdict):
     """The verdict on a control (a spike-in or null control of the baseline): analysed like a
     method, marked, and never promoted."""
 
-    control: Literal["spike_in", "null"]
-    control_kind: Literal["spike_in", "synthetic_spike_in", "null"]
+    control: ControlMark
     promote: Literal[False]
 
 

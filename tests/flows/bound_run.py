@@ -93,8 +93,15 @@ def method_infos(plan) -> dict[str, dict[str, Any]]:
 
 
 def build_bound_run(directory: Path, *, key: bytes | None = None, seed: int = 11,
-                    gains: dict[str, float] | None = None) -> BoundRun:
-    """Write store, plan, results.parquet and a bound verdict.json under ``directory``."""
+                    gains: dict[str, float] | None = None,
+                    controls: list[dict[str, Any]] | None = None) -> BoundRun:
+    """Write store, plan, results.parquet and a bound verdict.json under ``directory``.
+
+    ``controls``: the plan's ``controls:`` entries; each is simulated as its kind promises (a
+    synthetic spike-in paired with the baseline at its ``gain``, a null control as an independent
+    draw at the baseline's accuracy) and stored as ``transfer.arms.run_arm`` stores it (label
+    and key from ``transfer.arms.control_run_identity``).
+    """
     from flows.plan import load_plan
     from transfer.fingerprint import trainer_fingerprint
     from transfer.ladder import load_ladder
@@ -102,9 +109,11 @@ def build_bound_run(directory: Path, *, key: bytes | None = None, seed: int = 11
 
     directory.mkdir(parents=True, exist_ok=True)
     plan_path = directory / "plan.yaml"
-    plan_path.write_text(yaml.safe_dump(PLAN, sort_keys=False))
+    plan_path.write_text(yaml.safe_dump({**PLAN, "controls": controls} if controls else PLAN,
+                                        sort_keys=False))
     plan = load_plan(plan_path)
     infos = method_infos(plan)
+    control_ids = _control_identities(plan, infos)
     ladder = load_ladder("micro")
     store = RunStore(directory / "store")
     trainer = trainer_fingerprint()
@@ -123,18 +132,22 @@ def build_bound_run(directory: Path, *, key: bytes | None = None, seed: int = 11
                     arms[method] = _correct(rng, N_EXAMPLES, base_acc + gain)
                 else:
                     arms[method] = _paired(rng, baseline, gain)
+            for entry in plan.controls:
+                arms[entry.label] = (_paired(rng, baseline, entry.gain) if entry.gain else
+                                     _correct(rng, N_EXAMPLES, base_acc))
             weak_hash = None
             for label, correct in arms.items():
                 kind = label if label in ("weak", "ceiling") else "student"
                 model = rung.weak if kind == "weak" else rung.strong
+                params, fingerprint = (control_ids[label] if label in control_ids else
+                                       (infos[label]["params"], infos[label]["code"].fingerprint)
+                                       if kind == "student" else ({}, None))
                 spec = RunSpec(arm=kind, ladder="micro", rung=rung.name, dataset=DATASET,
                                dataset_fingerprint="simulated", seed=s, model=model.name,
                                model_fingerprint="simulated", method=None if kind != "student"
-                               else label, method_params={} if kind != "student"
-                               else infos[label]["params"], depends_on=weak_hash
+                               else label, method_params=params, depends_on=weak_hash
                                if kind == "student" else None, trainer_fingerprint=trainer,
-                               method_fingerprint=infos[label]["code"].fingerprint
-                               if kind == "student" else None)
+                               method_fingerprint=fingerprint)
                 predictions = _predictions(rng, gold, correct)
                 metrics = {"accuracy": float(predictions["correct"].mean()),
                            "n": len(predictions), "arm": label, "kind": kind}
@@ -147,6 +160,20 @@ def build_bound_run(directory: Path, *, key: bytes | None = None, seed: int = 11
     out = directory / "out"
     write_bound_verdict(plan_path, records, out, key=key)
     return BoundRun(out=out, plan=plan_path, store=directory / "store")
+
+
+def _control_identities(plan, infos: dict[str, dict[str, Any]]
+                        ) -> dict[str, tuple[dict[str, Any], str]]:
+    """Control label -> (method_params, method_fingerprint) of its runs, as run_arm keys them."""
+    from transfer.arms import control_run_identity
+
+    base = infos[plan.baseline]
+    out = {}
+    for entry in plan.controls:
+        label, params, fingerprint = control_run_identity(
+            entry.spec(), base["label"], base["params"], base["code"].fingerprint)
+        out[label] = (params, fingerprint)
+    return out
 
 
 def write_bound_verdict(plan_path: Path, records: list[Any], out: Path, *,
