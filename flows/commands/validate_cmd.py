@@ -75,7 +75,8 @@ def register(app: typer.Typer) -> None:
         store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
     ) -> None:
         """The main job: the demo plan (tiny ladder, vanilla vs aux_conf, em_posterior,
-        confident; 3 seeds, up to 6 through the sequential design)."""
+        confident, and a +2 pp spike-in and a null control; 3 seeds, up to 6 through the
+        sequential design)."""
         print_verdicts(run_validate(DEMO_PLAN, out, store), out)
 
     register_sweep(app)
