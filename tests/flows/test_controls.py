@@ -254,6 +254,19 @@ def test_plan_without_controls_keeps_its_hash(tmp_path: Path) -> None:
 def test_report_has_a_controls_section(bound: BoundRun) -> None:
     from flows.report.render import build_context
 
-    context = build_context(bound.raw(), None, None)
+    from flows.report.render import render_html, render_markdown
+
+    raw = bound.raw()
+    context = build_context(raw, None, None)
     assert [row[0].text for row in context["control_rows"]] == ["plus8", "replicate"]
     assert {item["method"] for item in context["control_reasons"]} == {SPIKE, NULL}
+    html = render_html(context)
+    assert 'id="control-table"' in html and 'data-control="plus8"' in html
+    # Every number of the controls' table traces back to its place in verdict.json.
+    assert f'data-path="controls.{SPIKE}.cells.1.gain.estimate"' in html
+    markdown = render_markdown(context, images=False)
+    assert "## Controls (not candidates; never promoted)" in markdown
+    assert "| plus8 | synthetic_spike_in | +8.00 | REAL | never |" in markdown
+    # A verdict without controls has no such section.
+    raw.pop("controls")
+    assert "Controls" not in render_markdown(build_context(raw, None, None), images=False)
