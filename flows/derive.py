@@ -122,7 +122,8 @@ def derive_verdict(plan, results: pd.DataFrame, runs: list[Any],
     from stats import analyze_table
 
     table = analysis_table(results)
-    verdict = analyze_table(candidates_table(plan, table, labels), **analysis_settings(plan, labels))
+    verdict = analyze_table(candidates_table(plan, table, labels),
+                            **analysis_settings(plan, labels))
     apply_promotion_guards(verdict, runs)
     if plan.controls:
         verdict["controls"] = derive_controls(plan, table, runs, labels)

@@ -346,7 +346,8 @@ def _controls_problem(raw: Mapping[str, Any], binding: Binding) -> str | None:
             return (f"controls.{label}.control: {entry.get('control')!r}, expected "
                     f"{spec.verdict_entry()!r}")
         if entry.get("promote") is not False:
-            return f"controls.{label}.promote: {entry.get('promote')!r}; a control is never promoted"
+            return (f"controls.{label}.promote: {entry.get('promote')!r}; a control is never "
+                    "promoted")
         if bound.baseline != raw.get("baseline") or baseline is None:
             return (f"binding.controls.{label}.baseline: {bound.baseline!r}, the verdict's "
                     f"baseline is {raw.get('baseline')!r}")

@@ -22,8 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transfer.controls import (ControlSpec, check_trusted, control_fingerprint,
-                               corrected_predictions, mixed_targets, replicate_seed)
+from transfer.controls import (
+    ControlSpec,
+    check_trusted,
+    control_fingerprint,
+    corrected_predictions,
+    mixed_targets,
+    replicate_seed,
+)
 from transfer.errors import InputError
 from transfer.ladder import Ladder, Rung, spec_fingerprint
 from transfer.sealed import RungFacts, StudentData

@@ -10,11 +10,13 @@ weak labels (the same weak run, so the pairing by seed holds) with its own train
 (:func:`replicate_seed`: the trainer's and the data's seed are derived from the run's seed and
 the control's label). What each kind changes:
 
-| kind | what is changed | the gain it adds |
-| --- | --- | --- |
-| ``null`` | nothing | none: its true gain over the baseline is exactly 0 |
-| ``spike_in`` | a seeded ``gold_fraction`` of the weak soft labels of the student split is replaced by the gold labels before the baseline's procedure trains on them | a legitimate improvement, of unknown size, bounded by ceiling - baseline; measured, not known |
-| ``synthetic_spike_in`` | after the replicate has predicted, ``round(gain * n_test)`` of its wrong test predictions (a seeded choice) are set to the gold label | exactly ``k / n_test`` per seed on top of a null replicate |
+- ``null``: nothing is changed; its true gain over the baseline is exactly 0.
+- ``spike_in``: a seeded ``gold_fraction`` of the weak soft labels of the student split is
+  replaced by the gold labels before the baseline's procedure trains on them; a legitimate
+  improvement of unknown size, bounded by ceiling - baseline (measured, not known).
+- ``synthetic_spike_in``: after the replicate has predicted, ``round(gain * n_test)`` of its
+  wrong test predictions (a seeded choice) are set to the gold label; exactly ``k / n_test`` per
+  seed on top of a null replicate.
 
 Controls are built on the trusted side only: every kind needs a built-in baseline, which runs in
 this process (:func:`check_trusted`), so a control never runs code the pipeline does not trust and

@@ -34,8 +34,13 @@ def print_verdicts(verdict: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from flows.report.tables import (CONTROL_COLUMNS, VERDICT_COLUMNS, control_rows, plain_rows,
-                                     verdict_rows)
+    from flows.report.tables import (
+        CONTROL_COLUMNS,
+        VERDICT_COLUMNS,
+        control_rows,
+        plain_rows,
+        verdict_rows,
+    )
 
     # The terminal gets the decisive columns; report.html has all of them.
     shown = ["method", "verdict", "promote", "dataset", "gain (pp)", "gain CI", "p adjusted",

@@ -110,7 +110,8 @@ def control_rows(verdict: dict[str, Any]) -> list[list[Shown]]:
     rows = []
     for label, entry in (verdict.get("controls") or {}).items():
         mark = entry.get("control") or {}
-        head = [text(mark.get("name", label)), text(mark.get("variant")), text(control_added(entry)),
+        head = [text(mark.get("name", label)), text(mark.get("variant")),
+                text(control_added(entry)),
                 text(entry.get("verdict")), text("never")]
         for index in production_cells(verdict, label, "controls") or [None]:
             if index is None:

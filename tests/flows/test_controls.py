@@ -252,9 +252,7 @@ def test_plan_without_controls_keeps_its_hash(tmp_path: Path) -> None:
 
 
 def test_report_has_a_controls_section(bound: BoundRun) -> None:
-    from flows.report.render import build_context
-
-    from flows.report.render import render_html, render_markdown
+    from flows.report.render import build_context, render_html, render_markdown
 
     raw = bound.raw()
     context = build_context(raw, None, None)

@@ -56,7 +56,8 @@ def test_null_and_synthetic_controls_replicate_the_baseline_and_add_exactly_the_
     np.testing.assert_array_equal(null_weak, base_weak)
     np.testing.assert_array_equal(plus_weak, base_weak)
     assert len({base_seed, null_seed, plus_seed}) == 3
-    assert null.spec.method == "control:null:rep" and null.spec.depends_on == baseline.spec.depends_on
+    assert null.spec.method == "control:null:rep"
+    assert null.spec.depends_on == baseline.spec.depends_on
     assert null.metrics["accuracy"] == baseline.metrics["accuracy"]  # the rule ignores the seed
     n_test = len(micro_ctx.task.splits[TEST_SPLIT].labels)
     added = round(0.05 * n_test) / n_test
