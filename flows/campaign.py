@@ -39,12 +39,14 @@ class Campaign:
     verdict_key: bytes | None = field(default=None, repr=False)  # HMAC key (flows.binding)
 
     @classmethod
-    def prepare(cls, plan_path: str | Path, out: str | Path, store: str | Path | None = None
-                ) -> "Campaign":
+    def prepare(cls, plan_path: str | Path, out: str | Path, store: str | Path | None = None,
+                compute: dict[str, Any] | None = None) -> "Campaign":
         """Load and check everything before any compute: the environment, plan, methods and
-        params, ladder, rungs, datasets, the budget, the engine settings against this machine
-        and every method on every rung (``flows.preflight``). Any problem is an InputError
-        naming the plan's file and line (or the environment variable). Writes nothing."""
+        params, ladder, rungs, datasets, the budget, the engine settings against this machine,
+        the executor and every method on every rung (``flows.preflight``). Any problem is an
+        InputError naming the plan's file and line (or the environment variable). Writes
+        nothing. ``compute``: settings of the plan's ``compute`` section to override (the
+        CLI's ``--executor`` and ``--work-pool``)."""
         from flows.context import method_function
         from flows.environment import check_environment
         from flows.plan import load_plan
@@ -57,6 +59,8 @@ class Campaign:
 
         check_environment()
         plan = load_plan(plan_path)
+        if compute:
+            plan = plan.with_compute(**compute)
         # Settings the run reads only at the end, checked now: a bad one fails before compute.
         check_summary_settings()
         check_key_settings()

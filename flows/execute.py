@@ -35,7 +35,7 @@ BAD_INPUT_EXIT = PERMANENT_EXIT
 
 
 class GroupFailed(RuntimeError):
-    def __init__(self, message: str, returncode: int, log: Path) -> None:
+    def __init__(self, message: str, returncode: int, log: Path | None) -> None:
         super().__init__(message)
         self.returncode, self.log = returncode, log
 
@@ -122,7 +122,7 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
     """Run ``group`` in a child process; return the worker's RESULT.json content.
 
     Args:
-        group: the arm group (its ``result`` is set here, under ``work_dir``).
+        group: the arm group (its ``result``, when empty, is set here, under ``work_dir``).
         work_dir: where the group file, its log and its result go.
         processes: processes per run (> 1 starts the deepspeed launcher).
         devices: GPU ids the group runs on (its device slots, ``flows.slots``); empty: the
@@ -139,7 +139,8 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
     work_dir.mkdir(parents=True, exist_ok=True)
     key = group.key()
     group_file = work_dir / f"group-{key}.json"
-    group = group.model_copy(update={"result": str(work_dir / f"result-{key}.json")})
+    if not group.result:  # a pool's group run names a result in the shared store
+        group = group.model_copy(update={"result": str(work_dir / f"result-{key}.json")})
     from transfer.fsutil import atomic_write_text
 
     atomic_write_text(group_file, group.model_dump_json(indent=2))

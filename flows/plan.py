@@ -75,9 +75,37 @@ class Compute(_Strict):
                                        "or a path.")
     processes: int = Field(1, ge=1, le=4096,
                            description="Processes per run (>1 uses the deepspeed launcher).")
-    max_parallel_runs: int = Field(1, ge=1, le=1024, description="Runs executing at the same time.")
+    max_parallel_runs: int = Field(1, ge=1, le=1024,
+                                   description="Groups executing at the same time (local executor).")
     # The engine trains in fp32 or DeepSpeed's bf16 mode; it has no fp16 mode.
     precision: Literal["fp32", "bf16"] = "fp32"
+    nodes: int = Field(1, ge=1, le=1024,
+                       description="Nodes per group (>1: the ranks of a group span nodes through "
+                                   "the PyTorch c10d rendezvous; needs the pool executor on a "
+                                   "pool with the multi-node job template).")
+    # Where groups run. They change how a plan is executed, never what it computes, so they are
+    # not part of the plan's hash (a verdict binds the same plan whichever executor made it).
+    executor: Literal["local", "pool"] = Field(
+        "local", description="local: groups run as subprocesses of the validate flow; pool: "
+                             "each group is a flow run of the run-arm-group deployment on "
+                             "`work_pool` (docs/scale.md).")
+    work_pool: str = Field("w2s-process", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                           description="Prefect work pool the group runs go to (pool executor).")
+    deployment: str | None = Field(
+        None, pattern=r"^[^/]+/[^/]+$",
+        description="Deployment 'flow/name' of the group runs; default run-arm-group/<work_pool> "
+                    "(created on first use when missing).")
+    start_timeout_s: float = Field(
+        600.0, gt=0, le=7 * 24 * 3600,
+        description="Seconds a group run may wait for a worker of the pool to start it; then "
+                    "the validation stops with one line.")
+    group_reruns: int = Field(2, ge=0, le=100,
+                              description="Reruns of a group run whose infrastructure crashed.")
+
+
+# Fields of `Compute` that choose where groups run, not what they compute (left out of plan_hash).
+EXECUTION_FIELDS = frozenset({"executor", "work_pool", "deployment", "start_timeout_s",
+                              "group_reruns"})
 
 
 DEFAULT_MAX_ARMS = 1000
@@ -192,12 +220,31 @@ class Plan(_Strict):
         """sha256 (hex, first 16 chars) of the canonical JSON of every field, defaults included.
 
         Two plans with the same hash ask for the same computation; file layout, comments and key
-        order do not change it, and neither does ``budget`` (it refuses plans, it changes no
-        result).
+        order do not change it, and neither do ``budget`` (it refuses plans, it changes no
+        result) and the executor settings of ``compute`` (`EXECUTION_FIELDS`: where the groups
+        run, not what they compute).
         """
-        canonical = json.dumps(self.model_dump(mode="json", exclude={"budget"}), sort_keys=True,
-                               separators=(",", ":"))
+        data = self.model_dump(mode="json", exclude={"budget": True,
+                                                     "compute": set(EXECUTION_FIELDS)})
+        if data["compute"]["nodes"] == 1:
+            del data["compute"]["nodes"]  # plans from before `nodes` existed keep their hash
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def with_compute(self, **settings: Any) -> Plan:
+        """This plan with some ``compute`` settings replaced (the CLI's ``--executor``,
+        ``--work-pool``); InputError naming the setting when a value is invalid."""
+        values = {k: v for k, v in settings.items() if v is not None}
+        if not values:
+            return self
+        try:
+            compute = Compute.model_validate({**self.compute.model_dump(), **values})
+        except ValidationError as err:
+            loc, message = _first_error(err)
+            raise InputError(message, field=_dotted(("compute", *loc))) from None
+        plan = self.model_copy(update={"compute": compute})
+        plan._source, plan._lines = self._source, self._lines
+        return plan
 
     def dataset_paths(self) -> list[Path | None]:
         """Datasets as paths resolved against the plan file's directory; None is the synthetic task."""
