@@ -21,6 +21,8 @@ import yaml
 SEEDS = 4
 N_EXAMPLES = 400
 BASELINE = "vanilla"
+# The salted synthetic task: the public one blocks promotion at the production rung (flows.guards).
+DATASET = "synthetic-salted"
 # Baseline accuracy per rung, then each method's true gain over it.
 RUNGS = {"m0": (0.62, 0.70, 0.66), "m1": (0.66, 0.80, 0.72)}  # weak, ceiling, baseline
 # A gain as a number is paired with the baseline's answers (little noise); ("independent", g)
@@ -125,7 +127,7 @@ def build_bound_run(directory: Path, *, key: bytes | None = None, seed: int = 11
             for label, correct in arms.items():
                 kind = label if label in ("weak", "ceiling") else "student"
                 model = rung.weak if kind == "weak" else rung.strong
-                spec = RunSpec(arm=kind, ladder="micro", rung=rung.name, dataset="synthetic",
+                spec = RunSpec(arm=kind, ladder="micro", rung=rung.name, dataset=DATASET,
                                dataset_fingerprint="simulated", seed=s, model=model.name,
                                model_fingerprint="simulated", method=None if kind != "student"
                                else label, method_params={} if kind != "student"
