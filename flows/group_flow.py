@@ -97,7 +97,9 @@ def run_arm_group(group: ArmGroup, tag: str, processes: int = 1, nodes: int = 1)
         return Failed(message=failure_message(PERMANENT_EXIT, f"{where}: {err}"))
     except OSError as err:
         code = TRANSIENT_EXIT if err.errno in TRANSIENT_ERRNOS else PERMANENT_EXIT
-        return Failed(message=failure_message(code, f"{where}: {os_error_line(err)}"))
+        return Failed(message=failure_message(
+            code, f"{where}: worker {worker_name()} on {socket.gethostname()} cannot write the "
+                  f"run store: {os_error_line(err)}"))
     try:
         outcome = _run(group.model_copy(update={"result": str(paths.result)}), processes,
                        nodes, tag)

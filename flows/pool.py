@@ -172,8 +172,8 @@ class GroupRun:
 class PoolExecutor:
     """Submits a look's groups to the pool and waits for them (a `Campaign` submit function)."""
 
-    def __init__(self, compute: Any, store: Path) -> None:
-        self.compute, self.store = compute, Path(store).resolve()
+    def __init__(self, plan: Any, store: Path) -> None:
+        self.plan, self.compute, self.store = plan, plan.compute, Path(store).resolve()
         self.deployment: str | None = None
 
     def __call__(self, groups: list[ArmGroup], work_dir: Path, processes: int,
@@ -299,10 +299,10 @@ class PoolExecutor:
                       "the pool has no online worker")
         except Exception:  # noqa: BLE001 - only for the message
             status = "its workers could not be read"
-        raise InputError(f"no worker of work pool {pool!r} started group run {run.name} "
+        self.plan._raise(("compute", "start_timeout_s"),
+                         f"no worker of work pool {pool!r} started group run {run.name} "
                          f"({run.where}) within {self.compute.start_timeout_s:g} s ({status}); "
-                         f"start one: prefect worker start --pool {pool}",
-                         field="compute.start_timeout_s")
+                         f"start one: prefect worker start --pool {pool}")
 
     def _check_alive(self, client: Any, run: GroupRun, watch: Any) -> None:
         from transfer import leases
@@ -354,7 +354,8 @@ class PoolExecutor:
                     client.set_flow_run_state(run.flow_run_id,
                                               state(message="w2s: the validation ended"),
                                               force=True)
-                    LOG.warning("%s: cancelled group run %s", run.where, run.name)
+                    # INFO: the validation's own one-line error says why it ended.
+                    LOG.info("%s: cancelled group run %s", run.where, run.name)
 
 
 def _failure(run: GroupRun, message: str | None) -> GroupFailed:

@@ -115,7 +115,7 @@ def _submitter(campaign):
     if campaign.plan.compute.executor == "pool":
         from flows.pool import PoolExecutor
 
-        return PoolExecutor(campaign.plan.compute, campaign.store)
+        return PoolExecutor(campaign.plan, campaign.store)
     return _submit_with_prefect
 
 
