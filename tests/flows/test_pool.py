@@ -93,9 +93,10 @@ def finish(proc: subprocess.Popen, timeout_s: float = 600) -> tuple[int, str, st
 
 
 def comparable(verdict: dict) -> dict:
-    """The verdict without where and when it was made (the binding's commit and digests stay)."""
+    """The verdict without where and when it was made (the binding's plan hash and results
+    digest stay; its commit may move while the test runs)."""
     binding = {k: v for k, v in verdict["binding"].items()
-               if k in ("plan_hash", "results_sha256", "git_commit")}
+               if k in ("plan_hash", "results_sha256")}
     return {**{k: v for k, v in verdict.items() if k != "binding"}, "binding": binding}
 
 
