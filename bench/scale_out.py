@@ -101,11 +101,6 @@ def validate(plan: Path, base: Path, name: str, env: dict[str, str], *args: str)
     return seconds
 
 
-def groups_of(base: Path, name: str) -> int:
-    return len([p for p in (base / f"store-{name}" / ".groups").glob("*.json")
-                if not p.name.endswith(".result.json")])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keep", type=Path, help="keep the working directory here")
