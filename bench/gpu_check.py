@@ -60,8 +60,12 @@ def peak_flops() -> float | None:
 
 def build_model(shape: str, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
     """A random-initialised sequence classifier (2 labels) at ``shape``, built on ``device``."""
-    from transformers import (Qwen2Config, Qwen2ForSequenceClassification, Qwen3Config,
-                              Qwen3ForSequenceClassification)
+    from transformers import (
+        Qwen2Config,
+        Qwen2ForSequenceClassification,
+        Qwen3Config,
+        Qwen3ForSequenceClassification,
+    )
 
     spec = dict(SHAPES[shape])
     arch = spec.pop("arch")

@@ -104,7 +104,7 @@ class CpuMeter:
     def __init__(self, server_pid: int) -> None:
         self.server_pid = server_pid
 
-    def __enter__(self) -> "CpuMeter":
+    def __enter__(self) -> CpuMeter:
         self._own, self._server = os.times(), _cpu_seconds(self.server_pid)
         return self
 

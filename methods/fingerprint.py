@@ -23,8 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from methods.jail_runtime import (JAIL_MODULES, PROJECT_PACKAGES, JailSetupError, module_location,
-                                  project_root)
+from methods.jail_runtime import (
+    JAIL_MODULES,
+    PROJECT_PACKAGES,
+    JailSetupError,
+    module_location,
+    project_root,
+)
 from transfer.errors import InputError
 from transfer.fingerprint import code_files, combine, digest_files, digest_tree
 

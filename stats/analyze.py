@@ -16,8 +16,15 @@ from stats.errors import StatsInputError
 from stats.quality import HOLD, DataQuality, alternative_tables
 from stats.scale import mixed_trend, transfer_ratio, wls_trend
 from stats.table import AGGREGATE, RESERVED_ARMS, check_table, rung_metadata
-from stats.tests_and_verdicts import (INCONCLUSIVE, adjust, cell_reason, classify,
-                                      decision_level, decision_rule_sentence, method_verdict)
+from stats.tests_and_verdicts import (
+    INCONCLUSIVE,
+    adjust,
+    cell_reason,
+    classify,
+    decision_level,
+    decision_rule_sentence,
+    method_verdict,
+)
 
 SCHEMA_VERSION = 1
 DEFAULT_N_BOOT = 2000

@@ -37,8 +37,17 @@ from scipy import stats as sps
 from stats.cells import build_cell
 from stats.errors import StatsInputError
 from stats.table import check_table, rung_metadata
-from stats.tests_and_verdicts import (EQUIVALENT, HARM, HARMFUL, INCONCLUSIVE, REAL, SUPERIOR,
-                                      UNDECIDED, VANISHED, method_verdict)
+from stats.tests_and_verdicts import (
+    EQUIVALENT,
+    HARM,
+    HARMFUL,
+    INCONCLUSIVE,
+    REAL,
+    SUPERIOR,
+    UNDECIDED,
+    VANISHED,
+    method_verdict,
+)
 
 SPENDING = ("obrien_fleming", "pocock", "bonferroni")
 _GRID = 801

@@ -40,7 +40,7 @@ def soft_targets(targets: np.ndarray) -> torch.Tensor:
 @dataclass
 class _FittedProbe:
     probe: torch.nn.Module
-    backend: "FeatureBackend"
+    backend: FeatureBackend
     engine_config: object
 
     def predict(self, split: str) -> np.ndarray:
@@ -75,7 +75,7 @@ class FeatureBackend:
         train(probe, inputs, soft_targets(targets), weights=w, hooks=hooks, config=config)
         return _FittedProbe(probe, self, config)
 
-    def without(self, split: str) -> "FeatureBackend":
+    def without(self, split: str) -> FeatureBackend:
         """The same backend minus one split (a student trainer never needs ``train_label``)."""
         return FeatureBackend(self.model_name, self.params,
                               {k: v for k, v in self.features.items() if k != split})

@@ -32,7 +32,7 @@ class TextsOnlyTask:
     label_names: tuple[str, str]
 
     @classmethod
-    def of(cls, task) -> "TextsOnlyTask":
+    def of(cls, task) -> TextsOnlyTask:
         return cls(fingerprint=task.fingerprint, corpus=tuple(task.corpus),
                    label_names=tuple(task.label_names),
                    splits={name: _TextsOnlySplit(tuple(task.splits[name].texts))
@@ -80,7 +80,7 @@ class BackendStudentTrainer:
                                                  (STUDENT_SPLIT, TEST_SPLIT))
         return self._backends[model]
 
-    def prepared(self) -> "BackendStudentTrainer":
+    def prepared(self) -> BackendStudentTrainer:
         """This trainer with a backend for every model it offers built now, in the trusted
         process, so that a jailed method receives them ready and needs no cache."""
         for name in self.model_specs:

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             from flows.report.render import write_report
             from flows.report.saved import load_saved_run
-            from flows.summary import summarize, template_summary, Summary
+            from flows.summary import Summary, summarize, template_summary
 
             saved = load_saved_run(out_dir)
             if claude:

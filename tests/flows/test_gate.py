@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
-
 from cli_app import product_app
+from typer.testing import CliRunner
 
 
 def bind(verdict: dict[str, Any]) -> dict[str, Any]:

@@ -6,9 +6,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_app import product_app
 from typer.testing import CliRunner
 
-from cli_app import product_app
 from flows.plan import Plan, load_plan, plan_json_schema
 from transfer.errors import InputError
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from cli_app import product_app
 from typer.testing import CliRunner
 
-from cli_app import product_app
 from flows.report.format import fmt
 from flows.report.render import build_context, render_markdown, write_report
 from flows.summary import Summary

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fakes import FakeTrainer, accuracy
+
 from methods.builtin.bootstrap import pick_intermediate
 from methods.builtin.simple import confident_weights
 from methods.hooks import AuxConfHooks

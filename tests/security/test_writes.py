@@ -16,9 +16,8 @@ import uuid
 
 import numpy as np
 import pytest
+from seclab import Lab, attack_path, diff, external, run_student, sha_tree, system_snapshot
 
-from seclab import (Lab, attack_path, diff, external, run_student, sha_tree,
-                      system_snapshot)
 from methods.jail import JailUnavailable, jail_available
 
 pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder works here")

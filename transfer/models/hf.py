@@ -91,7 +91,7 @@ class SequenceClassifier(nn.Module):
 @dataclass
 class _FittedHF:
     model: nn.Module
-    backend: "HFBackend"
+    backend: HFBackend
     engine_config: object
 
     def predict(self, split: str) -> np.ndarray:
@@ -184,7 +184,7 @@ class HFBackend:
                 return [str(parent)]
         return [str(path)]
 
-    def without(self, split: str) -> "HFBackend":
+    def without(self, split: str) -> HFBackend:
         return HFBackend(self.spec, self.path, self.label_names,
                          {k: v for k, v in self.inputs.items() if k != split}, self.params)
 
