@@ -214,7 +214,7 @@ def _read_key_dir(key_dir: Path, dataset: str, idea: str, notes: list[str], repo
 
 def _fill_missing_n(table: pd.DataFrame, notes: list[str]) -> None:
     """Weak records keep no test-set size; the test set is shared, so borrow the dataset's n."""
-    for dataset, rows in table.groupby("dataset"):
+    for _dataset, rows in table.groupby("dataset"):
         known = rows["n"].dropna()
         missing = rows["n"].isna()
         if missing.any() and len(known):

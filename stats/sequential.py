@@ -103,7 +103,8 @@ def _boundaries(alpha: float, fractions: tuple[float, ...], spending: str) -> np
         if exit_prob(0.0) < target:
             bounds[k] = 0.0
         else:
-            bounds[k] = optimize.brentq(lambda c: exit_prob(c) - target, 0.0, 40.0, xtol=1e-10)
+            bounds[k] = optimize.brentq(lambda c, target=target: exit_prob(c) - target, 0.0, 40.0,
+                                       xtol=1e-10)
         upper = bounds[k] * np.sqrt(t[k])
         new_grid = np.linspace(-10 * np.sqrt(t[-1]), upper, _GRID)
         kernel = sps.norm.pdf((new_grid[:, None] - grid[None, :]) / step) / step

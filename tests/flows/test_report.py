@@ -140,7 +140,7 @@ def test_html_is_self_contained_with_embedded_plots(tmp_path: Path, verdict, res
 def test_markdown_carries_the_same_numbers(tmp_path: Path, verdict, results_table) -> None:
     files = write_report(tmp_path, verdict, results_table, {})
     markdown = files.markdown.read_text()
-    for method, decision in verdict["methods"].items():
+    for _method, decision in verdict["methods"].items():
         for cell in decision["cells"]:
             gain = cell["gain"]
             interval = f"[{fmt(gain['ci_low'], 'gain')}, {fmt(gain['ci_high'], 'gain')}]"
