@@ -237,7 +237,8 @@ def summarize(verdict: dict[str, Any], settings: SummarySettings | None = None,
             return Summary(template_summary(verdict), "template", None, reason)
     try:
         api_key = settings.resolve_api_key()
-    except Exception as err:  # a missing block or an unreachable Prefect API: any of many types
+    # A missing block or an unreachable Prefect API: any of many types.
+    except Exception as err:  # noqa: BLE001 - falls back to the template summary
         reason = f"could not load the API key from Prefect Secret block {settings.secret_block!r} ({err})"
         log.warning("summary: %s; using the template summary", reason)
         return Summary(template_summary(verdict), "template", None, reason)
@@ -247,7 +248,8 @@ def summarize(verdict: dict[str, Any], settings: SummarySettings | None = None,
         return Summary(template_summary(verdict), "template", None, reason)
     try:
         text = _ask_claude(verdict, settings, api_key)
-    except Exception as err:  # the SDK raises many types (timeouts, status, connection, parsing)
+    # The SDK raises many types (timeouts, status, connection, parsing).
+    except Exception as err:  # noqa: BLE001 - falls back to the template summary
         reason = f"Claude call failed: {type(err).__name__}: {' '.join(str(err).split())[:200]}"
         log.warning("summary: %s; using the template summary", reason)
         return Summary(template_summary(verdict), "template", None, reason)

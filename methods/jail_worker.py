@@ -94,7 +94,8 @@ def main(argv: list[str]) -> int:
     except InputError as err:
         _write(out, ERROR_FILE, {"kind": "input", "message": str(err)})
         return EXIT_INPUT
-    except Exception as err:  # the plugin's bug: report it as one line, the traceback on stderr
+    # The plugin's bug: report it as one line, the traceback on stderr.
+    except Exception as err:  # noqa: BLE001
         traceback.print_exc()
         _write(out, ERROR_FILE, {"kind": "crash", "message": f"{type(err).__name__}: {err}"})
         return EXIT_CRASH
