@@ -111,7 +111,8 @@ class CpuMeter:
     def __exit__(self, *_: object) -> None:
         own = os.times()
         self.result = {
-            "orchestrator_cpu_s": round(own.user + own.system - self._own.user - self._own.system, 2),
+            "orchestrator_cpu_s": round(own.user + own.system
+                                        - self._own.user - self._own.system, 2),
             "workers_cpu_s": round(own.children_user + own.children_system
                                    - self._own.children_user - self._own.children_system, 2),
             "server_cpu_s": round(_cpu_seconds(self.server_pid) - self._server, 2)}

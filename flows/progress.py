@@ -50,7 +50,8 @@ def rich_bar(title: str) -> Iterator[None]:
         yield
         return
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
+                        MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[note]}"),
                         console=console, transient=False)
     task = progress.add_task(title, total=None, note="checking the plan")
 

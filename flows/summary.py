@@ -168,7 +168,8 @@ def summary_facts(verdict: dict[str, Any]) -> dict[str, Any]:
                                if trend else None),
             "cells": cells}
     return {"baseline": verdict.get("baseline"), "production_rung": verdict.get("production_rung"),
-            "alpha": fmt(verdict.get("alpha"), "level"), "sesoi_pp": fmt(verdict.get("sesoi"), "mde"),
+            "alpha": fmt(verdict.get("alpha"), "level"),
+            "sesoi_pp": fmt(verdict.get("sesoi"), "mde"),
             "methods": methods}
 
 
@@ -217,7 +218,8 @@ def _ask_claude(verdict: dict[str, Any], settings: SummarySettings, api_key: str
 
 def summarize(verdict: dict[str, Any], settings: SummarySettings | None = None,
               logger: logging.Logger | logging.LoggerAdapter | None = None) -> Summary:
-    """A narrative summary of ``verdict``: Claude's when configured and reachable, else the template.
+    """A narrative summary of ``verdict``: Claude's when configured and reachable, else the
+    template.
 
     Args:
         verdict: the verdict dict.
@@ -239,7 +241,8 @@ def summarize(verdict: dict[str, Any], settings: SummarySettings | None = None,
         api_key = settings.resolve_api_key()
     # A missing block or an unreachable Prefect API: any of many types.
     except Exception as err:  # noqa: BLE001 - falls back to the template summary
-        reason = f"could not load the API key from Prefect Secret block {settings.secret_block!r} ({err})"
+        reason = ("could not load the API key from Prefect Secret block "
+                  f"{settings.secret_block!r} ({err})")
         log.warning("summary: %s; using the template summary", reason)
         return Summary(template_summary(verdict), "template", None, reason)
     if not api_key:

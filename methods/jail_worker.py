@@ -8,8 +8,8 @@ place plugin code is imported: the trusted process never imports a plugin.
 "pairs": ["key=value", ...] | null}``.
 
 - ``describe`` resolves the method, validates the params (``pairs`` as typed on a command line,
-  or the ``params`` mapping; neither: no check, ``params`` null) and writes ``OUT/describe.json``: ``{"name", "description",
-  "params", "params_schema"}``.
+  or the ``params`` mapping; neither: no check, ``params`` null) and writes
+  ``OUT/describe.json``: ``{"name", "description", "params", "params_schema"}``.
 - ``run`` also loads ``JOB/job.pkl`` (the sealed ``StudentData`` and the trainer, pickled by
   the trusted side), runs the method and writes ``OUT/predictions.jsonl``.
 

@@ -200,8 +200,10 @@ class SequentialDesign:
                                   f"{', '.join(SPENDING)})", field="spending")
         if int(n_methods) != n_methods or n_methods < 1:
             raise StatsInputError(f"got {n_methods}, expected an integer >= 1", field="n_methods")
-        fr = np.arange(1, max_looks + 1) / max_looks if fractions is None else np.asarray(fractions, float)
-        if len(fr) != max_looks or np.any(np.diff(fr) <= 0) or fr[0] <= 0 or abs(fr[-1] - 1) > 1e-9:
+        fr = (np.arange(1, max_looks + 1) / max_looks if fractions is None
+              else np.asarray(fractions, float))
+        if (len(fr) != max_looks or np.any(np.diff(fr) <= 0) or fr[0] <= 0
+                or abs(fr[-1] - 1) > 1e-9):
             raise StatsInputError("expected max_looks increasing fractions ending at 1",
                                   field="fractions")
         self.max_looks, self.alpha, self.sesoi = int(max_looks), alpha, sesoi
@@ -307,11 +309,12 @@ def simulate_design(design: SequentialDesign, seeds_per_look: int, effect: float
         idx = np.flatnonzero(open_)
         outcome[idx] = now
         used[idx[now != ""]] = n
-    return {"p_real": float(np.mean(outcome == SUPERIOR)), "p_harmful": float(np.mean(outcome == HARM)),
+    return {"p_real": float(np.mean(outcome == SUPERIOR)),
+            "p_harmful": float(np.mean(outcome == HARM)),
             "p_vanished": float(np.mean(outcome == EQUIVALENT)),
             "p_inconclusive": float(np.mean(outcome == UNDECIDED)),
             "mean_seeds": float(used.mean()), "max_seeds": n_max}
 
 
-__all__ = ["simulate_design", "Decision", "SequentialDesign", "boundaries", "decide_arrays", "spent_alpha",
-           "REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE"]
+__all__ = ["simulate_design", "Decision", "SequentialDesign", "boundaries", "decide_arrays",
+           "spent_alpha", "REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE"]

@@ -100,7 +100,8 @@ def task_tokenizer(task_fingerprint: str, corpus: tuple[str, ...]):
     return PreTrainedTokenizerFast.from_pretrained(final)
 
 
-def tiny_backend(spec: TinyModelSpec, task, splits: tuple[str, ...] | None = None) -> FeatureBackend:
+def tiny_backend(spec: TinyModelSpec, task,
+                 splits: tuple[str, ...] | None = None) -> FeatureBackend:
     """Pretrain (once, cached) the tiny model of ``spec`` on ``task.corpus``; features per split."""
     from transfer.models.probe import cached_features
     from transfer.models.tiny import pretrained_tiny_model, tiny_model_key
@@ -111,7 +112,8 @@ def tiny_backend(spec: TinyModelSpec, task, splits: tuple[str, ...] | None = Non
 
     def load_body():
         if "model" not in state:
-            state["model"], _ = pretrained_tiny_model(spec, tokenizer, task.corpus, task.fingerprint)
+            state["model"], _ = pretrained_tiny_model(spec, tokenizer, task.corpus,
+                                                      task.fingerprint)
         return state["model"]
 
     features = {}
@@ -121,7 +123,8 @@ def tiny_backend(spec: TinyModelSpec, task, splits: tuple[str, ...] | None = Non
     return FeatureBackend(model_name=spec.name, params=model_params(spec), features=features)
 
 
-def make_backend(spec: TinyModelSpec | HFModelSpec, task, splits: tuple[str, ...] | None = None) -> Backend:
+def make_backend(spec: TinyModelSpec | HFModelSpec, task,
+                 splits: tuple[str, ...] | None = None) -> Backend:
     if isinstance(spec, TinyModelSpec):
         return tiny_backend(spec, task, splits)
     from transfer.models.hf import hf_backend

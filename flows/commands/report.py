@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
             help="Output directory of a run (verdict.json, results.parquet, provenance.json).")],
         claude: Annotated[bool, typer.Option(
             "--claude/--keep-summary",
-            help="Ask Claude for a fresh narrative (else reuse summary.json, or the template).")] = False,
+            help="Ask Claude for a fresh narrative (else reuse summary.json, or the "
+                 "template).")] = False,
     ) -> None:
         """Re-render DIR/report.md and DIR/report.html from the saved results."""
         with user_errors():
