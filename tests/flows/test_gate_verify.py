@@ -178,7 +178,8 @@ def _relabel_harmful_as_real(raw: dict[str, Any], *, reasons: bool, numbers: boo
             gain = cell["gain"]
             gain["estimate"], gain["ci_low"], gain["ci_high"] = (
                 -gain["estimate"], -gain["ci_high"], -gain["ci_low"])
-            gain["p_adjusted"], gain["p_harm_adjusted"] = gain["p_harm_adjusted"], gain["p_adjusted"]
+            gain["p_adjusted"], gain["p_harm_adjusted"] = (gain["p_harm_adjusted"],
+                                                           gain["p_adjusted"])
             if cell.get("outcome") == "harmful":
                 cell["outcome"] = "superior"
 

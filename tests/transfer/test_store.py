@@ -36,7 +36,8 @@ def test_put_then_get_roundtrip(tmp_path):
     store = RunStore(tmp_path)
     spec = _spec()
     assert store.get(spec) is None
-    store.put(spec, _predictions(), {"accuracy": 1.0}, soft_labels=_predictions()[["example_id", "prob"]])
+    store.put(spec, _predictions(), {"accuracy": 1.0},
+              soft_labels=_predictions()[["example_id", "prob"]])
     record = store.get(spec)
     assert record is not None
     assert record.metrics["accuracy"] == 1.0
