@@ -326,7 +326,7 @@ class _RecordingPickler(pickle._Pickler):  # type: ignore[name-defined]
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.modules: set[str] = set()
 
-    def save_global(self, obj, name=None) -> None:  # noqa: D102
+    def save_global(self, obj, name=None) -> None:
         self.modules.add(pickle.whichmodule(obj, name or getattr(obj, "__qualname__", "")))
         super().save_global(obj, name)
 

@@ -23,8 +23,8 @@ import pytest
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bound_run import BoundRun, build_bound_run, write_bound_verdict  # noqa: E402
-from cli_app import product_app  # noqa: E402
+from bound_run import BoundRun, build_bound_run, write_bound_verdict
+from cli_app import product_app
 
 KEY = "gate-test-key-1"
 OTHER_KEY = "some-other-key"

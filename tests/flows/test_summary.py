@@ -30,7 +30,7 @@ class MessagesServer:
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
                 server.raw_bodies.append(body)
                 server.requests.append({"path": self.path,

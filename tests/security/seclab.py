@@ -117,7 +117,7 @@ class LabelServer(http.server.ThreadingHTTPServer):
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.reads.append(self.path)
                 body = json.dumps(server.labels).encode()
                 self.send_response(200)
