@@ -64,7 +64,8 @@ class Processes:
         self.logs, self.started = logs, []
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=(self.logs / f"{name}.log").open("wb"),
+        proc = subprocess.Popen(argv, cwd=REPO, env=env,
+                                stdout=(self.logs / f"{name}.log").open("wb"),
                                 stderr=subprocess.STDOUT, start_new_session=True)
         self.started.append(proc)
         return proc
@@ -102,7 +103,8 @@ def test_validate_deployment_runs_on_a_process_worker_and_publishes_the_report(
     env.update({"PREFECT_HOME": str(home), "PREFECT_API_URL": url,
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_CLI_PROMPT": "false",
                 "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
-                "W2S_REPO_DIR": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+                "W2S_REPO_DIR": str(REPO),
+                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
     out, store = tmp_path / "out", tmp_path / "store"
     processes = Processes(tmp_path)
     try:

@@ -83,7 +83,8 @@ def test_missing_arm_and_unequal_seeds_degrade_honestly():
 
 def test_examples_that_differ_between_arms_fall_back_to_the_seed_level():
     df = _ladder({r: {"m": 0.03} for r in RUNGS})
-    drop = (df["rung"] == "big") & (df["arm"] == "m") & (df["example_id"] == df["example_id"].iloc[0])
+    drop = ((df["rung"] == "big") & (df["arm"] == "m")
+            & (df["example_id"] == df["example_id"].iloc[0]))
     verdict = analyze_table(df[~drop], n_boot=50)
     cells = {c["rung"]: c for c in verdict["methods"]["m"]["cells"]}
     assert cells["big"]["design"] == "seed_level"

@@ -87,7 +87,7 @@ def test_a_record_held_before_tampering_refuses_to_read_the_new_bytes(stored):
     path = record.path / "metrics.json"
     path.write_text(path.read_text().replace('"accuracy": 0.', '"accuracy": 1.'))
     with pytest.raises(StoreIntegrityError, match="metrics.json"):
-        record.metrics
+        _ = record.metrics
     with pytest.raises(StoreIntegrityError, match="metrics.json"):
         record.verify()
 
@@ -153,7 +153,7 @@ def test_a_record_built_by_hand_verifies_on_first_use(stored):
     assert len(record.predictions()) == 50
     (store.path(spec) / "config.json").write_text("{\"lr\": 1}")
     with pytest.raises(StoreIntegrityError, match="config.json"):
-        RunRecord(spec, store.path(spec)).metrics
+        _ = RunRecord(spec, store.path(spec)).metrics
 
 
 def test_staging_directories_are_not_runs(stored):

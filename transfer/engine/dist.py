@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 import socket
+import warnings
 from pathlib import Path
 
 import torch
