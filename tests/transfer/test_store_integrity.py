@@ -216,7 +216,8 @@ def test_sweep_removes_only_old_leftovers(stored):
 
 def test_a_worker_refusing_a_tampered_run_ends_the_cli_with_one_line(tmp_path, capsys):
     """validate runs arms in worker processes; one that exits 2 on a StoreIntegrityError must end
-    the command with that one line and exit 2 (a crash keeps its traceback)."""
+    the command with that one line and exit 2; a crashed worker ends it with its line and exit 1
+    (the traceback stays in the worker's log)."""
     import typer
 
     from flows.commands._errors import user_errors
@@ -228,5 +229,7 @@ def test_a_worker_refusing_a_tampered_run_ends_the_cli_with_one_line(tmp_path, c
         raise GroupFailed(line, 2, tmp_path / "group.log")
     assert caught.value.exit_code == 2
     assert capsys.readouterr().err.strip() == f"error: {line}"
-    with pytest.raises(GroupFailed), user_errors():
+    with pytest.raises(typer.Exit) as caught, user_errors():
         raise GroupFailed("worker exited -9", -9, tmp_path / "group.log")
+    assert caught.value.exit_code == 1
+    assert capsys.readouterr().err.strip() == "error: worker exited -9"
