@@ -107,7 +107,7 @@ class ArmGroup(BaseModel):
     result: str
 
     def key(self) -> str:
-        """A stable identity of the group's work (used as the Prefect cache key)."""
+        """A stable identity of the group's work (names its group, log and result files)."""
         import hashlib
 
         payload = self.model_dump(mode="json", exclude={"result", "store"})

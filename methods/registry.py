@@ -50,7 +50,7 @@ class MethodInfo:
 
 
 _BUILTINS: dict[str, MethodInfo] = {}
-# id(method) -> info, for every method this process resolved (is_builtin, reference_of).
+# id(method) -> info, for every method this process resolved (is_builtin, method_info).
 _RESOLVED: dict[int, MethodInfo] = {}
 
 

@@ -7,11 +7,16 @@ of the task. Everything in it pickles, so a sandboxed method can receive it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from transfer.sealed import MethodUnsupported
+
+if TYPE_CHECKING:
+    from transfer.backends import Backend
+    from transfer.engine import EngineConfig
+    from transfer.ladder import ModelSpec
 
 STUDENT_SPLIT = "train_unlabel"
 TEST_SPLIT = "test"
@@ -32,7 +37,7 @@ class TextsOnlyTask:
     label_names: tuple[str, str]
 
     @classmethod
-    def of(cls, task) -> "TextsOnlyTask":
+    def of(cls, task) -> TextsOnlyTask:
         return cls(fingerprint=task.fingerprint, corpus=tuple(task.corpus),
                    label_names=tuple(task.label_names),
                    splits={name: _TextsOnlySplit(tuple(task.splits[name].texts))
@@ -54,13 +59,13 @@ class _Prediction:
 class BackendStudentTrainer:
     """Implements ``transfer.sealed.StudentTrainer`` over the ladder's backends."""
 
-    strong: Any  # a Backend holding the student and test splits
-    model_specs: dict[str, Any]  # ladder model name -> spec, for `fit(model=...)`
+    strong: Backend  # holds the student and test splits
+    model_specs: dict[str, ModelSpec]  # ladder model name -> spec, for `fit(model=...)`
     task_view: TextsOnlyTask
-    engine_config: Any
+    engine_config: EngineConfig
     seed: int
     fits: list[str] = field(default_factory=list)  # model names fitted, in order (for audits)
-    _backends: dict[str, Any] = field(default_factory=dict, repr=False)
+    _backends: dict[str, Backend] = field(default_factory=dict, repr=False)
 
     def model_names(self) -> list[str]:
         """Models this trainer can fit: the ladder's models strictly between the rung's weak and
@@ -80,7 +85,7 @@ class BackendStudentTrainer:
                                                  (STUDENT_SPLIT, TEST_SPLIT))
         return self._backends[model]
 
-    def prepared(self) -> "BackendStudentTrainer":
+    def prepared(self) -> BackendStudentTrainer:
         """This trainer with a backend for every model it offers built now, in the trusted
         process, so that a jailed method receives them ready and needs no cache."""
         for name in self.model_specs:

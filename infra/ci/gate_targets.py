@@ -107,9 +107,35 @@ def runnable_with_defaults(name: str, params: Mapping[str, Any]) -> bool:
 
     try:
         resolve_with_params(name, dict(params))
-    except Exception:  # a required param (pydantic) or a broken plugin: not gateable unattended
+    # A required param (pydantic) or a broken plugin: not gateable unattended.
+    except Exception:  # noqa: BLE001
         return False
     return True
+
+
+def rung_problem(template: Mapping[str, Any], name: str, params: Mapping[str, Any]) -> str | None:
+    """Why the template's ladder cannot run ``name`` on one of its rungs (the preflight check
+    ``flows.preflight.check_methods_on_rungs``: e.g. ``zero_shot_prior`` needs label tokens),
+    or None. Such a method is reported and skipped instead of failing the gate job."""
+    import tempfile
+
+    from flows.plan import load_plan
+    from flows.preflight import check_methods_on_rungs
+    from transfer.errors import InputError
+    from transfer.ladder import load_ladder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "plan.yaml"
+        path.write_text(yaml.safe_dump(plan_for_method(dict(template), name, params),
+                                       sort_keys=False))
+        try:
+            plan = load_plan(path)
+            ladder = load_ladder(plan.ladder)
+            rungs = [r.name for r in ladder.rungs] if plan.rungs == "all" else list(plan.rungs)
+            check_methods_on_rungs(plan, ladder, rungs)
+        except InputError as err:
+            return err.message
+    return None
 
 
 def plan_for_method(template: dict[str, Any], method: str,
@@ -147,6 +173,11 @@ def main(argv: list[str]) -> int:
         skipped = [n for n in names if not runnable_with_defaults(n, entries.get(n, {}))]
         if skipped:
             print(f"not gated (need explicit params): {skipped}", file=sys.stderr)
+        for name in [n for n in names if n not in skipped]:
+            problem = rung_problem(template, name, entries.get(name, {}))
+            if problem:
+                skipped.append(name)
+                print(f"not gated ({problem})", file=sys.stderr)
         print(json.dumps([n for n in names if n not in skipped]))
         return 0
     if len(argv) == 4 and argv[0] == "plan":

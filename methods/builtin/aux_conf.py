@@ -5,7 +5,7 @@ import numpy as np
 from pydantic import Field
 
 from methods.base import MethodBase, MethodParams
-from methods.hooks import AuxConfHooks
+from methods.builtin.aux_conf_hooks import AuxConfHooks
 from methods.registry import register_method
 from transfer.sealed import StudentData, StudentTrainer
 
@@ -22,7 +22,7 @@ class AuxConf(MethodBase):
 
     ``L = (1 - a)·CE(f, f_w) + a·CE(f, hard_t(f))``; ``hard_t`` hardens the student's own
     P(label 1) at the batch quantile matching the weak labels' class balance (no gradient);
-    ``a = a_max · min(1, progress / warmup_frac)``. See ``methods.hooks.AuxConfHooks``.
+    ``a = a_max · min(1, progress / warmup_frac)``. See ``aux_conf_hooks.AuxConfHooks``.
     """
 
     name = "aux_conf"

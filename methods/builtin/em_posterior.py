@@ -7,7 +7,7 @@ import numpy as np
 from pydantic import Field
 
 from methods.base import MethodBase, MethodParams
-from methods.em import fit_noisy_channel, weak_symbols
+from methods.builtin.em_channel import fit_noisy_channel, weak_symbols
 from methods.registry import register_method
 from transfer.sealed import StudentData, StudentTrainer
 
@@ -27,8 +27,8 @@ class EmPosterior(MethodBase):
     scale).
 
     ``q_0 = p_w``. For each of ``n_rounds`` rounds: fit the student on ``q``, take its student-
-    split probabilities ``p_s``; run EM (``methods.em.fit_noisy_channel``) alternating the
-    channel ``p(o | y)`` (o = weak confidence bin, see ``methods.em.weak_symbols``) and
+    split probabilities ``p_s``; run EM (``em_channel.fit_noisy_channel``) alternating the
+    channel ``p(o | y)`` (o = weak confidence bin, see ``em_channel.weak_symbols``) and
     ``q(y | x, o) ∝ p_s(y | x) · p(o | y)``. Finally train the student on ``q`` and predict test.
     ``n_rounds + 1`` student fits in all.
     """

@@ -109,7 +109,8 @@ def test_gpu_job_template_renders_gpu_requests() -> None:
     assert container["resources"]["requests"]["nvidia.com/gpu"] == 4
     assert "{{" not in json.dumps(rendered)
     volumes = rendered["job_manifest"]["spec"]["template"]["spec"]["volumes"]
-    assert any(v.get("emptyDir", {}).get("medium") == "Memory" for v in volumes), "/dev/shm for NCCL"
+    assert any(v.get("emptyDir", {}).get("medium") == "Memory"
+               for v in volumes), "/dev/shm for NCCL"
 
 
 def test_work_pools_are_accepted_by_a_prefect_server(prefect_harness) -> None:
@@ -210,3 +211,19 @@ def test_dockerfile_builds_from_cuda_and_installs_the_project() -> None:
     assert not re.search(r"pip install[^\n]* -e ", text)
     for source in re.findall(r"^COPY (\S+) ", text, re.M):
         assert (REPO / source).exists() or source in ("README.md",), f"COPY {source}: missing"
+
+
+def test_changed_skips_a_method_the_template_ladder_cannot_run(tmp_path: Path, capsys) -> None:
+    """zero_shot_prior needs label tokens, which the tiny ladder of tiny-ci lacks: the gate job
+    would fail at preflight (exit 2), so `changed` reports it and leaves it out."""
+    targets = _gate_targets()
+    template = yaml.safe_load((REPO / "flows/plans/tiny-ci.yaml").read_text())
+    assert "label tokens" in targets.rung_problem(template, "zero_shot_prior", {})
+    assert targets.rung_problem(template, "aux_conf", {}) is None
+    changed = tmp_path / "changed.txt"
+    changed.write_text("flows/gate.py\n")  # shared code: every runnable method is gated
+    assert targets.main(["changed", str(changed)]) == 0
+    out, err = capsys.readouterr()
+    gated = json.loads(out)
+    assert "aux_conf" in gated and "zero_shot_prior" not in gated
+    assert "not gated (method zero_shot_prior cannot run on rung r0" in err

@@ -4,7 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from methods.em import channel_m_step, fit_noisy_channel, posterior_e_step, weak_symbols
+from methods.builtin.em_channel import (
+    channel_m_step,
+    fit_noisy_channel,
+    posterior_e_step,
+    weak_symbols,
+)
 
 
 def _simulate(n: int, channel: np.ndarray, seed: int):

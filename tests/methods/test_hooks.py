@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from methods.hooks import AuxConfHooks, batch_quantile_hardening, linear_warmup
-from transfer.engine import TrainHooks
+from methods.builtin.aux_conf_hooks import AuxConfHooks, batch_quantile_hardening, linear_warmup
 from transfer.engine.hooks import soft_cross_entropy
 
 
@@ -24,10 +23,6 @@ def _prepared(a_max=0.5, warmup_frac=0.2, share_targets=None) -> AuxConfHooks:
     p1 = torch.tensor([0.9, 0.8, 0.2, 0.1]) if share_targets is None else share_targets
     hooks.prepare(torch.stack([1 - p1, p1], dim=-1), torch.ones(len(p1)))
     return hooks
-
-
-def test_is_an_engine_hook():
-    assert isinstance(AuxConfHooks(), TrainHooks)
 
 
 @pytest.mark.parametrize("progress", [0.0, 0.5, 0.99])
