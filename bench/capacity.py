@@ -57,9 +57,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--gpus-per-node", type=int, default=8)
     args = parser.parse_args()
-    L = args.tokens
-    weak_tokens = EPOCHS * args.label * L + (args.unlabel + args.test) * L / 3
-    strong_tokens = EPOCHS * args.unlabel * L + args.test * L / 3
+    tokens = args.tokens
+    weak_tokens = EPOCHS * args.label * tokens + (args.unlabel + args.test) * tokens / 3
+    strong_tokens = EPOCHS * args.unlabel * tokens + args.test * tokens / 3
     strong_arms = 1 + 1 + args.methods  # ceiling, baseline, methods
     arms_per_seed = 1 + strong_arms
     print(f"plan: {args.methods} methods x {args.seeds} seeds; per rung and dataset "
@@ -67,7 +67,7 @@ def main() -> None:
           f"{arms_per_seed * args.seeds} arms at most (the sequential design stops decided "
           "methods earlier)")
     print(f"dataset (assumed): {args.label} labelled, {args.unlabel} unlabelled, {args.test} "
-          f"test examples of {L} tokens; {EPOCHS} epochs")
+          f"test examples of {tokens} tokens; {EPOCHS} epochs")
     print("| rung | weak tok/s | strong tok/s | GPU-h per seed | GPU-h, all seeds | GPUs by "
           "memory LoRA (ZeRO-2 / ZeRO-3) | GPUs by memory full FT (ZeRO-3) |")
     print("|---|---|---|---|---|---|---|")

@@ -37,8 +37,16 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "flows"))  # the server harness the tests use
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from prefect_server import (PREFECT, Processes, api, free_port, prefect,  # noqa: E402
-                            server_env, start_server, wait_for)
+from prefect_server import (  # noqa: E402
+    PREFECT,
+    Processes,
+    api,
+    free_port,
+    prefect,
+    server_env,
+    start_server,
+    wait_for,
+)
 
 POOL = "w2s-bench"
 CLI = [sys.executable, "-c", "from flows.cli import main; main()"]

@@ -23,8 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flows.worker import (ORCHESTRATOR_ENV, PERMANENT_EXIT, TRANSIENT_EXIT, ArmGroup,
-                          process_token)
+from flows.worker import ORCHESTRATOR_ENV, PERMANENT_EXIT, TRANSIENT_EXIT, ArmGroup, process_token
 
 _LIVE: set[int] = set()
 _LOCK = threading.Lock()

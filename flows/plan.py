@@ -13,8 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from methods.policy import JailSettings
 from transfer.errors import InputError
@@ -75,8 +83,8 @@ class Compute(_Strict):
                                        "or a path.")
     processes: int = Field(1, ge=1, le=4096,
                            description="Processes per run (>1 uses the deepspeed launcher).")
-    max_parallel_runs: int = Field(1, ge=1, le=1024,
-                                   description="Groups executing at the same time (local executor).")
+    max_parallel_runs: int = Field(
+        1, ge=1, le=1024, description="Groups executing at the same time (local executor).")
     # The engine trains in fp32 or DeepSpeed's bf16 mode; it has no fp16 mode.
     precision: Literal["fp32", "bf16"] = "fp32"
     nodes: int = Field(1, ge=1, le=1024,
@@ -129,17 +137,22 @@ class Plan(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                       description="Plan name (letters, digits, '_', '.', '-'); used in keys.")
     methods: list[MethodEntry] = Field(min_length=1, description="Candidate methods.")
-    baseline: str = Field("vanilla", min_length=1, description="Method every candidate is compared to.")
-    ladder: str = Field("tiny", min_length=1, description="Ladder name (transfer/ladders/) or path.")
+    baseline: str = Field("vanilla", min_length=1,
+                          description="Method every candidate is compared to.")
+    ladder: str = Field("tiny", min_length=1,
+                        description="Ladder name (transfer/ladders/) or path.")
     rungs: list[str] | Literal["all"] = Field("all", description='Rung names, or "all".')
     datasets: list[str] = Field(default_factory=lambda: [SYNTHETIC], min_length=1,
-                                description='"synthetic" or dataset directories (relative to the plan).')
+                                description='"synthetic" or dataset directories '
+                                            '(relative to the plan).')
     seeds: Seeds = Field(default_factory=Seeds)
-    sesoi: float = Field(0.01, gt=0, lt=1, description="Smallest effect size of interest (accuracy fraction).")
+    sesoi: float = Field(0.01, gt=0, lt=1,
+                         description="Smallest effect size of interest (accuracy fraction).")
     sesoi_pgr: float | None = Field(None, gt=0, lt=1, description="SESOI on the PGR scale, if any.")
     alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise (or FDR) error level.")
     correction: Literal["holm", "bonferroni", "bh"] = "holm"
-    claims: dict[str, Claim] | None = Field(None, description="Claimed discovery-scale numbers per method.")
+    claims: dict[str, Claim] | None = Field(
+        None, description="Claimed discovery-scale numbers per method.")
     compute: Compute = Field(default_factory=Compute)
     budget: Budget = Field(default_factory=Budget,
                            description="Most arms the plan may run (checked before compute).")
@@ -247,7 +260,8 @@ class Plan(_Strict):
         return plan
 
     def dataset_paths(self) -> list[Path | None]:
-        """Datasets as paths resolved against the plan file's directory; None is the synthetic task."""
+        """Datasets as paths resolved against the plan file's directory; None is the synthetic
+        task."""
         base = self._source.parent if self._source is not None else Path.cwd()
         return [None if entry == SYNTHETIC else (base / entry).resolve() for entry in self.datasets]
 
@@ -286,7 +300,8 @@ class Plan(_Strict):
             for index, rung in enumerate(self.rungs):
                 if rung not in rung_names:
                     self._raise(("rungs", index),
-                                f"unknown rung {rung!r} in ladder {self.ladder!r}; expected one of {rung_names}")
+                                f"unknown rung {rung!r} in ladder {self.ladder!r}; "
+                                f"expected one of {rung_names}")
 
     def _raise(self, loc: Location, message: str) -> None:
         raise InputError(message, path=self._source, line=self.line_of(*loc), field=_dotted(loc))

@@ -184,6 +184,7 @@ class PoolExecutor:
         concurrency limits decide how many group runs execute at once.
         """
         from prefect.client.orchestration import get_client
+
         from transfer import leases
 
         if self.deployment is None:

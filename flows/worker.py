@@ -26,7 +26,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 # "<pid>:<start time>" of the process that started this worker (see process_token).
 ORCHESTRATOR_ENV = "W2S_ORCHESTRATOR"
 

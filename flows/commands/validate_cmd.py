@@ -8,6 +8,7 @@ import typer
 
 from flows.commands._errors import user_errors
 
+
 class Executor(str, Enum):
     local = "local"
     pool = "pool"

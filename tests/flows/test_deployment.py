@@ -13,8 +13,16 @@ import re
 from pathlib import Path
 
 import pytest
-from prefect_server import (PREFECT, TERMINAL, Processes, api, free_port, prefect, server_env,
-                            wait_for)
+from prefect_server import (
+    PREFECT,
+    TERMINAL,
+    Processes,
+    api,
+    free_port,
+    prefect,
+    server_env,
+    wait_for,
+)
 
 MICRO_CI = "flows/plans/micro-ci.yaml"
 POOL = "w2s-process"  # the pool infra/prefect.yaml's process deployments use

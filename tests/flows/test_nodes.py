@@ -69,7 +69,7 @@ def test_two_nodes_through_the_rendezvous_match_one_process(tmp_path: Path) -> N
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    for proc, (stdout, stderr) in zip(nodes, finished):
+    for proc, (_, stderr) in zip(nodes, finished):
         assert proc.returncode == 0, stderr[-3000:]
     outcomes = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in finished]
     assert outcomes[0] == outcomes[1] and len(outcomes[0]["runs"]) == 3

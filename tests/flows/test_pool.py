@@ -25,8 +25,17 @@ import time
 from pathlib import Path
 
 import pytest
-from prefect_server import (PREFECT, REPO, Processes, api, free_port, prefect, server_env,
-                            start_server, wait_for)
+from prefect_server import (
+    PREFECT,
+    REPO,
+    Processes,
+    api,
+    free_port,
+    prefect,
+    server_env,
+    start_server,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -85,10 +94,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 def finish(proc: subprocess.Popen, timeout_s: float = 600) -> tuple[int, str, str]:
     try:
         stdout, stderr = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as err:
         proc.kill()
         stdout, stderr = proc.communicate()
-        raise AssertionError(f"validate did not finish in {timeout_s:.0f} s:\n{stderr[-3000:]}")
+        raise AssertionError(
+            f"validate did not finish in {timeout_s:.0f} s:\n{stderr[-3000:]}") from err
     return proc.returncode, stdout, stderr
 
 
