@@ -22,7 +22,7 @@ export TOKENIZERS_PARALLELISM := false
 # process would compile torch, transformers and deepspeed again (~7 s of CPU per worker here).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install test demo bench clean
+.PHONY: install lint test test-fast demo bench clean
 
 # One pip command resolves everything at once, torch pinned in it (here pip takes the CPU wheel
 # from disk). --no-compile: bytecode is written on first import for the few thousand modules a
@@ -45,9 +45,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
-	@$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc
+# The rules that check themselves: ruff (pyproject.toml [tool.ruff]) and the import contracts
+# of the dependency direction (pyproject.toml [tool.importlinter], docs/architecture.md).
+lint: $(STAMP)
+	$(BIN)/ruff check --quiet .
+	@out=$$($(BIN)/lint-imports --no-cache 2>&1) || { echo "$$out"; exit 1; }; \
+	echo "$$out" | grep '^Contracts:' 
+
+PYTEST := $(BIN)/python -m pytest -q -rs
+NO_TESTS := if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc
+
+test: lint
+	@$(PYTEST) $(PYTEST_ARGS); rc=$$?; $(NO_TESTS)
+
+# The tests not marked slow (a quick check while working; `make test` runs them all).
+test-fast: lint
+	@$(PYTEST) -m "not slow" $(PYTEST_ARGS); rc=$$?; $(NO_TESTS)
 
 demo: $(STAMP)
 	$(BIN)/w2s-transfer demo --out reports/demo

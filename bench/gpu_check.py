@@ -60,8 +60,12 @@ def peak_flops() -> float | None:
 
 def build_model(shape: str, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
     """A random-initialised sequence classifier (2 labels) at ``shape``, built on ``device``."""
-    from transformers import (Qwen2Config, Qwen2ForSequenceClassification, Qwen3Config,
-                              Qwen3ForSequenceClassification)
+    from transformers import (
+        Qwen2Config,
+        Qwen2ForSequenceClassification,
+        Qwen3Config,
+        Qwen3ForSequenceClassification,
+    )
 
     spec = dict(SHAPES[shape])
     arch = spec.pop("arch")
@@ -152,19 +156,22 @@ def breakdown(shape: str, ds_config: str, *, batch: int, seq_len: int, steps: in
         sync()
         return result, time.perf_counter() - start
 
-    bare_model = build_model(shape, dtype, device)
-    bare_model.load_state_dict(model.state_dict())
-    optimizer = torch.optim.AdamW(bare_model.parameters(), lr=1e-5)
-    bare_times = []
-    for index in range(steps + 2):
+    def bare_step_times() -> list[float]:
+        # In a function of its own so that the bare model and its optimizer are freed on return,
+        # before the engine allocates its copy.
+        bare_model = build_model(shape, dtype, device)
+        bare_model.load_state_dict(model.state_dict())
+        optimizer = torch.optim.AdamW(bare_model.parameters(), lr=1e-5)
+
         def bare_step() -> None:
             loss = soft_cross_entropy(_logits_of(bare_model(**inputs)), targets, weights)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(bare_model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        bare_times.append(timed(bare_step)[1])
-    del bare_model, optimizer
+        return [timed(bare_step)[1] for _ in range(steps + 2)]
+
+    bare_times = bare_step_times()
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -175,7 +182,7 @@ def breakdown(shape: str, ds_config: str, *, batch: int, seq_len: int, steps: in
         for _ in range(steps + 2):
             logits, t_fwd = timed(lambda: _logits_of(engine(**inputs)))
             loss = soft_cross_entropy(logits, targets, weights)
-            _, t_bwd = timed(lambda: engine.backward(loss))
+            _, t_bwd = timed(lambda loss=loss: engine.backward(loss))
             _, t_step = timed(engine.step)
             for key, value in zip(phases, (t_fwd, t_bwd, t_step)):
                 phases[key].append(value)
@@ -232,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                     line = run_config(shape, ds_config, batch=args.batch, seq_len=args.seq_len,
                                       warmup=args.warmup, steps=args.steps, device=device,
                                       precision=precision)
-            except Exception as err:  # one config failing must not stop the others
+            except Exception as err:  # noqa: BLE001 - one failing config must not stop the rest
                 failures += 1
                 detail = traceback.format_exc(limit=-3).strip().splitlines()
                 line = f"{shape:<13} {ds_config:<13} FAILED: {type(err).__name__}: {err}"

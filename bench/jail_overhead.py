@@ -36,8 +36,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from flows.context import arm_context
-    from methods.jail import JailLimits, JailSpec, jail_builder, run_jailed, run_process, \
-        system_mounts
+    from methods.jail import (
+        JailLimits,
+        JailSpec,
+        jail_builder,
+        run_jailed,
+        run_process,
+        system_mounts,
+    )
     from methods.plugins import run_plugin
     from methods.policy import JailSettings, jail_settings
     from methods.registry import resolve_with_params

@@ -104,14 +104,15 @@ class CpuMeter:
     def __init__(self, server_pid: int) -> None:
         self.server_pid = server_pid
 
-    def __enter__(self) -> "CpuMeter":
+    def __enter__(self) -> CpuMeter:
         self._own, self._server = os.times(), _cpu_seconds(self.server_pid)
         return self
 
     def __exit__(self, *_: object) -> None:
         own = os.times()
         self.result = {
-            "orchestrator_cpu_s": round(own.user + own.system - self._own.user - self._own.system, 2),
+            "orchestrator_cpu_s": round(own.user + own.system
+                                        - self._own.user - self._own.system, 2),
             "workers_cpu_s": round(own.children_user + own.children_system
                                    - self._own.children_user - self._own.children_system, 2),
             "server_cpu_s": round(_cpu_seconds(self.server_pid) - self._server, 2)}

@@ -23,8 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stats.calibration import (goals, run_scenario, scenarios,  # noqa: E402
-                               union_bootstrap_coverage)
+from stats.calibration import goals, run_scenario, scenarios, union_bootstrap_coverage
 
 
 def _run(args: tuple[str, int, int]) -> tuple[str, dict, float]:

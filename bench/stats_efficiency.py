@@ -23,14 +23,14 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stats.analyze import analyze_table  # noqa: E402
-from stats.estimates import two_way_moments  # noqa: E402
-from stats.power import VarianceComponents, mde, seeds_needed  # noqa: E402
-from stats.sequential import SequentialDesign, simulate_design  # noqa: E402
-from stats.simulate import scores_to_table, simulate_scores  # noqa: E402
-from stats.simulate_w2s import World, draw_items, draw_scores  # noqa: E402
-from stats.table import check_table  # noqa: E402
-from stats.tests_and_verdicts import decision_level  # noqa: E402
+from stats.analyze import analyze_table
+from stats.estimates import two_way_moments
+from stats.power import VarianceComponents, mde, seeds_needed
+from stats.sequential import SequentialDesign, simulate_design
+from stats.simulate import scores_to_table, simulate_scores
+from stats.simulate_w2s import World, draw_items, draw_scores
+from stats.table import check_table
+from stats.tests_and_verdicts import decision_level
 
 LEVEL = decision_level(0.05, 1)  # one comparison: one-sided alpha / 2
 

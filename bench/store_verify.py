@@ -71,7 +71,8 @@ def reuse_unchecked(store: RunStore, specs: list[RunSpec]) -> float:
     for s in specs:
         path = store.path(s)
         assert (path / COMPLETE).exists()
-        pd.read_parquet(path / "predictions.parquet"), json.loads((path / "metrics.json").read_text())
+        pd.read_parquet(path / "predictions.parquet")
+        json.loads((path / "metrics.json").read_text())
     return (time.perf_counter() - start) / len(specs)
 
 
@@ -118,8 +119,9 @@ def main() -> None:
             predictions, soft = frames(args.test_size, i)
             store.put(s, predictions, {"accuracy": 0.5}, soft_labels=soft)
         predictions, soft = frames(args.test_size, 0)
-        times: dict[str, list[float]] = {k: [] for k in ("reuse_checked", "reuse_unchecked",
-                                                         "write_checked", "write_unchecked", "claim")}
+        times: dict[str, list[float]] = {
+            k: [] for k in ("reuse_checked", "reuse_unchecked", "write_checked", "write_unchecked",
+                            "claim")}
         for round_ in range(args.rounds):
             times["reuse_unchecked"].append(reuse_unchecked(store, specs))
             times["reuse_checked"].append(reuse_checked(store, specs))

@@ -39,24 +39,27 @@ class Campaign:
     verdict_key: bytes | None = field(default=None, repr=False)  # HMAC key (flows.binding)
 
     @classmethod
-    def prepare(cls, plan_path: str | Path, out: str | Path, store: str | Path | None = None
-                ) -> "Campaign":
+    def prepare(cls, plan_path: str | Path, out: str | Path, store: str | Path | None = None,
+                compute: dict[str, Any] | None = None) -> Campaign:
         """Load and check everything before any compute: the environment, plan, methods and
-        params, ladder, rungs, datasets, the budget, the engine settings against this machine
-        and every method on every rung (``flows.preflight``). Any problem is an InputError
-        naming the plan's file and line (or the environment variable). Writes nothing."""
+        params, ladder, rungs, datasets, the budget, the engine settings against this machine,
+        the executor and every method on every rung (``flows.preflight``). Any problem is an
+        InputError naming the plan's file and line (or the environment variable). Writes
+        nothing. ``compute``: settings of the plan's ``compute`` section to override (the
+        CLI's ``--executor`` and ``--work-pool``)."""
+        from flows.binding import check_key_settings
         from flows.context import method_function
         from flows.environment import check_environment
         from flows.plan import load_plan
         from flows.preflight import check_before_compute
+        from flows.summary import check_summary_settings
         from transfer.fsutil import cache_dir
         from transfer.ladder import load_ladder
 
-        from flows.binding import check_key_settings
-        from flows.summary import check_summary_settings
-
         check_environment()
         plan = load_plan(plan_path)
+        if compute:
+            plan = plan.with_compute(**compute)
         # Settings the run reads only at the end, checked now: a bad one fails before compute.
         check_summary_settings()
         check_key_settings()
@@ -126,11 +129,10 @@ class Campaign:
 
     def run(self, submit: Submit) -> dict[str, Any]:
         """Seed batches until every method is decided or the budget is spent; then outputs."""
+        from flows.binding import verdict_key
         from flows.derive import StatsView
         from flows.results import analysis_table
         from flows.validate_looks import look_at_methods, seed_batches
-
-        from flows.binding import verdict_key
 
         self.verdict_key = verdict_key()  # a Secret block that cannot load fails before compute
         seeds_cfg = self.plan.seeds

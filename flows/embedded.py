@@ -73,8 +73,11 @@ def start_embedded_server() -> None:
     server of this process already runs.
     """
     from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import (PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED,
-                                  get_current_settings)
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        get_current_settings,
+    )
 
     from transfer import leases
 

@@ -18,11 +18,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flows.worker import (ORCHESTRATOR_ENV, PERMANENT_EXIT, TRANSIENT_EXIT, ArmGroup,
-                          process_token)
+from flows.worker import ORCHESTRATOR_ENV, PERMANENT_EXIT, TRANSIENT_EXIT, ArmGroup, process_token
 
 _LIVE: set[int] = set()
 _LOCK = threading.Lock()
@@ -35,7 +36,7 @@ BAD_INPUT_EXIT = PERMANENT_EXIT
 
 
 class GroupFailed(RuntimeError):
-    def __init__(self, message: str, returncode: int, log: Path) -> None:
+    def __init__(self, message: str, returncode: int, log: Path | None) -> None:
         super().__init__(message)
         self.returncode, self.log = returncode, log
 
@@ -118,15 +119,21 @@ def worker_command(group_file: Path, processes: int = 1,
 
 
 def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
-                         devices: tuple[str, ...] = ()) -> dict[str, Any]:
+                         devices: tuple[str, ...] = (),
+                         command: Callable[[Path], list[str]] | None = None,
+                         result_grace_s: float = 0.0) -> dict[str, Any]:
     """Run ``group`` in a child process; return the worker's RESULT.json content.
 
     Args:
-        group: the arm group (its ``result`` is set here, under ``work_dir``).
+        group: the arm group (its ``result``, when empty, is set here, under ``work_dir``).
         work_dir: where the group file, its log and its result go.
         processes: processes per run (> 1 starts the deepspeed launcher).
         devices: GPU ids the group runs on (its device slots, ``flows.slots``); empty: the
             launcher's default.
+        command: the group file -> the argv that runs it (default ``worker_command``; a
+            multi-node group's torchrun, ``flows.nodes``), started with ``launch_env``.
+        result_grace_s: how long the result may take to appear after a clean exit (rank 0
+            may be on another node, writing to the shared store).
 
     Returns:
         ``{"runs": [hash...], "executed": [hash...], "executed_arms": [label...], "seconds"}``.
@@ -139,13 +146,14 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
     work_dir.mkdir(parents=True, exist_ok=True)
     key = group.key()
     group_file = work_dir / f"group-{key}.json"
-    group = group.model_copy(update={"result": str(work_dir / f"result-{key}.json")})
+    if not group.result:  # a pool's group run names a result in the shared store
+        group = group.model_copy(update={"result": str(work_dir / f"result-{key}.json")})
     from transfer.fsutil import atomic_write_text
 
     atomic_write_text(group_file, group.model_dump_json(indent=2))
     log_path = work_dir / f"group-{key}.log"
     extra = {"PYTHONUNBUFFERED": "1", ORCHESTRATOR_ENV: process_token(os.getpid())}
-    if processes > 1:
+    if processes > 1 or command is not None:
         from transfer.engine.launch import launch_env
 
         env = launch_env(processes, extra)
@@ -161,7 +169,9 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
             if _SHUTTING_DOWN.is_set():
                 raise GroupFailed(f"not starting rung {group.rung} seeds {group.seeds}: the flow "
                                   "is shutting down", -signal.SIGTERM, log_path)
-            proc = subprocess.Popen(worker_command(group_file, processes, devices), stdout=log,
+            argv = (command(group_file) if command is not None
+                    else worker_command(group_file, processes, devices))
+            proc = subprocess.Popen(argv, stdout=log,
                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
             _LIVE.add(proc.pid)
         try:
@@ -178,9 +188,17 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
         last = lines[-1] if lines else "(no output)"
         raise GroupFailed(f"worker for rung {group.rung} seeds {group.seeds} exited "
                           f"{returncode}: {last} (log: {log_path})", returncode, log_path)
-    outcome = json.loads(Path(group.result).read_text())
+    outcome = json.loads(_wait_for_file(Path(group.result), result_grace_s).read_text())
     from flows import progress
 
     progress.emit("group_done", rung=group.rung, seeds=group.seeds,
                   executed=len(outcome["executed"]), seconds=outcome.get("seconds"))
     return outcome
+
+
+def _wait_for_file(path: Path, grace_s: float) -> Path:
+    """``path`` once it exists, waiting up to ``grace_s`` (FileNotFoundError after that)."""
+    deadline = time.monotonic() + grace_s
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return path

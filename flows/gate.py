@@ -151,9 +151,10 @@ def parse_binding(raw: Mapping[str, Any], source: str | Path) -> Binding:
             malformed, naming the field.
     """
     if "binding" not in raw:
-        raise InputError(f"no binding block: verdict.json written by validate names its plan, "
-                         f"code fingerprints and results ({BINDING_FORMAT}); this file is "
-                         "hand-written or from an older version; rerun validate",
+        raise InputError(f"no binding block: the gate promotes only verdicts written by validate, "
+                         f"which name their plan, code fingerprints and results "
+                         f"({BINDING_FORMAT}); this file is from `analyze` (imported results), "
+                         "hand-written or from an older version",
                          path=source, field="binding")
     try:
         return Binding.model_validate(raw["binding"])

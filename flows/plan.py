@@ -13,8 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from methods.policy import JailSettings
 from transfer.errors import InputError
@@ -133,9 +141,37 @@ class Compute(_Strict):
                                        "or a path.")
     processes: int = Field(1, ge=1, le=4096,
                            description="Processes per run (>1 uses the deepspeed launcher).")
-    max_parallel_runs: int = Field(1, ge=1, le=1024, description="Runs executing at the same time.")
+    max_parallel_runs: int = Field(
+        1, ge=1, le=1024, description="Groups executing at the same time (local executor).")
     # The engine trains in fp32 or DeepSpeed's bf16 mode; it has no fp16 mode.
     precision: Literal["fp32", "bf16"] = "fp32"
+    nodes: int = Field(1, ge=1, le=1024,
+                       description="Nodes per group (>1: the ranks of a group span nodes through "
+                                   "the PyTorch c10d rendezvous; needs the pool executor on a "
+                                   "pool with the multi-node job template).")
+    # Where groups run. They change how a plan is executed, never what it computes, so they are
+    # not part of the plan's hash (a verdict binds the same plan whichever executor made it).
+    executor: Literal["local", "pool"] = Field(
+        "local", description="local: groups run as subprocesses of the validate flow; pool: "
+                             "each group is a flow run of the run-arm-group deployment on "
+                             "`work_pool` (docs/scale.md).")
+    work_pool: str = Field("w2s-process", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                           description="Prefect work pool the group runs go to (pool executor).")
+    deployment: str | None = Field(
+        None, pattern=r"^[^/]+/[^/]+$",
+        description="Deployment 'flow/name' of the group runs; default run-arm-group/<work_pool> "
+                    "(created on first use when missing).")
+    start_timeout_s: float = Field(
+        600.0, gt=0, le=7 * 24 * 3600,
+        description="Seconds a group run may wait for a worker of the pool to start it; then "
+                    "the validation stops with one line.")
+    group_reruns: int = Field(2, ge=0, le=100,
+                              description="Reruns of a group run whose infrastructure crashed.")
+
+
+# Fields of `Compute` that choose where groups run, not what they compute (left out of plan_hash).
+EXECUTION_FIELDS = frozenset({"executor", "work_pool", "deployment", "start_timeout_s",
+                              "group_reruns"})
 
 
 DEFAULT_MAX_ARMS = 1000
@@ -159,17 +195,22 @@ class Plan(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                       description="Plan name (letters, digits, '_', '.', '-'); used in keys.")
     methods: list[MethodEntry] = Field(min_length=1, description="Candidate methods.")
-    baseline: str = Field("vanilla", min_length=1, description="Method every candidate is compared to.")
-    ladder: str = Field("tiny", min_length=1, description="Ladder name (transfer/ladders/) or path.")
+    baseline: str = Field("vanilla", min_length=1,
+                          description="Method every candidate is compared to.")
+    ladder: str = Field("tiny", min_length=1,
+                        description="Ladder name (transfer/ladders/) or path.")
     rungs: list[str] | Literal["all"] = Field("all", description='Rung names, or "all".')
     datasets: list[str] = Field(default_factory=lambda: [SYNTHETIC], min_length=1,
-                                description='"synthetic" or dataset directories (relative to the plan).')
+                                description='"synthetic" or dataset directories '
+                                            '(relative to the plan).')
     seeds: Seeds = Field(default_factory=Seeds)
-    sesoi: float = Field(0.01, gt=0, lt=1, description="Smallest effect size of interest (accuracy fraction).")
+    sesoi: float = Field(0.01, gt=0, lt=1,
+                         description="Smallest effect size of interest (accuracy fraction).")
     sesoi_pgr: float | None = Field(None, gt=0, lt=1, description="SESOI on the PGR scale, if any.")
     alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise (or FDR) error level.")
     correction: Literal["holm", "bonferroni", "bh"] = "holm"
-    claims: dict[str, Claim] | None = Field(None, description="Claimed discovery-scale numbers per method.")
+    claims: dict[str, Claim] | None = Field(
+        None, description="Claimed discovery-scale numbers per method.")
     controls: list[ControlEntry] = Field(
         default_factory=list, description="Controls of the pipeline on real compute (spike-in "
         "and null controls of the baseline): analysed like candidates, reported apart, never "
@@ -279,17 +320,38 @@ class Plan(_Strict):
         """sha256 (hex, first 16 chars) of the canonical JSON of every field, defaults included.
 
         Two plans with the same hash ask for the same computation; file layout, comments and key
-        order do not change it, and neither does ``budget`` (it refuses plans, it changes no
-        result). An empty ``controls`` list is left out, so plans written before controls
-        existed keep their hash.
+        order do not change it, and neither do ``budget`` (it refuses plans, it changes no
+        result) and the executor settings of ``compute`` (`EXECUTION_FIELDS`: where the groups
+        run, not what they compute). An empty ``controls`` list is left out, so plans written
+        before controls existed keep their hash.
         """
-        exclude = {"budget"} | (set() if self.controls else {"controls"})
-        canonical = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True,
-                               separators=(",", ":"))
+        exclude: dict[str, Any] = {"budget": True, "compute": set(EXECUTION_FIELDS)}
+        if not self.controls:
+            exclude["controls"] = True
+        data = self.model_dump(mode="json", exclude=exclude)
+        if data["compute"]["nodes"] == 1:
+            del data["compute"]["nodes"]  # plans from before `nodes` existed keep their hash
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
+    def with_compute(self, **settings: Any) -> Plan:
+        """This plan with some ``compute`` settings replaced (the CLI's ``--executor``,
+        ``--work-pool``); InputError naming the setting when a value is invalid."""
+        values = {k: v for k, v in settings.items() if v is not None}
+        if not values:
+            return self
+        try:
+            compute = Compute.model_validate({**self.compute.model_dump(), **values})
+        except ValidationError as err:
+            loc, message = _first_error(err)
+            raise InputError(message, field=_dotted(("compute", *loc))) from None
+        plan = self.model_copy(update={"compute": compute})
+        plan._source, plan._lines = self._source, self._lines
+        return plan
+
     def dataset_paths(self) -> list[Path | None]:
-        """Datasets as paths resolved against the plan file's directory; None is the synthetic task."""
+        """Datasets as paths resolved against the plan file's directory; None is the synthetic
+        task."""
         base = self._source.parent if self._source is not None else Path.cwd()
         return [None if entry == SYNTHETIC else (base / entry).resolve() for entry in self.datasets]
 
@@ -328,7 +390,8 @@ class Plan(_Strict):
             for index, rung in enumerate(self.rungs):
                 if rung not in rung_names:
                     self._raise(("rungs", index),
-                                f"unknown rung {rung!r} in ladder {self.ladder!r}; expected one of {rung_names}")
+                                f"unknown rung {rung!r} in ladder {self.ladder!r}; "
+                                f"expected one of {rung_names}")
 
     def _raise(self, loc: Location, message: str) -> None:
         raise InputError(message, path=self._source, line=self.line_of(*loc), field=_dotted(loc))

@@ -4,6 +4,8 @@
 - the engine settings against this machine: the DeepSpeed config exists and is valid, the
   precision is one the engine can run here, ``compute.processes`` fits the devices or cores,
   and fits the device slots (``W2S_DEVICE_SLOTS``);
+- the executor: for ``compute.executor: pool`` the Prefect server, work pool and deployment
+  (``flows.pool``); the machine checks above then run on each worker instead;
 - every method on every rung: a built-in method that needs what a rung lacks (label tokens for
   ``zero_shot_prior``, an intermediate model for ``bootstrap``) is refused;
 - (and, first, in ``Campaign.prepare``) the environment variables the run reads
@@ -26,6 +28,7 @@ def check_before_compute(plan: Any, ladder: Any, rungs: list[str]) -> None:
     check_budget(plan, len(rungs))
     check_engine(plan, ladder)
     check_methods_on_rungs(plan, ladder, rungs)
+    check_executor(plan)
 
 
 # --- budget --------------------------------------------------------------------------------
@@ -76,12 +79,29 @@ def check_engine(plan: Any, ladder: Any) -> None:
     except InputError as err:
         plan._raise(("compute",), f"the ladder's training settings with this compute section "
                                   f"are invalid: {err}")
+    if compute.executor != "local":
+        return  # the groups run on the pool's workers, which check their own machine
     problem = machine.precision_problem(compute.precision)
     if problem:
         plan._raise(("compute", "precision"), problem)
     problem = processes_problem(compute.processes)
     if problem:
         plan._raise(("compute", "processes"), problem)
+
+
+def check_executor(plan: Any) -> None:
+    """The pool executor's server, pool and deployment (``flows.pool.check_pool``); a group on
+    several nodes needs a pool that starts one pod per node."""
+    if plan.compute.executor == "pool":
+        from flows.pool import check_pool
+
+        check_pool(plan)
+    elif plan.compute.nodes > 1:
+        plan._raise(("compute", "nodes"),
+                    f"{plan.compute.nodes} nodes per group need executor: pool on a work pool "
+                    "whose job template starts one pod per node "
+                    "(infra/k8s/multinode-job-template.json); the local executor runs every "
+                    "group on this machine")
 
 
 def processes_problem(processes: int) -> str | None:

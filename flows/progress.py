@@ -42,8 +42,7 @@ def rich_bar(title: str) -> Iterator[None]:
     """A rich progress bar over the campaign's arm groups, on stderr when it is a terminal,
     while the block runs (cleared if the block fails, so the error is the last word)."""
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     if not console.is_terminal:
@@ -51,7 +50,8 @@ def rich_bar(title: str) -> Iterator[None]:
         yield
         return
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
+                        MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[note]}"),
                         console=console, transient=False)
     task = progress.add_task(title, total=None, note="checking the plan")
 

@@ -162,7 +162,8 @@ def device_slots(occupy: int, *, stop: Callable[[], bool] = lambda: False,
         if stop():
             raise SlotWaitAborted("gave up waiting for a device slot: the flow is shutting down")
         if not told and on_wait is not None:
-            on_wait(f"waiting for {occupy} of {count} device slot(s) ({_holders(directory, count)})")
+            on_wait(f"waiting for {occupy} of {count} device slot(s) "
+                    f"({_holders(directory, count)})")
             told = True
         time.sleep(pause)
     try:

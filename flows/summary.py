@@ -168,7 +168,8 @@ def summary_facts(verdict: dict[str, Any]) -> dict[str, Any]:
                                if trend else None),
             "cells": cells}
     return {"baseline": verdict.get("baseline"), "production_rung": verdict.get("production_rung"),
-            "alpha": fmt(verdict.get("alpha"), "level"), "sesoi_pp": fmt(verdict.get("sesoi"), "mde"),
+            "alpha": fmt(verdict.get("alpha"), "level"),
+            "sesoi_pp": fmt(verdict.get("sesoi"), "mde"),
             "methods": methods}
 
 
@@ -217,7 +218,8 @@ def _ask_claude(verdict: dict[str, Any], settings: SummarySettings, api_key: str
 
 def summarize(verdict: dict[str, Any], settings: SummarySettings | None = None,
               logger: logging.Logger | logging.LoggerAdapter | None = None) -> Summary:
-    """A narrative summary of ``verdict``: Claude's when configured and reachable, else the template.
+    """A narrative summary of ``verdict``: Claude's when configured and reachable, else the
+    template.
 
     Args:
         verdict: the verdict dict.
@@ -237,8 +239,10 @@ def summarize(verdict: dict[str, Any], settings: SummarySettings | None = None,
             return Summary(template_summary(verdict), "template", None, reason)
     try:
         api_key = settings.resolve_api_key()
-    except Exception as err:  # a missing block or an unreachable Prefect API: any of many types
-        reason = f"could not load the API key from Prefect Secret block {settings.secret_block!r} ({err})"
+    # A missing block or an unreachable Prefect API: any of many types.
+    except Exception as err:  # noqa: BLE001 - falls back to the template summary
+        reason = ("could not load the API key from Prefect Secret block "
+                  f"{settings.secret_block!r} ({err})")
         log.warning("summary: %s; using the template summary", reason)
         return Summary(template_summary(verdict), "template", None, reason)
     if not api_key:
@@ -247,7 +251,8 @@ def summarize(verdict: dict[str, Any], settings: SummarySettings | None = None,
         return Summary(template_summary(verdict), "template", None, reason)
     try:
         text = _ask_claude(verdict, settings, api_key)
-    except Exception as err:  # the SDK raises many types (timeouts, status, connection, parsing)
+    # The SDK raises many types (timeouts, status, connection, parsing).
+    except Exception as err:  # noqa: BLE001 - falls back to the template summary
         reason = f"Claude call failed: {type(err).__name__}: {' '.join(str(err).split())[:200]}"
         log.warning("summary: %s; using the template summary", reason)
         return Summary(template_summary(verdict), "template", None, reason)

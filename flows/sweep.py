@@ -146,10 +146,9 @@ def prepare_sweep(registry_path: str | Path, write: bool = True
 @flow(name="sweep", log_prints=True, persist_result=False)
 def sweep_flow(registry: str = "infra/sweep-registry.yaml", store: str | None = None) -> dict:
     """Validate each registered method; returns {method: {verdict, promote, report}}."""
+    from flows.outdir import exclusive_out
     from flows.validate import validate_flow
     from transfer.fsutil import atomic_write_text
-
-    from flows.outdir import exclusive_out
 
     logger = get_run_logger()
     reg, items = prepare_sweep(registry, write=False)

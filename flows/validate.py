@@ -64,9 +64,12 @@ def run_group_task(group: ArmGroup, work_dir: str, processes: int = 1) -> dict[s
 
 @flow(name="validate", log_prints=True, persist_result=False,
       task_runner=ThreadPoolTaskRunner(max_workers=4))
-def validate_flow(plan: str, out: str = "reports/validate", store: str | None = None) -> dict:
+def validate_flow(plan: str, out: str = "reports/validate", store: str | None = None,
+                  executor: str | None = None, work_pool: str | None = None) -> dict:
     """Validate the plan's methods up its ladder; returns the verdict dict (also on disk).
-    Another live validation writing to ``out`` makes it fail at once (``flows.outdir``)."""
+    Another live validation writing to ``out`` makes it fail at once (``flows.outdir``).
+    ``executor`` and ``work_pool`` override the plan's ``compute.executor`` and
+    ``compute.work_pool`` (``pool``: every group is a flow run on that pool, ``flows.pool``)."""
     from flows.campaign import Campaign
     from flows.outdir import exclusive_out
 
@@ -74,7 +77,8 @@ def validate_flow(plan: str, out: str = "reports/validate", store: str | None = 
     # Here, not at import: the flow body runs in the main thread, after Prefect has installed
     # its SIGTERM bridge, which our handler then chains (kill workers, then cancel the run).
     install_signal_handlers()
-    campaign = Campaign.prepare(plan, out, store)
+    campaign = Campaign.prepare(plan, out, store,
+                                compute={"executor": executor, "work_pool": work_pool})
     with exclusive_out(campaign.out):  # already held when the CLI started this flow
         return _run_campaign(campaign, logger)
 
@@ -99,10 +103,20 @@ def _run_campaign(campaign, logger) -> dict:
         tracker.advance(max(0, round(1000 * fraction) - tracker.done))
 
     with events.subscribed(on_event):
-        verdict = campaign.run(submit=_submit_with_prefect)
+        verdict = campaign.run(submit=_submitter(campaign))
     publish_report(campaign.plan.name, campaign.report_markdown, verdict)
     logger.info("report: %s", (campaign.out / "report.html").resolve())
     return verdict
+
+
+def _submitter(campaign):
+    """How this campaign's groups run: Prefect tasks here (``local``), or flow runs on a work
+    pool (``pool``, ``flows.pool``)."""
+    if campaign.plan.compute.executor == "pool":
+        from flows.pool import PoolExecutor
+
+        return PoolExecutor(campaign.plan, campaign.store)
+    return _submit_with_prefect
 
 
 def _submit_with_prefect(groups: list[ArmGroup], work_dir: Path, processes: int,

@@ -26,7 +26,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 # "<pid>:<start time>" of the process that started this worker (see process_token).
 ORCHESTRATOR_ENV = "W2S_ORCHESTRATOR"
 
@@ -198,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     watch_orchestrator()
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1:  # which rank of which world this process is, for the group's log
+        print(f"w2s worker: rank {os.environ.get('RANK', '0')} of {world} "
+              f"(local rank {os.environ.get('LOCAL_RANK', '0')})", flush=True)
     start = time.perf_counter()
     try:
         group = ArmGroup.model_validate_json(Path(argv[0]).read_text())

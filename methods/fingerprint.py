@@ -3,12 +3,13 @@
 A student run's store key holds it (``RunSpec.method_fingerprint``), so a run is reused only by
 the code that made it. What a method's code is:
 
-| method | fingerprint over |
-| --- | --- |
-| a built-in (``vanilla``, ``aux_conf``...) | the project code a method runs on: :data:`methods.jail_runtime.JAIL_MODULES` (``methods/`` and the trainer part of ``transfer/``) |
-| ``external`` | that, and the files its command line names (the files the jail mounts for it) |
-| ``package.module:attr`` | that, and every file of the plugin's top-level package (or module file): what the jail mounts under ``/w2s/code`` |
-| an entry point | that, its distribution's name and version, every file the distribution installed, and its top-level package's files (an editable install) |
+- a built-in (``vanilla``, ``aux_conf``...): the project code a method runs on,
+  :data:`methods.jail_runtime.JAIL_MODULES` (``methods/`` and the trainer part of ``transfer/``);
+- ``external``: that, and the files its command line names (the files the jail mounts for it);
+- ``package.module:attr``: that, and every file of the plugin's top-level package (or module
+  file): what the jail mounts under ``/w2s/code``;
+- an entry point: that, its distribution's name and version, every file the distribution
+  installed, and its top-level package's files (an editable install).
 
 A built-in is fingerprinted with all of the project's method code, not only its own module:
 built-ins import each other and the shared modules, so any edit under ``methods/`` (or to the
@@ -23,8 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from methods.jail_runtime import (JAIL_MODULES, PROJECT_PACKAGES, JailSetupError, module_location,
-                                  project_root)
+from methods.jail_runtime import (
+    JAIL_MODULES,
+    PROJECT_PACKAGES,
+    JailSetupError,
+    module_location,
+    project_root,
+)
 from transfer.errors import InputError
 from transfer.fingerprint import code_files, combine, digest_files, digest_tree
 

@@ -2,17 +2,20 @@
 
 Layout inside every jail (everything read-only unless said otherwise):
 
-| path | what |
-| --- | --- |
-| ``/usr``, ``/bin``, ``/lib``... | the operating system's runtime (``jail.system_mounts``) |
-| ``/etc/passwd``, ``/etc/group``, ``/etc/hosts`` | generated: the jail user and localhost only |
-| the interpreter's prefix and the virtual environment, at their host paths | the Python runtime and its installed packages; installed copies of this project's packages are covered by empty directories |
-| ``/w2s/lib`` | the allowed part of this project (:data:`JAIL_MODULES`): the method contract, the built-in methods and the trainer; never the task loaders, the synthetic generator, the arms, the store, flows or stats |
-| ``/w2s/code/<name>`` | third-party code the job needs: the plugin's top-level package, and modules of objects handed over |
-| ``/w2s/job`` | the job's inputs |
-| ``/w2s/out`` | its outputs, the only writable host directory |
-| ``/tmp``, ``/dev/shm`` | private tmpfs |
-| model checkpoints the trainer loads | at their host paths |
+- ``/usr``, ``/bin``, ``/lib``...: the operating system's runtime (``jail.system_mounts``);
+- ``/etc/passwd``, ``/etc/group``, ``/etc/hosts``: generated: the jail user and localhost only;
+- the interpreter's prefix and the virtual environment, at their host paths: the Python runtime
+  and its installed packages; installed copies of this project's packages are covered by empty
+  directories;
+- ``/w2s/lib``: the allowed part of this project (:data:`JAIL_MODULES`): the method contract, the
+  built-in methods and the trainer; never the task loaders, the synthetic generator, the arms,
+  the store, flows or stats;
+- ``/w2s/code/<name>``: third-party code the job needs: the plugin's top-level package, and
+  modules of objects handed over;
+- ``/w2s/job``: the job's inputs;
+- ``/w2s/out``: its outputs, the only writable host directory;
+- ``/tmp``, ``/dev/shm``: private tmpfs;
+- model checkpoints the trainer loads: at their host paths.
 
 The allowed part of the project is copied (with compiled bytecode) into a content-addressed
 directory of the cache, ``$W2S_CACHE_DIR/jail-runtime/<hash>``, by the trusted side.
@@ -323,7 +326,7 @@ class _RecordingPickler(pickle._Pickler):  # type: ignore[name-defined]
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.modules: set[str] = set()
 
-    def save_global(self, obj, name=None) -> None:  # noqa: D102
+    def save_global(self, obj, name=None) -> None:
         self.modules.add(pickle.whichmodule(obj, name or getattr(obj, "__qualname__", "")))
         super().save_global(obj, name)
 

@@ -8,8 +8,8 @@ place plugin code is imported: the trusted process never imports a plugin.
 "pairs": ["key=value", ...] | null}``.
 
 - ``describe`` resolves the method, validates the params (``pairs`` as typed on a command line,
-  or the ``params`` mapping; neither: no check, ``params`` null) and writes ``OUT/describe.json``: ``{"name", "description",
-  "params", "params_schema"}``.
+  or the ``params`` mapping; neither: no check, ``params`` null) and writes
+  ``OUT/describe.json``: ``{"name", "description", "params", "params_schema"}``.
 - ``run`` also loads ``JOB/job.pkl`` (the sealed ``StudentData`` and the trainer, pickled by
   the trusted side), runs the method and writes ``OUT/predictions.jsonl``.
 
@@ -94,7 +94,8 @@ def main(argv: list[str]) -> int:
     except InputError as err:
         _write(out, ERROR_FILE, {"kind": "input", "message": str(err)})
         return EXIT_INPUT
-    except Exception as err:  # the plugin's bug: report it as one line, the traceback on stderr
+    # The plugin's bug: report it as one line, the traceback on stderr.
+    except Exception as err:  # noqa: BLE001
         traceback.print_exc()
         _write(out, ERROR_FILE, {"kind": "crash", "message": f"{type(err).__name__}: {err}"})
         return EXIT_CRASH

@@ -9,7 +9,6 @@ from ``... run`` in the jail. The trusted side checks everything that comes back
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal

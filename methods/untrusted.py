@@ -11,8 +11,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from methods.jail import (JailLimits, JailResult, JailTimeout, JailUnavailable, run_jailed,
-                         run_process)
+from methods.jail import (
+    JailLimits,
+    JailResult,
+    JailTimeout,
+    JailUnavailable,
+    run_jailed,
+    run_process,
+)
 from methods.jail_runtime import JOB, OUT, JailRequest, JailSetupError, jail_spec
 from methods.policy import Isolation, JailSettings, record
 from transfer.errors import InputError

@@ -170,7 +170,8 @@ def load_aar_cache(path: str | Path) -> AarImport:
     table.attrs["kind"] = "aggregate"
     return AarImport(table, notes,
                      {k: float(np.mean(v)) for k, v in reported.items()},
-                     {ds: {arm: float(np.mean(v)) for arm, v in d.items()} for ds, d in fixed.items()},
+                     {ds: {arm: float(np.mean(v)) for arm, v in d.items()}
+                      for ds, d in fixed.items()},
                      record_quality(kept, table))
 
 
@@ -214,7 +215,7 @@ def _read_key_dir(key_dir: Path, dataset: str, idea: str, notes: list[str], repo
 
 def _fill_missing_n(table: pd.DataFrame, notes: list[str]) -> None:
     """Weak records keep no test-set size; the test set is shared, so borrow the dataset's n."""
-    for dataset, rows in table.groupby("dataset"):
+    for _dataset, rows in table.groupby("dataset"):
         known = rows["n"].dropna()
         missing = rows["n"].isna()
         if missing.any() and len(known):
@@ -292,7 +293,8 @@ def record_quality(kept: list[dict], table: pd.DataFrame) -> DataQuality:
             claims[(f["dataset"], f["arm"], said[0])].append(f["path"])
     for f in kept:
         where, ds, arm, seed = f["path"], f["dataset"], f["arm"], f["seed"]
-        fields = {name: f[key] for name, key in (("seed", "seed_field"), ("config.seed", "config_seed"))
+        fields = {name: f[key]
+                  for name, key in (("seed", "seed_field"), ("config.seed", "config_seed"))
                   if f[key] is not None}
         wrong = {name: v for name, v in fields.items() if v != seed}
         if wrong:

@@ -16,8 +16,15 @@ from stats.errors import StatsInputError
 from stats.quality import HOLD, DataQuality, alternative_tables
 from stats.scale import mixed_trend, transfer_ratio, wls_trend
 from stats.table import AGGREGATE, RESERVED_ARMS, check_table, rung_metadata
-from stats.tests_and_verdicts import (INCONCLUSIVE, adjust, cell_reason, classify,
-                                      decision_level, decision_rule_sentence, method_verdict)
+from stats.tests_and_verdicts import (
+    INCONCLUSIVE,
+    adjust,
+    cell_reason,
+    classify,
+    decision_level,
+    decision_rule_sentence,
+    method_verdict,
+)
 
 SCHEMA_VERSION = 1
 DEFAULT_N_BOOT = 2000
@@ -211,7 +218,8 @@ def _methods_by_seeds(rows: pd.DataFrame, methods: list[str]) -> dict[frozenset,
     return groups
 
 
-def _example_counts(cell, n_boot: int, seed: int, cache: dict[int, np.ndarray]) -> np.ndarray | None:
+def _example_counts(cell, n_boot: int, seed: int,
+                    cache: dict[int, np.ndarray]) -> np.ndarray | None:
     """Example-resampling counts shared by every cell with the same number of test examples.
 
     Cells of one dataset share their test examples, so one draw per test set is also the right
@@ -233,7 +241,8 @@ def _adjust_families(per_method: dict[str, list[dict]], production: str, correct
         family = [c for cells in per_method.values() for c in cells
                   if (c["rung"] == production) == confirmatory and c["_tests"] is not None]
         how = correction if confirmatory else "bh"
-        for key, out in (("p_superiority", "p_adjusted"), ("p_equivalence", "p_equivalence_adjusted"),
+        for key, out in (("p_superiority", "p_adjusted"),
+                         ("p_equivalence", "p_equivalence_adjusted"),
                          ("p_harm", "p_harm_adjusted")):
             for c, p in zip(family, adjust([c["gain"][key] for c in family], how)):
                 c["gain"][out] = p
@@ -253,7 +262,8 @@ def _method_entry(method: str, cells: list[dict], production: str, discovery: st
         if c["rung"] != production or c["_tests"] is None:
             continue
         g = c["gain"]
-        outcome = classify(g["p_adjusted"], g["p_harm_adjusted"], g["p_equivalence_adjusted"], alpha)
+        outcome = classify(g["p_adjusted"], g["p_harm_adjusted"], g["p_equivalence_adjusted"],
+                           alpha)
         c["outcome"] = outcome
         outcomes[c["dataset"]] = outcome
         estimates[c["dataset"]] = g["estimate"]
@@ -364,7 +374,8 @@ def _claims(method: str, cells: list[dict], discovery: str, claims: Mapping | No
             replicated = pgr["estimate"]
         else:
             g = c["gain"]
-            p = gain_claim_p(g["estimate"], g["se"], g["df"], value) if g.get("se") else float("nan")
+            p = (gain_claim_p(g["estimate"], g["se"], g["df"], value) if g.get("se")
+                 else float("nan"))
             replicated = g["estimate"]
         c["claim"] = {"kind": kind, "claimed": value, "replicated": replicated,
                       "p_shortfall": None if not np.isfinite(p) else p,

@@ -10,8 +10,9 @@ Seed-level cells get a paired seed bootstrap of the gain only, and only when the
 baseline ran exactly the same seeds (``paired_seed_bootstrap``).  Resampling the union of seeds
 when the arms share only some of them breaks the pairing and its coverage depends on the
 overlap pattern: 82% for a nominal 95% in the simulation of issue 10, 95.5% in this project's
-partial-overlap scenario (bench/stats_calibration.py), so it is not reported there.  With the few seeds of a training run (3-10) the plain percentile interval is
-too narrow by about sqrt((n-1)/n) t_{n-1} / z; the expanded percentile interval (Hesterberg
+partial-overlap scenario (bench/stats_calibration.py), so it is not reported there.  With the
+few seeds of a training run (3-10) the plain percentile interval is too narrow by about
+sqrt((n-1)/n) t_{n-1} / z; the expanded percentile interval (Hesterberg
 2015, "What teachers should know about the bootstrap", Am. Stat. 69:371) takes the quantiles at
 alpha' with z_{1-alpha'/2} = sqrt(n / (n - 1)) t_{n-1, 1-alpha/2}, which corrects both.  It still
 covers only about 92% at 5 seeds (a resampled mean never leaves the range of 5 values), 93-94%

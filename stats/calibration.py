@@ -19,8 +19,15 @@ import numpy as np
 import pandas as pd
 
 from stats.analyze import analyze_table
-from stats.simulate_w2s import (ARMS, World, conditional_gain, draw_items, draw_scores,
-                                to_aggregate_table, to_examples_table)
+from stats.simulate_w2s import (
+    ARMS,
+    World,
+    conditional_gain,
+    draw_items,
+    draw_scores,
+    to_aggregate_table,
+    to_examples_table,
+)
 from stats.table import check_table
 
 ARM_NAMES = {"baseline": "vanilla", "method": "m"}

@@ -1,4 +1,5 @@
-"""Everything estimated for one method in one (rung, dataset) cell, before multiplicity correction."""
+"""Everything estimated for one method in one (rung, dataset) cell, before multiplicity
+correction."""
 from __future__ import annotations
 
 import numpy as np
@@ -86,9 +87,11 @@ def method_cell(cell: Cell, method: str, baseline: str, meta: dict, sesoi: float
     pgr = _pgr(cell, method, alpha, two_way_boot, sesoi)
     out["_pgr_parts"] = pgr.pop("_parts", None)
     out["pgr"] = pgr
-    out["pgr_baseline"] = _pgr(cell, baseline, alpha, two_way_boot, sesoi) if baseline in m.arms else {
-        "defined": False, "estimate": None, "ci_low": None, "ci_high": None,
-        "note": f"baseline '{baseline}' missing in this cell"}
+    if baseline in m.arms:
+        out["pgr_baseline"] = _pgr(cell, baseline, alpha, two_way_boot, sesoi)
+    else:
+        out["pgr_baseline"] = {"defined": False, "estimate": None, "ci_low": None, "ci_high": None,
+                               "note": f"baseline '{baseline}' missing in this cell"}
     out["pgr_baseline"].pop("_parts", None)
     cell_sesoi = sesoi
     if sesoi_pgr is not None and pgr.get("gap") and pgr.get("defined"):
@@ -107,7 +110,8 @@ def method_cell(cell: Cell, method: str, baseline: str, meta: dict, sesoi: float
     lo, hi = contrast.ci(1 - alpha)
     gain = {"estimate": _f(contrast.estimate), "ci_low": _f(lo), "ci_high": _f(hi),
             "se": _f(contrast.se), "df": _f(contrast.df),
-            "seed_component_truncated": contrast.seed_truncated, "p_superiority": tests.p_superiority,
+            "seed_component_truncated": contrast.seed_truncated,
+            "p_superiority": tests.p_superiority,
             "p_equivalence": tests.p_equivalence, "p_harm": tests.p_harm, "p_adjusted": None}
     if two_way_boot is not None:
         diffs = boot[:, m.index(method)] - boot[:, m.index(baseline)]
@@ -122,7 +126,8 @@ def method_cell(cell: Cell, method: str, baseline: str, meta: dict, sesoi: float
     elif n_boot and rng is not None and cell.scores is None:
         paired = paired_seed_bootstrap(cell.seed_acc[method], cell.seed_acc[baseline], n_boot,
                                        rng, alpha)
-        if paired is None and set(cell.seed_acc[method].index) != set(cell.seed_acc[baseline].index):
+        shared_seeds = set(cell.seed_acc[method].index) == set(cell.seed_acc[baseline].index)
+        if paired is None and not shared_seeds:
             gain["boot_note"] = ("no seed bootstrap: the method and the baseline do not share "
                                  "all their seeds; resampling the union of seeds breaks the "
                                  "pairing, and its coverage depends on the overlap pattern "

@@ -36,7 +36,8 @@ class Cell:
     example_ids: np.ndarray | None = None
 
 
-def _balanced_scores(rows: pd.DataFrame, arms: list[str]) -> tuple[np.ndarray, list, np.ndarray] | None:
+def _balanced_scores(rows: pd.DataFrame,
+                     arms: list[str]) -> tuple[np.ndarray, list, np.ndarray] | None:
     """(A, S, I) scores when every arm has the same seeds and the same examples in each seed.
 
     Keys are unique (``check_table``), so the layout is complete exactly when the number of rows
@@ -74,7 +75,8 @@ def build_cell(rows: pd.DataFrame, kind: str, rung: str, dataset: str) -> Cell:
             seed_acc = {a: pd.Series(per_seed[k], index=seeds) for k, a in enumerate(arms)}
             return Cell(rung, dataset, moments, scores, seed_acc, seeds, examples)
     agg = to_aggregate(rows)
-    seed_acc = {a: agg.loc[agg["arm"] == a].set_index("seed")["accuracy"].sort_index() for a in arms}
+    seed_acc = {a: agg.loc[agg["arm"] == a].set_index("seed")["accuracy"].sort_index()
+                for a in arms}
     n_of = {a: (float(agg.loc[agg["arm"] == a, "n"].dropna().mean())
                 if agg.loc[agg["arm"] == a, "n"].notna().any() else None) for a in arms}
     if kind != AGGREGATE:

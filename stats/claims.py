@@ -1,4 +1,5 @@
-"""Does a replication at the discovery rung fall short of the number claimed where a method was found?
+"""Does a replication at the discovery rung fall short of the number claimed where a method was
+found?
 
 Claims made on a reused test set are selected (the best of many tries), so they are biased upwards;
 the replication is the honest number.  One-sided tests, H0: the true value reaches the claim,
@@ -48,7 +49,8 @@ def claim_for(claims: Mapping | None, method: str, dataset: str) -> tuple[str, f
     try:
         value = float(entry[kind])
     except (TypeError, ValueError):
-        raise StatsInputError(f"expected a number, got {entry[kind]!r}", field=f"{where}.{kind}") from None
+        raise StatsInputError(f"expected a number, got {entry[kind]!r}",
+                              field=f"{where}.{kind}") from None
     if not np.isfinite(value):
         raise StatsInputError("expected a finite number", field=f"{where}.{kind}")
     return kind, value
@@ -56,7 +58,8 @@ def claim_for(claims: Mapping | None, method: str, dataset: str) -> tuple[str, f
 
 def pgr_claim_p(a: float, d: float, v_aa: float, v_dd: float, v_ad: float, df: float,
                 claimed: float) -> float:
-    """One-sided p value that the true PGR is below ``claimed`` (Fieller pivot, module docstring)."""
+    """One-sided p value that the true PGR is below ``claimed`` (Fieller pivot, module
+    docstring)."""
     var = v_aa - 2 * claimed * v_ad + claimed ** 2 * v_dd
     if not np.isfinite(var) or var <= 0:
         return float("nan")

@@ -1,4 +1,5 @@
-"""User-facing input errors of stats/ (kept apart from transfer/ so stats/ imports nothing of ours): one line, naming where the problem is and what was expected."""
+"""User-facing input errors of stats/ (kept apart from transfer/ so stats/ imports nothing of
+ours): one line, naming where the problem is and what was expected."""
 from __future__ import annotations
 
 from pathlib import Path

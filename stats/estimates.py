@@ -148,7 +148,8 @@ class CellMoments:
         2 (S - 1).  A seed component estimated below zero is one that is estimated poorly, not
         one known to be zero, and it is small by chance exactly when the interval needs its
         width: the earlier rule switched to the example df (I - 1, hundreds) there and covered
-        about 80% of the time in that subset (issue 10's simulation; 84-95% in ours).  The uncapped Satterthwaite df at the boundary
+        about 80% of the time in that subset (issue 10's simulation; 84-95% in ours).  The
+        uncapped Satterthwaite df at the boundary
         still covered only 90-92% there when items carry large method effects; keeping S - 1
         covered 97-98% but pushed overall coverage above 97%.  The cap 2 (S - 1) is the
         choice measured on the calibration suite (docs/stats.md): 95-96% in the truncated

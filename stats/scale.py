@@ -62,24 +62,24 @@ def wls_trend(points: pd.DataFrame, alpha: float = 0.05) -> dict | None:
     design = [x]
     for ds in datasets:
         design.append((pts["dataset"].to_numpy() == ds).astype(float))
-    X = np.column_stack(design)
+    xmat = np.column_stack(design)
     # drop dataset intercepts that cannot be told apart from the slope (single-row datasets)
-    if np.linalg.matrix_rank(X) < X.shape[1]:
-        X = np.column_stack([x, np.ones_like(x)])
+    if np.linalg.matrix_rank(xmat) < xmat.shape[1]:
+        xmat = np.column_stack([x, np.ones_like(x)])
     var = pts["se"].to_numpy(float) ** 2
     cell_df = (pts["df"].to_numpy(float) if "df" in pts.columns
                else np.full(len(pts), np.inf))
     cell_df = np.where(np.isfinite(cell_df) & (cell_df > 0), cell_df, np.inf)
     w = 1.0 / var
     y = pts["gain"].to_numpy(float)
-    xtwx = X.T @ (X * w[:, None])
-    beta = np.linalg.solve(xtwx, X.T @ (w * y))
-    resid = y - X @ beta
-    dof = len(y) - X.shape[1]
+    xtwx = xmat.T @ (xmat * w[:, None])
+    beta = np.linalg.solve(xtwx, xmat.T @ (w * y))
+    resid = y - xmat @ beta
+    dof = len(y) - xmat.shape[1]
     scale = float(resid @ (w * resid) / dof) if dof > 0 else 1.0
     inv = np.linalg.inv(xtwx)
     slope = float(beta[0])
-    parts = (inv @ (X * w[:, None]).T)[0] ** 2 * var  # a_k^2 se_k^2, summing to inv[0, 0]
+    parts = (inv @ (xmat * w[:, None]).T)[0] ** 2 * var  # a_k^2 se_k^2, summing to inv[0, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         df = float(parts.sum() ** 2 / np.sum(parts ** 2 / cell_df))
     if scale > 1.0 and dof > 0:

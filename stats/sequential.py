@@ -37,8 +37,17 @@ from scipy import stats as sps
 from stats.cells import build_cell
 from stats.errors import StatsInputError
 from stats.table import check_table, rung_metadata
-from stats.tests_and_verdicts import (EQUIVALENT, HARM, HARMFUL, INCONCLUSIVE, REAL, SUPERIOR,
-                                      UNDECIDED, VANISHED, method_verdict)
+from stats.tests_and_verdicts import (
+    EQUIVALENT,
+    HARM,
+    HARMFUL,
+    INCONCLUSIVE,
+    REAL,
+    SUPERIOR,
+    UNDECIDED,
+    VANISHED,
+    method_verdict,
+)
 
 SPENDING = ("obrien_fleming", "pocock", "bonferroni")
 _GRID = 801
@@ -94,7 +103,8 @@ def _boundaries(alpha: float, fractions: tuple[float, ...], spending: str) -> np
         if exit_prob(0.0) < target:
             bounds[k] = 0.0
         else:
-            bounds[k] = optimize.brentq(lambda c: exit_prob(c) - target, 0.0, 40.0, xtol=1e-10)
+            bounds[k] = optimize.brentq(lambda c, target=target: exit_prob(c) - target, 0.0, 40.0,
+                                       xtol=1e-10)
         upper = bounds[k] * np.sqrt(t[k])
         new_grid = np.linspace(-10 * np.sqrt(t[-1]), upper, _GRID)
         kernel = sps.norm.pdf((new_grid[:, None] - grid[None, :]) / step) / step
@@ -190,8 +200,10 @@ class SequentialDesign:
                                   f"{', '.join(SPENDING)})", field="spending")
         if int(n_methods) != n_methods or n_methods < 1:
             raise StatsInputError(f"got {n_methods}, expected an integer >= 1", field="n_methods")
-        fr = np.arange(1, max_looks + 1) / max_looks if fractions is None else np.asarray(fractions, float)
-        if len(fr) != max_looks or np.any(np.diff(fr) <= 0) or fr[0] <= 0 or abs(fr[-1] - 1) > 1e-9:
+        fr = (np.arange(1, max_looks + 1) / max_looks if fractions is None
+              else np.asarray(fractions, float))
+        if (len(fr) != max_looks or np.any(np.diff(fr) <= 0) or fr[0] <= 0
+                or abs(fr[-1] - 1) > 1e-9):
             raise StatsInputError("expected max_looks increasing fractions ending at 1",
                                   field="fractions")
         self.max_looks, self.alpha, self.sesoi = int(max_looks), alpha, sesoi
@@ -297,11 +309,12 @@ def simulate_design(design: SequentialDesign, seeds_per_look: int, effect: float
         idx = np.flatnonzero(open_)
         outcome[idx] = now
         used[idx[now != ""]] = n
-    return {"p_real": float(np.mean(outcome == SUPERIOR)), "p_harmful": float(np.mean(outcome == HARM)),
+    return {"p_real": float(np.mean(outcome == SUPERIOR)),
+            "p_harmful": float(np.mean(outcome == HARM)),
             "p_vanished": float(np.mean(outcome == EQUIVALENT)),
             "p_inconclusive": float(np.mean(outcome == UNDECIDED)),
             "mean_seeds": float(used.mean()), "max_seeds": n_max}
 
 
-__all__ = ["simulate_design", "Decision", "SequentialDesign", "boundaries", "decide_arrays", "spent_alpha",
-           "REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE"]
+__all__ = ["simulate_design", "Decision", "SequentialDesign", "boundaries", "decide_arrays",
+           "spent_alpha", "REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE"]

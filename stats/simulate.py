@@ -51,7 +51,8 @@ def simulate_scores(rng: np.random.Generator, n_experiments: int, n_seeds: int, 
 
 
 def scores_to_table(scores: np.ndarray, arms: list[str], rung: str = "r0", dataset: str = "d0",
-                    strong_params: int | None = None, seeds: list[int] | None = None) -> pd.DataFrame:
+                    strong_params: int | None = None,
+                    seeds: list[int] | None = None) -> pd.DataFrame:
     """A per-example results table from one experiment's (A, S, I) scores."""
     n_arms, n_seeds, n_ex = scores.shape
     seeds = list(range(n_seeds)) if seeds is None else seeds

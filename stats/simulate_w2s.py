@@ -113,8 +113,9 @@ class World:
         for arm, target in targets.items():
             if not lo < target < hi:
                 raise ValueError(f"accuracy {target} of {arm} outside ({lo}, {hi})")
-            out[arm] = optimize.brentq(lambda m, a=arm, t=target: self.population_accuracy(a, m) - t,
-                                       -30.0, 30.0, xtol=1e-12)
+            out[arm] = optimize.brentq(
+                lambda m, a=arm, t=target: self.population_accuracy(a, m) - t,
+                -30.0, 30.0, xtol=1e-12)
         return out
 
     def conditional_accuracy(self, arm: str, mu: float, item_type: np.ndarray,
@@ -168,7 +169,8 @@ def draw_items(world: World, rng: np.random.Generator, n_experiments: int
 
 def draw_scores(world: World, rng: np.random.Generator, n_seeds: int,
                 items: tuple[np.ndarray, np.ndarray]) -> Draw:
-    """Scores of every arm on ``n_seeds`` seeds for the experiments' items (see module docstring)."""
+    """Scores of every arm on ``n_seeds`` seeds for the experiments' items (see module
+    docstring)."""
     item_type, difficulty = items
     e, i = item_type.shape
     s = n_seeds

@@ -34,7 +34,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     if not path.is_file():
-        raise StatsInputError("no such file (expected a results table, .parquet or .csv)", path=path)
+        raise StatsInputError("no such file (expected a results table, .parquet or .csv)",
+                              path=path)
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return pd.read_parquet(path)
@@ -63,7 +64,8 @@ def _line_of(df: pd.DataFrame, mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0]) + 2
 
 
-def _require_columns(df: pd.DataFrame, needed: tuple[str, ...], path: str | None, form: str) -> None:
+def _require_columns(df: pd.DataFrame, needed: tuple[str, ...], path: str | None,
+                     form: str) -> None:
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise StatsInputError(
@@ -88,7 +90,8 @@ def _check_integer(df: pd.DataFrame, col: str, path: str | None, low: float | No
     if high is not None:
         bad |= values.to_numpy(dtype=float) > high
     if bad.any():
-        raise StatsInputError(f"got {_show(df[col].iloc[int(np.flatnonzero(bad)[0])])}, expected {what}",
+        first_bad = df[col].iloc[int(np.flatnonzero(bad)[0])]
+        raise StatsInputError(f"got {_show(first_bad)}, expected {what}",
                               path=path, line=_line_of(df, bad), field=col)
     return values.astype(np.int64)
 
@@ -138,7 +141,8 @@ def check_table(df: pd.DataFrame, path: str | Path | None = None) -> pd.DataFram
         n = pd.to_numeric(df["n"], errors="coerce")
         bad = (df["n"].notna() & (n.isna() | (n < 1) | (n % 1 != 0))).to_numpy()
         if bad.any():
-            raise StatsInputError(f"got {_show(df['n'].iloc[int(np.flatnonzero(bad)[0])])}, expected "
+            first_bad = df["n"].iloc[int(np.flatnonzero(bad)[0])]
+            raise StatsInputError(f"got {_show(first_bad)}, expected "
                                   "a whole number of examples >= 1 (or empty)", path=where,
                                   line=_line_of(df, bad), field="n")
         out["n"] = n.astype(float)

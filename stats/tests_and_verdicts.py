@@ -204,7 +204,8 @@ def method_verdict(outcomes: dict[str, str], estimates: dict[str, float],
         (verdict, promote, one-line summary).
     """
     if not outcomes:
-        return INCONCLUSIVE, False, "no dataset at the production rung has this method and the baseline"
+        return (INCONCLUSIVE, False,
+                "no dataset at the production rung has this method and the baseline")
     values = list(outcomes.values())
     superior = [d for d, o in outcomes.items() if o == SUPERIOR]
     if HARM in values:

@@ -51,7 +51,8 @@ def estimates_frame(verdict: dict) -> pd.DataFrame:
                 "acc_weak": c["acc"]["weak"], "acc_ceiling": c["acc"]["ceiling"],
                 "acc_baseline": c["acc"]["baseline"], "acc_method": c["acc"]["method"],
                 "gain": g["estimate"], "gain_ci_low": g["ci_low"], "gain_ci_high": g["ci_high"],
-                "gain_boot_ci_low": g.get("boot_ci_low"), "gain_boot_ci_high": g.get("boot_ci_high"),
+                "gain_boot_ci_low": g.get("boot_ci_low"),
+                "gain_boot_ci_high": g.get("boot_ci_high"),
                 "p_superiority": g["p_superiority"], "p_equivalence": g["p_equivalence"],
                 "p_harm": g.get("p_harm"), "p_adjusted": g["p_adjusted"],
                 "family": g.get("family"), "outcome": c.get("outcome"),
@@ -84,8 +85,9 @@ def summary_markdown(verdict: dict) -> str:
     if verdict.get("notes"):
         lines.append("")
     level = f"{100 * (1 - verdict['alpha']):.0f}%"
-    lines += ["| method | verdict | promote | dataset | rung | acc method | acc baseline | gain (pts) "
-              f"| {level} CI (pts) | adj. p | PGR [{level} CI] | PGR baseline [{level} CI] |",
+    lines += ["| method | verdict | promote | dataset | rung | acc method | acc baseline "
+              f"| gain (pts) | {level} CI (pts) | adj. p | PGR [{level} CI] "
+              f"| PGR baseline [{level} CI] |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method, entry in verdict["methods"].items():
         for c in entry["cells"]:
@@ -98,8 +100,8 @@ def summary_markdown(verdict: dict) -> str:
                 f"| {method} | {entry['verdict']} | {'yes' if entry['promote'] else 'no'} | "
                 f"{c['dataset']} | {c['rung']} | {_num(c['acc']['method'], '{:.4f}')} | "
                 f"{_num(c['acc']['baseline'], '{:.4f}')} | {_pts(g['estimate'])} | "
-                f"{_pts(g['ci_low'])} to {_pts(g['ci_high'])} | {_num(g['p_adjusted'], '{:.3g}')} | "
-                f"{pgr} | {pgrb} |")
+                f"{_pts(g['ci_low'])} to {_pts(g['ci_high'])} | "
+                f"{_num(g['p_adjusted'], '{:.3g}')} | {pgr} | {pgrb} |")
     lines.append("")
     for method, entry in verdict["methods"].items():
         lines += [f"## {method}: {entry['verdict']}", ""]

@@ -15,11 +15,11 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     and analytics are off, so tests never touch the user's Prefect profile or the network.
     """
     home = tmp_path_factory.mktemp("prefect-home")
-    saved = {key: os.environ.get(key) for key in ("PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED")}
+    saved = {key: os.environ.get(key)
+             for key in ("PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED")}
     os.environ["PREFECT_HOME"] = str(home)
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    from prefect.settings import (PREFECT_HOME, PREFECT_SERVER_ANALYTICS_ENABLED,
-                                  temporary_settings)
+    from prefect.settings import PREFECT_HOME, PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
     try:

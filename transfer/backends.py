@@ -40,7 +40,7 @@ def soft_targets(targets: np.ndarray) -> torch.Tensor:
 @dataclass
 class _FittedProbe:
     probe: torch.nn.Module
-    backend: "FeatureBackend"
+    backend: FeatureBackend
     engine_config: object
 
     def predict(self, split: str) -> np.ndarray:
@@ -75,7 +75,7 @@ class FeatureBackend:
         train(probe, inputs, soft_targets(targets), weights=w, hooks=hooks, config=config)
         return _FittedProbe(probe, self, config)
 
-    def without(self, split: str) -> "FeatureBackend":
+    def without(self, split: str) -> FeatureBackend:
         """The same backend minus one split (a student trainer never needs ``train_label``)."""
         return FeatureBackend(self.model_name, self.params,
                               {k: v for k, v in self.features.items() if k != split})
@@ -100,7 +100,8 @@ def task_tokenizer(task_fingerprint: str, corpus: tuple[str, ...]):
     return PreTrainedTokenizerFast.from_pretrained(final)
 
 
-def tiny_backend(spec: TinyModelSpec, task, splits: tuple[str, ...] | None = None) -> FeatureBackend:
+def tiny_backend(spec: TinyModelSpec, task,
+                 splits: tuple[str, ...] | None = None) -> FeatureBackend:
     """Pretrain (once, cached) the tiny model of ``spec`` on ``task.corpus``; features per split."""
     from transfer.models.probe import cached_features
     from transfer.models.tiny import pretrained_tiny_model, tiny_model_key
@@ -111,7 +112,8 @@ def tiny_backend(spec: TinyModelSpec, task, splits: tuple[str, ...] | None = Non
 
     def load_body():
         if "model" not in state:
-            state["model"], _ = pretrained_tiny_model(spec, tokenizer, task.corpus, task.fingerprint)
+            state["model"], _ = pretrained_tiny_model(spec, tokenizer, task.corpus,
+                                                      task.fingerprint)
         return state["model"]
 
     features = {}
@@ -121,7 +123,8 @@ def tiny_backend(spec: TinyModelSpec, task, splits: tuple[str, ...] | None = Non
     return FeatureBackend(model_name=spec.name, params=model_params(spec), features=features)
 
 
-def make_backend(spec: TinyModelSpec | HFModelSpec, task, splits: tuple[str, ...] | None = None) -> Backend:
+def make_backend(spec: TinyModelSpec | HFModelSpec, task,
+                 splits: tuple[str, ...] | None = None) -> Backend:
     if isinstance(spec, TinyModelSpec):
         return tiny_backend(spec, task, splits)
     from transfer.models.hf import hf_backend

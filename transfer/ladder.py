@@ -16,7 +16,7 @@ import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -52,7 +52,7 @@ class PretrainSpec(_Strict):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _fields_of_the_method(self) -> "PretrainSpec":
+    def _fields_of_the_method(self) -> PretrainSpec:
         needed = ("corpus_sentences", "rank") if self.method == "svd" else ("tokens", "lr")
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
@@ -75,7 +75,7 @@ class TinyModelSpec(_Strict):
     pretrain: PretrainSpec
 
     @model_validator(mode="after")
-    def _heads_divide_width(self) -> "TinyModelSpec":
+    def _heads_divide_width(self) -> TinyModelSpec:
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads "
                              f"{self.num_heads}")
@@ -105,7 +105,7 @@ class HFModelSpec(_Strict):
     max_length: int = Field(512, gt=0)
 
 
-ModelSpec = Annotated[Union[TinyModelSpec, HFModelSpec], Field(discriminator="kind")]
+ModelSpec = Annotated[TinyModelSpec | HFModelSpec, Field(discriminator="kind")]
 
 
 class Rung(_Strict):

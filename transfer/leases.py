@@ -197,7 +197,7 @@ class Lease:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
 
-    def __enter__(self) -> "Lease":
+    def __enter__(self) -> Lease:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -282,7 +282,8 @@ class RunStore:
             yield record
 
     def put(self, spec: RunSpec, predictions: pd.DataFrame, metrics: dict[str, Any],
-            soft_labels: pd.DataFrame | None = None, config: dict[str, Any] | None = None) -> RunRecord:
+            soft_labels: pd.DataFrame | None = None,
+            config: dict[str, Any] | None = None) -> RunRecord:
         """Write a run; the first complete copy wins and is returned.
 
         The run is written to a staging directory (files fsynced, manifest last) and published

@@ -25,15 +25,26 @@ def _load_claims(path: Path | None) -> dict | None:
 
 
 def analyze(
-    path: Path = typer.Argument(..., help="Results table (.parquet/.csv) or a sandbox cache_results/ directory."),
-    out: Path = typer.Option(..., "--out", help="Output directory for verdict.json, summary.md, estimates.csv."),
-    baseline: str = typer.Option(None, "--baseline", help="Baseline arm (default: vanilla; vanilla_w2s for a sandbox cache)."),
-    sesoi: float = typer.Option(0.01, "--sesoi", help="Smallest effect size of interest, accuracy fraction (0.01 = 1 point)."),
-    sesoi_pgr: float = typer.Option(None, "--sesoi-pgr", help="SESOI as a fraction of the weak-ceiling gap (overrides --sesoi per cell)."),
+    path: Path = typer.Argument(
+        ..., help="Results table (.parquet/.csv) or a sandbox cache_results/ directory."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output directory for verdict.json, summary.md, estimates.csv."),
+    baseline: str = typer.Option(
+        None, "--baseline",
+        help="Baseline arm (default: vanilla; vanilla_w2s for a sandbox cache)."),
+    sesoi: float = typer.Option(
+        0.01, "--sesoi",
+        help="Smallest effect size of interest, accuracy fraction (0.01 = 1 point)."),
+    sesoi_pgr: float = typer.Option(
+        None, "--sesoi-pgr",
+        help="SESOI as a fraction of the weak-ceiling gap (overrides --sesoi per cell)."),
     alpha: float = typer.Option(0.05, "--alpha", help="Test level."),
-    correction: str = typer.Option("holm", "--correction", help="Confirmatory correction: holm, bonferroni, bh, none."),
-    n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap replicates for the cross-check (0: off)."),
-    claims: Path = typer.Option(None, "--claims", help="JSON file of claimed numbers {method: {\"pgr\": x}}."),
+    correction: str = typer.Option(
+        "holm", "--correction", help="Confirmatory correction: holm, bonferroni, bh, none."),
+    n_boot: int = typer.Option(
+        2000, "--n-boot", help="Bootstrap replicates for the cross-check (0: off)."),
+    claims: Path = typer.Option(
+        None, "--claims", help="JSON file of claimed numbers {method: {\"pgr\": x}}."),
 ) -> None:
     """Decide whether each method's gain is REAL, VANISHED, HARMFUL or INCONCLUSIVE (or HOLD:
     a data-quality hold on records that contradict their paths)."""

@@ -18,13 +18,14 @@ def register(app: typer.Typer) -> None:
             help="Output directory of a run (verdict.json, results.parquet, provenance.json).")],
         claude: Annotated[bool, typer.Option(
             "--claude/--keep-summary",
-            help="Ask Claude for a fresh narrative (else reuse summary.json, or the template).")] = False,
+            help="Ask Claude for a fresh narrative (else reuse summary.json, or the "
+                 "template).")] = False,
     ) -> None:
         """Re-render DIR/report.md and DIR/report.html from the saved results."""
         with user_errors():
             from flows.report.render import write_report
             from flows.report.saved import load_saved_run
-            from flows.summary import summarize, template_summary, Summary
+            from flows.summary import Summary, summarize, template_summary
 
             saved = load_saved_run(out_dir)
             if claude:

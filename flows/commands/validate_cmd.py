@@ -1,33 +1,44 @@
 """`w2s-transfer validate PLAN --out DIR` and `w2s-transfer demo --out DIR`."""
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 
 from flows.commands._errors import user_errors
 
+
+class Executor(str, Enum):
+    local = "local"
+    pool = "pool"
+
+
 DEMO_PLAN = Path(__file__).resolve().parents[1] / "plans" / "demo.yaml"
 
 
-def run_validate(plan: Path, out: Path, store: Path | None) -> dict:
+def run_validate(plan: Path, out: Path, store: Path | None, executor: str | None = None,
+                 work_pool: str | None = None) -> dict:
     """Check everything (exit 2 on problems, before compute and before writing anything), hold
     the output directory (refused if another live validation holds it), then run the validate
-    flow in Prefect's embedded mode (flows/embedded.py)."""
+    flow in Prefect's embedded mode (flows/embedded.py), or on the server PREFECT_API_URL names
+    (the pool executor needs one its workers reach)."""
     from flows.campaign import Campaign
     from flows.embedded import configure_embedded_prefect, embedded_prefect
     from flows.outdir import exclusive_out
 
+    compute = {"executor": executor, "work_pool": work_pool}
+    configure_embedded_prefect()  # before prefect is imported (the pool check imports it)
     with user_errors():
-        Campaign.prepare(plan, out, store)
-    configure_embedded_prefect()  # before prefect is imported
+        Campaign.prepare(plan, out, store, compute=compute)
     from flows.progress import rich_bar
 
     with user_errors(), exclusive_out(out), embedded_prefect(out / "prefect.log"):
         from flows.validate import validate_flow
 
         with rich_bar(f"validate {plan.name}"):
-            return validate_flow(str(plan), str(out), str(store) if store else None)
+            return validate_flow(str(plan), str(out), str(store) if store else None,
+                                 executor=executor, work_pool=work_pool)
 
 
 def print_verdicts(verdict: dict, out: Path) -> None:
@@ -70,9 +81,16 @@ def register(app: typer.Typer) -> None:
                                               "micro-ci, tiny-ci)"),
         out: Path = typer.Option(Path("reports/validate"), help="output directory"),
         store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
+        executor: Executor = typer.Option(None, help="where groups run (default: the plan's "
+                                          "compute.executor, else local): local subprocesses, "
+                                          "or flow runs on a Prefect work pool"),
+        work_pool: str = typer.Option(None, help="work pool of the pool executor (default: the "
+                                      "plan's compute.work_pool, else w2s-process)"),
     ) -> None:
-        """Run a plan through the `validate` flow (Prefect embedded mode) and print verdicts."""
-        print_verdicts(run_validate(plan, out, store), out)
+        """Run a plan through the `validate` flow (Prefect embedded mode, or the server
+        PREFECT_API_URL names) and print verdicts."""
+        print_verdicts(run_validate(plan, out, store, executor.value if executor else None,
+                                    work_pool), out)
 
     @app.command("demo")
     def demo(

@@ -107,7 +107,8 @@ def runnable_with_defaults(name: str, params: Mapping[str, Any]) -> bool:
 
     try:
         resolve_with_params(name, dict(params))
-    except Exception:  # a required param (pydantic) or a broken plugin: not gateable unattended
+    # A required param (pydantic) or a broken plugin: not gateable unattended.
+    except Exception:  # noqa: BLE001
         return False
     return True
 

@@ -113,7 +113,7 @@ def fit_noisy_channel(student_p1: np.ndarray, symbols: np.ndarray, n_symbols: in
     channel = channel_m_step(posterior, symbols, n_symbols, alpha)
     converged = False
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 - the count is returned
         updated = posterior_e_step(student_p1, symbols, channel)
         channel = channel_m_step(updated, symbols, n_symbols, alpha)
         delta = float(np.max(np.abs(updated - posterior))) if len(updated) else 0.0

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from pydantic import model_validator
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from methods.base import MethodBase, MethodParams, hard_labels
 from methods.registry import register_method
@@ -39,7 +38,7 @@ class ConfidentParams(MethodParams):
     high: float = Field(0.75, ge=0.0, le=1.0, description="upper edge of the dropped band")
 
     @model_validator(mode="after")
-    def _band_is_ordered(self) -> "ConfidentParams":
+    def _band_is_ordered(self) -> ConfidentParams:
         if not self.low < self.high:
             raise ValueError(f"low must be < high, got low={self.low}, high={self.high}")
         return self

@@ -1,4 +1,5 @@
-"""``zero_shot_prior``: the strong model's own label-token prior, alone or mixed with weak labels."""
+"""``zero_shot_prior``: the strong model's own label-token prior, alone or mixed with weak
+labels."""
 from __future__ import annotations
 
 import numpy as np

@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_helpers import one_error_line
 from typer.testing import CliRunner
 
 from flows.cli import app
-from cli_helpers import one_error_line
 
 METHODS_TESTS = Path(__file__).resolve().parents[1] / "methods"
 
@@ -35,8 +35,9 @@ def test_sealed_builtins_are_clean(tmp_path, method, params):
 
 
 def test_an_in_process_builtin_reading_labels_is_flagged(tmp_path, monkeypatch):
-    from methods import registry
     from malicious.gc_split import GcSplitThief
+
+    from methods import registry
 
     # Installed as a trusted built-in, it runs in the audit's own process.
     thief = GcSplitThief()

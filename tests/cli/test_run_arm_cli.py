@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import one_error_line
 from typer.testing import CliRunner
 
 from flows.cli import app
-from cli_helpers import one_error_line
 
 GENERIC = Path(__file__).resolve().parents[1] / "transfer" / "fixtures" / "generic"
 MICRO = ["--ladder", "micro", "--rung", "m0"]

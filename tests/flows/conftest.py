@@ -32,8 +32,10 @@ def build_results_table(seed: int = 7) -> pd.DataFrame:
     rows = []
     for rung, weak_model, strong_model, strong_params, ceiling in RUNGS:
         for dataset in DATASETS:
-            # reviews-small's smallest rung: the ceiling does not beat the weak model (PGR undefined).
-            ceiling_acc = WEAK_ACC - 0.02 if (dataset == "reviews-small" and rung == "xs") else ceiling
+            # reviews-small's smallest rung: the ceiling does not beat the weak model (PGR
+            # undefined).
+            ceiling_acc = (WEAK_ACC - 0.02 if (dataset == "reviews-small" and rung == "xs")
+                           else ceiling)
             vanilla = WEAK_ACC + 0.4 * (ceiling_acc - WEAK_ACC)
             arms = {"weak": WEAK_ACC, "ceiling": ceiling_acc, BASELINE: vanilla}
             arms.update({m: min(0.99, vanilla + gain) for m, (gain, _) in METHODS.items()})
@@ -43,7 +45,8 @@ def build_results_table(seed: int = 7) -> pd.DataFrame:
                 for arm, accuracy in arms.items():
                     correct = (rng.random(N_EXAMPLES) < accuracy).astype(int)
                     pred = np.where(correct == 1, gold, 1 - gold)
-                    prob = np.clip(np.where(pred == 1, 0.75, 0.25) + rng.normal(0, 0.05, N_EXAMPLES), 0, 1)
+                    prob = np.clip(np.where(pred == 1, 0.75, 0.25)
+                                   + rng.normal(0, 0.05, N_EXAMPLES), 0, 1)
                     rows.append(pd.DataFrame({
                         "rung": rung, "dataset": dataset, "seed": seed_id, "arm": arm,
                         "example_id": ids, "prob": prob, "pred": pred, "correct": correct,
@@ -59,7 +62,8 @@ def _interval(values: np.ndarray, alpha: float) -> tuple[float, float, float, fl
     return mean, mean - half, mean + half, se
 
 
-def _pgr(student: np.ndarray, weak: np.ndarray, ceiling: np.ndarray, alpha: float) -> dict[str, Any]:
+def _pgr(student: np.ndarray, weak: np.ndarray, ceiling: np.ndarray,
+         alpha: float) -> dict[str, Any]:
     gap = ceiling - weak
     if gap.mean() <= 0.005:
         return {"defined": False, "estimate": None, "ci_low": None, "ci_high": None}
@@ -86,10 +90,12 @@ def build_verdict(table: pd.DataFrame, alpha: float = 0.05, sesoi: float = 0.01)
                     "rung": rung, "dataset": dataset, "weak_model": weak_model,
                     "strong_model": strong_model, "strong_params": strong_params,
                     "n_seeds": n_seeds, "n_examples": N_EXAMPLES,
-                    "acc": {"weak": float(acc["weak"].mean()), "ceiling": float(acc["ceiling"].mean()),
-                            "baseline": float(acc[BASELINE].mean()), "method": float(acc[method].mean())},
-                    "gain": {"estimate": est, "ci_low": low, "ci_high": high, "p_superiority": p_sup,
-                             "p_equivalence": p_eq, "p_adjusted": None},
+                    "acc": {"weak": float(acc["weak"].mean()),
+                            "ceiling": float(acc["ceiling"].mean()),
+                            "baseline": float(acc[BASELINE].mean()),
+                            "method": float(acc[method].mean())},
+                    "gain": {"estimate": est, "ci_low": low, "ci_high": high,
+                             "p_superiority": p_sup, "p_equivalence": p_eq, "p_adjusted": None},
                     "pgr": _pgr(acc[method], acc["weak"], acc["ceiling"], alpha),
                     "pgr_baseline": _pgr(acc[BASELINE], acc["weak"], acc["ceiling"], alpha),
                     "mde80": 2.8 * se,

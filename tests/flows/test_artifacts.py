@@ -7,8 +7,14 @@ from typing import Any
 
 import pytest
 
-from flows.artifacts import (ProgressTracker, artifact_key, create_progress_artifact,
-                             publish_report, update_progress_artifact, verdict_table)
+from flows.artifacts import (
+    ProgressTracker,
+    artifact_key,
+    create_progress_artifact,
+    publish_report,
+    update_progress_artifact,
+    verdict_table,
+)
 from flows.report.format import fmt
 
 

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
-
 from cli_app import product_app
+from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = "ci_plugin_pkg.methods:Candidate"

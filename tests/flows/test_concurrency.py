@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_resume import CLI, MICRO_CI, REPO, harness_env, pids_with, wait_until
 
 # Holds the claim of the weak run (micro, m0, seed 0) of STORE until killed, like another

@@ -14,7 +14,6 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from test_concurrency import Cli, group_logs, micro_plan
 from test_resume import pids_with, wait_until
 

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
-
 from cli_app import product_app
+from typer.testing import CliRunner
 
 
 def bind(verdict: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +44,8 @@ def gate(tmp_path: Path):
         result = CliRunner().invoke(product_app(), ["gate", str(path), *args],
                                     env={"W2S_VERDICT_HMAC_KEY": None,
                                          "W2S_VERDICT_HMAC_SECRET_BLOCK": None})
-        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        assert (result.exception is None
+                or isinstance(result.exception, SystemExit)), result.exception
         return result.exit_code, result.stdout, result.stderr
 
     return run
@@ -111,11 +111,13 @@ def test_unknown_required_verdict_exits_2(gate, verdict) -> None:
 
 @pytest.mark.parametrize(("mutate", "expected"), [
     (lambda text: text[: len(text) // 2], "invalid or truncated JSON"),
-    (lambda text: text.replace('"schema_version": 1,', '"schema_version": 1,,'), "invalid or truncated JSON"),
+    (lambda text: text.replace('"schema_version": 1,', '"schema_version": 1,,'),
+     "invalid or truncated JSON"),
     (lambda text: "", "verdict file is empty"),
     (lambda text: "[1, 2]", "expected a JSON object"),
     (lambda text: text.replace('"promote": true', '"promote": "yes"'), "methods.aux_conf.promote"),
-    (lambda text: text.replace('"verdict": "REAL"', '"verdict": "GREAT"'), "methods.aux_conf.verdict"),
+    (lambda text: text.replace('"verdict": "REAL"', '"verdict": "GREAT"'),
+     "methods.aux_conf.verdict"),
     (lambda text: text.replace('"schema_version": 1', '"schema_version": 2'), "schema_version"),
     (lambda text: text.replace('"reasons"', '"reasonz"'), "reasons: required field is missing"),
 ])

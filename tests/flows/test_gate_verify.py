@@ -23,8 +23,8 @@ import pytest
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bound_run import BoundRun, build_bound_run, write_bound_verdict  # noqa: E402
-from cli_app import product_app  # noqa: E402
+from bound_run import BoundRun, build_bound_run, write_bound_verdict
+from cli_app import product_app
 
 KEY = "gate-test-key-1"
 OTHER_KEY = "some-other-key"
@@ -178,7 +178,8 @@ def _relabel_harmful_as_real(raw: dict[str, Any], *, reasons: bool, numbers: boo
             gain = cell["gain"]
             gain["estimate"], gain["ci_low"], gain["ci_high"] = (
                 -gain["estimate"], -gain["ci_high"], -gain["ci_low"])
-            gain["p_adjusted"], gain["p_harm_adjusted"] = gain["p_harm_adjusted"], gain["p_adjusted"]
+            gain["p_adjusted"], gain["p_harm_adjusted"] = (gain["p_harm_adjusted"],
+                                                           gain["p_adjusted"])
             if cell.get("outcome") == "harmful":
                 cell["outcome"] = "superior"
 

@@ -109,7 +109,8 @@ def test_gpu_job_template_renders_gpu_requests() -> None:
     assert container["resources"]["requests"]["nvidia.com/gpu"] == 4
     assert "{{" not in json.dumps(rendered)
     volumes = rendered["job_manifest"]["spec"]["template"]["spec"]["volumes"]
-    assert any(v.get("emptyDir", {}).get("medium") == "Memory" for v in volumes), "/dev/shm for NCCL"
+    assert any(v.get("emptyDir", {}).get("medium") == "Memory"
+               for v in volumes), "/dev/shm for NCCL"
 
 
 def test_work_pools_are_accepted_by_a_prefect_server(prefect_harness) -> None:

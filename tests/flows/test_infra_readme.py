@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_deployment import Processes, api, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]

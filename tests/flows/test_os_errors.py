@@ -10,11 +10,9 @@ from __future__ import annotations
 import errno
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
-
 from test_resume import CLI, MICRO_CI, REPO, harness_env
 
 

@@ -6,9 +6,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_app import product_app
 from typer.testing import CliRunner
 
-from cli_app import product_app
 from flows.plan import Plan, load_plan, plan_json_schema
 from transfer.errors import InputError
 
@@ -35,7 +35,8 @@ def write(tmp_path: Path, text: str, name: str = "plan.yaml") -> Path:
 def test_demo_plan_matches_the_issue() -> None:
     plan = load_plan(PLANS / "demo.yaml")
     assert plan.method_names == ["aux_conf", "em_posterior", "confident"]
-    assert (plan.baseline, plan.ladder, plan.rungs, plan.datasets) == ("vanilla", "tiny", "all", ["synthetic"])
+    assert (plan.baseline, plan.ladder, plan.rungs, plan.datasets) == ("vanilla", "tiny", "all",
+                                                                       ["synthetic"])
     assert (plan.seeds.initial, plan.seeds.batch, plan.seeds.max) == (3, 3, 6)
     assert plan.sesoi == 0.01
     assert plan.dataset_paths() == [None]
@@ -53,7 +54,8 @@ def test_defaults_and_hash(tmp_path: Path) -> None:
     assert plan.correction == "holm" and plan.alpha == 0.05 and plan.ladder == "tiny"
     assert plan.compute.ds_config == "zero0" and plan.compute.processes == 1
     # Comments, key order and spelled-out defaults do not change the hash; a value does.
-    reordered = "# comment\nbaseline: vanilla\nladder: tiny\n" + GOOD.replace("baseline: vanilla\n", "")
+    reordered = ("# comment\nbaseline: vanilla\nladder: tiny\n"
+                 + GOOD.replace("baseline: vanilla\n", ""))
     assert load_plan(write(tmp_path, reordered, "b.yaml")).plan_hash == plan.plan_hash
     changed = GOOD.replace("max: 6", "max: 9")
     assert load_plan(write(tmp_path, changed, "c.yaml")).plan_hash != plan.plan_hash
@@ -67,11 +69,15 @@ def test_defaults_and_hash(tmp_path: Path) -> None:
     (GOOD + "colour: red\n", 9, "colour", "unknown field 'colour'; expected one of"),
     (GOOD.replace("max: 6}", "max: 2}"), 8, "seeds.initial", "must be at most max"),
     (GOOD.replace("batch: 3", "batch: 0"), 8, "seeds.batch", "greater than or equal to 1"),
-    (GOOD.replace("  - name: confident", "  - name: aux_conf"), 5, "methods[1].name", "duplicate method"),
-    (GOOD.replace("  - name: confident", "  - name: vanilla"), 5, "methods[1].name", "is the baseline"),
-    (GOOD.replace("    params: {alpha: 0.5}", "    parms: {}"), 4, "methods[0].parms", "unknown field 'parms'"),
+    (GOOD.replace("  - name: confident", "  - name: aux_conf"), 5, "methods[1].name",
+     "duplicate method"),
+    (GOOD.replace("  - name: confident", "  - name: vanilla"), 5, "methods[1].name",
+     "is the baseline"),
+    (GOOD.replace("    params: {alpha: 0.5}", "    parms: {}"), 4, "methods[0].parms",
+     "unknown field 'parms'"),
     (GOOD.replace("name: check\n", ""), 1, "name", "required field is missing"),
-    (GOOD + "claims:\n  em_posterior: {pgr: 0.3}\n", 10, "claims.em_posterior", "claim for unknown method"),
+    (GOOD + "claims:\n  em_posterior: {pgr: 0.3}\n", 10, "claims.em_posterior",
+     "claim for unknown method"),
     (GOOD + "datasets: [synthetic, no_such_dir]\n", 9, "datasets[1]", "existing dataset directory"),
     (GOOD + "compute: {precision: fp8}\n", 9, "compute.precision", "'fp32' or 'bf16'"),
     (GOOD.replace("rungs: [xs, m]", "rungs: some"), 7, "rungs", "all"),
@@ -88,7 +94,8 @@ def test_bad_plan_names_file_line_field_and_expectation(tmp_path: Path, text: st
 
 
 def test_yaml_syntax_error_and_duplicate_key(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"plan\.yaml:3: invalid YAML: mapping values are not allowed"):
+    with pytest.raises(InputError,
+                       match=r"plan\.yaml:3: invalid YAML: mapping values are not allowed"):
         load_plan(write(tmp_path, "name: x\nmethods: []\nsesoi: a: b\n"))
     with pytest.raises(InputError, match=r"plan\.yaml:2: sesoi: duplicate key 'sesoi'"):
         load_plan(write(tmp_path, "sesoi: 0.1\nsesoi: 0.2\n"))
@@ -113,7 +120,8 @@ def test_check_references_against_registry_and_ladder(tmp_path: Path) -> None:
 
     path = write(tmp_path, GOOD)
     plan = load_plan(path)
-    plan.check_references({"vanilla": None, "aux_conf": AuxParams, "confident": None}, ["xs", "s", "m"])
+    plan.check_references({"vanilla": None, "aux_conf": AuxParams, "confident": None},
+                          ["xs", "s", "m"])
     with pytest.raises(InputError) as info:
         plan.check_references(["vanilla", "aux_conf"], ["xs", "m"])
     assert str(info.value).startswith(f"{path}:5: methods[1].name: unknown method 'confident'")

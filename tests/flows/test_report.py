@@ -1,4 +1,5 @@
-"""Reports: every rendered number traces back to verdict.json; files are atomic and self-contained."""
+"""Reports: every rendered number traces back to verdict.json; files are atomic and
+self-contained."""
 from __future__ import annotations
 
 import json
@@ -9,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from cli_app import product_app
 from typer.testing import CliRunner
 
-from cli_app import product_app
 from flows.report.format import fmt
 from flows.report.render import build_context, render_markdown, write_report
 from flows.summary import Summary
@@ -87,7 +88,8 @@ def test_every_number_in_html_is_formatted_from_verdict_json(tmp_path: Path, ver
     # Every method at every rung and dataset, with its interval.
     for method, decision in verdict["methods"].items():
         for index, _ in enumerate(decision["cells"]):
-            for field in ("gain.estimate", "gain.ci_low", "gain.ci_high", "acc.weak", "acc.ceiling"):
+            for field in ("gain.estimate", "gain.ci_low", "gain.ci_high", "acc.weak",
+                          "acc.ceiling"):
                 assert f"methods.{method}.cells.{index}.{field}" in paths
 
 
@@ -96,21 +98,25 @@ def test_verdict_table_rows_match_the_verdict(tmp_path: Path, verdict, results_t
     rows = parse(html).tables["verdict-table"]
     header, body = rows[0], rows[1:]
     production = verdict["production_rung"]
-    expected = [(m, c) for m, d in verdict["methods"].items() for c in d["cells"] if c["rung"] == production]
+    expected = [(m, c) for m, d in verdict["methods"].items() for c in d["cells"]
+                if c["rung"] == production]
     assert len(body) == len(expected)
     for row, (method, cell) in zip(body, expected):
         shown = dict(zip(header, row))
         decision = verdict["methods"][method]
-        assert (shown["method"], shown["verdict"], shown["dataset"]) == (method, decision["verdict"], cell["dataset"])
+        assert (shown["method"], shown["verdict"], shown["dataset"]) == (
+            method, decision["verdict"], cell["dataset"])
         assert shown["promote"] == ("yes" if decision["promote"] else "no")
         assert shown["gain (pp)"] == fmt(cell["gain"]["estimate"], "gain")
-        assert shown["gain CI"] == f"[{fmt(cell['gain']['ci_low'], 'gain')}, {fmt(cell['gain']['ci_high'], 'gain')}]"
+        assert shown["gain CI"] == (f"[{fmt(cell['gain']['ci_low'], 'gain')}, "
+                                    f"{fmt(cell['gain']['ci_high'], 'gain')}]")
         assert shown["p adjusted"] == fmt(cell["gain"]["p_adjusted"], "p")
         assert shown["MDE80 (pp)"] == fmt(cell["mde80"], "mde")
         assert shown["PGR"] == fmt(cell["pgr"]["estimate"], "pgr")
 
 
-def test_undefined_pgr_is_a_word_and_a_note_never_a_number(tmp_path: Path, verdict, results_table) -> None:
+def test_undefined_pgr_is_a_word_and_a_note_never_a_number(tmp_path: Path, verdict,
+                                                           results_table) -> None:
     undefined = [(m, i) for m, d in verdict["methods"].items() for i, c in enumerate(d["cells"])
                  if not c["pgr"]["defined"]]
     assert undefined, "fixture must contain an undefined PGR"
@@ -121,18 +127,21 @@ def test_undefined_pgr_is_a_word_and_a_note_never_a_number(tmp_path: Path, verdi
         assert f"methods.{method}.cells.{index}.pgr.estimate" not in paths
     cells = parsed.tables["cell-table"]
     header = cells[0]
-    undefined_rows = [dict(zip(header, row)) for row in cells[1:] if dict(zip(header, row))["rung"] == "xs"
+    undefined_rows = [dict(zip(header, row)) for row in cells[1:]
+                      if dict(zip(header, row))["rung"] == "xs"
                       and dict(zip(header, row))["dataset"] == "reviews-small"]
     assert undefined_rows and all(row["PGR"] == "undefined" for row in undefined_rows)
     assert "PGR undefined (ceiling not above the weak model), shown as a gap" in html
 
 
-def test_html_is_self_contained_with_embedded_plots(tmp_path: Path, verdict, results_table, provenance) -> None:
+def test_html_is_self_contained_with_embedded_plots(tmp_path: Path, verdict, results_table,
+                                                    provenance) -> None:
     html = write_report(tmp_path, verdict, results_table, provenance).html.read_text()
     images = parse(html).images
     assert {image["data-figure"] for image in images} == {"forest", "pgr", "seeds"}
     assert all(image["src"].startswith("data:image/png;base64,") for image in images)
-    assert not re.search(r"""(src|href)=["'](https?:|//|/)""", html), "external resource in report.html"
+    assert not re.search(r"""(src|href)=["'](https?:|//|/)""", html), (
+        "external resource in report.html")
     assert "<script" not in html and "<link" not in html
     assert provenance["git_commit"] in html and provenance["plan"]["plan_hash"] in html
 
@@ -140,7 +149,7 @@ def test_html_is_self_contained_with_embedded_plots(tmp_path: Path, verdict, res
 def test_markdown_carries_the_same_numbers(tmp_path: Path, verdict, results_table) -> None:
     files = write_report(tmp_path, verdict, results_table, {})
     markdown = files.markdown.read_text()
-    for method, decision in verdict["methods"].items():
+    for _method, decision in verdict["methods"].items():
         for cell in decision["cells"]:
             gain = cell["gain"]
             interval = f"[{fmt(gain['ci_low'], 'gain')}, {fmt(gain['ci_high'], 'gain')}]"
@@ -199,8 +208,8 @@ def test_report_command_rerenders_from_saved_results(saved_run: Path, verdict) -
         assert span["text"] == fmt(lookup(verdict, span["data-path"]), span["data-kind"])
     assert "deterministic template" in html
     # A saved narrative is reused, not regenerated.
-    (saved_run / "summary.json").write_text(json.dumps({"text": "kept narrative", "source": "claude",
-                                                        "model": "m"}))
+    (saved_run / "summary.json").write_text(json.dumps({"text": "kept narrative",
+                                                        "source": "claude", "model": "m"}))
     assert CliRunner().invoke(product_app(), ["report", str(saved_run)]).exit_code == 0
     assert "kept narrative" in (saved_run / "report.html").read_text()
 
@@ -208,10 +217,13 @@ def test_report_command_rerenders_from_saved_results(saved_run: Path, verdict) -
 @pytest.mark.parametrize(("breakage", "expected"), [
     (lambda d: (d / "verdict.json").unlink(), "verdict.json: verdict file not found"),
     (lambda d: (d / "results.parquet").unlink(), "results.parquet: results table not found"),
-    (lambda d: (d / "verdict.json").write_text('{"schema_version": 1, "alpha"'), "invalid or truncated JSON"),
+    (lambda d: (d / "verdict.json").write_text('{"schema_version": 1, "alpha"'),
+     "invalid or truncated JSON"),
     (lambda d: (d / "results.parquet").write_bytes(b"not parquet"), "cannot read parquet"),
-    (lambda d: pd.DataFrame({"x": [1]}).to_parquet(d / "results.parquet"), "missing ['rung', 'dataset', 'seed', 'arm']"),
-    (lambda d: (d / "provenance.json").write_text("[]"), "provenance.json:1: expected a JSON object"),
+    (lambda d: pd.DataFrame({"x": [1]}).to_parquet(d / "results.parquet"),
+     "missing ['rung', 'dataset', 'seed', 'arm']"),
+    (lambda d: (d / "provenance.json").write_text("[]"),
+     "provenance.json:1: expected a JSON object"),
     (lambda d: (d / "summary.json").write_text('{"text": 1}'), "summary.json: expected"),
 ])
 def test_report_command_bad_inputs_exit_2(saved_run: Path, breakage, expected) -> None:

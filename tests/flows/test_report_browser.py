@@ -12,7 +12,8 @@ import pytest
 from flows.report.render import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None,
+                                reason="chromium not installed (apt-get install -y chromium)")
 
 # Injected into a copy of the report only: the product page itself carries no script.
 PROBE = """<script>
@@ -22,8 +23,10 @@ window.addEventListener('load', function () {
     img.setAttribute('data-complete', String(img.complete));
   });
   var table = document.getElementById('verdict-table');
-  document.body.setAttribute('data-verdict-rows', String(table ? table.tBodies[0].rows.length : -1));
-  document.body.setAttribute('data-verdict-height', String(table ? table.getBoundingClientRect().height : 0));
+  document.body.setAttribute('data-verdict-rows',
+                             String(table ? table.tBodies[0].rows.length : -1));
+  document.body.setAttribute('data-verdict-height',
+                             String(table ? table.getBoundingClientRect().height : 0));
   document.body.setAttribute('data-probe', 'done');
 });
 </script></body>"""
@@ -37,7 +40,8 @@ def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
 
 
-def test_report_renders_in_headless_chromium(tmp_path: Path, verdict, results_table, provenance) -> None:
+def test_report_renders_in_headless_chromium(tmp_path: Path, verdict, results_table,
+                                             provenance) -> None:
     out = tmp_path / "out"
     html = write_report(out, verdict, results_table, provenance).html
     probed = tmp_path / "probed.html"
@@ -59,10 +63,11 @@ def test_report_renders_in_headless_chromium(tmp_path: Path, verdict, results_ta
         assert width > 100, f"plot did not decode: {image[:200]}"
 
     screenshot = tmp_path / "report.png"
-    shot = chromium(tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1300,2400",
-                    "--hide-scrollbars", html.as_uri())
+    shot = chromium(tmp_path / "profile-shot", f"--screenshot={screenshot}",
+                    "--window-size=1300,2400", "--hide-scrollbars", html.as_uri())
     assert shot.returncode == 0 and screenshot.exists(), shot.stderr[-2000:]
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert screenshot.stat().st_size > 20_000
     keep = os.environ.get("W2S_KEEP_SCREENSHOT")  # a path to look at the page yourself
     if keep:
         shutil.copy(screenshot, keep)

@@ -180,7 +180,8 @@ def test_gpu_slots_pin_their_devices(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(machine, "cuda_devices", lambda: 2)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     monkeypatch.delenv("W2S_DEVICE_SLOTS", raising=False)
-    with device_slots(1, directory=tmp_path) as first, device_slots(1, directory=tmp_path) as second:
+    with (device_slots(1, directory=tmp_path) as first,
+          device_slots(1, directory=tmp_path) as second):
         assert (first.devices, second.devices) == (("3",), ("5",))
     with device_slots(2, directory=tmp_path) as both:
         argv = launcher_command("flows.worker", ["g.json"], processes=2, devices=both.devices)

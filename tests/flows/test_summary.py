@@ -30,10 +30,12 @@ class MessagesServer:
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
                 server.raw_bodies.append(body)
-                server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                server.requests.append({"path": self.path,
+                                        "headers": {k.lower(): v
+                                                    for k, v in self.headers.items()},
                                         "json": json.loads(body)})
                 if server.mode == "hang":
                     time.sleep(3)
@@ -91,7 +93,8 @@ def test_claude_summary_through_the_messages_api(server, verdict, results_table)
     assert request["path"] == "/v1/messages"
     # The SDK sends the key as x-api-key or (anthropic>=2) as a bearer token.
     headers = request["headers"]
-    assert headers.get("x-api-key") == "test-key" or headers.get("authorization") == "Bearer test-key"
+    assert (headers.get("x-api-key") == "test-key"
+            or headers.get("authorization") == "Bearer test-key")
     body = request["json"]
     assert body["model"] == "claude-test" and body["max_tokens"] > 0
     prompt = body["messages"][0]["content"]
@@ -107,7 +110,8 @@ def test_claude_summary_through_the_messages_api(server, verdict, results_table)
 
 
 def test_only_whitelisted_fields_reach_the_prompt(verdict) -> None:
-    verdict["methods"]["aux_conf"]["cells"][0]["examples"] = [{"id": "secret-example-1", "label": 1}]
+    verdict["methods"]["aux_conf"]["cells"][0]["examples"] = [{"id": "secret-example-1",
+                                                               "label": 1}]
     verdict["methods"]["aux_conf"]["debug_ids"] = ["secret-example-2"]
     text = json.dumps(summary_facts(verdict))
     assert "secret-example" not in text
@@ -144,10 +148,12 @@ def test_key_from_prefect_secret_block(prefect_harness, server, verdict) -> None
                                               secret_block="w2s-test-anthropic-key"))
     assert summary.source == "claude"
     headers = server.requests[-1]["headers"]
-    assert headers.get("x-api-key") == "block-key" or headers.get("authorization") == "Bearer block-key"
+    assert (headers.get("x-api-key") == "block-key"
+            or headers.get("authorization") == "Bearer block-key")
 
     missing = summarize(verdict, settings_for(server, api_key=None, secret_block="no-such-block"))
-    assert missing.source == "template" and "Secret block 'no-such-block'" in missing.fallback_reason
+    assert missing.source == "template"
+    assert "Secret block 'no-such-block'" in missing.fallback_reason
 
 
 def test_settings_from_environment() -> None:

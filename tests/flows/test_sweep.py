@@ -64,7 +64,8 @@ def test_sweep_computes_shared_arms_once_and_gives_each_method_its_verdict(prefe
         expected[method] = cells * len(verdict["sequential"]["seeds_used"][method])
     for label in ("weak", "ceiling", "vanilla"):
         expected[label] = cells * len(shared_seeds)  # once per (rung, seed), not per method
-    executed = Counter(executed_labels(out / "aux_conf")) + Counter(executed_labels(out / "confident"))
+    executed = (Counter(executed_labels(out / "aux_conf"))
+                + Counter(executed_labels(out / "confident")))
     assert executed == expected
     assert len(list(store.glob("*/*/COMPLETE"))) == sum(expected.values())
     # The second method found every shared arm of the seeds the first one ran in the store.

@@ -81,7 +81,8 @@ def test_weak_and_ceiling_are_shared_and_a_second_run_executes_nothing(prefect_h
     # When no method stops early the total is exactly rungs x datasets x seeds x (2 + M).
     if all(len(used) == seeds_run for used in verdict["sequential"]["seeds_used"].values()):
         students = 1 + len(plan["methods"])
-        assert sum(expected.values()) == n_rungs * len(plan["datasets"]) * seeds_run * (2 + students)
+        assert sum(expected.values()) == (n_rungs * len(plan["datasets"]) * seeds_run
+                                          * (2 + students))
 
     again = validate_flow(str(plan_path), str(second), str(store))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from fakes import FakeTask, FakeTrainer, make_task
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -92,7 +92,7 @@ class FakeTrainer:
     calls: list[FitCall] = field(default_factory=list)
 
     @classmethod
-    def for_task(cls, task: FakeTask, **kwargs) -> "FakeTrainer":
+    def for_task(cls, task: FakeTask, **kwargs) -> FakeTrainer:
         return cls(task.student_features, task.test_features, seed=task.data.seed,
                    prior_coef=task.prior_coef, **kwargs)
 

@@ -79,9 +79,8 @@ def test_permuted_gold_permutes_two_splits_in_place_and_restores_them(task):
 
 
 def test_a_sealed_method_gives_identical_predictions_and_the_real_store_stays_clean(ctx, task):
-    from transfer.arms import run_arm
-
     from flows.context import method_function
+    from transfer.arms import run_arm
 
     real = labels(task)
     _, _, fn = method_function("vanilla", [])

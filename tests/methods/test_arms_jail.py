@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from plugins_for_tests import readable_paths
 
 from methods.jail import jail_available
-from plugins_for_tests import readable_paths
 
 pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder works here")
 
@@ -129,8 +129,9 @@ def test_object_hunting_plugins_find_nothing_in_the_real_arms(ctx, dataset_dir, 
 
 
 def test_importing_the_evaluator_regenerates_labels_in_process_but_not_in_the_jail(tmp_path):
-    from flows.context import arm_context
     from malicious.import_evaluator import ImportEvaluator
+
+    from flows.context import arm_context
     from transfer.arms import run_arm, sealed_student_inputs
 
     ctx = arm_context("micro", None, tmp_path / "store", {"epochs": 1})  # the synthetic task

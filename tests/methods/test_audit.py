@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-
 from fakes import FakeTask, FakeTrainer, LeakyTrainer
+
 from methods.audit import audit_label_leak, compare_predictions
 from methods.registry import parse_params, resolve_method
 from methods.runner import run_method

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fakes import FakeTrainer, accuracy, make_task
+
 from methods.jail import jail_available
 from methods.policy import JailSettings
 from methods.registry import parse_params, resolve_method

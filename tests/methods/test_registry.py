@@ -4,8 +4,15 @@ from __future__ import annotations
 import pytest
 
 from methods.base import Method
-from methods.registry import (ENTRY_POINT_GROUP, is_builtin, list_methods, method_info,
-                              parse_params, register_method, resolve_method)
+from methods.registry import (
+    ENTRY_POINT_GROUP,
+    is_builtin,
+    list_methods,
+    method_info,
+    parse_params,
+    register_method,
+    resolve_method,
+)
 from transfer.errors import InputError
 
 BUILTINS = {"vanilla", "aux_conf", "confident", "bootstrap", "em_posterior", "zero_shot_prior",

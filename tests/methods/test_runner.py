@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fakes import accuracy
+
 from methods import jail
 from methods.policy import JailSettings
 from methods.registry import parse_params, resolve_method

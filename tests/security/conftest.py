@@ -42,8 +42,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # `attacks.<module>:<Class>` plugin references, `seclab`
     sys.path.insert(0, str(HERE))
 
-from seclab import (RUNG, SEED, Lab, LabelServer, run_student,  # noqa: E402
-                    serve_abstract_socket, write_task)
+from seclab import RUNG, SEED, Lab, LabelServer, run_student, serve_abstract_socket, write_task  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -117,7 +117,7 @@ class LabelServer(http.server.ThreadingHTTPServer):
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.reads.append(self.path)
                 body = json.dumps(server.labels).encode()
                 self.send_response(200)
@@ -132,7 +132,8 @@ class LabelServer(http.server.ThreadingHTTPServer):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            do_POST = do_PUT = do_PATCH = do_DELETE = _write
+            # Names of http.server.BaseHTTPRequestHandler's per-method hooks.
+            do_POST = do_PUT = do_PATCH = do_DELETE = _write  # noqa: N815
 
             def log_message(self, *args) -> None:
                 pass

@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from seclab import ATTACKS, RUNG, SEED, Lab, audit, run_student, write_task
+
 from methods.jail import jail_available
 
 pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder works here")

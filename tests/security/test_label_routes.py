@@ -10,10 +10,10 @@ import sys
 
 import numpy as np
 import pytest
+from seclab import Lab, audit, external, run_student
 from typer.testing import CliRunner
 
 from flows.cli import app
-from seclab import Lab, audit, external, run_student
 from methods.jail import jail_available
 
 pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder works here")
@@ -123,6 +123,7 @@ def test_a_plugin_with_every_route_gets_nothing_in_the_plugin_jail(lab):
     """The plugin jail (sealed data, the trainer, /w2s/code) with every route at once; in
     process (the state before the jail) the objects and the disk give every label."""
     from attacks.omnivore import Omnivore, OmnivoreParams
+
     from transfer.arms import run_arm, sealed_student_inputs
 
     # In this process it reads only the decoy among the machine's processes.

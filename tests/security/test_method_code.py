@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from seclab import ATTACKS, Lab, one_printable_line, run_student
 from typer.testing import CliRunner
 
-from seclab import ATTACKS, Lab, one_printable_line, run_student
 from methods.jail import jail_available
 from transfer.errors import InputError
 
@@ -98,6 +98,7 @@ def test_a_plugin_gets_only_its_code_not_what_lies_beside_it(lab, lab_site, monk
     import importlib
 
     from attacks.namespace_thief import Thief
+
     from transfer.arms import run_arm, sealed_student_inputs
 
     weak = run_arm(lab.ctx, "m0", "weak", 0)
@@ -201,7 +202,6 @@ def agent_repo(lab: Lab, tmp_path) -> Path:
 def test_an_external_commands_own_files_cannot_be_links_to_labels(lab, agent_repo, sheet,
                                                                   monkeypatch):
     import methods.builtin.external as external_method
-
     from methods.exchange import read_predictions, write_inputs
     from transfer.arms import run_arm, sealed_student_inputs
 

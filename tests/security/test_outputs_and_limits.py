@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 import pytest
-
 from seclab import Lab, external, one_printable_line, run_student
+
 from methods.jail import jail_available
 from transfer.errors import InputError
 

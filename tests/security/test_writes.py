@@ -16,9 +16,8 @@ import uuid
 
 import numpy as np
 import pytest
+from seclab import Lab, attack_path, diff, external, run_student, sha_tree, system_snapshot
 
-from seclab import (Lab, attack_path, diff, external, run_student, sha_tree,
-                      system_snapshot)
 from methods.jail import JailUnavailable, jail_available
 
 pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder works here")
@@ -61,8 +60,8 @@ def test_the_vandal_changes_copies_unjailed(lab, tmp_path, system_before):
     shutil.copytree(project_root() / "methods", copies / "sources" / "methods")
     before = sha_tree([copies])
     snapshot = lab.snapshot()
-    probs, how = run_student(lab, "external",
-                             [f"command={external('vandal.py', *(str(copies / part) for part in ('cache', 'store', 'sources')))}"],
+    targets = (str(copies / part) for part in ("cache", "store", "sources"))
+    probs, how = run_student(lab, "external", [f"command={external('vandal.py', *targets)}"],
                              jail={"mode": "off"})
     assert how == ["unjailed"]
     lab.assert_unchanged(snapshot)  # it was pointed at the copies only
@@ -92,7 +91,8 @@ def test_the_vandal_changes_nothing_in_the_jail(lab, monkeypatch, builder, syste
 def test_escaping_the_jail_fails(lab, monkeypatch, builder, system_before):
     monkeypatch.setenv("W2S_JAIL_BUILDER", builder)
     command = external("escape.py", attack_path("disk_hunter.py"), attack_path("vandal.py"),
-                       f"--tag={builder}", "--roots", *lab.label_roots, "--targets", *vandal_targets(lab))
+                       f"--tag={builder}", "--roots", *lab.label_roots,
+                       "--targets", *vandal_targets(lab))
     snapshot = lab.snapshot()
     probs, how = run_student(lab, "external", [f"command={command}"])
     assert how == ["jail"]

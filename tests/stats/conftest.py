@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SANDBOX_TARBALL = REPO.parent / "shared" / "data" / "aar-baselines" / "aar-cache-results-chat-math.tar.gz"
+SANDBOX_TARBALL = (REPO.parent / "shared" / "data" / "aar-baselines"
+                   / "aar-cache-results-chat-math.tar.gz")
 
 
 @pytest.fixture(scope="session")

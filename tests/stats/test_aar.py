@@ -15,7 +15,8 @@ from stats.errors import StatsInputError
 
 def _raw_means(root: Path, dataset: str, idea: str, field: str) -> float:
     """Mean of one field over the top-level records of an idea, read straight from the JSON."""
-    values = [json.loads(f.read_text())[field] for f in root.glob(f"{dataset}_{idea}/*/seed_*.json")]
+    values = [json.loads(f.read_text())[field]
+              for f in root.glob(f"{dataset}_{idea}/*/seed_*.json")]
     return float(np.mean(values))
 
 
@@ -119,7 +120,8 @@ def test_math_ue_zeroshot_is_held_and_the_records_are_named(sandbox_dir):
 def _derive_code_testbed(sandbox_dir: Path, root: Path, source: str = "math") -> None:
     """A code-like testbed derived from the released records: the ``source`` directories copied
     to ``code_*``, so every record's numbers are real ones."""
-    shutil.copytree(sandbox_dir, root, ignore=shutil.ignore_patterns("soft_labels", "cache_results"))
+    shutil.copytree(sandbox_dir, root,
+                    ignore=shutil.ignore_patterns("soft_labels", "cache_results"))
     for idea_dir in list(root.glob(f"{source}_*")):
         shutil.copytree(idea_dir, root / idea_dir.name.replace(f"{source}_", "code_", 1))
 

@@ -83,7 +83,8 @@ def test_missing_arm_and_unequal_seeds_degrade_honestly():
 
 def test_examples_that_differ_between_arms_fall_back_to_the_seed_level():
     df = _ladder({r: {"m": 0.03} for r in RUNGS})
-    drop = (df["rung"] == "big") & (df["arm"] == "m") & (df["example_id"] == df["example_id"].iloc[0])
+    drop = ((df["rung"] == "big") & (df["arm"] == "m")
+            & (df["example_id"] == df["example_id"].iloc[0]))
     verdict = analyze_table(df[~drop], n_boot=50)
     cells = {c["rung"]: c for c in verdict["methods"]["m"]["cells"]}
     assert cells["big"]["design"] == "seed_level"
@@ -147,8 +148,10 @@ def test_cli_on_sandbox_and_on_bad_input(sandbox_dir, tmp_path):
     assert "ue_zeroshot: HOLD" in result.output
     assert verdict["methods"]["ue_zeroshot"]["hold"]["verdict_as_filed"] == "REAL"
     assert "Sensitivity of the verdict" in (out / "summary.md").read_text()
+    # analyze's verdicts rest on imported results, bound to no run: the gate refuses them
     gate = runner.invoke(app, ["gate", str(out / "verdict.json"), "--method", "ue_zeroshot"])
-    assert gate.exit_code == 1 and "DO NOT PROMOTE (verdict HOLD" in gate.output
+    assert gate.exit_code == 2 and "no binding block" in gate.output
+    assert "from `analyze` (imported results)" in gate.output
     bad = tmp_path / "bad.csv"
     bad.write_text("rung,dataset\nx,y\n")
     result = runner.invoke(app, ["analyze", str(bad), "--out", str(tmp_path / "o2")])

@@ -62,7 +62,7 @@ def test_truncated_seed_component_subset_covers():
     hits, old_hits = [], []
     for _ in range(6):
         draw = draw_scores(world, rng, 6, draw_items(world, rng, 100))
-        for k, y in enumerate(draw.scores[:, 2:4].astype(float)):
+        for y in draw.scores[:, 2:4].astype(float):
             c = two_way_moments(y, ("vanilla", "m")).contrast({"m": 1.0, "vanilla": -1.0})
             if not c.seed_truncated:
                 continue

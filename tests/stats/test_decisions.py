@@ -18,7 +18,7 @@ def _one_cell_tables(n: int, seed: int) -> list[pd.DataFrame]:
     """Single-method, single-dataset tables with gains spread around the decision boundaries."""
     rng = np.random.default_rng(seed)
     tables = []
-    for k in range(n):
+    for _ in range(n):
         gain = rng.choice([-0.04, -0.02, 0.0, 0.0, 0.005, 0.02, 0.04])
         y = simulate_scores(rng, 1, 6, 600, {**SHIFTS, "m": gain}, arm_seed_sd=0.005,
                             example_gain_sd=0.02)[0]

@@ -8,7 +8,7 @@ import torch
 from pydantic import ValidationError
 
 from transfer.engine import EngineConfig, build_ds_config, load_ds_file, train
-from transfer.engine.config import DS_CONFIG_DIR, zero_stage
+from transfer.engine.config import zero_stage
 from transfer.engine.schedule import lr_multiplier
 from transfer.errors import InputError
 

@@ -204,7 +204,8 @@ def test_entry_point_fingerprint_covers_distribution_version_and_files(
     (dist / "entry_points.txt").write_text(
         "[w2s_transfer.methods]\nep_fp_method = ep_plugin_pkg.methods:M\n")
     (dist / "RECORD").write_text("ep_plugin_pkg/__init__.py,,\nep_plugin_pkg/methods.py,,\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    # Entry points are read from plugin directories only, never from the trusted sys.path.
+    monkeypatch.setenv("W2S_PLUGIN_PATH", str(tmp_path))
     importlib.invalidate_caches()
     first = method_code("ep_fp_method")
     assert first.kind == "entry-point" and first.provider == "ep-plugin-dist==1.0"

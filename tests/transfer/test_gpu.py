@@ -19,7 +19,8 @@ def _separable(n=256, d=16, seed=0):
 class _Head(torch.nn.Module):
     def __init__(self, d):
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(d, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+        self.net = torch.nn.Sequential(torch.nn.Linear(d, 32), torch.nn.ReLU(),
+                                       torch.nn.Linear(32, 2))
 
     def forward(self, features):
         return self.net(features)

@@ -65,8 +65,9 @@ def test_local_checkpoint_trains_a_lora_adapter_and_predicts(task, checkpoint, h
     model = backend.build(lora=True)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or "score" in n for n in trainable), trainable
-    fitted = backend.fit("train_unlabel", np.linspace(0.1, 0.9, backend.split_size("train_unlabel")),
-                         seed=0, engine_config=EngineConfig(epochs=1, lr=1e-3, batch_size=4))
+    fitted = backend.fit("train_unlabel",
+                         np.linspace(0.1, 0.9, backend.split_size("train_unlabel")), seed=0,
+                         engine_config=EngineConfig(epochs=1, lr=1e-3, batch_size=4))
     probs = fitted.predict("test")
     assert probs.shape == (len(task.splits["test"].texts),)
     assert np.all((probs >= 0) & (probs <= 1))

@@ -37,10 +37,11 @@ def _write(tmp_path, text):
     return path
 
 
-GOOD_MODELS = """models:
-  a: {kind: tiny, hidden_size: 16, num_layers: 1, num_heads: 2, pretrain: {corpus_sentences: 100, rank: 2}}
-  b: {kind: tiny, hidden_size: 32, num_layers: 1, num_heads: 2, pretrain: {corpus_sentences: 100, rank: 2}}
-"""
+GOOD_MODELS = ("models:\n"
+               "  a: {kind: tiny, hidden_size: 16, num_layers: 1, num_heads: 2,"
+               " pretrain: {corpus_sentences: 100, rank: 2}}\n"
+               "  b: {kind: tiny, hidden_size: 32, num_layers: 1, num_heads: 2,"
+               " pretrain: {corpus_sentences: 100, rank: 2}}\n")
 
 
 @pytest.mark.parametrize("body, expected", [
@@ -53,7 +54,8 @@ GOOD_MODELS = """models:
     ("name: x\nmodels:\n  a: {kind: tiny, hidden_size: 30, num_layers: 1, num_heads: 4, "
      "pretrain: {corpus_sentences: 10, rank: 2}}\nrungs:\n  - {name: r, weak: a, strong: a}\n",
      ["ladder.yaml:3", "models.a", "not divisible by num_heads"]),
-    ("name: x\n" + GOOD_MODELS + "training: {epochs: 0}\nrungs:\n  - {name: r, weak: a, strong: b}\n",
+    ("name: x\n" + GOOD_MODELS
+     + "training: {epochs: 0}\nrungs:\n  - {name: r, weak: a, strong: b}\n",
      ["ladder.yaml:5", "training.epochs", "greater than or equal to 1"]),
     ("name: x\nmodels: [\n", ["ladder.yaml", "invalid YAML"]),
 ])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from transfer.store import RunSpec, RunStore
@@ -35,7 +36,8 @@ def test_put_then_get_roundtrip(tmp_path):
     store = RunStore(tmp_path)
     spec = _spec()
     assert store.get(spec) is None
-    store.put(spec, _predictions(), {"accuracy": 1.0}, soft_labels=_predictions()[["example_id", "prob"]])
+    store.put(spec, _predictions(), {"accuracy": 1.0},
+              soft_labels=_predictions()[["example_id", "prob"]])
     record = store.get(spec)
     assert record is not None
     assert record.metrics["accuracy"] == 1.0
@@ -48,7 +50,7 @@ def test_put_then_get_roundtrip(tmp_path):
 def test_a_failed_write_leaves_no_directory(tmp_path):
     store = RunStore(tmp_path)
     bad = pd.DataFrame({"example_id": [object()]})  # parquet cannot write it
-    with pytest.raises(Exception):
+    with pytest.raises(pa.ArrowInvalid):
         store.put(_spec(), bad, {"accuracy": 0.0})
     assert store.get(_spec()) is None
     assert not store.path(_spec()).exists()

@@ -86,7 +86,8 @@ def _tiny_body_and_tokenizer():
     from transfer.ladder import load_ladder
     from transfer.models.tiny import build_tiny_lm
 
-    texts = [f"the film was {w} and {v}" for w in ("good", "bad", "fine") for v in ("long", "short")]
+    texts = [f"the film was {w} and {v}"
+             for w in ("good", "bad", "fine") for v in ("long", "short")]
     tokenizer = build_word_tokenizer(texts)
     spec = load_ladder("micro").models()["micro-16x1"]
     return build_tiny_lm(spec, tokenizer, seed=0), tokenizer, texts

@@ -87,7 +87,7 @@ def test_a_record_held_before_tampering_refuses_to_read_the_new_bytes(stored):
     path = record.path / "metrics.json"
     path.write_text(path.read_text().replace('"accuracy": 0.', '"accuracy": 1.'))
     with pytest.raises(StoreIntegrityError, match="metrics.json"):
-        record.metrics
+        _ = record.metrics
     with pytest.raises(StoreIntegrityError, match="metrics.json"):
         record.verify()
 
@@ -153,7 +153,7 @@ def test_a_record_built_by_hand_verifies_on_first_use(stored):
     assert len(record.predictions()) == 50
     (store.path(spec) / "config.json").write_text("{\"lr\": 1}")
     with pytest.raises(StoreIntegrityError, match="config.json"):
-        RunRecord(spec, store.path(spec)).metrics
+        _ = RunRecord(spec, store.path(spec)).metrics
 
 
 def test_staging_directories_are_not_runs(stored):
@@ -216,7 +216,8 @@ def test_sweep_removes_only_old_leftovers(stored):
 
 def test_a_worker_refusing_a_tampered_run_ends_the_cli_with_one_line(tmp_path, capsys):
     """validate runs arms in worker processes; one that exits 2 on a StoreIntegrityError must end
-    the command with that one line and exit 2 (a crash keeps its traceback)."""
+    the command with that one line and exit 2; a crashed worker ends it with its line and exit 1
+    (the traceback stays in the worker's log)."""
     import typer
 
     from flows.commands._errors import user_errors
@@ -228,5 +229,7 @@ def test_a_worker_refusing_a_tampered_run_ends_the_cli_with_one_line(tmp_path, c
         raise GroupFailed(line, 2, tmp_path / "group.log")
     assert caught.value.exit_code == 2
     assert capsys.readouterr().err.strip() == f"error: {line}"
-    with pytest.raises(GroupFailed), user_errors():
+    with pytest.raises(typer.Exit) as caught, user_errors():
         raise GroupFailed("worker exited -9", -9, tmp_path / "group.log")
+    assert caught.value.exit_code == 1
+    assert capsys.readouterr().err.strip() == "error: worker exited -9"

@@ -91,7 +91,7 @@ def _campaign(root, counter, order, barrier, queue):
 
 
 def test_two_campaigns_on_one_store_compute_every_run_once(tmp_path):
-    import transfer.arms  # noqa: F401 - imported once here, not in each forked child
+    import transfer.arms  # imported once here, not in each forked child
     import transfer.engine  # noqa: F401
 
     root, counter = tmp_path / "store", tmp_path / "fits.log"

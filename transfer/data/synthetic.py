@@ -205,10 +205,12 @@ def synthetic_task(seed: int = 0, n_train_label: int = 2000, n_train_unlabel: in
 
     # No leak check needed: _distinct_sentences makes every text unique (the tests verify it).
     where = {name: f"synthetic:{name}" for name in SPLIT_NAMES}
-    source = (f"synthetic(seed={seed}{', salted' if secret else ''}, n_train_label={n_train_label}, "
+    source = (f"synthetic(seed={seed}{', salted' if secret else ''}, "
+              f"n_train_label={n_train_label}, "
               f"n_train_unlabel={n_train_unlabel}, n_test={n_test}, n_corpus={n_corpus}, "
               f"{generator})")
-    return TaskData(name=SALTED_TASK_NAME if secret else TASK_NAME, splits=splits, label_names=LABEL_NAMES, corpus=corpus,
+    return TaskData(name=SALTED_TASK_NAME if secret else TASK_NAME, splits=splits,
+                    label_names=LABEL_NAMES, corpus=corpus,
                     fingerprint=content_fingerprint(splits, LABEL_NAMES, corpus), source=source,
                     warnings=balance_warnings(splits, LABEL_NAMES, where))
 

@@ -1,7 +1,7 @@
 """A word-level tokenizer for the tiny models, built from a task's corpus (never its test texts)."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast

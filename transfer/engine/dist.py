@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 import socket
+import warnings
 from pathlib import Path
 
 import torch
@@ -92,6 +92,11 @@ def ensure_process_group() -> tuple[int, int]:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        if os.environ.get("WORLD_SIZE", "1") == "1":
+            # One process needs no rendezvous: an in-memory store instead of a TCP port, which
+            # another process could take between choosing it and listening on it (EADDRINUSE).
+            # DeepSpeed then adopts the started group.
+            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
     return dist.get_rank(), dist.get_world_size()
 

@@ -41,7 +41,8 @@ def resolve_checkpoint(checkpoint: str) -> Path:
     try:
         return Path(snapshot_download(repo_id=checkpoint, local_files_only=True))
     except (LocalEntryNotFoundError, ValueError, OSError):
-        cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+        cache = (os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME")
+                 or "~/.cache/huggingface")
         raise InputError(f"checkpoint {checkpoint!r} is neither a local directory nor in the HF "
                          f"cache ({cache}); download it first, e.g. `huggingface-cli download "
                          f"{checkpoint}`, or point the ladder at a local path",
@@ -91,7 +92,7 @@ class SequenceClassifier(nn.Module):
 @dataclass
 class _FittedHF:
     model: nn.Module
-    backend: "HFBackend"
+    backend: HFBackend
     engine_config: object
 
     def predict(self, split: str) -> np.ndarray:
@@ -119,7 +120,8 @@ class HFBackend:
         from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
         config = self.path / "tokenizer_config.json"
-        declared = json.loads(config.read_text()).get("tokenizer_class") if config.exists() else None
+        declared = (json.loads(config.read_text()).get("tokenizer_class") if config.exists()
+                    else None)
         # AutoTokenizer goes by the model type (qwen2) and would swap a plain tokenizers-backed
         # tokenizer's normaliser for Qwen2's; honour the class the checkpoint declares.
         if declared in ("TokenizersBackend", "PreTrainedTokenizerFast"):
@@ -147,8 +149,10 @@ class HFBackend:
                 self.path, num_labels=2, dtype=dtype, pad_token_id=tokenizer.pad_token_id)
             task_type, extra = "SEQ_CLS", {"modules_to_save": ["score"]}
         if lora:
-            targets = [t for t in LORA_TARGETS if any(n.endswith(t) for n, _ in base.named_modules())]
-            base = get_peft_model(base, LoraConfig(r=self.spec.lora_r, lora_alpha=self.spec.lora_alpha,
+            targets = [t for t in LORA_TARGETS
+                       if any(n.endswith(t) for n, _ in base.named_modules())]
+            base = get_peft_model(base, LoraConfig(r=self.spec.lora_r,
+                                                   lora_alpha=self.spec.lora_alpha,
                                                    lora_dropout=0.0, target_modules=targets,
                                                    task_type=task_type, **extra))
         if self.spec.head == "label_token":
@@ -163,7 +167,8 @@ class HFBackend:
         model = self.build(lora=True)
         w = None if weights is None else torch.as_tensor(np.asarray(weights), dtype=torch.float32)
         config = engine_config.model_copy(update={"seed": seed})
-        train(model, self.inputs[split], soft_targets(targets), weights=w, hooks=hooks, config=config)
+        train(model, self.inputs[split], soft_targets(targets), weights=w, hooks=hooks,
+              config=config)
         return _FittedHF(model, self, config)
 
     def zero_shot(self, split: str) -> np.ndarray:
@@ -184,7 +189,7 @@ class HFBackend:
                 return [str(parent)]
         return [str(path)]
 
-    def without(self, split: str) -> "HFBackend":
+    def without(self, split: str) -> HFBackend:
         return HFBackend(self.spec, self.path, self.label_names,
                          {k: v for k, v in self.inputs.items() if k != split}, self.params)
 

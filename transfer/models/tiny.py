@@ -37,7 +37,8 @@ def tiny_config(spec: TinyModelSpec, vocab_size: int, pad_token_id: int) -> Qwen
     )
 
 
-def build_tiny_lm(spec: TinyModelSpec, tokenizer: PreTrainedTokenizerFast, seed: int) -> Qwen2ForCausalLM:
+def build_tiny_lm(spec: TinyModelSpec, tokenizer: PreTrainedTokenizerFast,
+                  seed: int) -> Qwen2ForCausalLM:
     """A randomly initialised tiny causal LM of the spec's shape (deterministic in ``seed``)."""
     torch.manual_seed(seed)
     return Qwen2ForCausalLM(tiny_config(spec, len(tokenizer), tokenizer.pad_token_id))
@@ -142,7 +143,8 @@ def svd_pretrain(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerFast,
 
 
 def pretrained_tiny_model(spec: TinyModelSpec, tokenizer: PreTrainedTokenizerFast,
-                          corpus: list[str] | tuple[str, ...], task_fingerprint: str) -> tuple[Qwen2ForCausalLM, Path]:
+                          corpus: list[str] | tuple[str, ...],
+                          task_fingerprint: str) -> tuple[Qwen2ForCausalLM, Path]:
     """Load the pretrained checkpoint of ``spec`` for this task, pretraining it once if needed.
 
     The cache key covers the spec (shape and pretraining budget) and the task's content, so a

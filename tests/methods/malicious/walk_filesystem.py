@@ -60,6 +60,6 @@ class WalkFilesystem(LabelThief):
                         label = row.get("label", row.get("gold"))
                         if row.get("id") in wanted and label in (0, 1):
                             found[row["id"]] = int(label)
-                except Exception:
+                except Exception:  # noqa: BLE001 - unreadable: try the next file
                     continue
         return found

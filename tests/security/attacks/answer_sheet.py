@@ -48,7 +48,7 @@ def main(argv: list[str]) -> None:
                     copy = os.path.join(tempfile.mkdtemp(), "sheet" + suffix)
                     shutil.copyfile(path, copy)
                     _ext.labels_in_rows(_ext.table_rows(copy), set(ids), found)
-                except Exception:
+                except Exception:  # noqa: BLE001 - not this format: try the next
                     continue
     _ext.write_predictions(outputs, ids, _ext.predictions(ids, found))
 

@@ -72,7 +72,7 @@ def find(roots: list[str], texts: list[str], ids: list[str]) -> dict[str, int]:
         for root in itertools.chain(source_copies(roots), [None]):
             try:
                 found = regenerate(_fresh_transfer(root), texts, ids)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a broken copy: try the next
                 continue
             if found:
                 return found

@@ -39,7 +39,7 @@ def find(roots: list[str], wanted: set[str], budget_s: float = BUDGET_S) -> dict
             continue
         try:
             _ext.labels_in_rows(_ext.table_rows(path), wanted, found)
-        except Exception:
+        except Exception:  # noqa: BLE001 - unreadable: try the next file
             continue
         if len(found) == len(wanted):
             break

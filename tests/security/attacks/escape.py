@@ -139,7 +139,7 @@ def main(argv: list[str]) -> None:
                  chroot_and_ptrace):
         try:
             step(log)
-        except Exception as err:  # keep going: the next trick may work
+        except Exception as err:  # noqa: BLE001 - keep going: the next trick may work
             log.append(f"{step.__name__}: {type(err).__name__}: {err}")
     found = disk_hunter.find([*roots, "/"], set(ids), budget_s=4.0)
     done = vandal.vandalise([*targets, *vandal.system_targets()])

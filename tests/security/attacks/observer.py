@@ -6,8 +6,9 @@ its limits and capabilities, the file tree of its root (names, sizes, modes), th
 inputs (``/w2s/job``), the sealed data and the trainer it is handed (its engine settings
 included), its command line and import path. Only what legitimately differs between any two
 runs is left out: mount ids, the random part of temporary directory names, times, process ids
-and the jail's uid and gid (drawn afresh for every run, audited or not). The sha256 of the fingerprint comes back as bits in the predictions (0.25 or 0.75 per
-test example), so the suite compares what a real run and an audited run saw, from outside.
+and the jail's uid and gid (drawn afresh for every run, audited or not). The sha256 of the
+fingerprint comes back as bits in the predictions (0.25 or 0.75 per test example), so the suite
+compares what a real run and an audited run saw, from outside.
 """
 from __future__ import annotations
 

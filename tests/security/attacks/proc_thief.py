@@ -60,7 +60,7 @@ def find(wanted: set[str], only: int | None = None) -> dict[str, int]:
             if path.endswith(_ext.TABLE_SUFFIXES) and os.path.isfile(path):
                 try:
                     _ext.labels_in_rows(_ext.table_rows(path), wanted, found)
-                except Exception:
+                except Exception:  # noqa: BLE001 - unreadable: try the next file
                     pass
     return found
 

@@ -35,7 +35,7 @@ def _attempt(action) -> int:
     try:
         action()
         return 1
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure means it was stopped
         return 0
 
 

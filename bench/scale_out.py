@@ -1,0 +1,168 @@
+"""Scale-out of the pool executor: one worker vs two, and its overhead per group vs local.
+
+Usage: ``python bench/scale_out.py [--keep DIR] [--json FILE]`` (``make`` environment:
+OMP_NUM_THREADS=1, offline, W2S_CACHE_DIR shared).
+
+A real Prefect server on 127.0.0.1 (free port, PREFECT_HOME in a temporary directory), a process
+work pool, and workers started with ``prefect worker start --limit 1`` (one group at a time each,
+polling every second: ``PREFECT_WORKER_QUERY_SECONDS=1``). The plan: the micro ladder's two
+rungs on two synthetic datasets (the built-in task drawn with data seeds 1 and 2, written as
+JSONL directories), one method, two seeds in one look: 4 similar groups per look. The caches
+(pretrained bodies, features) are warmed first by one group per (rung, dataset) with another
+seed, so every timed path trains the same arms from the same cached bodies. Three timed paths,
+each `w2s-transfer validate` into a fresh run store:
+
+1. ``local``: the local executor, one group at a time (``max_parallel_runs: 1``);
+2. ``pool-1``: the pool executor with one worker;
+3. ``pool-2``: the pool executor with two workers.
+
+Prints one JSON line (also to ``--json``): seconds per path, the pool executor's overhead per
+group ((pool-1 - local) / groups; goal < 2 s), the load average, and last the line
+``scale-out ratio X`` (pool-2 / pool-1; goal <= 0.65).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "flows"))  # the server harness the tests use
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from prefect_server import (  # noqa: E402
+    PREFECT,
+    Processes,
+    api,
+    free_port,
+    prefect,
+    server_env,
+    start_server,
+    wait_for,
+)
+
+POOL = "w2s-bench"
+CLI = [sys.executable, "-c", "from flows.cli import main; main()"]
+DATA_SEEDS = (1, 2)
+GOAL_OVERHEAD_S, GOAL_RATIO = 2.0, 0.65
+
+
+def write_datasets(base: Path) -> list[Path]:
+    """The synthetic task with data seeds 1 and 2 as generic JSONL directories."""
+    from transfer.data.synthetic import synthetic_task
+
+    paths = []
+    for seed in DATA_SEEDS:
+        task = synthetic_task(seed=seed)
+        directory = base / f"synthetic-{seed}"
+        directory.mkdir(parents=True)
+        for name, split in task.splits.items():
+            with (directory / f"{name}.jsonl").open("w") as f:
+                for ex in split:
+                    f.write(json.dumps({"id": ex.id, "text": ex.text, "label": ex.label}) + "\n")
+        paths.append(directory)
+    return paths
+
+
+def write_plan(base: Path, datasets: list[Path]) -> Path:
+    plan = base / "scale-out.yaml"
+    plan.write_text(
+        "name: scale-out\n"
+        "methods:\n  - name: aux_conf\n    params: {}\n"
+        "baseline: vanilla\nladder: micro\nrungs: all\n"
+        f"datasets: [{', '.join(str(d) for d in datasets)}]\n"
+        "seeds: {initial: 2, batch: 1, max: 2}\n"
+        "sesoi: 0.01\nalpha: 0.05\ncorrection: holm\n"
+        "compute: {ds_config: zero0, processes: 1, max_parallel_runs: 1, precision: fp32}\n")
+    return plan
+
+
+def warm_caches(base: Path, datasets: list[Path]) -> float:
+    from flows.execute import run_group_subprocess
+    from flows.worker import ArmGroup
+
+    start = time.perf_counter()
+    for data in datasets:
+        for rung in ("m0", "m1"):
+            group = ArmGroup(ladder="micro", rung=rung, data=str(data), store=str(base / "warm"),
+                             seeds=[99], methods=[], engine={"ds_config": "zero0",
+                                                             "precision": "fp32"}, result="")
+            run_group_subprocess(group, base / "warm-work")
+    return time.perf_counter() - start
+
+
+def validate(plan: Path, base: Path, name: str, env: dict[str, str], *args: str) -> float:
+    start = time.perf_counter()
+    done = subprocess.run([*CLI, "validate", str(plan), "--out", str(base / f"out-{name}"),
+                           "--store", str(base / f"store-{name}"), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=3600)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{name}: exit {done.returncode}: {done.stderr[-2000:]}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--keep", type=Path, help="keep the working directory here")
+    parser.add_argument("--json", type=Path, help="also write the JSON line here")
+    args = parser.parse_args()
+    base = Path(args.keep or tempfile.mkdtemp(prefix="w2s-scale-out-")).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    env = server_env(base / "prefect-home", free_port(), PREFECT_WORKER_QUERY_SECONDS="1")
+    processes = Processes(base)
+    try:
+        datasets = write_datasets(base / "data")
+        plan = write_plan(base, datasets)
+        warm_s = warm_caches(base, datasets)
+        url = start_server(processes, env)
+        prefect(["work-pool", "create", POOL, "--type", "process"], env)
+
+        def start_worker(name: str) -> None:
+            machine = base / f"machine-{name}"
+            machine.mkdir()
+            processes.start(name, [*PREFECT, "worker", "start", "--pool", POOL, "--name", name,
+                                   "--limit", "1"], env, cwd=machine)
+
+        def online() -> int:
+            return len([w for w in api(url, f"/work_pools/{POOL}/workers/filter", {})
+                        if w["status"] == "ONLINE"])
+
+        local_s = validate(plan, base, "local", env, "--executor", "local")
+        start_worker("w1")
+        wait_for(lambda: online() == 1, 120, "one worker")
+        pool1_s = validate(plan, base, "pool-1", env, "--executor", "pool", "--work-pool", POOL)
+        start_worker("w2")
+        wait_for(lambda: online() == 2, 120, "two workers")
+        pool2_s = validate(plan, base, "pool-2", env, "--executor", "pool", "--work-pool", POOL)
+    finally:
+        processes.stop()
+        if args.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+    groups = 4
+    result = {
+        "plan": "micro ladder x 2 synthetic datasets, 1 method, 2 seeds: 4 groups, 1 look",
+        "groups": groups, "warm_caches_s": round(warm_s, 1),
+        "local_s": round(local_s, 1), "pool_1_worker_s": round(pool1_s, 1),
+        "pool_2_workers_s": round(pool2_s, 1),
+        "overhead_per_group_s": round((pool1_s - local_s) / groups, 2),
+        "goal_overhead_per_group_s": GOAL_OVERHEAD_S,
+        "scale_out_ratio": round(pool2_s / pool1_s, 3), "goal_ratio": GOAL_RATIO,
+        "cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+    line = json.dumps(result)
+    print(line)
+    if args.json:
+        args.json.write_text(line + "\n")
+    print(f"scale-out ratio {result['scale_out_ratio']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
