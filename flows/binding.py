@@ -11,7 +11,12 @@ it (``flows.gate``):
 | ``results_sha256`` | sha256 of the bytes of results.parquet beside it |
 | ``trainer_fingerprint`` | the trainer's code and package versions every run was made with |
 | ``methods`` | per method (the baseline included), by its name in the verdict: ``reference`` (how the plan names it), ``params``, ``kind``, ``provider`` and the ``fingerprint`` of the code its runs were made with (``methods.fingerprint``) |
-| ``controls`` | only when the plan has controls; per control, by its label (``control:<kind>:<name>``): ``name``, ``kind``, ``spec`` (its settings), ``baseline`` (the baseline's name in the verdict) and ``fingerprint``: the baseline's fingerprint plus the spec (``transfer.controls.control_fingerprint``), which the gate recomputes |
+| ``controls`` | only when the plan has controls: per control label, see below |
+
+``controls`` holds, per control by its label (``control:<kind>:<name>``): ``name``, ``kind``,
+``spec`` (its settings), ``baseline`` (the baseline's name in the verdict) and ``fingerprint``:
+the baseline's fingerprint plus the spec (``transfer.controls.control_fingerprint``), which the
+gate recomputes.
 
 With a key (``W2S_VERDICT_HMAC_KEY``, or a Prefect Secret block named by
 ``W2S_VERDICT_HMAC_SECRET_BLOCK``), ``verdict["hmac"]`` is HMAC-SHA256 over the canonical JSON of
