@@ -10,8 +10,12 @@ it (``flows.gate``):
 | ``git_commit`` | the checkout's commit (``+dirty`` with uncommitted changes), or null |
 | ``results_sha256`` | sha256 of the bytes of results.parquet beside it |
 | ``trainer_fingerprint`` | the trainer's code and package versions every run was made with |
-| ``methods`` | per method (the baseline included), by its name in the verdict: ``reference`` (how the plan names it), ``params``, ``kind``, ``provider`` and the ``fingerprint`` of the code its runs were made with (``methods.fingerprint``) |
+| ``methods`` | per method (the baseline included), by its name in the verdict (below) |
 | ``controls`` | only when the plan has controls: per control label, see below |
+
+``methods`` holds, per method: ``reference`` (how the plan names it), ``params``, ``kind``,
+``provider`` and the ``fingerprint`` of the code its runs were made with
+(``methods.fingerprint``).
 
 ``controls`` holds, per control by its label (``control:<kind>:<name>``): ``name``, ``kind``,
 ``spec`` (its settings), ``baseline`` (the baseline's name in the verdict) and ``fingerprint``:
@@ -187,7 +191,7 @@ def verdict_key(env: Mapping[str, str] | None = None) -> bytes | None:
         from prefect.blocks.system import Secret
 
         value = Secret.load(block).get()
-    except Exception as err:  # a missing block or an unreachable API: many types
+    except Exception as err:  # noqa: BLE001 - a missing block, an unreachable API: many types
         raise InputError(f"cannot load Prefect Secret block {block!r}: "
                          f"{' '.join(str(err).split())[:200]}", field=KEY_BLOCK_ENV) from None
     text = value if isinstance(value, str) else json.dumps(value)

@@ -1,7 +1,6 @@
 """Build the objects every entry point needs (ladder, task, store, engine config) from options."""
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 

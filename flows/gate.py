@@ -460,7 +460,7 @@ def rederive(raw: Mapping[str, Any], binding: Binding, source: Path, plan_path: 
                          field="binding.results_sha256")
     try:
         results = pd.read_parquet(io.BytesIO(data))
-    except Exception as err:  # pyarrow raises several types for a bad file
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a bad file
         raise InputError(f"not a results table: {type(err).__name__}: {err}",
                          path=results_path) from None
     shown = str(results_path)

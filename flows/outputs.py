@@ -57,7 +57,8 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
     return verdict
 
 
-def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[int]]) -> dict[str, Any]:
+def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[int]]
+                  ) -> dict[str, Any]:
     """Statistics over every seed run, then every output file (each written atomically).
 
     verdict.json is bound to what it was derived from (``flows.binding``: the plan, the commit,

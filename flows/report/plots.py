@@ -81,8 +81,9 @@ def forest_plot(verdict: dict[str, Any]) -> Figure:
     methods = list(verdict["methods"])
     labels = [f"{method} | {rung}" for method in methods for rung in rungs]
     height = max(2.5, 0.32 * len(labels) + 1.2)
-    fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(4.2 * max(1, len(datasets)) + 1.5,
-                                                                 height), sharey=True, squeeze=False)
+    fig_width = 4.2 * max(1, len(datasets)) + 1.5
+    fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(fig_width, height), sharey=True,
+                             squeeze=False)
     sesoi_points = _num(verdict.get("sesoi")) * 100
     for axis, dataset in zip(axes[0], datasets or [""]):
         axis.axvline(0.0, color="black", linewidth=1)
@@ -112,7 +113,8 @@ def forest_plot(verdict: dict[str, Any]) -> Figure:
                for v, c in VERDICT_COLOURS.items()]
     fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False,
                bbox_to_anchor=(0.5, -0.02 - 0.25 / height))
-    return Figure("forest", _png(fig), "Forest plot: gain and interval per method, rung and dataset")
+    return Figure("forest", _png(fig),
+                  "Forest plot: gain and interval per method, rung and dataset")
 
 
 def pgr_plot(verdict: dict[str, Any]) -> Figure:
@@ -142,8 +144,9 @@ def pgr_plot(verdict: dict[str, Any]) -> Figure:
             axis = axes[row][column]
             cells = {cell["rung"]: cell for cell in verdict["methods"][method].get("cells", [])
                      if cell["dataset"] == dataset}
-            for key, label, colour, offset in (("pgr", method, "#2166ac", 0.97),
-                                               ("pgr_baseline", verdict.get("baseline"), "#888888", 1.03)):
+            series = (("pgr", method, "#2166ac", 0.97),
+                      ("pgr_baseline", verdict.get("baseline"), "#888888", 1.03))
+            for key, label, colour, offset in series:
                 xs, ys, lows, highs = [], [], [], []
                 for rung in rungs:
                     pgr = (cells.get(rung) or {}).get(key) or {}
@@ -193,7 +196,8 @@ def seeds_plot(verdict: dict[str, Any]) -> Figure:
     """Seeds used per method and rung (the sequential design's stopping points)."""
     rungs, methods, datasets = _rungs(verdict), list(verdict["methods"]), _datasets(verdict)
     groups = [(rung, dataset) for rung in rungs for dataset in datasets]
-    fig, axis = plt.subplots(figsize=(max(4.0, 1.1 * len(methods) * max(1, len(groups)) ** 0.5 + 2), 3.0))
+    fig_width = max(4.0, 1.1 * len(methods) * max(1, len(groups)) ** 0.5 + 2)
+    fig, axis = plt.subplots(figsize=(fig_width, 3.0))
     width = 0.8 / max(1, len(groups))
     for g, (rung, dataset) in enumerate(groups):
         counts = []

@@ -1,4 +1,5 @@
-"""Provenance of a validation run: plan hash, package versions, git commit, models, seeds, timings."""
+"""Provenance of a validation run: plan hash, package versions, git commit, models, seeds and
+timings."""
 from __future__ import annotations
 
 import subprocess
@@ -51,8 +52,10 @@ def models_and_seeds(results: pd.DataFrame) -> dict[str, Any]:
                      if c in results.columns]
     if "rung" in results.columns and model_columns:
         first = results.drop_duplicates("rung").set_index("rung")[model_columns]
-        out["models"] = {str(rung): {k: (None if pd.isna(v) else v if isinstance(v, str) else int(v))
-                                     for k, v in row.items()} for rung, row in first.iterrows()}
+        out["models"] = {
+            str(rung): {k: (None if pd.isna(v) else v if isinstance(v, str) else int(v))
+                        for k, v in row.items()}
+            for rung, row in first.iterrows()}
     if {"arm", "seed"} <= set(results.columns):
         out["seeds"] = {str(arm): sorted(int(s) for s in seeds)
                         for arm, seeds in results.groupby("arm")["seed"].unique().items()}

@@ -16,9 +16,9 @@ import pandas as pd
 
 from flows.report import notes as report_notes
 from flows.report import plots, tables
-from transfer.fsutil import atomic_write_bytes, atomic_write_text
 from flows.report.tables import Shown
 from flows.report.verdict import parse_verdict
+from transfer.fsutil import atomic_write_bytes, atomic_write_text
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 PLOTS_DIR = "report_files"
@@ -88,7 +88,8 @@ def build_context(verdict: dict[str, Any], results: pd.DataFrame | None,
     if results is not None and not results.empty:
         provenance.setdefault("results_table", {
             "rows": int(len(results)),
-            "arms": sorted(str(arm) for arm in results["arm"].unique()) if "arm" in results else []})
+            "arms": (sorted(str(arm) for arm in results["arm"].unique())
+                     if "arm" in results else [])})
     provenance_rows: list[tuple[str, str]] = []
     _flatten("", provenance, provenance_rows)
     figures = [{"name": f.name, "alt": f.alt, "notes": f.notes, "png": f.png,

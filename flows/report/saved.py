@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from transfer.errors import InputError
 from flows.report.verdict import load_verdict
+from transfer.errors import InputError
 
 REQUIRED_RESULT_COLUMNS = ("rung", "dataset", "seed", "arm")
 
@@ -38,7 +38,8 @@ def _read_json_object(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise InputError(f"invalid or truncated JSON: {err.msg}", path=path, line=err.lineno) from None
+        raise InputError(f"invalid or truncated JSON: {err.msg}", path=path,
+                         line=err.lineno) from None
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"cannot read {what} ({err})", path=path) from None
     if not isinstance(data, dict):
@@ -57,8 +58,9 @@ def load_results(path: str | Path) -> pd.DataFrame:
         raise InputError("results table not found", path=path)
     try:
         table = pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises several unrelated types for a corrupt file
-        raise InputError(f"cannot read parquet ({type(err).__name__}: {err})", path=path) from None
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+        raise InputError(f"cannot read parquet ({type(err).__name__}: {err})",
+                         path=path) from None
     missing = [c for c in REQUIRED_RESULT_COLUMNS if c not in table.columns]
     if missing:
         raise InputError(f"expected results-table columns {list(REQUIRED_RESULT_COLUMNS)}, "
@@ -80,14 +82,16 @@ def load_saved_run(out_dir: str | Path) -> SavedRun:
     _, verdict = load_verdict(out / "verdict.json")
     results = load_results(out / "results.parquet")
     provenance_path = out / "provenance.json"
-    provenance = _read_json_object(provenance_path, "provenance") if provenance_path.exists() else {}
+    provenance = (_read_json_object(provenance_path, "provenance")
+                  if provenance_path.exists() else {})
     summary = None
     summary_path = out / "summary.json"
     if summary_path.exists():
         data = _read_json_object(summary_path, "summary")
-        if not isinstance(data.get("text"), str) or data.get("source") not in ("claude", "template"):
-            raise InputError('expected {"text": str, "source": "claude"|"template", "model": str|null}',
-                             path=summary_path)
+        if not isinstance(data.get("text"), str) \
+                or data.get("source") not in ("claude", "template"):
+            raise InputError('expected {"text": str, "source": "claude"|"template", '
+                             '"model": str|null}', path=summary_path)
         reason = data.get("fallback_reason")
         summary = SavedSummary(data["text"], data["source"], data.get("model"),
                                reason if isinstance(reason, str) else None)

@@ -201,5 +201,6 @@ def load_verdict(path: str | Path) -> tuple[Verdict, dict[str, Any]]:
     except _NotJson as err:
         raise InputError(str(err), path=path) from None
     if not isinstance(data, dict):
-        raise InputError("expected a JSON object (verdict.json schema_version 1)", path=path, line=1)
+        raise InputError("expected a JSON object (verdict.json schema_version 1)", path=path,
+                         line=1)
     return parse_verdict(data, source=path), data
