@@ -52,7 +52,12 @@ lint: $(STAMP)
 	@out=$$($(BIN)/lint-imports --no-cache 2>&1) || { echo "$$out"; exit 1; }; \
 	echo "$$out" | grep '^Contracts:' 
 
-PYTEST := $(BIN)/python -m pytest -q -rs
+# Two pytest workers (pytest-xdist): most tests wait on one single-threaded subprocess, so two at
+# a time keep both cores busy. A file's tests stay on one worker, and tests/security/ too
+# (tests/conftest.py groups them). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -rs \
+          $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup)
 NO_TESTS := if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc
 
 test: lint

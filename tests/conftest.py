@@ -34,8 +34,21 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
                 os.environ[key] = value
 
 
+# Under pytest-xdist (`make test` runs two workers with --dist loadgroup), the tests of one file
+# share a worker (module fixtures are built once), and so do all of tests/security/, whose
+# session fixture (a lab with trained weak and ceiling runs) is expensive.
+SHARED_SESSION_DIRS = ("tests/security/",)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip tests marked ``gpu`` when no CUDA device is visible (CI and the dev box have none)."""
+    """Group tests for the xdist workers (above), and skip tests marked ``gpu`` when no CUDA
+    device is visible (CI and the dev box have none)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            path = item.nodeid.split("::", 1)[0]
+            group = next((d for d in SHARED_SESSION_DIRS if path.startswith(d)), path)
+            item.add_marker(pytest.mark.xdist_group(group))
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items:
         return
