@@ -17,7 +17,6 @@ from stats.errors import StatsInputError
 from stats.quality import HOLD, DataQuality, alternative_tables
 from stats.scale import mixed_trend, transfer_ratio, wls_trend
 from stats.table import AGGREGATE, RESERVED_ARMS, check_table, rung_metadata
-from stats.verdict_model import SCHEMA_VERSION, Sequential, Verdict, json_safe
 from stats.tests_and_verdicts import (
     INCONCLUSIVE,
     adjust,
@@ -27,6 +26,7 @@ from stats.tests_and_verdicts import (
     decision_rule_sentence,
     method_verdict,
 )
+from stats.verdict_model import SCHEMA_VERSION, Sequential, Verdict, json_safe
 
 DEFAULT_N_BOOT = 2000
 
@@ -176,7 +176,8 @@ def _analyze(df: pd.DataFrame, baseline: str, sesoi: float, alpha: float, correc
     if data_quality is not None:
         _apply_holds(verdict, df, data_quality, dict(
             baseline=baseline, sesoi=sesoi, alpha=alpha, correction=correction, claims=None,
-            n_boot=0, notes=None, data_quality=None, sesoi_pgr=sesoi_pgr, production_rung=production_rung, discovery_rung=discovery_rung,
+            n_boot=0, notes=None, data_quality=None, sesoi_pgr=sesoi_pgr,
+            production_rung=production_rung, discovery_rung=discovery_rung,
             seed=seed))
     return verdict
 

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from stats.analyze import analyze_table
-from stats.verdict_model import Verdict
 from stats.simulate_w2s import (
     ARMS,
     World,
@@ -30,6 +29,7 @@ from stats.simulate_w2s import (
     to_examples_table,
 )
 from stats.table import check_table
+from stats.verdict_model import Verdict
 
 ARM_NAMES = {"baseline": "vanilla", "method": "m"}
 VERDICT_NAMES = ("REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE", "HOLD")
