@@ -10,13 +10,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from flows import progress as events
 from flows.worker import ArmGroup, ControlRef, MethodRef
 from transfer.errors import InputError
+
+if TYPE_CHECKING:
+    from stats.verdict_model import Verdict
 
 Submit = Callable[[list[ArmGroup], Path, int, int], list[dict[str, Any]]]
 
@@ -127,7 +130,7 @@ class Campaign:
 
         return results_table(self.records(), self.ladder)
 
-    def run(self, submit: Submit) -> dict[str, Any]:
+    def run(self, submit: Submit) -> Verdict:
         """Seed batches until every method is decided or the budget is spent; then outputs."""
         from flows.binding import verdict_key
         from flows.derive import StatsView
@@ -174,7 +177,7 @@ class Campaign:
         events.emit("analysis")
         return self.finish(seeds_used)
 
-    def finish(self, seeds_used: dict[str, list[int]]) -> dict[str, Any]:
+    def finish(self, seeds_used: dict[str, list[int]]) -> Verdict:
         from flows.outputs import write_outputs
         from transfer.fsutil import atomic_write_json
 

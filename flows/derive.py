@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from flows.results import RUN_COLUMNS, analysis_table
+from stats.verdict_model import ControlMark, MethodVerdict, PlanId, Sequential, Verdict
 from transfer.errors import InputError
 
 PREDICTION_COLUMNS = ["example_id", "prob", "pred", "correct"]
@@ -64,12 +65,12 @@ def control_alpha(plan) -> float:
 
 
 def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
-                    labels: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+                    labels: dict[str, str] | None = None) -> dict[str, MethodVerdict]:
     """Each control analysed against the baseline on its own (outside the candidates' Holm
     family, at :func:`control_alpha`), with the guards, marked and never promoted.
 
     Returns:
-        Control label -> its verdict entry (the shape of a method's, plus ``control``:
+        Control label -> its ``stats.MethodVerdict`` (a method's, plus ``control``:
         ``transfer.controls.ControlSpec.verdict_entry``, and ``alpha``).
     """
     from flows.guards import apply_promotion_guards
@@ -78,7 +79,7 @@ def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
     settings = analysis_settings(plan, labels)
     settings.update(alpha=control_alpha(plan), claims=None)
     baseline = settings["baseline"]
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, MethodVerdict] = {}
     for entry in plan.controls:
         spec = entry.spec()
         own = table[table["arm"] == spec.label]
@@ -88,11 +89,11 @@ def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
                      table["arm"].isin(["weak", "ceiling", baseline, spec.label])]
         verdict = analyze_table(rows.reset_index(drop=True), **settings)
         apply_promotion_guards(verdict, runs)
-        decided = verdict["methods"][spec.label]
-        decided["control"] = spec.verdict_entry()
-        decided["alpha"] = settings["alpha"]
-        decided["promote"] = False
-        decided["reasons"].append(
+        decided = verdict.methods[spec.label]
+        decided.control = ControlMark.model_validate(spec.verdict_entry())
+        decided.alpha = settings["alpha"]
+        decided.promote = False
+        decided.reasons.append(
             f"a control ({spec.kind}) of the baseline {baseline}: it tests the pipeline, is "
             "outside the candidates' multiplicity family (tested at alpha "
             f"{settings['alpha']:g}, a lone candidate's level), and is never promoted")
@@ -101,7 +102,8 @@ def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
 
 
 def derive_verdict(plan, results: pd.DataFrame, runs: list[Any],
-                   labels: dict[str, str] | None = None) -> dict[str, Any]:
+                   labels: dict[str, str] | None = None, *,
+                   sequential: Sequential | None = None) -> Verdict:
     """``stats.analyze_table`` over the results with the plan's settings, then the promotion
     guards over the runs (``flows.guards``), the jail mode and the plan's identity. The
     candidates are analysed without the controls (:func:`candidates_table`); each control on
@@ -114,21 +116,22 @@ def derive_verdict(plan, results: pd.DataFrame, runs: list[Any],
         runs: the runs the table was built from: ``transfer.store.RunRecord`` objects, or
             :class:`TableRun` objects read back from the table.
         labels: plan entry name -> the method's name in the results (plugins name themselves).
+        sequential: the campaign's sequential record (``replay_looks`` rebuilds it).
 
     Returns:
-        The verdict dict, without the sequential looks and the binding.
+        The ``stats.Verdict``, without the binding.
     """
     from flows.guards import apply_promotion_guards
     from stats import analyze_table
 
     table = analysis_table(results)
     verdict = analyze_table(candidates_table(plan, table, labels),
-                            **analysis_settings(plan, labels))
+                            **analysis_settings(plan, labels), sequential=sequential)
     apply_promotion_guards(verdict, runs)
     if plan.controls:
-        verdict["controls"] = derive_controls(plan, table, runs, labels)
-    verdict["jail"] = plan.jail.mode
-    verdict["plan"] = {"name": plan.name, "plan_hash": plan.plan_hash}
+        verdict.controls = derive_controls(plan, table, runs, labels)
+    verdict.jail = plan.jail.mode
+    verdict.plan = PlanId(name=plan.name, plan_hash=plan.plan_hash)
     return verdict
 
 
@@ -146,7 +149,7 @@ def replay_looks(plan, results: pd.DataFrame, labels: dict[str, str]
         labels: plan entry name -> the method's name in the table (a plugin names itself).
 
     Returns:
-        ``(looks, seeds_used)`` as the campaign records them in ``verdict["sequential"]``.
+        ``(looks, seeds_used)`` as the campaign records them in ``verdict.sequential``.
     """
     from flows.validate_looks import look_at_methods, seed_batches
 

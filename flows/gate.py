@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.binding import BINDING_FORMAT, verdict_key, verify_signature
 from flows.report.verdict import VERDICTS, load_verdict
+from stats.verdict_model import Sequential
 from transfer.errors import InputError
 
 PROMOTE, BLOCK = 0, 1
@@ -415,17 +415,6 @@ def _around_difference(left: str, right: str, width: int = 30) -> tuple[str, str
     return clip(left), clip(right)
 
 
-def _normalised(verdict: dict[str, Any]) -> dict[str, Any]:
-    """The verdict as ``stats.write_outputs`` writes it (NaN as null, plain numbers)."""
-    import json
-
-    from stats import write_outputs
-
-    with tempfile.TemporaryDirectory(prefix="w2s-gate-") as scratch:
-        paths = write_outputs(verdict, scratch)
-        return json.loads(paths["verdict"].read_text())
-
-
 def rederive(raw: Mapping[str, Any], binding: Binding, source: Path, plan_path: Path,
              results_path: Path, store: Path | None) -> str:
     """Re-derive the verdict from results.parquet and the plan and compare it with ``raw``.
@@ -476,11 +465,11 @@ def rederive(raw: Mapping[str, Any], binding: Binding, source: Path, plan_path: 
     problem = _fingerprints_in_runs(runs, binding)
     if problem:
         raise InputError(problem, path=source, field="binding")
-    verdict = derive_verdict(plan, results, runs, labels)
     looks, seeds_used = replay_looks(plan, results, labels)
-    verdict["sequential"] = {"looks": looks, "seeds_used": seeds_used,
-                             "seed_budget": plan.seeds.max}
-    expected = _normalised(verdict)
+    sequential = Sequential.model_validate({"looks": looks, "seeds_used": seeds_used,
+                                            "seed_budget": plan.seeds.max})
+    verdict = derive_verdict(plan, results, runs, labels, sequential=sequential)
+    expected = verdict.as_json_dict()
     actual = {k: v for k, v in raw.items() if k not in NOT_DERIVED}
     difference = first_difference(expected, actual)
     if difference:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from methods.runner import weakest
+from stats.verdict_model import MethodVerdict, Verdict
 
 # Stored and re-derived accuracies are the same float computed the same way; any difference
 # means the record was written by something other than the pipeline.
@@ -59,59 +60,58 @@ def inconsistent_runs(records: Iterable[Any]) -> dict[str, list[str]]:
     return bad
 
 
-def _block(entry: dict[str, Any], reason: str) -> None:
-    if entry.get("promote"):
-        entry["promote"] = False
-    if reason not in entry["reasons"]:
-        entry["reasons"].append(reason)
+def _block(entry: MethodVerdict, reason: str) -> None:
+    if entry.promote:
+        entry.promote = False
+    if reason not in entry.reasons:
+        entry.reasons.append(reason)
 
 
-def apply_promotion_guards(verdict: dict[str, Any], records: list[Any]) -> dict[str, Any]:
+def apply_promotion_guards(verdict: Verdict, records: list[Any]) -> Verdict:
     """Record each method's isolation in ``verdict`` and block promotions the guards forbid.
 
     Args:
-        verdict: the dict from ``stats.analyze_table`` (changed in place).
+        verdict: the ``stats.Verdict`` from ``stats.analyze_table`` (changed in place).
         records: every stored run the verdict was computed from.
 
     Returns:
-        ``verdict``, with ``methods[m]["isolation"]``, ``baseline_isolation`` and
-        ``methods[m]["guards"]`` (the guard reasons that fired) added.
+        ``verdict``, with ``methods[m].isolation``, ``baseline_isolation`` and
+        ``methods[m].guards`` (the guard reasons that fired) set.
     """
     isolation = isolation_by_arm(records)
-    baseline = verdict.get("baseline")
+    baseline = verdict.baseline
     baseline_isolation = isolation.get(baseline, "builtin")
-    verdict["baseline_isolation"] = baseline_isolation
+    verdict.baseline_isolation = baseline_isolation
     inconsistent = inconsistent_runs(records)
     shared = [r for arm in ("weak", "ceiling", baseline) for r in inconsistent.get(arm, [])]
-    production = verdict.get("production_rung")
-    for name, entry in verdict.get("methods", {}).items():
-        entry["isolation"] = isolation.get(name, "builtin")
+    production = verdict.production_rung
+    for name, entry in verdict.methods.items():
+        entry.isolation = isolation.get(name, "builtin")
         fired: list[str] = []
-        if entry["isolation"] == "unjailed":
+        if entry.isolation == "unjailed":
             fired.append("its code ran outside the jail (jail: {mode: off}); an unjailed "
                          "method is never promoted")
         if baseline_isolation == "unjailed":
             fired.append(f"the baseline {baseline} ran outside the jail; nothing compared with "
                          "it is promoted")
-        cells = [c for c in entry.get("cells", []) if c.get("rung") == production]
+        cells = [c for c in entry.cells if c.rung == production]
         for cell in cells:
-            acc = cell.get("acc", {})
-            weak, ceiling = acc.get("weak"), acc.get("ceiling")
+            weak, ceiling = cell.acc.get("weak"), cell.acc.get("ceiling")
             if weak is None or ceiling is None or not ceiling > weak:
-                fired.append(f"at the production rung {production} ({cell.get('dataset')}) the "
+                fired.append(f"at the production rung {production} ({cell.dataset}) the "
                              f"ceiling ({_pct(ceiling)}) does not beat the weak model "
                              f"({_pct(weak)}): there is no gap to recover")
-            if cell.get("dataset") == PUBLIC_SYNTHETIC:
+            if cell.dataset == PUBLIC_SYNTHETIC:
                 fired.append(f"at the production rung {production} the evidence comes from the "
                              "built-in synthetic task with its public seed: anyone with this code "
                              "can regenerate its labels (set W2S_SYNTHETIC_SECRET to salt it, or "
                              "validate on your own data)")
-            if not cell.get("pgr", {}).get("defined", False):
-                fired.append(f"at the production rung {production} ({cell.get('dataset')}) PGR "
+            if not cell.pgr.defined:
+                fired.append(f"at the production rung {production} ({cell.dataset}) PGR "
                              "is undefined")
         for problem in shared + inconsistent.get(name, []):
             fired.append(f"inconsistent stored run: {problem}")
-        entry["guards"] = fired
+        entry.guards = fired
         for reason in fired:
             _block(entry, reason)
     return verdict

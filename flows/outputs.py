@@ -10,11 +10,13 @@ from typing import Any
 
 import pandas as pd
 
+from stats.verdict_model import Sequential, Verdict
+
 
 def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
                   looks: list[dict[str, Any]], seeds_used: dict[str, list[int]],
                   methods: Mapping[str, Mapping[str, Any]], key: bytes | None = None,
-                  git_commit: str | None = None) -> dict[str, Any]:
+                  git_commit: str | None = None) -> Verdict:
     """Derive the verdict and write results.parquet, verdict.json (bound, and signed with
     ``key``), summary.md and estimates.csv into ``out``, each atomically.
 
@@ -29,7 +31,7 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
         git_commit: the checkout's commit.
 
     Returns:
-        The verdict dict (with its binding; the signature is only in the file).
+        The ``stats.Verdict`` (with its binding; the signature is only in the file).
     """
     from flows.binding import make_binding, sign
     from flows.derive import derive_verdict
@@ -37,13 +39,13 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
     from transfer.fsutil import atomic_write_bytes, atomic_write_text
 
     labels = {name: info["label"] for name, info in methods.items()}
-    verdict = derive_verdict(plan, results, runs, labels)
-    verdict["sequential"] = {"looks": looks, "seeds_used": seeds_used,
-                             "seed_budget": plan.seeds.max}
+    sequential = Sequential.model_validate({"looks": looks, "seeds_used": seeds_used,
+                                            "seed_budget": plan.seeds.max})
+    verdict = derive_verdict(plan, results, runs, labels, sequential=sequential)
     buffer = io.BytesIO()
     results.to_parquet(buffer, index=False)
     results_bytes = buffer.getvalue()
-    verdict["binding"] = make_binding(plan=plan, methods=methods, runs=runs,
+    verdict.binding = make_binding(plan=plan, methods=methods, runs=runs,
                                       results_sha256=hashlib.sha256(results_bytes).hexdigest(),
                                       git_commit=git_commit)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,7 +60,7 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
 
 
 def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[int]]
-                  ) -> dict[str, Any]:
+                  ) -> Verdict:
     """Statistics over every seed run, then every output file (each written atomically).
 
     verdict.json is bound to what it was derived from (``flows.binding``: the plan, the commit,
@@ -83,7 +85,10 @@ def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[in
                                     timings=campaign.timings, extra=extra)
     atomic_write_text(campaign.out / "provenance.json", json.dumps(provenance, indent=2,
                                                                    default=str))
-    summary = summarize(verdict)
-    files = write_report(campaign.out, verdict, results, provenance, summary)
+    # The report and the summary still read the verdict as its JSON dict (issue 12: to move
+    # onto the model's attributes).
+    as_written = verdict.as_json_dict()
+    summary = summarize(as_written)
+    files = write_report(campaign.out, as_written, results, provenance, summary)
     campaign.report_markdown = files.artifact_markdown
     return verdict

@@ -103,7 +103,7 @@ def _run_campaign(campaign, logger) -> dict:
         tracker.advance(max(0, round(1000 * fraction) - tracker.done))
 
     with events.subscribed(on_event):
-        verdict = campaign.run(submit=_submitter(campaign))
+        verdict = campaign.run(submit=_submitter(campaign)).as_json_dict()
     publish_report(campaign.plan.name, campaign.report_markdown, verdict)
     logger.info("report: %s", (campaign.out / "report.html").resolve())
     return verdict

@@ -2,7 +2,8 @@
 
 Public API:
     analyze_table(df, baseline="vanilla", sesoi=0.01, alpha=0.05, correction="holm",
-                  claims=None, n_boot=2000, ..., data_quality=None) -> dict   (verdict.json)
+                  claims=None, n_boot=2000, ..., data_quality=None, sequential=None)
+        -> Verdict   (stats.verdict_model; its JSON is verdict.json)
     write_outputs(verdict, out_dir) -> {"verdict", "summary", "estimates"} paths
     load_table(path) / check_table(df) / load_aar_cache(path)
     SequentialDesign(max_looks, alpha, sesoi, spending, baseline, n_methods=1)
@@ -13,6 +14,8 @@ from stats.analyze import analyze_table
 from stats.sequential import Decision, SequentialDesign
 from stats.table import check_table, load_table
 from stats.verdict import write_outputs
+from stats.verdict_model import MethodVerdict, Sequential, Verdict, verdict_schema
 
-__all__ = ["Decision", "SequentialDesign", "analyze_table", "check_table", "load_aar_cache",
-           "load_table", "write_outputs"]
+__all__ = ["Decision", "MethodVerdict", "Sequential", "SequentialDesign", "Verdict",
+           "analyze_table", "check_table", "load_aar_cache", "load_table", "verdict_schema",
+           "write_outputs"]

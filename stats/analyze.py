@@ -1,4 +1,5 @@
-"""From a results table to the verdict.json dict: the one entry point the flows call."""
+"""From a results table to the verdict (``stats.verdict_model.Verdict``, whose JSON is
+verdict.json): the one entry point the flows call."""
 from __future__ import annotations
 
 import zlib
@@ -25,8 +26,8 @@ from stats.tests_and_verdicts import (
     decision_rule_sentence,
     method_verdict,
 )
+from stats.verdict_model import SCHEMA_VERSION, Sequential, Verdict, json_safe
 
-SCHEMA_VERSION = 1
 DEFAULT_N_BOOT = 2000
 
 
@@ -56,8 +57,10 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
                   n_boot: int = DEFAULT_N_BOOT, *, sesoi_pgr: float | None = None,
                   production_rung: str | None = None, discovery_rung: str | None = None,
                   seed: int = 0, notes: list[str] | None = None,
-                  data_quality: DataQuality | None = None) -> dict:
-    """Analyse a results table and return the verdict.json dict (schema_version 1).
+                  data_quality: DataQuality | None = None,
+                  sequential: Sequential | Mapping | None = None) -> Verdict:
+    """Analyse a results table and return the verdict (its JSON is verdict.json,
+    schema_version 1).
 
     Args:
         df: results table, per-example or aggregate form (checked with ``check_table``).
@@ -80,12 +83,30 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
             (or whose baseline's records) contradict their paths gets verdict ``HOLD``, is
             never promoted, and carries ``hold`` with the records and the verdict under every
             other pairing the records suggest (``_apply_holds``).
+        sequential: the sequential design's record (looks, seeds_used, seed_budget) of the
+            campaign that produced the table, recorded as ``sequential``.
     Returns:
-        The verdict dict: schema_version, alpha, sesoi, baseline, production_rung,
-        discovery_rung, correction, notes, methods -> {verdict, promote, reasons, trend, cells}.
+        A ``stats.verdict_model.Verdict``: schema_version, alpha, sesoi, baseline,
+        production_rung, discovery_rung, correction, notes, methods -> MethodVerdict
+        (verdict, promote, reasons, trend, cells), and ``sequential`` when given.
     Raises:
         StatsInputError: unusable table or arguments.
     """
+    raw = _analyze(df, baseline, sesoi, alpha, correction, claims, n_boot, sesoi_pgr=sesoi_pgr,
+                   production_rung=production_rung, discovery_rung=discovery_rung, seed=seed,
+                   notes=notes, data_quality=data_quality)
+    if sequential is not None:
+        raw["sequential"] = (sequential.model_dump(mode="json")
+                             if isinstance(sequential, Sequential) else dict(sequential))
+    return Verdict.model_validate(json_safe(raw))
+
+
+def _analyze(df: pd.DataFrame, baseline: str, sesoi: float, alpha: float, correction: str,
+             claims: Mapping | None, n_boot: int, *, sesoi_pgr: float | None,
+             production_rung: str | None, discovery_rung: str | None, seed: int,
+             notes: list[str] | None, data_quality: DataQuality | None) -> dict:
+    """:func:`analyze_table`'s working form: plain dicts whose cells still carry the private
+    keys until ``_method_entry`` has used them."""
     _check_args(sesoi, alpha, n_boot, sesoi_pgr)
     adjust([], correction)  # validates the name
     if df.attrs.get("kind") is None:
@@ -154,8 +175,9 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
                "data_form": kind, "notes": all_notes, "methods": out_methods}
     if data_quality is not None:
         _apply_holds(verdict, df, data_quality, dict(
-            baseline=baseline, sesoi=sesoi, alpha=alpha, correction=correction, n_boot=0,
-            sesoi_pgr=sesoi_pgr, production_rung=production_rung, discovery_rung=discovery_rung,
+            baseline=baseline, sesoi=sesoi, alpha=alpha, correction=correction, claims=None,
+            n_boot=0, notes=None, data_quality=None, sesoi_pgr=sesoi_pgr,
+            production_rung=production_rung, discovery_rung=discovery_rung,
             seed=seed))
     return verdict
 
@@ -180,7 +202,7 @@ def _apply_holds(verdict: dict, table: pd.DataFrame, quality: DataQuality, kwarg
         sensitivity = [{"pairing": "file names (as filed)", "verdict": entry["verdict"],
                         "cells": _production_gains(entry, verdict["production_rung"])}]
         for name, alt in alternative_tables(table, quality, method, baseline).items():
-            redo = analyze_table(alt, **kwargs)["methods"][method]
+            redo = _analyze(alt, **kwargs)["methods"][method]
             sensitivity.append({"pairing": name, "verdict": redo["verdict"],
                                 "cells": _production_gains(redo, verdict["production_rung"])})
         records = sorted({i.record for i in issues})

@@ -29,6 +29,7 @@ from stats.simulate_w2s import (
     to_examples_table,
 )
 from stats.table import check_table
+from stats.verdict_model import Verdict
 
 ARM_NAMES = {"baseline": "vanilla", "method": "m"}
 VERDICT_NAMES = ("REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE", "HOLD")
@@ -108,32 +109,32 @@ class Tally:
     pgr_defined: int = 0
     seconds: float = 0.0
 
-    def add(self, verdict: dict, truths: dict[str, float], method: str = "m") -> None:
+    def add(self, verdict: Verdict, truths: dict[str, float], method: str = "m") -> None:
         """Record one experiment: ``truths`` maps dataset -> true gain at the production rung
         (population truth); conditional truths are passed as ``truths['<dataset>|cond']``."""
-        entry = verdict["methods"][method]
+        entry = verdict.methods[method]
         self.n += 1
-        self.verdicts[entry["verdict"]] = self.verdicts.get(entry["verdict"], 0) + 1
-        trend = entry.get("trend")
+        self.verdicts[entry.verdict] = self.verdicts.get(entry.verdict, 0) + 1
+        trend = entry.trend
         if trend is not None:
             self.trend_defined += 1
-            self.shrinks += bool(trend.get("shrinks_with_scale"))
-        for cell in entry["cells"]:
-            if cell["rung"] != verdict["production_rung"]:
+            self.shrinks += bool(trend.shrinks_with_scale)
+        for cell in entry.cells:
+            if cell.rung != verdict.production_rung:
                 continue
-            g = cell["gain"]
-            truth = truths[cell["dataset"]] if cell["design"] == "two_way" else truths[
-                cell["dataset"] + "|cond"]
-            hit = g["ci_low"] is not None and g["ci_low"] <= truth <= g["ci_high"]
+            g = cell.gain
+            truth = truths[cell.dataset] if cell.design == "two_way" else truths[
+                cell.dataset + "|cond"]
+            hit = g.ci_low is not None and g.ci_low <= truth <= g.ci_high
             self.cells += 1
             self.covered += hit
-            if g.get("seed_component_truncated"):
+            if g.seed_component_truncated:
                 self.truncated_cells += 1
                 self.truncated_covered += hit
-            if g.get("boot_ci_low") is not None:
+            if g.boot_ci_low is not None:
                 self.boot_cells += 1
-                self.boot_covered += g["boot_ci_low"] <= truth <= g["boot_ci_high"]
-            self.pgr_defined += bool(cell["pgr"]["defined"]) + bool(cell["pgr_baseline"]["defined"])
+                self.boot_covered += g.boot_ci_low <= truth <= g.boot_ci_high
+            self.pgr_defined += bool(cell.pgr.defined) + bool(cell.pgr_baseline.defined)
 
     def rate(self, count: int, total: int) -> tuple[float, float]:
         """(rate, Monte Carlo standard error); NaN when ``total`` is 0."""

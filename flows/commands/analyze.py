@@ -73,8 +73,8 @@ def analyze(
                                 n_boot=n_boot, sesoi_pgr=sesoi_pgr, notes=notes,
                                 data_quality=quality)
         paths = write_outputs(verdict, out)
-    for method, entry in verdict["methods"].items():
-        typer.echo(f"{method}: {entry['verdict']}" + (" (promote)" if entry["promote"] else ""))
+    for method, entry in verdict.methods.items():
+        typer.echo(f"{method}: {entry.verdict}" + (" (promote)" if entry.promote else ""))
     typer.echo(f"wrote {paths['verdict']}, {paths['summary']}, {paths['estimates']}")
 
 

@@ -1,130 +1,20 @@
-"""A pydantic model of verdict.json (``schema_version: 1``, written by stats/) and its loader.
+"""verdict.json's loader: the file parsed into ``stats.verdict_model.Verdict``.
 
-Fields the statistics engine may add later are kept (``extra="allow"``); the contract's fields
-are checked strictly, so a truncated or hand-edited file is refused with the field it breaks.
+The model is the contract (stats owns it): unknown keys are refused and values are not coerced,
+so a truncated or hand-edited file is refused with the field it breaks.
 """
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+from pydantic import ValidationError
 
+from stats.verdict_model import VERDICT_WORDS, Verdict
 from transfer.errors import InputError
 
-VERDICTS = ("REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE", "HOLD")  # HOLD: data-quality hold
-Number = float | None
-
-
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
-
-
-class Accuracies(_Open):
-    """Mean accuracies (fractions) of the four arms in one cell."""
-
-    weak: Number
-    ceiling: Number
-    baseline: Number
-    method: Number
-
-
-class Gain(_Open):
-    """Method minus baseline accuracy (fraction) with its interval and p-values."""
-
-    estimate: Number
-    ci_low: Number
-    ci_high: Number
-    p_superiority: Number = None
-    p_equivalence: Number = None
-    p_adjusted: Number = None
-
-
-class Pgr(_Open):
-    """Performance-gap recovered; undefined when the ceiling does not beat the weak model."""
-
-    defined: StrictBool
-    estimate: Number = None
-    ci_low: Number = None
-    ci_high: Number = None
-
-    @model_validator(mode="after")
-    def _defined_has_estimate(self) -> Pgr:
-        if self.defined and not _finite(self.estimate):
-            raise ValueError("defined PGR needs a finite estimate")
-        return self
-
-
-class Cell(_Open):
-    """One (rung, dataset) comparison of a method against the baseline."""
-
-    rung: str
-    dataset: str
-    weak_model: str
-    strong_model: str
-    strong_params: int | None = None
-    n_seeds: int = Field(ge=0)
-    n_examples: int | None = None
-    acc: Accuracies
-    gain: Gain
-    pgr: Pgr
-    pgr_baseline: Pgr
-    mde80: Number = None
-
-
-class Trend(_Open):
-    """Slope of the gain per decade of strong-model size, with its interval."""
-
-    slope_per_decade: Number
-    ci_low: Number = None
-    ci_high: Number = None
-    p_decline: Number = None
-
-
-class MethodVerdict(_Open):
-    """The decision for one method."""
-
-    verdict: Literal["REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE", "HOLD"]
-    promote: StrictBool
-    reasons: list[str]
-    trend: Trend | None = None
-    cells: list[Cell]
-
-
-class ControlMark(_Open):
-    """``control`` of a control's entry (``transfer.controls.ControlSpec.verdict_entry``)."""
-
-    kind: Literal["spike_in", "null"]
-    variant: Literal["spike_in", "synthetic_spike_in", "null"]
-    name: str
-    injected_gain: float | None
-    spec: dict[str, Any]
-
-
-class ControlVerdict(MethodVerdict):
-    """The verdict on a control (a spike-in or null control of the baseline): analysed like a
-    method, marked, and never promoted."""
-
-    control: ControlMark
-    promote: Literal[False]
-
-
-class Verdict(_Open):
-    """The whole verdict.json."""
-
-    schema_version: Literal[1]
-    alpha: float
-    sesoi: float
-    baseline: str
-    production_rung: str
-    methods: dict[str, MethodVerdict]
-    controls: dict[str, ControlVerdict] = Field(default_factory=dict)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
+VERDICTS = VERDICT_WORDS
 
 
 def parse_verdict(data: Any, *, source: str | Path | None = None) -> Verdict:
@@ -177,8 +67,8 @@ def load_verdict(path: str | Path) -> tuple[Verdict, dict[str, Any]]:
         path: the file.
 
     Returns:
-        ``(model, raw_dict)``: the validated model and the dict as read (renderers use the dict,
-        so fields added by the statistics engine are kept).
+        ``(model, raw_dict)``: the validated model and the dict as read (the gate's consistency
+        checks and the renderers still read the dict).
 
     Raises:
         InputError: unreadable, empty, truncated or malformed JSON (with its line; NaN,

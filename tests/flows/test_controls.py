@@ -171,8 +171,8 @@ def test_controls_leave_the_candidates_verdicts_unchanged(bound: BoundRun, tmp_p
     kept = ~results["arm"].isin([SPIKE, NULL])
     without = derive_verdict(load_plan(tmp_path / "bare.yaml"), results[kept],
                              [r for r in runs if r.spec.method not in (SPIKE, NULL)])
-    assert set(with_controls["controls"]) == {SPIKE, NULL} and "controls" not in without
-    assert with_controls["methods"] == without["methods"]
+    assert set(with_controls.controls) == {SPIKE, NULL} and not without.controls
+    assert with_controls.methods == without.methods
 
 
 def test_validate_prints_the_controls_table(bound: BoundRun, capsys) -> None:

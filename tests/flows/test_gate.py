@@ -152,8 +152,12 @@ def test_missing_or_unreadable_file_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "cannot read verdict file" in result.stderr
 
 
-def test_fields_added_by_the_statistics_engine_are_tolerated(gate, verdict) -> None:
-    verdict = _with(verdict, "aux_conf", verdict="REAL", promote=True, shrinks_with_scale=False)
+def test_optional_fields_are_read_and_unknown_fields_refused(gate, verdict) -> None:
+    """verdict.json is the schema of stats.verdict_model: a field the model has is read, a key it
+    does not have is refused at parse time (one line naming it), never silently dropped."""
+    verdict = _with(verdict, "aux_conf", verdict="REAL", promote=True)
     verdict["methods"]["aux_conf"]["cells"][0]["seeds_needed"] = 9
-    verdict["generated_at"] = "2026-01-01T00:00:00Z"
     assert gate(verdict, "--method", "aux_conf")[0] == 0
+    verdict["generated_at"] = "2026-01-01T00:00:00Z"
+    code, _, err = gate(verdict, "--method", "aux_conf")
+    assert code == 2 and "generated_at" in err and err.count("\n") == 1, err

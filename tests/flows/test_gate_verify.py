@@ -208,7 +208,7 @@ def _results_edit(bound: BoundRun, workdir: Path, *, rebind: bool, rederive: boo
     """Make confident look better in results.parquet: its wrong answers at m1 become right."""
     from flows.derive import derive_verdict, replay_looks, table_runs
     from flows.plan import load_plan
-    from stats import write_outputs
+    from stats import Sequential, write_outputs
 
     path = _copy(bound, workdir)
     table = pd.read_parquet(path.parent / "results.parquet")
@@ -228,11 +228,11 @@ def _results_edit(bound: BoundRun, workdir: Path, *, rebind: bool, rederive: boo
     if rederive:
         plan = load_plan(bound.plan)
         labels = {m["reference"]: label for label, m in raw["binding"]["methods"].items()}
-        forged = derive_verdict(plan, table, table_runs(table), labels)
         looks, seeds_used = replay_looks(plan, table, labels)
-        forged["sequential"] = {"looks": looks, "seeds_used": seeds_used,
-                                "seed_budget": plan.seeds.max}
-        forged["binding"] = raw["binding"]
+        sequential = Sequential.model_validate({"looks": looks, "seeds_used": seeds_used,
+                                                "seed_budget": plan.seeds.max})
+        forged = derive_verdict(plan, table, table_runs(table), labels, sequential=sequential)
+        forged.binding = raw["binding"]
         write_outputs(forged, path.parent)
         return path
     path.write_text(json.dumps(raw, indent=2))
@@ -339,8 +339,8 @@ FORGERIES = [
     Forgery("sequential record edited (seeds claimed)",
             edited(_set("sequential.seed_budget", 40)), "does not match its re-derivation", PLAN),
     Forgery("extra field slipped into a method entry",
-            edited(_set("methods.aux_conf.override", True)), "not produced by re-derivation",
-            PLAN),
+            edited(_set("methods.aux_conf.override", True)),
+            "methods.aux_conf.override: Extra inputs are not permitted", PLAN),
     Forgery("results.parquet edited (confident's errors fixed), binding untouched",
             lambda b, w: _results_edit(b, w, rebind=False, rederive=False),
             "the verdict was derived from", PLAN),

@@ -22,7 +22,7 @@ def _raw_means(root: Path, dataset: str, idea: str, field: str) -> float:
 
 def test_sandbox_pgr_of_means_reproduces_fixed_baselines(sandbox_dir):
     imported = load_aar_cache(sandbox_dir)
-    verdict = analyze_table(imported.table, baseline="vanilla_w2s", n_boot=200)
+    verdict = analyze_table(imported.table, baseline="vanilla_w2s", n_boot=200).as_json_dict()
     for dataset in ("chat", "math"):
         weak = _raw_means(sandbox_dir, dataset, "weak_artifacts", "weak_acc")
         ceiling = _raw_means(sandbox_dir, dataset, "train_ceiling", "strong_acc")
@@ -69,7 +69,7 @@ def test_null_and_missing_fields_are_used_for_what_they_have(sandbox_dir, tmp_pa
         _final_eval_accuracy(vanilla[0]))
     assert any("no accuracy" in n for n in imported.notes)
     assert any("unreadable JSON" in n for n in imported.notes)
-    verdict = analyze_table(imported.table, baseline="vanilla_w2s", n_boot=0)
+    verdict = analyze_table(imported.table, baseline="vanilla_w2s", n_boot=0).as_json_dict()
     chat = next(c for c in verdict["methods"]["train_only_on_confident_labels"]["cells"]
                 if c["dataset"] == "chat")
     # the confident runs pair with the three surviving baseline seeds only
@@ -88,7 +88,7 @@ def _final_eval_accuracy(path: Path) -> float:
 def test_math_ue_zeroshot_is_held_and_the_records_are_named(sandbox_dir):
     imported = load_aar_cache(sandbox_dir)
     verdict = analyze_table(imported.table, baseline="vanilla_w2s", n_boot=0,
-                            notes=imported.notes, data_quality=imported.quality)
+                            notes=imported.notes, data_quality=imported.quality).as_json_dict()
     held = verdict["methods"]["ue_zeroshot"]
     assert held["verdict"] == "HOLD" and held["promote"] is False
     hold = held["hold"]
@@ -146,7 +146,7 @@ def test_code_like_records_whose_seeds_contradict_their_paths_put_the_method_on_
     _rewrite(confident[1:], say_seed_42)
     imported = load_aar_cache(root)
     verdict = analyze_table(imported.table, baseline="vanilla_w2s", n_boot=0,
-                            data_quality=imported.quality)
+                            data_quality=imported.quality).as_json_dict()
     entry = verdict["methods"]["train_only_on_confident_labels"]
     assert entry["verdict"] == "HOLD" and not entry["promote"]
     assert sorted(Path(r).name for r in entry["hold"]["records"]) == [
@@ -163,7 +163,7 @@ def test_a_clean_derived_testbed_is_not_held(sandbox_dir, tmp_path):
     imported = load_aar_cache(root)
     assert not [i for i in imported.quality.issues if i.dataset == "code"]
     verdict = analyze_table(imported.table, baseline="vanilla_w2s", n_boot=0,
-                            data_quality=imported.quality)
+                            data_quality=imported.quality).as_json_dict()
     for method in ("critic", "train_only_on_confident_labels"):
         assert verdict["methods"][method]["verdict"] != "HOLD"
 
@@ -181,7 +181,7 @@ def test_stored_baselines_that_differ_from_the_runs_are_reported(sandbox_dir, tm
     assert "5 record(s) store fixed_strong_baseline 0.6950" in notes[0]
     assert f"average {ceiling_mean:.4f}" in notes[0]
     verdict = analyze_table(imported.table, baseline="vanilla_w2s", n_boot=0,
-                            data_quality=imported.quality)
+                            data_quality=imported.quality).as_json_dict()
     assert notes[0] in verdict["notes"]
     assert verdict["methods"]["critic"]["verdict"] != "HOLD"  # reported, not a pairing problem
     assert any("stores fixed_strong_baseline" in r for r in verdict["methods"]["critic"]["reasons"])

@@ -34,7 +34,8 @@ def _ladder(gains: dict[str, dict[str, float]], n_seeds: int = 6, n_examples: in
 
 def test_verdicts_on_known_effects_and_schema():
     gains = {r: {"good": 0.08, "flat": 0.0, "bad": -0.08} for r in RUNGS}
-    verdict = analyze_table(_ladder(gains, n_seeds=8, n_examples=1500), n_boot=200, sesoi=0.02)
+    verdict = analyze_table(_ladder(gains, n_seeds=8, n_examples=1500), n_boot=200,
+                            sesoi=0.02).as_json_dict()
     assert verdict["schema_version"] == 1 and verdict["production_rung"] == "big"
     methods = verdict["methods"]
     assert methods["good"]["verdict"] == "REAL" and methods["good"]["promote"]
@@ -56,7 +57,7 @@ def test_verdicts_on_known_effects_and_schema():
 def test_shrinking_gain_is_flagged_and_transfer_ratio_is_below_one():
     gains = {"small": {"m": 0.10}, "mid": {"m": 0.05}, "big": {"m": 0.0}}
     verdict = analyze_table(_ladder(gains, n_seeds=8, n_examples=1000,
-                                    datasets=("a", "b", "c")), n_boot=0)
+                                    datasets=("a", "b", "c")), n_boot=0).as_json_dict()
     trend = verdict["methods"]["m"]["trend"]
     assert trend["slope_per_decade"] < 0 and trend["shrinks_with_scale"]
     assert trend["mixedlm"] is not None and trend["mixedlm"]["slope_per_decade"] < 0
@@ -69,7 +70,7 @@ def test_missing_arm_and_unequal_seeds_degrade_honestly():
     df = _ladder({r: {"m": 0.03} for r in RUNGS})
     df = df[~((df["rung"] == "big") & (df["arm"] == "m") & (df["seed"] == 0))]
     df = df[~((df["rung"] == "mid") & (df["arm"] == "ceiling"))]
-    verdict = analyze_table(df, n_boot=50)
+    verdict = analyze_table(df, n_boot=50).as_json_dict()
     cells = {c["rung"]: c for c in verdict["methods"]["m"]["cells"]}
     # A method that ran fewer seeds is paired with the other arms on its own seeds: the
     # two-way design survives, on 5 seeds instead of 6.
@@ -85,7 +86,7 @@ def test_examples_that_differ_between_arms_fall_back_to_the_seed_level():
     df = _ladder({r: {"m": 0.03} for r in RUNGS})
     drop = ((df["rung"] == "big") & (df["arm"] == "m")
             & (df["example_id"] == df["example_id"].iloc[0]))
-    verdict = analyze_table(df[~drop], n_boot=50)
+    verdict = analyze_table(df[~drop], n_boot=50).as_json_dict()
     cells = {c["rung"]: c for c in verdict["methods"]["m"]["cells"]}
     assert cells["big"]["design"] == "seed_level"
     assert "seed level" in " ".join(verdict["methods"]["m"]["reasons"])
@@ -93,8 +94,8 @@ def test_examples_that_differ_between_arms_fall_back_to_the_seed_level():
 
 def test_aggregate_form_gives_same_point_estimates():
     df = check_table(_ladder({r: {"m": 0.03} for r in RUNGS}))
-    per_example = analyze_table(df, n_boot=0)
-    aggregate = analyze_table(to_aggregate(df), n_boot=0)
+    per_example = analyze_table(df, n_boot=0).as_json_dict()
+    aggregate = analyze_table(to_aggregate(df), n_boot=0).as_json_dict()
     a = per_example["methods"]["m"]["cells"][-1]
     b = aggregate["methods"]["m"]["cells"][-1]
     assert a["gain"]["estimate"] == pytest.approx(b["gain"]["estimate"])
@@ -103,18 +104,18 @@ def test_aggregate_form_gives_same_point_estimates():
 
 def test_claims_shortfall_is_reported():
     df = _ladder({r: {"m": 0.0} for r in RUNGS}, n_seeds=8, n_examples=1000)
-    verdict = analyze_table(df, n_boot=0, claims={"m": {"pgr": 0.9}})
+    verdict = analyze_table(df, n_boot=0, claims={"m": {"pgr": 0.9}}).as_json_dict()
     small = verdict["methods"]["m"]["cells"][0]
     assert small["claim"]["falls_short"] and small["claim"]["claimed"] == 0.9
     assert any("not reproduced" in r for r in verdict["methods"]["m"]["reasons"])
     with pytest.raises(StatsInputError, match="claims.m.pgr"):
-        analyze_table(df, n_boot=0, claims={"m": {"pgr": "lots"}})
+        analyze_table(df, n_boot=0, claims={"m": {"pgr": "lots"}}).as_json_dict()
 
 
 def test_bad_arguments_raise_one_line_errors():
     df = _ladder({r: {"m": 0.0} for r in RUNGS}, n_seeds=2, n_examples=20)
     with pytest.raises(StatsInputError, match="baseline arm 'nope'"):
-        analyze_table(df, baseline="nope")
+        analyze_table(df, baseline="nope").as_json_dict()
     with pytest.raises(StatsInputError, match="sesoi"):
         analyze_table(df, sesoi=5)
     with pytest.raises(StatsInputError, match="unknown correction"):
@@ -126,7 +127,8 @@ def test_writer_outputs_are_consistent(tmp_path):
                             n_boot=20)
     paths = write_outputs(verdict, tmp_path / "out")
     loaded = json.loads(paths["verdict"].read_text())
-    assert loaded["methods"]["m"]["verdict"] == verdict["methods"]["m"]["verdict"]
+    assert loaded == verdict.as_json_dict()
+    assert loaded["methods"]["m"]["verdict"] == verdict.methods["m"].verdict
     table = pd.read_csv(paths["estimates"])
     assert len(table) == len(RUNGS) and set(table["method"]) == {"m"}
     assert "## m:" in paths["summary"].read_text()
@@ -164,6 +166,6 @@ def test_cli_on_sandbox_and_on_bad_input(sandbox_dir, tmp_path):
 
 def test_a_single_seed_never_gives_a_decisive_verdict():
     df = _ladder({r: {"m": 0.05} for r in RUNGS}, n_seeds=1, n_examples=2000)
-    verdict = analyze_table(df, n_boot=0)["methods"]["m"]
+    verdict = analyze_table(df, n_boot=0).as_json_dict()["methods"]["m"]
     assert verdict["verdict"] == "INCONCLUSIVE" and verdict["promote"] is False
     assert "needs at least 2 seeds" in verdict["reasons"][0]

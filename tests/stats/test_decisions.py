@@ -31,7 +31,7 @@ def test_verdicts_are_read_off_the_displayed_interval():
     VANISHED <=> inside +/- SESOI and not above 0; each direction is one-sided at alpha / 2."""
     seen = set()
     for table in _one_cell_tables(60, seed=0):
-        verdict = analyze_table(table, n_boot=0, sesoi=0.03)
+        verdict = analyze_table(table, n_boot=0, sesoi=0.03).as_json_dict()
         entry = verdict["methods"]["m"]
         g = entry["cells"][0]["gain"]
         above, below = g["ci_low"] > 0, g["ci_high"] < 0
@@ -49,7 +49,8 @@ def test_real_never_sits_beside_an_interval_that_crosses_zero_after_holm():
     shifts = {**SHIFTS, "a": 0.02, "b": 0.01, "c": 0.0}
     for _ in range(8):
         y = simulate_scores(rng, 1, 5, 400, shifts, arm_seed_sd=0.01)[0]
-        verdict = analyze_table(scores_to_table(y, list(shifts), strong_params=10 ** 9), n_boot=0)
+        verdict = analyze_table(scores_to_table(y, list(shifts), strong_params=10 ** 9),
+                                n_boot=0).as_json_dict()
         for entry in verdict["methods"].values():
             g = entry["cells"][0]["gain"]
             if entry["verdict"] == "REAL":
@@ -63,9 +64,10 @@ def test_mde_and_seeds_needed_use_the_holm_level_of_the_family():
     shifts = {**SHIFTS, "a": 0.0, "b": 0.0, "c": 0.0}
     parts = [scores_to_table(simulate_scores(rng, 1, 4, 300, shifts)[0], list(shifts),
                              dataset=ds, strong_params=10 ** 9) for ds in ("d0", "d1")]
-    verdict = analyze_table(pd.concat(parts, ignore_index=True), n_boot=0, sesoi=0.03)
+    verdict = analyze_table(pd.concat(parts, ignore_index=True), n_boot=0,
+                            sesoi=0.03).as_json_dict()
     single = analyze_table(parts[0][parts[0]["arm"].isin(list(SHIFTS) + ["a"])], n_boot=0,
-                           sesoi=0.03)
+                           sesoi=0.03).as_json_dict()
     cell = verdict["methods"]["a"]["cells"][0]
     g = cell["gain"]
     assert g["family_size"] == 6 and g["decision_level"] == pytest.approx(0.05 / 2 / 6)
@@ -81,6 +83,6 @@ def test_mde_and_seeds_needed_use_the_holm_level_of_the_family():
 
 def test_the_rule_is_stated_in_the_verdict_and_the_summary():
     verdict = analyze_table(_one_cell_tables(1, seed=3)[0], n_boot=0)
-    assert verdict["alpha_per_direction"] == pytest.approx(0.025)
-    assert "one-sided at alpha/2 = 0.025" in verdict["decision_rule"]
-    assert verdict["decision_rule"] in summary_markdown(verdict)
+    assert verdict.alpha_per_direction == pytest.approx(0.025)
+    assert "one-sided at alpha/2 = 0.025" in verdict.decision_rule
+    assert verdict.decision_rule in summary_markdown(verdict)

@@ -1,4 +1,5 @@
-"""stats/ stays pure: numpy, scipy, statsmodels, pandas, pyarrow and the standard library only."""
+"""stats/ stays pure: numpy, scipy, statsmodels, pandas, pyarrow, pydantic (the verdict's typed
+model) and the standard library only."""
 from __future__ import annotations
 
 import ast
@@ -7,7 +8,7 @@ import sys
 from pathlib import Path
 
 STATS = Path(__file__).resolve().parents[2] / "stats"
-ALLOWED_THIRD_PARTY = {"numpy", "scipy", "statsmodels", "pandas", "pyarrow"}
+ALLOWED_THIRD_PARTY = {"numpy", "scipy", "statsmodels", "pandas", "pyarrow", "pydantic"}
 FORBIDDEN = {"torch", "prefect", "transformers", "deepspeed", "transfer", "methods", "flows"}
 
 

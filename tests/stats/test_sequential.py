@@ -99,7 +99,8 @@ def test_a_look_analyses_only_the_method_and_the_baseline_on_the_methods_seeds()
     decision = design.look(table, method="m", look=2)
     cell = decision.cells["d0"]
     assert cell["design"] == "two_way" and cell["n_seeds"] == 6
-    alone = analyze_table(table[table["arm"] != "early"], n_boot=0)["methods"]["m"]["cells"][0]
+    alone = analyze_table(table[table["arm"] != "early"],
+                          n_boot=0).as_json_dict()["methods"]["m"]["cells"][0]
     assert cell["se"] == pytest.approx(alone["gain"]["se"])
     assert cell["df"] == pytest.approx(alone["gain"]["df"])
 
@@ -115,7 +116,7 @@ def test_the_family_is_every_method_times_every_dataset_as_in_analyze():
     expected = boundaries(ALPHA / 2 / 6, [0.5, 1.0])[1]  # 3 methods x 2 datasets
     assert decision.boundary == pytest.approx(expected)
     assert "family of 6" in decision.reason
-    verdict = analyze_table(table, n_boot=0)
+    verdict = analyze_table(table, n_boot=0).as_json_dict()
     assert verdict["methods"]["m"]["cells"][0]["gain"]["family_size"] == 2  # one method here
 
 
