@@ -48,11 +48,11 @@ class Campaign:
         nothing. ``compute``: settings of the plan's ``compute`` section to override (the
         CLI's ``--executor`` and ``--work-pool``)."""
         from flows.binding import check_key_settings
-        from flows.context import method_function
         from flows.environment import check_environment
         from flows.plan import load_plan
         from flows.preflight import check_before_compute
         from flows.summary import check_summary_settings
+        from methods.resolve import method_function
         from transfer.fsutil import cache_dir
         from transfer.ladder import load_ladder
 
@@ -123,7 +123,7 @@ class Campaign:
         return [r for r in records if r is not None]
 
     def results(self) -> pd.DataFrame:
-        from flows.results import results_table
+        from transfer.results import results_table
 
         return results_table(self.records(), self.ladder)
 
@@ -131,8 +131,8 @@ class Campaign:
         """Seed batches until every method is decided or the budget is spent; then outputs."""
         from flows.binding import verdict_key
         from flows.derive import StatsView
-        from flows.results import analysis_table
         from flows.validate_looks import look_at_methods, seed_batches
+        from transfer.results import analysis_table
 
         self.verdict_key = verdict_key()  # a Secret block that cannot load fails before compute
         seeds_cfg = self.plan.seeds

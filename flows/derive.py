@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from flows.results import RUN_COLUMNS, analysis_table
 from transfer.errors import InputError
+from transfer.results import RUN_COLUMNS, analysis_table
 
 PREDICTION_COLUMNS = ["example_id", "prob", "pred", "correct"]
 
@@ -109,7 +109,7 @@ def derive_verdict(plan, results: pd.DataFrame, runs: list[Any],
 
     Args:
         plan: a ``flows.plan.Plan``.
-        results: the results table (``flows.results.results_table``; run columns are ignored
+        results: the results table (``transfer.results.results_table``; run columns are ignored
             by the statistics).
         runs: the runs the table was built from: ``transfer.store.RunRecord`` objects, or
             :class:`TableRun` objects read back from the table.
@@ -262,7 +262,7 @@ def stored_runs(results: pd.DataFrame, store_root, source: str = "results.parque
         InputError: a run missing from the store, failing its manifest, or differing from the
             table (one line naming the run and what differs).
     """
-    from flows.results import run_facts
+    from transfer.results import run_facts
     from transfer.store import RunStore
 
     store = RunStore(store_root)

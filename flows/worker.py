@@ -136,7 +136,8 @@ class ArmGroup(BaseModel):
 
 def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
     """Run every arm of ``group`` (reusing complete runs) and return the executed/reused lists."""
-    from flows.context import arm_context, method_function
+    from flows.context import arm_context
+    from methods.resolve import method_function
     from transfer.arms import run_arm
 
     ctx = arm_context(group.ladder, group.data, group.store, group.engine)
