@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 
 from flows import progress as events
-from flows.worker import ArmGroup, ControlRef, MethodRef
+from flows.plan import MethodRef
+from flows.worker import ArmGroup, ControlRef
 from transfer.errors import InputError
 
 Submit = Callable[[list[ArmGroup], Path, int, int], list[dict[str, Any]]]

@@ -23,8 +23,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import progress as events
 from flows.execute import GroupFailed, install_signal_handlers, run_group_subprocess, shutting_down
+from flows.plan import MethodRef
 from flows.slots import device_slots
-from flows.worker import ArmGroup, MethodRef
+from flows.worker import ArmGroup
 
 
 def _retry_transient(task_obj, task_run, state) -> bool:

@@ -26,6 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.plan import MethodRef
+
 # "<pid>:<start time>" of the process that started this worker (see process_token).
 ORCHESTRATOR_ENV = "W2S_ORCHESTRATOR"
 
@@ -82,12 +84,6 @@ def watch_orchestrator(token: str | None = None, poll_s: float = 0.5) -> threadi
     thread = threading.Thread(target=watch, name="w2s-orchestrator-watch", daemon=True)
     thread.start()
     return thread
-
-
-class MethodRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class ControlRef(BaseModel):
