@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -360,46 +360,8 @@ class Plan(_Strict):
         """1-based line of the YAML node at ``loc`` (or of its closest existing parent)."""
         return _closest_line(self._lines, tuple(loc))
 
-    def check_references(self, known_methods: Iterable[str] | Mapping[str, type[BaseModel]],
-                         known_rungs: Iterable[str] | None = None) -> None:
-        """Check names against the method registry and the ladder, before any compute starts.
-
-        Args:
-            known_methods: registered method names, or a mapping name -> the method's pydantic
-                ``Params`` model (then each method's ``params`` are validated by it too).
-            known_rungs: rung names of the plan's ladder (None skips the rung check).
-
-        Raises:
-            InputError: naming the plan file, the line, the field and the known names.
-        """
-        known = dict(known_methods) if isinstance(known_methods, Mapping) else {
-            name: None for name in known_methods}
-        for index, name in enumerate([self.baseline, *self.method_names]):
-            loc: Location = ("baseline",) if index == 0 else ("methods", index - 1, "name")
-            if name not in known:
-                self._raise(loc, f"unknown method {name!r}; expected one of {sorted(known)}")
-        for index, entry in enumerate(self.methods):
-            params_model = known.get(entry.name)
-            if params_model is None:
-                continue
-            try:
-                params_model.model_validate(entry.params)
-            except ValidationError as err:
-                self._raise_validation(err, prefix=("methods", index, "params"))
-        if known_rungs is not None and self.rungs != "all":
-            rung_names = list(known_rungs)
-            for index, rung in enumerate(self.rungs):
-                if rung not in rung_names:
-                    self._raise(("rungs", index),
-                                f"unknown rung {rung!r} in ladder {self.ladder!r}; "
-                                f"expected one of {rung_names}")
-
     def _raise(self, loc: Location, message: str) -> None:
         raise InputError(message, path=self._source, line=self.line_of(*loc), field=_dotted(loc))
-
-    def _raise_validation(self, err: ValidationError, prefix: Location = ()) -> None:
-        loc, message = _first_error(err)
-        self._raise(prefix + loc, message)
 
 
 def load_plan(path: str | Path) -> Plan:

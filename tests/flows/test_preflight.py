@@ -52,6 +52,24 @@ def test_a_good_micro_plan_passes(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("change, line, message", [
+    (("    params: {}\n", "    params: {}\n  - name: nope\n"), 5,
+     "unknown method 'nope'; known methods: aux_conf, "),
+    (("baseline: vanilla", "baseline: nope"), 5, "unknown method 'nope'"),
+    (("params: {}", "params: {beta: 1}"), 3, "method aux_conf: unknown param; known params: "),
+    (("ladder: micro", "ladder: micro\nrungs: [m0, m9]"), 7,
+     "unknown rung 'm9'; ladder 'micro' has: m0, m1"),
+])
+def test_methods_params_and_rungs_are_checked_against_registry_and_ladder(tmp_path, change, line,
+                                                                          message) -> None:
+    """Plan names are checked once, in ``Campaign.prepare``: against the method registry (the
+    method's ``Params`` too) and the plan's ladder, naming the plan file and line."""
+    path = write_plan(tmp_path, MICRO.replace(*change))
+    err = refused(path, tmp_path / "out")
+    assert (err.path, err.line) == (str(path), line)
+    assert message in err.message
+
+
 # --- methods on rungs ---------------------------------------------------------------------------
 
 def test_zero_shot_prior_on_a_ladder_without_label_tokens_names_the_plan_line(tmp_path) -> None:
