@@ -148,7 +148,7 @@ def replay_looks(plan, results: pd.DataFrame, labels: dict[str, str]
     Returns:
         ``(looks, seeds_used)`` as the campaign records them in ``verdict["sequential"]``.
     """
-    from flows.validate_looks import look_at_methods, seed_batches
+    from flows.campaign import look_at_methods, seed_batches
 
     batches = seed_batches(plan.seeds.initial, plan.seeds.batch, plan.seeds.max)
     undecided = [labels.get(name, name) for name in plan.method_names] + plan.control_labels

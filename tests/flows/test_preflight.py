@@ -130,7 +130,7 @@ def test_the_budget_is_a_plan_field_with_bounds(tmp_path: Path) -> None:
 def test_seed_scheduling_is_linear_in_the_budget() -> None:
     """The flow's schedule of seed batches; quadratic before (a large max hung the flow).
     Run in a child so that a regression fails here instead of hanging the suite."""
-    code = ("from flows.validate_looks import seed_batches as s\n"
+    code = ("from flows.campaign import seed_batches as s\n"
             "looks = s(2, 1, 300000)\n"
             "assert len(looks) == 299999 and looks[0] == [0, 1] and looks[-1] == [299999]\n"
             "assert s(3, 3, 7) == [[0, 1, 2], [3, 4, 5], [6]]\n")
