@@ -5,7 +5,7 @@
 All arms run through ``transfer.arms.run_arm`` against one shared store, so each (rung, seed)
 trains its weak and ceiling arms once and every method reuses them; the script counts the runs
 it executed (vs. found complete) per arm kind and prints the count. Methods run through
-``flows.context.method_function`` exactly as ``w2s-transfer run-arm`` runs them. A method that
+``methods.resolve.method_function`` exactly as ``w2s-transfer run-arm`` runs them. A method that
 cannot run (``MethodUnsupported``, or required params without defaults) is shown as
 'unsupported' with its reason.
 
@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                              "/abs/examples/external_bow.py {inputs} {outputs}'")
     args = parser.parse_args(argv)
 
-    from flows.context import arm_context, method_function
+    from flows.context import arm_context
+    from methods.resolve import method_function
     from transfer.arms import run_arm
     from transfer.errors import InputError
     from transfer.sealed import MethodUnsupported

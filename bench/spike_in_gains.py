@@ -48,10 +48,11 @@ def main() -> None:
                         help="seeds per block for the block verdicts (0: no blocks)")
     args = parser.parse_args()
 
-    from flows.context import arm_context, method_function
-    from flows.results import analysis_table, results_table
+    from flows.context import arm_context
+    from methods.resolve import method_function
     from transfer.arms import run_arm
     from transfer.controls import ControlSpec
+    from transfer.results import analysis_table, results_table
 
     store = args.store or tempfile.mkdtemp(prefix="w2s-spike-store-")
     ctx = arm_context(args.ladder, None, store)

@@ -85,8 +85,16 @@ class ProgressTracker:
         Returns:
             The progress now shown, in percent.
         """
-        self.done += units
-        self.total = max(total or self.total, self.done, 1)
+        return self.set(self.done + units, max(total or self.total, self.done + units))
+
+    def set(self, done: int, total: int) -> float:
+        """Show ``done`` of ``total`` finished; the total may shrink (work decided early is
+        dropped) or grow.
+
+        Returns:
+            The progress now shown, in percent.
+        """
+        self.done, self.total = max(0, done), max(total, done, 1)
         percent = 100.0 * self.done / self.total
         update_progress_artifact(self.artifact_id, percent)
         return percent

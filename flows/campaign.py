@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from flows import progress as events
-from flows.worker import ArmGroup, ControlRef, MethodRef
+from flows.plan import MethodRef
+from flows.worker import ArmGroup, ControlRef
 from transfer.errors import InputError
 
 if TYPE_CHECKING:
@@ -51,11 +52,11 @@ class Campaign:
         nothing. ``compute``: settings of the plan's ``compute`` section to override (the
         CLI's ``--executor`` and ``--work-pool``)."""
         from flows.binding import check_key_settings
-        from flows.context import method_function
         from flows.environment import check_environment
         from flows.plan import load_plan
         from flows.preflight import check_before_compute
         from flows.summary import check_summary_settings
+        from methods.resolve import method_function
         from transfer.fsutil import cache_dir
         from transfer.ladder import load_ladder
 
@@ -126,7 +127,7 @@ class Campaign:
         return [r for r in records if r is not None]
 
     def results(self) -> pd.DataFrame:
-        from flows.results import results_table
+        from transfer.results import results_table
 
         return results_table(self.records(), self.ladder)
 
@@ -134,8 +135,7 @@ class Campaign:
         """Seed batches until every method is decided or the budget is spent; then outputs."""
         from flows.binding import verdict_key
         from flows.derive import StatsView
-        from flows.results import analysis_table
-        from flows.validate_looks import look_at_methods, seed_batches
+        from transfer.results import analysis_table
 
         self.verdict_key = verdict_key()  # a Secret block that cannot load fails before compute
         seeds_cfg = self.plan.seeds
@@ -186,6 +186,43 @@ class Campaign:
         self.timings["analysis_s"] = round(time.perf_counter() - start, 3)
         atomic_write_json(self.out / "timings.json", self.timings)
         return verdict
+
+
+def look_at_methods(plan, table: pd.DataFrame, methods: list[str], look: int,
+                    max_looks: int) -> dict[str, dict[str, Any]]:
+    """Ask the group-sequential design about each undecided method at the production rung.
+
+    Each method is looked at with its own seeds only (paired with the baseline's on the same
+    seeds). Alpha is spent by O'Brien-Fleming (Lan-DeMets) over ``max_looks`` planned looks,
+    alpha / 2 per direction split over every planned method x dataset (the family the final
+    analysis corrects with Holm).
+    """
+    from stats import SequentialDesign
+
+    out: dict[str, dict[str, Any]] = {}
+    for method in methods:
+        design = SequentialDesign(max_looks=max_looks, alpha=plan.alpha, sesoi=plan.sesoi,
+                                  baseline=plan.baseline, n_methods=len(plan.method_names))
+        seeds = set(table.loc[table["arm"] == method, "seed"])
+        subset = table[table["seed"].isin(seeds) &
+                       table["arm"].isin(["weak", "ceiling", plan.baseline, method])]
+        decision = design.look(subset.reset_index(drop=True), method=method, look=look)
+        out[method] = {"decided": bool(decision.decided), "verdict": decision.verdict,
+                       "reason": decision.reason, "boundary": float(decision.boundary),
+                       "n_seeds": len(seeds)}
+    return out
+
+
+def seed_batches(initial: int, batch: int, maximum: int) -> list[list[int]]:
+    """Seeds per look: ``initial`` first, then ``batch`` at a time up to ``maximum``.
+
+    Linear in ``maximum`` (the plan's budget check bounds it before this runs).
+    """
+    initial = min(initial, maximum)
+    looks = [list(range(initial))]
+    looks += [list(range(start, min(start + batch, maximum)))
+              for start in range(initial, maximum, batch)]
+    return looks
 
 
 def check_controls(plan: Any, methods: dict[str, dict[str, Any]]) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from flows.results import RUN_COLUMNS, analysis_table
 from stats.verdict_model import ControlMark, MethodVerdict, PlanId, Sequential, Verdict
 from transfer.errors import InputError
+from transfer.results import RUN_COLUMNS, analysis_table
 
 PREDICTION_COLUMNS = ["example_id", "prob", "pred", "correct"]
 
@@ -111,7 +111,7 @@ def derive_verdict(plan, results: pd.DataFrame, runs: list[Any],
 
     Args:
         plan: a ``flows.plan.Plan``.
-        results: the results table (``flows.results.results_table``; run columns are ignored
+        results: the results table (``transfer.results.results_table``; run columns are ignored
             by the statistics).
         runs: the runs the table was built from: ``transfer.store.RunRecord`` objects, or
             :class:`TableRun` objects read back from the table.
@@ -151,7 +151,7 @@ def replay_looks(plan, results: pd.DataFrame, labels: dict[str, str]
     Returns:
         ``(looks, seeds_used)`` as the campaign records them in ``verdict.sequential``.
     """
-    from flows.validate_looks import look_at_methods, seed_batches
+    from flows.campaign import look_at_methods, seed_batches
 
     batches = seed_batches(plan.seeds.initial, plan.seeds.batch, plan.seeds.max)
     undecided = [labels.get(name, name) for name in plan.method_names] + plan.control_labels
@@ -265,7 +265,7 @@ def stored_runs(results: pd.DataFrame, store_root, source: str = "results.parque
         InputError: a run missing from the store, failing its manifest, or differing from the
             table (one line naming the run and what differs).
     """
-    from flows.results import run_facts
+    from transfer.results import run_facts
     from transfer.store import RunStore
 
     store = RunStore(store_root)

@@ -23,7 +23,7 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
     Args:
         out: the output directory (created).
         plan: the ``flows.plan.Plan``.
-        results: the results table with its run columns (``flows.results``).
+        results: the results table with its run columns (``transfer.results``).
         runs: the runs it was built from (``RunRecord`` objects).
         looks, seeds_used: the sequential design's record.
         methods: plan entry name -> ``{"label", "params", "code"}`` (``Campaign.methods``).

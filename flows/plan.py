@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,8 +46,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class MethodEntry(_Strict):
-    """One candidate method and its parameters (checked against the method's ``Params`` later)."""
+class MethodRef(_Strict):
+    """A method and its parameters (checked against the method's ``Params`` when the plan is
+    prepared): a plan's candidate, a sweep registry's entry, a method of an arm group."""
 
     name: str = Field(min_length=1, description="Registered method name, e.g. aux_conf.")
     params: dict[str, Any] = Field(default_factory=dict, description="Method parameters.")
@@ -194,7 +195,7 @@ class Plan(_Strict):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                       description="Plan name (letters, digits, '_', '.', '-'); used in keys.")
-    methods: list[MethodEntry] = Field(min_length=1, description="Candidate methods.")
+    methods: list[MethodRef] = Field(min_length=1, description="Candidate methods.")
     baseline: str = Field("vanilla", min_length=1,
                           description="Method every candidate is compared to.")
     ladder: str = Field("tiny", min_length=1,
@@ -227,7 +228,7 @@ class Plan(_Strict):
 
     @field_validator("methods")
     @classmethod
-    def _unique_method_names(cls, methods: list[MethodEntry]) -> list[MethodEntry]:
+    def _unique_method_names(cls, methods: list[MethodRef]) -> list[MethodRef]:
         seen: set[str] = set()
         for index, entry in enumerate(methods):
             if entry.name in seen:
@@ -359,46 +360,8 @@ class Plan(_Strict):
         """1-based line of the YAML node at ``loc`` (or of its closest existing parent)."""
         return _closest_line(self._lines, tuple(loc))
 
-    def check_references(self, known_methods: Iterable[str] | Mapping[str, type[BaseModel]],
-                         known_rungs: Iterable[str] | None = None) -> None:
-        """Check names against the method registry and the ladder, before any compute starts.
-
-        Args:
-            known_methods: registered method names, or a mapping name -> the method's pydantic
-                ``Params`` model (then each method's ``params`` are validated by it too).
-            known_rungs: rung names of the plan's ladder (None skips the rung check).
-
-        Raises:
-            InputError: naming the plan file, the line, the field and the known names.
-        """
-        known = dict(known_methods) if isinstance(known_methods, Mapping) else {
-            name: None for name in known_methods}
-        for index, name in enumerate([self.baseline, *self.method_names]):
-            loc: Location = ("baseline",) if index == 0 else ("methods", index - 1, "name")
-            if name not in known:
-                self._raise(loc, f"unknown method {name!r}; expected one of {sorted(known)}")
-        for index, entry in enumerate(self.methods):
-            params_model = known.get(entry.name)
-            if params_model is None:
-                continue
-            try:
-                params_model.model_validate(entry.params)
-            except ValidationError as err:
-                self._raise_validation(err, prefix=("methods", index, "params"))
-        if known_rungs is not None and self.rungs != "all":
-            rung_names = list(known_rungs)
-            for index, rung in enumerate(self.rungs):
-                if rung not in rung_names:
-                    self._raise(("rungs", index),
-                                f"unknown rung {rung!r} in ladder {self.ladder!r}; "
-                                f"expected one of {rung_names}")
-
     def _raise(self, loc: Location, message: str) -> None:
         raise InputError(message, path=self._source, line=self.line_of(*loc), field=_dotted(loc))
-
-    def _raise_validation(self, err: ValidationError, prefix: Location = ()) -> None:
-        loc, message = _first_error(err)
-        self._raise(prefix + loc, message)
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -429,6 +392,44 @@ def load_plan(path: str | Path) -> Plan:
                          field=_dotted(loc)) from None
     plan._source = path
     plan._lines = lines
+    return plan
+
+
+def narrow_plan(template: Mapping[str, Any], method: str,
+                params: Mapping[str, Any] | None = None, *, name: str,
+                base_dir: Path | None = None) -> dict[str, Any]:
+    """A plan's fields (as read from its YAML) narrowed to one candidate method: what the sweep
+    and the CI promotion gate validate for each method.
+
+    Args:
+        template: the template plan's fields (``yaml.safe_load`` of the file).
+        method: the candidate's name or reference.
+        params: its params; default: the params the template gives that method, else none.
+        name: the narrowed plan's name.
+        base_dir: the template's directory; when given, dataset directories and a ladder file
+            are made absolute, so the plan means the same wherever it is written.
+
+    Returns:
+        The narrowed fields: only ``method`` as candidate, only its claim (``claims`` left out
+        when it has none); everything else as in the template.
+    """
+    plan = dict(template)
+    plan["name"] = name
+    given = {m["name"]: m.get("params") or {} for m in template.get("methods") or []}
+    plan["methods"] = [{"name": method,
+                        "params": dict(params if params is not None else given.get(method, {}))}]
+    if base_dir is not None:
+        base = Path(base_dir).resolve()
+        plan["datasets"] = [d if d == SYNTHETIC else str((base / d).resolve())
+                            for d in template.get("datasets", [SYNTHETIC])]
+        ladder = template.get("ladder")
+        if isinstance(ladder, str) and (base / ladder).is_file():
+            plan["ladder"] = str((base / ladder).resolve())
+    claims = {k: v for k, v in (template.get("claims") or {}).items() if k == method}
+    if claims:
+        plan["claims"] = claims
+    else:
+        plan.pop("claims", None)
     return plan
 
 

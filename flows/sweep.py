@@ -21,21 +21,16 @@ import yaml
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flows.plan import MethodRef, narrow_plan
 from transfer.errors import InputError
 from transfer.yamlio import node_line, read_yaml
-
-
-class _Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class Registry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     plan: str
     out: str = "reports/sweep"
-    methods: list[_Entry] = Field(min_length=1)
+    methods: list[MethodRef] = Field(min_length=1)
 
 
 def load_registry(path: str | Path) -> Registry:
@@ -61,27 +56,16 @@ def load_registry(path: str | Path) -> Registry:
     return registry.model_copy(update={"plan": str(plan)})
 
 
-def method_plan_text(registry: Registry, entry: _Entry) -> str:
-    """The template plan narrowed to one method, as YAML.
-
-    Paths in the template (datasets, a ladder file) are made absolute, so the text means the same
-    wherever it is written; only the entry's own claim is kept (a claim names a method of the
-    plan).
-    """
+def method_plan_text(registry: Registry, entry: MethodRef) -> str:
+    """The template plan narrowed to one method, as YAML (``flows.plan.narrow_plan``, paths
+    made absolute against the template's directory)."""
     template = yaml.safe_load(Path(registry.plan).read_text())
     if not isinstance(template, dict):
         raise InputError("expected a mapping of plan fields", path=registry.plan)
-    template["name"] = f"{template.get('name', 'sweep')}-{entry.name}"
-    template["methods"] = [{"name": entry.name, "params": entry.params}]
-    base = Path(registry.plan).resolve().parent
-    template["datasets"] = [d if d == "synthetic" else str((base / d).resolve())
-                            for d in template.get("datasets", ["synthetic"])]
-    ladder = template.get("ladder")
-    if isinstance(ladder, str) and (base / ladder).is_file():
-        template["ladder"] = str((base / ladder).resolve())
-    claims = {k: v for k, v in (template.get("claims") or {}).items() if k == entry.name}
-    template["claims"] = claims or None
-    return yaml.safe_dump(template, sort_keys=False)
+    plan = narrow_plan(template, entry.name, entry.params,
+                       name=f"{template.get('name', 'sweep')}-{entry.name}",
+                       base_dir=Path(registry.plan).parent)
+    return yaml.safe_dump(plan, sort_keys=False)
 
 
 def prepare_sweep(registry_path: str | Path, write: bool = True
@@ -166,5 +150,5 @@ def sweep_flow(registry: str = "infra/sweep-registry.yaml", store: str | None = 
     return summary
 
 
-def _entry(registry: Registry, name: str) -> _Entry:
+def _entry(registry: Registry, name: str) -> MethodRef:
     return next(entry for entry in registry.methods if entry.name == name)

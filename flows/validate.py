@@ -23,8 +23,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import progress as events
 from flows.execute import GroupFailed, install_signal_handlers, run_group_subprocess, shutting_down
+from flows.plan import MethodRef
 from flows.slots import device_slots
-from flows.worker import ArmGroup, MethodRef
+from flows.worker import ArmGroup
 
 
 def _retry_transient(task_obj, task_run, state) -> bool:
@@ -86,21 +87,21 @@ def validate_flow(plan: str, out: str = "reports/validate", store: str | None = 
 def _run_campaign(campaign, logger) -> dict:
     from flows.artifacts import ProgressTracker, publish_report
 
-    tracker = ProgressTracker(campaign.plan.name, total=1000)
+    tracker = ProgressTracker(campaign.plan.name, total=1)
 
     def on_event(event: str, data: dict[str, Any]) -> None:
         # Looks and the analysis happen in this (the flow's) thread; group events come from
         # the task threads and only feed the CLI's bar.
-        if event == "look":
-            fraction = data["done_groups"] / max(1, data["total_groups"])
+        if event == "plan":
+            tracker.set(0, data["total_groups"])
+        elif event == "look":
+            done, total = data["done_groups"], data["total_groups"]
             logger.info("look %d: seeds %s done (%.0f%%)", data["look"], data["seeds"],
-                        100 * fraction)
+                        100 * done / max(1, total))
+            tracker.set(done, total)
         elif event == "analysis":
-            fraction = 1.0
             logger.info("analysis")
-        else:
-            return
-        tracker.advance(max(0, round(1000 * fraction) - tracker.done))
+            tracker.set(tracker.total, tracker.total)
 
     with events.subscribed(on_event):
         verdict = campaign.run(submit=_submitter(campaign)).as_json_dict()

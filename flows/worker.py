@@ -26,6 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.plan import MethodRef
+
 # "<pid>:<start time>" of the process that started this worker (see process_token).
 ORCHESTRATOR_ENV = "W2S_ORCHESTRATOR"
 
@@ -84,12 +86,6 @@ def watch_orchestrator(token: str | None = None, poll_s: float = 0.5) -> threadi
     return thread
 
 
-class MethodRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
 class ControlRef(BaseModel):
     """A control of ``baseline`` (``transfer.controls.ControlSpec``): run as a student arm of
     the baseline's procedure, stored under ``control:<kind>:<name>``."""
@@ -136,7 +132,8 @@ class ArmGroup(BaseModel):
 
 def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
     """Run every arm of ``group`` (reusing complete runs) and return the executed/reused lists."""
-    from flows.context import arm_context, method_function
+    from flows.context import arm_context
+    from methods.resolve import method_function
     from transfer.arms import run_arm
 
     ctx = arm_context(group.ladder, group.data, group.store, group.engine)

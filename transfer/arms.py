@@ -105,7 +105,7 @@ def arm_spec(ctx: ArmContext, rung: Rung, arm: str, seed: int, method: str | Non
 
 def fingerprint_of(method_fn: MethodFn | None) -> str | None:
     """The fingerprint of a method function's code: its ``fingerprint`` attribute (set by
-    ``flows.context.method_function`` from ``methods.fingerprint``), else the fingerprint of
+    ``methods.resolve.method_function`` from ``methods.fingerprint``), else the fingerprint of
     the plain callable's source file (``transfer.fingerprint.callable_fingerprint``)."""
     if method_fn is None:
         return None

@@ -101,7 +101,8 @@ def run_with_permuted_gold(ctx: ArmContext, rung: str, seed: int, method_fn: Met
         ctx: the real arm context (ladder, task, store, engine config).
         rung: rung name.
         seed: the run seed, the same for every permutation.
-        method_fn: ``fn(data, trainer) -> test probabilities`` (``flows.context.method_function``).
+        method_fn: ``fn(data, trainer) -> test probabilities``
+            (``methods.resolve.method_function``).
         permutation_seed: seed of the label permutation.
         method, method_params: the method's name and params, recorded in the throw-away run.
 

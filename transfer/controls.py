@@ -144,7 +144,7 @@ def replicate_seed(seed: int, control: ControlSpec) -> int:
 def check_trusted(method_fn: Any, control: ControlSpec, baseline: str) -> None:
     """Refuse a control whose baseline procedure is not a built-in of this process.
 
-    ``method_fn.runs_untrusted_code`` must be exactly False (``flows.context.method_function``
+    ``method_fn.runs_untrusted_code`` must be exactly False (``methods.resolve.method_function``
     sets it; a plain callable handed to ``run_arm`` must set it too): fail closed. Controls use
     gold labels, so they are built only where the pipeline trusts every line that runs.
 

@@ -78,8 +78,8 @@ def audit_context(plan: str | None, ladder: str | None, data: Path | None,
 
 
 def _audit(ctx, jail, method, params, rung, seed, check_determinism) -> bool:
-    from flows.context import method_function
     from methods.audit import audit_label_leak
+    from methods.resolve import method_function
     from transfer.canary import run_with_permuted_gold
     from transfer.errors import InputError
     from transfer.sealed import MethodUnsupported

@@ -115,7 +115,8 @@ def _run(ladder, rung, arm, seed, out, data, method, params, store, overrides,
          unjailed=False) -> str | None:
     """Run the arm; rank 0 copies its files to ``out`` and returns the summary line (other ranks
     return None)."""
-    from flows.context import arm_context, method_function
+    from flows.context import arm_context
+    from methods.resolve import method_function
     from transfer.arms import run_arm
     from transfer.errors import InputError
     from transfer.sealed import MethodUnsupported

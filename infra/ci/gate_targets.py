@@ -140,17 +140,12 @@ def rung_problem(template: Mapping[str, Any], name: str, params: Mapping[str, An
 
 def plan_for_method(template: dict[str, Any], method: str,
                     params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The template plan narrowed to one candidate method (its claims kept if any)."""
-    plan = dict(template)
-    plan["name"] = f"gate-{slug(method)}"
-    given = {m["name"]: m.get("params") or {} for m in template.get("methods") or []}
-    plan["methods"] = [{"name": method, "params": dict(params or given.get(method, {}))}]
-    claims = {k: v for k, v in (template.get("claims") or {}).items() if k == method}
-    if claims:
-        plan["claims"] = claims
-    else:
-        plan.pop("claims", None)
-    return plan
+    """The template plan narrowed to one candidate method (its claims kept if any):
+    ``flows.plan.narrow_plan``, named ``gate-<slug>``."""
+    from flows.plan import narrow_plan
+
+    # No params (None or empty): the ones the template gives the method.
+    return narrow_plan(template, method, params or None, name=f"gate-{slug(method)}")
 
 
 def slug(method: str) -> str:
@@ -164,8 +159,8 @@ def _load(path: str | Path | None) -> dict[str, Any] | None:
 
 def main(argv: list[str]) -> int:
     """CLI entry; returns the exit code."""
+    sys.path.insert(0, str(REPO))  # flows, methods: from this checkout even when not installed
     if argv and argv[0] == "changed" and len(argv) in (2, 3):
-        sys.path.insert(0, str(REPO))
         template = _load(argv[2] if len(argv) == 3 else TEMPLATE) or {}
         entries = candidate_entries(template, _load(SWEEP_REGISTRY))
         names = changed_methods(Path(argv[1]).read_text().splitlines(), method_files(entries),

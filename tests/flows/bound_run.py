@@ -1,7 +1,7 @@
 """A finished validate run without training: simulated predictions written as real stored runs.
 
 ``build_bound_run(directory)`` writes a run store (``transfer.store.RunStore.put``, manifests and
-all), builds the results table from the stored runs (``flows.results.results_table``) and writes
+all), builds the results table from the stored runs (``transfer.results.results_table``) and writes
 verdict.json through ``flows.outputs.write_verdict``: the validate flow's path from stored runs
 to a bound verdict, with simulated accuracies instead of trained models. The micro ladder's two
 rungs; the plan's methods are built-ins with known outcomes (seeded): aux_conf REAL and
@@ -83,7 +83,7 @@ def _predictions(rng: np.random.Generator, gold: np.ndarray, correct: np.ndarray
 
 def method_infos(plan) -> dict[str, dict[str, Any]]:
     """What ``Campaign.prepare`` records per plan entry (label, params, code)."""
-    from flows.context import method_function
+    from methods.resolve import method_function
 
     infos = {}
     for name in [plan.baseline, *plan.method_names]:
@@ -182,8 +182,8 @@ def write_bound_verdict(plan_path: Path, records: list[Any], out: Path, *,
     from flows.derive import replay_looks
     from flows.outputs import write_verdict
     from flows.plan import load_plan
-    from flows.results import results_table
     from transfer.ladder import load_ladder
+    from transfer.results import results_table
 
     plan = load_plan(plan_path)
     infos = method_infos(plan)

@@ -61,11 +61,11 @@ def test_artifacts_published_inside_a_flow(prefect_harness, verdict) -> None:
     def tiny_flow(data: dict[str, Any]) -> dict[str, Any]:
         ids = publish_report("demo", "# Report\\n\\nverdicts here", data)
         tracker = ProgressTracker("demo", total=4)
-        tracker.advance()
-        tracker.advance(1, total=8)  # seeds were added: the total grows
+        shown = [tracker.advance(), tracker.advance(1, total=8)]  # seeds added: total grows
+        shown.append(tracker.set(3, 6))  # methods decided early: fewer groups remain
         manual = create_progress_artifact("demo-manual", 10)
         update_progress_artifact(manual, 150)  # clipped to 100
-        return {**ids, "progress": tracker.artifact_id, "manual": manual}
+        return {**ids, "progress": tracker.artifact_id, "manual": manual, "shown": shown}
 
     ids = tiny_flow(verdict)
     (report,) = asyncio.run(_read_artifacts("w2s-report-demo"))
@@ -77,5 +77,6 @@ def test_artifacts_published_inside_a_flow(prefect_harness, verdict) -> None:
     assert rows == verdict_table(verdict)
     progress = asyncio.run(_read_artifact(ids["progress"]))
     assert progress.type == "progress" and progress.key == "w2s-progress-demo"
-    assert progress.data == pytest.approx(25.0)
+    assert ids["shown"] == pytest.approx([25.0, 25.0, 50.0])
+    assert progress.data == pytest.approx(50.0)
     assert asyncio.run(_read_artifact(ids["manual"])).data == pytest.approx(100.0)

@@ -109,7 +109,7 @@ def test_a_method_may_not_take_a_control_name(tmp_path: Path) -> None:
 
 def test_controls_need_a_trusted_baseline_before_any_compute(tmp_path: Path) -> None:
     from flows.campaign import check_controls
-    from flows.context import method_function
+    from methods.resolve import method_function
 
     path = tmp_path / "plan.yaml"
     path.write_text(GOOD + "controls:\n  - {kind: null, name: a}\n")

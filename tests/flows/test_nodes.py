@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from prefect_server import free_port
 
-from flows.worker import ArmGroup, MethodRef
+from flows.plan import MethodRef
+from flows.worker import ArmGroup
 
 REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-5

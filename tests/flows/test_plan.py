@@ -111,31 +111,6 @@ def test_dataset_dirs_resolve_against_the_plan_file(tmp_path: Path) -> None:
     assert plan.dataset_paths() == [None, (tmp_path / "data" / "reviews").resolve()]
 
 
-def test_check_references_against_registry_and_ladder(tmp_path: Path) -> None:
-    from pydantic import BaseModel, ConfigDict
-
-    class AuxParams(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        alpha: float = 0.75
-
-    path = write(tmp_path, GOOD)
-    plan = load_plan(path)
-    plan.check_references({"vanilla": None, "aux_conf": AuxParams, "confident": None},
-                          ["xs", "s", "m"])
-    with pytest.raises(InputError) as info:
-        plan.check_references(["vanilla", "aux_conf"], ["xs", "m"])
-    assert str(info.value).startswith(f"{path}:5: methods[1].name: unknown method 'confident'")
-    with pytest.raises(InputError, match=r":7: rungs\[1\]: unknown rung 'm'"):
-        plan.check_references(["vanilla", "aux_conf", "confident"], ["xs", "s"])
-
-    class StrictAux(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        beta: float = 1.0
-
-    with pytest.raises(InputError, match=r":4: methods\[0\]\.params\.alpha: unknown field"):
-        plan.check_references({"vanilla": None, "aux_conf": StrictAux, "confident": None})
-
-
 def test_plan_schema_command(tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "schema" / "plan.schema.json"

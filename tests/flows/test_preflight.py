@@ -52,6 +52,24 @@ def test_a_good_micro_plan_passes(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("change, line, message", [
+    (("    params: {}\n", "    params: {}\n  - name: nope\n"), 5,
+     "unknown method 'nope'; known methods: aux_conf, "),
+    (("baseline: vanilla", "baseline: nope"), 5, "unknown method 'nope'"),
+    (("params: {}", "params: {beta: 1}"), 3, "method aux_conf: unknown param; known params: "),
+    (("ladder: micro", "ladder: micro\nrungs: [m0, m9]"), 7,
+     "unknown rung 'm9'; ladder 'micro' has: m0, m1"),
+])
+def test_methods_params_and_rungs_are_checked_against_registry_and_ladder(tmp_path, change, line,
+                                                                          message) -> None:
+    """Plan names are checked once, in ``Campaign.prepare``: against the method registry (the
+    method's ``Params`` too) and the plan's ladder, naming the plan file and line."""
+    path = write_plan(tmp_path, MICRO.replace(*change))
+    err = refused(path, tmp_path / "out")
+    assert (err.path, err.line) == (str(path), line)
+    assert message in err.message
+
+
 # --- methods on rungs ---------------------------------------------------------------------------
 
 def test_zero_shot_prior_on_a_ladder_without_label_tokens_names_the_plan_line(tmp_path) -> None:
@@ -112,7 +130,7 @@ def test_the_budget_is_a_plan_field_with_bounds(tmp_path: Path) -> None:
 def test_seed_scheduling_is_linear_in_the_budget() -> None:
     """The flow's schedule of seed batches; quadratic before (a large max hung the flow).
     Run in a child so that a regression fails here instead of hanging the suite."""
-    code = ("from flows.validate_looks import seed_batches as s\n"
+    code = ("from flows.campaign import seed_batches as s\n"
             "looks = s(2, 1, 300000)\n"
             "assert len(looks) == 299999 and looks[0] == [0, 1] and looks[-1] == [299999]\n"
             "assert s(3, 3, 7) == [[0, 1, 2], [3, 4, 5], [6]]\n")

@@ -79,7 +79,7 @@ def test_permuted_gold_permutes_two_splits_in_place_and_restores_them(task):
 
 
 def test_a_sealed_method_gives_identical_predictions_and_the_real_store_stays_clean(ctx, task):
-    from flows.context import method_function
+    from methods.resolve import method_function
     from transfer.arms import run_arm
 
     real = labels(task)
@@ -128,7 +128,7 @@ def test_an_in_process_gc_thief_is_flagged_with_the_number_of_changed_labels(ctx
 
 
 def test_the_same_thief_jailed_gets_nothing_and_is_clean(ctx):
-    from flows.context import method_function
+    from methods.resolve import method_function
 
     _, _, fn = method_function("malicious.gc_split:GcSplitThief", [])
     runs = {seed: run_with_permuted_gold(ctx, RUNG, 0, fn, seed) for seed in (1, 2)}
@@ -137,7 +137,8 @@ def test_the_same_thief_jailed_gets_nothing_and_is_clean(ctx):
 
 
 def test_labels_regenerated_from_code_escape_the_canary_but_not_the_jail(tmp_path):
-    from flows.context import arm_context, method_function
+    from flows.context import arm_context
+    from methods.resolve import method_function
 
     # The built-in synthetic task, which transfer.data can regenerate with its real labels.
     ctx = arm_context("micro", None, tmp_path / "store", {"epochs": 1})

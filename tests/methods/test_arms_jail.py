@@ -48,7 +48,7 @@ def ctx(dataset_dir, tmp_path):
 
 
 def student_probs(ctx, reference, params=(), **options) -> tuple[np.ndarray, list[str]]:
-    from flows.context import method_function
+    from methods.resolve import method_function
     from transfer.arms import run_arm
 
     options.pop("data", None)

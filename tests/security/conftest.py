@@ -47,11 +47,12 @@ from seclab import RUNG, SEED, Lab, LabelServer, run_student, serve_abstract_soc
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory) -> Lab:
-    from flows.context import arm_context, method_function
-    from flows.results import results_table
+    from flows.context import arm_context
     from methods.jail_runtime import project_root
+    from methods.resolve import method_function
     from transfer.arms import run_arm
     from transfer.data import synthetic_task
+    from transfer.results import results_table
     from transfer.store import RunStore
 
     root = tmp_path_factory.mktemp("security-lab")

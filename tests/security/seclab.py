@@ -238,7 +238,7 @@ def external(script: str, *args: str) -> str:
 def run_student(lab: Lab, reference: str, params=(), jail=None) -> tuple[np.ndarray, list[str]]:
     """One student arm through the real pipeline (``method_function`` + ``run_arm``); the
     predictions and the isolation its code ran with."""
-    from flows.context import method_function
+    from methods.resolve import method_function
     from transfer.arms import run_arm
 
     name, params_dict, fn = method_function(reference, list(params), jail=jail)
@@ -251,8 +251,8 @@ def audit(lab: Lab, reference: str, params=(), jail=None):
     """The label-leak audit as ``w2s-transfer audit`` runs it (the method resolved afresh for
     each permutation, ``transfer.canary.run_with_permuted_gold`` on the real arms); returns the
     ``AuditResult``, the predictions of each permutation and the isolations used."""
-    from flows.context import method_function
     from methods.audit import audit_label_leak
+    from methods.resolve import method_function
     from transfer.canary import run_with_permuted_gold
 
     runs: dict[int, np.ndarray] = {}

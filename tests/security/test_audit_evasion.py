@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder wo
 
 def seen_in_audit(lab: Lab, ctx, reference: str) -> np.ndarray:
     """What the plugin saw in one audited run, as ``w2s-transfer audit`` runs it."""
-    from flows.context import method_function
+    from methods.resolve import method_function
     from transfer.canary import run_with_permuted_gold
 
     name, params, fn = method_function(reference, [])
@@ -49,7 +49,8 @@ def test_an_audited_run_looks_exactly_like_a_real_one(lab, audited_view):
 def test_an_audit_looks_like_a_real_run_on_a_plan_with_compute_settings(lab, audited_view,
                                                                         tmp_path):
     from flows.commands.audit import audit_context
-    from flows.context import arm_context, method_function
+    from flows.context import arm_context
+    from methods.resolve import method_function
     from transfer.arms import run_arm
 
     plan = tmp_path / "plan.yaml"
@@ -114,7 +115,7 @@ def test_a_vendored_task_generator_gets_nothing_from_a_salted_synthetic_task(
     salted = synthetic_task(seed=0, n_train_label=300, n_train_unlabel=300, n_test=200,
                             n_corpus=3000, secret="known-only-to-the-trusted-side")
     ctx = arm_context("micro", write_task(salted, tmp_path / "salted"), tmp_path / "store")
-    from flows.context import method_function
+    from methods.resolve import method_function
     from transfer.arms import run_arm
 
     name, params, fn = method_function(vendoring_plugin, [])

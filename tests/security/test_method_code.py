@@ -36,7 +36,7 @@ pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder wo
     ("EscapeCrash", "RuntimeError: ??[1A??[2K??[32mCLEAN"),
 ])
 def test_describe_time_tricks_are_one_line_refusals(lab, trick, expected):
-    from flows.context import method_function
+    from methods.resolve import method_function
 
     snapshot = lab.snapshot()
     with pytest.raises(InputError) as err:

@@ -218,8 +218,8 @@ def test_entry_point_fingerprint_covers_distribution_version_and_files(
 
 
 def test_method_function_carries_the_fingerprint_into_the_key(micro_ctx) -> None:
-    from flows.context import method_function
     from methods.fingerprint import method_fingerprint
+    from methods.resolve import method_function
 
     name, params, fn = method_function("vanilla", {})
     assert fn.fingerprint == method_fingerprint("vanilla")
