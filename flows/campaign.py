@@ -16,7 +16,7 @@ import pandas as pd
 
 from flows import progress as events
 from flows.worker import ArmGroup, ControlRef, MethodRef
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 Submit = Callable[[list[ArmGroup], Path, int, int], list[dict[str, Any]]]
 
@@ -176,7 +176,7 @@ class Campaign:
 
     def finish(self, seeds_used: dict[str, list[int]]) -> dict[str, Any]:
         from flows.outputs import write_outputs
-        from transfer.fsutil import atomic_write_json
+        from w2s_common.atomic import atomic_write_json
 
         start = time.perf_counter()
         verdict = write_outputs(self, self.results(), seeds_used)

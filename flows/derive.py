@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from flows.results import RUN_COLUMNS, analysis_table
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 PREDICTION_COLUMNS = ["example_id", "prob", "pred", "correct"]
 

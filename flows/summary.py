@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from flows.report.format import UNDEFINED, fmt, fmt_interval
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 LOG = logging.getLogger("w2s_transfer.summary")
 DEFAULT_MODEL = "claude-sonnet-4-5"

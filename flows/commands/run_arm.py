@@ -69,7 +69,7 @@ def _report(status_dir: Path | None, status: dict) -> None:
     """Write this rank's status to ``status_dir/rank-<RANK>.json`` (atomically), if asked to."""
     if status_dir is None:
         return
-    from transfer.fsutil import atomic_write_json
+    from w2s_common.atomic import atomic_write_json
 
     atomic_write_json(Path(status_dir) / f"rank-{int(os.environ.get('RANK', '0'))}.json", status)
 
@@ -117,8 +117,8 @@ def _run(ladder, rung, arm, seed, out, data, method, params, store, overrides,
     return None)."""
     from flows.context import arm_context, method_function
     from transfer.arms import run_arm
-    from transfer.errors import InputError
     from transfer.sealed import MethodUnsupported
+    from w2s_common.errors import InputError
 
     if arm not in ("weak", "ceiling", "student"):
         raise InputError(f"expected weak, ceiling or student, got {arm!r}", field="--arm")

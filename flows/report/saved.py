@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from flows.report.verdict import load_verdict
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 REQUIRED_RESULT_COLUMNS = ("rung", "dataset", "seed", "arm")
 
