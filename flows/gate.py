@@ -43,8 +43,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.binding import BINDING_FORMAT, verdict_key, verify_signature
-from flows.report.verdict import VERDICTS, load_verdict
+from flows.report.verdict import load_verdict
 from w2s_common.errors import InputError
+from w2s_common.names import VERDICT_NAMES as VERDICTS
 from w2s_common.validation import validation_input_error
 
 PROMOTE, BLOCK = 0, 1

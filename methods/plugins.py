@@ -24,11 +24,11 @@ from methods.policy import Isolation, JailSettings, current_settings
 from methods.untrusted import run_job
 from transfer.sealed import MethodUnsupported, StudentData, StudentTrainer
 from w2s_common.errors import InputError
+from w2s_common.names import ARM_NAMES as RESERVED_NAMES
 from w2s_common.validation import first_error
 
 # Names a plugin may not take: arms of the results table and the built-ins (checked by the
 # registry), so a plugin can never pass for the baseline or another arm.
-RESERVED_NAMES = ("weak", "ceiling", "student")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 DESCRIBE_TIMEOUT_S = 300.0
 MAX_DESCRIBE_BYTES = 1 << 20

@@ -13,7 +13,7 @@ from stats.cell_estimates import method_cell, power_statements
 from stats.cells import build_cell
 from stats.claims import claim_for, claim_sentence, gain_claim_p, pgr_claim_p
 from stats.errors import StatsInputError
-from stats.quality import HOLD, DataQuality, alternative_tables
+from stats.quality import DataQuality, alternative_tables
 from stats.scale import mixed_trend, transfer_ratio, wls_trend
 from stats.table import AGGREGATE, RESERVED_ARMS, check_table, rung_metadata
 from stats.tests_and_verdicts import (
@@ -25,6 +25,7 @@ from stats.tests_and_verdicts import (
     decision_rule_sentence,
     method_verdict,
 )
+from w2s_common.names import HOLD
 
 SCHEMA_VERSION = 1
 DEFAULT_N_BOOT = 2000

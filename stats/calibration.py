@@ -29,9 +29,9 @@ from stats.simulate_w2s import (
     to_examples_table,
 )
 from stats.table import check_table
+from w2s_common.names import VERDICT_NAMES
 
 ARM_NAMES = {"baseline": "vanilla", "method": "m"}
-VERDICT_NAMES = ("REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE", "HOLD")
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transfer import leases
 from transfer.fsutil import cache_dir, fsync_tree, publish_dir, staging_dir
 from transfer.manifest import IntegrityError, Manifest, verify_manifest, write_manifest
+from w2s_common.names import ARM_NAMES
 from w2s_common.validation import first_error
 from w2s_common.versions import package_versions
 
 Arm = Literal["weak", "ceiling", "student"]
-ARM_NAMES = ("weak", "ceiling", "student")
 COMPLETE = "COMPLETE"
 _RUN_HASH = re.compile(r"[0-9a-f]{20}")
 # RunSpec fields added after runs were first stored: omitted from the hash while unset.

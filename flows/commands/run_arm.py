@@ -119,8 +119,9 @@ def _run(ladder, rung, arm, seed, out, data, method, params, store, overrides,
     from transfer.arms import run_arm
     from transfer.sealed import MethodUnsupported
     from w2s_common.errors import InputError
+    from w2s_common.names import ARM_NAMES
 
-    if arm not in ("weak", "ceiling", "student"):
+    if arm not in ARM_NAMES:
         raise InputError(f"expected weak, ceiling or student, got {arm!r}", field="--arm")
     if arm != "student" and (method or params):
         raise InputError("--method and --param apply to the student arm only", field="--method")

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 from w2s_common.errors import InputError
 from w2s_common.validation import first_error
 
-VERDICTS = ("REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE", "HOLD")  # HOLD: data-quality hold
 Number = float | None
 
 
