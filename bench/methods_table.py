@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     from flows.context import arm_context
     from methods.resolve import method_function
     from transfer.arms import run_arm
-    from transfer.errors import InputError
     from transfer.sealed import MethodUnsupported
+    from w2s_common.errors import InputError
 
     store = args.store or Path(tempfile.mkdtemp(prefix="w2s-methods-table-"))
     ctx = arm_context(args.ladder, None, store)

@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
           f"same work: {same_work}")
     print(json.dumps(result))
     if args.json:
-        from transfer.fsutil import atomic_write_json
+        from w2s_common.atomic import atomic_write_json
 
         atomic_write_json(args.json, result)
     return 0 if same_work else 1

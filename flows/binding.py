@@ -36,7 +36,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 BINDING_FORMAT = "w2s-verdict-binding/1"
 HMAC_ALGORITHM = "hmac-sha256"

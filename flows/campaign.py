@@ -17,7 +17,7 @@ import pandas as pd
 from flows import progress as events
 from flows.plan import MethodRef
 from flows.worker import ArmGroup, ControlRef
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 if TYPE_CHECKING:
     from stats.verdict_model import Verdict
@@ -179,7 +179,7 @@ class Campaign:
 
     def finish(self, seeds_used: dict[str, list[int]]) -> Verdict:
         from flows.outputs import write_outputs
-        from transfer.fsutil import atomic_write_json
+        from w2s_common.atomic import atomic_write_json
 
         start = time.perf_counter()
         verdict = write_outputs(self, self.results(), seeds_used)

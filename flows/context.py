@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from transfer.errors import InputError
+from w2s_common.validation import validation_input_error
 
 
 def engine_config(ladder, overrides: dict[str, Any] | None = None):
@@ -17,8 +17,7 @@ def engine_config(ladder, overrides: dict[str, Any] | None = None):
     try:
         return EngineConfig(**settings)
     except ValidationError as err:
-        first = err.errors()[0]
-        raise InputError(first["msg"], field=".".join(str(p) for p in first["loc"])) from None
+        raise validation_input_error(err) from None
 
 
 def arm_context(ladder: str | Path, data: str | Path | None, store: str | Path | None,

@@ -14,10 +14,11 @@ from typing import Any
 import pandas as pd
 
 from stats.verdict_model import ControlMark, MethodVerdict, PlanId, Sequential, Verdict
-from transfer.errors import InputError
 from transfer.results import RUN_COLUMNS, analysis_table
+from w2s_common import names
+from w2s_common.errors import InputError
 
-PREDICTION_COLUMNS = ["example_id", "prob", "pred", "correct"]
+PREDICTION_COLUMNS = list(names.PREDICTION_COLUMNS)
 
 
 class StatsView:
@@ -238,7 +239,7 @@ def table_runs(results: pd.DataFrame, source: str = "results.parquet") -> list[T
                          "of w2s-transfer, or not by validate; rerun validate", path=source)
     runs = []
     for run_hash, rows in results.groupby("run_hash", sort=False):
-        facts = rows[RUN_COLUMNS + ["rung", "dataset", "seed", "arm"]].drop_duplicates()
+        facts = rows[RUN_COLUMNS + list(names.KEY_COLUMNS)].drop_duplicates()
         if len(facts) != 1:
             raise InputError(f"run {run_hash}: its rows disagree about the run "
                              f"({len(facts)} different sets of run facts)", path=source)

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 
 def _seconds(name: str, upper: float) -> Callable[[str], None]:

@@ -148,7 +148,7 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
     group_file = work_dir / f"group-{key}.json"
     if not group.result:  # a pool's group run names a result in the shared store
         group = group.model_copy(update={"result": str(work_dir / f"result-{key}.json")})
-    from transfer.fsutil import atomic_write_text
+    from w2s_common.atomic import atomic_write_text
 
     atomic_write_text(group_file, group.model_dump_json(indent=2))
     log_path = work_dir / f"group-{key}.log"

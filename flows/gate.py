@@ -42,9 +42,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.binding import BINDING_FORMAT, verdict_key, verify_signature
-from flows.report.verdict import VERDICTS, load_verdict
+from flows.report.verdict import load_verdict
 from stats.verdict_model import Sequential
-from transfer.errors import InputError
+from w2s_common.errors import InputError
+from w2s_common.names import VERDICT_NAMES as VERDICTS
+from w2s_common.validation import validation_input_error
 
 PROMOTE, BLOCK = 0, 1
 SHA256 = r"^[0-9a-f]{64}$"
@@ -159,9 +161,7 @@ def parse_binding(raw: Mapping[str, Any], source: str | Path) -> Binding:
     try:
         return Binding.model_validate(raw["binding"])
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in ("binding", *first.get("loc", ())))
-        raise InputError(first.get("msg", "invalid value"), path=source, field=where) from None
+        raise validation_input_error(err, path=source, prefix=("binding",)) from None
 
 
 # --- 2. internal consistency -----------------------------------------------------------------

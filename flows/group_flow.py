@@ -77,8 +77,8 @@ def run_arm_group(group: ArmGroup, tag: str, processes: int = 1, nodes: int = 1)
     from flows.preflight import processes_problem
     from flows.worker import PERMANENT_EXIT, TRANSIENT_ERRNOS, TRANSIENT_EXIT, os_error_line
     from transfer import leases
-    from transfer.errors import InputError
-    from transfer.fsutil import atomic_write_json
+    from w2s_common.atomic import atomic_write_json
+    from w2s_common.errors import InputError
 
     install_signal_handlers()
     logger = get_run_logger()

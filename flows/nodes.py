@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.worker import ArmGroup
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 ENDPOINT_ENV = "W2S_RDZV_ENDPOINT"  # host:port of node 0's rendezvous
 NODE_RANK_ENVS = ("W2S_NODE_RANK", "JOB_COMPLETION_INDEX")  # an Indexed Job's pod index

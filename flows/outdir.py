@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from transfer import leases
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 LEASE_NAME = ".w2s-out.lease"
 _HELD: dict[Path, int] = {}

@@ -36,7 +36,7 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
     from flows.binding import make_binding, sign
     from flows.derive import derive_verdict
     from stats import write_outputs as write_stats_outputs
-    from transfer.fsutil import atomic_write_bytes, atomic_write_text
+    from w2s_common.atomic import atomic_write_bytes, atomic_write_text
 
     labels = {name: info["label"] for name, info in methods.items()}
     sequential = Sequential.model_validate({"looks": looks, "seeds_used": seeds_used,
@@ -70,7 +70,7 @@ def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[in
     from flows.report.provenance import collect_provenance, git_commit
     from flows.report.render import write_report
     from flows.summary import summarize
-    from transfer.fsutil import atomic_write_text
+    from w2s_common.atomic import atomic_write_text
 
     verdict = write_verdict(campaign.out, campaign.plan, results, campaign.records(),
                             looks=campaign.looks, seeds_used=seeds_used,

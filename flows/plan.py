@@ -1,7 +1,7 @@
 """Validation plans: which methods to validate, where, with how many seeds and which thresholds.
 
 A plan is YAML validated by pydantic (``extra="forbid"`` everywhere). Every problem becomes one
-``transfer.errors.InputError`` naming the file, the line of the offending YAML key, the field and
+``w2s_common.errors.InputError`` naming the file, the line of the offending YAML key, the field and
 what was expected, so a bad plan fails before any compute starts.
 """
 from __future__ import annotations
@@ -25,8 +25,9 @@ from pydantic import (
 )
 
 from methods.policy import JailSettings
-from transfer.errors import InputError
-from transfer.yamlio import read_yaml
+from w2s_common.errors import InputError
+from w2s_common.validation import first_error
+from w2s_common.yamlio import read_yaml
 
 SYNTHETIC = "synthetic"
 # Built-in plans ship as package data beside this module (found the same way when installed).
@@ -463,13 +464,12 @@ def plan_json_schema() -> dict[str, Any]:
 
 def _first_error(err: ValidationError) -> tuple[Location, str]:
     """Location and a readable expectation for the first pydantic error."""
-    first = err.errors()[0]
-    loc = tuple(first.get("loc", ()))
-    original = (first.get("ctx") or {}).get("error")
+    first = first_error(err)
+    loc = first.loc
+    original = first.context.get("error")
     if isinstance(original, PlanFieldError):
         return loc + original.loc, str(original)
-    message = first.get("msg", "invalid value")
-    kind = first.get("type")
+    message, kind = first.message, first.kind
     if kind == "extra_forbidden":
         message = f"unknown field {loc[-1]!r}; expected one of {_allowed_fields(loc[:-1])}"
     elif kind == "missing":

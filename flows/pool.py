@@ -40,7 +40,7 @@ from flows import progress
 from flows.execute import GroupFailed, shutting_down
 from flows.group_flow import ENTRYPOINT, group_paths
 from flows.worker import ArmGroup
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 LOG = logging.getLogger("flows.pool")
 POLL_S = 0.5

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 
 def check_before_compute(plan: Any, ladder: Any, rungs: list[str]) -> None:

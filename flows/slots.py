@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transfer import leases
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 SLOTS_ENV = "W2S_DEVICE_SLOTS"
 MAX_SLOTS = 4096

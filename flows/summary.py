@@ -23,14 +23,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from flows.report.format import UNDEFINED, fmt, fmt_interval
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 LOG = logging.getLogger("w2s_transfer.summary")
 DEFAULT_MODEL = "claude-sonnet-4-5"
 DEFAULT_TIMEOUT_S = 20.0
 MAX_TIMEOUT_S = 3600.0  # as flows/environment.py (ops branch) checks it
 TIMEOUT_ENV = "W2S_SUMMARY_TIMEOUT_S"
-VERDICT_WORDS = ("REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE", "HOLD")
 SYSTEM_PROMPT = (
     "You summarise the statistical validation of weak-to-strong supervision methods for ML "
     "engineers. Write 4-8 plain sentences: which methods' gains are real at the production "

@@ -22,8 +22,9 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.plan import MethodRef, narrow_plan
-from transfer.errors import InputError
-from transfer.yamlio import node_line, read_yaml
+from w2s_common.errors import InputError
+from w2s_common.validation import validation_input_error
+from w2s_common.yamlio import node_line, read_yaml
 
 
 class Registry(BaseModel):
@@ -44,10 +45,7 @@ def load_registry(path: str | Path) -> Registry:
     try:
         registry = Registry.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = tuple(first["loc"])
-        raise InputError(first["msg"], path=path, line=node_line(root, loc),
-                         field=".".join(str(p) for p in loc) or None) from None
+        raise validation_input_error(err, path=path, root=root) from None
     plan = Path(registry.plan)
     if not plan.is_absolute():
         # Relative to the registry's directory first, then to the working directory.
@@ -120,7 +118,7 @@ def prepare_sweep(registry_path: str | Path, write: bool = True
         method_out = Path(registry.out) / entry.name
         plan_path = method_out / "plan.yaml"
         if write:
-            from transfer.fsutil import atomic_write_text
+            from w2s_common.atomic import atomic_write_text
 
             atomic_write_text(plan_path, text)
         items.append((entry.name, plan_path, method_out))
@@ -132,7 +130,7 @@ def sweep_flow(registry: str = "infra/sweep-registry.yaml", store: str | None = 
     """Validate each registered method; returns {method: {verdict, promote, report}}."""
     from flows.outdir import exclusive_out
     from flows.validate import validate_flow
-    from transfer.fsutil import atomic_write_text
+    from w2s_common.atomic import atomic_write_text
 
     logger = get_run_logger()
     reg, items = prepare_sweep(registry, write=False)

@@ -188,9 +188,9 @@ def os_error_line(err: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from transfer.errors import InputError
-    from transfer.fsutil import atomic_write_json
     from transfer.sealed import MethodUnsupported
+    from w2s_common.atomic import atomic_write_json
+    from w2s_common.errors import InputError
 
     argv = sys.argv[1:] if argv is None else argv
     watch_orchestrator()

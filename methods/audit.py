@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -98,9 +98,9 @@ def check_test_probs(probs: Any, data: StudentData, method_name: str) -> np.ndar
         a float64 copy of ``probs``.
 
     Raises:
-        transfer.errors.InputError: wrong shape, NaN/inf, or values outside [0, 1].
+        w2s_common.errors.InputError: wrong shape, NaN/inf, or values outside [0, 1].
     """
-    from transfer.errors import InputError
+    from w2s_common.errors import InputError
 
     try:
         array = np.array(probs, dtype=np.float64)

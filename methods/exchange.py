@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from transfer.errors import InputError
-from transfer.fsutil import atomic_write_text
 from transfer.sealed import StudentData
+from w2s_common.atomic import atomic_write_text
+from w2s_common.errors import InputError
 
 PREDICTIONS_FILE = "predictions.jsonl"
 # Per test row: an id and a probability fit in far less; the cap keeps a flood out of memory.

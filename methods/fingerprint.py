@@ -31,8 +31,8 @@ from methods.jail_runtime import (
     module_location,
     project_root,
 )
-from transfer.errors import InputError
 from transfer.fingerprint import code_files, combine, digest_files, digest_tree
+from w2s_common.errors import InputError
 
 CodeKind = Literal["builtin", "external", "reference", "entry-point"]
 

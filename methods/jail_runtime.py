@@ -40,15 +40,16 @@ from pathlib import Path
 
 from methods.jail import Collect, JailLimits, JailSpec, Mount, gpu_mounts, system_mounts
 
-PROJECT_PACKAGES = ("flows", "methods", "stats", "transfer")
-# The part of this project a jailed method may import: the contract (methods, transfer.sealed,
-# transfer.errors), the built-ins it may build on, and the trainer it is handed (student,
+PROJECT_PACKAGES = ("flows", "methods", "stats", "transfer", "w2s_common")
+# The part of this project a jailed method may import: the contract (methods, transfer.sealed),
+# the shared primitives (w2s_common: errors, atomic writes, YAML, names; no labels, no evaluator
+# code), the built-ins it may build on, and the trainer it is handed (student,
 # backends, engine, models, ladder). Not transfer.data (loaders and the synthetic generator,
 # which can regenerate labels), transfer.arms / store / canary (scoring), flows, stats.
 JAIL_MODULES = (
-    "methods",
-    "transfer/__init__.py", "transfer/errors.py", "transfer/sealed.py", "transfer/student.py",
-    "transfer/backends.py", "transfer/ladder.py", "transfer/yamlio.py", "transfer/fsutil.py",
+    "methods", "w2s_common",
+    "transfer/__init__.py", "transfer/sealed.py", "transfer/student.py",
+    "transfer/backends.py", "transfer/ladder.py", "transfer/fsutil.py",
     "transfer/cache.py", "transfer/manifest.py", "transfer/leases.py",
     "transfer/engine", "transfer/models",
 )

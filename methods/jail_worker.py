@@ -83,8 +83,8 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return EXIT_INPUT
     job, out = (Path(argv[2]), Path(argv[3])) if len(argv) == 4 else (Path(JOB), Path(OUT))
-    from transfer.errors import InputError
     from transfer.sealed import MethodUnsupported
+    from w2s_common.errors import InputError
 
     try:
         return (_describe if argv[1] == "describe" else _run)(job, out)

@@ -22,12 +22,13 @@ from methods.jail_runtime import job_directories, pickle_job
 from methods.jail_worker import DESCRIBE_FILE, ERROR_FILE, JOB_FILE, REQUEST_FILE
 from methods.policy import Isolation, JailSettings, current_settings
 from methods.untrusted import run_job
-from transfer.errors import InputError
 from transfer.sealed import MethodUnsupported, StudentData, StudentTrainer
+from w2s_common.errors import InputError
+from w2s_common.names import ARM_NAMES as RESERVED_NAMES
+from w2s_common.validation import first_error
 
 # Names a plugin may not take: arms of the results table and the built-ins (checked by the
 # registry), so a plugin can never pass for the baseline or another arm.
-RESERVED_NAMES = ("weak", "ceiling", "student")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 DESCRIBE_TIMEOUT_S = 300.0
 MAX_DESCRIBE_BYTES = 1 << 20
@@ -185,11 +186,10 @@ def describe_plugin(source: PluginSource, params: list[str] | dict[str, Any] | N
     try:
         described = PluginDescription.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "description"
-        raise InputError(f"{source.shown} described itself badly: {where}: "
-                         f"{_one_line(first.get('msg', 'invalid'), 200)}", field="--method"
-                         ) from None
+        first = first_error(err)
+        raise InputError(f"{source.shown} described itself badly: "
+                         f"{first.dotted(default='description')}: "
+                         f"{_one_line(first.message, 200)}", field="--method") from None
     plugin = PluginMethod(reference=source.reference, target=source.target,
                           origin=source.origin, provider=source.provider,
                           name=described.name, description=described.description,

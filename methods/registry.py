@@ -24,7 +24,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from methods.base import Method
-from transfer.errors import InputError
+from w2s_common.errors import InputError
+from w2s_common.validation import first_error
 
 ENTRY_POINT_GROUP = "w2s_transfer.methods"
 
@@ -377,7 +378,7 @@ def parse_params(method: Method, pairs: list[str] | tuple[str, ...] | Mapping[st
             return method.Params.model_validate(values)
         except ValidationError as err:
             # `command=true` parses as JSON true; a string field wants the text as written.
-            loc = err.errors()[0].get("loc", ())
+            loc = first_error(err).loc
             key = str(loc[0]) if loc else ""
             if key in raw_values and values[key] != raw_values[key]:
                 values[key] = raw_values[key]
@@ -388,18 +389,17 @@ def parse_params(method: Method, pairs: list[str] | tuple[str, ...] | Mapping[st
 def _params_error(method: Method, err: ValidationError, values: dict[str, Any]) -> InputError:
     """One-line InputError for the first problem pydantic found in a method's params."""
     fields = method.Params.model_fields
-    first = err.errors()[0]
-    loc = first.get("loc", ())
-    key = str(loc[0]) if loc else ""
-    if first.get("type") == "extra_forbidden":
+    first = first_error(err)
+    key = str(first.loc[0]) if first.loc else ""
+    if first.kind == "extra_forbidden":
         known = ", ".join(fields) or "none"
         message = f"method {method.name}: unknown param; known params: {known}"
-    elif first.get("type") == "missing":
+    elif first.kind == "missing":
         message = (f"method {method.name}: required param missing (expected "
                    f"{_expected(fields[key])})")
     elif key in fields:
         message = (f"method {method.name}: expected {_expected(fields[key])}"
-                   f" ({first.get('msg', 'invalid')}), got {values.get(key)!r}")
+                   f" ({first.message}), got {values.get(key)!r}")
     else:
-        message = f"method {method.name}: {first.get('msg', 'invalid params')}"
+        message = f"method {method.name}: {first.message}"
     return InputError(message, field=f"--param {key}".rstrip())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 
 def method_function(name: str, params: list[str] | dict[str, Any] | None, *,

@@ -21,7 +21,7 @@ from methods.jail import (
 )
 from methods.jail_runtime import JOB, OUT, JailRequest, JailSetupError, jail_spec
 from methods.policy import Isolation, JailSettings, record
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 # An unjailed child still gets a scrubbed environment: no credentials, no server addresses.
 UNJAILED_VARS = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONHASHSEED", "OMP_NUM_THREADS",

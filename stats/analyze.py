@@ -14,7 +14,7 @@ from stats.cell_estimates import method_cell, power_statements
 from stats.cells import build_cell
 from stats.claims import claim_for, claim_sentence, gain_claim_p, pgr_claim_p
 from stats.errors import StatsInputError
-from stats.quality import HOLD, DataQuality, alternative_tables
+from stats.quality import DataQuality, alternative_tables
 from stats.scale import mixed_trend, transfer_ratio, wls_trend
 from stats.table import AGGREGATE, RESERVED_ARMS, check_table, rung_metadata
 from stats.tests_and_verdicts import (
@@ -27,6 +27,7 @@ from stats.tests_and_verdicts import (
     method_verdict,
 )
 from stats.verdict_model import SCHEMA_VERSION, Sequential, Verdict, json_safe
+from w2s_common.names import HOLD
 
 DEFAULT_N_BOOT = 2000
 

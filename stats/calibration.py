@@ -30,9 +30,9 @@ from stats.simulate_w2s import (
 )
 from stats.table import check_table
 from stats.verdict_model import Verdict
+from w2s_common.names import VERDICT_NAMES
 
 ARM_NAMES = {"baseline": "vanilla", "method": "m"}
-VERDICT_NAMES = ("REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE", "HOLD")
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,9 @@
-"""User-facing input errors of stats/ (kept apart from transfer/ so stats/ imports nothing of
-ours): one line, naming where the problem is and what was expected."""
+"""The name stats/ raises its user-input errors under: the one `InputError` of every room
+(``w2s_common.errors``), so a caller catches one class."""
 from __future__ import annotations
 
-from pathlib import Path
+from w2s_common.errors import InputError
 
+StatsInputError = InputError
 
-class StatsInputError(ValueError):
-    """Bad user input (a file, a config, an argument). The CLI prints ``str(err)`` and exits 2.
-
-    ``str()`` renders as ``path:line: field: message`` with the parts that are known.
-    """
-
-    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None,
-                 field: str | None = None) -> None:
-        self.message = message
-        self.path = str(path) if path is not None else None
-        self.line = line
-        self.field = field
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = ""
-        if self.path:
-            where = self.path + (f":{self.line}" if self.line is not None else "")
-        parts = [p for p in (where, self.field) if p]
-        return ": ".join(parts + [self.message])
+__all__ = ["StatsInputError"]

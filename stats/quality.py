@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-HOLD = "HOLD"
+from w2s_common.names import KEY_COLUMNS
+
 PAIRING_KINDS = ("seed_field", "idea_field", "trained_on_other_seed")
 UNPAIRED = "unpaired (no seed pairing)"
 _UNPAIRED_OFFSET = 1_000_000_000
@@ -97,7 +98,7 @@ def _relabel(table: pd.DataFrame, mapping: dict[tuple[str, str, int], int],
     keys = zip(out["dataset"].astype(str), out["arm"].astype(str), out["seed"].astype(int))
     out["seed"] = [mapping.get(k, k[2]) if k[1] in arms else k[2] for k in keys]
     value = "accuracy" if "accuracy" in out.columns else "correct"
-    key_cols = ["rung", "dataset", "seed", "arm"] + (["example_id"] if value == "correct" else [])
+    key_cols = list(KEY_COLUMNS) + (["example_id"] if value == "correct" else [])
     if not out.duplicated(key_cols).any():
         out.attrs = dict(table.attrs)
         return out

@@ -11,12 +11,11 @@ import numpy as np
 import pandas as pd
 
 from stats.errors import StatsInputError
+from w2s_common.names import KEY_COLUMNS, META_COLUMNS
+from w2s_common.names import REFERENCE_ARMS as RESERVED_ARMS
 
-KEY_COLUMNS = ("rung", "dataset", "seed", "arm")
 EXAMPLE_COLUMNS = KEY_COLUMNS + ("example_id", "correct")
 AGGREGATE_COLUMNS = KEY_COLUMNS + ("accuracy", "n")
-META_COLUMNS = ("weak_model", "strong_model", "weak_params", "strong_params")
-RESERVED_ARMS = ("weak", "ceiling")
 
 EXAMPLES = "examples"
 AGGREGATE = "aggregate"

@@ -33,8 +33,8 @@ from statsmodels.stats.multitest import multipletests
 
 from stats.errors import StatsInputError
 from stats.estimates import Contrast
+from w2s_common.names import HARMFUL, INCONCLUSIVE, REAL, VANISHED
 
-REAL, VANISHED, HARMFUL, INCONCLUSIVE = "REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE"
 SUPERIOR, EQUIVALENT, HARM, UNDECIDED = "superior", "equivalent", "harmful", "inconclusive"
 CORRECTIONS = {"holm": "holm", "bonferroni": "bonferroni", "bh": "fdr_bh", "fdr_bh": "fdr_bh",
                "none": None}

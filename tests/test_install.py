@@ -22,7 +22,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # What the wheel is built from: the files infra/Dockerfile copies into the image.
-SOURCES = ("pyproject.toml", "README.md", "flows", "methods", "transfer", "stats")
+SOURCES = ("pyproject.toml", "README.md", "flows", "methods", "transfer", "stats",
+           "w2s_common")
 RENDEZVOUS_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "LOCAL_SIZE",
                    "MASTER_ADDR", "MASTER_PORT")
 
@@ -75,7 +76,7 @@ def _child_env(tmp_path: Path) -> dict[str, str]:
 
 def test_the_installed_modules_come_from_the_fresh_venv(installed, tmp_path):
     probe = ("import json, importlib, sys\n"
-             "mods = ['flows', 'methods', 'transfer', 'stats', 'flows.cli',\n"
+             "mods = ['flows', 'methods', 'transfer', 'stats', 'w2s_common', 'flows.cli',\n"
              "        'transfer.engine.dist', 'transfer.engine.launch', 'flows.report.render']\n"
              "from transfer.engine.config import DS_CONFIG_DIR\n"
              "from transfer.engine.dist import default_extensions_dir\n"

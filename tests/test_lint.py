@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("flows", "methods", "transfer", "stats")
+PACKAGES = ("flows", "methods", "transfer", "stats", "w2s_common")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 pytestmark = pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter not installed")
@@ -43,11 +43,13 @@ def test_the_project_keeps_every_contract(copy: Path) -> None:
 
 
 @pytest.mark.parametrize(("module", "line", "contract"), [
-    ("stats/_probe.py", "import transfer.errors\n", "stats imports nothing of ours"),
+    ("stats/_probe.py", "import transfer.store\n", "stats imports nothing of ours"),
     ("stats/_probe.py", "import torch\n", "stats imports nothing of ours"),
     ("transfer/_probe.py", "from methods import registry\n", "transfer imports neither"),
     ("transfer/_probe.py", "import prefect\n", "transfer imports neither"),
     ("methods/_probe.py", "from flows import plan\n", "methods imports no flows"),
+    ("w2s_common/_probe.py", "import stats\n", "w2s_common imports nothing of ours"),
+    ("w2s_common/_probe.py", "from transfer import fsutil\n", "w2s_common imports nothing of ours"),
 ])
 def test_a_broken_never_rule_fails_lint(copy: Path, module: str, line: str,
                                         contract: str) -> None:

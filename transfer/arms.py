@@ -30,14 +30,14 @@ from transfer.controls import (
     mixed_targets,
     replicate_seed,
 )
-from transfer.errors import InputError
 from transfer.ladder import Ladder, Rung, spec_fingerprint
 from transfer.sealed import RungFacts, StudentData
 from transfer.store import RunRecord, RunSpec, RunStore
 from transfer.student import STUDENT_SPLIT, TEST_SPLIT, BackendStudentTrainer, TextsOnlyTask
+from w2s_common.errors import InputError
+from w2s_common.names import ARM_NAMES as ARMS
 
 MethodFn = Callable[[StudentData, Any], np.ndarray]
-ARMS = ("weak", "ceiling", "student")
 
 
 @dataclass

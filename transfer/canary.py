@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from transfer.arms import ArmContext, MethodFn, run_arm
-from transfer.errors import InputError
 from transfer.store import RunRecord, RunStore
 from transfer.student import STUDENT_SPLIT, TEST_SPLIT
+from w2s_common.errors import InputError
 
 # Splits whose gold labels the canary permutes: the student's split and the scored test split.
 # train_label stays: the weak teacher was trained on it and its outputs are held fixed.

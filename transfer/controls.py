@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 ControlKind = Literal["null", "spike_in", "synthetic_spike_in"]
 CONTROL_KINDS: tuple[str, ...] = ("null", "spike_in", "synthetic_spike_in")

@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
-import platform
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+
+from w2s_common.versions import package_versions
 
 # The part of this project that trains a model on a task and scores it: the arms (and the
 # control arms built from the baseline), the engine, the model backends, the trainer handed to
@@ -89,17 +90,9 @@ def combine(*parts: str) -> str:
     return digest.hexdigest()
 
 
-def package_versions(names: Iterable[str] = TRAINER_PACKAGES) -> dict[str, str]:
+def trainer_package_versions(names: Iterable[str] = TRAINER_PACKAGES) -> dict[str, str]:
     """Installed versions of ``names`` (``absent`` when not installed) and Python's."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "absent"
-    return out
+    return package_versions(names, with_python=True)
 
 
 def trainer_fingerprint(root: Path | None = None) -> str:
@@ -110,7 +103,7 @@ def trainer_fingerprint(root: Path | None = None) -> str:
     """
     root = Path(root) if root is not None else project_root()
     files = digest_files(code_files(root, TRAINER_FILES), label="trainer")
-    versions = ",".join(f"{k}={v}" for k, v in sorted(package_versions().items()))
+    versions = ",".join(f"{k}={v}" for k, v in sorted(trainer_package_versions().items()))
     return combine("trainer", files, versions)
 
 

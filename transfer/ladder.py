@@ -21,8 +21,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from transfer.errors import InputError
-from transfer.yamlio import node_line, read_yaml
+from w2s_common.errors import InputError
+from w2s_common.validation import validation_input_error
+from w2s_common.yamlio import node_line, read_yaml
 
 LADDER_DIR = Path(__file__).with_name("ladders")
 
@@ -198,10 +199,8 @@ def _load_ladder_file(path: str) -> Ladder:
     try:
         parsed = _LadderFile.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = tuple(p for p in first["loc"] if p not in ("tiny", "hf"))
-        raise InputError(first["msg"], path=path, line=node_line(root, loc),
-                         field=".".join(str(p) for p in loc) or None) from None
+        # The model kind's tag is no key of the file.
+        raise validation_input_error(err, path=path, root=root, drop=("tiny", "hf")) from None
     models = {name: spec.model_copy(update={"name": name}) for name, spec in parsed.models.items()}
     rungs = []
     for index, ref in enumerate(parsed.rungs):
@@ -232,10 +231,7 @@ def _check_training(training: dict[str, Any], path: str, root: yaml.Node) -> Non
     try:
         EngineConfig(**training)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ("training",) + tuple(first["loc"])
-        raise InputError(first["msg"], path=path, line=node_line(root, loc),
-                         field=".".join(str(p) for p in loc)) from None
+        raise validation_input_error(err, path=path, root=root, prefix=("training",)) from None
 
 
 def _size_key(spec: TinyModelSpec | HFModelSpec) -> float:

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 LEASE_TTL_ENV = "W2S_LEASE_TTL_S"
 DEFAULT_TTL_S = 60.0

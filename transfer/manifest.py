@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 MANIFEST_FORMAT = "w2s-manifest/1"
 _CHUNK = 1 << 20

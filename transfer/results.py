@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-RESULT_COLUMNS = ["rung", "dataset", "seed", "arm", "example_id", "prob", "pred", "correct",
-                  "weak_model", "strong_model", "weak_params", "strong_params"]
+from w2s_common import names
+
+RESULT_COLUMNS = list(names.RESULT_COLUMNS)
 # What each row's run says about itself (the same value on every row of a run): its hash in the
 # store, how its method's code was isolated, the accuracy and count its metrics.json stored, and
 # the fingerprints of the code that made it. results.parquet keeps them so that the gate can

@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import re
 import shutil
 import time
@@ -41,9 +40,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transfer import leases
 from transfer.fsutil import cache_dir, fsync_tree, publish_dir, staging_dir
 from transfer.manifest import IntegrityError, Manifest, verify_manifest, write_manifest
+from w2s_common.names import ARM_NAMES
+from w2s_common.validation import first_error
+from w2s_common.versions import package_versions
 
 Arm = Literal["weak", "ceiling", "student"]
-ARM_NAMES = ("weak", "ceiling", "student")
 COMPLETE = "COMPLETE"
 _RUN_HASH = re.compile(r"[0-9a-f]{20}")
 # RunSpec fields added after runs were first stored: omitted from the hash while unset.
@@ -129,7 +130,7 @@ def verify_run(path: Path, expected: RunSpec | None = None) -> tuple[RunSpec, Ma
     try:
         spec = RunSpec.model_validate_json(manifest.read_verified("spec.json"))
     except ValidationError as err:
-        raise fail(f"not a valid run spec ({err.errors()[0]['msg']})") from None
+        raise fail(f"not a valid run spec ({first_error(err).message})") from None
     if spec.run_hash() != path.name or manifest.extra.get("run_hash") != path.name:
         raise fail(f"the spec hashes to {spec.run_hash()}, the manifest names "
                    f"{manifest.extra.get('run_hash')!r}, the directory is {path.name}")
@@ -214,16 +215,9 @@ def accuracy_problems(predictions: pd.DataFrame, metrics: dict[str, Any],
 
 
 def versions() -> dict[str, str]:
-    """Versions of the packages that determine a run's numbers."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for package in ("w2s-transfer", "torch", "transformers", "deepspeed", "peft", "numpy"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "absent"
-    return out
+    """Versions of the packages that determine a run's numbers (and Python's)."""
+    return package_versions(("w2s-transfer", "torch", "transformers", "deepspeed", "peft",
+                             "numpy"), with_python=True)
 
 
 class RunStore:

@@ -11,21 +11,21 @@ import typer
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from pydantic import ValidationError
 
-    from stats.errors import StatsInputError
-    from transfer.errors import InputError
+    from w2s_common.errors import InputError
 
     # Every OSError: a missing or unreadable file, a full disk, a read-only mount, a refused
     # connection are problems of the input or the machine, not of the code.
-    return (InputError, StatsInputError, ValidationError, OSError)
+    return (InputError, ValidationError, OSError)
 
 
 def _one_line(err: BaseException) -> str:
     from pydantic import ValidationError
 
+    from w2s_common.validation import first_error
+
     if isinstance(err, ValidationError):
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ())) or "input"
-        return f"{field}: {first.get('msg', 'invalid value')}"
+        first = first_error(err)
+        return f"{first.dotted(default='input')}: {first.message}"
     if isinstance(err, OSError) and err.filename:
         return f"{err.filename}: {err.strerror or err}"
     return " ".join(str(err).split())

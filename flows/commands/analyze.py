@@ -11,16 +11,16 @@ from flows.commands._errors import user_errors
 def _load_claims(path: Path | None) -> dict | None:
     import json
 
-    from stats.errors import StatsInputError
+    from w2s_common.errors import InputError
 
     if path is None:
         return None
     try:
         claims = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise StatsInputError(f"not valid JSON ({err.msg})", path=path, line=err.lineno) from None
+        raise InputError(f"not valid JSON ({err.msg})", path=path, line=err.lineno) from None
     if not isinstance(claims, dict):
-        raise StatsInputError("expected a JSON object {method: {\"pgr\": x}}", path=path, line=1)
+        raise InputError("expected a JSON object {method: {\"pgr\": x}}", path=path, line=1)
     return claims
 
 
@@ -61,9 +61,9 @@ def analyze(
             table, notes, quality = imported.table, imported.notes, imported.quality
             baseline = baseline or BASELINE_IDEA
         elif path.is_dir():
-            from stats.errors import StatsInputError
+            from w2s_common.errors import InputError
 
-            raise StatsInputError("a directory that is not a sandbox cache_results/ (expected a "
+            raise InputError("a directory that is not a sandbox cache_results/ (expected a "
                                   ".parquet/.csv results table or cache_results/)", path=path)
         else:
             table = load_table(path)

@@ -56,7 +56,7 @@ def audit_context(plan: str | None, ladder: str | None, data: Path | None,
         InputError: ``--plan`` with ``--ladder``, a bad plan, ladder or dataset.
     """
     from flows.context import arm_context
-    from transfer.errors import InputError
+    from w2s_common.errors import InputError
 
     jail: dict = {"mode": "required"}
     overrides = None
@@ -81,8 +81,8 @@ def _audit(ctx, jail, method, params, rung, seed, check_determinism) -> bool:
     from methods.audit import audit_label_leak
     from methods.resolve import method_function
     from transfer.canary import run_with_permuted_gold
-    from transfer.errors import InputError
     from transfer.sealed import MethodUnsupported
+    from w2s_common.errors import InputError
 
     rung_name = rung if rung is not None else ctx.ladder.rungs[0].name
     ctx.ladder.rung(rung_name)  # unknown rung: a clear error before any compute

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         """Print (or write) the JSON schema of validation plans."""
         with user_errors():
             from flows.plan import plan_json_schema
-            from transfer.fsutil import atomic_write_text
+            from w2s_common.atomic import atomic_write_text
 
             text = json.dumps(plan_json_schema(), indent=2) + "\n"
             if out is None:

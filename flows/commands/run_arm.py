@@ -69,7 +69,7 @@ def _report(status_dir: Path | None, status: dict) -> None:
     """Write this rank's status to ``status_dir/rank-<RANK>.json`` (atomically), if asked to."""
     if status_dir is None:
         return
-    from transfer.fsutil import atomic_write_json
+    from w2s_common.atomic import atomic_write_json
 
     atomic_write_json(Path(status_dir) / f"rank-{int(os.environ.get('RANK', '0'))}.json", status)
 
@@ -118,10 +118,11 @@ def _run(ladder, rung, arm, seed, out, data, method, params, store, overrides,
     from flows.context import arm_context
     from methods.resolve import method_function
     from transfer.arms import run_arm
-    from transfer.errors import InputError
     from transfer.sealed import MethodUnsupported
+    from w2s_common.errors import InputError
+    from w2s_common.names import ARM_NAMES
 
-    if arm not in ("weak", "ceiling", "student"):
+    if arm not in ARM_NAMES:
         raise InputError(f"expected weak, ceiling or student, got {arm!r}", field="--arm")
     if arm != "student" and (method or params):
         raise InputError("--method and --param apply to the student arm only", field="--method")

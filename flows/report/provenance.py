@@ -3,32 +3,27 @@ timings."""
 from __future__ import annotations
 
 import subprocess
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from w2s_common.versions import package_versions
+
 PACKAGES = ("w2s-transfer", "torch", "transformers", "deepspeed", "peft", "prefect", "numpy",
             "scipy", "statsmodels", "pandas", "pydantic")
 
 
-def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+def report_package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     """Installed versions of ``names`` (``not installed`` where missing)."""
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    return package_versions(names, missing="not installed")
 
 
 def git_commit(repo: str | Path | None = None) -> str | None:
     """The checked-out commit (with ``+dirty`` when the work tree has changes), or None.
 
     ``repo`` defaults to the source tree this package was imported from; an installed package
-    (no ``.git`` beside it) has no commit: its version is in `package_versions`.
+    (no ``.git`` beside it) has no commit: its version is in `report_package_versions`.
     """
     cwd = Path(repo) if repo else Path(__file__).resolve().parents[2]
     if repo is None and not (cwd / ".git").exists():
@@ -83,7 +78,7 @@ def collect_provenance(*, plan: Any = None, results: pd.DataFrame | None = None,
                               "ladder": plan.ladder, "datasets": list(plan.datasets)}
         provenance["seed_design"] = plan.seeds.model_dump()
     provenance["git_commit"] = git_commit()
-    provenance["packages"] = package_versions()
+    provenance["packages"] = report_package_versions()
     provenance.update(models_and_seeds(results) if results is not None else {})
     if timings:
         provenance["timings"] = dict(timings)

@@ -18,7 +18,7 @@ from flows.report import notes as report_notes
 from flows.report import plots, tables
 from flows.report.tables import Shown
 from flows.report.verdict import parse_verdict
-from transfer.fsutil import atomic_write_bytes, atomic_write_text
+from w2s_common.atomic import atomic_write_bytes, atomic_write_text
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 PLOTS_DIR = "report_files"

@@ -9,9 +9,8 @@ from typing import Any
 import pandas as pd
 
 from flows.report.verdict import load_verdict
-from transfer.errors import InputError
-
-REQUIRED_RESULT_COLUMNS = ("rung", "dataset", "seed", "arm")
+from w2s_common.errors import InputError
+from w2s_common.names import KEY_COLUMNS as REQUIRED_RESULT_COLUMNS
 
 
 @dataclass

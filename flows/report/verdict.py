@@ -12,7 +12,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from stats.verdict_model import VERDICT_WORDS, Verdict
-from transfer.errors import InputError
+from w2s_common.errors import InputError
+from w2s_common.validation import first_error
 
 VERDICTS = VERDICT_WORDS
 
@@ -33,10 +34,10 @@ def parse_verdict(data: Any, *, source: str | Path | None = None) -> Verdict:
     try:
         return Verdict.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(part) for part in first.get("loc", ())) or "verdict"
-        message = first.get("msg", "invalid value")
-        if first.get("type") == "missing":
+        first = first_error(err)
+        field = first.dotted(default="verdict")
+        message = first.message
+        if first.kind == "missing":
             message = "required field is missing (verdict.json schema_version 1)"
         raise InputError(message, path=source, field=field) from None
 

@@ -54,7 +54,7 @@ def method_files(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str
     """Name -> the files its code fingerprint covers (None when they cannot be found: such a
     method is gated on every change that is not inert)."""
     from methods.fingerprint import method_code
-    from transfer.errors import InputError
+    from w2s_common.errors import InputError
 
     files: dict[str, list[str] | None] = {}
     for name, params in entries.items():
@@ -121,8 +121,8 @@ def rung_problem(template: Mapping[str, Any], name: str, params: Mapping[str, An
 
     from flows.plan import load_plan
     from flows.preflight import check_methods_on_rungs
-    from transfer.errors import InputError
     from transfer.ladder import load_ladder
+    from w2s_common.errors import InputError
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "plan.yaml"

@@ -6,8 +6,8 @@ from pydantic import Field
 
 from methods.base import MethodBase, MethodParams
 from methods.registry import register_method
-from transfer.errors import InputError
 from transfer.sealed import MethodUnsupported, RungFacts, StudentData, StudentTrainer
+from w2s_common.errors import InputError
 
 
 class BootstrapParams(MethodParams):

@@ -16,8 +16,8 @@ from methods.jail_runtime import JOB, OUT, job_directories
 from methods.policy import current_settings
 from methods.registry import register_method
 from methods.untrusted import run_command
-from transfer.errors import InputError
 from transfer.sealed import StudentData, StudentTrainer
+from w2s_common.errors import InputError
 
 
 class ExternalParams(MethodParams):

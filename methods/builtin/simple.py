@@ -6,8 +6,8 @@ from pydantic import Field, model_validator
 
 from methods.base import MethodBase, MethodParams, hard_labels
 from methods.registry import register_method
-from transfer.errors import InputError
 from transfer.sealed import StudentData, StudentTrainer
+from w2s_common.errors import InputError
 
 
 class VanillaParams(MethodParams):

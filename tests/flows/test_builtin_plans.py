@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.plan import PLAN_DIR, builtin_plan_names, load_plan
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 
 def test_a_builtin_plan_loads_by_name_as_by_path() -> None:

@@ -17,7 +17,7 @@ from bound_run import BoundRun, build_bound_run  # noqa: E402
 from cli_app import product_app  # noqa: E402
 
 from flows.plan import load_plan  # noqa: E402
-from transfer.errors import InputError  # noqa: E402
+from w2s_common.errors import InputError  # noqa: E402
 
 PLANS = Path(__file__).resolve().parents[2] / "flows" / "plans"
 CONTROLS = [{"kind": "synthetic_spike_in", "name": "plus8", "gain": 0.08},

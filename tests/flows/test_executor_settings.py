@@ -5,7 +5,7 @@ import pytest
 
 from flows.plan import load_plan
 from flows.preflight import check_executor
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 
 def test_executor_settings_do_not_change_the_plan_hash() -> None:

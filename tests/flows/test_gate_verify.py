@@ -100,7 +100,7 @@ def test_key_from_a_prefect_secret_block(prefect_harness, bound: BoundRun, tmp_p
     from prefect.blocks.system import Secret
 
     from flows.binding import verdict_key
-    from transfer.errors import InputError
+    from w2s_common.errors import InputError
 
     Secret(value=KEY).save("w2s-test-verdict-key", overwrite=True)
     monkeypatch.delenv("W2S_VERDICT_HMAC_KEY", raising=False)

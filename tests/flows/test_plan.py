@@ -10,7 +10,7 @@ from cli_app import product_app
 from typer.testing import CliRunner
 
 from flows.plan import Plan, load_plan, plan_json_schema
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 PLANS = Path(__file__).resolve().parents[2] / "flows" / "plans"
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from flows.campaign import Campaign
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from flows.cli import main; main()"]

@@ -18,7 +18,7 @@ import pytest
 from flows.outdir import LEASE_NAME, exclusive_out
 from flows.slots import SlotWaitAborted, device_slots, parse_slot_setting
 from transfer import leases
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
 

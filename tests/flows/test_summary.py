@@ -248,7 +248,7 @@ def test_bad_timeout_is_rejected_before_compute(value, tmp_path, monkeypatch) ->
 
     from flows.cli import app
     from flows.summary import check_summary_settings
-    from transfer.errors import InputError
+    from w2s_common.errors import InputError
 
     with pytest.raises(InputError, match="W2S_SUMMARY_TIMEOUT_S: expected a number of seconds"):
         check_summary_settings({"W2S_SUMMARY_TIMEOUT_S": value})
@@ -267,7 +267,7 @@ def test_bad_timeout_is_rejected_before_compute(value, tmp_path, monkeypatch) ->
 
 def test_bad_base_url_is_rejected() -> None:
     from flows.summary import check_summary_settings
-    from transfer.errors import InputError
+    from w2s_common.errors import InputError
 
     with pytest.raises(InputError, match="ANTHROPIC_BASE_URL: expected an http"):
         check_summary_settings({"ANTHROPIC_BASE_URL": "localhost:9"})

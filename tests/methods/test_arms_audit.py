@@ -154,7 +154,7 @@ def test_labels_regenerated_from_code_escape_the_canary_but_not_the_jail(tmp_pat
 
 
 def test_bad_permutation_seed_is_an_input_error(ctx):
-    from transfer.errors import InputError
+    from w2s_common.errors import InputError
 
     with pytest.raises(InputError, match="permutation_seed: expected an integer >= 0"):
         run_with_permuted_gold(ctx, RUNG, 0, in_process("vanilla"), -1)

@@ -12,7 +12,7 @@ from fakes import FakeTask, FakeTrainer, LeakyTrainer
 from methods.audit import audit_label_leak, compare_predictions
 from methods.registry import parse_params, resolve_method
 from methods.runner import run_method
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 
 @dataclass

@@ -13,8 +13,8 @@ from methods.builtin.aux_conf_hooks import AuxConfHooks
 from methods.builtin.bootstrap import pick_intermediate
 from methods.builtin.simple import confident_weights
 from methods.registry import parse_params, resolve_method
-from transfer.errors import InputError
 from transfer.sealed import MethodUnsupported
+from w2s_common.errors import InputError
 
 TRAINED_BUILTINS = ["vanilla", "aux_conf", "confident", "bootstrap", "em_posterior",
                     "zero_shot_prior"]

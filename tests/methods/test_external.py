@@ -11,7 +11,7 @@ from methods.exchange import read_predictions, write_inputs
 from methods.jail import jail_available
 from methods.registry import parse_params, resolve_method
 from methods.runner import run_method
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder works here")
 

@@ -13,7 +13,7 @@ from methods.registry import (
     register_method,
     resolve_method,
 )
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 BUILTINS = {"vanilla", "aux_conf", "confident", "bootstrap", "em_posterior", "zero_shot_prior",
             "external"}

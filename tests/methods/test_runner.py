@@ -9,8 +9,8 @@ from methods import jail
 from methods.policy import JailSettings
 from methods.registry import parse_params, resolve_method
 from methods.runner import run_method
-from transfer.errors import InputError
 from transfer.sealed import MethodUnsupported
+from w2s_common.errors import InputError
 
 needs_jail = pytest.mark.skipif(not jail.jail_available(), reason="no jail builder works here")
 

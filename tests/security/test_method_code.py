@@ -15,7 +15,7 @@ from seclab import ATTACKS, Lab, one_printable_line, run_student
 from typer.testing import CliRunner
 
 from methods.jail import jail_available
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder works here")
 

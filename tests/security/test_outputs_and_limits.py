@@ -17,7 +17,7 @@ import pytest
 from seclab import Lab, external, one_printable_line, run_student
 
 from methods.jail import jail_available
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder works here")
 
@@ -166,7 +166,7 @@ def test_memory_is_bounded_for_the_whole_jail(lab):
 
 
 def test_disk_is_bounded_for_the_whole_jail(lab):
-    from transfer.errors import InputError
+    from w2s_common.errors import InputError
 
     command = external("exhaust.py", "disk", "40")
     with pytest.raises(InputError) as err:  # the outputs tmpfs fills; the program cannot report

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from transfer.arms import arm_spec, run_arm
-from transfer.errors import InputError
 from transfer.sealed import StudentData
+from w2s_common.errors import InputError
 
 
 def vanilla(data, trainer):

@@ -8,8 +8,8 @@ import pytest
 
 from transfer.arms import run_arm
 from transfer.controls import ControlSpec, check_trusted
-from transfer.errors import InputError
 from transfer.student import STUDENT_SPLIT, TEST_SPLIT
+from w2s_common.errors import InputError
 
 FINGERPRINT = "ab" * 32
 

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from transfer.data import load_task
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

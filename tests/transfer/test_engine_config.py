@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from transfer.engine import EngineConfig, build_ds_config, load_ds_file, train
 from transfer.engine.config import zero_stage
 from transfer.engine.schedule import lr_multiplier
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 
 @pytest.mark.parametrize("bad", [

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from transfer.arms import arm_spec, run_arm
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,8 +124,8 @@ def test_trainer_fingerprint_follows_trainer_files_and_versions(tmp_path: Path,
     core.write_text(core.read_text() + "\n# an edit\n")
     edited = fp.trainer_fingerprint(root)
     assert edited != before
-    versions = fp.package_versions()
-    monkeypatch.setattr(fp, "package_versions", lambda: {**versions, "torch": "0.0.1"})
+    versions = fp.trainer_package_versions()
+    monkeypatch.setattr(fp, "trainer_package_versions", lambda: {**versions, "torch": "0.0.1"})
     assert fp.trainer_fingerprint(root) != edited
 
 

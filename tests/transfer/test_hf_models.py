@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from transfer.errors import InputError
 from transfer.ladder import HFModelSpec
 from transfer.models.hf import hf_backend, resolve_checkpoint
+from w2s_common.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from transfer.errors import InputError
 from transfer.ladder import builtin_ladder_names, load_ladder, model_params
+from w2s_common.errors import InputError
 
 
 def test_builtin_ladders_are_ordered_by_strong_size():

@@ -9,8 +9,8 @@ import os
 import pandas as pd
 import pytest
 
-from transfer.errors import InputError
 from transfer.store import COMPLETE, RunRecord, RunSpec, RunStore, StoreIntegrityError
+from w2s_common.errors import InputError
 
 
 def _spec(**changes):

@@ -236,7 +236,7 @@ def test_other_ranks_follow_their_own_rank_zero(tmp_path, monkeypatch):
 
 
 def test_lease_ttl_is_validated(monkeypatch):
-    from transfer.errors import InputError
+    from w2s_common.errors import InputError
 
     monkeypatch.setenv(leases.LEASE_TTL_ENV, "soon")
     with pytest.raises(InputError, match="W2S_LEASE_TTL_S"):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 ID_FIELD = "id"
 LABEL_FIELD = "label"

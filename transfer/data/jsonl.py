@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:

@@ -8,7 +8,7 @@ from transfer.data.formats import FORMATS, GENERIC, RowFormat, detect_format, pa
 from transfer.data.jsonl import read_jsonl
 from transfer.data.schema import SPLIT_NAMES, TaskData, content_fingerprint
 from transfer.data.validate import assign_ids, balance_warnings, check_leaks, require_rows
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 LABELS_FILE = "labels.json"
 

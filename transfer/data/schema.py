@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-SPLIT_NAMES: tuple[str, str, str] = ("train_label", "train_unlabel", "test")
+from w2s_common.names import SPLIT_NAMES
+
 """The three splits of every task: weak teacher's gold labels, student split, sealed test split."""
 
 FINGERPRINT_HEX_CHARS = 16

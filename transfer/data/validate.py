@@ -10,7 +10,7 @@ import numpy as np
 
 from transfer.data.formats import ParsedRow
 from transfer.data.schema import SPLIT_NAMES, DataWarning, Example, Split
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 MIN_MINORITY_SHARE = 0.2
 """A split whose rarer label is below this share gets a DataWarning (heavy imbalance)."""

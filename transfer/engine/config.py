@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 # Package data beside this module: found the same way in a checkout and in an installed wheel.
 DS_CONFIG_DIR = Path(__file__).resolve().with_name("ds_configs")

@@ -23,7 +23,7 @@ from transfer.engine.config import EngineConfig, build_ds_config, load_ds_file, 
 from transfer.engine.dist import current_device, ensure_process_group, gather_rows
 from transfer.engine.hooks import TrainHooks
 from transfer.engine.schedule import lr_multiplier
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 
 def _row_count(inputs: Mapping[str, Tensor]) -> int:

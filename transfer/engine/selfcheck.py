@@ -8,8 +8,8 @@ gradient averaging and the gathering of predictions agree.
 from __future__ import annotations
 
 import argparse
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from transfer.engine.config import EngineConfig
 from transfer.engine.core import predict, train
+from w2s_common.atomic import atomic_write_bytes
 
 # 241 rows with batch 32: the last batch has 17 rows, split 9/8 over two processes, so uneven
 # shards and the loss rescaling are exercised.
@@ -58,11 +59,9 @@ def run(seed: int, ds_config: str = "zero0") -> np.ndarray:
 
 
 def _save_atomic(path: Path, values: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-    with os.fdopen(fd, "wb") as handle:
-        np.save(handle, values)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.save(buffer, values)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def main(argv: list[str] | None = None) -> None:

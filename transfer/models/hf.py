@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from transfer.errors import InputError
 from transfer.ladder import HFModelSpec
+from w2s_common.errors import InputError
 
 ANSWER_CUE = "\nAnswer:"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -1,4 +1,7 @@
-"""User-facing input errors: one line, naming where the problem is and what was expected."""
+"""User-facing input errors: one line, naming where the problem is and what was expected.
+
+The one error type of every room (stats, transfer, methods, flows): the CLI prints ``str(err)``
+and exits 2."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from transfer.errors import InputError
+from w2s_common.errors import InputError
 
 
 def read_yaml(path: str | Path, what: str = "file") -> tuple[Any, yaml.Node | None]:

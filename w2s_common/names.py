@@ -1,0 +1,26 @@
+"""The names every room speaks: arms, splits, verdicts and the results table's columns.
+
+The results table is the contract between transfer/ (which writes it from stored runs) and stats/
+(which reads it); docs/architecture.md ("Results table") describes each column.
+"""
+from __future__ import annotations
+
+# The arms a stored run can be: the weak model, the strong model on gold labels, and the strong
+# student a method trains. The first two are the reference arms of every cell.
+ARM_NAMES = ("weak", "ceiling", "student")
+REFERENCE_ARMS = ("weak", "ceiling")
+
+# The splits of a task: gold-labelled training data (the weak model's), unlabelled training
+# data (the student's), and the test split the arms are scored on.
+SPLIT_NAMES: tuple[str, str, str] = ("train_label", "train_unlabel", "test")
+
+# What the statistics conclude about a method (HOLD: a data-quality hold, no conclusion).
+VERDICT_NAMES = ("REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE", "HOLD")
+REAL, VANISHED, HARMFUL, INCONCLUSIVE, HOLD = VERDICT_NAMES
+
+# The results table: the key of one run of one arm, its per-example predictions, and the
+# models of its rung.
+KEY_COLUMNS = ("rung", "dataset", "seed", "arm")
+PREDICTION_COLUMNS = ("example_id", "prob", "pred", "correct")
+META_COLUMNS = ("weak_model", "strong_model", "weak_params", "strong_params")
+RESULT_COLUMNS = KEY_COLUMNS + PREDICTION_COLUMNS + META_COLUMNS
