@@ -4,7 +4,8 @@ A `prefect server start` on a free 127.0.0.1 port (PREFECT_HOME in a temporary d
 every ```bash block of infra/README.md runs, in order, in one bash session with ``-e`` (the
 first failing command fails the test), in the repository root. Shims stand in for what cannot
 run here: ``prefect server start`` (this test started one) and ``prefect worker start`` (a
-long-running worker; test_deployment.py runs one), ``docker`` and ``kubectl``. The README
+long-running worker; test_deployment.py runs one), ``docker``, ``kubectl`` and the pool
+executor's ``w2s-transfer validate`` (test_pool.py runs it with two workers). The README
 deploys the process deployments before it creates the Kubernetes pool (so that step shows they
 need none); afterwards a deploy without W2S_IMAGE (or with it empty) or without W2S_REPO_DIR must
 fail with its one-line reason.
@@ -37,6 +38,7 @@ prefect() {
 python() { "$W2S_TEST_PYTHON" "$@"; }
 docker() { echo "shim: docker $*"; }
 kubectl() { [ -t 0 ] || cat > /dev/null; echo "shim: kubectl $*"; }
+w2s-transfer() { echo "shim: w2s-transfer $*"; }  # the pool executor: test_pool.py runs it
 '''
 
 

@@ -95,6 +95,7 @@ def test_a_vendored_task_generator_gets_nothing_from_a_salted_synthetic_task(
     W2S_SYNTHETIC_SECRET set the task is salted and cannot be regenerated."""
     from flows.context import arm_context
     from flows.guards import apply_promotion_guards
+    from stats import Verdict
     from transfer.data import synthetic_task
 
     snapshot = lab.snapshot()
@@ -103,13 +104,17 @@ def test_a_vendored_task_generator_gets_nothing_from_a_salted_synthetic_task(
     assert isolations == ["jail", "jail"]
     before = lab.accuracy(runs[1])
     assert before == 1.0 and result.clean  # the route is real and the canary blind to it
-    cell = {"rung": "r2", "dataset": "synthetic", "acc": {"weak": 0.8, "ceiling": 0.9},
-            "pgr": {"defined": True}}
-    verdict = {"baseline": "vanilla", "production_rung": "r2", "methods": {
-        "thief": {"verdict": "REAL", "promote": True, "reasons": [], "cells": [cell]}}}
+    pgr = {"defined": True, "estimate": 0.9}
+    cell = {"rung": "r2", "dataset": "synthetic", "n_seeds": 3,
+            "acc": {"weak": 0.8, "ceiling": 0.9}, "pgr": pgr, "pgr_baseline": pgr,
+            "gain": {"estimate": 0.05, "ci_low": 0.03, "ci_high": 0.07}}
+    verdict = Verdict.model_validate({
+        "schema_version": 1, "alpha": 0.05, "sesoi": 0.01, "baseline": "vanilla",
+        "production_rung": "r2", "methods": {
+            "thief": {"verdict": "REAL", "promote": True, "reasons": [], "cells": [cell]}}})
     apply_promotion_guards(verdict, [])
-    assert not verdict["methods"]["thief"]["promote"]
-    assert "public seed" in verdict["methods"]["thief"]["reasons"][-1]
+    assert not verdict.methods["thief"].promote
+    assert "public seed" in verdict.methods["thief"].reasons[-1]
     # Salted: the same sizes and seed, a secret the jail never sees.
     monkeypatch.setenv("W2S_SYNTHETIC_SECRET", "known-only-to-the-trusted-side")
     salted = synthetic_task(seed=0, n_train_label=300, n_train_unlabel=300, n_test=200,
