@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from stats.verdict_model import ControlMark, MethodVerdict, PlanId, Sequential, Verdict
+from stats.verdict_model import ControlDetails, MethodVerdict, PlanId, Sequential, Verdict
 from transfer.results import RUN_COLUMNS, analysis_table
 from w2s_common import names
 from w2s_common.errors import InputError
@@ -91,7 +91,8 @@ def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
         verdict = analyze_table(rows.reset_index(drop=True), **settings)
         apply_promotion_guards(verdict, runs)
         decided = verdict.methods[spec.label]
-        decided.control = ControlMark.model_validate(spec.verdict_entry())
+        decided.control = spec.marker
+        decided.control_details = ControlDetails.model_validate(spec.verdict_entry())
         decided.alpha = settings["alpha"]
         decided.promote = False
         decided.reasons.append(

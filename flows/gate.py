@@ -343,9 +343,12 @@ def _controls_problem(raw: Mapping[str, Any], binding: Binding) -> str | None:
             return f"binding.controls.{label}.spec: {err}"
         if spec.label != label or spec.kind != bound.kind or spec.name != bound.name:
             return f"binding.controls.{label}: its spec names {spec.label}"
-        if entry.get("control") != spec.verdict_entry():
+        if entry.get("control") != spec.marker:
             return (f"controls.{label}.control: {entry.get('control')!r}, expected "
-                    f"{spec.verdict_entry()!r}")
+                    f"{spec.marker!r}")
+        if entry.get("control_details") != spec.verdict_entry():
+            return (f"controls.{label}.control_details: {entry.get('control_details')!r}, "
+                    f"expected {spec.verdict_entry()!r}")
         if entry.get("promote") is not False:
             return (f"controls.{label}.promote: {entry.get('promote')!r}; a control is never "
                     "promoted")

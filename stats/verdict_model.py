@@ -212,10 +212,10 @@ class Hold(_Model):
     sensitivity: list[Sensitivity]
 
 
-class ControlMark(_Model):
-    """``control`` of a control's entry (``transfer.controls.ControlSpec.verdict_entry``)."""
+class ControlDetails(_Model):
+    """``control_details`` of a control's entry (``transfer.controls.ControlSpec
+    .verdict_entry``); its ``control`` says ``spike_in`` or ``null``."""
 
-    kind: Literal["spike_in", "null"]
     variant: Literal["spike_in", "synthetic_spike_in", "null"]
     name: str
     injected_gain: Num
@@ -234,13 +234,16 @@ class MethodVerdict(_Model):
     hold: Hold | None = None
     isolation: Literal["builtin", "jail", "unjailed"] | None = None
     guards: list[str] | None = None
-    control: ControlMark | None = None
+    control: Literal["spike_in", "null"] | None = None
+    control_details: ControlDetails | None = None
     alpha: Num = None
 
     @model_validator(mode="after")
     def _control_never_promoted(self) -> MethodVerdict:
         if self.control is not None and self.promote:
             raise ValueError("a control is never promoted (promote must be false)")
+        if (self.control is None) != (self.control_details is None):
+            raise ValueError("a control carries both control and control_details")
         return self
 
 

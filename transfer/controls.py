@@ -100,11 +100,11 @@ class ControlSpec:
         return {"null": 0.0, "synthetic_spike_in": self.gain}.get(self.kind)
 
     def verdict_entry(self) -> dict[str, Any]:
-        """verdict.json's ``control`` of this control's entry: ``kind`` (``spike_in`` or
-        ``null``), ``variant`` (the plan's kind), ``name``, ``injected_gain`` (accuracy, None
-        when unknown) and ``spec`` (its settings)."""
-        return {"kind": self.marker, "variant": self.kind, "name": self.name,
-                "injected_gain": self.injected_gain, "spec": self.as_dict()}
+        """verdict.json's ``control_details`` of this control's entry (its ``control`` is
+        :attr:`marker`, ``spike_in`` or ``null``): ``variant`` (the plan's kind), ``name``,
+        ``injected_gain`` (accuracy, None when unknown) and ``spec`` (its settings)."""
+        return {"variant": self.kind, "name": self.name, "injected_gain": self.injected_gain,
+                "spec": self.as_dict()}
 
 
 def is_control_label(label: str) -> bool:

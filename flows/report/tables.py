@@ -94,9 +94,9 @@ def production_cells(verdict: dict[str, Any], method: str, section: str = "metho
 
 
 def control_added(entry: dict[str, Any]) -> str:
-    """The gain a control injects, in points (``control.injected_gain``): exact for a
+    """The gain a control injects, in points (``control_details.injected_gain``): exact for a
     synthetic spike-in and a null control, unknown for a gold-label spike-in (its fraction)."""
-    mark = entry.get("control") or {}
+    mark = entry.get("control_details") or {}
     gain = mark.get("injected_gain")
     if gain is None:
         fraction = (mark.get("spec") or {}).get("gold_fraction", 0)
@@ -109,7 +109,7 @@ def control_rows(verdict: dict[str, Any]) -> list[list[Shown]]:
     production rung."""
     rows = []
     for label, entry in (verdict.get("controls") or {}).items():
-        mark = entry.get("control") or {}
+        mark = entry.get("control_details") or {}
         head = [text(mark.get("name", label)), text(mark.get("variant")),
                 text(control_added(entry)),
                 text(entry.get("verdict")), text("never")]

@@ -131,12 +131,12 @@ def test_controls_need_a_trusted_baseline_before_any_compute(tmp_path: Path) -> 
 def test_each_control_is_marked_with_its_kind_and_injected_gain(bound: BoundRun) -> None:
     raw = bound.raw()
     assert set(raw["controls"]) == {SPIKE, NULL}
-    assert raw["controls"][SPIKE]["control"] == {
-        "kind": "spike_in", "variant": "synthetic_spike_in", "name": "plus8",
-        "injected_gain": 0.08, "spec": {"kind": "synthetic_spike_in", "name": "plus8",
-                                        "gain": 0.08}}
-    assert raw["controls"][NULL]["control"]["kind"] == "null"
-    assert raw["controls"][NULL]["control"]["injected_gain"] == 0.0
+    assert raw["controls"][SPIKE]["control"] == "spike_in"
+    assert raw["controls"][SPIKE]["control_details"] == {
+        "variant": "synthetic_spike_in", "name": "plus8", "injected_gain": 0.08,
+        "spec": {"kind": "synthetic_spike_in", "name": "plus8", "gain": 0.08}}
+    assert raw["controls"][NULL]["control"] == "null"
+    assert raw["controls"][NULL]["control_details"]["injected_gain"] == 0.0
     assert not set(raw["methods"]) & {SPIKE, NULL}
     assert set(raw["binding"]["controls"]) == {SPIKE, NULL}
 
@@ -216,8 +216,9 @@ def _move_to_methods(raw):
 
 @pytest.mark.parametrize(("edit", "expected"), [
     (lambda raw: raw["controls"][SPIKE].update(promote=True), "promote"),
-    (lambda raw: raw["controls"][SPIKE]["control"].update(injected_gain=0.2), ".control:"),
-    (lambda raw: raw["controls"][NULL]["control"].update(kind="spike_in"), ".control:"),
+    (lambda raw: raw["controls"][SPIKE]["control_details"].update(injected_gain=0.2),
+     ".control_details:"),
+    (lambda raw: raw["controls"].__getitem__(NULL).update(control="spike_in"), ".control:"),
     (lambda raw: raw["controls"].pop(NULL), "binding binds"),
     (_move_to_methods, "control:synthetic_spike_in:plus8"),
     (lambda raw: raw["binding"]["controls"][SPIKE]["spec"].update(gain=0.01), "plus8.control:"),
