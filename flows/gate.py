@@ -575,9 +575,9 @@ def check_promotion(verdict_path: str | Path, method: str,
                             else ""), path=source, field="methods")
     if method in verdict.controls:
         # A control tests the pipeline; whatever its verdict, it is not a method to promote.
-        mark = decision.control
-        raise InputError(f"{method!r} is a {mark.kind} control ({mark.variant}), not a method: "
-                         "a control is never promoted", path=source, field="controls")
+        details = decision.control_details
+        raise InputError(f"{method!r} is a {decision.control} control ({details.variant}), not "
+                         "a method: a control is never promoted", path=source, field="controls")
     checks = ["consistent"]
     problem = consistency_problem(raw, binding)
     if problem:

@@ -221,7 +221,8 @@ def _move_to_methods(raw):
     (lambda raw: raw["controls"].__getitem__(NULL).update(control="spike_in"), ".control:"),
     (lambda raw: raw["controls"].pop(NULL), "binding binds"),
     (_move_to_methods, "control:synthetic_spike_in:plus8"),
-    (lambda raw: raw["binding"]["controls"][SPIKE]["spec"].update(gain=0.01), "plus8.control:"),
+    (lambda raw: raw["binding"]["controls"][SPIKE]["spec"].update(gain=0.01),
+     "plus8.control_details:"),
     (lambda raw: raw["binding"]["controls"][SPIKE].update(fingerprint="0" * 64),
      "binding.controls.control:synthetic_spike_in:plus8.fingerprint"),
 ])
