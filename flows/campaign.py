@@ -20,15 +20,17 @@ from flows.worker import ArmGroup, ControlRef
 from w2s_common.errors import InputError
 
 if TYPE_CHECKING:
+    from flows.plan import Plan
     from stats.verdict_model import Verdict
+    from transfer.ladder import Ladder
 
 Submit = Callable[[list[ArmGroup], Path, int, int], list[dict[str, Any]]]
 
 
 @dataclass
 class Campaign:
-    plan: Any  # flows.plan.Plan
-    ladder: Any  # transfer.ladder.Ladder
+    plan: Plan
+    ladder: Ladder
     out: Path
     store: Path
     rungs: list[str]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,10 @@ from transfer.student import STUDENT_SPLIT, TEST_SPLIT, BackendStudentTrainer, T
 from w2s_common.errors import InputError
 from w2s_common.names import ARM_NAMES as ARMS
 
+if TYPE_CHECKING:
+    from transfer.data import TaskData
+    from transfer.engine import EngineConfig
+
 MethodFn = Callable[[StudentData, Any], np.ndarray]
 
 
@@ -45,9 +49,9 @@ class ArmContext:
     """What every arm of one (ladder, dataset) needs; backends are built once and shared."""
 
     ladder: Ladder
-    task: Any  # transfer.data.TaskData
+    task: TaskData
     store: RunStore
-    engine_config: Any  # transfer.engine.EngineConfig
+    engine_config: EngineConfig
     _backends: dict[str, Any] = field(default_factory=dict, repr=False)
     _trainer_fingerprint: str | None = field(default=None, repr=False)
 
