@@ -227,27 +227,17 @@ class Plan(_Strict):
     _source: Path | None = PrivateAttr(default=None)
     _lines: dict[Location, int] = PrivateAttr(default_factory=dict)
 
-    @field_validator("methods")
+    @field_validator("methods", "controls")
     @classmethod
-    def _unique_method_names(cls, methods: list[MethodRef]) -> list[MethodRef]:
+    def _unique_names(cls, entries: list[Any], info: ValidationInfo) -> list[Any]:
+        what = "method" if info.field_name == "methods" else "control"
         seen: set[str] = set()
-        for index, entry in enumerate(methods):
+        for index, entry in enumerate(entries):
             if entry.name in seen:
-                raise PlanFieldError(f"duplicate method {entry.name!r}; names must be unique",
+                raise PlanFieldError(f"duplicate {what} {entry.name!r}; names must be unique",
                                      (index, "name"))
             seen.add(entry.name)
-        return methods
-
-    @field_validator("controls")
-    @classmethod
-    def _unique_control_names(cls, controls: list[ControlEntry]) -> list[ControlEntry]:
-        seen: set[str] = set()
-        for index, entry in enumerate(controls):
-            if entry.name in seen:
-                raise PlanFieldError(f"duplicate control {entry.name!r}; names must be unique",
-                                     (index, "name"))
-            seen.add(entry.name)
-        return controls
+        return entries
 
     @field_validator("rungs", mode="wrap")
     @classmethod
