@@ -71,9 +71,13 @@ def wait_until(condition, timeout_s: float, what: str, poll_s: float = 0.1):
 
 
 def complete_runs(store: Path) -> dict[str, tuple[int, int]]:
-    """run hash -> (inode, mtime_ns) of its COMPLETE marker: a recomputed run gets a new one."""
+    """run hash -> (inode, mtime_ns) of its COMPLETE marker: a recomputed run gets a new one.
+    Published runs only: a run killed between writing COMPLETE and its rename leaves a hidden
+    staging directory (``.<hash>.*.tmp``) that no reader sees."""
     out = {}
     for marker in store.glob("*/*/COMPLETE"):
+        if marker.parent.name.startswith("."):
+            continue
         stat = marker.stat()
         out[marker.parent.name] = (stat.st_ino, stat.st_mtime_ns)
     return out
