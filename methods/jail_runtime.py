@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,32 +104,32 @@ def _cache_root() -> Path:
     return cache_dir() / "jail-runtime"
 
 
-def project_runtime() -> Path:
-    """The allowed part of this project, copied and byte-compiled into the cache (built once per
-    content hash; concurrent builders race to a rename and the first complete copy wins)."""
-    root = project_root()
-    files = _allowed_files(root)
+def _content_digest(root: Path, files: Sequence[Path]) -> str:
+    """sha256 (hex) over the files' paths relative to ``root`` and their bytes."""
     digest = hashlib.sha256()
     for path in files:
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    final = _cache_root() / digest.hexdigest()[:24]
-    if (final / ".complete").exists():
-        return final
+    return digest.hexdigest()
+
+
+def _publish_copy(final: Path, root: Path, files: Sequence[Path], digest: str, *,
+                  into: str = "", prepare: Callable[[Path], None] | None = None) -> None:
+    """Copy ``files`` (paths under ``root``) into a fresh directory beside ``final`` (under
+    ``into``), let ``prepare`` add to it, make it world-readable and read-only to others, and
+    publish it at ``final`` by one rename. Content-addressed: concurrent builders race to the
+    rename and the first complete copy wins (``.complete`` holds the digest)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".build-"))
     try:
         for path in files:
-            target = tmp / "lib" / path.relative_to(root)
+            target = tmp / into / path.relative_to(root)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-        compileall.compile_dir(tmp / "lib", quiet=2, workers=1)
-        etc = tmp / "etc"
-        etc.mkdir()
-        (etc / "hosts").write_text("127.0.0.1 localhost w2s-jail\n::1 localhost\n")
-        (tmp / ".complete").write_text(digest.hexdigest() + "\n")
-        for path in tmp.rglob("*"):
+        if prepare is not None:
+            prepare(tmp)
+        (tmp / ".complete").write_text(digest + "\n")
+        for path in [tmp, *tmp.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
-        tmp.chmod(0o755)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -137,6 +137,24 @@ def project_runtime() -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _compile_and_hosts(tmp: Path) -> None:
+    compileall.compile_dir(tmp / "lib", quiet=2, workers=1)
+    etc = tmp / "etc"
+    etc.mkdir()
+    (etc / "hosts").write_text("127.0.0.1 localhost w2s-jail\n::1 localhost\n")
+
+
+def project_runtime() -> Path:
+    """The allowed part of this project, copied and byte-compiled into the cache (built once per
+    content hash; concurrent builders race to a rename and the first complete copy wins)."""
+    root = project_root()
+    files = _allowed_files(root)
+    digest = _content_digest(root, files)
+    final = _cache_root() / digest[:24]
+    if not (final / ".complete").exists():
+        _publish_copy(final, root, files, digest, into="lib", prepare=_compile_and_hosts)
     return final
 
 
@@ -257,31 +275,10 @@ def code_copy(location: Path) -> Path:
     directory or module file), named like it; built once."""
     files = code_files(location)
     root = location.parent
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    final = _cache_root().parent / "jail-code" / digest.hexdigest()[:24]
-    if (final / ".complete").exists():
-        return final / location.name
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".build-"))
-    try:
-        for path in files:
-            target = tmp / path.relative_to(root)
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-            shutil.copyfile(path, target)
-            target.chmod(0o644)
-        (tmp / ".complete").write_text(digest.hexdigest() + "\n")
-        for path in [tmp, *tmp.rglob("*")]:
-            if path.is_dir():
-                path.chmod(0o755)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / ".complete").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    digest = _content_digest(root, files)
+    final = _cache_root().parent / "jail-code" / digest[:24]
+    if not (final / ".complete").exists():
+        _publish_copy(final, root, files, digest)
     return final / location.name
 
 
