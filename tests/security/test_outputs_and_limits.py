@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from seclab import Lab, external, one_printable_line, run_student
+from seclab import Lab, external, one_printable_line, processes_with, run_student
 
 from methods.jail import jail_available
 from w2s_common.errors import InputError
@@ -87,18 +87,6 @@ def test_nothing_the_jail_writes_is_unpickled(lab, tmp_path):
                "`output_tricks.py pickles` (external)", "-", "never loaded", "yes", "-")
 
 
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if marker.encode() in handle.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
 def test_a_fork_bomb_is_bounded_and_dies_with_its_jail(lab):
     from attacks.exhaust import MARKER
 
@@ -110,9 +98,9 @@ def test_a_fork_bomb_is_bounded_and_dies_with_its_jail(lab):
     assert how == ["jail"] and forks < 16
     # bubblewrap returns on the program's exit status while its init is still killing the
     # rest of the jail: the children are gone a moment later, not necessarily at once.
-    while _processes_with(MARKER) and time.monotonic() < returned + 5:
+    while processes_with(MARKER) and time.monotonic() < returned + 5:
         time.sleep(0.05)
-    assert _processes_with(MARKER) == []
+    assert processes_with(MARKER) == []
     lingered = time.monotonic() - returned
     lab.assert_unchanged(snapshot)
     lab.record("fork bomb (jail.max_processes=16)", "`exhaust.py forkbomb` (external)", "-",
@@ -137,7 +125,7 @@ def test_a_sleeper_times_out_with_one_line_and_leaves_nothing(lab):
     lab.assert_unchanged(snapshot)
     message = str(err.value)
     assert one_printable_line(message) and "timed out after 3 s" in message
-    assert _processes_with(tag) == []
+    assert processes_with(tag) == []
     lab.record("sleeping past the time-out (timeout_s=3)", "`exhaust.py sleep` (external)", "-",
                f"one line: `{message[-60:]}`", "yes", "-")
 

@@ -16,7 +16,16 @@ import uuid
 
 import numpy as np
 import pytest
-from seclab import Lab, attack_path, diff, external, run_student, sha_tree, system_snapshot
+from seclab import (
+    Lab,
+    attack_path,
+    diff,
+    external,
+    processes_with,
+    run_student,
+    sha_tree,
+    system_snapshot,
+)
 
 from methods.jail import JailUnavailable, jail_available
 
@@ -110,18 +119,6 @@ def _persist(lab: Lab, mode: str, token: str, jail=None) -> np.ndarray:
     return probs
 
 
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if marker.encode() in handle.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
 def test_nothing_a_run_leaves_in_tmp_or_processes_reaches_the_next(lab):
     from attacks.persist import CHANNELS
 
@@ -134,12 +131,12 @@ def test_nothing_a_run_leaves_in_tmp_or_processes_reaches_the_next(lab):
         assert carried[CHANNELS.index("tmp")] and carried[CHANNELS.index("shm")]
     finally:
         _persist(lab, "clean", token, jail={"mode": "off"})
-        for pid in _processes_with(f"w2s-persist-daemon-{token}"):
+        for pid in processes_with(f"w2s-persist-daemon-{token}"):
             os.kill(pid, 9)
     token = uuid.uuid4().hex
     snapshot = lab.snapshot()
     _persist(lab, "write", token)
-    assert _processes_with(f"w2s-persist-daemon-{token}") == []  # died with its jail
+    assert processes_with(f"w2s-persist-daemon-{token}") == []  # died with its jail
     carried = _persist(lab, "read", token)[:len(CHANNELS)] == 1.0
     _persist(lab, "clean", token)
     lab.assert_unchanged(snapshot)
@@ -160,7 +157,7 @@ def test_the_kernel_keyring_does_not_carry_state_to_the_next_run(lab):
             carried = _persist(lab, "read", token, jail=jail)[:len(CHANNELS)] == 1.0
         finally:
             _persist(lab, "clean", token, jail=jail)
-            for pid in _processes_with(f"w2s-persist-daemon-{token}"):
+            for pid in processes_with(f"w2s-persist-daemon-{token}"):
                 os.kill(pid, 9)
         return bool(carried[CHANNELS.index("keyring")])
 
