@@ -230,6 +230,7 @@ def run_scenario(scenario: Scenario, n_experiments: int, seed: int = 0, chunk: i
 
 SANDBOX = World(n_items=1300)
 NO_ITEM_EFFECTS = SANDBOX.with_(item_swap=0.0, absorb_method=SANDBOX.absorb_baseline)
+SEED_DOMINATED = NO_ITEM_EFFECTS.with_(train_sd=0.10)
 _SANDBOX_SEEDS = {"weak": tuple(range(16)), "ceiling": tuple(range(16))}
 
 
@@ -279,6 +280,10 @@ def scenarios() -> list[Scenario]:
                  SANDBOX, flat3),
         Scenario("power-3pts", "gain = 3 points; 5 seeds, 1300 items", "power", SANDBOX,
                  (0.03,) * 3),
+        Scenario("null-seed-dominated", "no per-item effects, training noise sd 2.5x: the "
+                 "gain's variance is almost all seed-to-seed", "null", SEED_DOMINATED, flat3),
+        Scenario("null-seed-dominated-3seeds", "as null-seed-dominated with 3 seeds", "null",
+                 SEED_DOMINATED, flat3, n_seeds=3),
     ]
 
 

@@ -174,3 +174,18 @@ def test_expanded_percentile_seed_bootstrap_covers_where_it_is_reported():
     assert plain / n_exp < 0.925
     assert 0.93 - mc <= hits / n_exp <= 0.97 + mc
     assert expanded_alpha(0.05, 8) < 0.02
+
+
+@pytest.mark.parametrize("n_seeds", [3, 5])
+def test_a_gain_whose_variance_is_all_seed_to_seed_gets_the_exact_seed_df(n_seeds):
+    """With the seed term alone the pivot is exactly t on S - 1 df, and Satterthwaite must give
+    that (not S + 1, what estimating its squared mean square as q^2 / (nu + 2) gives: that
+    variant was tried and under-covered seed-dominated gains, docs/stats.md)."""
+    rng = np.random.default_rng(11)
+    n_ex = 500
+    base = rng.normal(0.6, 0.3, size=(n_seeds, n_ex))
+    seed_offsets = rng.normal(0.0, 0.5, size=(n_seeds, 1))
+    method = base + seed_offsets + rng.normal(0.0, 1e-3, size=(n_seeds, n_ex))
+    c = two_way_moments(np.stack([base, method]), ("vanilla", "m")).contrast(GAIN)
+    assert not c.seed_truncated
+    assert c.df == pytest.approx(n_seeds - 1, abs=0.01)
