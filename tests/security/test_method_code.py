@@ -32,6 +32,8 @@ pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder wo
     ("LinkedDescribe", "refused: a symbolic link"),
     ("FifoDescribe", "refused: not a regular file"),
     ("DeepDescribe", "malformed JSON"),
+    ("SurrogateParams", "not Unicode text"),
+    ("SurrogateKey", "not Unicode text"),
     ("Sleeper", "timed out after 3 s"),
     ("EscapeCrash", "RuntimeError: ??[1A??[2K??[32mCLEAN"),
 ])
