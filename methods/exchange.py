@@ -98,18 +98,29 @@ def read_output_bytes(path: Path, max_bytes: int, *, shown_as: str | None = None
 def read_output_json(path: Path, max_bytes: int, *, shown_as: str | None = None) -> Any:
     """One JSON document from a file written by untrusted code (see :func:`read_output_bytes`).
 
+    Strings that are not Unicode text (a lone surrogate escape, ``"\\ud800"``) are refused:
+    they cannot be written back as UTF-8 (a plugin's params go into its run's ``spec.json``).
+
     Raises:
-        InputError: refused file, not UTF-8, or malformed JSON (including numbers too long to
-            convert).
+        InputError: refused file, not UTF-8, malformed JSON (including numbers too long to
+            convert), or a lone surrogate.
     """
     shown = shown_as or str(path)
     data = read_output_bytes(path, max_bytes, shown_as=shown)
     try:
-        return json.loads(data.decode("utf-8"))
+        value = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise InputError("expected UTF-8 text", path=shown) from None
     except (ValueError, RecursionError) as err:
         raise InputError(f"malformed JSON: {str(err)[:120]}", path=shown) from None
+    try:
+        # A \ud800 escape is valid JSON but no Unicode text: every string that comes back must
+        # encode as UTF-8 again (the store writes method params into spec.json as UTF-8).
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("a string is not Unicode text (a lone surrogate escape)",
+                         path=shown) from None
+    return value
 
 
 def _probability(value: Any) -> float | None:

@@ -6,10 +6,16 @@ the code that made it. What a method's code is:
 - a built-in (``vanilla``, ``aux_conf``...): the project code a method runs on,
   :data:`methods.jail_runtime.JAIL_MODULES` (``methods/`` and the trainer part of ``transfer/``);
 - ``external``: that, and the files its command line names (the files the jail mounts for it);
-- ``package.module:attr``: that, and every file of the plugin's top-level package (or module
-  file): what the jail mounts under ``/w2s/code``;
-- an entry point: that, its distribution's name and version, every file the distribution
-  installed, and its top-level package's files (an editable install).
+- ``package.module:attr``: that, and the Python sources of the plugin's top-level package (or
+  its module file): exactly what the jail copies to ``/w2s/code``
+  (``methods.jail_runtime.code_files``: regular ``.py`` files of their own, bounded in size);
+- an entry point: that, its distribution's name and version, and the sources of its target's
+  top-level package, found the same way.
+
+Nothing else of a plugin's directory or distribution is read: no data file beside the code and
+no file its ``RECORD`` lists, which never reach the jail and so cannot change a run, and which
+could be links or ``RECORD`` lines leading the trusted process to any host file (a 100 GB
+checkpoint, ``/proc/kcore``) to be read whole.
 
 A built-in is fingerprinted with all of the project's method code, not only its own module:
 built-ins import each other and the shared modules, so any edit under ``methods/`` (or to the
@@ -31,7 +37,8 @@ from methods.jail_runtime import (
     module_location,
     project_root,
 )
-from transfer.fingerprint import code_files, combine, digest_files, digest_tree
+from methods.jail_runtime import code_files as plugin_sources  # what the jail gets of a plugin
+from transfer.fingerprint import code_files, combine, digest_files
 from w2s_common.errors import InputError
 
 CodeKind = Literal["builtin", "external", "reference", "entry-point"]
@@ -67,10 +74,13 @@ def project_code() -> tuple[str, list[str]]:
     return digest_files(files, label="project"), [str(p) for _, p in files if p is not None]
 
 
-def _package_files(location: Path) -> list[str]:
-    if location.is_dir():
-        return [str(p) for _, p in code_files(location, ["."]) if p is not None]
-    return [str(location)]
+def _plugin_code(location: Path, label: str) -> tuple[str, list[str]]:
+    """(digest, files) of the sources of a plugin's top-level package or module file: what the
+    jail gets of it (``methods.jail_runtime.code_files``, which refuses links)."""
+    files = plugin_sources(location)
+    root = location.parent
+    named = [(path.relative_to(root).as_posix(), path) for path in files]
+    return digest_files(named, label=label), [str(path) for path in files]
 
 
 def _reference_code(reference: str, project: str, project_files: list[str]) -> MethodCode:
@@ -86,30 +96,21 @@ def _reference_code(reference: str, project: str, project_files: list[str]) -> M
     if location is None:
         raise InputError(f"cannot find module {top!r} of {reference!r} on the Python path",
                          field="--method")
-    code = digest_tree(location, label=top)
+    code, files = _plugin_code(location, top)
     return MethodCode(reference, "reference", combine("reference", reference, project, code),
-                      tuple(project_files + _package_files(location)), module)
+                      tuple(project_files + files), module)
 
 
 def _entry_point_code(entry_point: importlib.metadata.EntryPoint, project: str,
                       project_files: list[str]) -> MethodCode:
     dist = entry_point.dist
-    installed: list[tuple[str, Path | None]] = []
     provider = entry_point.value
     if dist is not None:
         provider = f"{dist.name}=={dist.version}"
-        for item in dist.files or ():
-            path = Path(dist.locate_file(item))
-            if path.suffix in (".pyc", ".pyo") or "__pycache__" in path.parts:
-                continue
-            installed.append((str(item), path if path.is_file() else None))
     top = entry_point.value.partition(":")[0].split(".")[0]
     location = module_location(top) if top else None
-    module = digest_tree(location, label=top) if location is not None else "no-module"
-    files = [str(p) for _, p in installed if p is not None]
-    files += _package_files(location) if location is not None else []
+    module, files = _plugin_code(location, top) if location is not None else ("no-module", [])
     fingerprint = combine("entry-point", entry_point.name, entry_point.value, provider,
-                          digest_files(sorted(installed, key=lambda x: x[0]), label="dist"),
                           module, project)
     return MethodCode(entry_point.name, "entry-point", fingerprint,
                       tuple(project_files + files), provider)

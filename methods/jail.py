@@ -130,7 +130,8 @@ class Collect:
     the host's disk); once the program exits, the jail's first process, which is still root
     (or the caller's own user) and so can write ``destination`` where the program cannot, copies
     ``names`` from ``source`` without following links (a link stays a link, which the trusted
-    reader refuses).
+    reader refuses) and never recursively: a name that is neither a regular file nor a link
+    arrives as an empty directory.
     """
 
     source: str
@@ -139,15 +140,22 @@ class Collect:
 
 
 # Runs as the jail's first process: run the program (already behind its privilege drop), then
-# copy the named outputs out; exits with the program's status.
+# copy the named outputs out; exits with the program's status. Only a regular file's bytes or a
+# link's text travel (never recursively: a directory of hard links to one file would be written
+# out once per link, past the outputs tmpfs, onto the host's disk); anything else leaves an
+# empty directory in its place, which the reader refuses as not a regular file. A program still
+# running may swap a name after the test: a directory is then omitted (no -R), a FIFO read up
+# to the largest-file limit, a link copied as a link.
 _COLLECT_SCRIPT = r"""
 source=$1; destination=$2; names=$3; shift 3
 "$@"
 status=$?
 IFS=,
 for name in $names; do
-  if [ -e "$source/$name" ] || [ -L "$source/$name" ]; then
-    cp -P -R --no-preserve=all -- "$source/$name" "$destination/$name" 2>/dev/null
+  if [ -L "$source/$name" ] || [ -f "$source/$name" ]; then
+    cp -P --no-preserve=all -- "$source/$name" "$destination/$name" 2>/dev/null
+  elif [ -e "$source/$name" ]; then
+    mkdir -- "$destination/$name" 2>/dev/null
   fi
 done
 exit $status

@@ -32,6 +32,8 @@ pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder wo
     ("LinkedDescribe", "refused: a symbolic link"),
     ("FifoDescribe", "refused: not a regular file"),
     ("DeepDescribe", "malformed JSON"),
+    ("SurrogateParams", "not Unicode text"),
+    ("SurrogateKey", "not Unicode text"),
     ("Sleeper", "timed out after 3 s"),
     ("EscapeCrash", "RuntimeError: ??[1A??[2K??[32mCLEAN"),
 ])
@@ -233,3 +235,38 @@ def test_an_external_commands_own_files_cannot_be_links_to_labels(lab, agent_rep
                f"`answer_sheet.py` + `{sheet}` (external)",
                f"acc {lab.accuracy(before):.3f}; jailed without the check: acc "
                f"{lab.accuracy(unchecked):.3f}", f"refused: `...{message[-70:]}`", "yes", "-")
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read(2) and friends so far (/proc/self/io)."""
+    with open("/proc/self/io") as handle:
+        return int(next(line for line in handle if line.startswith("rchar:")).split()[1])
+
+
+@pytest.mark.parametrize("route", ["package-link", "record-line"])
+def test_the_trusted_side_reads_only_a_plugins_sources(lab, tmp_path, monkeypatch, route):
+    # A plugin points the fingerprint of its code at a huge host file: a link in its package,
+    # or a line of its distribution's RECORD. 512 MiB (sparse) stands in for a 100 GB
+    # checkpoint or /proc/kcore: read whole, it is that much of the trusted process's memory.
+    from attacks.heavy_package import plant
+
+    from methods.resolve import method_function
+
+    huge = tmp_path / "checkpoint.safetensors"
+    with open(huge, "wb") as handle:
+        handle.truncate(512 << 20)
+    site = tmp_path / "site"
+    name = plant(site, huge, route)
+    monkeypatch.setenv("W2S_PLUGIN_PATH", str(site))
+    snapshot = lab.snapshot()
+    before = _bytes_read()
+    _, _, fn = method_function(name, [])
+    read = _bytes_read() - before
+    lab.assert_unchanged(snapshot)
+    how = "a link in its package" if route == "package-link" else "a line of its RECORD"
+    lab.record(f"a plugin pointing the fingerprint of its code at a 512 MiB host file ({how})",
+               "`heavy_package.py` as `w2s_heavy.method:Heavy` "
+               f"({'plugin' if route == 'package-link' else 'entry point'})", "-",
+               f"{read / (1 << 20):.1f} MiB read by the trusted process", "yes", "-")
+    assert str(huge) not in fn.code.files
+    assert read < 64 << 20, f"the trusted process read {read} bytes fingerprinting the plugin"

@@ -9,6 +9,7 @@ The output reader is the same unjailed, so only the jailed runs are measured her
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import time
 
@@ -151,6 +152,45 @@ def test_memory_is_bounded_for_the_whole_jail(lab):
                "`exhaust.py memory` (external)", "600 MiB held at once (rlimits only)",
                f"{held * 150} MiB held at once (memory control group)", "yes", "-")
     assert held * 150 <= 256
+
+
+def _bytes_on_disk(path: str) -> int:
+    """Bytes of the regular files under ``path`` (each directory entry counted: a copy that did
+    not keep hard links wrote each of them)."""
+    total = 0
+    for directory, _, names in os.walk(path):
+        for name in names:
+            info = os.lstat(os.path.join(directory, name))
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_blocks * 512
+    return total
+
+
+def test_hard_links_in_the_outputs_are_not_multiplied_on_the_host_disk(lab, monkeypatch):
+    # One 1 MiB file and 199 hard links to it in /w2s/out/error.json/: 1 MiB of the outputs
+    # tmpfs (4 MiB at max_file_mb=1). The jail copies its named outputs to the host when the
+    # program ends; a recursive copy that does not keep links writes 200 MiB there.
+    import methods.jail_runtime as runtime
+
+    on_host: list[int] = []
+    remove_tree = runtime.remove_tree
+
+    def measured(path: str) -> None:  # the job's host directory, just before its clean-up
+        on_host.append(_bytes_on_disk(path))
+        remove_tree(path)
+
+    monkeypatch.setattr(runtime, "remove_tree", measured)
+    snapshot = lab.snapshot()
+    probs, how = run_student(lab, "external",
+                             [f"command={external('output_tricks.py', 'hardlinks', '200')}"],
+                             jail={"max_file_mb": 1})
+    assert how == ["jail"] and np.all(probs == 0.5)
+    lab.assert_unchanged(snapshot)
+    written = max(on_host)
+    lab.record("disk: one 1 MiB file and 199 hard links to it in /w2s/out/error.json "
+               "(jail.max_file_mb=1)", "`output_tricks.py hardlinks` (external)", "-",
+               f"{written / (1 << 20):.1f} MiB written to the host by the copy out", "yes", "-")
+    assert written <= 4 << 20, f"{written} bytes on the host disk, more than the outputs tmpfs"
 
 
 def test_disk_is_bounded_for_the_whole_jail(lab):

@@ -2,8 +2,9 @@
 
 One class per trick; the module body also reads its own describe request and, for the tricks
 that need it, takes over the worker before it answers: writes ``describe.json`` itself (2 MiB,
-a link to a host path, a named pipe), hangs, or crashes with a message made of terminal
-escape sequences. Each must end as one printable line, naming the plugin, never a traceback.
+a link to a host path, a named pipe, params holding a lone surrogate), hangs, or crashes with
+a message made of terminal escape sequences. Each must end as one printable line, naming the
+plugin, never a traceback.
 """
 from __future__ import annotations
 
@@ -47,6 +48,14 @@ def _take_over() -> None:
         with open(target, "w") as handle:
             handle.write('{"name": "deep", "description": "x", "params": ' + "[" * 200_000
                          + "]" * 200_000 + ', "params_schema": {}}')
+        os._exit(0)
+    if attr in ("SurrogateParams", "SurrogateKey"):
+        # Valid JSON, but a lone surrogate is no Unicode text: the params it names become the
+        # run's method_params, which the store key and spec.json serialise as UTF-8.
+        params = '{"x": "\\ud800"}' if attr == "SurrogateParams" else '{"\\udfff": 1}'
+        with open(target, "w") as handle:
+            handle.write('{"name": "attack_surrogate", "description": "x", "params": '
+                         + params + ', "params_schema": {}}')
         os._exit(0)
     if attr == "Sleeper":
         time.sleep(3600)
@@ -123,6 +132,14 @@ class FifoDescribe(_Trick):
 
 class DeepDescribe(_Trick):
     name = "deep"
+
+
+class SurrogateParams(_Trick):
+    name = "attack_surrogate"
+
+
+class SurrogateKey(_Trick):
+    name = "attack_surrogate"
 
 
 class Sleeper(_Trick):

@@ -14,6 +14,10 @@ honest ``predictions.jsonl``:
 - ``deep-dirs N``: honest predictions beside N nested directories (the clean-up must cope);
 - ``escape``: no predictions, and a last stderr line of terminal escape sequences that would
   rewrite what the user's terminal shows (e.g. a fake ``CLEAN`` verdict);
+- ``hardlinks N``: honest predictions, and beside them a directory named ``error.json`` (a name
+  the jail copies out when the program ends) holding one file of the largest size allowed and
+  N-1 hard links to it: N files' worth of host disk for one file's worth of the outputs tmpfs,
+  if the copy out follows the directory and does not keep the links;
 - ``pickles PATH``: honest predictions, and beside them pickles (``result.pkl``,
   ``predictions.pkl``, ``job.pkl``, ``model.pt``, ``predictions.npy``) whose loading runs code
   that creates the host file ``PATH``: a trusted side that unpickles anything the jail wrote
@@ -84,6 +88,15 @@ def main(argv: list[str]) -> None:
         for _ in range(int(args[1])):
             os.mkdir("d")
             os.chdir("d")
+    elif mode == "hardlinks":
+        _ext.write_predictions(outputs, ids, _ext.predictions(ids, {}))
+        amplifier = os.path.join(outputs, "error.json")
+        os.mkdir(amplifier)
+        size = int(args[2]) if len(args) > 2 else 1 << 20
+        with open(os.path.join(amplifier, "0"), "wb") as handle:
+            handle.write(b"w" * size)
+        for index in range(1, int(args[1])):
+            os.link(os.path.join(amplifier, "0"), os.path.join(amplifier, str(index)))
     elif mode == "pickles":
         _ext.write_predictions(outputs, ids, _ext.predictions(ids, {}))
         payload = pickle.dumps(_Payload(args[1]))
