@@ -120,10 +120,12 @@ def _failure(out: Path, result, what: str) -> Exception:
                 kind, detail = error["kind"], error["message"]
         except InputError as err:
             detail = err.message
+    # The plugin writes the message: it is shown under the plugin's name, so it can never pass
+    # for the pipeline's own error about a plan or a file.
     if kind == "unsupported":
-        return MethodUnsupported(_one_line(detail))
+        return MethodUnsupported(f"{what}: {_one_line(detail)}")
     if kind == "input":
-        return InputError(_one_line(detail))
+        return InputError(f"{what}: {_one_line(detail)}", field="--method")
     return InputError(f"{what} failed: {_one_line(detail)}", field="--method")
 
 
