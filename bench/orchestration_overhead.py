@@ -154,7 +154,7 @@ def run_direct(plan_path: Path, root: Path) -> dict:
     verdict = campaign.run(submit=plain_submit)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "arms_executed": len(campaign.executed_arms),
-            "verdicts": {m: d["verdict"] for m, d in verdict["methods"].items()},
+            "verdicts": {m: d.verdict for m, d in verdict.methods.items()},
             "timings": dict(campaign.timings)}
 
 
@@ -167,7 +167,7 @@ def run_prefect(plan_path: Path, root: Path) -> dict:
     provenance = json.loads((root / "out" / "provenance.json").read_text())
     timings = json.loads((root / "out" / "timings.json").read_text())
     return {"seconds": seconds, "arms_executed": provenance["arms_executed"],
-            "verdicts": {m: d["verdict"] for m, d in verdict["methods"].items()},
+            "verdicts": {m: d.verdict for m, d in verdict.methods.items()},
             "timings": timings}
 
 
