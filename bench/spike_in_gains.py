@@ -112,23 +112,23 @@ def main() -> None:
     figures = []
     for control in controls:
         entry, cell = verdict_of(table, control.label, name, range(args.seeds), args)
-        gain = cell["gain"]
-        line = (f"| {control.label} | {args.seeds} | {entry['verdict']} | "
-                f"{100 * gain['estimate']:+.2f} [{100 * gain['ci_low']:+.2f}, "
-                f"{100 * gain['ci_high']:+.2f}] |")
-        real = [verdict_of(table, control.label, name, b, args)[0]["verdict"] == "REAL"
+        gain = cell.gain
+        line = (f"| {control.label} | {args.seeds} | {entry.verdict} | "
+                f"{100 * gain.estimate:+.2f} [{100 * gain.ci_low:+.2f}, "
+                f"{100 * gain.ci_high:+.2f}] |")
+        real = [verdict_of(table, control.label, name, b, args)[0].verdict == "REAL"
                 for b in blocks]
         if blocks:
             line += f" {sum(real)}/{len(real)} |"
         print(line)
         if control.kind == "synthetic_spike_in":
             figures.append(f"figure: {control.label} injected {100 * control.gain:+.2f} pp, "
-                           f"recovered {100 * gain['estimate']:+.2f} pp at {production} "
-                           f"(ratio {gain['estimate'] / control.gain:.2f}), verdict "
-                           f"{entry['verdict']}")
+                           f"recovered {100 * gain.estimate:+.2f} pp at {production} "
+                           f"(ratio {gain.estimate / control.gain:.2f}), verdict "
+                           f"{entry.verdict}")
         if control.kind == "null":
-            figures.append(f"figure: {control.label} gain {100 * gain['estimate']:+.2f} pp at "
-                           f"{production}, verdict {entry['verdict']}" +
+            figures.append(f"figure: {control.label} gain {100 * gain.estimate:+.2f} pp at "
+                           f"{production}, verdict {entry.verdict}" +
                            (f"; called REAL in {sum(real)}/{len(real)} blocks of "
                             f"{args.block} seeds" if blocks else ""))
     print()
@@ -144,8 +144,8 @@ def verdict_of(table, label: str, baseline: str, seeds, args):
                  table["arm"].isin(["weak", "ceiling", baseline, label])]
     verdict = analyze_table(rows.reset_index(drop=True), baseline=baseline, sesoi=args.sesoi,
                             alpha=args.alpha, n_boot=0)
-    entry = verdict["methods"][label]
-    cell = [c for c in entry["cells"] if c["rung"] == verdict["production_rung"]][0]
+    entry = verdict.methods[label]
+    cell = [c for c in entry.cells if c.rung == verdict.production_rung][0]
     return entry, cell
 
 

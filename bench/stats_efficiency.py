@@ -164,7 +164,7 @@ def main() -> None:
     analyse_s = time.perf_counter() - start
     print(f"   schema check {checked_s:.2f} s; analyze_table {analyse_s:.2f} s; total "
           f"{checked_s + analyse_s:.2f} s  (goal < 5 s)")
-    print("   verdicts:", {m: e["verdict"] for m, e in verdict["methods"].items()})
+    print("   verdicts:", {m: e.verdict for m, e in verdict.methods.items()})
 
     print("== Sequential (O'Brien-Fleming, 4 looks) vs fixed design, seed sd 2 pts, SESOI 1 pt ==")
     seed_sd, sesoi = 0.02, 0.01
