@@ -167,7 +167,7 @@ def run_prefect(plan_path: Path, root: Path) -> dict:
     provenance = json.loads((root / "out" / "provenance.json").read_text())
     timings = json.loads((root / "out" / "timings.json").read_text())
     return {"seconds": seconds, "arms_executed": provenance["arms_executed"],
-            "verdicts": {m: d["verdict"] for m, d in verdict["methods"].items()},
+            "verdicts": {m: d.verdict for m, d in verdict.methods.items()},
             "timings": timings}
 
 

@@ -61,10 +61,10 @@ def main(tree: Path) -> None:
         source.write_text(original)
     for name, verdict, out in (("before the edit", first, work / "first"),
                                ("after the edit, old store restored", second, work / "second")):
-        entry = verdict["methods"]["aux_conf"]
-        cell = next(c for c in entry["cells"] if c["rung"] == verdict["production_rung"])
-        print(f"{name}: executed {executed(out)}; aux_conf {entry['verdict']}, gain "
-              f"{100 * cell['gain']['estimate']:+.2f} pp")
+        entry = verdict.methods["aux_conf"]
+        cell = next(c for c in entry.cells if c.rung == verdict.production_rung)
+        print(f"{name}: executed {executed(out)}; aux_conf {entry.verdict}, gain "
+              f"{100 * cell.gain.estimate:+.2f} pp")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ in the Prefect UI. Call these inside a flow or task run.
 from __future__ import annotations
 
 import re
-from typing import Any
 from uuid import UUID
 
 from flows.report import tables
+from stats.verdict_model import Verdict
 
 KEY_PREFIX = "w2s"
 
@@ -20,20 +20,20 @@ def artifact_key(plan_name: str, kind: str = "report") -> str:
     return re.sub(r"-{2,}", "-", slug)
 
 
-def verdict_table(verdict: dict[str, Any]) -> list[dict[str, str]]:
+def verdict_table(verdict: Verdict) -> list[dict[str, str]]:
     """The report's verdict table as rows of display strings (the same text as report.html)."""
     return [dict(zip(tables.VERDICT_COLUMNS, row))
             for row in tables.plain_rows(tables.verdict_rows(verdict))]
 
 
-def publish_report(plan_name: str, report_markdown: str, verdict: dict[str, Any],
+def publish_report(plan_name: str, report_markdown: str, verdict: Verdict,
                    description: str | None = None) -> dict[str, UUID]:
     """Publish the report markdown and the verdict table under stable keys.
 
     Args:
         plan_name: the plan's name (part of both keys).
         report_markdown: the report as markdown (``render_markdown(context, images=False)``).
-        verdict: the verdict dict.
+        verdict: the verdict.
         description: optional artifact description.
 
     Returns:

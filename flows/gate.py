@@ -42,8 +42,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.binding import BINDING_FORMAT, verdict_key, verify_signature
-from flows.report.verdict import load_verdict
-from stats.verdict_model import Sequential
+from flows.report.verdict import read_verdict_file
+from stats.verdict_model import Cell, MethodVerdict, Sequential, Verdict
 from w2s_common.errors import InputError
 from w2s_common.names import VERDICT_NAMES as VERDICTS
 from w2s_common.validation import validation_input_error
@@ -145,26 +145,37 @@ class Binding(_Strict):
     controls: dict[str, BoundControl] = Field(default_factory=dict)
 
 
-def parse_binding(raw: Mapping[str, Any], source: str | Path) -> Binding:
+def parse_binding(verdict: Verdict, source: str | Path) -> Binding:
     """The verdict's ``binding`` block, validated.
 
     Raises:
         InputError: missing (a hand-written file, or one from before verdicts were bound) or
             malformed, naming the field.
     """
-    if "binding" not in raw:
+    if not _written(verdict, "binding"):
         raise InputError(f"no binding block: the gate promotes only verdicts written by validate, "
                          f"which name their plan, code fingerprints and results "
                          f"({BINDING_FORMAT}); this file is from `analyze` (imported results), "
                          "hand-written or from an older version",
                          path=source, field="binding")
     try:
-        return Binding.model_validate(raw["binding"])
+        return Binding.model_validate(verdict.binding)
     except ValidationError as err:
         raise validation_input_error(err, path=source, prefix=("binding",)) from None
 
 
 # --- 2. internal consistency -----------------------------------------------------------------
+
+def _written(model: BaseModel, field_name: str) -> bool:
+    """Whether the file has ``field_name`` (an optional field never set is left out of it; a
+    check that names a missing entry must not take an explicit null for one)."""
+    return field_name in model.model_fields_set
+
+
+def _as_written(model: BaseModel, field_name: str, default: Any) -> Any:
+    """The field's value, or ``default`` where the file does not have it."""
+    return getattr(model, field_name) if _written(model, field_name) else default
+
 
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -180,21 +191,22 @@ def _first_verdict_word(reasons: list[str]) -> str | None:
     return None
 
 
-def _cell_problem(where: str, cell: Mapping[str, Any], alpha: float) -> str | None:
-    gain = cell.get("gain") or {}
-    est, low, high = (_num(gain.get(k)) for k in ("estimate", "ci_low", "ci_high"))
+def _cell_problem(where: str, cell: Cell, alpha: float) -> str | None:
+    gain = cell.gain
+    est, low, high = (_num(v) for v in (gain.estimate, gain.ci_low, gain.ci_high))
     if est is not None and low is not None and high is not None and not low <= est <= high:
         return f"{where}.gain: estimate {est!r} outside its interval [{low!r}, {high!r}]"
-    for key, value in gain.items():
+    for key in type(gain).model_fields:
+        value = getattr(gain, key)
         if key.startswith("p_") and _num(value) is not None and not 0 <= value <= 1:
             return f"{where}.gain.{key}: {value!r} is not a probability"
-    for arm, value in (cell.get("acc") or {}).items():
+    for arm, value in cell.acc.items():
         if _num(value) is not None and not 0 <= value <= 1:
             return f"{where}.acc.{arm}: {value!r} is not an accuracy"
-    outcome = cell.get("outcome")
-    p_sup, p_harm, p_eq = (_num(gain.get(k)) for k in
-                           ("p_adjusted", "p_harm_adjusted", "p_equivalence_adjusted"))
-    sesoi = _num(cell.get("sesoi"))
+    outcome = cell.outcome
+    p_sup, p_harm, p_eq = (_num(v) for v in
+                           (gain.p_adjusted, gain.p_harm_adjusted, gain.p_equivalence_adjusted))
+    sesoi = _num(cell.sesoi)
     if outcome == "superior" and (est is None or est <= 0 or (p_sup is not None and
                                                                 p_sup >= alpha)):
         return f"{where}: outcome superior but gain {est!r}, adjusted p {p_sup!r}"
@@ -207,7 +219,7 @@ def _cell_problem(where: str, cell: Mapping[str, Any], alpha: float) -> str | No
     return None
 
 
-def consistency_problem(raw: Mapping[str, Any], binding: Binding) -> str | None:
+def consistency_problem(verdict: Verdict, binding: Binding) -> str | None:
     """Why the verdict file contradicts itself, or None.
 
     The checks hold for any decision rule that reads a verdict off the production-rung tests
@@ -219,18 +231,17 @@ def consistency_problem(raw: Mapping[str, Any], binding: Binding) -> str | None:
     a probability, every accuracy a fraction; the first reason that starts with a verdict word
     names this verdict; the plan block and every method agree with the binding.
     """
-    alpha, sesoi = _num(raw.get("alpha")), _num(raw.get("sesoi"))
-    if alpha is None or not 0 < alpha < 1:
-        return f"alpha: {raw.get('alpha')!r} is not a level in (0, 1)"
-    if sesoi is None or not 0 < sesoi < 1:
-        return f"sesoi: {raw.get('sesoi')!r} is not an effect size in (0, 1)"
-    plan = raw.get("plan")
-    if not isinstance(plan, Mapping) or plan.get("plan_hash") != binding.plan_hash \
-            or plan.get("name") != binding.plan_name:
-        return (f"plan: {plan!r} differs from the binding's plan {binding.plan_name} "
+    alpha, sesoi = verdict.alpha, verdict.sesoi
+    if not 0 < alpha < 1:
+        return f"alpha: {alpha!r} is not a level in (0, 1)"
+    if not 0 < sesoi < 1:
+        return f"sesoi: {sesoi!r} is not an effect size in (0, 1)"
+    plan = verdict.plan
+    if plan is None or plan.plan_hash != binding.plan_hash or plan.name != binding.plan_name:
+        shown = plan.model_dump() if plan is not None else None
+        return (f"plan: {shown!r} differs from the binding's plan {binding.plan_name} "
                 f"({binding.plan_hash})")
-    baseline = raw.get("baseline")
-    methods = raw.get("methods") or {}
+    baseline, methods = verdict.baseline, verdict.methods
     if not methods:
         return "methods: no method"
     if baseline in methods:
@@ -241,100 +252,97 @@ def consistency_problem(raw: Mapping[str, Any], binding: Binding) -> str | None:
     extra = sorted(set(binding.methods) - set(methods) - {baseline})
     if extra:
         return f"binding.methods: binds {extra}, which the verdict does not decide"
-    production = raw.get("production_rung")
-    rungs = raw.get("rungs")
-    if isinstance(rungs, list) and production not in rungs:
+    production, rungs = verdict.production_rung, verdict.rungs
+    if rungs is not None and production not in rungs:
         return f"production_rung: {production!r} is not one of the rungs {rungs}"
-    jail = raw.get("jail")
-    problem = _controls_problem(raw, binding)
+    problem = _controls_problem(verdict, binding)
     if problem:
         return problem
     entries = [(f"methods.{name}", entry) for name, entry in methods.items()]
-    entries += [(f"controls.{name}", entry) for name, entry in (raw.get("controls") or {}).items()]
+    entries += [(f"controls.{name}", entry) for name, entry in verdict.controls.items()]
     for where, entry in entries:
         problem = _entry_problem(where, entry, alpha, sesoi, production)
         if problem:
             return problem
-        if not entry.get("promote"):
+        if not entry.promote:
             continue
-        if entry.get("isolation") == "unjailed" or raw.get("baseline_isolation") == "unjailed" \
-                or jail == "off":
+        if entry.isolation == "unjailed" or verdict.baseline_isolation == "unjailed" \
+                or verdict.jail == "off":
             return f"{where}.promote: true but untrusted code ran outside the jail"
     return None
 
 
-def _entry_problem(where: str, entry: Mapping[str, Any], alpha: float, sesoi: float,
-                   production: Any) -> str | None:
+def _entry_problem(where: str, entry: MethodVerdict, alpha: float, sesoi: float,
+                   production: str) -> str | None:
     """Why one method's (or control's) entry contradicts its own cells, or None."""
-    verdict, promote = entry.get("verdict"), entry.get("promote")
-    cells = entry.get("cells") or []
+    verdict, promote, cells = entry.verdict, entry.promote, entry.cells
     for index, cell in enumerate(cells):
         problem = _cell_problem(f"{where}.cells[{index}]", cell, alpha)
         if problem:
             return problem
-    prod = [c for c in cells if c.get("rung") == production]
-    gains = [(c, _num((c.get("gain") or {}).get("estimate"))) for c in prod]
+    prod = [c for c in cells if c.rung == production]
+    gains = [(c, _num(c.gain.estimate)) for c in prod]
 
-    def p_of(cell: Mapping[str, Any], key: str) -> float | None:
-        return _num((cell.get("gain") or {}).get(key))
-
-    def below(value: float | None) -> bool:
+    def below(value: Any) -> bool:
+        value = _num(value)
         return value is None or value < alpha
 
-    named = _first_verdict_word(list(entry.get("reasons") or []))
+    def outcome_is(cell: Cell, expected: str) -> bool:
+        # A cell without an outcome (not a decision cell) does not contradict the verdict.
+        return _as_written(cell, "outcome", expected) == expected
+
+    named = _first_verdict_word(entry.reasons)
     if named is not None and named != verdict:
         return f"{where}.verdict: {verdict} but its reasons say {named}"
     if verdict == "REAL" and not any(
-            g is not None and g > 0 and below(p_of(c, "p_adjusted"))
-            and c.get("outcome", "superior") == "superior" for c, g in gains):
+            g is not None and g > 0 and below(c.gain.p_adjusted)
+            and outcome_is(c, "superior") for c, g in gains):
         return (f"{where}.verdict: REAL but no production-rung ({production}) gain is "
                 f"positive and significant (gains {[g for _, g in gains]})")
-    if verdict == "REAL" and any(c.get("outcome") == "harmful" for c in prod):
+    if verdict == "REAL" and any(c.outcome == "harmful" for c in prod):
         return f"{where}.verdict: REAL but a production-rung cell is harmful"
     if verdict == "HARMFUL" and not any(
-            g is not None and g < 0 and below(p_of(c, "p_harm_adjusted"))
-            and c.get("outcome", "harmful") == "harmful" for c, g in gains):
+            g is not None and g < 0 and below(c.gain.p_harm_adjusted)
+            and outcome_is(c, "harmful") for c, g in gains):
         return (f"{where}.verdict: HARMFUL but no production-rung ({production}) gain is "
                 f"negative and significant (gains {[g for _, g in gains]})")
     if verdict == "VANISHED" and (not gains or not all(
-            g is not None and abs(g) < (_num(c.get("sesoi")) or sesoi)
-            and below(p_of(c, "p_equivalence_adjusted"))
-            and c.get("outcome", "equivalent") == "equivalent" for c, g in gains)):
+            g is not None and abs(g) < (_num(c.sesoi) or sesoi)
+            and below(c.gain.p_equivalence_adjusted)
+            and outcome_is(c, "equivalent") for c, g in gains)):
         return (f"{where}.verdict: VANISHED but a production-rung ({production}) gain is "
                 f"not shown within the SESOI {sesoi!r} (gains {[g for _, g in gains]})")
     if not promote:
         return None
-    if "control" in entry or where.startswith("controls."):
+    if _written(entry, "control") or where.startswith("controls."):
         return f"{where}.promote: true but it is a control (a control is never promoted)"
     if verdict != "REAL":
         return f"{where}.promote: true but the verdict is {verdict} (only REAL is promoted)"
-    if not any(g is not None and g >= (_num(c.get("sesoi")) or sesoi) for c, g in gains):
+    if not any(g is not None and g >= (_num(c.sesoi) or sesoi) for c, g in gains):
         return (f"{where}.promote: true but no production-rung gain reaches the SESOI "
                 f"{sesoi!r} (gains {[g for _, g in gains]})")
-    if entry.get("guards"):
-        return f"{where}.promote: true but a promotion guard fired: {entry['guards'][0]}"
-    if "isolation" not in entry or "guards" not in entry:
+    if entry.guards:
+        return f"{where}.promote: true but a promotion guard fired: {entry.guards[0]}"
+    if not _written(entry, "isolation") or not _written(entry, "guards"):
         return f"{where}: no isolation/guards (flows.guards did not run on this verdict)"
     return None
 
 
-def _controls_problem(raw: Mapping[str, Any], binding: Binding) -> str | None:
+def _controls_problem(verdict: Verdict, binding: Binding) -> str | None:
     """Why the controls of the file contradict its binding, or None: every control decided is
     bound and every bound control decided; each carries its marker and is never promoted; no
     method is marked or named as a control; each control's code is the bound baseline's plus its
     spec (recomputed here)."""
     from transfer.controls import ControlSpec, control_fingerprint, is_control_label
 
-    controls = raw.get("controls") or {}
-    if not isinstance(controls, Mapping):
-        return "controls: expected a mapping of control entries"
-    for name, entry in (raw.get("methods") or {}).items():
-        if is_control_label(name) or (isinstance(entry, Mapping) and "control" in entry):
+    controls = verdict.controls
+    for name, entry in verdict.methods.items():
+        if is_control_label(name) or _written(entry, "control"):
             return f"methods.{name}: a control listed as a candidate method"
     if sorted(controls) != sorted(binding.controls):
         return (f"controls: the file decides {sorted(controls)}, the binding binds "
                 f"{sorted(binding.controls)}")
-    baseline = binding.methods.get(raw.get("baseline"))
+    baseline = binding.methods.get(verdict.baseline)
     for label, entry in controls.items():
         bound = binding.controls[label]
         try:
@@ -343,18 +351,20 @@ def _controls_problem(raw: Mapping[str, Any], binding: Binding) -> str | None:
             return f"binding.controls.{label}.spec: {err}"
         if spec.label != label or spec.kind != bound.kind or spec.name != bound.name:
             return f"binding.controls.{label}: its spec names {spec.label}"
-        if entry.get("control") != spec.marker:
-            return (f"controls.{label}.control: {entry.get('control')!r}, expected "
+        if entry.control != spec.marker:
+            return (f"controls.{label}.control: {entry.control!r}, expected "
                     f"{spec.marker!r}")
-        if entry.get("control_details") != spec.verdict_entry():
-            return (f"controls.{label}.control_details: {entry.get('control_details')!r}, "
+        details = (entry.control_details.model_dump(mode="json", exclude_unset=True)
+                   if entry.control_details is not None else None)
+        if details != spec.verdict_entry():
+            return (f"controls.{label}.control_details: {details!r}, "
                     f"expected {spec.verdict_entry()!r}")
-        if entry.get("promote") is not False:
-            return (f"controls.{label}.promote: {entry.get('promote')!r}; a control is never "
+        if entry.promote is not False:
+            return (f"controls.{label}.promote: {entry.promote!r}; a control is never "
                     "promoted")
-        if bound.baseline != raw.get("baseline") or baseline is None:
+        if bound.baseline != verdict.baseline or baseline is None:
             return (f"binding.controls.{label}.baseline: {bound.baseline!r}, the verdict's "
-                    f"baseline is {raw.get('baseline')!r}")
+                    f"baseline is {verdict.baseline!r}")
         expected = control_fingerprint(baseline.fingerprint, spec, baseline.params)
         if bound.fingerprint != expected:
             return (f"binding.controls.{label}.fingerprint: not the baseline's code plus the "
@@ -418,9 +428,11 @@ def _around_difference(left: str, right: str, width: int = 30) -> tuple[str, str
     return clip(left), clip(right)
 
 
-def rederive(raw: Mapping[str, Any], binding: Binding, source: Path, plan_path: Path,
+def rederive(as_written: Mapping[str, Any], binding: Binding, source: Path, plan_path: Path,
              results_path: Path, store: Path | None) -> str:
-    """Re-derive the verdict from results.parquet and the plan and compare it with ``raw``.
+    """Re-derive the verdict from results.parquet and the plan and compare it with the file as
+    written (``as_written``, the parsed JSON: the claim is "the same file, number for number",
+    so the comparison is with what the file holds, not with the model's dump of it).
 
     Returns:
         What was checked (one phrase).
@@ -472,8 +484,9 @@ def rederive(raw: Mapping[str, Any], binding: Binding, source: Path, plan_path: 
     sequential = Sequential.model_validate({"looks": looks, "seeds_used": seeds_used,
                                             "seed_budget": plan.seeds.max})
     verdict = derive_verdict(plan, results, runs, labels, sequential=sequential)
+    # The re-derived verdict as validate would write it, against the file as written.
     expected = verdict.as_json_dict()
-    actual = {k: v for k, v in raw.items() if k not in NOT_DERIVED}
+    actual = {k: v for k, v in as_written.items() if k not in NOT_DERIVED}
     difference = first_difference(expected, actual)
     if difference:
         raise InputError(f"does not match its re-derivation from {results_path.name} and the "
@@ -558,8 +571,9 @@ def check_promotion(verdict_path: str | Path, method: str,
     """
     required = parse_required(require)
     source = Path(verdict_path)
-    verdict, raw = load_verdict(source)
-    binding = parse_binding(raw, source)
+    read = read_verdict_file(source)
+    verdict = read.verdict
+    binding = parse_binding(verdict, source)
     if method not in verdict.methods and method not in verdict.controls:
         # A plugin is decided under the name it gives itself; CI knows it by its reference.
         named = [label for label, bound in binding.methods.items()
@@ -579,20 +593,22 @@ def check_promotion(verdict_path: str | Path, method: str,
         raise InputError(f"{method!r} is a {decision.control} control ({details.variant}), not "
                          "a method: a control is never promoted", path=source, field="controls")
     checks = ["consistent"]
-    problem = consistency_problem(raw, binding)
+    problem = consistency_problem(verdict, binding)
     if problem:
         raise InputError(f"inconsistent verdict: {problem}", path=source)
     key = key if key is not None else verdict_key()
     if key is not None:
-        problem = verify_signature(raw, key)
+        # The HMAC is over the file's own content (flows.binding.canonical), so it is checked
+        # on the JSON as parsed, not on the model.
+        problem = verify_signature(read.as_written, key)
         if problem:
             raise InputError(problem, path=source, field="hmac")
         checks.append("HMAC verified")
-    elif "hmac" in raw:
+    elif _written(verdict, "hmac"):
         checks.append("HMAC present but not verified (no key configured)")
     if plan is not None:
         results_path = Path(results) if results is not None else source.parent / "results.parquet"
-        checks.append(rederive(raw, binding, source, Path(plan), results_path,
+        checks.append(rederive(read.as_written, binding, source, Path(plan), results_path,
                                Path(store) if store is not None else None))
     elif results is not None or store is not None:
         raise InputError("--results and --store need --plan (they are used to re-derive the "

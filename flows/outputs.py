@@ -85,10 +85,7 @@ def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[in
                                     timings=campaign.timings, extra=extra)
     atomic_write_text(campaign.out / "provenance.json", json.dumps(provenance, indent=2,
                                                                    default=str))
-    # The report and the summary still read the verdict as its JSON dict (issue 12: to move
-    # onto the model's attributes).
-    as_written = verdict.as_json_dict()
-    summary = summarize(as_written)
-    files = write_report(campaign.out, as_written, results, provenance, summary)
+    summary = summarize(verdict)
+    files = write_report(campaign.out, verdict, results, provenance, summary)
     campaign.report_markdown = files.artifact_markdown
     return verdict

@@ -1,7 +1,7 @@
 """An optional narrative summary of a verdict, written by Claude or by a deterministic template.
 
 Claude sees only aggregate numbers (verdicts, gains, intervals, PGR, trends), already formatted
-by :func:`flows.report.format.fmt`, never examples, ids or labels. The narrative never replaces
+by :func:`stats.display.fmt`, never examples, ids or labels. The narrative never replaces
 a number: reports render numbers from verdict.json and show this text separately, labelled.
 
 Claude's text is checked before it is used (:func:`check_narrative`): every number in it must be
@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from flows.report.format import UNDEFINED, fmt, fmt_interval
+from stats.display import UNDEFINED, fmt, fmt_interval, plain
+from stats.verdict_model import Verdict
+from stats.verdict_prose import narrative
 from w2s_common.errors import InputError
 
 LOG = logging.getLogger("w2s_transfer.summary")
@@ -135,44 +137,41 @@ class Summary:
                 "fallback_reason": self.fallback_reason, "rejected_text": self.rejected_text}
 
 
-def summary_facts(verdict: dict[str, Any]) -> dict[str, Any]:
+def summary_facts(verdict: Verdict) -> dict[str, Any]:
     """The aggregate numbers a summary may use, picked field by field from the verdict.
 
-    Only whitelisted aggregate fields are copied (so fields added to verdict.json later, or any
-    example-level data, never reach the model); numbers are pre-formatted with ``fmt``.
+    Only these named aggregate fields are copied (so fields added to the verdict later, the
+    binding, the data-quality records or any example-level data never reach the model); numbers
+    are pre-formatted with :func:`stats.display.fmt`, as the report shows them.
     """
     methods = {}
-    for method, decision in verdict["methods"].items():
+    for method, decision in verdict.methods.items():
         cells = []
-        for cell in decision.get("cells", []):
-            gain, pgr = cell.get("gain") or {}, cell.get("pgr") or {}
-            base_pgr = cell.get("pgr_baseline") or {}
+        for cell in decision.cells:
+            gain, pgr, base_pgr = cell.gain, cell.pgr, cell.pgr_baseline
             cells.append({
-                "rung": cell.get("rung"), "dataset": cell.get("dataset"),
-                "strong_model": cell.get("strong_model"),
-                "seeds": fmt(cell.get("n_seeds"), "count"),
-                "gain_pp": fmt(gain.get("estimate"), "gain"),
-                "gain_interval_pp": fmt_interval(gain.get("ci_low"), gain.get("ci_high"), "gain"),
-                "p_adjusted": fmt(gain.get("p_adjusted"), "p"),
-                "pgr": fmt(pgr.get("estimate"), "pgr") if pgr.get("defined") else UNDEFINED,
-                "baseline_pgr": (fmt(base_pgr.get("estimate"), "pgr")
-                                 if base_pgr.get("defined") else UNDEFINED),
-                "mde80_pp": fmt(cell.get("mde80"), "mde")})
-        trend = decision.get("trend") or {}
+                "rung": cell.rung, "dataset": cell.dataset, "strong_model": cell.strong_model,
+                "seeds": fmt(cell.n_seeds, "count"),
+                "gain_pp": fmt(gain.estimate, "gain"),
+                "gain_interval_pp": fmt_interval(gain.ci_low, gain.ci_high, "gain"),
+                "p_adjusted": fmt(gain.p_adjusted, "p"),
+                "pgr": fmt(pgr.estimate, "pgr") if pgr.defined else UNDEFINED,
+                "baseline_pgr": fmt(base_pgr.estimate, "pgr") if base_pgr.defined else UNDEFINED,
+                "mde80_pp": fmt(cell.mde80, "mde")})
+        trend = decision.trend
         methods[method] = {
-            "verdict": decision.get("verdict"), "promote": bool(decision.get("promote")),
-            "reasons": [str(r) for r in decision.get("reasons") or []],
-            "trend_pp_per_decade": fmt(trend.get("slope_per_decade"), "slope") if trend else None,
-            "trend_interval": (fmt_interval(trend.get("ci_low"), trend.get("ci_high"), "slope")
+            "verdict": decision.verdict, "promote": decision.promote,
+            "reasons": list(decision.reasons),
+            "trend_pp_per_decade": fmt(trend.slope_per_decade, "slope") if trend else None,
+            "trend_interval": (fmt_interval(trend.ci_low, trend.ci_high, "slope")
                                if trend else None),
             "cells": cells}
-    return {"baseline": verdict.get("baseline"), "production_rung": verdict.get("production_rung"),
-            "alpha": fmt(verdict.get("alpha"), "level"),
-            "sesoi_pp": fmt(verdict.get("sesoi"), "mde"),
+    return {"baseline": verdict.baseline, "production_rung": verdict.production_rung,
+            "alpha": fmt(verdict.alpha, "level"), "sesoi_pp": fmt(verdict.sesoi, "mde"),
             "methods": methods}
 
 
-def build_prompt(verdict: dict[str, Any]) -> str:
+def build_prompt(verdict: Verdict) -> str:
     """The user message: the aggregate facts as JSON and what to write."""
     facts = json.dumps(summary_facts(verdict), indent=1)
     return ("Aggregate results of a weak-to-strong transfer validation (gains are method minus "
@@ -180,28 +179,14 @@ def build_prompt(verdict: dict[str, Any]) -> str:
             f"{facts}\n\nSummarise them for the team deciding which methods to promote.")
 
 
-def template_summary(verdict: dict[str, Any]) -> str:
-    """A deterministic narrative built from the verdict alone (same input, same text)."""
-    facts = summary_facts(verdict)
-    rung = facts["production_rung"]
-    sentences = [f"{len(facts['methods'])} candidate method(s) were compared with "
-                 f"{facts['baseline']} (SESOI {facts['sesoi_pp']} pp, alpha {facts['alpha']}); "
-                 f"decisions are taken at the production rung {rung}."]
-    for method, info in facts["methods"].items():
-        at_production = [c for c in info["cells"] if c["rung"] == rung]
-        gains = "; ".join(f"{c['gain_pp']} pp {c['gain_interval_pp']} on {c['dataset']}, "
-                          f"PGR {c['pgr']} vs {c['baseline_pgr']}" for c in at_production)
-        sentence = f"{method} is {info['verdict']}"
-        sentence += f" ({gains})" if gains else ""
-        sentence += " and may be promoted." if info["promote"] else " and is not promoted."
-        if info["trend_pp_per_decade"] is not None:
-            sentence += (f" Its gain changes by {info['trend_pp_per_decade']} pp per tenfold model "
-                         f"size {info['trend_interval']}.")
-        sentences.append(sentence)
-    return " ".join(sentences)
+def template_summary(verdict: Verdict) -> str:
+    """A deterministic narrative built from the verdict alone (same input, same text): the
+    sentences of :func:`stats.verdict_prose.narrative` without the statistics' reasons (the
+    report lists those), as one paragraph."""
+    return " ".join(plain(sentence) for sentence in narrative(verdict, reasons=False))
 
 
-def _ask_claude(verdict: dict[str, Any], settings: SummarySettings, api_key: str) -> str:
+def _ask_claude(verdict: Verdict, settings: SummarySettings, api_key: str) -> str:
     import anthropic
 
     client = anthropic.Anthropic(api_key=api_key, base_url=settings.base_url,
@@ -215,13 +200,13 @@ def _ask_claude(verdict: dict[str, Any], settings: SummarySettings, api_key: str
     return text.strip()
 
 
-def summarize(verdict: dict[str, Any], settings: SummarySettings | None = None,
+def summarize(verdict: Verdict, settings: SummarySettings | None = None,
               logger: logging.Logger | logging.LoggerAdapter | None = None) -> Summary:
     """A narrative summary of ``verdict``: Claude's when configured and reachable, else the
     template.
 
     Args:
-        verdict: the verdict dict.
+        verdict: the verdict.
         settings: defaults to :meth:`SummarySettings.from_env`.
         logger: where the fallback reason is logged (e.g. Prefect's run logger).
 
@@ -302,7 +287,7 @@ def _matches(sign: str, value: Decimal, allowed: set[Decimal]) -> bool:
     return value in allowed or -value in allowed
 
 
-def check_narrative(text: str, verdict: dict[str, Any]) -> str | None:
+def check_narrative(text: str, verdict: Verdict) -> str | None:
     """Why a model's narrative disagrees with ``verdict``, or None when it agrees.
 
     Checks, sentence by sentence:
@@ -325,8 +310,7 @@ def check_narrative(text: str, verdict: dict[str, Any]) -> str | None:
     for info in methods.values():
         for cell in info["cells"]:
             names += [str(cell.get(k) or "") for k in ("rung", "dataset", "strong_model")]
-    alpha = verdict.get("alpha")
-    level = [f"{100 * (1 - alpha):g}"] if isinstance(alpha, (int, float)) else []
+    level = [f"{100 * (1 - verdict.alpha):g}"]
     datasets = {c.get("dataset") for info in methods.values() for c in info["cells"]}
     rungs = {c.get("rung") for info in methods.values() for c in info["cells"]}
     common = [json.dumps({k: v for k, v in facts.items() if k != "methods"}),

@@ -140,10 +140,10 @@ def sweep_flow(registry: str = "infra/sweep-registry.yaml", store: str | None = 
             with exclusive_out(method_out):  # held until its validate subflow has run
                 atomic_write_text(plan_path, method_plan_text(reg, _entry(reg, name)))
                 verdict = validate_flow(str(plan_path), str(method_out), store)
-            decision = verdict["methods"][name]
-            summary[name] = {"verdict": decision["verdict"], "promote": decision["promote"],
+            decision = verdict.methods[name]
+            summary[name] = {"verdict": decision.verdict, "promote": decision.promote,
                              "report": str((method_out / "report.html").resolve())}
-            logger.info("%s: %s (promote=%s)", name, decision["verdict"], decision["promote"])
+            logger.info("%s: %s (promote=%s)", name, decision.verdict, decision.promote)
         atomic_write_text(Path(reg.out) / "sweep.json", json.dumps(summary, indent=2))
     return summary
 

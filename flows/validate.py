@@ -26,6 +26,7 @@ from flows.execute import GroupFailed, install_signal_handlers, run_group_subpro
 from flows.plan import MethodRef
 from flows.slots import device_slots
 from flows.worker import ArmGroup
+from stats.verdict_model import Verdict
 
 
 def _retry_transient(task_obj, task_run, state) -> bool:
@@ -66,8 +67,8 @@ def run_group_task(group: ArmGroup, work_dir: str, processes: int = 1) -> dict[s
 @flow(name="validate", log_prints=True, persist_result=False,
       task_runner=ThreadPoolTaskRunner(max_workers=4))
 def validate_flow(plan: str, out: str = "reports/validate", store: str | None = None,
-                  executor: str | None = None, work_pool: str | None = None) -> dict:
-    """Validate the plan's methods up its ladder; returns the verdict dict (also on disk).
+                  executor: str | None = None, work_pool: str | None = None) -> Verdict:
+    """Validate the plan's methods up its ladder; returns the verdict (also on disk).
     Another live validation writing to ``out`` makes it fail at once (``flows.outdir``).
     ``executor`` and ``work_pool`` override the plan's ``compute.executor`` and
     ``compute.work_pool`` (``pool``: every group is a flow run on that pool, ``flows.pool``)."""
@@ -84,7 +85,7 @@ def validate_flow(plan: str, out: str = "reports/validate", store: str | None = 
         return _run_campaign(campaign, logger)
 
 
-def _run_campaign(campaign, logger) -> dict:
+def _run_campaign(campaign, logger) -> Verdict:
     from flows.artifacts import ProgressTracker, publish_report
 
     tracker = ProgressTracker(campaign.plan.name, total=1)
@@ -104,7 +105,7 @@ def _run_campaign(campaign, logger) -> dict:
             tracker.set(tracker.total, tracker.total)
 
     with events.subscribed(on_event):
-        verdict = campaign.run(submit=_submitter(campaign)).as_json_dict()
+        verdict = campaign.run(submit=_submitter(campaign))
     publish_report(campaign.plan.name, campaign.report_markdown, verdict)
     logger.info("report: %s", (campaign.out / "report.html").resolve())
     return verdict

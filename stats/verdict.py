@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from stats.verdict_model import Hold, Verdict
+from stats.display import UNDEFINED, fmt, fmt_interval, plain
+from stats.verdict_model import PGR, Hold, Verdict
+from stats.verdict_prose import Section, method_narrative, overview
 from w2s_common.atomic import atomic_write_text as _atomic_write
 
 VERDICT_FILE, SUMMARY_FILE, ESTIMATES_FILE = "verdict.json", "summary.md", "estimates.csv"
@@ -37,19 +39,20 @@ def estimates_frame(verdict: Verdict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _pts(x) -> str:
-    return "n/a" if x is None else f"{100 * x:+.2f}"
-
-
-def _num(x, fmt: str = "{:.3f}") -> str:
-    return "n/a" if x is None else fmt.format(x)
+def _pgr_text(pgr: PGR) -> str:
+    if not pgr.defined:
+        return UNDEFINED
+    return f"{fmt(pgr.estimate, 'pgr')} {fmt_interval(pgr.ci_low, pgr.ci_high, 'pgr')}"
 
 
 def summary_markdown(verdict: Verdict) -> str:
-    """The plain-language summary: verdicts, reasons and a table of the production cells."""
+    """The plain-language summary: the rule, a table of every cell, and each method's and
+    control's sentences (:mod:`stats.verdict_prose`), with a held method's sensitivity table.
+    Numbers are formatted by :func:`stats.display.fmt`, as in the report."""
     lines = [f"# Transfer verdicts (baseline: `{verdict.baseline}`)", "",
-             f"Production rung: `{verdict.production_rung}`; alpha = {verdict.alpha}; "
-             f"SESOI = {100 * verdict.sesoi:.2f} accuracy points; correction: "
+             f"Production rung: `{verdict.production_rung}`; "
+             f"alpha = {fmt(verdict.alpha, 'level')}; SESOI = {fmt(verdict.sesoi, 'mde')} "
+             "accuracy points; correction: "
              f"{verdict.correction} (confirmatory), BH (exploratory).", ""]
     if verdict.decision_rule:
         lines += [verdict.decision_rule, ""]
@@ -58,43 +61,50 @@ def summary_markdown(verdict: Verdict) -> str:
     if verdict.notes:
         lines.append("")
     level = f"{100 * (1 - verdict.alpha):.0f}%"
-    lines += ["| method | verdict | promote | dataset | rung | acc method | acc baseline "
-              f"| gain (pts) | {level} CI (pts) | adj. p | PGR [{level} CI] "
+    lines += [plain(overview(verdict)), "",
+              "| method | verdict | promote | dataset | rung | acc method (%) | acc baseline (%) "
+              f"| gain (pp) | {level} CI (pp) | adj. p | PGR [{level} CI] "
               f"| PGR baseline [{level} CI] |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method, entry in verdict.methods.items():
         for c in entry.cells:
-            g, p, pb = c.gain, c.pgr, c.pgr_baseline
-            pgr = (f"{_num(p.estimate)} [{_num(p.ci_low)}, {_num(p.ci_high)}]"
-                   if p.defined else "undefined")
-            pgrb = (f"{_num(pb.estimate)} [{_num(pb.ci_low)}, {_num(pb.ci_high)}]"
-                    if pb.defined else "undefined")
+            g = c.gain
             lines.append(
                 f"| {method} | {entry.verdict} | {'yes' if entry.promote else 'no'} | "
-                f"{c.dataset} | {c.rung} | {_num(c.acc['method'], '{:.4f}')} | "
-                f"{_num(c.acc['baseline'], '{:.4f}')} | {_pts(g.estimate)} | "
-                f"{_pts(g.ci_low)} to {_pts(g.ci_high)} | "
-                f"{_num(g.p_adjusted, '{:.3g}')} | {pgr} | {pgrb} |")
+                f"{c.dataset} | {c.rung} | {fmt(c.acc['method'], 'acc')} | "
+                f"{fmt(c.acc['baseline'], 'acc')} | {fmt(g.estimate, 'gain')} | "
+                f"{fmt_interval(g.ci_low, g.ci_high, 'gain')} | {fmt(g.p_adjusted, 'p')} | "
+                f"{_pgr_text(c.pgr)} | {_pgr_text(c.pgr_baseline)} |")
     lines.append("")
-    for method, entry in verdict.methods.items():
-        lines += [f"## {method}: {entry.verdict}", ""]
-        lines += [f"- {r}" for r in entry.reasons]
+    lines += _entry_sections(verdict, "methods", "##")
+    if verdict.controls:
+        lines += ["## Controls of the pipeline (never promoted)", ""]
+        lines += _entry_sections(verdict, "controls", "###")
+    return "\n".join(lines)
+
+
+def _entry_sections(verdict: Verdict, section: Section, heading: str) -> list[str]:
+    lines: list[str] = []
+    for name, entry in getattr(verdict, section).items():
+        lines += [f"{heading} {name}: {entry.verdict}", ""]
+        lines += [f"- {plain(sentence)}" for sentence in method_narrative(verdict, section, name)]
         lines.append("")
         if entry.hold:
             lines += _hold_table(entry.hold)
-    return "\n".join(lines)
+    return lines
 
 
 def _hold_table(hold: Hold) -> list[str]:
     """The data-quality hold's sensitivity: the verdict and gains under each pairing."""
     lines = ["Sensitivity of the verdict to how runs are paired (production rung):", "",
-             "| pairing | verdict | dataset | seeds | gain (pts) | CI (pts) | adj. p |",
+             "| pairing | verdict | dataset | seeds | gain (pp) | CI (pp) | adj. p |",
              "|---|---|---|---|---|---|---|"]
     for row in hold.sensitivity:
         for c in row.cells:
             lines.append(f"| {row.pairing} | {row.verdict} | {c.dataset} | "
-                         f"{c.n_seeds} | {_pts(c.gain)} | {_pts(c.ci_low)} to "
-                         f"{_pts(c.ci_high)} | {_num(c.p_adjusted, '{:.3g}')} |")
+                         f"{c.n_seeds} | {fmt(c.gain, 'gain')} | "
+                         f"{fmt_interval(c.ci_low, c.ci_high, 'gain')} | "
+                         f"{fmt(c.p_adjusted, 'p')} |")
     lines.append("")
     return lines
 

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from flows.commands._errors import user_errors
+
+if TYPE_CHECKING:
+    from stats.verdict_model import Verdict
 
 
 class Executor(str, Enum):
@@ -41,7 +45,7 @@ def run_validate(plan: Path, out: Path, store: Path | None, executor: str | None
                                  executor=executor, work_pool=work_pool)
 
 
-def print_verdicts(verdict: dict, out: Path) -> None:
+def print_verdicts(verdict: Verdict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -57,7 +61,7 @@ def print_verdicts(verdict: dict, out: Path) -> None:
     shown = ["method", "verdict", "promote", "dataset", "gain (pp)", "gain CI", "p adjusted",
              "PGR", "baseline PGR", "MDE80 (pp)", "seeds"]
     index = [VERDICT_COLUMNS.index(c) for c in shown]
-    table = Table(*shown, title=f"verdicts at rung {verdict.get('production_rung')}")
+    table = Table(*shown, title=f"verdicts at rung {verdict.production_rung}")
     for row in plain_rows(verdict_rows(verdict)):
         table.add_row(*[str(row[i]) for i in index])
     console = Console()

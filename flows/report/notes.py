@@ -1,88 +1,58 @@
-"""Prose parts of the report (reasons, power/MDE notes, trends) as runs of text and numbers.
+"""The report's prose: each method's (and control's) sentences, power and trend notes.
 
-A note is a list of parts: plain strings and :class:`~flows.report.tables.Shown` numbers, so
-the HTML can tag every number with the verdict.json path it was formatted from.
+The sentences come from :mod:`stats.verdict_prose` (summary.md and the template narrative use
+the same ones); here they are only grouped into the report's sections. A sentence is a list of
+plain strings and :class:`~stats.display.Shown` numbers, so the HTML can tag every number with
+the verdict.json path it was formatted from.
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from flows.report.tables import Shown, number
-
-Note = list[str | Shown]
-
+from stats.display import Sentence
+from stats.verdict_model import Verdict
+from stats.verdict_prose import (
+    Section,
+    adequate_power_sentence,
+    power_sentence,
+    trend_sentence,
+    verdict_sentence,
+)
 
 ISOLATION_WORDS = {"builtin": "built-in code, run in the pipeline's process",
                    "jail": "untrusted code, run in the jail",
                    "unjailed": "untrusted code, run OUTSIDE the jail (never promoted)"}
 
 
-def reasons(verdict: dict[str, Any], section: str = "methods") -> list[dict[str, Any]]:
-    """Per method (or per control, ``section="controls"``): verdict, promote and the reasons
-    (method-level, then per-cell if present)."""
+@dataclass(frozen=True)
+class EntryProse:
+    """One method's (or control's) part of the Reasons section."""
+
+    method: str
+    verdict: str
+    isolation: str
+    decision: Sentence  # verdict, production-rung gains and PGR, promote or not
+    reasons: list[str]
+
+
+def reasons(verdict: Verdict, section: Section = "methods") -> list[EntryProse]:
+    """Per method (or per control, ``section="controls"``): its decision sentence, where its
+    code ran and the statistics' reasons."""
     out = []
-    for method, decision in (verdict.get(section) or {}).items():
-        cell_reasons = []
-        for cell in decision.get("cells", []):
-            for reason in cell.get("reasons") or []:
-                cell_reasons.append(f"{cell.get('rung')} / {cell.get('dataset')}: {reason}")
-        out.append({"method": method, "verdict": decision.get("verdict"),
-                    "promote": bool(decision.get("promote")),
-                    "isolation": ISOLATION_WORDS.get(decision.get("isolation", "builtin"),
-                                                     str(decision.get("isolation"))),
-                    "reasons": list(decision.get("reasons") or []), "cell_reasons": cell_reasons})
+    for name, entry in getattr(verdict, section).items():
+        isolation = entry.isolation or "builtin"
+        out.append(EntryProse(name, entry.verdict, ISOLATION_WORDS[isolation],
+                              verdict_sentence(verdict, section, name), list(entry.reasons)))
     return out
 
 
-def power_notes(verdict: dict[str, Any]) -> list[Note]:
+def power_notes(verdict: Verdict) -> list[Sentence]:
     """Where the design could not detect a SESOI-sized gain (MDE at 80% power above the SESOI)."""
-    sesoi = verdict.get("sesoi")
-    notes: list[Note] = []
-    for method, decision in verdict["methods"].items():
-        weak_cells: Note = []
-        for index, cell in enumerate(decision.get("cells", [])):
-            mde = cell.get("mde80")
-            if isinstance(mde, (int, float)) and isinstance(sesoi, (int, float)) and mde > sesoi:
-                base = ("methods", method, "cells", index)
-                weak_cells += [("; " if weak_cells else ""), f"{cell['rung']} / {cell['dataset']} ",
-                               number(verdict, base + ("mde80",), "mde"), " pp with ",
-                               number(verdict, base + ("n_seeds",), "count"), " seeds"]
-                if cell.get("seeds_needed") is not None:
-                    weak_cells += [" (needs ", number(verdict, base + ("seeds_needed",), "count"),
-                                   ")"]
-        if weak_cells:
-            notes.append([f"{method}: the smallest gain detectable with 80% power exceeds the "
-                          "SESOI of ", number(verdict, ("sesoi",), "mde"),
-                          " pp at ", *weak_cells,
-                          ". A non-significant gain there is not evidence of no effect."])
-    if not notes:
-        notes.append(["Every cell could detect a gain of the SESOI (",
-                      number(verdict, ("sesoi",), "mde"), " pp) with 80% power."])
-    return notes
+    notes = [note for name in verdict.methods
+             if (note := power_sentence(verdict, "methods", name)) is not None]
+    return notes or [adequate_power_sentence(verdict)]
 
 
-def trend_notes(verdict: dict[str, Any]) -> list[Note]:
+def trend_notes(verdict: Verdict) -> list[Sentence]:
     """The change of each method's gain with model scale, where the statistics estimated it."""
-    notes: list[Note] = []
-    for method, decision in verdict["methods"].items():
-        trend = decision.get("trend")
-        base = ("methods", method, "trend")
-        if isinstance(trend, dict):
-            note: Note = [f"{method}: gain changes by ",
-                          number(verdict, base + ("slope_per_decade",), "slope"),
-                          " pp per tenfold strong-model size, interval [",
-                          number(verdict, base + ("ci_low",), "slope"), ", ",
-                          number(verdict, base + ("ci_high",), "slope"), "], p(decline) = ",
-                          number(verdict, base + ("p_decline",), "p"), "."]
-        else:
-            note = [f"{method}: no trend estimated."]
-        if "shrinks_with_scale" in decision:
-            note.append(" Shrinks with scale: "
-                        + ("yes." if decision["shrinks_with_scale"] else "no."))
-        notes.append(note)
-    return notes
-
-
-def plain(note: Note) -> str:
-    """A note as display text."""
-    return "".join(part.text if isinstance(part, Shown) else part for part in note)
+    return [trend_sentence(verdict, "methods", name) for name in verdict.methods]

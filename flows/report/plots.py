@@ -1,7 +1,7 @@
-"""Report figures (matplotlib, Agg backend) as PNG bytes, drawn only from verdict.json values.
+"""Report figures (matplotlib, Agg backend) as PNG bytes, drawn only from the verdict's values.
 
 PNG rather than inline SVG keeps axis tick labels out of the page text, so every number that is
-text in report.html is one that :func:`flows.report.format.fmt` produced from verdict.json.
+text in report.html is one that :func:`stats.display.fmt` produced from verdict.json.
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ matplotlib.use("Agg")  # headless: no display on servers, workers or CI
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
+
+from stats.verdict_model import Verdict  # noqa: E402
 
 VERDICT_COLOURS = {"REAL": "#1b7837", "VANISHED": "#8c8c8c", "HARMFUL": "#b2182b",
                    "INCONCLUSIVE": "#e08214", "HOLD": "#5e3c99"}
@@ -48,21 +50,21 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _datasets(verdict: dict[str, Any]) -> list[str]:
+def _datasets(verdict: Verdict) -> list[str]:
     seen: dict[str, None] = {}
-    for decision in verdict["methods"].values():
-        for cell in decision.get("cells", []):
-            seen.setdefault(cell["dataset"], None)
+    for decision in verdict.methods.values():
+        for cell in decision.cells:
+            seen.setdefault(cell.dataset, None)
     return list(seen)
 
 
-def _rungs(verdict: dict[str, Any]) -> list[str]:
+def _rungs(verdict: Verdict) -> list[str]:
     """Rungs in order of strong-model size (unknown sizes keep their first-seen order)."""
     order: dict[str, float] = {}
-    for decision in verdict["methods"].values():
-        for cell in decision.get("cells", []):
-            size = cell.get("strong_params")
-            order.setdefault(cell["rung"], float(size) if _finite(size) else math.inf)
+    for decision in verdict.methods.values():
+        for cell in decision.cells:
+            size = cell.strong_params
+            order.setdefault(cell.rung, float(size) if _finite(size) else math.inf)
     first_seen = {rung: i for i, rung in enumerate(order)}
     return sorted(order, key=lambda rung: (order[rung], first_seen[rung]))
 
@@ -74,38 +76,37 @@ def _size_label(params: float) -> str:
     return f"{params:.0f}"
 
 
-def forest_plot(verdict: dict[str, Any]) -> Figure:
+def forest_plot(verdict: Verdict) -> Figure:
     """Gain (method - baseline, percentage points) with its interval for every method, rung and
     dataset; a vertical line at 0 and a shaded band at +/- SESOI."""
     datasets, rungs = _datasets(verdict), _rungs(verdict)
-    methods = list(verdict["methods"])
+    methods = list(verdict.methods)
     labels = [f"{method} | {rung}" for method in methods for rung in rungs]
     height = max(2.5, 0.32 * len(labels) + 1.2)
     fig_width = 4.2 * max(1, len(datasets)) + 1.5
     fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(fig_width, height), sharey=True,
                              squeeze=False)
-    sesoi_points = _num(verdict.get("sesoi")) * 100
+    sesoi_points = _num(verdict.sesoi) * 100
     for axis, dataset in zip(axes[0], datasets or [""]):
         axis.axvline(0.0, color="black", linewidth=1)
         if _finite(sesoi_points):
             axis.axvspan(-sesoi_points, sesoi_points, color="#9ecae1", alpha=0.35,
                          label="±SESOI")
         for row, method in enumerate(methods):
-            decision = verdict["methods"][method]
-            colour = VERDICT_COLOURS.get(decision.get("verdict"), "#333333")
-            for cell in decision.get("cells", []):
-                if cell["dataset"] != dataset:
+            decision = verdict.methods[method]
+            colour = VERDICT_COLOURS.get(decision.verdict, "#333333")
+            for cell in decision.cells:
+                if cell.dataset != dataset:
                     continue
-                y = row * len(rungs) + rungs.index(cell["rung"])
-                gain = cell.get("gain", {})
-                estimate = _num(gain.get("estimate")) * 100
-                low, high = _num(gain.get("ci_low")) * 100, _num(gain.get("ci_high")) * 100
+                y = row * len(rungs) + rungs.index(cell.rung)
+                estimate = _num(cell.gain.estimate) * 100
+                low, high = _num(cell.gain.ci_low) * 100, _num(cell.gain.ci_high) * 100
                 if _finite(low) and _finite(high):
                     axis.hlines(y, low, high, color=colour, linewidth=2)
                 if _finite(estimate):
                     axis.plot(estimate, y, "o", color=colour, markersize=5)
         axis.set_title(dataset or "gains")
-        axis.set_xlabel(f"gain vs {verdict.get('baseline')} (percentage points)")
+        axis.set_xlabel(f"gain vs {verdict.baseline} (percentage points)")
         axis.grid(axis="x", alpha=0.3)
     axes[0][0].set_yticks(range(len(labels)), labels)
     axes[0][0].invert_yaxis()
@@ -117,18 +118,18 @@ def forest_plot(verdict: dict[str, Any]) -> Figure:
                   "Forest plot: gain and interval per method, rung and dataset")
 
 
-def pgr_plot(verdict: dict[str, Any]) -> Figure:
+def pgr_plot(verdict: Verdict) -> Figure:
     """PGR of each method and of the baseline against strong-model size (log x).
 
     An undefined PGR (ceiling not above the weak model) is left as a gap in the line and listed
     in the figure's notes; it is never drawn as a number.
     """
     datasets, rungs = _datasets(verdict), _rungs(verdict)
-    methods = list(verdict["methods"])
+    methods = list(verdict.methods)
     sizes = {}
-    for decision in verdict["methods"].values():
-        for cell in decision.get("cells", []):
-            sizes.setdefault(cell["rung"], cell.get("strong_params"))
+    for decision in verdict.methods.values():
+        for cell in decision.cells:
+            sizes.setdefault(cell.rung, cell.strong_params)
     use_sizes = all(_finite(sizes.get(rung)) and sizes[rung] > 0 for rung in rungs)
     notes: list[str] = []
     if not use_sizes:
@@ -142,15 +143,15 @@ def pgr_plot(verdict: dict[str, Any]) -> Figure:
     for row, dataset in enumerate(datasets):
         for column, method in enumerate(methods):
             axis = axes[row][column]
-            cells = {cell["rung"]: cell for cell in verdict["methods"][method].get("cells", [])
-                     if cell["dataset"] == dataset}
+            cells = {cell.rung: cell for cell in verdict.methods[method].cells
+                     if cell.dataset == dataset}
             series = (("pgr", method, "#2166ac", 0.97),
-                      ("pgr_baseline", verdict.get("baseline"), "#888888", 1.03))
+                      ("pgr_baseline", verdict.baseline, "#888888", 1.03))
             for key, label, colour, offset in series:
                 xs, ys, lows, highs = [], [], [], []
                 for rung in rungs:
-                    pgr = (cells.get(rung) or {}).get(key) or {}
-                    defined = bool(pgr.get("defined")) and _finite(pgr.get("estimate"))
+                    pgr = getattr(cells[rung], key) if rung in cells else None
+                    defined = pgr is not None and pgr.defined and _finite(pgr.estimate)
                     if rung in cells and not defined:
                         undefined.append(f"{label if key == 'pgr' else f'baseline {label}'} at "
                                          f"rung {rung}, dataset {dataset}")
@@ -159,9 +160,9 @@ def pgr_plot(verdict: dict[str, Any]) -> Figure:
                                           va="bottom", fontsize=7, color="#666666")
                     x = x_of[rung] * offset if use_sizes else x_of[rung] + (offset - 1) * 3
                     xs.append(x)
-                    ys.append(_num(pgr.get("estimate")) if defined else np.nan)
-                    lows.append(_num(pgr.get("ci_low")) if defined else np.nan)
-                    highs.append(_num(pgr.get("ci_high")) if defined else np.nan)
+                    ys.append(_num(pgr.estimate) if defined else np.nan)
+                    lows.append(_num(pgr.ci_low) if defined else np.nan)
+                    highs.append(_num(pgr.ci_high) if defined else np.nan)
                 ys_arr = np.array(ys)
                 err = np.vstack([ys_arr - np.array(lows), np.array(highs) - ys_arr])
                 err = np.where(np.isfinite(err), err, 0.0)
@@ -192,9 +193,9 @@ def pgr_plot(verdict: dict[str, Any]) -> Figure:
     return Figure("pgr", _png(fig), "PGR of method and baseline against strong-model size", notes)
 
 
-def seeds_plot(verdict: dict[str, Any]) -> Figure:
+def seeds_plot(verdict: Verdict) -> Figure:
     """Seeds used per method and rung (the sequential design's stopping points)."""
-    rungs, methods, datasets = _rungs(verdict), list(verdict["methods"]), _datasets(verdict)
+    rungs, methods, datasets = _rungs(verdict), list(verdict.methods), _datasets(verdict)
     groups = [(rung, dataset) for rung in rungs for dataset in datasets]
     fig_width = max(4.0, 1.1 * len(methods) * max(1, len(groups)) ** 0.5 + 2)
     fig, axis = plt.subplots(figsize=(fig_width, 3.0))
@@ -202,8 +203,8 @@ def seeds_plot(verdict: dict[str, Any]) -> Figure:
     for g, (rung, dataset) in enumerate(groups):
         counts = []
         for method in methods:
-            seeds = [cell.get("n_seeds") for cell in verdict["methods"][method].get("cells", [])
-                     if cell["rung"] == rung and cell["dataset"] == dataset]
+            seeds = [cell.n_seeds for cell in verdict.methods[method].cells
+                     if cell.rung == rung and cell.dataset == dataset]
             counts.append(_num(seeds[0]) if seeds else np.nan)
         positions = np.arange(len(methods)) + (g - (len(groups) - 1) / 2) * width
         label = rung if len(datasets) == 1 else f"{rung} | {dataset}"
@@ -216,6 +217,6 @@ def seeds_plot(verdict: dict[str, Any]) -> Figure:
     return Figure("seeds", _png(fig), "Seeds used per method and rung")
 
 
-def all_figures(verdict: dict[str, Any]) -> list[Figure]:
+def all_figures(verdict: Verdict) -> list[Figure]:
     """The report's figures in display order."""
     return [forest_plot(verdict), pgr_plot(verdict), seeds_plot(verdict)]

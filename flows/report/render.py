@@ -1,7 +1,8 @@
-"""Render and write report.md and a self-contained report.html from a verdict dict.
+"""Render and write report.md and a self-contained report.html from the verdict.
 
-Every number comes from the verdict dict through :func:`flows.report.format.fmt`; the results
-table and the provenance only add provenance (models, seeds), never a statistic.
+Every number comes from the :class:`~stats.verdict_model.Verdict` through
+:func:`stats.display.fmt`, and every sentence about a method from :mod:`stats.verdict_prose`; the
+results table and the provenance only add provenance (models, seeds), never a statistic.
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import pandas as pd
 
 from flows.report import notes as report_notes
 from flows.report import plots, tables
-from flows.report.tables import Shown
-from flows.report.verdict import parse_verdict
+from stats.display import Shown, number, plain
+from stats.verdict_model import Verdict
 from w2s_common.atomic import atomic_write_bytes, atomic_write_text
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -64,24 +65,20 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
         out.append((prefix, value if isinstance(value, str) else json.dumps(value)))
 
 
-def build_context(verdict: dict[str, Any], results: pd.DataFrame | None,
+def build_context(verdict: Verdict, results: pd.DataFrame | None,
                   provenance: dict[str, Any] | None,
                   summary: SummaryLike | None = None) -> dict[str, Any]:
     """Everything the templates show, computed once for both report formats.
 
     Args:
-        verdict: the verdict dict (validated here against the schema).
+        verdict: the verdict.
         results: the results table (only its row count and arms are shown).
         provenance: plan hash, package versions, git commit, models, seeds, timings.
         summary: an optional narrative (shown separately, labelled).
 
     Returns:
         The template context.
-
-    Raises:
-        InputError: when the verdict does not follow the schema.
     """
-    parse_verdict(verdict)
     provenance = dict(provenance or {})
     plan_name = (provenance.get("plan") or {}).get("name") if isinstance(
         provenance.get("plan"), dict) else None
@@ -98,11 +95,11 @@ def build_context(verdict: dict[str, Any], results: pd.DataFrame | None,
                for f in plots.all_figures(verdict)]
     return {
         "title": "W2S transfer report" + (f": {plan_name}" if plan_name else ""),
-        "baseline": verdict["baseline"],
-        "production_rung": verdict["production_rung"],
-        "alpha": tables.number(verdict, ("alpha",), "level"),
-        "sesoi": tables.number(verdict, ("sesoi",), "mde"),
-        "decision_rule": verdict.get("decision_rule"),
+        "baseline": verdict.baseline,
+        "production_rung": verdict.production_rung,
+        "alpha": number(verdict, ("alpha",), "level"),
+        "sesoi": number(verdict, ("sesoi",), "mde"),
+        "decision_rule": verdict.decision_rule,
         "verdict_columns": tables.VERDICT_COLUMNS,
         "verdict_rows": tables.verdict_rows(verdict),
         "control_columns": tables.CONTROL_COLUMNS,
@@ -124,7 +121,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True)
     env.tests["shown"] = lambda value: isinstance(value, Shown)
-    env.filters["plain"] = report_notes.plain
+    env.filters["plain"] = plain
     env.filters["md_cell"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
     return env
 
@@ -140,7 +137,7 @@ def render_markdown(context: dict[str, Any], *, images: bool = True) -> str:
         **context, images=images)
 
 
-def write_report(out_dir: str | Path, verdict: dict[str, Any], results: pd.DataFrame | None,
+def write_report(out_dir: str | Path, verdict: Verdict, results: pd.DataFrame | None,
                  provenance: dict[str, Any] | None = None,
                  summary: SummaryLike | None = None) -> ReportFiles:
     """Write report.md (+ its PNGs under report_files/) and report.html into ``out_dir``.

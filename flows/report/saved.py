@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from flows.report.verdict import load_verdict
+from stats.verdict_model import Verdict
 from w2s_common.errors import InputError
 from w2s_common.names import KEY_COLUMNS as REQUIRED_RESULT_COLUMNS
 
@@ -27,7 +28,7 @@ class SavedSummary:
 class SavedRun:
     """What ``w2s-transfer report DIR`` re-renders from."""
 
-    verdict: dict[str, Any]
+    verdict: Verdict
     results: pd.DataFrame
     provenance: dict[str, Any]
     summary: SavedSummary | None
@@ -78,7 +79,7 @@ def load_saved_run(out_dir: str | Path) -> SavedRun:
     if not out.is_dir():
         raise InputError("expected an output directory holding verdict.json and results.parquet",
                          path=out)
-    _, verdict = load_verdict(out / "verdict.json")
+    verdict = load_verdict(out / "verdict.json")
     results = load_results(out / "results.parquet")
     provenance_path = out / "provenance.json"
     provenance = (_read_json_object(provenance_path, "provenance")

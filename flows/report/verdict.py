@@ -6,6 +6,7 @@ so a truncated or hand-edited file is refused with the field it breaks.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +62,33 @@ def _no_constant(name: str) -> Any:
     raise _NotJson(f"{name} is not a JSON number (verdict.json writes null for undefined values)")
 
 
-def load_verdict(path: str | Path) -> tuple[Verdict, dict[str, Any]]:
-    """Read and validate a verdict.json file.
+@dataclass(frozen=True)
+class VerdictFile:
+    """A verdict.json as read: the validated model, which every reader uses, and the JSON
+    object exactly as parsed, which only the gate needs: the HMAC is computed over the file's
+    own content, and re-derivation compares the file as written (not the model's dump of it)."""
+
+    verdict: Verdict
+    as_written: dict[str, Any]
+
+
+def load_verdict(path: str | Path) -> Verdict:
+    """Read and validate a verdict.json file (:func:`read_verdict_file`).
+
+    Raises:
+        InputError: as :func:`read_verdict_file`.
+    """
+    return read_verdict_file(path).verdict
+
+
+def read_verdict_file(path: str | Path) -> VerdictFile:
+    """Read and validate a verdict.json file, keeping the parsed JSON beside the model.
 
     Args:
         path: the file.
 
     Returns:
-        ``(model, raw_dict)``: the validated model and the dict as read (the gate's consistency
-        checks and the renderers still read the dict).
+        The :class:`VerdictFile`.
 
     Raises:
         InputError: unreadable, empty, truncated or malformed JSON (with its line; NaN,
@@ -94,4 +113,4 @@ def load_verdict(path: str | Path) -> tuple[Verdict, dict[str, Any]]:
     if not isinstance(data, dict):
         raise InputError("expected a JSON object (verdict.json schema_version 1)", path=path,
                          line=1)
-    return parse_verdict(data, source=path), data
+    return VerdictFile(parse_verdict(data, source=path), data)

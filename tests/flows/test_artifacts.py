@@ -15,7 +15,8 @@ from flows.artifacts import (
     update_progress_artifact,
     verdict_table,
 )
-from flows.report.format import fmt
+from stats.display import fmt
+from stats.verdict_model import Verdict
 
 
 @pytest.mark.parametrize(("name", "kind", "key"), [
@@ -27,12 +28,18 @@ def test_artifact_keys_are_stable_lowercase_dashes(name: str, kind: str, key: st
     assert artifact_key(name, kind) == key
 
 
+@pytest.fixture
+def verdict(verdict: dict[str, Any]) -> Verdict:
+    """The conftest's verdict as the typed model the artifacts read."""
+    return Verdict.model_validate(verdict)
+
+
 def test_verdict_table_rows_use_report_formatting(verdict) -> None:
     rows = verdict_table(verdict)
-    first_cell = next(c for c in verdict["methods"]["aux_conf"]["cells"]
-                      if c["rung"] == verdict["production_rung"])
+    first_cell = next(c for c in verdict.methods["aux_conf"].cells
+                      if c.rung == verdict.production_rung)
     assert rows[0]["method"] == "aux_conf"
-    assert rows[0]["gain (pp)"] == fmt(first_cell["gain"]["estimate"], "gain")
+    assert rows[0]["gain (pp)"] == fmt(first_cell.gain.estimate, "gain")
 
 
 async def _read_artifacts(key: str) -> list[Any]:
@@ -58,7 +65,7 @@ def test_artifacts_published_inside_a_flow(prefect_harness, verdict) -> None:
     from prefect import flow
 
     @flow(name="w2s-artifacts-test")
-    def tiny_flow(data: dict[str, Any]) -> dict[str, Any]:
+    def tiny_flow(data: Verdict) -> dict[str, Any]:
         ids = publish_report("demo", "# Report\\n\\nverdicts here", data)
         tracker = ProgressTracker("demo", total=4)
         shown = [tracker.advance(), tracker.advance(1, total=8)]  # seeds added: total grows

@@ -109,7 +109,7 @@ def test_edited_plugin_is_recomputed_and_judged_on_its_new_code_with_the_old_sto
     first_plan = ci_plan("first")
     first = tmp_path / "first"
     before = validate_flow(str(first_plan), str(first), str(store))
-    assert before["methods"]["ci_candidate"]["verdict"] == "VANISHED"
+    assert before.methods["ci_candidate"].verdict == "VANISHED"
     assert gate(str(first / "verdict.json"), "-m", REFERENCE, "--plan", str(first_plan),
                 "--check-code")[0] in (0, 1)
 
@@ -132,8 +132,8 @@ def test_edited_plugin_is_recomputed_and_judged_on_its_new_code_with_the_old_sto
     n_cells = 1 * 2  # rungs x seeds
     assert executed(second) == Counter({"ci_candidate": n_cells}), \
         "the edited method is recomputed, the weak, ceiling and baseline runs reused"
-    decision = after["methods"]["ci_candidate"]
-    assert decision["verdict"] == "HARMFUL" and not decision["promote"]
+    decision = after.methods["ci_candidate"]
+    assert decision.verdict == "HARMFUL" and not decision.promote
     old, new = (json.loads((d / "verdict.json").read_text())["binding"]["methods"]
                 ["ci_candidate"]["fingerprint"] for d in (first, second))
     assert old != new

@@ -17,6 +17,7 @@ from bound_run import BoundRun, build_bound_run  # noqa: E402
 from cli_app import product_app  # noqa: E402
 
 from flows.plan import load_plan  # noqa: E402
+from stats.verdict_model import Verdict  # noqa: E402
 from w2s_common.errors import InputError  # noqa: E402
 
 PLANS = Path(__file__).resolve().parents[2] / "flows" / "plans"
@@ -178,7 +179,7 @@ def test_controls_leave_the_candidates_verdicts_unchanged(bound: BoundRun, tmp_p
 def test_validate_prints_the_controls_table(bound: BoundRun, capsys) -> None:
     from flows.commands.validate_cmd import print_verdicts
 
-    print_verdicts(bound.raw(), bound.out)
+    print_verdicts(Verdict.model_validate(bound.raw()), bound.out)
     out = capsys.readouterr().out
     assert "controls of the pipeline (never promoted)" in out
     assert "plus8" in out and "synthetic_spike_in" in out and "+8.00" in out
@@ -257,9 +258,9 @@ def test_report_has_a_controls_section(bound: BoundRun) -> None:
     from flows.report.render import build_context, render_html, render_markdown
 
     raw = bound.raw()
-    context = build_context(raw, None, None)
+    context = build_context(Verdict.model_validate(raw), None, None)
     assert [row[0].text for row in context["control_rows"]] == ["plus8", "replicate"]
-    assert {item["method"] for item in context["control_reasons"]} == {SPIKE, NULL}
+    assert {item.method for item in context["control_reasons"]} == {SPIKE, NULL}
     html = render_html(context)
     assert 'id="control-table"' in html and 'data-control="plus8"' in html
     # Every number of the controls' table traces back to its place in verdict.json.
@@ -267,6 +268,14 @@ def test_report_has_a_controls_section(bound: BoundRun) -> None:
     markdown = render_markdown(context, images=False)
     assert "## Controls (not candidates; never promoted)" in markdown
     assert "| plus8 | synthetic_spike_in | +8.00 | REAL | never |" in markdown
+    # The control's sentence names it as a control and never promotes it.
+    from stats.display import plain
+    from stats.verdict_prose import verdict_sentence
+
+    said = plain(verdict_sentence(Verdict.model_validate(raw), "controls", SPIKE))
+    assert said.startswith(f"{SPIKE} (synthetic_spike_in control plus8, injected +8.00 pp) is REAL")
+    assert said.endswith("a control is never promoted.") and said in markdown
     # A verdict without controls has no such section.
     raw.pop("controls")
-    assert "Controls" not in render_markdown(build_context(raw, None, None), images=False)
+    assert "Controls" not in render_markdown(build_context(Verdict.model_validate(raw), None, None),
+                                             images=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ import pytest
 from cli_app import product_app
 from typer.testing import CliRunner
 
-from flows.report.format import fmt
 from flows.report.render import build_context, render_markdown, write_report
 from flows.summary import Summary
+from stats.display import fmt
+from stats.verdict_model import Verdict
 
 
 class NumberSpans(HTMLParser):
@@ -68,6 +70,12 @@ def lookup(verdict: dict[str, Any], path: str) -> Any:
     return value
 
 
+def typed(verdict: dict[str, Any]) -> Verdict:
+    """The fixture's verdict dict as the model the report renders (tests look paths up in the
+    dict, the JSON the report's data-path attributes name)."""
+    return Verdict.model_validate(verdict)
+
+
 def parse(html: str) -> NumberSpans:
     parser = NumberSpans()
     parser.feed(html)
@@ -76,7 +84,7 @@ def parse(html: str) -> NumberSpans:
 
 def test_every_number_in_html_is_formatted_from_verdict_json(tmp_path: Path, verdict, results_table,
                                                              provenance) -> None:
-    files = write_report(tmp_path, verdict, results_table, provenance)
+    files = write_report(tmp_path, typed(verdict), results_table, provenance)
     html = files.html.read_text()
     spans = parse(html).spans
     assert spans, "no traced numbers rendered"
@@ -94,7 +102,7 @@ def test_every_number_in_html_is_formatted_from_verdict_json(tmp_path: Path, ver
 
 
 def test_verdict_table_rows_match_the_verdict(tmp_path: Path, verdict, results_table) -> None:
-    html = write_report(tmp_path, verdict, results_table, {}).html.read_text()
+    html = write_report(tmp_path, typed(verdict), results_table, {}).html.read_text()
     rows = parse(html).tables["verdict-table"]
     header, body = rows[0], rows[1:]
     production = verdict["production_rung"]
@@ -120,7 +128,7 @@ def test_undefined_pgr_is_a_word_and_a_note_never_a_number(tmp_path: Path, verdi
     undefined = [(m, i) for m, d in verdict["methods"].items() for i, c in enumerate(d["cells"])
                  if not c["pgr"]["defined"]]
     assert undefined, "fixture must contain an undefined PGR"
-    html = write_report(tmp_path, verdict, results_table, {}).html.read_text()
+    html = write_report(tmp_path, typed(verdict), results_table, {}).html.read_text()
     parsed = parse(html)
     paths = {span["data-path"] for span in parsed.spans}
     for method, index in undefined:
@@ -136,7 +144,7 @@ def test_undefined_pgr_is_a_word_and_a_note_never_a_number(tmp_path: Path, verdi
 
 def test_html_is_self_contained_with_embedded_plots(tmp_path: Path, verdict, results_table,
                                                     provenance) -> None:
-    html = write_report(tmp_path, verdict, results_table, provenance).html.read_text()
+    html = write_report(tmp_path, typed(verdict), results_table, provenance).html.read_text()
     images = parse(html).images
     assert {image["data-figure"] for image in images} == {"forest", "pgr", "seeds"}
     assert all(image["src"].startswith("data:image/png;base64,") for image in images)
@@ -147,7 +155,7 @@ def test_html_is_self_contained_with_embedded_plots(tmp_path: Path, verdict, res
 
 
 def test_markdown_carries_the_same_numbers(tmp_path: Path, verdict, results_table) -> None:
-    files = write_report(tmp_path, verdict, results_table, {})
+    files = write_report(tmp_path, typed(verdict), results_table, {})
     markdown = files.markdown.read_text()
     for _method, decision in verdict["methods"].items():
         for cell in decision["cells"]:
@@ -157,19 +165,44 @@ def test_markdown_carries_the_same_numbers(tmp_path: Path, verdict, results_tabl
     for plot in files.plots:
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({plot.relative_to(tmp_path)})" in markdown
-    no_images = render_markdown(build_context(verdict, results_table, {}), images=False)
+    no_images = render_markdown(build_context(typed(verdict), results_table, {}), images=False)
     assert "report_files/" not in no_images and no_images == files.artifact_markdown
     assert "## Verdicts" in no_images
 
 
 def test_narrative_is_separate_and_labelled(tmp_path: Path, verdict, results_table) -> None:
     summary = Summary("Narrative <b>text</b> 99.99 made up.", "claude", "claude-test")
-    html = write_report(tmp_path, verdict, results_table, {}, summary).html.read_text()
+    html = write_report(tmp_path, typed(verdict), results_table, {}, summary).html.read_text()
     assert "Narrative &lt;b&gt;text&lt;/b&gt;" in html, "narrative must be escaped"
     assert "written by Claude (claude-test)" in html and "authoritative" in html
     # The narrative's numbers are not traced numbers of the report.
     assert all(span["text"] != "99.99" for span in parse(html).spans)
     assert json.loads((tmp_path / "summary.json").read_text())["source"] == "claude"
+
+
+def test_summary_md_report_and_template_say_the_same_sentences(tmp_path: Path, verdict,
+                                                              results_table) -> None:
+    """Each method's decision and trend sentences (stats.verdict_prose) stand, word for word,
+    in summary.md, in the report's own sections (md and html) and in the template narrative."""
+    from flows.summary import template_summary
+    from stats.display import plain
+    from stats.verdict import summary_markdown
+    from stats.verdict_prose import trend_sentence, verdict_sentence
+
+    model = typed(verdict)
+    narrative = template_summary(model)
+    files = write_report(tmp_path, model, results_table, {}, Summary(narrative, "template"))
+    report_md = files.markdown.read_text().split("## Narrative summary")[0]
+    report_html = unescape(re.sub(r"<[^>]+>", "", files.html.read_text()
+                                       .split('id="narrative"')[0]))
+    summary_md = summary_markdown(model)
+    for method, decision in verdict["methods"].items():
+        decided = plain(verdict_sentence(model, "methods", method))
+        assert decided.startswith(f"{method} is {decision['verdict']}")
+        for sentence in (decided, plain(trend_sentence(model, "methods", method))):
+            for where, text in (("summary.md", summary_md), ("report.md", report_md),
+                                ("report.html", report_html), ("template", narrative)):
+                assert sentence in text, (where, sentence)
 
 
 def test_absent_optional_fields_render_as_na(tmp_path: Path, verdict, results_table) -> None:
@@ -179,7 +212,7 @@ def test_absent_optional_fields_render_as_na(tmp_path: Path, verdict, results_ta
             cell.pop("mde80")
             cell["strong_params"] = None
             del cell["gain"]["p_equivalence"]
-    files = write_report(tmp_path, verdict, results_table, {})
+    files = write_report(tmp_path, typed(verdict), results_table, {})
     text = files.markdown.read_text()
     assert "n/a" in text and "no trend estimated" in text
     assert "rungs are shown in ladder order" in text
@@ -187,7 +220,7 @@ def test_absent_optional_fields_render_as_na(tmp_path: Path, verdict, results_ta
 
 def test_writes_are_atomic_and_replace_old_reports(tmp_path: Path, verdict, results_table) -> None:
     (tmp_path / "report.html").write_text("old")
-    write_report(tmp_path, verdict, results_table, {})
+    write_report(tmp_path, typed(verdict), results_table, {})
     assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 

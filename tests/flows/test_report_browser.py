@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from flows.report.render import write_report
+from stats.verdict_model import Verdict
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None,
@@ -43,7 +44,7 @@ def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_report_renders_in_headless_chromium(tmp_path: Path, verdict, results_table,
                                              provenance) -> None:
     out = tmp_path / "out"
-    html = write_report(out, verdict, results_table, provenance).html
+    html = write_report(out, Verdict.model_validate(verdict), results_table, provenance).html
     probed = tmp_path / "probed.html"
     probed.write_text(html.read_text().replace("</body>", PROBE))
 

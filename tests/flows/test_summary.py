@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from flows.report.format import fmt
 from flows.summary import Summary, SummarySettings, summarize, summary_facts, template_summary
+from stats.display import fmt, plain
+from stats.verdict_model import DataQualityRecord, RecordIssue, Verdict
+from stats.verdict_prose import trend_sentence, verdict_sentence
 
 
 class MessagesServer:
@@ -76,6 +78,12 @@ class MessagesServer:
 
 
 @pytest.fixture
+def verdict(verdict: dict[str, Any]) -> Verdict:
+    """The conftest's verdict as the typed model the summary reads."""
+    return Verdict.model_validate(verdict)
+
+
+@pytest.fixture
 def server() -> Iterator[MessagesServer]:
     with MessagesServer() as running:
         yield running
@@ -99,8 +107,8 @@ def test_claude_summary_through_the_messages_api(server, verdict, results_table)
     assert body["model"] == "claude-test" and body["max_tokens"] > 0
     prompt = body["messages"][0]["content"]
     # Aggregate numbers, formatted exactly as the report shows them.
-    cell = verdict["methods"]["aux_conf"]["cells"][-1]
-    assert fmt(cell["gain"]["estimate"], "gain") in prompt
+    cell = verdict.methods["aux_conf"].cells[-1]
+    assert fmt(cell.gain.estimate, "gain") in prompt
     assert "aux_conf" in prompt and "REAL" in prompt
     # Never examples, ids or labels.
     raw = server.raw_bodies[0]
@@ -110,9 +118,16 @@ def test_claude_summary_through_the_messages_api(server, verdict, results_table)
 
 
 def test_only_whitelisted_fields_reach_the_prompt(verdict) -> None:
-    verdict["methods"]["aux_conf"]["cells"][0]["examples"] = [{"id": "secret-example-1",
-                                                               "label": 1}]
-    verdict["methods"]["aux_conf"]["debug_ids"] = ["secret-example-2"]
+    # Fields of the verdict that name records, notes or code are not aggregate numbers: none
+    # of them may reach the model.
+    verdict.data_quality = DataQualityRecord(
+        issues=[RecordIssue(dataset="d", arm="a", record="secret-example-1", kind="k",
+                            message="m", breaks_pairing=True)],
+        notes=["secret-example-2"], pairings=[])
+    verdict.methods["aux_conf"].cells[0].notes = ["secret-example-3"]
+    verdict.binding = {"secret": "secret-example-4"}
+    verdict.notes = ["secret-example-5"]
+    assert "secret-example-3" in verdict.to_json()  # the file has them
     text = json.dumps(summary_facts(verdict))
     assert "secret-example" not in text
 
@@ -169,11 +184,14 @@ def test_settings_from_environment() -> None:
 def test_template_is_deterministic_and_quotes_report_numbers(verdict) -> None:
     text = template_summary(verdict)
     assert text == template_summary(verdict)
-    for method, decision in verdict["methods"].items():
-        assert f"{method} is {decision['verdict']}" in text
-        production = [c for c in decision["cells"] if c["rung"] == verdict["production_rung"]]
+    for method, decision in verdict.methods.items():
+        assert f"{method} is {decision.verdict}" in text
+        production = [c for c in decision.cells if c.rung == verdict.production_rung]
         for cell in production:
-            assert fmt(cell["gain"]["estimate"], "gain") in text
+            assert fmt(cell.gain.estimate, "gain") in text
+        # The sentences are stats.verdict_prose's, as in summary.md and the report.
+        assert plain(verdict_sentence(verdict, "methods", method)) in text
+        assert plain(trend_sentence(verdict, "methods", method)) in text
 
 
 # --- issue 9: the model's text is checked against verdict.json -------------------------------
@@ -206,18 +224,19 @@ def test_invented_number_is_replaced_by_the_template(server, verdict, results_ta
     ("Every method vanished.", "'vanished' is not the verdict of any method"),
 ])
 def test_wrong_words_and_misattributed_numbers_are_refused(server, verdict, reply, why) -> None:
-    production = verdict["production_rung"]
-    aux = next(c for c in verdict["methods"]["aux_conf"]["cells"] if c["rung"] == production)
-    gain = fmt(aux["gain"]["estimate"], "gain")
+    production = verdict.production_rung
+    aux = next(c for c in verdict.methods["aux_conf"].cells if c.rung == production)
+    gain = fmt(aux.gain.estimate, "gain")
     server.reply = reply.format(aux_gain=gain, neg_aux="-" + gain.lstrip("+"))
     summary = summarize(verdict, settings_for(server))
     assert summary.source == "template" and why in summary.fallback_reason
 
 
 def test_a_faithful_summary_is_kept(server, verdict) -> None:
-    production = verdict["production_rung"]
-    aux = next(c for c in verdict["methods"]["aux_conf"]["cells"] if c["rung"] == production)
-    gain, low, high = (fmt(aux["gain"][k], "gain") for k in ("estimate", "ci_low", "ci_high"))
+    production = verdict.production_rung
+    aux = next(c for c in verdict.methods["aux_conf"].cells if c.rung == production)
+    gain, low, high = (fmt(getattr(aux.gain, k), "gain") for k in ("estimate", "ci_low",
+                                                                   "ci_high"))
     server.reply = (f"aux_conf is REAL at the production rung ({gain} pp, 95% interval {low} "
                     f"to {high}). confident is HARMFUL and em_posterior remains inconclusive "
                     "across 3 methods.")
@@ -261,7 +280,9 @@ def test_bad_timeout_is_rejected_before_compute(value, tmp_path, monkeypatch) ->
     assert result.stderr.startswith("error: W2S_SUMMARY_TIMEOUT_S: expected a number of seconds")
     assert result.stderr.count("\n") == 1 and not out.exists()
     # And if it is bad only at the end (set after the checks), the run still gets its report.
-    summary = summarize({"methods": {}, "baseline": "vanilla", "production_rung": "m1"})
+    summary = summarize(Verdict.model_validate({
+        "schema_version": 1, "alpha": 0.05, "sesoi": 0.01, "methods": {}, "baseline": "vanilla",
+        "production_rung": "m1"}))
     assert summary.source == "template" and "bad summary setting" in summary.fallback_reason
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stats.verdict_model import Verdict
+
 REPO = Path(__file__).resolve().parents[2]
 MICRO_CI = REPO / "flows" / "plans" / "micro-ci.yaml"
 
@@ -40,7 +42,7 @@ def executed_per_result_file(out: Path) -> list[str]:
     return labels
 
 
-def expected_arm_counts(verdict: dict, plan: dict, n_rungs: int) -> Counter:
+def expected_arm_counts(verdict: Verdict, plan: dict, n_rungs: int) -> Counter:
     """Arms per label the flow must have executed, replaying the looks recorded in verdict.json.
 
     At each look every (rung, dataset) runs weak, ceiling and the baseline for the look's seeds,
@@ -49,11 +51,11 @@ def expected_arm_counts(verdict: dict, plan: dict, n_rungs: int) -> Counter:
     cells = n_rungs * len(plan["datasets"])
     undecided = [m["name"] for m in plan["methods"]]
     counts: Counter = Counter()
-    for look in verdict["sequential"]["looks"]:
-        seeds = len(look["seeds"])
+    for look in verdict.sequential.looks:
+        seeds = len(look.seeds)
         for label in ["weak", "ceiling", plan["baseline"], *undecided]:
             counts[label] += cells * seeds
-        undecided = [m for m in undecided if not look["decisions"][m]["decided"]]
+        undecided = [m for m in undecided if not look.decisions[m]["decided"]]
     return counts
 
 
@@ -70,7 +72,7 @@ def test_weak_and_ceiling_are_shared_and_a_second_run_executes_nothing(prefect_h
     verdict = validate_flow(str(plan_path), str(first), str(store))
 
     expected = expected_arm_counts(verdict, plan, n_rungs)
-    seeds_run = sum(len(look["seeds"]) for look in verdict["sequential"]["looks"])
+    seeds_run = sum(len(look.seeds) for look in verdict.sequential.looks)
     # Every label of one seed is there once per (rung, dataset): weak/ceiling are not per method.
     assert expected["weak"] == expected["ceiling"] == n_rungs * len(plan["datasets"]) * seeds_run
     executed = executed_per_result_file(first)
@@ -79,7 +81,7 @@ def test_weak_and_ceiling_are_shared_and_a_second_run_executes_nothing(prefect_h
     assert provenance["arms_executed"] == sum(expected.values())
     assert len(list(store.glob("*/*/COMPLETE"))) == sum(expected.values())
     # When no method stops early the total is exactly rungs x datasets x seeds x (2 + M).
-    if all(len(used) == seeds_run for used in verdict["sequential"]["seeds_used"].values()):
+    if all(len(used) == seeds_run for used in verdict.sequential.seeds_used.values()):
         students = 1 + len(plan["methods"])
         assert sum(expected.values()) == (n_rungs * len(plan["datasets"]) * seeds_run
                                           * (2 + students))
