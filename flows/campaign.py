@@ -27,6 +27,21 @@ if TYPE_CHECKING:
 Submit = Callable[[list[ArmGroup], Path, int, int], list[dict[str, Any]]]
 
 
+class Prepared:
+    """Something already prepared (a :class:`Campaign`, the sweep's items), handed to a flow
+    called in the same process so it is not prepared again.
+
+    Prefect stores every flow parameter in its database through a JSON encoder; this box has no
+    fields an encoder can walk, so the run's record says ``<Prepared>`` rather than copying the
+    plan, the ladder and every code file list into the database.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 @dataclass
 class Campaign:
     plan: Plan
@@ -46,13 +61,15 @@ class Campaign:
 
     @classmethod
     def prepare(cls, plan_path: str | Path, out: str | Path, store: str | Path | None = None,
-                compute: dict[str, Any] | None = None) -> Campaign:
+                compute: dict[str, Any] | None = None, plan_text: str | None = None
+                ) -> Campaign:
         """Load and check everything before any compute: the environment, plan, methods and
         params, ladder, rungs, datasets, the budget, the engine settings against this machine,
         the executor and every method on every rung (``flows.preflight``). Any problem is an
         InputError naming the plan's file and line (or the environment variable). Writes
         nothing. ``compute``: settings of the plan's ``compute`` section to override (the
-        CLI's ``--executor`` and ``--work-pool``)."""
+        CLI's ``--executor`` and ``--work-pool``). ``plan_text``: the plan's YAML when it is not
+        yet written at ``plan_path`` (``flows.plan.load_plan``)."""
         from flows.binding import check_key_settings
         from flows.environment import check_environment
         from flows.plan import load_plan
@@ -63,7 +80,7 @@ class Campaign:
         from transfer.ladder import load_ladder
 
         check_environment()
-        plan = load_plan(plan_path)
+        plan = load_plan(plan_path, text=plan_text)
         if compute:
             plan = plan.with_compute(**compute)
         # Settings the run reads only at the end, checked now: a bad one fails before compute.

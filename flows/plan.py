@@ -27,7 +27,7 @@ from pydantic import (
 from methods.policy import JailSettings
 from w2s_common.errors import InputError
 from w2s_common.validation import first_error
-from w2s_common.yamlio import read_yaml
+from w2s_common.yamlio import parse_yaml, read_yaml
 
 SYNTHETIC = "synthetic"
 # Built-in plans ship as package data beside this module (found the same way when installed).
@@ -355,12 +355,14 @@ class Plan(_Strict):
         raise InputError(message, path=self._source, line=self.line_of(*loc), field=_dotted(loc))
 
 
-def load_plan(path: str | Path) -> Plan:
+def load_plan(path: str | Path, text: str | None = None) -> Plan:
     """Load and validate a plan YAML file.
 
     Args:
         path: the plan file, or the name of a built-in plan (``demo``, ``micro-ci``,
             ``tiny-ci``); relative dataset paths in it are resolved against its directory.
+        text: the plan's YAML when it is not (yet) on disk at ``path`` (the sweep checks each
+            method's plan before it writes any); errors still name ``path``.
 
     Returns:
         The validated :class:`Plan` (``plan.source`` is the file, ``plan.plan_hash`` its hash).
@@ -368,8 +370,12 @@ def load_plan(path: str | Path) -> Plan:
     Raises:
         InputError: one line ``file:line: field: what was expected`` for any problem.
     """
-    path = resolve_plan_path(path)
-    data, root = read_yaml(path, "plan file")
+    if text is None:
+        path = resolve_plan_path(path)
+        data, root = read_yaml(path, "plan file")
+    else:
+        path = Path(path)
+        data, root = parse_yaml(text, path)
     if not isinstance(data, dict) or root is None:
         raise InputError("expected a mapping of plan fields (name, methods, ...)", path=path,
                          line=root.start_mark.line + 1 if root is not None else None)

@@ -14,6 +14,7 @@ the shared run store and are computed once for all of them.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import yaml
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flows.campaign import Campaign, Prepared
 from flows.plan import MethodRef, narrow_plan
 from w2s_common.errors import InputError
 from w2s_common.validation import validation_input_error
@@ -66,24 +68,33 @@ def method_plan_text(registry: Registry, entry: MethodRef) -> str:
     return yaml.safe_dump(plan, sort_keys=False)
 
 
-def prepare_sweep(registry_path: str | Path, write: bool = True
-                  ) -> tuple[Registry, list[tuple[str, Path, Path]]]:
-    """Check every method's plan (methods, params, ladder, data, budget, engine, rungs) before
-    compute; then, with ``write``, write the plans to ``<out>/<method>/plan.yaml``.
+@dataclass(frozen=True)
+class SweepItem:
+    """One registered method, checked and ready to run: its plan's text, where that plan and
+    the method's outputs go, and the campaign prepared from it (once: the validate subflow
+    takes it as it is)."""
 
-    The plans are checked in a scratch directory, so a bad registry leaves nothing behind.
+    method: str
+    plan_path: Path
+    out: Path
+    plan_text: str
+    campaign: Campaign
+
+
+def prepare_sweep(registry_path: str | Path, store: str | Path | None = None
+                  ) -> tuple[Registry, list[SweepItem]]:
+    """Check every method's plan (methods, params, ladder, data, budget, engine, rungs) before
+    compute, each prepared as the campaign that will run (``Campaign.prepare`` on the plan's
+    text, attributed to ``<out>/<method>/plan.yaml``). Writes nothing: the sweep writes each
+    plan just before its validate subflow runs.
 
     Returns:
-        The registry and ``[(method, plan path, output directory), ...]`` in registry order.
+        The registry and one :class:`SweepItem` per method, in registry order.
 
     Raises:
         InputError: the registry or any method's plan is bad (located at the registry's entry
             for that method); nothing has run and nothing was written.
     """
-    import tempfile
-
-    from flows.campaign import Campaign
-
     registry = load_registry(registry_path)
     if not Path(registry.plan).is_file():
         raise InputError(f"template plan {registry.plan} not found", path=registry_path,
@@ -93,60 +104,54 @@ def prepare_sweep(registry_path: str | Path, write: bool = True
     if duplicate:
         raise InputError(f"method {duplicate!r} is listed twice", path=registry_path,
                          field="methods")
-    texts = []
-    with tempfile.TemporaryDirectory(prefix="w2s-sweep-check-") as scratch:
-        for index, entry in enumerate(registry.methods):
-            text = method_plan_text(registry, entry)
-            scratch_plan = Path(scratch) / entry.name / "plan.yaml"
-            scratch_plan.parent.mkdir(parents=True)
-            scratch_plan.write_text(text)
-            try:
-                Campaign.prepare(scratch_plan, Path(registry.out) / entry.name)
-            except InputError as err:
-                if err.path != str(scratch_plan):
-                    raise
-                # The scratch file is gone once this returns: point at the registry's entry.
-                _, root = read_yaml(Path(registry_path), "registry file")
-                detail = f"{err.field}: {err.message}" if err.field else err.message
-                raise InputError(f"the plan for {entry.name} (template {registry.plan}): "
-                                 f"{detail}", path=registry_path,
-                                 line=node_line(root, ("methods", index)),
-                                 field=f"methods[{index}]") from None
-            texts.append(text)
     items = []
-    for entry, text in zip(registry.methods, texts):
+    for index, entry in enumerate(registry.methods):
+        text = method_plan_text(registry, entry)
         method_out = Path(registry.out) / entry.name
         plan_path = method_out / "plan.yaml"
-        if write:
-            from w2s_common.atomic import atomic_write_text
-
-            atomic_write_text(plan_path, text)
-        items.append((entry.name, plan_path, method_out))
+        try:
+            campaign = Campaign.prepare(plan_path, method_out, store, plan_text=text)
+        except InputError as err:
+            if err.path != str(plan_path):
+                raise
+            # That file does not exist yet: point at the registry's entry.
+            _, root = read_yaml(Path(registry_path), "registry file")
+            detail = f"{err.field}: {err.message}" if err.field else err.message
+            raise InputError(f"the plan for {entry.name} (template {registry.plan}): "
+                             f"{detail}", path=registry_path,
+                             line=node_line(root, ("methods", index)),
+                             field=f"methods[{index}]") from None
+        items.append(SweepItem(entry.name, plan_path, method_out, text, campaign))
     return registry, items
 
 
 @flow(name="sweep", log_prints=True, persist_result=False)
-def sweep_flow(registry: str = "infra/sweep-registry.yaml", store: str | None = None) -> dict:
-    """Validate each registered method; returns {method: {verdict, promote, report}}."""
+def sweep_flow(registry: str = "infra/sweep-registry.yaml", store: str | None = None,
+               prepared: Prepared | None = None) -> dict:
+    """Validate each registered method; returns {method: {verdict, promote, report}}.
+
+    ``prepared``: the list of :class:`SweepItem` the CLI already made (``prepare_sweep`` with
+    the same registry and store), so no plan is prepared twice; a deployment's run checks the
+    registry here."""
     from flows.outdir import exclusive_out
     from flows.validate import validate_flow
     from w2s_common.atomic import atomic_write_text
 
     logger = get_run_logger()
-    reg, items = prepare_sweep(registry, write=False)
+    if prepared is None:
+        reg, items = prepare_sweep(registry, store)
+    else:
+        reg, items = load_registry(registry), prepared.value
     summary: dict[str, Any] = {}
     with exclusive_out(reg.out, "out in the registry"):  # held already when the CLI started it
-        for name, plan_path, method_out in items:
-            with exclusive_out(method_out):  # held until its validate subflow has run
-                atomic_write_text(plan_path, method_plan_text(reg, _entry(reg, name)))
-                verdict = validate_flow(str(plan_path), str(method_out), store)
-            decision = verdict.methods[name]
-            summary[name] = {"verdict": decision.verdict, "promote": decision.promote,
-                             "report": str((method_out / "report.html").resolve())}
-            logger.info("%s: %s (promote=%s)", name, decision.verdict, decision.promote)
+        for item in items:
+            with exclusive_out(item.out):  # held until its validate subflow has run
+                atomic_write_text(item.plan_path, item.plan_text)
+                verdict = validate_flow(str(item.plan_path), str(item.out), store,
+                                        prepared=Prepared(item.campaign))
+            decision = verdict.methods[item.method]
+            summary[item.method] = {"verdict": decision.verdict, "promote": decision.promote,
+                                    "report": str((item.out / "report.html").resolve())}
+            logger.info("%s: %s (promote=%s)", item.method, decision.verdict, decision.promote)
         atomic_write_text(Path(reg.out) / "sweep.json", json.dumps(summary, indent=2))
     return summary
-
-
-def _entry(registry: Registry, name: str) -> MethodRef:
-    return next(entry for entry in registry.methods if entry.name == name)

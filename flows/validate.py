@@ -22,6 +22,7 @@ from prefect.cache_policies import NONE as NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import progress as events
+from flows.campaign import Campaign, Prepared
 from flows.execute import GroupFailed, install_signal_handlers, run_group_subprocess, shutting_down
 from flows.plan import MethodRef
 from flows.slots import device_slots
@@ -67,20 +68,27 @@ def run_group_task(group: ArmGroup, work_dir: str, processes: int = 1) -> dict[s
 @flow(name="validate", log_prints=True, persist_result=False,
       task_runner=ThreadPoolTaskRunner(max_workers=4))
 def validate_flow(plan: str, out: str = "reports/validate", store: str | None = None,
-                  executor: str | None = None, work_pool: str | None = None) -> Verdict:
+                  executor: str | None = None, work_pool: str | None = None,
+                  prepared: Prepared | None = None) -> Verdict:
     """Validate the plan's methods up its ladder; returns the verdict (also on disk).
     Another live validation writing to ``out`` makes it fail at once (``flows.outdir``).
     ``executor`` and ``work_pool`` override the plan's ``compute.executor`` and
-    ``compute.work_pool`` (``pool``: every group is a flow run on that pool, ``flows.pool``)."""
-    from flows.campaign import Campaign
+    ``compute.work_pool`` (``pool``: every group is a flow run on that pool, ``flows.pool``).
+    ``prepared``: the :class:`Campaign` the caller already prepared from these arguments (the
+    CLI, the sweep), so a plan is prepared once per run; a deployment's run prepares it here."""
     from flows.outdir import exclusive_out
 
     logger = get_run_logger()
     # Here, not at import: the flow body runs in the main thread, after Prefect has installed
     # its SIGTERM bridge, which our handler then chains (kill workers, then cancel the run).
     install_signal_handlers()
-    campaign = Campaign.prepare(plan, out, store,
-                                compute={"executor": executor, "work_pool": work_pool})
+    if prepared is None:
+        campaign = Campaign.prepare(plan, out, store,
+                                    compute={"executor": executor, "work_pool": work_pool})
+    else:
+        campaign = prepared.value
+        if not isinstance(campaign, Campaign) or campaign.out != Path(out):
+            raise ValueError(f"prepared is not the campaign of {plan} into {out}")
     with exclusive_out(campaign.out):  # already held when the CLI started this flow
         return _run_campaign(campaign, logger)
 

@@ -22,6 +22,15 @@ def read_yaml(path: str | Path, what: str = "file") -> tuple[Any, yaml.Node | No
         raise InputError(f"{what} not found", path=path) from None
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"cannot read {what} ({err})", path=path) from None
+    return parse_yaml(text, path)
+
+
+def parse_yaml(text: str, path: str | Path) -> tuple[Any, yaml.Node | None]:
+    """Parse YAML ``text`` that is (or will be) the file ``path``; returns ``(data, root_node)``.
+
+    Raises:
+        InputError: invalid YAML, located at ``path`` and the line of the problem.
+    """
     try:
         return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as err:

@@ -27,14 +27,14 @@ def run_validate(plan: Path, out: Path, store: Path | None, executor: str | None
     the output directory (refused if another live validation holds it), then run the validate
     flow in Prefect's embedded mode (flows/embedded.py), or on the server PREFECT_API_URL names
     (the pool executor needs one its workers reach)."""
-    from flows.campaign import Campaign
+    from flows.campaign import Campaign, Prepared
     from flows.embedded import configure_embedded_prefect, embedded_prefect
     from flows.outdir import exclusive_out
 
     compute = {"executor": executor, "work_pool": work_pool}
     configure_embedded_prefect()  # before prefect is imported (the pool check imports it)
     with user_errors():
-        Campaign.prepare(plan, out, store, compute=compute)
+        campaign = Campaign.prepare(plan, out, store, compute=compute)
     from flows.progress import rich_bar
 
     with user_errors(), exclusive_out(out), embedded_prefect(out / "prefect.log"):
@@ -42,7 +42,8 @@ def run_validate(plan: Path, out: Path, store: Path | None, executor: str | None
 
         with rich_bar(f"validate {plan.name}"):
             return validate_flow(str(plan), str(out), str(store) if store else None,
-                                 executor=executor, work_pool=work_pool)
+                                 executor=executor, work_pool=work_pool,
+                                 prepared=Prepared(campaign))
 
 
 def print_verdicts(verdict: Verdict, out: Path) -> None:
@@ -117,18 +118,20 @@ def register_sweep(app: typer.Typer) -> None:
         store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
     ) -> None:
         """Validate every method of a registry file (the nightly job), one report each."""
+        from flows.campaign import Prepared
         from flows.embedded import configure_embedded_prefect, embedded_prefect
         from flows.outdir import exclusive_out
         from flows.sweep import prepare_sweep
 
         with user_errors():
-            reg, _ = prepare_sweep(registry, write=False)  # every plan checked; nothing written
+            reg, items = prepare_sweep(registry, store)  # every plan checked; nothing written
         configure_embedded_prefect()
         out = Path(reg.out)
         with user_errors(), exclusive_out(out, "out in the registry"), \
                 embedded_prefect(out / "prefect.log"):
             from flows.sweep import sweep_flow
 
-            summary = sweep_flow(str(registry), str(store) if store else None)
+            summary = sweep_flow(str(registry), str(store) if store else None,
+                                 prepared=Prepared(items))
         for method, row in summary.items():
             print(f"{method}: {row['verdict']} promote={row['promote']} report={row['report']}")

@@ -34,15 +34,25 @@ def executed_labels(out: Path) -> list[str]:
             for label in json.loads(result.read_text())["executed_arms"]]
 
 
-def test_sweep_computes_shared_arms_once_and_gives_each_method_its_verdict(prefect_harness,
-                                                                           tmp_path: Path) -> None:
+def test_sweep_computes_shared_arms_once_and_gives_each_method_its_verdict(
+        prefect_harness, tmp_path: Path, monkeypatch) -> None:
+    from flows.campaign import Campaign
     from flows.sweep import sweep_flow
 
     registry = write_registry(tmp_path, METHODS)
     store = tmp_path / "store"
+    prepared: Counter = Counter()
+    prepare = Campaign.prepare.__func__
+
+    def counting(cls, plan_path, *args, **kwargs):
+        prepared[Path(plan_path).parent.name] += 1
+        return prepare(cls, plan_path, *args, **kwargs)
+
+    monkeypatch.setattr(Campaign, "prepare", classmethod(counting))
 
     summary = sweep_flow(str(registry), str(store))
 
+    assert prepared == Counter(METHODS)  # each method's plan prepared once, not per step
     assert list(summary) == METHODS
     out = tmp_path / "sweep"
     verdicts = {m: json.loads((out / m / "verdict.json").read_text()) for m in METHODS}
