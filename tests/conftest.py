@@ -3,8 +3,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# Under pytest-xdist each worker gets its own cache root (models, features, the default store,
+# the jail runtime): two workers never build or lease the same entry, and tests that measure
+# every byte of the cache (tests/security/) see only their own worker's writes. Set here, at
+# import, before any of our code reads W2S_CACHE_DIR.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _base = os.environ.get("W2S_CACHE_DIR") or str(Path.home() / ".cache" / "w2s-transfer")
+    os.environ["W2S_CACHE_DIR"] = str(Path(_base) / f"xdist-{os.environ['PYTEST_XDIST_WORKER']}")
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,10 @@ def lab(tmp_path_factory) -> Lab:
     from transfer.store import RunStore
 
     root = tmp_path_factory.mktemp("security-lab")
+    # The lab measures every byte of the DeepSpeed op cache; another xdist worker may compile
+    # into the shared one meanwhile. No attack trains, so the lab's own starts empty.
+    saved_extensions = os.environ.get("TORCH_EXTENSIONS_DIR")
+    os.environ["TORCH_EXTENSIONS_DIR"] = str(root / "torch-extensions")
     task = synthetic_task(seed=0, n_train_label=300, n_train_unlabel=300, n_test=200,
                           n_corpus=3000)
     task_dir = write_task(task, root / "task")
@@ -111,6 +115,10 @@ def lab(tmp_path_factory) -> Lab:
         decoy.wait()
         server.shutdown()
         sock.close()
+        if saved_extensions is None:
+            os.environ.pop("TORCH_EXTENSIONS_DIR", None)
+        else:
+            os.environ["TORCH_EXTENSIONS_DIR"] = saved_extensions
         target = os.environ.get("W2S_SECURITY_TABLE")
         if target and built.table:
             write_table(built, Path(target))
