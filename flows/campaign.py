@@ -27,6 +27,17 @@ if TYPE_CHECKING:
 Submit = Callable[[list[ArmGroup], Path, int, int], list[dict[str, Any]]]
 
 
+def _plan_field(cli_field: str | None, entry: str) -> str:
+    """The plan's field for an error ``methods.resolve`` reports by the CLI's flag (``--method``,
+    ``--param KEY``): in a plan the name and params of ``entry`` (``methods[i]``, ``baseline``)."""
+    if cli_field is None or cli_field == "--method":
+        return entry if entry == "baseline" else f"{entry}.name"
+    if cli_field.startswith("--param"):
+        key = cli_field.removeprefix("--param").strip()
+        return f"{entry}.params.{key}" if key else f"{entry}.params"
+    return cli_field
+
+
 class Prepared:
     """Something already prepared (a :class:`Campaign`, the sweep's items), handed to a flow
     called in the same process so it is not prepared again.
@@ -92,8 +103,9 @@ class Campaign:
                 label, params, fn = method_function(entry.name, entry.params, jail=plan.jail)
             except InputError as err:
                 line = plan.line_of("methods", index - 1) if index else plan.line_of("baseline")
+                where = f"methods[{index - 1}]" if index else "baseline"
                 raise InputError(err.message, path=plan.source, line=line,
-                                 field=err.field or "methods") from None
+                                 field=_plan_field(err.field, where)) from None
             methods[entry.name] = {"label": label, "params": params, "code": fn.code,
                                    "untrusted": bool(fn.runs_untrusted_code)}
         check_controls(plan, methods)

@@ -137,6 +137,20 @@ def test_seed_scheduling_is_linear_in_the_budget() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=REPO)
 
 
+@pytest.mark.parametrize(("entry", "field", "expected"), [
+    ("  - name: no_such_method\n    params: {}\n", "methods[0].name", "unknown method"),
+    ("  - name: confident\n    params: {threshold: 7}\n", "methods[0].params.threshold",
+     "unknown param"),
+])
+def test_a_method_error_names_the_plans_field_not_the_clis_flag(tmp_path: Path, entry: str,
+                                                                 field: str, expected: str
+                                                                 ) -> None:
+    text = MICRO.replace("  - name: aux_conf\n    params: {}\n", entry)
+    err = refused(write_plan(tmp_path, text), tmp_path / "out")
+    assert (err.line, err.field) == (3, field), str(err)
+    assert expected in err.message and "--" not in str(err)
+
+
 # --- engine settings against this machine ----------------------------------------------------
 
 def test_unknown_ds_config_is_refused_at_its_line(tmp_path: Path) -> None:
