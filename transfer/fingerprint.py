@@ -62,24 +62,28 @@ def code_files(root: Path, entries: Iterable[str]) -> list[tuple[str, Path | Non
 
 
 def digest_files(files: Iterable[tuple[str, Path | None]], *, label: str = "") -> str:
-    """sha256 (hex) over ``(name, bytes)`` of each file (a missing one counts as absent)."""
+    """sha256 (hex) over ``(name, size, bytes)`` of each file (a missing one counts as absent).
+
+    Files are read in chunks, never whole: an ``external`` command may name a checkpoint of
+    many gigabytes as its own file. A file that changes size while it is read is an error.
+    """
     digest = hashlib.sha256(f"{FINGERPRINT_FORMAT}\0{label}\0".encode())
     for name, path in files:
         digest.update(name.encode() + b"\0")
         if path is None:
             digest.update(b"<absent>\0")
             continue
-        data = path.read_bytes()
-        digest.update(str(len(data)).encode() + b"\0" + data + b"\0")
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            digest.update(str(size).encode() + b"\0")
+            read = 0
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+                read += len(chunk)
+        if read != size:
+            raise OSError(f"{path} changed while it was read ({size} bytes, then {read})")
+        digest.update(b"\0")
     return digest.hexdigest()
-
-
-def digest_tree(location: Path, *, label: str = "") -> str:
-    """sha256 (hex) of a package directory (every file under it) or of one module file."""
-    location = Path(location)
-    if location.is_dir():
-        return digest_files(code_files(location, ["."]), label=label)
-    return digest_files([(location.name, location)], label=label)
 
 
 def combine(*parts: str) -> str:

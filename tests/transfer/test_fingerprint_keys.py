@@ -227,3 +227,19 @@ def test_method_function_carries_the_fingerprint_into_the_key(micro_ctx) -> None
                      method_fn=fn)
     assert record.spec.method_fingerprint == fn.fingerprint
     assert np.isfinite(record.metrics["accuracy"])
+
+
+def test_file_digest_format_is_fixed_and_files_are_read_in_chunks(tmp_path: Path) -> None:
+    """Every stored run is keyed by these digests: the bytes hashed must not change when the
+    reading does (chunks of 1 MiB, for command files of many gigabytes)."""
+    import hashlib
+
+    from transfer.fingerprint import FINGERPRINT_FORMAT, digest_files
+
+    data = bytes(range(256)) * 9000  # 2.3 MB: three chunks
+    path = tmp_path / "weights.bin"
+    path.write_bytes(data)
+    expected = hashlib.sha256(f"{FINGERPRINT_FORMAT}\0label\0".encode() + b"weights.bin\0"
+                              + str(len(data)).encode() + b"\0" + data + b"\0"
+                              + b"gone\0<absent>\0").hexdigest()
+    assert digest_files([("weights.bin", path), ("gone", None)], label="label") == expected
