@@ -46,7 +46,7 @@ def fmt(value: Any, kind: Kind) -> str:
     if kind == "pgr":
         return f"{value:+.2f}"
     if kind == "level":
-        return f"{value:g}"
+        return f"{value:.3g}"  # 0.05, 0.025, 0.0167 (alpha / 3), not 0.0166667
     if kind == "count":
         return f"{int(value):d}"
     raise ValueError(f"unknown number kind {kind!r}")
