@@ -26,7 +26,13 @@ from stats.tests_and_verdicts import (
     decision_rule_sentence,
     method_verdict,
 )
-from stats.verdict_model import SCHEMA_VERSION, Sequential, Verdict, json_safe
+from stats.verdict_model import (
+    SCHEMA_VERSION,
+    TREND_REASON_PREFIX,
+    Sequential,
+    Verdict,
+    json_safe,
+)
 from w2s_common.names import HOLD
 
 DEFAULT_N_BOOT = 2000
@@ -353,7 +359,8 @@ def _trend(cells: list[dict], alpha: float) -> dict | None:
 
 def _trend_sentence(trend: dict, n_rungs: int, alpha: float) -> str:
     s = trend["slope_per_decade"]
-    text = (f"trend: gain changes by {100 * s:+.2f} points per tenfold increase in parameters "
+    text = (f"{TREND_REASON_PREFIX}gain changes by {100 * s:+.2f} points per tenfold increase "
+            "in parameters "
             f"({100 * (1 - alpha):.0f}% CI {100 * trend['ci_low']:+.2f} to "
             f"{100 * trend['ci_high']:+.2f}, t with {trend['df']:.3g} df; one-sided p for "
             f"decline = {trend['p_decline']:.3g}, needs < {alpha / 2:g})")

@@ -20,6 +20,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 SCHEMA_VERSION = 1
+# A reason that states the scale trend starts so (stats.analyze writes it, the prose reads it).
+TREND_REASON_PREFIX = "trend: "
 VERDICT_WORDS = ("REAL", "VANISHED", "HARMFUL", "INCONCLUSIVE", "HOLD")  # HOLD: data quality
 
 # A number as JSON writes it: an int stays an int (``n_seeds``, ``df`` of a t with whole degrees

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Literal
 
 from stats.display import UNDEFINED, Sentence, Shown, interval, number, written
-from stats.verdict_model import MethodVerdict, Verdict
+from stats.verdict_model import TREND_REASON_PREFIX, MethodVerdict, Verdict
 
 Section = Literal["methods", "controls"]
 
@@ -140,13 +140,18 @@ def adequate_power_sentence(verdict: Verdict) -> Sentence:
 def method_narrative(verdict: Verdict, section: Section, name: str, *,
                      reasons: bool = True) -> list[Sentence]:
     """Everything said about one entry, in order: the decision, the trend, the power statement
-    where the design was weak, then (``reasons=True``) the statistics' own reasons."""
-    sentences = [verdict_sentence(verdict, section, name), trend_sentence(verdict, section, name)]
+    where the design was weak, then (``reasons=True``) the statistics' own reasons. With the
+    reasons, a trend they state is said once, by them (``stats.analyze`` states it in full: its
+    df, the level it needs and what 3 rungs can show)."""
+    entry = entry_of(verdict, section, name)
+    sentences = [verdict_sentence(verdict, section, name)]
+    if not (reasons and any(r.startswith(TREND_REASON_PREFIX) for r in entry.reasons)):
+        sentences.append(trend_sentence(verdict, section, name))
     power = power_sentence(verdict, section, name)
     if power is not None:
         sentences.append(power)
     if reasons:
-        sentences += [[reason] for reason in entry_of(verdict, section, name).reasons]
+        sentences += [[reason] for reason in entry.reasons]
     return sentences
 
 

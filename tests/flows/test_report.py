@@ -183,7 +183,8 @@ def test_narrative_is_separate_and_labelled(tmp_path: Path, verdict, results_tab
 def test_summary_md_report_and_template_say_the_same_sentences(tmp_path: Path, verdict,
                                                               results_table) -> None:
     """Each method's decision and trend sentences (stats.verdict_prose) stand, word for word,
-    in summary.md, in the report's own sections (md and html) and in the template narrative."""
+    in summary.md, in the report's own sections (md and html) and in the template narrative;
+    summary.md, which lists the statistics' reasons, says an estimated trend once, in them."""
     from flows.summary import template_summary
     from stats.display import plain
     from stats.verdict import summary_markdown
@@ -199,10 +200,17 @@ def test_summary_md_report_and_template_say_the_same_sentences(tmp_path: Path, v
     for method, decision in verdict["methods"].items():
         decided = plain(verdict_sentence(model, "methods", method))
         assert decided.startswith(f"{method} is {decision['verdict']}")
-        for sentence in (decided, plain(trend_sentence(model, "methods", method))):
+        trend = plain(trend_sentence(model, "methods", method))
+        stated = any(r.startswith("trend: ") for r in decision["reasons"])
+        for sentence in (decided, trend):
             for where, text in (("summary.md", summary_md), ("report.md", report_md),
                                 ("report.html", report_html), ("template", narrative)):
+                if where == "summary.md" and sentence == trend and stated:
+                    assert sentence not in text  # said once, by the reasons below
+                    continue
                 assert sentence in text, (where, sentence)
+        for reason in decision["reasons"]:
+            assert reason in summary_md
 
 
 def test_absent_optional_fields_render_as_na(tmp_path: Path, verdict, results_table) -> None:
