@@ -417,12 +417,17 @@ def narrow_plan(template: Mapping[str, Any], method: str,
                         "params": dict(params if params is not None else given.get(method, {}))}]
     if base_dir is not None:
         base = Path(base_dir).resolve()
-        plan["datasets"] = [d if d == SYNTHETIC else str((base / d).resolve())
-                            for d in template.get("datasets", [SYNTHETIC])]
+        datasets = template.get("datasets", [SYNTHETIC])
+        if isinstance(datasets, list):  # anything else is left for the plan's check to name
+            plan["datasets"] = [str((base / d).resolve()) if isinstance(d, str)
+                                and d != SYNTHETIC else d for d in datasets]
         ladder = template.get("ladder")
         if isinstance(ladder, str) and (base / ladder).is_file():
             plan["ladder"] = str((base / ladder).resolve())
-    claims = {k: v for k, v in (template.get("claims") or {}).items() if k == method}
+    claims = template.get("claims") or {}
+    if not isinstance(claims, Mapping):
+        return plan  # left as written for the plan's check to name
+    claims = {k: v for k, v in claims.items() if k == method}
     if claims:
         plan["claims"] = claims
     else:

@@ -59,9 +59,22 @@ def load_registry(path: str | Path) -> Registry:
 def method_plan_text(registry: Registry, entry: MethodRef) -> str:
     """The template plan narrowed to one method, as YAML (``flows.plan.narrow_plan``, paths
     made absolute against the template's directory)."""
-    template = yaml.safe_load(Path(registry.plan).read_text())
+    template, root = read_yaml(registry.plan, "template plan")
     if not isinstance(template, dict):
-        raise InputError("expected a mapping of plan fields", path=registry.plan)
+        raise InputError("expected a mapping of plan fields", path=registry.plan,
+                         line=node_line(root, ()))
+    # narrow_plan reads the template's methods for their params; any other bad field is left
+    # for the narrowed plan's own check to name.
+    methods = template.get("methods")
+    if methods is not None and not isinstance(methods, list):
+        raise InputError("expected a list of methods ({name, params})", path=registry.plan,
+                         line=node_line(root, ("methods",)), field="methods")
+    for index, method in enumerate(methods or []):
+        if not isinstance(method, dict) or not isinstance(method.get("name"), str) \
+                or not isinstance(method.get("params") or {}, dict):
+            raise InputError("expected a method as {name, params}", path=registry.plan,
+                             line=node_line(root, ("methods", index)),
+                             field=f"methods[{index}]")
     plan = narrow_plan(template, entry.name, entry.params,
                        name=f"{template.get('name', 'sweep')}-{entry.name}",
                        base_dir=Path(registry.plan).parent)

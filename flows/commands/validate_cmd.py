@@ -121,11 +121,12 @@ def register_sweep(app: typer.Typer) -> None:
         from flows.campaign import Prepared
         from flows.embedded import configure_embedded_prefect, embedded_prefect
         from flows.outdir import exclusive_out
+
+        configure_embedded_prefect()  # before prefect is imported (flows.sweep imports it)
         from flows.sweep import prepare_sweep
 
         with user_errors():
             reg, items = prepare_sweep(registry, store)  # every plan checked; nothing written
-        configure_embedded_prefect()
         out = Path(reg.out)
         with user_errors(), exclusive_out(out, "out in the registry"), \
                 embedded_prefect(out / "prefect.log"):

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import typer
 import yaml
 from typer.testing import CliRunner
@@ -105,3 +106,78 @@ def test_sweep_command_checks_every_method_before_any_compute(tmp_path: Path) ->
     assert len(lines) == 1 and lines[0].startswith("error: ") and "no_such_method" in lines[0]
     assert "Traceback" not in result.output
     assert not store.exists() and not (tmp_path / "sweep" / "aux_conf" / "verdict.json").exists()
+
+
+def _sweep_app() -> typer.Typer:
+    from flows.commands import validate_cmd
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _group() -> None:
+        """Sub-command mode."""
+
+    validate_cmd.register(app)
+    return app
+
+
+@pytest.mark.parametrize(("template", "expected"), [
+    (b"name: x\nmethods: [\n", "invalid YAML"),
+    (b"name: caf\xe9\n", "cannot read"),
+    (b"name: x\nmethods: [aux_conf]\n", "methods[0]"),
+    (b"name: x\nmethods: 3\n", "methods"),
+    (b"name: x\nmethods: [{name: aux_conf}]\ndatasets: 3\n", "datasets"),
+    (b"name: x\nmethods: [{name: aux_conf}]\ndatasets: [3]\n", "datasets"),
+    (b"name: x\nmethods: [{name: aux_conf}]\nclaims: [1]\n", "claims"),
+])
+def test_a_bad_template_plan_is_a_one_line_error(tmp_path: Path, template: bytes,
+                                                 expected: str) -> None:
+    (tmp_path / "template.yaml").write_bytes(template)
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(yaml.safe_dump({"plan": "template.yaml", "out": str(tmp_path / "sweep"),
+                                        "methods": [{"name": "aux_conf", "params": {}}]}))
+
+    result = CliRunner().invoke(_sweep_app(), ["sweep", str(registry), "--store",
+                                               str(tmp_path / "store")])
+
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "store").exists()
+
+
+PROBE_SETTINGS = """
+import contextlib, sys
+import flows.embedded
+
+@contextlib.contextmanager
+def probe(log_file=None):
+    from prefect.settings import get_current_settings
+    settings = get_current_settings()
+    print("recorder", settings.server.services.task_run_recorder.enabled,
+          "startup", settings.server.ephemeral.startup_timeout_seconds)
+    raise SystemExit(0)
+    yield
+
+flows.embedded.embedded_prefect = probe  # stop where the sweep would start its server
+from flows.cli import app
+app(sys.argv[1:])
+"""
+
+
+def test_the_sweep_command_runs_with_the_embedded_prefect_settings(tmp_path: Path) -> None:
+    """Prefect reads its settings once, when it is imported: the sweep command must apply the
+    embedded settings (flows.embedded) before anything imports it, as validate does."""
+    import os
+    import subprocess
+    import sys
+
+    registry = write_registry(tmp_path, ["aux_conf"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    done = subprocess.run([sys.executable, "-c", PROBE_SETTINGS, "sweep", str(registry),
+                           "--store", str(tmp_path / "store")], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "recorder False startup 180" in done.stdout, done.stdout + done.stderr[-2000:]
