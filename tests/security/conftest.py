@@ -45,7 +45,7 @@ if str(HERE) not in sys.path:  # `attacks.<module>:<Class>` plugin references, `
 from seclab import RUNG, SEED, Lab, LabelServer, run_student, serve_abstract_socket, write_task  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # torn down (env restored) when the package is done
 def lab(tmp_path_factory) -> Lab:
     from flows.context import arm_context
     from methods.jail_runtime import project_root
