@@ -22,7 +22,7 @@ DEMO_PLAN = Path(__file__).resolve().parents[1] / "plans" / "demo.yaml"
 
 
 def run_validate(plan: Path, out: Path, store: Path | None, executor: str | None = None,
-                 work_pool: str | None = None) -> dict:
+                 work_pool: str | None = None) -> Verdict:
     """Check everything (exit 2 on problems, before compute and before writing anything), hold
     the output directory (refused if another live validation holds it), then run the validate
     flow in Prefect's embedded mode (flows/embedded.py), or on the server PREFECT_API_URL names
