@@ -113,10 +113,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keep", type=Path, help="keep the working directory here")
     parser.add_argument("--json", type=Path, help="also write the JSON line here")
+    parser.add_argument("--query-seconds", type=float, default=1.0,
+                        help="the workers' PREFECT_WORKER_QUERY_SECONDS (default 1)")
     args = parser.parse_args()
     base = Path(args.keep or tempfile.mkdtemp(prefix="w2s-scale-out-")).resolve()
     base.mkdir(parents=True, exist_ok=True)
-    env = server_env(base / "prefect-home", free_port(), PREFECT_WORKER_QUERY_SECONDS="1")
+    env = server_env(base / "prefect-home", free_port(),
+                     PREFECT_WORKER_QUERY_SECONDS=str(args.query_seconds))
     processes = Processes(base)
     try:
         datasets = write_datasets(base / "data")
