@@ -52,9 +52,12 @@ def test_jailed_program_is_killed_when_its_parent_dies(tmp_path):
     while not pid_file.exists() or not pid_file.read_text().strip():
         assert time.monotonic() < deadline, "the jailed program never started"
         time.sleep(0.05)
-    # In its PID namespace the program sees itself as a small pid; find it from the outside.
-    outside = _sleepers()
-    assert outside and all(_alive(pid) for pid in outside)
+    # In its PID namespace the program sees itself as a small pid; find it from the outside,
+    # once the shell that wrote the pid file has exec'd the sleep (a moment after the write).
+    while not (outside := _sleepers()):
+        assert time.monotonic() < deadline, "the jailed program never exec'd its sleep"
+        time.sleep(0.05)
+    assert all(_alive(pid) for pid in outside)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     deadline = time.monotonic() + 10
