@@ -42,16 +42,14 @@ from stats.simulate_w2s import ARMS, draw_items, draw_scores
 BASELINE, METHOD = ARMS.index("baseline"), ARMS.index("method")
 
 
-def _mean_squares(d: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per experiment: gain, q_seed, q_ex, q_res of an (E, S, I) array of paired differences."""
-    _, s, i = d.shape
-    grand = d.mean(axis=(1, 2))
-    seed_means, ex_means = d.mean(axis=2), d.mean(axis=1)
-    q_s = i * ((seed_means - grand[:, None]) ** 2).sum(1) / (s - 1) / (s * i)
-    q_e = s * ((ex_means - grand[:, None]) ** 2).sum(1) / (i - 1) / (s * i)
-    resid = d - seed_means[:, :, None] - ex_means[:, None, :] + grand[:, None, None]
-    q_r = (resid ** 2).sum((1, 2)) / ((s - 1) * (i - 1)) / (s * i)
-    return grand, q_s, q_e, q_r
+def _contrast_mean_squares(pair: np.ndarray) -> tuple[float, float, float, float, object]:
+    """The gain, its q_seed, q_ex, q_res (the engine's mean squares of the method - baseline
+    contrast, over S I) and the engine's own ``Contrast``, for one (2, S, I) array."""
+    moments = two_way_moments(pair, ("b", "m"))
+    c = moments.weights({"m": 1.0, "b": -1.0})
+    q_s, q_e, q_r = (float(c @ ms @ c) * moments.scale for ms, _, _ in moments.ms_terms)
+    contrast = moments.contrast({"m": 1.0, "b": -1.0})
+    return contrast.estimate, q_s, q_e, q_r, contrast
 
 
 def _alternatives(q_s, q_e, q_r, s: int, i: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -80,9 +78,9 @@ def run(scenario, n: int, seed: int, chunk: int = 100) -> dict:
         size = min(chunk, n - start)
         scores = draw_scores(world, rng, s, draw_items(world, rng, size)).scores.astype(float)
         pair = scores[:, [BASELINE, METHOD]]
-        gain, q_s, q_e, q_r = _mean_squares(pair[:, 1] - pair[:, 0])
-        engine = [two_way_moments(pair[k], ("b", "m")).contrast({"m": 1.0, "b": -1.0})
-                  for k in range(size)]
+        gain, q_s, q_e, q_r, engine = zip(*(_contrast_mean_squares(pair[k])
+                                            for k in range(size)))
+        gain, q_s, q_e, q_r = (np.array(x) for x in (gain, q_s, q_e, q_r))
         low_high = np.array([c.ci(0.95) for c in engine])
         hits.setdefault("engine", []).append((low_high[:, 0] <= world.gain)
                                               & (world.gain <= low_high[:, 1]))
