@@ -56,15 +56,14 @@ def load_registry(path: str | Path) -> Registry:
     return registry.model_copy(update={"plan": str(plan)})
 
 
-def method_plan_text(registry: Registry, entry: MethodRef) -> str:
-    """The template plan narrowed to one method, as YAML (``flows.plan.narrow_plan``, paths
-    made absolute against the template's directory)."""
+def load_template(registry: Registry) -> dict[str, Any]:
+    """The registry's template plan, read once for every method (its ``methods`` checked here:
+    :func:`method_plan_text` reads them for their params; any other bad field is left for the
+    narrowed plan's own check to name)."""
     template, root = read_yaml(registry.plan, "template plan")
     if not isinstance(template, dict):
         raise InputError("expected a mapping of plan fields", path=registry.plan,
                          line=node_line(root, ()))
-    # narrow_plan reads the template's methods for their params; any other bad field is left
-    # for the narrowed plan's own check to name.
     methods = template.get("methods")
     if methods is not None and not isinstance(methods, list):
         raise InputError("expected a list of methods ({name, params})", path=registry.plan,
@@ -75,6 +74,12 @@ def method_plan_text(registry: Registry, entry: MethodRef) -> str:
             raise InputError("expected a method as {name, params}", path=registry.plan,
                              line=node_line(root, ("methods", index)),
                              field=f"methods[{index}]")
+    return template
+
+
+def method_plan_text(registry: Registry, template: dict[str, Any], entry: MethodRef) -> str:
+    """The template plan narrowed to one method, as YAML (``flows.plan.narrow_plan``, paths
+    made absolute against the template's directory)."""
     plan = narrow_plan(template, entry.name, entry.params,
                        name=f"{template.get('name', 'sweep')}-{entry.name}",
                        base_dir=Path(registry.plan).parent)
@@ -117,9 +122,10 @@ def prepare_sweep(registry_path: str | Path, store: str | Path | None = None
     if duplicate:
         raise InputError(f"method {duplicate!r} is listed twice", path=registry_path,
                          field="methods")
+    template = load_template(registry)
     items = []
     for index, entry in enumerate(registry.methods):
-        text = method_plan_text(registry, entry)
+        text = method_plan_text(registry, template, entry)
         method_out = Path(registry.out) / entry.name
         plan_path = method_out / "plan.yaml"
         try:
@@ -143,18 +149,15 @@ def sweep_flow(registry: str = "infra/sweep-registry.yaml", store: str | None = 
                prepared: Prepared | None = None) -> dict:
     """Validate each registered method; returns {method: {verdict, promote, report}}.
 
-    ``prepared``: the list of :class:`SweepItem` the CLI already made (``prepare_sweep`` with
-    the same registry and store), so no plan is prepared twice; a deployment's run checks the
-    registry here."""
+    ``prepared``: what ``prepare_sweep`` returned to the CLI for the same registry and store
+    (the registry and its :class:`SweepItem` list), so no plan is prepared twice; a
+    deployment's run checks the registry here."""
     from flows.outdir import exclusive_out
     from flows.validate import validate_flow
     from w2s_common.atomic import atomic_write_text
 
     logger = get_run_logger()
-    if prepared is None:
-        reg, items = prepare_sweep(registry, store)
-    else:
-        reg, items = load_registry(registry), prepared.value
+    reg, items = prepare_sweep(registry, store) if prepared is None else prepared.value
     summary: dict[str, Any] = {}
     with exclusive_out(reg.out, "out in the registry"):  # held already when the CLI started it
         for item in items:

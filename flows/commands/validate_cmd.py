@@ -126,13 +126,13 @@ def register_sweep(app: typer.Typer) -> None:
         from flows.sweep import prepare_sweep
 
         with user_errors():
-            reg, items = prepare_sweep(registry, store)  # every plan checked; nothing written
-        out = Path(reg.out)
+            prepared = prepare_sweep(registry, store)  # every plan checked; nothing written
+        out = Path(prepared[0].out)
         with user_errors(), exclusive_out(out, "out in the registry"), \
                 embedded_prefect(out / "prefect.log"):
             from flows.sweep import sweep_flow
 
             summary = sweep_flow(str(registry), str(store) if store else None,
-                                 prepared=Prepared(items))
+                                 prepared=Prepared(prepared))
         for method, row in summary.items():
             print(f"{method}: {row['verdict']} promote={row['promote']} report={row['report']}")
