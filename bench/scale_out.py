@@ -1,24 +1,27 @@
 """Scale-out of the pool executor: one worker vs two, and its overhead per group vs local.
 
-Usage: ``python bench/scale_out.py [--keep DIR] [--json FILE]`` (``make`` environment:
-OMP_NUM_THREADS=1, offline, W2S_CACHE_DIR shared).
+Usage: ``python bench/scale_out.py [--worker w2s [prefect]] [--rounds N] [--keep DIR]
+[--json FILE]`` (``make`` environment: OMP_NUM_THREADS=1, offline, W2S_CACHE_DIR shared).
 
-A real Prefect server on 127.0.0.1 (free port, PREFECT_HOME in a temporary directory), a process
-work pool, and workers started with ``prefect worker start --limit 1`` (one group at a time each,
-polling every second: ``PREFECT_WORKER_QUERY_SECONDS=1``). The plan: the micro ladder's two
+A real Prefect server on 127.0.0.1 (free port, PREFECT_HOME in a temporary directory), process
+work pools, and workers started with ``--limit 1`` (one group at a time each, polling every
+second: ``PREFECT_WORKER_QUERY_SECONDS=1``): ``w2s-transfer worker`` (``--worker w2s``, the
+default: each group's flow-run process started ahead, ``flows/standby_worker.py``) and/or
+Prefect's own ``prefect worker start`` (``--worker prefect``). The plan: the micro ladder's two
 rungs on two synthetic datasets (the built-in task drawn with data seeds 1 and 2, written as
 JSONL directories), one method, two seeds in one look: 4 similar groups per look. The caches
 (pretrained bodies, features) are warmed first by one group per (rung, dataset) with another
-seed, so every timed path trains the same arms from the same cached bodies. Three timed paths,
-each `w2s-transfer validate` into a fresh run store:
+seed, so every timed path trains the same arms from the same cached bodies. Timed paths, each
+`w2s-transfer validate` into a fresh run store, in every round:
 
 1. ``local``: the local executor, one group at a time (``max_parallel_runs: 1``);
-2. ``pool-1``: the pool executor with one worker;
-3. ``pool-2``: the pool executor with two workers.
+2. per worker kind, on a pool of its own: ``pool-1``, the pool executor with one worker, then
+   ``pool-2`` with two.
 
-Prints one JSON line (also to ``--json``): seconds per path, the pool executor's overhead per
-group ((pool-1 - local) / groups; goal < 2 s), the load average, and last the line
-``scale-out ratio X`` (pool-2 / pool-1; goal <= 0.65).
+Prints one JSON line (also to ``--json``): seconds per path and round, the pool executor's
+overhead per group ((pool-1 - local) / groups; goal < 2 s), the medians over rounds, the load
+average, and last the line ``scale-out ratio X`` (pool-2 / pool-1, median, first worker kind;
+goal <= 0.65).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +56,8 @@ POOL = "w2s-bench"
 CLI = [sys.executable, "-c", "from flows.cli import main; main()"]
 DATA_SEEDS = (1, 2)
 GOAL_OVERHEAD_S, GOAL_RATIO = 2.0, 0.65
+GROUPS = 4
+WORKERS = {"w2s": [*CLI, "worker"], "prefect": [*PREFECT, "worker", "start"]}
 
 
 def write_datasets(base: Path) -> list[Path]:
@@ -115,56 +121,87 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the JSON line here")
     parser.add_argument("--query-seconds", type=float, default=1.0,
                         help="the workers' PREFECT_WORKER_QUERY_SECONDS (default 1)")
+    parser.add_argument("--worker", nargs="+", choices=sorted(WORKERS), default=["w2s"],
+                        help="which worker(s) serve the pool (default w2s: w2s-transfer "
+                             "worker); several are measured in turn, each round")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat local and every worker's pool-1/pool-2 this many times, "
+                             "interleaved (the machine's load drifts; default 1)")
     args = parser.parse_args()
     base = Path(args.keep or tempfile.mkdtemp(prefix="w2s-scale-out-")).resolve()
     base.mkdir(parents=True, exist_ok=True)
     env = server_env(base / "prefect-home", free_port(),
                      PREFECT_WORKER_QUERY_SECONDS=str(args.query_seconds))
     processes = Processes(base)
+    rounds: list[dict] = []
     try:
         datasets = write_datasets(base / "data")
         plan = write_plan(base, datasets)
         warm_s = warm_caches(base, datasets)
         url = start_server(processes, env)
-        prefect(["work-pool", "create", POOL, "--type", "process"], env)
-
-        def start_worker(name: str) -> None:
-            machine = base / f"machine-{name}"
-            machine.mkdir()
-            processes.start(name, [*PREFECT, "worker", "start", "--pool", POOL, "--name", name,
-                                   "--limit", "1"], env, cwd=machine)
-
-        def online() -> int:
-            return len([w for w in api(url, f"/work_pools/{POOL}/workers/filter", {})
-                        if w["status"] == "ONLINE"])
-
-        local_s = validate(plan, base, "local", env, "--executor", "local")
-        start_worker("w1")
-        wait_for(lambda: online() == 1, 120, "one worker")
-        pool1_s = validate(plan, base, "pool-1", env, "--executor", "pool", "--work-pool", POOL)
-        start_worker("w2")
-        wait_for(lambda: online() == 2, 120, "two workers")
-        pool2_s = validate(plan, base, "pool-2", env, "--executor", "pool", "--work-pool", POOL)
+        for round_ in range(args.rounds):
+            local_s = validate(plan, base, f"local-{round_}", env, "--executor", "local")
+            for kind in args.worker:
+                pool1_s, pool2_s = pool_paths(plan, base, env, url, processes, kind, round_)
+                rounds.append({"round": round_, "worker": kind, "local_s": round(local_s, 1),
+                               "pool_1_worker_s": round(pool1_s, 1),
+                               "pool_2_workers_s": round(pool2_s, 1),
+                               "overhead_per_group_s": round((pool1_s - local_s) / GROUPS, 2),
+                               "scale_out_ratio": round(pool2_s / pool1_s, 3)})
     finally:
         processes.stop()
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
-    groups = 4
+    summary = {kind: {key: round(statistics.median(r[key] for r in rounds
+                                                   if r["worker"] == kind), 3)
+                      for key in ("overhead_per_group_s", "scale_out_ratio")}
+               for kind in args.worker}
     result = {
         "plan": "micro ladder x 2 synthetic datasets, 1 method, 2 seeds: 4 groups, 1 look",
-        "groups": groups, "warm_caches_s": round(warm_s, 1),
-        "local_s": round(local_s, 1), "pool_1_worker_s": round(pool1_s, 1),
-        "pool_2_workers_s": round(pool2_s, 1),
-        "overhead_per_group_s": round((pool1_s - local_s) / groups, 2),
-        "goal_overhead_per_group_s": GOAL_OVERHEAD_S,
-        "scale_out_ratio": round(pool2_s / pool1_s, 3), "goal_ratio": GOAL_RATIO,
-        "cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "groups": GROUPS, "warm_caches_s": round(warm_s, 1), "rounds": rounds,
+        "median": summary, "goal_overhead_per_group_s": GOAL_OVERHEAD_S,
+        "goal_ratio": GOAL_RATIO, "cpus": os.cpu_count(),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
     line = json.dumps(result)
     print(line)
     if args.json:
         args.json.write_text(line + "\n")
-    print(f"scale-out ratio {result['scale_out_ratio']:.3f}")
+    print(f"scale-out ratio {summary[args.worker[0]]['scale_out_ratio']:.3f}")
+
+
+def pool_paths(plan: Path, base: Path, env: dict[str, str], url: str, processes: Processes,
+               kind: str, round_: int) -> tuple[float, float]:
+    """Seconds of the pool executor with one worker, then two, of one kind, on a pool of their
+    own (so that no worker of an earlier path is counted or polls)."""
+    pool = f"{POOL}-{kind}-{round_}"
+    prefect(["work-pool", "create", pool, "--type", "process"], env)
+    workers = []
+
+    def start_worker(name: str) -> None:
+        machine = base / f"machine-{pool}-{name}"
+        machine.mkdir()
+        workers.append(processes.start(
+            f"{pool}-{name}", [*WORKERS[kind], "--pool", pool, "--name", name, "--limit", "1"],
+            env, cwd=machine))
+
+    def online() -> int:
+        return len([w for w in api(url, f"/work_pools/{pool}/workers/filter", {})
+                    if w["status"] == "ONLINE"])
+
+    try:
+        start_worker("w1")
+        wait_for(lambda: online() == 1, 120, "one worker")
+        pool1_s = validate(plan, base, f"{pool}-1", env, "--executor", "pool",
+                           "--work-pool", pool)
+        start_worker("w2")
+        wait_for(lambda: online() == 2, 120, "two workers")
+        pool2_s = validate(plan, base, f"{pool}-2", env, "--executor", "pool",
+                           "--work-pool", pool)
+    finally:
+        for worker in workers:
+            Processes.kill_tree(worker)
+    return pool1_s, pool2_s
 
 
 if __name__ == "__main__":

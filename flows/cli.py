@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "flows.commands.plan_schema",
     "flows.commands.analyze",
     "flows.commands.audit",
+    "flows.commands.worker_cmd",
 ]
 
 for _module in COMMAND_MODULES:

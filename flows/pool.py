@@ -303,7 +303,7 @@ class PoolExecutor:
         self.plan._raise(("compute", "start_timeout_s"),
                          f"no worker of work pool {pool!r} started group run {run.name} "
                          f"({run.where}) within {self.compute.start_timeout_s:g} s ({status}); "
-                         f"start one: prefect worker start --pool {pool}")
+                         f"start one: w2s-transfer worker --pool {pool}")
 
     def _check_alive(self, client: Any, run: GroupRun, watch: Any) -> None:
         from transfer import leases

@@ -85,8 +85,10 @@ class Processes:
         self.started.append(proc)
         return proc
 
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+    def log(self, name: str, chars: int | None = 3000) -> str:
+        """The end of a process's log (``chars=None``: all of it)."""
+        text = (self.logs / f"{name}.log").read_text(errors="replace")
+        return text if chars is None else text[-chars:]
 
     @staticmethod
     def kill_tree(proc: subprocess.Popen) -> None:

@@ -1,24 +1,30 @@
 """Issue 11 acceptance: the pool executor on a real Prefect server with two workers.
 
 One Prefect server on 127.0.0.1 (free port, its own PREFECT_HOME and SQLite), a process work
-pool and two workers (`prefect worker start --limit 1`), each a separate process group with
-its own working directory: two machines in miniature sharing the run store and model caches.
+pool and two workers with ``--limit 1``, each a separate process group with its own working
+directory: two machines in miniature sharing the run store and model caches. Worker w1 is
+``w2s-transfer worker`` (Prefect's process worker with a started-ahead process per group,
+``flows/standby_worker.py``), w2 is Prefect's own ``prefect worker start``: both kinds serve
+the same pool.
 The module's tests reuse that server and those workers:
 
 1. the micro-ci plan with ``--executor pool`` while the same plan runs with the local executor
    into another store: groups ran on both workers (the flow runs' worker labels), the verdicts
    are equal, no run was executed twice (the group outcomes' ``executed`` lists against the
    store);
-2. the last look again, from a copy of that store without its runs: one worker (its whole
+2. Ctrl-C on the parent while the standby worker trains a group: exit 130, the group run ends
+   Cancelled and its processes are gone, the worker lives on;
+3. the last look again, from a copy of that store without its runs: one worker (its whole
    process tree) is SIGKILLed in the middle of a group; the group run is rerun on the other
    worker, the campaign finishes with the same verdict, nothing finished was executed again;
-3. bad input, one line and exit 2, nothing written: an unknown pool, a pool without workers
+4. bad input, one line and exit 2, nothing written: an unknown pool, a pool without workers
    (time-out; its group runs are cancelled), a worker whose mount of the store is read-only.
 """
 from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,6 +36,7 @@ from prefect_server import (
     REPO,
     Processes,
     api,
+    descendants,
     free_port,
     prefect,
     server_env,
@@ -78,12 +85,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
         url = start_server(processes, env)
         prefect(["work-pool", "create", POOL, "--type", "process"], env)
         workers = {}
-        for name in ("w1", "w2"):
+        for name, command in (("w1", [*CLI, "worker"]), ("w2", [*PREFECT, "worker", "start"])):
             cwd = base / f"machine-{name}"
             cwd.mkdir()
             workers[name] = processes.start(
-                name, [*PREFECT, "worker", "start", "--pool", POOL, "--name", name,
-                       "--limit", "1"], env, cwd=cwd)
+                name, [*command, "--pool", POOL, "--name", name, "--limit", "1"], env, cwd=cwd)
         wait_for(lambda: len([w for w in api(url, f"/work_pools/{POOL}/workers/filter", {})
                               if w["status"] == "ONLINE"]) == 2, 120, "two online workers")
         yield Cluster(base, env, url, processes, workers)
@@ -154,9 +160,57 @@ def test_groups_run_on_both_workers_once_each_with_the_local_verdict(
     records = outcomes(store)
     assert len(records) == 4 and {r["worker"] for r in records} == {"w1", "w2"}
     assert len({r["cwd"] for r in records}) == 4  # each group in its worker's own directory
+    # w1's groups started in its standby processes, w2's as Prefect starts them.
+    handed = cluster.processes.log("w1", chars=None).count("handed to standby process")
+    assert handed == sum(r["worker"] == "w1" for r in records)
+    assert "handed to standby" not in cluster.processes.log("w2", chars=None)
     executed = [h for r in records for h in r["executed"]]
     assert len(executed) == len(set(executed))  # no run executed twice
     assert set(executed) == run_hashes(store)  # and every stored run executed once
+
+
+def _group_processes(worker: subprocess.Popen) -> list[int]:
+    """The group worker subprocesses (``python -m flows.worker``) below a Prefect worker."""
+    found = []
+    for pid in descendants(worker.pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"flows.worker" in argv:
+            found.append(pid)
+    return found
+
+
+def test_interrupting_the_parent_cancels_a_running_group_and_kills_its_processes(
+        cluster: Cluster, pool_and_local: dict) -> None:
+    """Ctrl-C on `validate` while w1 (the standby worker) runs a group: the parent exits 130,
+    the group run ends Cancelled, its processes are gone, and w1 keeps serving."""
+    since = cluster.now()
+    proc = cluster.validate(MICRO_CI, cluster.base / "out-cancel", cluster.base / "store-cancel",
+                            "--executor", "pool", "--work-pool", POOL)
+    w1 = cluster.workers["w1"]
+    try:
+        def w1_training():
+            for run in cluster.group_runs(since):
+                if (run["state"]["type"] == "RUNNING"
+                        and run["labels"].get("prefect.worker.name") == "w1"
+                        and _group_processes(w1)):
+                    return run
+            return None
+
+        victim = wait_for(w1_training, 300, "worker w1 training a group", 0.3)
+        proc.send_signal(signal.SIGINT)
+        code, _, stderr = finish(proc, 120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130, stderr[-3000:]
+    wait_for(lambda: api(cluster.url, f"/flow_runs/{victim['id']}")["state"]["type"]
+             == "CANCELLED", 60, "the interrupted group run Cancelled")
+    wait_for(lambda: not _group_processes(w1), 30, "w1's group processes gone")
+    assert w1.poll() is None  # the worker itself lives on, with a standby for the next group
+    assert not list((cluster.base / "out-cancel").glob("verdict.json"))
 
 
 def test_a_killed_worker_s_group_is_rerun_and_the_verdict_is_the_same(
