@@ -2,36 +2,44 @@
 
 ``w2s-transfer worker --pool NAME`` runs :class:`StandbyProcessWorker`: Prefect's own process
 worker (same pools, same job template and variables, same polling, limits, cancellation and
-crash reporting) with one change. A flow run of the ``run-arm-group`` deployment that the
-pool executor created (module entrypoint ``flows.group_flow.run_arm_group``, no pull steps, no
-storage, no custom command) is handed to a standby process (``flows.standby``) that has already
-imported the engine and the flow, instead of a cold supervisor + engine pair that imports both
-twice. The next standby starts as soon as one is taken, so its imports overlap the group's
-compute. Every other flow run (another deployment, a pool template with a ``command``, a
-deployment with pull steps) takes Prefect's path unchanged; so does a run whose job variables
-change Prefect settings or ``PYTHON*`` variables (the standby ``exec``s a cold engine then).
+crash reporting) with three changes for the flow runs of the ``run-arm-group`` deployment as
+the pool executor creates it (module entrypoint ``flows.group_flow.run_arm_group``, no pull
+steps, no storage, no path, no custom ``command``; every other flow run takes Prefect's path):
 
-The standby is the flow run's process exactly as the cold path's would be: its own session
-(a group-wide signal reaches the engine and the group's worker subprocess), its pid recorded as
-the flow run's infrastructure pid (cancellation kills its process group), its exit status the
-infrastructure's. A standby left idle when the worker stops or dies reads end of input and
-exits.
+1. The flow run goes to a standby process (``flows.standby``) that has already imported the
+   engine and the flow, instead of a cold supervisor + engine pair that imports both twice. The
+   next standby starts as soon as one is taken, at a lower CPU priority where the worker may
+   give it back at hand-off, so its imports use CPU the running group leaves idle. The standby
+   starts cold itself (``exec``) when the order could run differently in it (its allow-list).
+2. The worker's slot is free once the engine has reported the flow run's final state on
+   Prefect's control channel; the process, which then only ships its last logs, is waited for
+   in the background (its working directory is removed after it exits).
+3. The worker polls again as soon as a slot is free (polls never overlap).
 
-This leans on Prefect's runner internals (``prefect.runner._flow_run_executor``), which are not
-a public API: where they are missing this worker says so once and behaves as the plain process
-worker (``tests/flows/test_standby_worker.py`` fails in that case, so an upgrade cannot make it
-silently slow).
+The standby is the flow run's process as the cold path's would be: its own session (cancellation
+signals its process group; the group's training subprocess has a session of its own and is
+stopped by the group flow), its pid recorded as the flow run's infrastructure pid, its exit
+status the infrastructure's. A standby left idle when the worker stops or dies reads end of
+input and exits.
+
+This leans on Prefect's runner internals (``prefect.runner._flow_run_executor``, the control
+channel), which are not a public API. Where they cannot be imported this worker says so and
+behaves as the plain process worker; where they changed, the acceptance test
+(``tests/flows/test_pool.py``: each group of its worker w1 is handed to a standby) fails.
+With ``--limit N`` > 1 one standby is kept ready: a second run arriving while it is taken gets
+a fresh process (one import, not two).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +67,7 @@ STANDBY_MODULE = "flows.standby"
 CONCLUSION_POLL_S = 0.05  # how often a running group's control-channel record is looked at
 RECEIPT_ACK_GRACE_S = 0.1  # lets the channel acknowledge the engine's receipt before release
 DRAIN_LIMIT_S = 60.0  # a concluded flow run's process gets this long to ship its last logs
+STOP_GRACE_S = 5.0  # when the worker stops: how long a concluded process may still take
 SLOT_RELEASE_S = 0.05
 # A waiting standby imports at this much lower CPU priority, so that on a busy machine it takes
 # only spare CPU from the group that is training (measured on 2 cores: docs/scale.md).
@@ -67,9 +76,18 @@ STANDBY_NICE = 10
 
 def _environment(job_env: dict[str, Any]) -> dict[str, str]:
     """A flow-run process's environment as Prefect's process worker composes it: this process's,
-    then Prefect's settings, then the job's (which already holds this process's)."""
+    then Prefect's settings, then the job's (which is this process's, Prefect's settings, the
+    per-run ``PREFECT__*`` values and the job variables, in that order). A standby starts with
+    ``_environment({})``, so an order differs from it only by the job's own values."""
     settings = get_current_settings().to_environment_variables(exclude_unset=True)
     return sanitize_subprocess_env({**os.environ, **settings, **job_env})
+
+
+def _with_working_dir_on_path(env: dict[str, str], cwd: Path) -> dict[str, str]:
+    """``PYTHONPATH`` as Prefect's workspace supervisor sets it: the working directory first."""
+    entries = [str(cwd)] + [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep)
+                            if entry and entry != str(cwd)]
+    return {**env, "PYTHONPATH": os.pathsep.join(entries)}
 
 
 with warnings.catch_warnings():
@@ -86,6 +104,9 @@ with warnings.catch_warnings():
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._standby: anyio.abc.Process | None = None
+            self._standbys: set[anyio.abc.Process] = set()  # every one not yet handed off
+            self._standby_lock = anyio.Lock()
+            self._poll_lock = anyio.Lock()
             self._standby_cwd = Path.cwd()
             self._may_lower_priority = False
 
@@ -95,11 +116,12 @@ with warnings.catch_warnings():
                 return await super().run(flow_run, configuration, task_status)
             task_status = task_status or anyio.TASK_STATUS_IGNORED
             starter = _StandbyStarter(self, configuration)
-            working_dir = (tempfile.TemporaryDirectory(suffix="prefect")
-                           if not configuration.working_dir
-                           else nullcontext(configuration.working_dir))
-            with working_dir as cwd:
-                starter.cwd = Path(cwd).resolve()
+            if configuration.working_dir:
+                starter.cwd = Path(configuration.working_dir).resolve()
+            else:  # removed once the process has exited (the starter or the reaper)
+                starter.cwd = Path(tempfile.mkdtemp(suffix="prefect")).resolve()
+                starter.remove_cwd = True
+            try:
                 async with FlowRunExecutorContext() as ctx:
                     starter.control_channel = ctx.control_channel
                     executor = ctx.create_executor(flow_run, starter,
@@ -117,6 +139,8 @@ with warnings.catch_warnings():
                         if handle.pid is None:
                             raise RuntimeError("Flow run process has no PID")
                         task_status.started(handle.pid)
+            finally:
+                starter.release_cwd()
             if execution is None or execution.status_code is None:
                 raise RuntimeError("Failed to start flow run process.")
             self._runs_task_group.start_soon(self._poll_when_free)
@@ -141,18 +165,11 @@ with warnings.catch_warnings():
                 if self._may_lower_priority:
                     _set_priority(self._standby, _own_priority() + STANDBY_NICE)
 
-        def reap_later(self, process: anyio.abc.Process) -> None:
-            """Wait for a concluded flow run's process in the background; kill it if it does
-            not exit within ``DRAIN_LIMIT_S``."""
-            async def reap() -> None:
-                with anyio.move_on_after(DRAIN_LIMIT_S):
-                    await process.wait()
-                if process.returncode is None:
-                    process.kill()
-                with anyio.CancelScope(shield=True):
-                    await process.aclose()
-
-            self._runs_task_group.start_soon(reap)
+        async def get_and_submit_flow_runs(self) -> list[Any]:
+            # The polling loop and the poll after a run ended must not overlap: a response read
+            # before a run finished could submit that run again.
+            async with self._poll_lock:
+                return await super().get_and_submit_flow_runs()
 
         async def _poll_when_free(self) -> None:
             """Look for the next flow run as soon as this one's slot is free, not at the next
@@ -163,24 +180,52 @@ with warnings.catch_warnings():
             except Exception:  # noqa: BLE001 - the regular polling loop will try again
                 self._logger.debug("early poll failed", exc_info=True)
 
+        def reap_later(self, process: anyio.abc.Process, starter: _StandbyStarter) -> None:
+            """Wait for a concluded flow run's process in the background: up to
+            ``DRAIN_LIMIT_S`` (``STOP_GRACE_S`` once the worker stops), then its process group
+            is killed; then its working directory is removed."""
+            async def reap() -> None:
+                try:
+                    with anyio.move_on_after(DRAIN_LIMIT_S):
+                        await process.wait()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        if process.returncode is None:
+                            with anyio.move_on_after(STOP_GRACE_S):
+                                await process.wait()
+                        if process.returncode is None:
+                            self._logger.warning(
+                                "flow-run process %d still running %.0f s after its flow run "
+                                "ended; killing it", process.pid, DRAIN_LIMIT_S)
+                            with contextlib.suppress(ProcessLookupError):
+                                os.killpg(process.pid, signal.SIGKILL)
+                        await process.aclose()
+                        starter.release_cwd(exited=True)
+
+            self._runs_task_group.start_soon(reap)
+
         async def take_standby(self) -> anyio.abc.Process:
             """The started-ahead process (or a new one) at this worker's CPU priority, and the
             next one starting behind it at a lower one."""
-            standby = self._standby
-            self._standby = None
-            if standby is None or standby.returncode is not None:
-                standby = await self._start_standby()
-            elif self._may_lower_priority:
-                _set_priority(standby, _own_priority())
-            self._standby = await self._start_standby()
-            if self._may_lower_priority:
-                _set_priority(self._standby, _own_priority() + STANDBY_NICE)
-            return standby
+            async with self._standby_lock:
+                standby, self._standby = self._standby, None
+                if standby is None or standby.returncode is not None:
+                    standby = await self._start_standby()
+                elif self._may_lower_priority:
+                    _set_priority(standby, _own_priority())
+                self._standbys.discard(standby)
+                self._standby = await self._start_standby()
+                if self._may_lower_priority:
+                    _set_priority(self._standby, _own_priority() + STANDBY_NICE)
+                return standby
 
         async def _start_standby(self) -> anyio.abc.Process:
-            return await anyio.open_process(
+            process = await anyio.open_process(
                 [sys.executable, "-m", STANDBY_MODULE], stdin=subprocess.PIPE, stdout=None,
-                stderr=None, cwd=self._standby_cwd, env=_environment({}), start_new_session=True)
+                stderr=None, cwd=self._standby_cwd, env=_environment({}),
+                start_new_session=True)
+            self._standbys.add(process)
+            return process
 
         @staticmethod
         def _priority_can_be_restored(process: anyio.abc.Process) -> bool:
@@ -198,14 +243,24 @@ with warnings.catch_warnings():
             return True
 
         async def teardown(self, *exc_info: Any) -> None:
-            standby, self._standby = self._standby, None
-            if standby is not None and standby.returncode is None:
-                await standby.stdin.aclose()  # end of input: it exits
-                with anyio.move_on_after(5):
-                    await standby.wait()
-                if standby.returncode is None:
-                    standby.kill()
+            self._standby = None
+            for standby in list(self._standbys):
+                await _close_standby(standby)
+            self._standbys.clear()
             await super().teardown(*exc_info)
+
+
+async def _close_standby(standby: anyio.abc.Process) -> None:
+    """End a standby that never got an order: end of input makes it exit."""
+    with anyio.CancelScope(shield=True):
+        if standby.returncode is None:
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await standby.stdin.aclose()
+            with anyio.move_on_after(STOP_GRACE_S):
+                await standby.wait()
+            if standby.returncode is None:
+                standby.kill()
+        await standby.aclose()
 
 
 def _own_priority() -> int:
@@ -241,7 +296,15 @@ class _StandbyStarter:
                  configuration: ProcessJobConfiguration) -> None:
         self.worker, self.configuration = worker, configuration
         self.cwd: Path | None = None
+        self.remove_cwd = False
         self.control_channel: Any = None
+        self._reaping = False
+
+    def release_cwd(self, exited: bool = False) -> None:
+        """Remove a temporary working directory once nothing runs in it any more."""
+        if self.remove_cwd and self.cwd is not None and (exited or not self._reaping):
+            shutil.rmtree(self.cwd, ignore_errors=True)
+            self.remove_cwd = False
 
     async def start(self, flow_run: Any, task_status: anyio.abc.TaskStatus[Any]
                     = anyio.TASK_STATUS_IGNORED) -> None:
@@ -256,12 +319,11 @@ class _StandbyStarter:
                 registered = True
             except RuntimeError:  # no loopback listener: Prefect falls back to kill-only
                 pass
+        env = _with_working_dir_on_path(_environment(self.configuration.env), self.cwd)
+        order = json.dumps({"env": {**env, **runtime}, "cwd": str(self.cwd),
+                            "quiet": not self.configuration.stream_output}).encode() + b"\n"
         try:
-            process = await self.worker.take_standby()
-            order = {"env": {**_environment(self.configuration.env), **runtime},
-                     "cwd": str(self.cwd), "quiet": not self.configuration.stream_output}
-            await process.stdin.send(json.dumps(order).encode() + b"\n")
-            await process.stdin.aclose()
+            process = await self._hand_off(order)
         except BaseException:
             if registered:
                 self.control_channel.unregister(flow_run.id)
@@ -275,12 +337,32 @@ class _StandbyStarter:
             concluded = await self._until_exit_or_conclusion(process, flow_run.id)
         finally:
             if concluded:
-                self.worker.reap_later(process)
+                self._reaping = True
+                self.worker.reap_later(process, self)
             else:
                 with anyio.CancelScope(shield=True):
                     if process.returncode is None:  # the worker is stopping
                         process.terminate()
                     await process.aclose()
+
+    async def _hand_off(self, order: bytes) -> anyio.abc.Process:
+        """Send the order to a standby; one that died meanwhile is replaced once."""
+        process = await self.worker.take_standby()
+        try:
+            await self._send(process, order)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            process = await self.worker.take_standby()
+            await self._send(process, order)
+        return process
+
+    @staticmethod
+    async def _send(process: anyio.abc.Process, order: bytes) -> None:
+        try:
+            await process.stdin.send(order)
+            await process.stdin.aclose()
+        except BaseException:
+            await _close_standby(process)
+            raise
 
     async def _until_exit_or_conclusion(self, process: anyio.abc.Process,
                                         flow_run_id: Any) -> bool:

@@ -164,6 +164,7 @@ def test_groups_run_on_both_workers_once_each_with_the_local_verdict(
     handed = cluster.processes.log("w1", chars=None).count("handed to standby process")
     assert handed == sum(r["worker"] == "w1" for r in records)
     assert "handed to standby" not in cluster.processes.log("w2", chars=None)
+    assert "starting cold" not in cluster.processes.log("w1", chars=None)  # all warm
     executed = [h for r in records for h in r["executed"]]
     assert len(executed) == len(set(executed))  # no run executed twice
     assert set(executed) == run_hashes(store)  # and every stored run executed once

@@ -1,7 +1,7 @@
 """The started-ahead flow-run process (``flows/standby.py``) without a server.
 
 It must become exactly the process Prefect's cold path would start: run Prefect's engine as
-``__main__`` with the order's environment when nothing fixed at its start differs, and
+``__main__`` with the order's environment when nothing a cold start acts on differs, and
 ``exec`` a cold ``python -m prefect.engine`` when something does (here ``PYTHONPATH``, which a
 cold interpreter acts on at start: a ``sitecustomize`` there prints a marker). An invalid flow
 run id makes the engine stop at once with its own message, whichever way it started.
@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from flows.standby import cold_reason, module_files
 
 REPO = Path(__file__).resolve().parents[2]
 MARKER = "cold interpreter start"
@@ -32,6 +34,13 @@ def base_env() -> dict[str, str]:
     return env
 
 
+def as_ordered(env: dict[str, str], work: Path) -> dict[str, str]:
+    """The order's environment as the worker composes it: per-run values, the working
+    directory first on PYTHONPATH."""
+    return {**env, "PREFECT__FLOW_RUN_ID": "not-a-uuid",
+            "PYTHONPATH": os.pathsep.join([str(work), env["PYTHONPATH"]])}
+
+
 def test_a_standby_without_an_order_exits_quietly(tmp_path: Path) -> None:
     done = standby(None, base_env(), tmp_path)
     assert done.returncode == 0 and done.stdout == "" and done.stderr == ""
@@ -43,23 +52,59 @@ def test_the_order_runs_prefect_s_engine_in_the_started_process(tmp_path: Path) 
     env = base_env()
     work = tmp_path / "run"
     work.mkdir()
-    order_env = {**env, "PREFECT__FLOW_RUN_ID": "not-a-uuid", "W2S_PROBE": "order"}
-    warm = standby({"env": order_env, "cwd": str(work)}, env, tmp_path)
+    warm = standby({"env": as_ordered(env, work), "cwd": str(work)}, env, tmp_path)
     assert warm.returncode == 1, warm.stderr[-2000:]
     assert "Invalid flow run id" in warm.stderr and MARKER not in warm.stdout
+    assert "starting cold" not in warm.stderr
 
-    changed = {**order_env, "PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{REPO}"}
+    changed = {**as_ordered(env, work), "PYTHONPATH": os.pathsep.join(
+        [str(work), str(tmp_path / "site"), str(REPO)])}
     cold = standby({"env": changed, "cwd": str(work)}, env, tmp_path)
     assert cold.returncode == 1, cold.stderr[-2000:]
     assert "Invalid flow run id" in cold.stderr and MARKER in cold.stdout
+    assert "starting cold (environment differs: PYTHONPATH)" in cold.stderr
 
 
 def test_a_quiet_order_silences_the_process(tmp_path: Path) -> None:
     env = base_env()
-    order = {"env": {**env, "PREFECT__FLOW_RUN_ID": "not-a-uuid"}, "cwd": str(tmp_path),
-             "quiet": True}
+    order = {"env": as_ordered(env, tmp_path), "cwd": str(tmp_path), "quiet": True}
     done = standby(order, env, tmp_path)
     assert done.returncode == 1 and done.stdout == "" and done.stderr == ""
+
+
+def test_what_sends_an_order_cold(tmp_path: Path) -> None:
+    """The allow-list: only Prefect's per-run values and the working directory's place on
+    PYTHONPATH may differ; imported files must be unchanged; the working directory must not
+    shadow an imported module."""
+    work = tmp_path / "run"
+    work.mkdir()
+    started = {"PATH": "/usr/bin", "PYTHONPATH": "/repo", "OMP_NUM_THREADS": "1"}
+    ordered = {**started, "PREFECT__FLOW_RUN_ID": "x", "PREFECT__CONTROL_TOKEN": "t",
+               "PYTHONPATH": f"{work}{os.pathsep}/repo"}
+    module = tmp_path / "module.py"
+    module.write_text("x = 1\n")
+    files = {str(module): (module.stat().st_size, module.stat().st_mtime_ns)}
+    assert cold_reason(ordered, str(work), started, files) is None
+
+    assert "OMP_NUM_THREADS" in cold_reason({**ordered, "OMP_NUM_THREADS": "4"}, str(work),
+                                            started, files)
+    assert "LANG" in cold_reason({**ordered, "LANG": "C"}, str(work), started, files)
+
+    module.write_text("x = 22\n")
+    assert "changed since the standby started" in cold_reason(ordered, str(work), started,
+                                                              files)
+    module.unlink()
+    assert "changed since the standby started" in cold_reason(ordered, str(work), started,
+                                                              files)
+
+    (work / "json.py").write_text("")  # imported by now; a cold start would import this one
+    assert "shadows imported modules: json" in cold_reason(ordered, str(work), started, {})
+
+
+def test_the_standby_remembers_the_files_it_imported() -> None:
+    files = module_files()
+    assert files[json.__file__] == (os.stat(json.__file__).st_size,
+                                    os.stat(json.__file__).st_mtime_ns)
 
 
 def test_a_waiting_standby_yields_the_cpu_and_gets_it_back_at_hand_off() -> None:
