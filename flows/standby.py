@@ -21,7 +21,9 @@ environment (same pid, a cold start) and says why on stderr:
   values (``PREFECT__*``) and the working directory the cold path puts first on ``PYTHONPATH``;
 - every module imported so far is still the file it was imported from (same size and
   modification time: an upgrade or a ``git pull`` since this process started goes cold);
-- the working directory shadows none of the imported top-level modules;
+- the working directory shadows none of the imported top-level modules and holds none of the
+  files Prefect reads settings from (``.env``, ``prefect.toml``, ``pyproject.toml``; this
+  process read its settings in an empty directory);
 - the imports themselves succeeded.
 
 End of input without an order (the worker stopped or died) ends the process quietly.
@@ -37,6 +39,7 @@ import warnings
 
 ENGINE = "prefect.engine"
 RUN_PREFIX = "PREFECT__"  # Prefect's per-run values, read when the engine runs
+SETTINGS_FILES = (".env", "prefect.toml", "pyproject.toml")  # read from the cwd at import
 
 
 def comparable(env: dict[str, str], cwd: str | None = None) -> dict[str, str]:
@@ -95,6 +98,9 @@ def cold_reason(order_env: dict[str, str], cwd: str, started_env: dict[str, str]
     shadowing = sorted(name for name in _importable_names(cwd) if name in top_level)
     if shadowing:
         return f"the working directory shadows imported modules: {', '.join(shadowing[:5])}"
+    settings = sorted(name for name in SETTINGS_FILES if os.path.exists(os.path.join(cwd, name)))
+    if settings:
+        return f"the working directory holds Prefect settings: {', '.join(settings)}"
     return None
 
 

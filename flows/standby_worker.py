@@ -107,7 +107,10 @@ with warnings.catch_warnings():
             self._standbys: set[anyio.abc.Process] = set()  # every one not yet handed off
             self._standby_lock = anyio.Lock()
             self._poll_lock = anyio.Lock()
-            self._standby_cwd = Path.cwd()
+            # Standbys start in an empty directory: Prefect reads settings files (.env,
+            # prefect.toml) from the directory it is imported in, and a flow run's cold process
+            # is imported in its own working directory, not the worker's.
+            self._standby_cwd = Path(tempfile.mkdtemp(prefix="w2s-standby-"))
             self._may_lower_priority = False
 
         async def run(self, flow_run: Any, configuration: ProcessJobConfiguration,
@@ -247,6 +250,7 @@ with warnings.catch_warnings():
             for standby in list(self._standbys):
                 await _close_standby(standby)
             self._standbys.clear()
+            shutil.rmtree(self._standby_cwd, ignore_errors=True)
             await super().teardown(*exc_info)
 
 

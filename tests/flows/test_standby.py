@@ -99,6 +99,10 @@ def test_what_sends_an_order_cold(tmp_path: Path) -> None:
 
     (work / "json.py").write_text("")  # imported by now; a cold start would import this one
     assert "shadows imported modules: json" in cold_reason(ordered, str(work), started, {})
+    (work / "json.py").unlink()
+    (work / "prefect.toml").write_text("")  # a cold engine would read settings from it
+    assert "holds Prefect settings: prefect.toml" in cold_reason(ordered, str(work), started,
+                                                                 {})
 
 
 def test_the_standby_remembers_the_files_it_imported() -> None:
