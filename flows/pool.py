@@ -194,12 +194,13 @@ class PoolExecutor:
         watch = leases.ExpiryWatch()
         try:
             for run in runs:
-                if shutting_down():
-                    raise GroupFailed(f"not submitting {run.where}: the flow is shutting down",
-                                      -15, None)
+                _stop_if_shutting_down(f"not submitting {run.where}")
                 self._submit(run, processes)
             with get_client(sync_client=True) as client:
                 while any(r.outcome is None for r in runs):
+                    # A signal may have been taken where it raised nothing here (in Prefect's
+                    # client, or the flow in another thread): stop waiting all the same.
+                    _stop_if_shutting_down("stopped waiting for the group runs")
                     self._poll(client, runs, watch)
                     time.sleep(POLL_S)
         finally:
@@ -357,6 +358,13 @@ class PoolExecutor:
                                               force=True)
                     # INFO: the validation's own one-line error says why it ended.
                     LOG.info("%s: cancelled group run %s", run.where, run.name)
+
+
+def _stop_if_shutting_down(what: str) -> None:
+    from flows.slots import ShutdownInProgress
+
+    if shutting_down():
+        raise ShutdownInProgress(f"{what}: the flow is shutting down")
 
 
 def _failure(run: GroupRun, message: str | None) -> GroupFailed:

@@ -41,7 +41,12 @@ SLOTS_ENV = "W2S_DEVICE_SLOTS"
 MAX_SLOTS = 4096
 
 
-class SlotWaitAborted(RuntimeError):
+class ShutdownInProgress(RuntimeError):
+    """Work refused or abandoned because the flow is shutting down (Ctrl-C, SIGTERM, a
+    cancelled flow run): the command ends as interrupted (exit 130), not as a failure."""
+
+
+class SlotWaitAborted(ShutdownInProgress):
     """The wait for a slot was given up because the flow is shutting down."""
 
 

@@ -49,7 +49,7 @@ def user_errors() -> Iterator[None]:
     2), else 1. Ctrl-C ends the command with ``interrupted`` and exit 130.
     """
     from flows.execute import BAD_INPUT_EXIT, GroupFailed
-    from flows.slots import SlotWaitAborted
+    from flows.slots import ShutdownInProgress
 
     try:
         yield
@@ -57,5 +57,5 @@ def user_errors() -> Iterator[None]:
         raise fail(_one_line(err)) from None
     except GroupFailed as err:
         raise fail(_one_line(err), 2 if err.returncode == BAD_INPUT_EXIT else 1) from None
-    except (KeyboardInterrupt, SlotWaitAborted):
+    except (KeyboardInterrupt, ShutdownInProgress):
         raise fail("interrupted", INTERRUPTED_EXIT) from None
