@@ -198,8 +198,8 @@ class PoolExecutor:
                 self._submit(run, processes)
             with get_client(sync_client=True) as client:
                 while any(r.outcome is None for r in runs):
-                    # A signal may have been taken where it raised nothing here (in Prefect's
-                    # client, or the flow in another thread): stop waiting all the same.
+                    # A signal's KeyboardInterrupt has been seen not to reach this loop (where
+                    # it went is not known): the shutdown flag stops it all the same.
                     _stop_if_shutting_down("stopped waiting for the group runs")
                     self._poll(client, runs, watch)
                     time.sleep(POLL_S)

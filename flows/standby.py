@@ -73,12 +73,8 @@ def module_files() -> dict[str, tuple[int, int]]:
     seen = {}
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if path and path not in seen:
-            try:
-                stat = os.stat(path)
-            except OSError:
-                continue
-            seen[path] = (stat.st_size, stat.st_mtime_ns)
+        if path and path not in seen and (fingerprint := _fingerprint(path)) is not None:
+            seen[path] = fingerprint
     return seen
 
 
