@@ -57,8 +57,11 @@ def failure_message(returncode: int, line: str) -> str:
     return f"exit {returncode}: {' '.join(line.split())}"
 
 
+# async, though its body blocks: Prefect (3.9) ends a sync flow run by joining its heartbeat
+# thread, which sleeps in 1 s steps, so every group run's end (and its worker's next group)
+# waited 0.35-1.0 s for it (measured); an async flow run leaves that daemon thread to stop alone.
 @flow(name="run-arm-group", persist_result=False, log_prints=True)
-def run_arm_group(group: ArmGroup, tag: str, processes: int = 1, nodes: int = 1) -> Any:
+async def run_arm_group(group: ArmGroup, tag: str, processes: int = 1, nodes: int = 1) -> Any:
     """Run one arm group on this worker and record its outcome in the shared store.
 
     Args:

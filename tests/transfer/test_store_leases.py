@@ -92,7 +92,7 @@ def _campaign(root, counter, order, barrier, queue):
 
 def test_two_campaigns_on_one_store_compute_every_run_once(tmp_path):
     import transfer.arms  # imported once here, not in each forked child
-    import transfer.engine  # noqa: F401
+    import transfer.engine.core  # noqa: F401 (torch; the package itself imports it lazily)
 
     root, counter = tmp_path / "store", tmp_path / "fits.log"
     work = [(seed, arm) for seed in range(3) for arm in ("weak", "ceiling", "student")]

@@ -8,33 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import warnings
-from pathlib import Path
 
 import torch
 
-from transfer.fsutil import cache_dir
+from transfer.engine.launch import default_extensions_dir, free_port
 
 # DeepSpeed's shared-memory collective op on the CPU. Only `inference_all_reduce` (tensor-parallel
 # inference) uses it; training all-reduces through torch.distributed (gloo). DeepSpeed builds it
 # whenever its comm backend starts, a 60-150 s compile on a fresh machine, so it is switched off.
 _SHM_COMM_OP = "deepspeed_shm_comm"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def default_extensions_dir() -> Path:
-    """Where DeepSpeed's JIT-compiled ops are cached: ``$TORCH_EXTENSIONS_DIR`` if set, else
-    ``torch_extensions`` in the cache directory (``$W2S_CACHE_DIR``, default
-    ``~/.cache/w2s-transfer``; see `transfer.fsutil.cache_dir`)."""
-    env = os.environ.get("TORCH_EXTENSIONS_DIR")
-    return Path(env) if env else cache_dir() / "torch_extensions"
 
 
 def prepare_environment() -> None:

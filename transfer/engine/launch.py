@@ -1,15 +1,21 @@
 """Run a Python module as N data-parallel processes on this machine under the ``deepspeed``
-launcher (used by ``w2s-transfer run-arm --processes N``)."""
+launcher (used by ``w2s-transfer run-arm --processes N``), and the environment a worker
+subprocess starts with.
+
+Imports no torch: the processes that only start workers (the validate flow, a pool's group run)
+use this module, and importing torch costs each of them 2-3 s of CPU.
+"""
 from __future__ import annotations
 
 import os
 import site
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from transfer.engine.dist import default_extensions_dir, free_port
+from transfer.fsutil import cache_dir
 
 # The directory this process imported the project's packages from: site-packages for an installed
 # wheel, the checkout for a source tree, a --target directory on PYTHONPATH.
@@ -19,6 +25,21 @@ IMPORT_ROOT = Path(__file__).resolve().parents[2]
 # launcher must set them afresh for each child.
 _RENDEZVOUS_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "LOCAL_SIZE",
                     "MASTER_ADDR", "MASTER_PORT", "CROSS_RANK", "CROSS_SIZE")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def default_extensions_dir() -> Path:
+    """Where DeepSpeed's JIT-compiled ops are cached: ``$TORCH_EXTENSIONS_DIR`` if set, else
+    ``torch_extensions`` in the cache directory (``$W2S_CACHE_DIR``, default
+    ``~/.cache/w2s-transfer``; see `transfer.fsutil.cache_dir`)."""
+    env = os.environ.get("TORCH_EXTENSIONS_DIR")
+    return Path(env) if env else cache_dir() / "torch_extensions"
 
 
 def launcher_command(module: str, args: Sequence[str] = (), *, processes: int = 2,
