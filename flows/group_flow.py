@@ -129,7 +129,7 @@ async def run_arm_group(group: ArmGroup, tag: str, processes: int = 1, nodes: in
 
 
 def _run(group: ArmGroup, processes: int, nodes: int, tag: str) -> dict[str, Any]:
-    from flows.validate import run_group_task
+    from flows.group_task import run_group_task
 
     work_dir = Path(os.environ.get(WORK_DIR_ENV) or "w2s-groups").resolve()
     if nodes > 1:

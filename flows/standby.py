@@ -65,7 +65,7 @@ def preload() -> None:
     import prefect.runtime.flow_run  # noqa: F401
 
     import flows.group_flow  # noqa: F401
-    import flows.validate  # noqa: F401
+    import flows.group_task  # noqa: F401
 
 
 def module_files() -> dict[str, tuple[int, int]]:
