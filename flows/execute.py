@@ -139,8 +139,9 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
         ``{"runs": [hash...], "executed": [hash...], "executed_arms": [label...], "seconds"}``.
 
     Raises:
-        GroupFailed: non-zero exit (the message carries the log's last line), or the flow is
-            shutting down (not retried).
+        GroupFailed: non-zero exit (the message carries the log's last line).
+        ShutdownInProgress: the flow is shutting down, so no worker starts (not retried; the
+            command ends as interrupted, exit 130, as the pool executor's does).
     """
     install_signal_handlers()
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -167,8 +168,10 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
         with _LOCK:
             # Under the lock, so kill_children either sees this child or stops it starting.
             if _SHUTTING_DOWN.is_set():
-                raise GroupFailed(f"not starting rung {group.rung} seeds {group.seeds}: the flow "
-                                  "is shutting down", -signal.SIGTERM, log_path)
+                from flows.slots import ShutdownInProgress
+
+                raise ShutdownInProgress(f"not starting rung {group.rung} seeds {group.seeds}: "
+                                         "the flow is shutting down")
             argv = (command(group_file) if command is not None
                     else worker_command(group_file, processes, devices))
             proc = subprocess.Popen(argv, stdout=log,

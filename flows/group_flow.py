@@ -20,6 +20,7 @@ local executor's (``run_group_task``), on the worker's machine.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,7 @@ async def run_arm_group(group: ArmGroup, tag: str, processes: int = 1, nodes: in
     from flows.environment import check_environment
     from flows.execute import GroupFailed, install_signal_handlers
     from flows.preflight import processes_problem
+    from flows.slots import ShutdownInProgress
     from flows.worker import PERMANENT_EXIT, TRANSIENT_ERRNOS, TRANSIENT_EXIT, os_error_line
     from transfer import leases
     from w2s_common.atomic import atomic_write_json
@@ -109,6 +111,8 @@ async def run_arm_group(group: ArmGroup, tag: str, processes: int = 1, nodes: in
     except GroupFailed as err:
         _log_tail(logger, err.log)
         return Failed(message=failure_message(err.returncode, str(err)))
+    except ShutdownInProgress as err:  # this run is being cancelled (SIGTERM): as a killed worker
+        return Failed(message=failure_message(-signal.SIGTERM, str(err)))
     except OSError as err:
         code = TRANSIENT_EXIT if err.errno in TRANSIENT_ERRNOS else PERMANENT_EXIT
         return Failed(message=failure_message(code, f"{where}: {os_error_line(err)}"))
