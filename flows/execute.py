@@ -26,7 +26,9 @@ from typing import Any
 from flows.worker import ORCHESTRATOR_ENV, PERMANENT_EXIT, TRANSIENT_EXIT, ArmGroup, process_token
 
 _LIVE: set[int] = set()
-_LOCK = threading.Lock()
+# Re-entrant: kill_children (a signal handler) takes it, and the main thread may hold it when the
+# signal arrives (a group run's task runs there); a plain Lock then hung the process until SIGKILL.
+_LOCK = threading.RLock()
 _SHUTTING_DOWN = threading.Event()
 _ATEXIT_REGISTERED = False
 
@@ -177,6 +179,9 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
             proc = subprocess.Popen(argv, stdout=log,
                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
             _LIVE.add(proc.pid)
+            if _SHUTTING_DOWN.is_set():  # the handler ran inside this block, before the add
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
         try:
             returncode = proc.wait()
         finally:

@@ -111,7 +111,9 @@ async def run_arm_group(group: ArmGroup, tag: str, processes: int = 1, nodes: in
     except GroupFailed as err:
         _log_tail(logger, err.log)
         return Failed(message=failure_message(err.returncode, str(err)))
-    except ShutdownInProgress as err:  # this run is being cancelled (SIGTERM): as a killed worker
+    except ShutdownInProgress as err:
+        # A signal before the worker started whose handler did not raise (SIGINT under
+        # asyncio; Prefect's SIGTERM raises TerminationSignal first): as a killed worker.
         return Failed(message=failure_message(-signal.SIGTERM, str(err)))
     except OSError as err:
         code = TRANSIENT_EXIT if err.errno in TRANSIENT_ERRNOS else PERMANENT_EXIT

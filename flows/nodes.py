@@ -107,6 +107,7 @@ def run_as_node(group: ArmGroup, work_dir: Path, *, nodes: int, processes: int, 
     Raises:
         GroupFailed: a node's ranks failed (the rendezvous fails every node then).
         InputError: no endpoint, or a group result outside a shared location.
+        ShutdownInProgress: a signal arrived before this node's ranks started.
     """
     from flows.execute import run_group_subprocess
 
@@ -143,6 +144,7 @@ def follow_flow_run(flow_run_id: str, work_dir: Path, node_rank: int) -> dict[st
 def main(argv: list[str] | None = None) -> int:
     """``python -m flows.nodes join GROUP.json ...`` or ``python -m flows.nodes follow``."""
     from flows.execute import GroupFailed
+    from flows.slots import ShutdownInProgress
     from flows.worker import PERMANENT_EXIT
 
     parser = argparse.ArgumentParser(prog="python -m flows.nodes", description=__doc__.split(
@@ -181,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     except GroupFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return err.returncode if err.returncode > 0 else 1
+    except ShutdownInProgress as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        return 130
     except OSError as err:
         print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return PERMANENT_EXIT

@@ -134,3 +134,18 @@ def test_handlers_chain_the_previous_handler_and_kill_workers(signal_name: str, 
         execute.run_group_subprocess(
             execute.ArmGroup(ladder="micro", rung="m0", store="s", seeds=[0], methods=[],
                              result=""), tmp_path)
+
+
+def test_a_signal_while_the_main_thread_starts_a_worker_does_not_hang() -> None:
+    """The handler takes the lock the main thread holds while it starts a worker (a group run's
+    task runs on the main thread): with a plain Lock the process hung until SIGKILL."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal; from flows import execute; execute.install_signal_handlers(); "
+            "signal.signal(signal.SIGTERM, execute._KillChildrenThenChain(signal.SIG_IGN)); "
+            "execute._LOCK.acquire(); os.kill(os.getpid(), signal.SIGTERM); "
+            "print('handled', execute.shutting_down())")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "handled True"), done.stderr[-1000:]
