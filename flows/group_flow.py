@@ -111,6 +111,8 @@ async def run_arm_group(group: ArmGroup, tag: str, processes: int = 1, nodes: in
     except GroupFailed as err:
         _log_tail(logger, err.log)
         return Failed(message=failure_message(err.returncode, str(err)))
+    except InputError as err:  # a multi-node group: no rendezvous endpoint, a result not shared
+        return Failed(message=failure_message(PERMANENT_EXIT, f"{where}: {err}"))
     except ShutdownInProgress as err:
         # A signal before the worker started whose handler did not raise (SIGINT under
         # asyncio; Prefect's SIGTERM raises TerminationSignal first): as a killed worker.
