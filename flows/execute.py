@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flows.slots import ShutdownInProgress
 from flows.worker import ORCHESTRATOR_ENV, PERMANENT_EXIT, TRANSIENT_EXIT, ArmGroup, process_token
 
 _LIVE: set[int] = set()
@@ -170,8 +171,6 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
         with _LOCK:
             # Under the lock, so kill_children either sees this child or stops it starting.
             if _SHUTTING_DOWN.is_set():
-                from flows.slots import ShutdownInProgress
-
                 raise ShutdownInProgress(f"not starting rung {group.rung} seeds {group.seeds}: "
                                          "the flow is shutting down")
             argv = (command(group_file) if command is not None
