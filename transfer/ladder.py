@@ -249,7 +249,23 @@ def model_params(spec: TinyModelSpec | HFModelSpec) -> int | None:
     """Parameter count used for scale: non-embedding for tiny models, the model card's for real
     checkpoints (None when the ladder does not say)."""
     if isinstance(spec, TinyModelSpec):
-        from transfer.models.tiny import non_embedding_params
-
-        return non_embedding_params(spec)
+        return tiny_non_embedding_params(spec)
     return spec.params
+
+
+def tiny_non_embedding_params(spec: TinyModelSpec) -> int:
+    """Non-embedding parameters of a tiny model (the count scaling laws use, Kaplan et al.
+    2020), from its shape: ``transformers.Qwen2ForCausalLM``'s layout, tied embeddings.
+
+    Per layer: q, k and v projections with biases (``h·h + h`` and twice ``h·kv + kv``, with
+    ``kv = num_kv_heads · h / num_heads``), the output projection ``h·h``, the SwiGLU MLP
+    ``3·h·i`` and two RMSNorm weights ``2·h``; then the final norm ``h``. Counted here rather
+    than by building the model on the meta device because the campaign's parent process,
+    which trains nothing, would import transformers for it (1.8 s per validate);
+    ``transfer.models.tiny.non_embedding_params`` counts the built model and the tests check
+    that both agree.
+    """
+    h, i = spec.hidden_size, spec.intermediate_size or 4 * spec.hidden_size
+    kv = (spec.num_kv_heads or spec.num_heads) * (h // spec.num_heads)
+    per_layer = (h * h + h) + 2 * (h * kv + kv) + h * h + 3 * h * i + 2 * h
+    return spec.num_layers * per_layer + h

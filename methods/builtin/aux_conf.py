@@ -5,7 +5,6 @@ import numpy as np
 from pydantic import Field
 
 from methods.base import MethodBase, MethodParams
-from methods.builtin.aux_conf_hooks import AuxConfHooks
 from methods.registry import register_method
 from transfer.sealed import StudentData, StudentTrainer
 
@@ -32,5 +31,9 @@ class AuxConf(MethodBase):
 
     def run(self, data: StudentData, trainer: StudentTrainer, params: AuxConfParams
             ) -> np.ndarray:
+        # Imported here, not at the top: the hooks need torch, and every validate resolves its
+        # methods in the parent process, which trains nothing (torch costs it about 1 s).
+        from methods.builtin.aux_conf_hooks import AuxConfHooks
+
         hooks = AuxConfHooks(a_max=params.a_max, warmup_frac=params.warmup_frac)
         return trainer.fit(np.array(data.weak_probs), hooks=hooks).predict_test()

@@ -1,5 +1,7 @@
 """The processes that only start workers import no torch (2-3 s of CPU), and a pool's group run
-no statistics or pandas either (0.8 s): each group run pays that beside the group's training."""
+no statistics or pandas either (0.8 s): each group run pays that beside the group's training.
+The campaign's parent (resolving methods, reading datasets, counting the ladder's parameters)
+imports neither torch nor transformers: 3 s of every validate, in the part no worker shortens."""
 from __future__ import annotations
 
 import json
@@ -66,3 +68,30 @@ def test_engine_names_load_on_first_use():
     assert (out["config"], out["train"]) == ("EngineConfig", "train")
     assert out["resolve"] and len(out["exported"]) == 10
     assert out["missing"] == "module 'transfer.engine' has no attribute 'no_such_name'"
+
+
+def test_the_campaign_parent_imports_no_torch_and_no_transformers(tmp_path):
+    from transfer.data.synthetic import synthetic_task
+
+    task = synthetic_task(seed=1, n_train_label=20, n_train_unlabel=20, n_test=20, n_corpus=40)
+    for split, rows in task.splits.items():
+        (tmp_path / f"{split}.jsonl").write_text("".join(
+            json.dumps({"id": ex.id, "text": ex.text, "label": ex.label}) + "\n" for ex in rows))
+    out = _run(f"""
+        import json, sys
+        from flows.validate import validate_flow  # the parent's flow and what it imports
+        from methods.registry import builtin_names
+        from methods.resolve import method_function
+        from transfer.data import load_task
+        from transfer.ladder import builtin_ladder_names, load_ladder, model_params
+        for name in builtin_names():
+            if name != "external":  # needs a command; it runs in the jail anyway
+                method_function(name, None)
+        load_task({str(tmp_path)!r})
+        counts = [model_params(model) for name in builtin_ladder_names()
+                  for rung in load_ladder(name).rungs for model in (rung.weak, rung.strong)]
+        print(json.dumps({{"heavy": [m for m in {HEAVY!r} if m in sys.modules],
+                          "methods": len(builtin_names()), "counts": len(counts)}}))
+    """)
+    assert out["heavy"] == []
+    assert out["methods"] >= 4 and out["counts"] >= 6

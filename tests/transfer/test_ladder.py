@@ -17,6 +17,29 @@ def test_builtin_ladders_are_ordered_by_strong_size():
             assert model_params(rung.weak) < model_params(rung.strong)
 
 
+@pytest.mark.parametrize("shape", [
+    {},  # each built-in tiny model's own shape (below)
+    {"hidden_size": 48, "num_layers": 3, "num_heads": 6, "num_kv_heads": 2},
+    {"hidden_size": 32, "num_layers": 1, "num_heads": 4, "intermediate_size": 40},
+])
+def test_the_analytic_tiny_parameter_count_equals_the_built_models(shape):
+    """model_params counts from the shape (the parent process imports no transformers); it
+    must equal the count of the model transformers builds, for grouped-query attention and a
+    set intermediate size too."""
+    from transfer.ladder import TinyModelSpec
+    from transfer.models.tiny import non_embedding_params
+
+    specs = {model.name: model for name in builtin_ladder_names()
+             for rung in load_ladder(name).rungs for model in (rung.weak, rung.strong)
+             if isinstance(model, TinyModelSpec)}
+    assert specs, "no built-in ladder has a tiny model"
+    if shape:
+        base = next(iter(specs.values()))
+        specs = {"variant": base.model_copy(update=shape)}
+    for name, spec in specs.items():
+        assert model_params(spec) == non_embedding_params(spec), name
+
+
 def test_tiny_ladder_has_three_growing_rungs_and_chained_checkpoints():
     ladder = load_ladder("tiny")
     assert len(ladder.rungs) >= 3

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
@@ -32,6 +33,11 @@ def build_word_tokenizer(texts: Iterable[str], min_count: int = 1,
         ValueError: ``min_count`` < 1, ``max_vocab`` leaves no room for a word, or the texts
             hold no word that passes ``min_count``.
     """
+    # Imported on use: ``transfer.data`` is imported by every validate's parent process, which
+    # reads datasets but builds no tokenizer (tokenizers and transformers cost it about 0.7 s).
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
     if min_count < 1:
         raise ValueError(f"min_count must be at least 1, got {min_count}")
     if max_vocab is not None and max_vocab <= len(SPECIAL_TOKENS):
