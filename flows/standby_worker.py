@@ -14,7 +14,8 @@ steps, no storage, no path, no custom ``command``; every other flow run takes Pr
 2. The worker's slot is free once the engine has reported the flow run's final state on
    Prefect's control channel; the process, which then only ships its last logs, is waited for
    in the background (its working directory is removed after it exits).
-3. The worker polls again as soon as a slot is free (polls never overlap).
+3. The worker polls again as soon as a slot is free (polls never overlap), and while no slot
+   is free it asks the server only every ``FULL_POLL_S`` (a poll costs the server CPU).
 
 The standby is the flow run's process as the cold path's would be: its own session (cancellation
 signals its process group; the group's training subprocess has a session of its own and is
@@ -39,12 +40,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
+import prefect.types._datetime
 from prefect.settings import get_current_settings
 from prefect.workers.process import (
     ProcessJobConfiguration,
@@ -69,6 +72,12 @@ RECEIPT_ACK_GRACE_S = 0.1  # lets the channel acknowledge the engine's receipt b
 DRAIN_LIMIT_S = 60.0  # a concluded flow run's process gets this long to ship its last logs
 STOP_GRACE_S = 5.0  # when the worker stops: how long a concluded process may still take
 SLOT_RELEASE_S = 0.05
+# A worker with no free slot cannot take a flow run, so it asks the server for scheduled runs
+# this seldom instead of every PREFECT_WORKER_QUERY_SECONDS: each ask costs the server about
+# 30 ms of CPU (measured: docs/scale.md), spent beside the groups that train. Still often
+# enough that the server keeps the worker's queue and deployment READY (it marks them NOT_READY
+# after 60 s without a poll, by default); a slot that frees up is polled for at once.
+FULL_POLL_S = 20.0
 # A waiting standby imports at this much lower CPU priority, so that on a busy machine it takes
 # only spare CPU from the group that is training (measured on 2 cores: docs/scale.md).
 STANDBY_NICE = 10
@@ -107,6 +116,7 @@ with warnings.catch_warnings():
             self._standbys: set[anyio.abc.Process] = set()  # every one not yet handed off
             self._standby_lock = anyio.Lock()
             self._poll_lock = anyio.Lock()
+            self._server_polled_at = -float("inf")  # time.monotonic() of the last real poll
             # Standbys start in an empty directory: Prefect reads settings files (.env,
             # prefect.toml) from the directory it is imported in, and a flow run's cold process
             # is imported in its own working directory, not the worker's.
@@ -172,6 +182,13 @@ with warnings.catch_warnings():
             # The polling loop and the poll after a run ended must not overlap: a response read
             # before a run finished could submit that run again.
             async with self._poll_lock:
+                if (self._limiter is not None and self._limiter.available_tokens < 1
+                        and time.monotonic() - self._server_polled_at < FULL_POLL_S):
+                    # Prefect's health check (``--with-healthcheck``) reads this to see that
+                    # the polling loop is alive, which it is.
+                    self._last_polled_time = prefect.types._datetime.now("UTC")
+                    return []
+                self._server_polled_at = time.monotonic()
                 return await super().get_and_submit_flow_runs()
 
         async def _poll_when_free(self) -> None:

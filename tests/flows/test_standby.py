@@ -149,3 +149,38 @@ def test_a_waiting_standby_yields_the_cpu_and_gets_it_back_at_hand_off() -> None
     assert seen_nice == [10, 0]
     if Path("/proc/self/autogroup").exists():
         assert seen_group == ["10", "0"]
+
+
+def test_a_worker_with_no_free_slot_asks_the_server_seldom(monkeypatch) -> None:
+    """Each ask for scheduled runs costs the server CPU; a worker whose slots are all taken
+    cannot take a run, so it asks only every FULL_POLL_S, and at once when a slot frees up."""
+    import anyio
+    from prefect.workers.process import ProcessWorker
+
+    from flows.standby_worker import FULL_POLL_S, StandbyProcessWorker
+
+    asked = []
+
+    async def ask_server(self) -> list:
+        asked.append(self._limiter.available_tokens if self._limiter else None)
+        return []
+
+    monkeypatch.setattr(ProcessWorker, "get_and_submit_flow_runs", ask_server)
+
+    async def scenario() -> list:
+        worker = StandbyProcessWorker(work_pool_name="p", limit=1)
+        worker._limiter = anyio.CapacityLimiter(1)
+        await worker.get_and_submit_flow_runs()  # a free slot: asks
+        worker._limiter.acquire_on_behalf_of_nowait("group-1")
+        await worker.get_and_submit_flow_runs()  # full, asked just now: skipped
+        worker._server_polled_at -= FULL_POLL_S - 1
+        await worker.get_and_submit_flow_runs()  # full, asked FULL_POLL_S - 1 ago: skipped
+        worker._server_polled_at -= 1.5
+        await worker.get_and_submit_flow_runs()  # full but due: asks (keeps the queue READY)
+        worker._limiter.release_on_behalf_of("group-1")
+        await worker.get_and_submit_flow_runs()  # a slot is free again: asks at once
+        worker._limiter = None  # no --limit: never full
+        await worker.get_and_submit_flow_runs()
+        return asked
+
+    assert anyio.run(scenario) == [1, 0, 1, None]
