@@ -19,7 +19,10 @@ seed, so every timed path trains the same arms from the same cached bodies. Time
    ``pool-2`` with two. The pool's group deployment is created before either (as the first
    validation on a new pool would; a one-time cost per pool, reported as
    ``create_deployment_s``), so both run against an existing deployment, as every later
-   campaign on a pool does.
+   campaign on a pool does. A started worker is timed once it has settled (its process tree
+   used less than 0.05 s of CPU in a second: its start-up and its first flow-run process's
+   imports are done), as a pool's long-lived workers are when a campaign arrives; before, the
+   second worker's start-up overlapped pool-2.
 
 Prints one JSON line (also to ``--json``): seconds per path and round, the pool executor's
 overhead per group ((pool-1 - local) / groups; goal < 2 s), the medians over rounds, the load
@@ -48,6 +51,7 @@ from prefect_server import (  # noqa: E402
     PREFECT,
     Processes,
     api,
+    descendants,
     free_port,
     prefect,
     server_env,
@@ -198,16 +202,44 @@ def pool_paths(plan: Path, base: Path, env: dict[str, str], url: str, processes:
         deployment_s = create_deployment(pool, env)
         start_worker("w1")
         wait_for(lambda: online() == 1, 120, "one worker")
+        wait_settled(workers)
         pool1_s = validate(plan, base, f"{pool}-1", env, "--executor", "pool",
                            "--work-pool", pool)
         start_worker("w2")
         wait_for(lambda: online() == 2, 120, "two workers")
+        wait_settled(workers)
         pool2_s = validate(plan, base, f"{pool}-2", env, "--executor", "pool",
                            "--work-pool", pool)
     finally:
         for worker in workers:
             Processes.kill_tree(worker)
     return pool1_s, pool2_s, deployment_s
+
+
+def wait_settled(workers: list[subprocess.Popen], quiet_s: float = 0.05,
+                 timeout_s: float = 60.0) -> None:
+    """Wait until the workers' process trees used less than ``quiet_s`` of CPU in one second."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_seconds() -> float:
+        total = 0.0
+        for pid in [p for w in workers for p in (w.pid, *descendants(w.pid))]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
+    deadline = time.monotonic() + timeout_s
+    before = cpu_seconds()
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = cpu_seconds()
+        if now - before < quiet_s:
+            return
+        before = now
+    raise SystemExit(f"the workers did not settle within {timeout_s:.0f} s")
 
 
 def create_deployment(pool: str, env: dict[str, str]) -> float:
