@@ -18,7 +18,12 @@ Layout inside every jail (everything read-only unless said otherwise):
 - model checkpoints the trainer loads: at their host paths.
 
 The allowed part of the project is copied (with compiled bytecode) into a content-addressed
-directory of the cache, ``$W2S_CACHE_DIR/jail-runtime/<hash>``, by the trusted side.
+directory, ``<jail cache>/runtime/<hash>``, by the trusted side; plugins' sources likewise into
+``<jail cache>/code/<hash>``. A copy is reused without being read again, so the jail cache is
+never the shared ``$W2S_CACHE_DIR`` (whoever can write there, another machine of the pool, could
+plant code, or test labels, that later jails run): it is ``$W2S_JAIL_CACHE_DIR``, by default
+``/var/tmp/w2s-transfer-jail-<euid>``, on this host, and it is used only if it is a directory
+(not a link) owned by this user that no one else may write (:func:`jail_cache`).
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from methods.jail import Collect, JailLimits, JailSpec, Mount, gpu_mounts, system_mounts
+from w2s_common.errors import InputError
 
 PROJECT_PACKAGES = ("flows", "methods", "stats", "transfer", "w2s_common")
 # The part of this project a jailed method may import: the contract (methods, transfer.sealed),
@@ -98,10 +104,42 @@ def allowed_module(name: str) -> bool:
     return False
 
 
-def _cache_root() -> Path:
-    from transfer.fsutil import cache_dir
+JAIL_CACHE_ENV = "W2S_JAIL_CACHE_DIR"
 
-    return cache_dir() / "jail-runtime"
+
+def jail_cache() -> Path:
+    """The directory of the jail's code copies: ``$W2S_JAIL_CACHE_DIR`` or
+    ``/var/tmp/w2s-transfer-jail-<euid>`` (created 0700), on this host, never shared.
+
+    Raises:
+        InputError: it is a link, not a directory, not owned by this user, or writable by its
+            group or others (anyone who could write it could change the code jails run).
+    """
+    raw = os.environ.get(JAIL_CACHE_ENV)
+    root = Path(raw).absolute() if raw else Path("/var/tmp") / f"w2s-transfer-jail-{os.geteuid()}"
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            root.mkdir(mode=0o700)
+        info = os.lstat(root)
+    except OSError as err:
+        raise InputError(f"cannot use {root} for the jail's code: {err.strerror}",
+                         field=JAIL_CACHE_ENV) from None
+    problem = ("is a link" if stat.S_ISLNK(info.st_mode) else
+               "is not a directory" if not stat.S_ISDIR(info.st_mode) else
+               f"is owned by uid {info.st_uid}, not {os.geteuid()}"
+               if info.st_uid != os.geteuid() else
+               f"is writable by others (mode {stat.S_IMODE(info.st_mode):o})"
+               if info.st_mode & 0o022 else "")
+    if problem:
+        raise InputError(f"{root} {problem}: the jail's code is kept only where no one else can "
+                         f"change it; remove it or set {JAIL_CACHE_ENV} to a private local "
+                         "directory", field=JAIL_CACHE_ENV)
+    return root
+
+
+def _cache_root() -> Path:
+    return jail_cache() / "runtime"
 
 
 def _content_digest(root: Path, files: Sequence[Path]) -> str:
@@ -276,7 +314,7 @@ def code_copy(location: Path) -> Path:
     files = code_files(location)
     root = location.parent
     digest = _content_digest(root, files)
-    final = _cache_root().parent / "jail-code" / digest[:24]
+    final = jail_cache() / "code" / digest[:24]
     if not (final / ".complete").exists():
         _publish_copy(final, root, files, digest)
     return final / location.name

@@ -8,12 +8,18 @@ from pathlib import Path
 import pytest
 
 # Under pytest-xdist each worker gets its own cache root (models, features, the default store,
-# the jail runtime): two workers never build or lease the same entry, and tests that measure
+# the jail's code copies): two workers never build or lease the same entry, and tests that measure
 # every byte of the cache (tests/security/) see only their own worker's writes. Set here, at
 # import, before any of our code reads W2S_CACHE_DIR.
+_CACHE = os.environ.get("W2S_CACHE_DIR") or str(Path.home() / ".cache" / "w2s-transfer")
+# The jail's code copies likewise (by default they are per host, in /var/tmp, shared by every
+# checkout on the machine): beside this run's own caches, which are local to the checkout.
+_JAIL = os.environ.get("W2S_JAIL_CACHE_DIR") or str(Path(_CACHE) / "jail")
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    _base = os.environ.get("W2S_CACHE_DIR") or str(Path.home() / ".cache" / "w2s-transfer")
-    os.environ["W2S_CACHE_DIR"] = str(Path(_base) / f"xdist-{os.environ['PYTEST_XDIST_WORKER']}")
+    _worker = f"xdist-{os.environ['PYTEST_XDIST_WORKER']}"
+    os.environ["W2S_CACHE_DIR"] = str(Path(_CACHE) / _worker)
+    _JAIL = str(Path(_JAIL) / _worker)
+os.environ["W2S_JAIL_CACHE_DIR"] = _JAIL
 
 
 @pytest.fixture(scope="session")

@@ -191,10 +191,11 @@ class Lab:
         return [str(self.root)]
 
     def protected(self) -> list[Path]:
+        from methods.jail_runtime import jail_cache
         from transfer.fsutil import cache_dir
 
-        roots = [cache_dir(), self.task_dir, self.store, self.old_store, self.reports,
-                 self.checkout_copy, self.pipeline]
+        roots = [cache_dir(), jail_cache(), self.task_dir, self.store, self.old_store,
+                 self.reports, self.checkout_copy, self.pipeline]
         extensions = os.environ.get("TORCH_EXTENSIONS_DIR")
         if extensions:
             roots.append(Path(extensions))
@@ -208,11 +209,13 @@ class Lab:
 
     def assert_unchanged(self, before: dict[str, str]) -> None:
         """Every protected byte as it was; new files only in this store's student runs and in
-        the trusted side's copies of plugin sources (made before a jail starts)."""
-        from transfer.fsutil import cache_dir
+        the trusted side's copies of the project and plugin sources (made before a jail
+        starts)."""
+        from methods.jail_runtime import jail_cache
 
         problems = diff(before, self.snapshot(), (str(self.store / "student") + "/",
-                                                  str(cache_dir() / "jail-code") + "/"))
+                                                  str(jail_cache() / "code") + "/",
+                                                  str(jail_cache() / "runtime") + "/"))
         assert not problems, "\n".join(problems[:20])
 
     def accuracy(self, probs) -> float:
