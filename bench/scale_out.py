@@ -221,22 +221,24 @@ def wait_settled(workers: list[subprocess.Popen], quiet_s: float = 0.05,
     """Wait until the workers' process trees used less than ``quiet_s`` of CPU in one second."""
     tick = os.sysconf("SC_CLK_TCK")
 
-    def cpu_seconds() -> float:
-        total = 0.0
+    def cpu_seconds() -> dict[int, float]:
+        seconds = {}
         for pid in [p for w in workers for p in (w.pid, *descendants(w.pid))]:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            total += (int(fields[11]) + int(fields[12])) / tick
-        return total
+            seconds[pid] = (int(fields[11]) + int(fields[12])) / tick
+        return seconds
 
     deadline = time.monotonic() + timeout_s
     before = cpu_seconds()
     while time.monotonic() < deadline:
         time.sleep(1.0)
         now = cpu_seconds()
-        if now - before < quiet_s:
+        # per process: one that exited in between is not counted as negative time, and one
+        # that started counts whole
+        if sum(cpu - before.get(pid, 0.0) for pid, cpu in now.items()) < quiet_s:
             return
         before = now
     raise SystemExit(f"the workers did not settle within {timeout_s:.0f} s")

@@ -117,6 +117,7 @@ with warnings.catch_warnings():
             self._standby_lock = anyio.Lock()
             self._poll_lock = anyio.Lock()
             self._server_polled_at = -float("inf")  # time.monotonic() of the last real poll
+            self._server_poll_ok = False  # whether that poll succeeded
             # Standbys start in an empty directory: Prefect reads settings files (.env,
             # prefect.toml) from the directory it is imported in, and a flow run's cold process
             # is imported in its own working directory, not the worker's.
@@ -184,12 +185,15 @@ with warnings.catch_warnings():
             async with self._poll_lock:
                 if (self._limiter is not None and self._limiter.available_tokens < 1
                         and time.monotonic() - self._server_polled_at < FULL_POLL_S):
-                    # Prefect's health check (``--with-healthcheck``) reads this to see that
-                    # the polling loop is alive, which it is.
-                    self._last_polled_time = prefect.types._datetime.now("UTC")
+                    if self._server_poll_ok:
+                        # Prefect's health check (``--with-healthcheck``) reads this to see that
+                        # the polling loop works: it does, as long as the last real poll did.
+                        self._last_polled_time = prefect.types._datetime.now("UTC")
                     return []
-                self._server_polled_at = time.monotonic()
-                return await super().get_and_submit_flow_runs()
+                self._server_polled_at, self._server_poll_ok = time.monotonic(), False
+                runs = await super().get_and_submit_flow_runs()
+                self._server_poll_ok = True
+                return runs
 
         async def _poll_when_free(self) -> None:
             """Look for the next flow run as soon as this one's slot is free, not at the next

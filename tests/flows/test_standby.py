@@ -8,8 +8,10 @@ run id makes the engine stop at once with its own message, whichever way it star
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -153,34 +155,52 @@ def test_a_waiting_standby_yields_the_cpu_and_gets_it_back_at_hand_off() -> None
 
 def test_a_worker_with_no_free_slot_asks_the_server_seldom(monkeypatch) -> None:
     """Each ask for scheduled runs costs the server CPU; a worker whose slots are all taken
-    cannot take a run, so it asks only every FULL_POLL_S, and at once when a slot frees up."""
+    cannot take a run, so it asks only every FULL_POLL_S, and at once when a slot frees up.
+    A skipped ask keeps Prefect's health check green only while the last real ask worked."""
     import anyio
     from prefect.workers.process import ProcessWorker
 
     from flows.standby_worker import FULL_POLL_S, StandbyProcessWorker
 
-    asked = []
+    asked, failing = [], []
 
     async def ask_server(self) -> list:
         asked.append(self._limiter.available_tokens if self._limiter else None)
+        if failing:
+            raise OSError("the server is down")
         return []
 
     monkeypatch.setattr(ProcessWorker, "get_and_submit_flow_runs", ask_server)
 
-    async def scenario() -> list:
+    async def scenario() -> tuple[list, list]:
         worker = StandbyProcessWorker(work_pool_name="p", limit=1)
+        shutil.rmtree(worker._standby_cwd)  # made by __init__; no standby starts here
         worker._limiter = anyio.CapacityLimiter(1)
-        await worker.get_and_submit_flow_runs()  # a free slot: asks
-        worker._limiter.acquire_on_behalf_of_nowait("group-1")
-        await worker.get_and_submit_flow_runs()  # full, asked just now: skipped
-        worker._server_polled_at -= FULL_POLL_S - 1
-        await worker.get_and_submit_flow_runs()  # full, asked FULL_POLL_S - 1 ago: skipped
-        worker._server_polled_at -= 1.5
-        await worker.get_and_submit_flow_runs()  # full but due: asks (keeps the queue READY)
-        worker._limiter.release_on_behalf_of("group-1")
-        await worker.get_and_submit_flow_runs()  # a slot is free again: asks at once
-        worker._limiter = None  # no --limit: never full
-        await worker.get_and_submit_flow_runs()
-        return asked
+        refreshed = []
 
-    assert anyio.run(scenario) == [1, 0, 1, None]
+        async def poll() -> None:
+            worker._last_polled_time = None
+            with contextlib.suppress(OSError):
+                await worker.get_and_submit_flow_runs()
+            refreshed.append(worker._last_polled_time is not None)
+
+        await poll()  # a free slot: asks
+        worker._limiter.acquire_on_behalf_of_nowait("group-1")
+        await poll()  # full, asked just now: skipped
+        worker._server_polled_at -= FULL_POLL_S / 2
+        await poll()  # full, asked FULL_POLL_S / 2 ago: skipped
+        worker._server_polled_at -= FULL_POLL_S
+        failing.append(True)
+        await poll()  # full but due: asks (keeps the queue READY); the server fails
+        await poll()  # skipped, and the health check no longer told all is well
+        failing.clear()
+        worker._limiter.release_on_behalf_of("group-1")
+        await poll()  # a slot is free again: asks at once
+        worker._limiter = None  # no --limit: never full
+        await poll()
+        return asked, refreshed
+
+    asked_with, refreshed = anyio.run(scenario)
+    assert asked_with == [1, 0, 1, None]
+    # the base class's own ask would refresh the time; the fake does not
+    assert refreshed == [False, True, True, False, False, False, False]
