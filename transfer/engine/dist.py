@@ -6,6 +6,7 @@ code path (``deepspeed.initialize``) serves both.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import warnings
@@ -81,7 +82,18 @@ def ensure_process_group() -> tuple[int, int]:
             # DeepSpeed then adopts the started group.
             dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+        # A group left to the interpreter's exit can abort the process there ("terminate called
+        # without an active exception", exit -6: gloo's threads destroyed while running; seen
+        # once in a 2-process ZeRO-2 self-check after it had written its result).
+        atexit.register(_destroy_process_group)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def current_device() -> torch.device:
