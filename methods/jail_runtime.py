@@ -20,10 +20,11 @@ Layout inside every jail (everything read-only unless said otherwise):
 The allowed part of the project is copied (with compiled bytecode) into a content-addressed
 directory, ``<jail cache>/runtime/<hash>``, by the trusted side; plugins' sources likewise into
 ``<jail cache>/code/<hash>``. A copy is reused without being read again, so the jail cache is
-never the shared ``$W2S_CACHE_DIR`` (whoever can write there, another machine of the pool, could
-plant code, or test labels, that later jails run): it is ``$W2S_JAIL_CACHE_DIR``, by default
-``/var/tmp/w2s-transfer-jail-<euid>``, on this host, and it is used only if it is a directory
-(not a link) owned by this user that no one else may write (:func:`jail_cache`).
+never the shared ``$W2S_CACHE_DIR``, which every machine of a pool writes (the caches' writers
+are trusted; that trust should not extend to code other machines' jails run): it is
+``$W2S_JAIL_CACHE_DIR``, by default ``/var/tmp/w2s-transfer-jail-<euid>``, on this host, and it
+is used only if it is a directory (not a link) owned by this user that no one else may write
+(:func:`jail_cache`).
 """
 from __future__ import annotations
 
@@ -138,10 +139,6 @@ def jail_cache() -> Path:
     return root
 
 
-def _cache_root() -> Path:
-    return jail_cache() / "runtime"
-
-
 def _content_digest(root: Path, files: Sequence[Path]) -> str:
     """sha256 (hex) over the files' paths relative to ``root`` and their bytes."""
     digest = hashlib.sha256()
@@ -190,7 +187,7 @@ def project_runtime() -> Path:
     root = project_root()
     files = _allowed_files(root)
     digest = _content_digest(root, files)
-    final = _cache_root() / digest[:24]
+    final = jail_cache() / "runtime" / digest[:24]
     if not (final / ".complete").exists():
         _publish_copy(final, root, files, digest, into="lib", prepare=_compile_and_hosts)
     return final
