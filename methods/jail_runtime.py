@@ -140,11 +140,25 @@ def jail_cache() -> Path:
 
 
 def _content_digest(root: Path, files: Sequence[Path]) -> str:
-    """sha256 (hex) over the files' paths relative to ``root`` and their bytes."""
+    """sha256 (hex) over each file's path relative to ``root``, its length and its bytes.
+
+    The length makes the encoding prefix-free: without it one file holding ``A NUL path NUL B``
+    hashed like two files holding ``A`` and ``B``, so a plugin could publish, under a rival's
+    digest, a copy the rival's later jails would reuse (found by an independent review).
+    """
     digest = hashlib.sha256()
     for path in files:
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        data = path.read_bytes()
+        digest.update(f"{path.relative_to(root)}\0{len(data)}\0".encode() + data)
     return digest.hexdigest()
+
+
+def _published(final: Path, digest: str) -> bool:
+    """Whether ``final`` is a complete copy of the content ``digest`` names."""
+    try:
+        return (final / ".complete").read_text().strip() == digest
+    except OSError:
+        return False
 
 
 def _publish_copy(final: Path, root: Path, files: Sequence[Path], digest: str, *,
@@ -168,8 +182,12 @@ def _publish_copy(final: Path, root: Path, files: Sequence[Path], digest: str, *
         try:
             os.rename(tmp, final)
         except OSError:
-            if not (final / ".complete").exists():
-                raise
+            if _published(final, digest):
+                return  # another builder published the same content first
+            if os.path.lexists(final):
+                raise JailSetupError(f"{final} is not a copy of the content it is named after "
+                                     f"({digest[:12]}...); remove it") from None
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -188,7 +206,7 @@ def project_runtime() -> Path:
     files = _allowed_files(root)
     digest = _content_digest(root, files)
     final = jail_cache() / "runtime" / digest[:24]
-    if not (final / ".complete").exists():
+    if not _published(final, digest):
         _publish_copy(final, root, files, digest, into="lib", prepare=_compile_and_hosts)
     return final
 
@@ -312,7 +330,7 @@ def code_copy(location: Path) -> Path:
     root = location.parent
     digest = _content_digest(root, files)
     final = jail_cache() / "code" / digest[:24]
-    if not (final / ".complete").exists():
+    if not _published(final, digest):
         _publish_copy(final, root, files, digest)
     return final / location.name
 

@@ -56,3 +56,28 @@ def test_a_jail_cache_others_could_change_is_refused(tmp_path, monkeypatch, case
                 "link": "is a link", "file": "is not a directory",
                 "other-owner": "owned by uid 12345"}[case]
     assert expected in message
+
+
+def test_one_file_cannot_pass_for_two_under_the_content_digest(tmp_path, monkeypatch):
+    """A plugin package made of one file holding ``A NUL path NUL B`` must not get the digest
+    (and so the reused copy) of a rival package of two files ``A`` and ``B``."""
+    from methods.jail_runtime import JailSetupError, _content_digest, code_copy
+
+    monkeypatch.setenv(JAIL_CACHE_ENV, str(tmp_path / "jail"))
+    rival, forged = tmp_path / "a" / "rival", tmp_path / "b" / "rival"
+    rival.mkdir(parents=True)
+    forged.mkdir(parents=True)
+    (rival / "__init__.py").write_bytes(b"A = 1\n")
+    (rival / "m.py").write_bytes(b"B = 2\n")
+    (forged / "__init__.py").write_bytes(b"A = 1\n\0rival/m.py\0B = 2\n")
+    two = _content_digest(rival.parent, sorted(rival.glob("*.py")))
+    one = _content_digest(forged.parent, [forged / "__init__.py"])
+    assert one != two
+    # and a copy under the rival's name that holds other content is never reused
+    copy = code_copy(rival)
+    assert (copy / "m.py").read_bytes() == b"B = 2\n"
+    complete = copy.parent / ".complete"
+    complete.chmod(0o644)
+    complete.write_text("0" * 64 + "\n")
+    with pytest.raises(JailSetupError, match="not a copy of the content it is named after"):
+        code_copy(rival)

@@ -209,13 +209,17 @@ class Lab:
 
     def assert_unchanged(self, before: dict[str, str]) -> None:
         """Every protected byte as it was; new files only in this store's student runs and in
-        the trusted side's copies of the project and plugin sources (made before a jail
-        starts)."""
+        new copies of the project and plugin sources (made by the trusted side before a jail
+        starts): never a file added to a copy that existed before."""
         from methods.jail_runtime import jail_cache
 
-        problems = diff(before, self.snapshot(), (str(self.store / "student") + "/",
-                                                  str(jail_cache() / "code") + "/",
-                                                  str(jail_cache() / "runtime") + "/"))
+        copies = [str(jail_cache() / kind) + "/" for kind in ("code", "runtime")]
+        existing = {path[:len(c)] + path[len(c):].split("/", 1)[0] + "/"
+                    for path in before for c in copies if path.startswith(c)}
+        after = self.snapshot()
+        new_copies = tuple({path[:len(c)] + path[len(c):].split("/", 1)[0] + "/"
+                            for path in after for c in copies if path.startswith(c)} - existing)
+        problems = diff(before, after, (str(self.store / "student") + "/", *new_copies))
         assert not problems, "\n".join(problems[:20])
 
     def accuracy(self, probs) -> float:
