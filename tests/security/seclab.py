@@ -213,12 +213,14 @@ class Lab:
         starts): never a file added to a copy that existed before."""
         from methods.jail_runtime import jail_cache
 
-        copies = [str(jail_cache() / kind) + "/" for kind in ("code", "runtime")]
-        existing = {path[:len(c)] + path[len(c):].split("/", 1)[0] + "/"
-                    for path in before for c in copies if path.startswith(c)}
+        kinds = [str(jail_cache() / kind) + "/" for kind in ("code", "runtime")]
+
+        def copies(paths) -> set[str]:  # the copy directories ("<kind>/<hash>/") holding paths
+            return {p[:len(k)] + p[len(k):].split("/", 1)[0] + "/"
+                    for p in paths for k in kinds if p.startswith(k)}
+
         after = self.snapshot()
-        new_copies = tuple({path[:len(c)] + path[len(c):].split("/", 1)[0] + "/"
-                            for path in after for c in copies if path.startswith(c)} - existing)
+        new_copies = tuple(copies(after) - copies(before))
         problems = diff(before, after, (str(self.store / "student") + "/", *new_copies))
         assert not problems, "\n".join(problems[:20])
 
