@@ -233,7 +233,8 @@ def look_at_methods(plan, table: pd.DataFrame, methods: list[str], look: int,
     out: dict[str, dict[str, Any]] = {}
     for method in methods:
         design = SequentialDesign(max_looks=max_looks, alpha=plan.alpha, sesoi=plan.sesoi,
-                                  baseline=plan.baseline, n_methods=len(plan.method_names))
+                                  baseline=plan.baseline, n_methods=len(plan.method_names),
+                                  estimand=plan.estimand)
         seeds = set(table.loc[table["arm"] == method, "seed"])
         subset = table[table["seed"].isin(seeds) &
                        table["arm"].isin(["weak", "ceiling", plan.baseline, method])]

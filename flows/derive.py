@@ -40,7 +40,8 @@ def analysis_settings(plan, labels: dict[str, str] | None = None) -> dict[str, A
     claims = ({(labels or {}).get(name, name): claim.model_dump()
                for name, claim in plan.claims.items()} if plan.claims else None)
     return {"baseline": StatsView(plan, labels).baseline, "sesoi": plan.sesoi,
-            "alpha": plan.alpha, "correction": plan.correction, "claims": claims}
+            "alpha": plan.alpha, "correction": plan.correction, "claims": claims,
+            "estimand": plan.estimand}
 
 
 def candidates_table(plan, table: pd.DataFrame, labels: dict[str, str] | None = None

@@ -211,6 +211,10 @@ class Plan(_Strict):
     sesoi_pgr: float | None = Field(None, gt=0, lt=1, description="SESOI on the PGR scale, if any.")
     alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise (or FDR) error level.")
     correction: Literal["holm", "bonferroni", "bh"] = "holm"
+    estimand: Literal["population", "test_set"] = Field(
+        "population", description="The question the intervals answer: the gain on the task's "
+        "population of items (test items a sample of them; default) or on these test items "
+        "(narrower; docs/stats.md).")
     claims: dict[str, Claim] | None = Field(
         None, description="Claimed discovery-scale numbers per method.")
     controls: list[ControlEntry] = Field(
@@ -314,12 +318,14 @@ class Plan(_Strict):
         Two plans with the same hash ask for the same computation; file layout, comments and key
         order do not change it, and neither do ``budget`` (it refuses plans, it changes no
         result) and the executor settings of ``compute`` (`EXECUTION_FIELDS`: where the groups
-        run, not what they compute). An empty ``controls`` list is left out, so plans written
-        before controls existed keep their hash.
+        run, not what they compute). An empty ``controls`` list and the default ``estimand``
+        are left out, so plans written before either existed keep their hash.
         """
         exclude: dict[str, Any] = {"budget": True, "compute": set(EXECUTION_FIELDS)}
         if not self.controls:
             exclude["controls"] = True
+        if self.estimand == "population":
+            exclude["estimand"] = True
         data = self.model_dump(mode="json", exclude=exclude)
         if data["compute"]["nodes"] == 1:
             del data["compute"]["nodes"]  # plans from before `nodes` existed keep their hash

@@ -11,7 +11,7 @@ import pandas as pd
 
 from stats.bootstrap import bootstrap_means, multinomial_counts
 from stats.cell_estimates import method_cell, power_statements
-from stats.cells import build_cell
+from stats.cells import POPULATION, TEST_SET, build_cell, check_estimand
 from stats.claims import claim_for, claim_sentence, gain_claim_p, pgr_claim_p
 from stats.errors import StatsInputError
 from stats.quality import DataQuality, alternative_tables
@@ -65,7 +65,8 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
                   production_rung: str | None = None, discovery_rung: str | None = None,
                   seed: int = 0, notes: list[str] | None = None,
                   data_quality: DataQuality | None = None,
-                  sequential: Sequential | Mapping | None = None) -> Verdict:
+                  sequential: Sequential | Mapping | None = None,
+                  estimand: str = POPULATION) -> Verdict:
     """Analyse a results table and return the verdict (its JSON is verdict.json,
     schema_version 1).
 
@@ -92,6 +93,10 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
             other pairing the records suggest (``_apply_holds``).
         sequential: the sequential design's record (looks, seeds_used, seed_budget) of the
             campaign that produced the table, recorded as ``sequential``.
+        estimand: ``population`` (default): the gain on the task's items, per-example cells
+            analysed two-way (seeds and items random); ``test_set``: the gain on these test
+            items, every cell analysed on its per-seed accuracies (``stats.cells``). Aggregate
+            data can only answer for the test set, whatever is asked; a note says so.
     Returns:
         A ``stats.verdict_model.Verdict``: schema_version, alpha, sesoi, baseline,
         production_rung, discovery_rung, correction, notes, methods -> MethodVerdict
@@ -101,7 +106,7 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
     """
     raw = _analyze(df, baseline, sesoi, alpha, correction, claims, n_boot, sesoi_pgr=sesoi_pgr,
                    production_rung=production_rung, discovery_rung=discovery_rung, seed=seed,
-                   notes=notes, data_quality=data_quality)
+                   notes=notes, data_quality=data_quality, estimand=estimand)
     if sequential is not None:
         raw["sequential"] = (sequential.model_dump(mode="json")
                              if isinstance(sequential, Sequential) else dict(sequential))
@@ -111,10 +116,12 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
 def _analyze(df: pd.DataFrame, baseline: str, sesoi: float, alpha: float, correction: str,
              claims: Mapping | None, n_boot: int, *, sesoi_pgr: float | None,
              production_rung: str | None, discovery_rung: str | None, seed: int,
-             notes: list[str] | None, data_quality: DataQuality | None) -> dict:
+             notes: list[str] | None, data_quality: DataQuality | None,
+             estimand: str = POPULATION) -> dict:
     """:func:`analyze_table`'s working form: plain dicts whose cells still carry the private
     keys until ``_method_entry`` has used them."""
     _check_args(sesoi, alpha, n_boot, sesoi_pgr)
+    check_estimand(estimand)
     adjust([], correction)  # validates the name
     if df.attrs.get("kind") is None:
         df = check_table(df)
@@ -141,7 +148,13 @@ def _analyze(df: pd.DataFrame, baseline: str, sesoi: float, alpha: float, correc
                          "and they are left out of the trend")
     if kind == AGGREGATE:
         all_notes.append("aggregate (per-seed accuracy) data: intervals cover seed-to-seed "
-                         "variation and are conditional on this test set")
+                         "variation and are conditional on this test set"
+                         + (" (the population of items cannot be answered for from per-seed "
+                            "accuracies)" if estimand == POPULATION else ""))
+    elif estimand == TEST_SET:
+        all_notes.append("estimand test_set: gains and intervals are for these test items "
+                         "(seed-level analysis of per-seed accuracies), not for the task's "
+                         "population of items")
 
     per_method: dict[str, list[dict]] = {m: [] for m in methods}
     counts_cache: dict[int, np.ndarray] = {}
@@ -155,7 +168,7 @@ def _analyze(df: pd.DataFrame, baseline: str, sesoi: float, alpha: float, correc
             sub = rows[rows["arm"].isin(keep)]
             if kind != AGGREGATE:
                 sub = sub[sub["seed"].isin(seed_set)]
-            cell = build_cell(sub, kind, str(rung), str(dataset))
+            cell = build_cell(sub, kind, str(rung), str(dataset), estimand)
             boot = None
             key = zlib.crc32(f"{rung}/{dataset}/{sorted(seed_set)}".encode())
             rng = np.random.default_rng([seed, key])
@@ -179,13 +192,14 @@ def _analyze(df: pd.DataFrame, baseline: str, sesoi: float, alpha: float, correc
                "decision_rule": decision_rule_sentence(alpha, correction), "sesoi": sesoi,
                "sesoi_pgr": sesoi_pgr, "baseline": baseline, "production_rung": production,
                "discovery_rung": discovery, "rungs": order, "correction": correction,
-               "data_form": kind, "notes": all_notes, "methods": out_methods}
+               "data_form": kind, "estimand": estimand, "notes": all_notes,
+               "methods": out_methods}
     if data_quality is not None:
         _apply_holds(verdict, df, data_quality, dict(
             baseline=baseline, sesoi=sesoi, alpha=alpha, correction=correction, claims=None,
             n_boot=0, notes=None, data_quality=None, sesoi_pgr=sesoi_pgr,
             production_rung=production_rung, discovery_rung=discovery_rung,
-            seed=seed))
+            seed=seed, estimand=estimand))
     return verdict
 
 

@@ -1,8 +1,19 @@
 """Turn the rows of one (rung, dataset) cell into arm moments, choosing the design honestly.
 
-Per-example rows whose arms all share the same seeds and the same test examples get the two-way
-(seed x example) analysis; anything else (aggregate rows, unequal seeds, differing example sets)
-falls back to the seed-level analysis with a note that says why.
+Two questions can be asked of a per-example table (the *estimand*):
+
+* ``population`` (the default): the gain on the task, test items being a sample of its items.
+  Per-example rows whose arms all share the same seeds and the same test examples get the
+  two-way (seed x example) analysis, whose interval includes the item-to-item spread of the
+  method's effect (Miller 2024, sec. 2-3).
+* ``test_set``: the gain on these test items, as most W2S papers report it. The per-seed
+  accuracies carry all there is to know about it (item effects common to the seeds cancel in
+  each seed's paired difference), so the cell gets the seed-level analysis of those accuracies:
+  exactly what aggregate rows of the same runs would give.
+
+Anything else (aggregate rows, unequal seeds, differing example sets) falls back to the
+seed-level analysis with a note that says why; that analysis is conditional on the test set
+whatever was asked.
 """
 from __future__ import annotations
 
@@ -11,8 +22,21 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from stats.errors import StatsInputError
 from stats.estimates import CellMoments, seed_level_moments, two_way_moments
 from stats.table import AGGREGATE, to_aggregate
+
+POPULATION = "population"
+TEST_SET = "test_set"
+ESTIMANDS = (POPULATION, TEST_SET)
+
+
+def check_estimand(estimand: str) -> str:
+    """``estimand`` if it is one of ``ESTIMANDS``; else ``StatsInputError`` (field estimand)."""
+    if estimand not in ESTIMANDS:
+        raise StatsInputError(f"got {estimand!r}, expected one of {', '.join(ESTIMANDS)}",
+                              field="estimand")
+    return estimand
 
 
 @dataclass
@@ -54,26 +78,33 @@ def _balanced_scores(rows: pd.DataFrame,
     return scores, [int(s) for s in seeds], examples
 
 
-def build_cell(rows: pd.DataFrame, kind: str, rung: str, dataset: str) -> Cell:
+def build_cell(rows: pd.DataFrame, kind: str, rung: str, dataset: str,
+               estimand: str = POPULATION) -> Cell:
     """Build a ``Cell`` from the checked rows of one (rung, dataset).
 
     Args:
         rows: rows of the cell (per-example or aggregate form, as from ``check_table``).
         kind: ``"examples"`` or ``"aggregate"``.
         rung, dataset: the cell's keys.
+        estimand: ``population`` or ``test_set`` (module docstring).
     Returns:
-        A ``Cell`` whose moments use the two-way design when possible, else the seed level.
+        A ``Cell`` whose moments use the two-way design when the population is asked about and
+        the layout allows it, else the seed level.
     """
+    check_estimand(estimand)
     arms = sorted((str(a) for a in pd.unique(rows["arm"])),
                   key=lambda a: (a not in ("weak", "ceiling"), a))
-    if kind != AGGREGATE:
-        balanced = _balanced_scores(rows, arms)
-        if balanced is not None:
-            scores, seeds, examples = balanced
+    balanced = _balanced_scores(rows, arms) if kind != AGGREGATE else None
+    if balanced is not None:
+        scores, seeds, examples = balanced
+        per_seed = scores.mean(axis=2)
+        seed_acc = {a: pd.Series(per_seed[k], index=seeds) for k, a in enumerate(arms)}
+        if estimand == POPULATION:
             moments = two_way_moments(scores, tuple(arms))
-            per_seed = scores.mean(axis=2)
-            seed_acc = {a: pd.Series(per_seed[k], index=seeds) for k, a in enumerate(arms)}
             return Cell(rung, dataset, moments, scores, seed_acc, seeds, examples)
+        n_examples = float(len(examples))
+        return Cell(rung, dataset, seed_level_moments(seed_acc, dict.fromkeys(arms, n_examples)),
+                    None, seed_acc)
     agg = to_aggregate(rows)
     seed_acc = {a: agg.loc[agg["arm"] == a].set_index("seed")["accuracy"].sort_index()
                 for a in arms}
@@ -83,7 +114,9 @@ def build_cell(rows: pd.DataFrame, kind: str, rung: str, dataset: str) -> Cell:
         moments = seed_level_moments(seed_acc, n_of)
         moments.notes.insert(0, "arms do not share the same seeds and test examples, so the "
                                 "analysis is at the seed level (paired only on shared seeds; "
-                                "wider intervals)")
+                                "wider intervals" + (")" if estimand == TEST_SET else
+                                "; they answer for the test examples, not the population of "
+                                "items)"))
         return Cell(rung, dataset, moments, None, seed_acc)
     moments = seed_level_moments(seed_acc, n_of)
     counts = {len(s) for s in seed_acc.values()}

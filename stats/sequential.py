@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import optimize
 from scipy import stats as sps
 
-from stats.cells import build_cell
+from stats.cells import POPULATION, build_cell, check_estimand
 from stats.errors import StatsInputError
 from stats.table import check_table, rung_metadata
 from stats.tests_and_verdicts import (
@@ -179,7 +179,8 @@ class SequentialDesign:
 
     def __init__(self, max_looks: int, alpha: float = 0.05, sesoi: float = 0.01,
                  spending: str = "obrien_fleming", baseline: str = "vanilla",
-                 fractions: list[float] | None = None, n_methods: int = 1) -> None:
+                 fractions: list[float] | None = None, n_methods: int = 1,
+                 estimand: str = POPULATION) -> None:
         """Args:
             max_looks: planned number of looks K >= 1 (equal batches of seeds by default).
             alpha: two-sided level, as in ``analyze_table``: each direction (REAL, HARMFUL, each
@@ -190,6 +191,7 @@ class SequentialDesign:
             fractions: information fractions of the looks (default k / K).
             n_methods: candidate methods in the campaign (decided ones included): the family
                 is n_methods x datasets at the rung, as in ``analyze_table``.
+            estimand: ``population`` or ``test_set``, as in ``analyze_table``.
         """
         if int(max_looks) != max_looks or max_looks < 1:
             raise StatsInputError(f"got {max_looks}, expected an integer >= 1", field="max_looks")
@@ -209,6 +211,7 @@ class SequentialDesign:
         self.max_looks, self.alpha, self.sesoi = int(max_looks), alpha, sesoi
         self.spending, self.baseline, self.fractions = spending, baseline, fr
         self.n_methods = int(n_methods)
+        self.estimand = check_estimand(estimand)
         self._cache: dict[int, np.ndarray] = {}
         self.looks_done = 0
 
@@ -259,7 +262,7 @@ class SequentialDesign:
             here = rows[rows["dataset"] == ds]
             seeds = set(here.loc[here["arm"] == method, "seed"])
             pair = here[here["arm"].isin([method, self.baseline]) & here["seed"].isin(seeds)]
-            cell = build_cell(pair, df.attrs["kind"], rung, ds)
+            cell = build_cell(pair, df.attrs["kind"], rung, ds, self.estimand)
             c = cell.moments.contrast({method: 1.0, self.baseline: -1.0})
             outcome = self.decide(c.estimate, c.se, c.df, look, family)
             cells[ds] = {"estimate": c.estimate, "se": c.se, "df": c.df,

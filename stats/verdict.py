@@ -11,6 +11,8 @@ from stats.verdict_prose import Section, method_narrative, overview
 from w2s_common.atomic import atomic_write_text as _atomic_write
 
 VERDICT_FILE, SUMMARY_FILE, ESTIMATES_FILE = "verdict.json", "summary.md", "estimates.csv"
+ESTIMAND_TEXT = {"population": "the gain on the task's items (test items a sample of them)",
+                 "test_set": "the gain on these test items"}
 
 
 def estimates_frame(verdict: Verdict) -> pd.DataFrame:
@@ -53,7 +55,9 @@ def summary_markdown(verdict: Verdict) -> str:
              f"Production rung: `{verdict.production_rung}`; "
              f"alpha = {fmt(verdict.alpha, 'level')}; SESOI = {fmt(verdict.sesoi, 'mde')} "
              "accuracy points; correction: "
-             f"{verdict.correction} (confirmatory), BH (exploratory).", ""]
+             f"{verdict.correction} (confirmatory), BH (exploratory)"
+             + (f"; estimand: {ESTIMAND_TEXT[verdict.estimand]}" if verdict.estimand else "")
+             + ".", ""]
     if verdict.decision_rule:
         lines += [verdict.decision_rule, ""]
     for note in verdict.notes:

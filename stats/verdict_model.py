@@ -287,6 +287,9 @@ class Verdict(_Model):
     rungs: list[str] | None = None
     correction: str | None = None
     data_form: str | None = None
+    # The question the intervals answer (stats.cells): the gain on the task's population of
+    # items, or on these test items.
+    estimand: Literal["population", "test_set"] | None = None
     notes: list[str] = Field(default_factory=list)
     methods: dict[str, MethodVerdict]
     data_quality: DataQualityRecord | None = None

@@ -45,6 +45,10 @@ def analyze(
         2000, "--n-boot", help="Bootstrap replicates for the cross-check (0: off)."),
     claims: Path = typer.Option(
         None, "--claims", help="JSON file of claimed numbers {method: {\"pgr\": x}}."),
+    estimand: str = typer.Option(
+        "population", "--estimand",
+        help="population: the gain on the task's items (default); test_set: on these test "
+             "items (narrower intervals; docs/stats.md)."),
 ) -> None:
     """Decide whether each method's gain is REAL, VANISHED, HARMFUL or INCONCLUSIVE (or HOLD:
     a data-quality hold on records that contradict their paths)."""
@@ -71,7 +75,7 @@ def analyze(
         verdict = analyze_table(table, baseline=baseline, sesoi=sesoi, alpha=alpha,
                                 correction=correction, claims=_load_claims(claims),
                                 n_boot=n_boot, sesoi_pgr=sesoi_pgr, notes=notes,
-                                data_quality=quality)
+                                data_quality=quality, estimand=estimand)
         paths = write_outputs(verdict, out)
     for method, entry in verdict.methods.items():
         typer.echo(f"{method}: {entry.verdict}" + (" (promote)" if entry.promote else ""))

@@ -60,12 +60,22 @@ def test_defaults_and_hash(tmp_path: Path) -> None:
     changed = GOOD.replace("max: 6", "max: 9")
     assert load_plan(write(tmp_path, changed, "c.yaml")).plan_hash != plan.plan_hash
     assert len(plan.plan_hash) == 16
+    # The default estimand spelled out keeps the hash plans had before it existed; the other
+    # question is another computation, and the analysis is asked it.
+    spelled = load_plan(write(tmp_path, GOOD + "estimand: population\n", "d.yaml"))
+    assert spelled.plan_hash == plan.plan_hash
+    test_set = load_plan(write(tmp_path, GOOD + "estimand: test_set\n", "e.yaml"))
+    assert test_set.plan_hash != plan.plan_hash
+    from flows.derive import analysis_settings
+    assert analysis_settings(test_set)["estimand"] == "test_set"
+    assert analysis_settings(plan)["estimand"] == "population"
 
 
 @pytest.mark.parametrize(("text", "line", "field", "expected"), [
     (GOOD + "sesoi: 1.5\n", 9, "sesoi", "less than 1"),
     (GOOD + "sesoi: 0\n", 9, "sesoi", "greater than 0"),
     (GOOD + "correction: fdr\n", 9, "correction", "'holm', 'bonferroni' or 'bh'"),
+    (GOOD + "estimand: items\n", 9, "estimand", "'population' or 'test_set'"),
     (GOOD + "colour: red\n", 9, "colour", "unknown field 'colour'; expected one of"),
     (GOOD.replace("max: 6}", "max: 2}"), 8, "seeds.initial", "must be at most max"),
     (GOOD.replace("batch: 3", "batch: 0"), 8, "seeds.batch", "greater than or equal to 1"),

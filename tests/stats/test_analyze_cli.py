@@ -169,3 +169,24 @@ def test_a_single_seed_never_gives_a_decisive_verdict():
     verdict = analyze_table(df, n_boot=0).as_json_dict()["methods"]["m"]
     assert verdict["verdict"] == "INCONCLUSIVE" and verdict["promote"] is False
     assert "needs at least 2 seeds" in verdict["reasons"][0]
+
+
+def test_cli_estimand_reaches_the_verdict_and_a_bad_one_writes_nothing(tmp_path):
+    from flows.cli import app
+
+    table = tmp_path / "results.parquet"
+    _ladder({r: {"m": 0.02} for r in RUNGS}, n_seeds=4, n_examples=200).to_parquet(table)
+    runner = CliRunner()
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["analyze", str(table), "--out", str(out), "--n-boot", "0",
+                                 "--estimand", "test_set"])
+    assert result.exit_code == 0, result.output
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["estimand"] == "test_set"
+    assert {c["design"] for c in verdict["methods"]["m"]["cells"]} == {"seed_level"}
+    assert "estimand: the gain on these test items" in (out / "summary.md").read_text()
+    bad = runner.invoke(app, ["analyze", str(table), "--out", str(tmp_path / "o2"),
+                              "--estimand", "items"])
+    assert bad.exit_code == 2 and "estimand" in bad.output and "Traceback" not in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
+    assert not (tmp_path / "o2").exists()
