@@ -2,11 +2,13 @@
 
 Public API:
     analyze_table(df, baseline="vanilla", sesoi=0.01, alpha=0.05, correction="holm",
-                  claims=None, n_boot=2000, ..., data_quality=None, sequential=None)
+                  claims=None, n_boot=2000, ..., data_quality=None, sequential=None,
+                  estimand="population")
         -> Verdict   (stats.verdict_model; its JSON is verdict.json)
     write_outputs(verdict, out_dir) -> {"verdict", "summary", "estimates"} paths
     load_table(path) / check_table(df) / load_aar_cache(path)
-    SequentialDesign(max_looks, alpha, sesoi, spending, baseline, n_methods=1)
+    SequentialDesign(max_looks, alpha, sesoi, spending, baseline, n_methods=1,
+                     estimand="population")
         .look(results, method) -> Decision
 """
 from stats.aar import load_aar_cache

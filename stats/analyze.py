@@ -192,8 +192,9 @@ def _analyze(df: pd.DataFrame, baseline: str, sesoi: float, alpha: float, correc
                "decision_rule": decision_rule_sentence(alpha, correction), "sesoi": sesoi,
                "sesoi_pgr": sesoi_pgr, "baseline": baseline, "production_rung": production,
                "discovery_rung": discovery, "rungs": order, "correction": correction,
-               "data_form": kind, "estimand": estimand, "notes": all_notes,
-               "methods": out_methods}
+               "data_form": kind, "notes": all_notes, "methods": out_methods}
+    if estimand != POPULATION:  # absent means population, as in every verdict before the field
+        verdict["estimand"] = estimand
     if data_quality is not None:
         _apply_holds(verdict, df, data_quality, dict(
             baseline=baseline, sesoi=sesoi, alpha=alpha, correction=correction, claims=None,
@@ -393,8 +394,11 @@ def _transfer_ratios(cells: list[dict], discovery: str, alpha: float, sesoi: flo
         if ref is None or c is ref or g.get("se") is None or r.get("se") is None:
             c["transfer_ratio"] = None
             continue
+        # an infinite df (one seed: binomial variance) is null in the working dicts
+        df_here, df_discovery = (float("inf") if d is None else d for d in (g["df"], r["df"]))
         est = transfer_ratio(g["estimate"], g["se"], r["estimate"], r["se"],
-                             min(g["df"], r["df"]), alpha, df_discovery=r["df"], min_gain=sesoi)
+                             min(df_here, df_discovery), alpha, df_discovery=df_discovery,
+                             min_gain=sesoi)
         c["transfer_ratio"] = {"defined": est.defined, "estimate": est.estimate,
                                "ci_low": est.ci_low, "ci_high": est.ci_high,
                                "bounded": est.bounded}

@@ -9,7 +9,8 @@ Two questions can be asked of a per-example table (the *estimand*):
 * ``test_set``: the gain on these test items, as most W2S papers report it. The per-seed
   accuracies carry all there is to know about it (item effects common to the seeds cancel in
   each seed's paired difference), so the cell gets the seed-level analysis of those accuracies:
-  exactly what aggregate rows of the same runs would give.
+  exactly what aggregate rows of the same runs on the same seeds give (a single-seed arm's
+  variance is unknown here, not the binomial one of sampling items).
 
 Anything else (aggregate rows, unequal seeds, differing example sets) falls back to the
 seed-level analysis with a note that says why; that analysis is conditional on the test set
@@ -102,16 +103,16 @@ def build_cell(rows: pd.DataFrame, kind: str, rung: str, dataset: str,
         if estimand == POPULATION:
             moments = two_way_moments(scores, tuple(arms))
             return Cell(rung, dataset, moments, scores, seed_acc, seeds, examples)
-        n_examples = float(len(examples))
-        return Cell(rung, dataset, seed_level_moments(seed_acc, dict.fromkeys(arms, n_examples)),
-                    None, seed_acc)
+        moments = seed_level_moments(seed_acc, dict.fromkeys(arms, float(len(examples))),
+                                     binomial_fallback=False)
+        return Cell(rung, dataset, moments, None, seed_acc)
     agg = to_aggregate(rows)
     seed_acc = {a: agg.loc[agg["arm"] == a].set_index("seed")["accuracy"].sort_index()
                 for a in arms}
     n_of = {a: (float(agg.loc[agg["arm"] == a, "n"].dropna().mean())
                 if agg.loc[agg["arm"] == a, "n"].notna().any() else None) for a in arms}
     if kind != AGGREGATE:
-        moments = seed_level_moments(seed_acc, n_of)
+        moments = seed_level_moments(seed_acc, n_of, binomial_fallback=estimand == POPULATION)
         moments.notes.insert(0, "arms do not share the same seeds and test examples, so the "
                                 "analysis is at the seed level (paired only on shared seeds; "
                                 "wider intervals" + (")" if estimand == TEST_SET else

@@ -211,13 +211,17 @@ def two_way_moments(scores: np.ndarray, arms: tuple[str, ...]) -> CellMoments:
                        terms, scale=1.0 / cells)
 
 
-def seed_level_moments(acc: dict[str, pd.Series], n: dict[str, float | None]) -> CellMoments:
+def seed_level_moments(acc: dict[str, pd.Series], n: dict[str, float | None],
+                       binomial_fallback: bool = True) -> CellMoments:
     """Moments of arm means from per-seed accuracies (series indexed by seed).
 
     Args:
         acc: arm -> accuracies indexed by seed.
         n: arm -> examples per seed (None when unknown); used only for single-seed arms, whose
             variance falls back to the binomial p(1-p)/n.
+        binomial_fallback: False for the test-set estimand: the binomial variance is that of
+            sampling test items, which a test-set interval leaves out, so a single-seed arm's
+            variance is unknown (NaN) instead.
     Returns:
         ``CellMoments`` with design ``seed_level`` (formula in the module docstring).
     """
@@ -230,6 +234,10 @@ def seed_level_moments(acc: dict[str, pd.Series], n: dict[str, float | None]) ->
         sx = acc[x]
         if len(sx) >= 2:
             cov[i, i] = float(sx.var(ddof=1)) / len(sx)
+        elif not binomial_fallback:
+            cov[i, i] = float("nan")
+            notes.append(f"arm '{x}' has one seed: the seed-to-seed variation a test-set "
+                         "interval is made of cannot be estimated")
         elif n.get(x):
             p = float(sx.iloc[0])
             cov[i, i] = p * (1 - p) / float(n[x])

@@ -145,6 +145,10 @@ def cell_reason(dataset: str, outcome: str, estimate: float, ci: tuple[float, fl
     and what data would settle it.  Adjusted p values are compared with alpha / 2 (one direction).
     """
     half = alpha / 2.0
+    if any(x is None or not np.isfinite(x) for x in ci):
+        return (f"{dataset}: gain {_pts(estimate)} points, with no {100 * (1 - alpha):.0f}% "
+                "interval: its uncertainty cannot be estimated from these runs (see the cell's "
+                "notes), so nothing is decided.")
     head = (f"{dataset}: gain {_pts(estimate)} points ({100 * (1 - alpha):.0f}% CI "
             f"{_pts(ci[0])} to {_pts(ci[1])})")
     if outcome == SUPERIOR:

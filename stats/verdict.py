@@ -15,6 +15,21 @@ ESTIMAND_TEXT = {"population": "the gain on the task's items (test items a sampl
                  "test_set": "the gain on these test items"}
 
 
+def answered_question(verdict: Verdict) -> str:
+    """What the intervals answer for, from the cells' designs (two_way: the task's items;
+    seed_level: these test items), with what was asked when the data could not answer it."""
+    designs = {c.design for entries in (verdict.methods, verdict.controls)
+               for entry in entries.values() for c in entry.cells}
+    asked = verdict.estimand or "population"
+    if designs == {"two_way"}:
+        return ESTIMAND_TEXT["population"]
+    if designs <= {"seed_level", None}:
+        return ESTIMAND_TEXT["test_set"] + ("" if asked == "test_set" else
+                                            " (per-seed data answer for no more)")
+    return ("the gain on the task's items in two-way cells and on these test items in "
+            "seed-level cells (see each cell's design)")
+
+
 def estimates_frame(verdict: Verdict) -> pd.DataFrame:
     """Tidy table: one row per (method, rung, dataset) with accuracies, gain, PGR and tests."""
     rows = []
@@ -56,8 +71,7 @@ def summary_markdown(verdict: Verdict) -> str:
              f"alpha = {fmt(verdict.alpha, 'level')}; SESOI = {fmt(verdict.sesoi, 'mde')} "
              "accuracy points; correction: "
              f"{verdict.correction} (confirmatory), BH (exploratory)"
-             + (f"; estimand: {ESTIMAND_TEXT[verdict.estimand]}" if verdict.estimand else "")
-             + ".", ""]
+             + f"; intervals are for {answered_question(verdict)}.", ""]
     if verdict.decision_rule:
         lines += [verdict.decision_rule, ""]
     for note in verdict.notes:

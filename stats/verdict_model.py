@@ -287,8 +287,9 @@ class Verdict(_Model):
     rungs: list[str] | None = None
     correction: str | None = None
     data_form: str | None = None
-    # The question the intervals answer (stats.cells): the gain on the task's population of
-    # items, or on these test items.
+    # The question the analysis was asked (stats.cells): absent for the task's population of
+    # items (the default, as in verdicts written before the field), "test_set" for these test
+    # items. Each cell's ``design`` says which one it could answer (seed_level: the test set).
     estimand: Literal["population", "test_set"] | None = None
     notes: list[str] = Field(default_factory=list)
     methods: dict[str, MethodVerdict]

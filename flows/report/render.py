@@ -18,7 +18,7 @@ import pandas as pd
 from flows.report import notes as report_notes
 from flows.report import plots, tables
 from stats.display import Shown, number, plain
-from stats.verdict import ESTIMAND_TEXT
+from stats.verdict import answered_question
 from stats.verdict_model import Verdict
 from w2s_common.atomic import atomic_write_bytes, atomic_write_text
 
@@ -101,7 +101,7 @@ def build_context(verdict: Verdict, results: pd.DataFrame | None,
         "alpha": number(verdict, ("alpha",), "level"),
         "sesoi": number(verdict, ("sesoi",), "mde"),
         "decision_rule": verdict.decision_rule,
-        "estimand": ESTIMAND_TEXT.get(verdict.estimand or "", ""),
+        "estimand": answered_question(verdict),
         "verdict_columns": tables.VERDICT_COLUMNS,
         "verdict_rows": tables.verdict_rows(verdict),
         "control_columns": tables.CONTROL_COLUMNS,

@@ -184,7 +184,7 @@ def test_cli_estimand_reaches_the_verdict_and_a_bad_one_writes_nothing(tmp_path)
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["estimand"] == "test_set"
     assert {c["design"] for c in verdict["methods"]["m"]["cells"]} == {"seed_level"}
-    assert "estimand: the gain on these test items" in (out / "summary.md").read_text()
+    assert "intervals are for the gain on these test items." in (out / "summary.md").read_text()
     bad = runner.invoke(app, ["analyze", str(table), "--out", str(tmp_path / "o2"),
                               "--estimand", "items"])
     assert bad.exit_code == 2 and "estimand" in bad.output and "Traceback" not in bad.output

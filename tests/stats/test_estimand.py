@@ -43,7 +43,9 @@ def test_test_set_is_the_seed_level_analysis_of_the_same_runs_per_seed_accuracie
     by_examples = analyze_table(table, estimand="test_set", n_boot=0)
     by_seeds = analyze_table(check_table(to_aggregate(table)), n_boot=0)
     population = analyze_table(table, n_boot=0)
-    assert by_examples.estimand == "test_set" and population.estimand == "population"
+    # absent means population, as in verdicts written before the field existed
+    assert by_examples.estimand == "test_set" and population.estimand is None
+    assert "estimand" not in population.as_json_dict()
     for a, b in zip(by_examples.methods["m"].cells, by_seeds.methods["m"].cells, strict=True):
         assert a.design == b.design == "seed_level"
         for field in ("estimate", "ci_low", "ci_high", "p_superiority", "p_adjusted", "df"):
@@ -81,8 +83,9 @@ def test_test_set_intervals_cover_the_test_sets_gain_where_items_carry_method_ef
     scenario = Scenario("null-items", "", "null", World(n_items=600), gains=(0.0,),
                         estimand="test_set")
     s = run_scenario(scenario, 200, seed=21).summary()
-    mc = 2 * np.sqrt(0.95 * 0.05 / 200)
-    assert 0.93 - mc <= s["coverage"][0] <= 0.97 + mc
+    # 200 experiments cannot tell over-coverage (97%) from 95%; the bench's 400 x 17 scenarios
+    # judge both ends. This fails on intervals that leave out the seeds' spread.
+    assert s["coverage"][0] >= 0.93 - 2 * np.sqrt(0.95 * 0.05 / 200)
     assert s["wrong_outcome"][0] <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 200)
     assert s["truncated_cells"] == 0  # no variance component to truncate at the seed level
     assert not scenario.verdicts_judged  # population null, test-set gain not 0
@@ -110,3 +113,45 @@ def test_an_unknown_estimand_is_one_line_naming_the_field():
     assert "population, test_set" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(StatsInputError, match="estimand"):
         SequentialDesign(max_looks=2, estimand="items")
+
+
+def test_a_method_stopped_early_is_the_seed_level_analysis_of_its_own_seeds():
+    """A sequential campaign stops a method after fewer seeds than the baseline ran: its cell
+    pairs the baseline on the method's seeds, as the aggregate rows of those seeds give."""
+    table = _table(n_seeds=6)
+    early = table[(table["arm"] != "m") | (table["seed"] < 4)].reset_index(drop=True)
+    by_examples = analyze_table(check_table(early), estimand="test_set", n_boot=0)
+    same_seeds = to_aggregate(check_table(early[early["seed"] < 4].reset_index(drop=True)))
+    by_seeds = analyze_table(check_table(same_seeds), n_boot=0)
+    for a, b in zip(by_examples.methods["m"].cells, by_seeds.methods["m"].cells, strict=True):
+        assert a.n_seeds == b.n_seeds == 4
+        assert (a.gain.estimate, a.gain.ci_low, a.gain.ci_high) == pytest.approx(
+            (b.gain.estimate, b.gain.ci_low, b.gain.ci_high), abs=1e-12)
+
+
+def test_one_seed_gives_no_test_set_interval_and_no_decision(tmp_path):
+    """One seed cannot show the seed-to-seed spread a test-set interval is made of: no interval
+    (not the binomial one of sampling items), INCONCLUSIVE, a note naming the arm; two rungs
+    (a transfer ratio between them) and the writers work."""
+    from stats.verdict import write_outputs
+
+    verdict = analyze_table(_table(n_seeds=1), estimand="test_set", n_boot=0)
+    entry = verdict.methods["m"]
+    assert entry.verdict == "INCONCLUSIVE" and not entry.promote
+    cell = _production_cell(verdict)
+    assert cell.gain.ci_low is None and cell.gain.ci_high is None
+    assert any("has one seed" in note for c in entry.cells for note in c.notes)
+    write_outputs(verdict, tmp_path)
+    assert (tmp_path / "verdict.json").is_file()
+
+
+def test_the_reports_say_what_the_cells_answer_for():
+    from stats.verdict import answered_question
+
+    table = _table(n_seeds=3, n_examples=100)
+    assert "task's items" in answered_question(analyze_table(table, n_boot=0))
+    assert answered_question(analyze_table(table, n_boot=0, estimand="test_set")) == \
+        "the gain on these test items"
+    aggregate = analyze_table(check_table(to_aggregate(table)), n_boot=0)
+    assert aggregate.estimand is None  # asked: the population; answered: the test set
+    assert answered_question(aggregate).startswith("the gain on these test items (per-seed")
