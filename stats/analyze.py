@@ -36,6 +36,8 @@ from stats.verdict_model import (
 from w2s_common.names import HOLD
 
 DEFAULT_N_BOOT = 2000
+TEST_SET_REASON = ("estimand test_set: the intervals and the decision are for the gain on these "
+                   "test items, not on the task's population of items")
 
 
 def _rung_order(df: pd.DataFrame, meta: dict[str, dict]) -> list[str]:
@@ -188,6 +190,8 @@ def _analyze(df: pd.DataFrame, baseline: str, sesoi: float, alpha: float, correc
         cells.sort(key=lambda c: (order.index(c["rung"]), c["dataset"]))
         out_methods[method] = _method_entry(method, cells, production, discovery, sesoi, alpha,
                                             claims, baseline, len(order))
+        if estimand == TEST_SET:  # said with the decision, so that the gate's output says it too
+            out_methods[method]["reasons"].append(TEST_SET_REASON)
     verdict = {"schema_version": SCHEMA_VERSION, "alpha": alpha, "alpha_per_direction": alpha / 2,
                "decision_rule": decision_rule_sentence(alpha, correction), "sesoi": sesoi,
                "sesoi_pgr": sesoi_pgr, "baseline": baseline, "production_rung": production,

@@ -54,6 +54,9 @@ def test_test_set_is_the_seed_level_analysis_of_the_same_runs_per_seed_accuracie
     assert by_examples.methods["m"].verdict == by_seeds.methods["m"].verdict
     assert _production_cell(population).design == "two_way"
     assert any("estimand test_set" in note for note in by_examples.notes)
+    # the method's reasons (which the gate prints) say which question was decided
+    assert any(r.startswith("estimand test_set:") for r in by_examples.methods["m"].reasons)
+    assert not any("estimand" in r for r in population.methods["m"].reasons)
 
 
 def test_item_to_item_spread_of_the_effect_widens_only_the_population_interval():
