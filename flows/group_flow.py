@@ -114,8 +114,8 @@ async def run_arm_group(group: ArmGroup, tag: str, processes: int = 1, nodes: in
     except InputError as err:  # a multi-node group: no rendezvous endpoint, a result not shared
         return Failed(message=failure_message(PERMANENT_EXIT, f"{where}: {err}"))
     except ShutdownInProgress as err:
-        # A signal before the worker started whose handler did not raise (SIGINT under
-        # asyncio; Prefect's SIGTERM raises TerminationSignal first): as a killed worker.
+        # A signal whose handler did not raise (SIGINT under asyncio; Prefect's SIGTERM raises
+        # TerminationSignal first), before the worker started or killing it: as a killed worker.
         return Failed(message=failure_message(-signal.SIGTERM, str(err)))
     except OSError as err:
         code = TRANSIENT_EXIT if err.errno in TRANSIENT_ERRNOS else PERMANENT_EXIT

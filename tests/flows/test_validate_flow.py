@@ -136,6 +136,36 @@ def test_handlers_chain_the_previous_handler_and_kill_workers(signal_name: str, 
                              result=""), tmp_path)
 
 
+def test_a_worker_killed_by_the_shutdown_is_an_interruption_not_a_failure(
+        monkeypatch, tmp_path: Path) -> None:
+    """A signal whose chained handler does not raise (an event loop's SIGINT handler only sets
+    a flag) leaves the group waiting on its killed worker: its -9 must end the command as
+    interrupted (exit 130), not as a failed group (exit 1); seen once in test_concurrency."""
+    import sys
+    import threading
+    import time
+
+    from flows import execute
+    from flows.slots import ShutdownInProgress
+
+    monkeypatch.setattr(execute, "_LIVE", set())
+    monkeypatch.setattr(execute, "_SHUTTING_DOWN", type(execute._SHUTTING_DOWN)())
+
+    def shut_down_once_started() -> None:
+        deadline = time.monotonic() + 60
+        while not execute._LIVE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        execute.kill_children()  # what the handler does before the chained one
+
+    threading.Thread(target=shut_down_once_started, daemon=True).start()
+    group = execute.ArmGroup(ladder="micro", rung="m0", store="s", seeds=[0], methods=[],
+                             result="")
+    with pytest.raises(ShutdownInProgress, match="worker stopped"):
+        execute.run_group_subprocess(
+            group, tmp_path, command=lambda _: [sys.executable, "-c", "import time; "
+                                                "time.sleep(60)"])
+
+
 def test_a_signal_while_the_main_thread_starts_a_worker_does_not_hang() -> None:
     """The handler takes the lock the main thread holds while it starts a worker (a group run's
     task runs on the main thread): with a plain Lock the process hung until SIGKILL."""
