@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from stats.analyze import analyze_table
+from stats.cells import POPULATION, TEST_SET
 from stats.simulate_w2s import (
     ARMS,
     World,
@@ -29,7 +30,7 @@ from stats.simulate_w2s import (
     to_aggregate_table,
     to_examples_table,
 )
-from stats.table import check_table
+from stats.table import AGGREGATE, check_table
 from stats.tests_and_verdicts import EQUIVALENT, HARM, SUPERIOR
 from stats.verdict_model import Verdict
 from w2s_common.names import VERDICT_NAMES
@@ -71,7 +72,7 @@ class Scenario:
     n_boot: int = 0
     sesoi: float = 0.01
     alpha: float = 0.05
-    estimand: str = "population"
+    estimand: str = POPULATION
 
     @property
     def item_effects(self) -> bool:
@@ -87,7 +88,7 @@ class Scenario:
     def verdicts_judged(self) -> bool:
         """Whether the verdicts answer for the truth the scenario states (its gains): not when
         they answer for the test set while the method's effect differs from item to item."""
-        conditional = self.form == "aggregate" or self.estimand == "test_set"
+        conditional = self.form == AGGREGATE or self.estimand == TEST_SET
         return not (conditional and self.item_effects)
 
     @property
