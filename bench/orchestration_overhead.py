@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,16 +35,13 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests" / "flows"))  # the server harness the tests use
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from prefect_server import cpu_seconds, free_port  # noqa: E402
 
 DEFAULT_PLAN = REPO_ROOT / "flows" / "plans" / "demo.yaml"
 GOAL_RATIO = 1.10
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(home: Path, log: Path, timeout_s: float = 180.0) -> tuple[subprocess.Popen, float]:
@@ -54,7 +50,7 @@ def start_server(home: Path, log: Path, timeout_s: float = 180.0) -> tuple[subpr
     Returns:
         The server process (its own process group) and the seconds until /api/health answered.
     """
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     from flows.embedded import EMBEDDED_SETTINGS
 
@@ -88,15 +84,6 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its reaped children (proc(5) fields 14-17)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
 class CpuMeter:
     """CPU seconds spent during a block: this process (the orchestrating threads), the workers
     it started and reaped, and the Prefect server process."""
@@ -105,7 +92,7 @@ class CpuMeter:
         self.server_pid = server_pid
 
     def __enter__(self) -> CpuMeter:
-        self._own, self._server = os.times(), _cpu_seconds(self.server_pid)
+        self._own, self._server = os.times(), cpu_seconds(self.server_pid, reaped_children=True)
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -115,7 +102,8 @@ class CpuMeter:
                                         - self._own.user - self._own.system, 2),
             "workers_cpu_s": round(own.children_user + own.children_system
                                    - self._own.children_user - self._own.children_system, 2),
-            "server_cpu_s": round(_cpu_seconds(self.server_pid) - self._server, 2)}
+            "server_cpu_s": round(cpu_seconds(self.server_pid, reaped_children=True)
+                                  - self._server, 2)}
 
 
 def plain_submit(groups, work_dir: Path, processes: int, parallel: int) -> list[dict]:

@@ -51,6 +51,7 @@ from prefect_server import (  # noqa: E402
     PREFECT,
     Processes,
     api,
+    cpu_seconds,
     descendants,
     free_port,
     prefect,
@@ -219,23 +220,16 @@ def pool_paths(plan: Path, base: Path, env: dict[str, str], url: str, processes:
 def wait_settled(workers: list[subprocess.Popen], quiet_s: float = 0.05,
                  timeout_s: float = 60.0) -> None:
     """Wait until the workers' process trees used less than ``quiet_s`` of CPU in one second."""
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def cpu_seconds() -> dict[int, float]:
-        seconds = {}
-        for pid in [p for w in workers for p in (w.pid, *descendants(w.pid))]:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            seconds[pid] = (int(fields[11]) + int(fields[12])) / tick
-        return seconds
+    def tree_cpu() -> dict[int, float]:
+        seconds = {pid: cpu_seconds(pid)
+                   for pid in [p for w in workers for p in (w.pid, *descendants(w.pid))]}
+        return {pid: cpu for pid, cpu in seconds.items() if cpu == cpu}  # NaN: gone meanwhile
 
     deadline = time.monotonic() + timeout_s
-    before = cpu_seconds()
+    before = tree_cpu()
     while time.monotonic() < deadline:
         time.sleep(1.0)
-        now = cpu_seconds()
+        now = tree_cpu()
         # per process: one that exited in between is not counted as negative time, and one
         # that started counts whole
         if sum(cpu - before.get(pid, 0.0) for pid, cpu in now.items()) < quiet_s:

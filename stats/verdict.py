@@ -5,14 +5,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from stats.cells import POPULATION, TEST_SET
 from stats.display import UNDEFINED, fmt, fmt_interval, plain
+from stats.estimates import SEED_LEVEL, TWO_WAY
 from stats.verdict_model import PGR, Hold, Verdict
 from stats.verdict_prose import Section, method_narrative, overview
 from w2s_common.atomic import atomic_write_text as _atomic_write
 
 VERDICT_FILE, SUMMARY_FILE, ESTIMATES_FILE = "verdict.json", "summary.md", "estimates.csv"
-ESTIMAND_TEXT = {"population": "the gain on the task's items (test items a sample of them)",
-                 "test_set": "the gain on these test items"}
+ESTIMAND_TEXT = {POPULATION: "the gain on the task's items (test items a sample of them)",
+                 TEST_SET: "the gain on these test items"}
 
 
 def answered_question(verdict: Verdict) -> str:
@@ -20,11 +22,11 @@ def answered_question(verdict: Verdict) -> str:
     seed_level: these test items), with what was asked when the data could not answer it."""
     designs = {c.design for entries in (verdict.methods, verdict.controls)
                for entry in entries.values() for c in entry.cells}
-    asked = verdict.estimand or "population"
-    if designs == {"two_way"}:
-        return ESTIMAND_TEXT["population"]
-    if designs <= {"seed_level", None}:
-        return ESTIMAND_TEXT["test_set"] + ("" if asked == "test_set" else
+    asked = verdict.estimand or POPULATION
+    if designs == {TWO_WAY}:
+        return ESTIMAND_TEXT[POPULATION]
+    if designs <= {SEED_LEVEL, None}:
+        return ESTIMAND_TEXT[TEST_SET] + ("" if asked == TEST_SET else
                                             " (per-seed data answer for no more)")
     return ("the gain on the task's items in two-way cells and on these test items in "
             "seed-level cells (see each cell's design)")

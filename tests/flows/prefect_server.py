@@ -70,6 +70,17 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def cpu_seconds(pid: int, reaped_children: bool = False) -> float:
+    """User + system CPU seconds of ``pid`` (proc(5) fields 14-15), with its reaped children's
+    (16-17) if asked; NaN when the process is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return sum(int(x) for x in fields[11:15 if reaped_children else 13]) / os.sysconf(
+        "SC_CLK_TCK")
+
+
 class Processes:
     """Background processes, each in its own session; stop() kills their whole groups and
     whatever they started in other sessions."""
