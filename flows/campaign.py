@@ -108,6 +108,7 @@ class Campaign:
                                  field=_plan_field(err.field, where)) from None
             methods[entry.name] = {"label": label, "params": params, "code": fn.code,
                                    "untrusted": bool(fn.runs_untrusted_code)}
+        check_unique_labels(plan, methods)
         check_controls(plan, methods)
         ladder = load_ladder(plan.ladder)
         rungs = [r.name for r in ladder.rungs] if plan.rungs == "all" else list(plan.rungs)
@@ -157,6 +158,44 @@ class Campaign:
         records = [store.find(h) for h in dict.fromkeys(self.runs)]
         return [r for r in records if r is not None]
 
+    def check_outcome(self, group: ArmGroup, runs: list[str]) -> None:
+        """The runs a group reports must be exactly the runs it was asked for: per seed one
+        weak, one ceiling and one student run of each method and control the parent resolved
+        (by the results name the parent saw), at the group's rung, each in the store. An
+        allow-list, so a plugin that names itself like another entry on a worker (a jailed
+        describe there can differ from the parent's) or an outcome listing other runs cannot
+        add rows to anyone's arm.
+
+        Raises:
+            GroupOutcomeError: naming the group and the first run or arm that is off.
+        """
+        from transfer.store import RunStore
+
+        labels = self.labels()
+        expected = ["weak", "ceiling"] + [labels.get(m.name, m.name) for m in group.methods]
+        expected += [c.spec().label for c in group.controls]
+        wanted = sorted((seed, arm) for seed in group.seeds for arm in expected)
+        store, got = RunStore(self.store), []
+        where = f"rung {group.rung} seeds {group.seeds}"
+        for run_hash in runs:
+            record = store.find(run_hash)
+            if record is None:
+                raise GroupOutcomeError(f"{where}: run {run_hash} is not in the store {self.store}")
+            spec = record.spec
+            if spec.rung != group.rung or spec.ladder != group.ladder:
+                raise GroupOutcomeError(f"{where}: run {run_hash} is of {spec.ladder} rung "
+                                        f"{spec.rung}, not of this group")
+            got.append((spec.seed, spec.label))
+        if sorted(got) != wanted:
+            extra = sorted(set(got) - set(wanted)) or [
+                x for x in sorted(got) if sorted(got).count(x) > 1]
+            missing = sorted(set(wanted) - set(got))
+            detail = (f"unexpected (seed, arm) {extra[0]}" if extra
+                      else f"missing (seed, arm) {missing[0]}")
+            raise GroupOutcomeError(f"{where}: the runs the group reported are not the runs it "
+                                    f"was asked for ({detail}); a method that names itself "
+                                    "like another arm on the worker is refused")
+
     def results(self) -> pd.DataFrame:
         from transfer.results import results_table
 
@@ -184,8 +223,10 @@ class Campaign:
         events.emit("plan", total_groups=total_groups, looks=len(batches))
         for look, seeds in enumerate(batches, start=1):
             groups = self.groups(seeds, undecided, controls)
-            for outcome in submit(groups, self.out / "work", self.plan.compute.processes,
-                                  self.plan.compute.max_parallel_runs):
+            outcomes = submit(groups, self.out / "work", self.plan.compute.processes,
+                              self.plan.compute.max_parallel_runs)
+            for group, outcome in zip(groups, outcomes, strict=True):
+                self.check_outcome(group, outcome["runs"])
                 self.runs.extend(outcome["runs"])
                 self.executed_arms.extend(outcome["executed_arms"])
             done_groups += len(groups)
@@ -243,6 +284,29 @@ def look_at_methods(plan, table: pd.DataFrame, methods: list[str], look: int,
                        "reason": decision.reason, "boundary": float(decision.boundary),
                        "n_seeds": len(seeds)}
     return out
+
+
+class GroupOutcomeError(InputError):
+    """A group reported runs other than the ones it was asked for (exit 2)."""
+
+
+def check_unique_labels(plan: Any, methods: dict[str, dict[str, Any]]) -> None:
+    """Before any compute: each entry's results name (a plugin names itself) is its own, and
+    none is an arm name (weak, ceiling): two entries under one name would merge their runs
+    into one arm.
+
+    Raises:
+        InputError: naming the plan's file, line and field of the second entry.
+    """
+    seen: dict[str, str] = {}
+    for index, (name, info) in enumerate(methods.items()):
+        label = info["label"]
+        clash = seen.get(label) or (label if label in ("weak", "ceiling") else None)
+        if clash is not None:
+            loc = ("baseline",) if index == 0 else ("methods", index - 1, "name")
+            plan._raise(loc, f"method {name!r} names itself {label!r}, which is already the "
+                        f"name of {clash!r}; each method's results name must be its own")
+        seen[label] = name
 
 
 def seed_batches(initial: int, batch: int, maximum: int) -> list[list[int]]:

@@ -183,6 +183,31 @@ def test_a_plugin_taking_another_plugins_name_is_not_served_its_runs(lab):
     assert how == ["jail"] and not np.all(second == 0.5)  # it ran: its own predictions
 
 
+
+def test_two_plugins_under_one_results_name_are_refused_before_compute(lab, tmp_path):
+    """Two entries that describe themselves alike would file their runs under one arm (and on
+    a worker a plugin could take a rival's name the parent never saw: the runs a group reports
+    are checked against the parent's names too, tests/flows/test_outcome_check.py)."""
+    from flows.campaign import Campaign
+
+    plan = tmp_path / "namesake.yaml"
+    plan.write_text("name: namesake\nmethods:\n  - name: attacks.namesake:First\n"
+                    "  - name: attacks.namesake:Second\nbaseline: vanilla\nladder: micro\n"
+                    "rungs: [m0]\ndatasets: [synthetic]\nseeds: {initial: 1, batch: 1, max: 1}\n")
+    snapshot = lab.snapshot()
+    with pytest.raises(InputError) as err:
+        Campaign.prepare(plan, tmp_path / "out", tmp_path / "store")
+    lab.assert_unchanged(snapshot)
+    lab.record("two plugins under one results name in one plan (their runs merge into one arm)",
+               "`attacks.namesake:First`, `:Second` (plugins)",
+               "accepted; the analysis failed after the compute (`duplicate row`)",
+               "refused before compute: `names itself 'attack_namesake', which is already "
+               "the name of ...`", "yes", "-")
+    assert str(err.value).startswith(f"{plan}:4: methods[1].name: method "
+                                     "'attacks.namesake:Second' names itself 'attack_namesake'")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
+
+
 @pytest.fixture
 def agent_repo(lab: Lab, tmp_path) -> Path:
     """An attacker's repository as checked out on the machine: its program and two innocent

@@ -1,0 +1,81 @@
+"""The runs a group reports must be exactly the runs the parent asked for (flows/campaign.py
+``Campaign.check_outcome``): an allow-list between the workers and the analysis, so neither a
+plugin that names itself like another arm on a worker nor an outcome listing other runs can add
+rows to an arm (found by an independent attacker review, 2026-12-03)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from flows.campaign import Campaign, GroupOutcomeError
+from flows.commands.validate_cmd import DEMO_PLAN
+
+MICRO = DEMO_PLAN.parent / "micro-ci.yaml"
+
+
+class FakeStore:
+    """A run store of hash -> spec (only what the check reads)."""
+
+    runs: dict[str, SimpleNamespace] = {}
+
+    def __init__(self, path) -> None:
+        pass
+
+    def find(self, run_hash):
+        spec = self.runs.get(run_hash)
+        return None if spec is None else SimpleNamespace(spec=spec)
+
+
+@pytest.fixture
+def campaign(tmp_path, monkeypatch):
+    import transfer.store
+
+    monkeypatch.setattr(transfer.store, "RunStore", FakeStore)
+    return Campaign.prepare(MICRO, tmp_path / "out", tmp_path / "store")
+
+
+def spec(label, seed, rung="m1", ladder="micro"):
+    return SimpleNamespace(label=label, seed=seed, rung=rung, ladder=ladder)
+
+
+def reported(runs: dict[str, SimpleNamespace]) -> list[str]:
+    FakeStore.runs = runs
+    return list(runs)
+
+
+def test_exactly_the_runs_asked_for_pass(campaign):
+    group = campaign.groups([0, 1], ["aux_conf"])[-1]
+    runs = {f"h{seed}{arm}": spec(arm, seed, rung=group.rung)
+            for seed in (0, 1) for arm in ("weak", "ceiling", "vanilla", "aux_conf")}
+    campaign.check_outcome(group, reported(runs))
+
+
+@pytest.mark.parametrize("change, expected", [
+    # a second student run under a rival's name (a namesake plugin on the worker)
+    (lambda r, g: r.update(extra=spec("aux_conf", 0, rung=g.rung)), "unexpected"),
+    # a plugin's own runs filed under another arm's name instead of its own
+    (lambda r, g: r.update(h0aux_conf=spec("vanilla", 0, rung=g.rung)), "unexpected"),
+    # a run of another seed than the group's
+    (lambda r, g: r.update(h1aux_conf=spec("aux_conf", 7, rung=g.rung)), "unexpected"),
+    # a run the group was asked for is not reported
+    (lambda r, g: r.pop("h1ceiling"), "missing"),
+    # a run of another rung (or ladder)
+    (lambda r, g: r.update(h0weak=spec("weak", 0, rung="m0" if g.rung != "m0" else "m1")),
+     "not of this group"),
+])
+def test_anything_else_is_refused_naming_the_group(campaign, change, expected):
+    group = campaign.groups([0, 1], ["aux_conf"])[-1]
+    runs = {f"h{seed}{arm}": spec(arm, seed, rung=group.rung)
+            for seed in (0, 1) for arm in ("weak", "ceiling", "vanilla", "aux_conf")}
+    change(runs, group)
+    with pytest.raises(GroupOutcomeError) as err:
+        campaign.check_outcome(group, reported(runs))
+    assert expected in str(err.value) and f"rung {group.rung} seeds [0, 1]" in str(err.value)
+
+
+def test_a_listed_run_missing_from_the_store_is_refused(campaign):
+    group = campaign.groups([0], ["aux_conf"])[0]
+    FakeStore.runs = {}
+    with pytest.raises(GroupOutcomeError, match="not in the store"):
+        campaign.check_outcome(group, ["0123456789abcdef0123"])
