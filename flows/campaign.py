@@ -64,6 +64,7 @@ class Campaign:
     executed_arms: list[str] = field(default_factory=list)
     looks: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    dataset_fingerprints: dict[str | None, str] = field(default_factory=dict)  # by group.data
     report_markdown: str = ""  # the report without images, for the Prefect artifact
     # Plan entry name (the baseline first) -> the method as resolved: its name in the results
     # (``label``; a plugin names itself), params and code (``methods.fingerprint.MethodCode``).
@@ -172,6 +173,8 @@ class Campaign:
         from transfer.store import RunStore
 
         labels = self.labels()
+        params = {labels[m.name]: self.methods[m.name]["params"] for m in group.methods
+                  if m.name in self.methods}
         expected = ["weak", "ceiling"] + [labels.get(m.name, m.name) for m in group.methods]
         expected += [c.spec().label for c in group.controls]
         wanted = sorted((seed, arm) for seed in group.seeds for arm in expected)
@@ -185,6 +188,13 @@ class Campaign:
             if spec.rung != group.rung or spec.ladder != group.ladder:
                 raise GroupOutcomeError(f"{where}: run {run_hash} is of {spec.ladder} rung "
                                         f"{spec.rung}, not of this group")
+            if spec.dataset_fingerprint != self._dataset_fingerprint(group.data):
+                raise GroupOutcomeError(f"{where}: run {run_hash} is of dataset {spec.dataset}, "
+                                        "not of this group's")
+            if spec.arm == "student" and spec.label in params and (
+                    spec.method_params != params[spec.label]):
+                raise GroupOutcomeError(f"{where}: run {run_hash} of {spec.label} has params "
+                                        "other than the ones the plan resolved to")
             got.append((spec.seed, spec.label))
         if sorted(got) != wanted:
             extra = sorted(set(got) - set(wanted)) or [
@@ -195,6 +205,13 @@ class Campaign:
             raise GroupOutcomeError(f"{where}: the runs the group reported are not the runs it "
                                     f"was asked for ({detail}); a method that names itself "
                                     "like another arm on the worker is refused")
+
+    def _dataset_fingerprint(self, data: str | None) -> str:
+        if data not in self.dataset_fingerprints:
+            from flows.context import load_dataset
+
+            self.dataset_fingerprints[data] = load_dataset(data).fingerprint
+        return self.dataset_fingerprints[data]
 
     def results(self) -> pd.DataFrame:
         from transfer.results import results_table

@@ -4,6 +4,7 @@ plugin that names itself like another arm on a worker nor an outcome listing oth
 rows to an arm (found by an independent attacker review, 2026-12-03)."""
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import pytest
@@ -32,11 +33,28 @@ def campaign(tmp_path, monkeypatch):
     import transfer.store
 
     monkeypatch.setattr(transfer.store, "RunStore", FakeStore)
-    return Campaign.prepare(MICRO, tmp_path / "out", tmp_path / "store")
+    prepared = Campaign.prepare(MICRO, tmp_path / "out", tmp_path / "store")
+    RESOLVED.clear()
+    RESOLVED.update({info["label"]: info["params"] for info in prepared.methods.values()})
+    return prepared
 
 
-def spec(label, seed, rung="m1", ladder="micro"):
-    return SimpleNamespace(label=label, seed=seed, rung=rung, ladder=ladder)
+@functools.cache
+def synthetic_fingerprint() -> str:
+    from flows.context import load_dataset
+
+    return load_dataset(None).fingerprint
+
+
+RESOLVED: dict[str, dict] = {}  # a method's params as the campaign resolved them
+
+
+def spec(label, seed, rung="m1", ladder="micro", dataset=None, params=None):
+    arm = label if label in ("weak", "ceiling") else "student"
+    return SimpleNamespace(label=label, seed=seed, rung=rung, ladder=ladder, arm=arm,
+                           dataset="other" if dataset else "synthetic",
+                           dataset_fingerprint=dataset or synthetic_fingerprint(),
+                           method_params=RESOLVED.get(label, {}) if params is None else params)
 
 
 def reported(runs: dict[str, SimpleNamespace]) -> list[str]:
@@ -63,6 +81,12 @@ def test_exactly_the_runs_asked_for_pass(campaign):
     # a run of another rung (or ladder)
     (lambda r, g: r.update(h0weak=spec("weak", 0, rung="m0" if g.rung != "m0" else "m1")),
      "not of this group"),
+    # a run of another dataset
+    (lambda r, g: r.update(h0ceiling=spec("ceiling", 0, rung=g.rung, dataset="f" * 64)),
+     "not of this group's"),
+    # a method's run with params other than the plan's
+    (lambda r, g: r.update(h1aux_conf=spec("aux_conf", 1, rung=g.rung, params={"x": 1})),
+     "params other than"),
 ])
 def test_anything_else_is_refused_naming_the_group(campaign, change, expected):
     group = campaign.groups([0, 1], ["aux_conf"])[-1]
