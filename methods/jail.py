@@ -26,6 +26,7 @@ to install); callers never fall back to running unjailed on their own.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import resource
@@ -33,7 +34,9 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tarfile
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +54,12 @@ JAIL_UID_BASE, JAIL_UID_SPAN = 2_000_000_000, 1 << 24
 JAIL_HOSTNAME = "w2s-jail"
 # How much of the program's stdout/stderr the parent keeps (the tail), whatever it prints.
 OUTPUT_TAIL_BYTES = 64 * 1024
+# The outputs archive's headers and padding beyond the files themselves (tar: 512 bytes per
+# member, its last block padded, records of 10 KiB).
+ARCHIVE_SLACK_BYTES = 64 * 1024
+# Every process of a jail is gone when its first process is; a stream still open this long after
+# is not waited for (and its outputs are not kept).
+PIPE_END_TIMEOUT_S = 30.0
 
 SETPRIV_DROP = ("--clear-groups", "--inh-caps=-all", "--ambient-caps=-all",
                 "--bounding-set=-all", "--no-new-privs")
@@ -124,40 +133,51 @@ class JailLimits:
 
 @dataclass(frozen=True)
 class Collect:
-    """Files to copy out of the jail when its program ends.
+    """Files the jail hands back when its program ends.
 
-    The program's outputs directory is a size-limited tmpfs inside the jail (so it cannot fill
-    the host's disk); once the program exits, the jail's first process, which is still root
-    (or the caller's own user) and so can write ``destination`` where the program cannot, copies
-    ``names`` from ``source`` without following links (a link stays a link, which the trusted
-    reader refuses) and never recursively: a name that is neither a regular file nor a link
-    arrives as an empty directory.
+    The program's outputs directory ``source`` is a size-limited tmpfs inside the jail (so it
+    cannot fill the host's disk). Once the program exits, the jail's first process archives the
+    ``names`` present there (``tar``, never recursively: a link as a link, a directory as an
+    empty entry, a FIFO as a FIFO, nothing read from them) onto its standard input, which is the
+    write end of a pipe that the caller reads, at most ``max_bytes``. The caller writes each
+    named regular file's bytes into ``destination``, a host directory no jail mounts; a link
+    arrives as a link and anything else as an empty directory, both of which the trusted reader
+    refuses. So no host directory is writable from the jail whatever uid its program has (a
+    caller that is not root runs the program as its own uid), and the outputs' bound holds for
+    the host's disk: a program that writes into the pipe itself (through ``/proc``, as the
+    first process's uid) adds at most ``max_bytes``, and its bytes are parsed as an archive of
+    the allowed names only.
     """
 
     source: str
     destination: str
     names: tuple[str, ...]
+    max_bytes: int
+
+    def __post_init__(self) -> None:
+        for name in self.names:
+            if not name or "/" in name or name in (".", "..") or "," in name:
+                raise ValueError(f"output name {name!r}: expected a plain file name")
 
 
-# Runs as the jail's first process: run the program (already behind its privilege drop), then
-# copy the named outputs out; exits with the program's status. Only a regular file's bytes or a
-# link's text travel (never recursively: a directory of hard links to one file would be written
-# out once per link, past the outputs tmpfs, onto the host's disk); anything else leaves an
-# empty directory in its place, which the reader refuses as not a regular file. A program still
-# running may swap a name after the test: a directory is then omitted (no -R), a FIFO read up
-# to the largest-file limit, a link copied as a link.
+# Runs as the jail's first process: run the program with its stdin from /dev/null (fd 0 of this
+# process is the caller's pipe), then archive the named outputs onto that pipe; exits with the
+# program's status. A program still running may swap a name after the test; tar then archives
+# whatever the name is at that moment, never following a link and never recursing.
 _COLLECT_SCRIPT = r"""
-source=$1; destination=$2; names=$3; shift 3
-"$@"
+source=$1; names=$2; shift 2
+"$@" </dev/null
 status=$?
-IFS=,
-for name in $names; do
-  if [ -L "$source/$name" ] || [ -f "$source/$name" ]; then
-    cp -P --no-preserve=all -- "$source/$name" "$destination/$name" 2>/dev/null
-  elif [ -e "$source/$name" ]; then
-    mkdir -- "$destination/$name" 2>/dev/null
+if cd "$source" 2>/dev/null; then
+  IFS=,
+  set --
+  for name in $names; do
+    if [ -L "$name" ] || [ -e "$name" ]; then set -- "$@" "$name"; fi
+  done
+  if [ $# -gt 0 ]; then
+    tar --create --no-recursion --format=gnu --file=- -- "$@" >&0 2>/dev/null
   fi
-done
+fi
 exit $status
 """
 
@@ -172,7 +192,7 @@ def _command(spec: JailSpec, argv: Sequence[str], as_root: bool) -> list[str]:
     if spec.collect is not None:
         collect = spec.collect
         command = ["sh", "-c", _COLLECT_SCRIPT, "w2s-collect", collect.source,
-                   collect.destination, ",".join(collect.names), *command]
+                   ",".join(collect.names), *command]
     return command
 
 
@@ -460,12 +480,94 @@ def _run(builder: Builder, spec: JailSpec, argv: Sequence[str], timeout_s: float
             root = Path(private, "root")
             root.mkdir()
             command = _unshare_argv(spec, argv, str(root))
-        return run_process(command, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, cwd="/",
-                           limits=spec.limits, timeout_s=timeout_s, label=builder)
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        if spec.collect is None:
+            return run_process(command, env=env, cwd="/", limits=spec.limits,
+                               timeout_s=timeout_s, label=builder)
+        with _OutputsPipe(spec.collect.max_bytes) as pipe:
+            result = run_process(command, env=env, cwd="/", limits=spec.limits,
+                                 timeout_s=timeout_s, label=builder, stdin=pipe.write_end)
+            overflow = pipe.finish()
+            if overflow:
+                # Only a program writing into the pipe itself gets here: discard everything.
+                return dataclasses.replace(result, stderr=result.stderr + (
+                    f"\nw2s-jail: the outputs exceeded {spec.collect.max_bytes} bytes; "
+                    "none were kept\n"))
+            pipe.unpack(Path(spec.collect.destination), spec.collect.names)
+            return result
+
+
+class _OutputsPipe:
+    """The caller's end of :class:`Collect`: a pipe whose write end becomes the jail's stdin, and
+    a thread that drains the read end into an anonymous file, at most ``max_bytes`` (past that
+    it stops reading and closes its end, so the writer gets EPIPE)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.archive = tempfile.TemporaryFile()
+        self._read_end, self.write_end = os.pipe()
+        self.overflow = False
+        self._thread = threading.Thread(target=self._drain, name="w2s-jail-outputs", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        total = 0
+        try:
+            while chunk := os.read(self._read_end, 1 << 20):
+                total += len(chunk)
+                if total > self.max_bytes:
+                    self.overflow = True
+                    return
+                self.archive.write(chunk)
+        finally:
+            os.close(self._read_end)
+
+    def finish(self) -> bool:
+        """Close the caller's copy of the write end (the jail's processes are gone, so the
+        reader then sees the end of the stream) and wait for it; True if the stream overflowed
+        or did not end (then nothing is kept either)."""
+        if self.write_end >= 0:
+            os.close(self.write_end)
+            self.write_end = -1
+        self._thread.join(timeout=PIPE_END_TIMEOUT_S)
+        return self.overflow or self._thread.is_alive()
+
+    def unpack(self, destination: Path, names: tuple[str, ...]) -> None:
+        """Write the archive's members that ``names`` allows into ``destination``, each once:
+        a regular file's bytes, a link as a link, anything else as an empty directory. An
+        archive that breaks off keeps what came before; the reader finds the rest missing."""
+        self.archive.seek(0, os.SEEK_END)
+        if self.archive.tell() == 0:
+            return
+        self.archive.seek(0)
+        with contextlib.suppress(tarfile.TarError, EOFError), \
+                tarfile.open(fileobj=self.archive, mode="r:") as archive:
+            for member in archive:
+                target = destination / member.name
+                if member.name not in names or os.path.lexists(target):
+                    continue
+                if member.isreg():
+                    source = archive.extractfile(member)
+                    with source, open(target, "xb") as sink:
+                        shutil.copyfileobj(source, sink)
+                elif member.issym():
+                    try:
+                        os.symlink(member.linkname, target)
+                    except (OSError, ValueError):  # a name the host cannot hold as a link
+                        target.mkdir()
+                else:
+                    target.mkdir()
+
+    def __enter__(self) -> _OutputsPipe:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.finish()
+        self.archive.close()
 
 
 def run_process(command: Sequence[str], *, env: dict[str, str], cwd: str, limits: JailLimits,
-                timeout_s: float, label: str) -> JailResult:
+                timeout_s: float, label: str, stdin: int = subprocess.DEVNULL) -> JailResult:
     """Run ``command`` in its own session under ``limits``, killed with its session on timeout
     or when this process dies; keep only the tails of its output.
 
@@ -478,7 +580,7 @@ def run_process(command: Sequence[str], *, env: dict[str, str], cwd: str, limits
     cgroup = jail_cgroup(limits.memory_bytes, limits.processes)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
-            process = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=out,
+            process = subprocess.Popen(list(command), stdin=stdin, stdout=out,
                                        stderr=err, env=env, cwd=cwd, start_new_session=True,
                                        preexec_fn=_preexec(limits, cgroup))
             try:

@@ -44,7 +44,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from methods.jail import Collect, JailLimits, JailSpec, Mount, gpu_mounts, system_mounts
+from methods.jail import (
+    ARCHIVE_SLACK_BYTES,
+    Collect,
+    JailLimits,
+    JailSpec,
+    Mount,
+    gpu_mounts,
+    system_mounts,
+)
 from w2s_common.errors import InputError
 
 PROJECT_PACKAGES = ("flows", "methods", "stats", "transfer", "w2s_common")
@@ -65,7 +73,6 @@ LIB = "/w2s/lib"
 CODE = "/w2s/code"
 JOB = "/w2s/job"
 OUT = "/w2s/out"
-RESULT = "/w2s/.result"
 # What a job may hand back (methods.jail_worker and the external-command contract).
 OUTPUT_FILES = ("predictions.jsonl", "describe.json", "error.json")
 JAIL_USER = "w2s"
@@ -422,10 +429,10 @@ def jail_spec(request: JailRequest) -> JailSpec:
               *code_mounts(request.modules, base),
               Mount("ro", JOB, str(request.job_dir)),
               # Outputs go to a size-limited tmpfs inside the jail (memory, charged to its
-              # control group, not the host's disk); the named files are copied out when the
-              # program ends into RESULT, which only the jail's first process can write.
-              Mount("tmpfs", OUT, size=request.limits.out_bytes),
-              Mount("rw", RESULT, str(request.out_dir))]
+              # control group, not the host's disk); the named files reach the caller as an
+              # archive over a capped pipe when the program ends (methods.jail.Collect): no
+              # host directory is writable from the jail.
+              Mount("tmpfs", OUT, size=request.limits.out_bytes)]
     for path in request.model_paths:
         real = os.path.realpath(path)
         mounts.append(Mount("ro", real, real))
@@ -443,7 +450,8 @@ def jail_spec(request: JailRequest) -> JailSpec:
     env.update({name: os.environ[name] for name in PASSTHROUGH_VARS if name in os.environ})
     return JailSpec(mounts=tuple(mounts), env=env, cwd="/tmp", limits=request.limits,
                     uid=uid if os.geteuid() == 0 else None,
-                    collect=Collect(OUT, RESULT, OUTPUT_FILES))
+                    collect=Collect(OUT, str(request.out_dir), OUTPUT_FILES,
+                                    request.limits.out_bytes + ARCHIVE_SLACK_BYTES))
 
 
 @contextlib.contextmanager

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -172,3 +174,84 @@ def test_python_in_the_jail_imports_the_contract_but_not_the_evaluator(builder):
     assert "IMPORTED" not in result.stdout
     assert result.stdout.count("absent") == 6
     assert "data" not in result.stdout.splitlines()[-1]
+
+
+def collecting_spec(destination: Path, max_bytes: int = 1 << 20) -> JailSpec:
+    names = ("file", "link", "directory", "fifo", "absent")
+    return JailSpec(mounts=(*jail.system_mounts(), Mount("tmpfs", "/out", size=1 << 20)),
+                    env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"},
+                    collect=jail.Collect("/out", str(destination), names, max_bytes))
+
+
+MAKE_OUTPUTS = ("printf 'bytes\\n' > /out/file; ln -s /etc/passwd /out/link; "
+                "mkdir /out/directory; mkfifo /out/fifo; echo stray > /out/not-named")
+
+
+def test_outputs_come_back_over_a_pipe_as_allowed_names_only(builder, tmp_path):
+    destination = tmp_path / "out"
+    destination.mkdir()
+    result = run_jailed(["sh", "-c", MAKE_OUTPUTS], collecting_spec(destination), timeout_s=60)
+    assert result.returncode == 0, result.stderr
+    assert (destination / "file").read_bytes() == b"bytes\n"
+    assert os.readlink(destination / "link") == "/etc/passwd"  # a link stays a link: refused
+    assert (destination / "directory").is_dir() and (destination / "fifo").is_dir()
+    assert sorted(p.name for p in destination.iterdir()) == ["directory", "fifo", "file", "link"]
+    # The real job's jail binds no host directory writable: outputs leave only by the pipe.
+    with job_directories("w2s-test-") as (job, out):
+        spec = jail_spec(JailRequest(job_dir=job, out_dir=out))
+    assert [m.target for m in spec.mounts if m.kind in ("rw", "dev")] == []
+    assert spec.collect is not None and spec.collect.destination == str(out)
+
+
+NON_ROOT_UID = 65534
+# Write 8 MiB into every pipe the jail's first process holds (the outputs pipe among them).
+PUSH = ("; for fd in /proc/$PPID/fd/*; do case $(readlink $fd) in pipe:*) "
+        "head -c 8388608 /dev/zero > $fd && echo pushed;; esac; done")
+
+
+def _as_non_root(code: str, workdir: Path) -> subprocess.CompletedProcess:
+    """Run ``code`` as an unprivileged caller (uid 65534, as a non-root cluster pod runs),
+    with this checkout on its path: bubblewrap then builds the jail in a user namespace and the
+    program has the caller's own uid."""
+    os.chown(workdir, NON_ROOT_UID, NON_ROOT_UID)
+    return subprocess.run(
+        ["setpriv", f"--reuid={NON_ROOT_UID}", f"--regid={NON_ROOT_UID}", "--clear-groups",
+         sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=120,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(Path(__file__).parents[2]),
+             "HOME": str(workdir), jail.BUILDER_ENV: "bwrap", "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or "bwrap" not in BUILDERS,
+                    reason="needs root to become a non-root caller, and bubblewrap")
+def test_a_non_root_jail_cannot_push_more_than_the_cap_to_the_host():
+    # A non-root caller's program has the uid of the jail's first process, so it can open that
+    # process's end of the outputs pipe (in /proc/PPID/fd) and write into it directly: 8 MiB
+    # against a 1 MiB cap. Before the pipe, it could write the host directory the outputs were
+    # copied into (an independent review wrote ~30 MB past a 4 MiB outputs bound).
+    workdir = Path(tempfile.mkdtemp(prefix="w2s-nonroot-"))
+    try:
+        code = (
+            "import os, sys\n"
+            "from pathlib import Path\n"
+            "sys.path.insert(0, os.environ['PYTHONPATH'])\n"
+            "from tests.methods.test_jail import collecting_spec, MAKE_OUTPUTS, PUSH\n"
+            "from methods.jail import run_jailed\n"
+            "results = {}\n"
+            "for name, script in (('honest', MAKE_OUTPUTS), ('pusher', MAKE_OUTPUTS + PUSH)):\n"
+            "    destination = Path(name)\n"
+            "    destination.mkdir()\n"
+            "    result = run_jailed(['sh', '-c', script], collecting_spec(destination),"
+            " timeout_s=60)\n"
+            "    print(name, result.returncode, sorted(p.name for p in destination.iterdir()),"
+            " repr(result.last_stderr_line()), result.stdout.split())\n")
+        done = _as_non_root(code, workdir)
+        assert done.returncode == 0, done.stderr[-2000:]
+        honest, pusher = done.stdout.splitlines()[-2:]
+        assert honest == "honest 0 ['directory', 'fifo', 'file', 'link'] '' []", honest
+        assert pusher.startswith("pusher 0 [] ") and "none were kept" in pusher, pusher
+        assert "pushed" not in pusher  # the caller stopped reading: the writer got EPIPE
+        assert (workdir / "honest" / "file").stat().st_uid == NON_ROOT_UID
+        on_disk = sum(p.stat().st_size for p in workdir.rglob("*") if p.is_file())
+        assert on_disk < 1 << 20, on_disk
+    finally:
+        subprocess.run(["rm", "-rf", "--", str(workdir)], check=False)
