@@ -44,15 +44,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from methods.jail import (
-    ARCHIVE_SLACK_BYTES,
-    Collect,
-    JailLimits,
-    JailSpec,
-    Mount,
-    gpu_mounts,
-    system_mounts,
-)
+from methods.jail import JailLimits, JailSpec, Mount, gpu_mounts, system_mounts
+from methods.jail_outputs import ARCHIVE_SLACK_BYTES, Collect
 from w2s_common.errors import InputError
 
 PROJECT_PACKAGES = ("flows", "methods", "stats", "transfer", "w2s_common")
