@@ -162,7 +162,8 @@ class Campaign:
     def check_outcome(self, group: ArmGroup, runs: list[str]) -> None:
         """The runs a group reports must be exactly the runs it was asked for: per seed one
         weak, one ceiling and one student run of each method and control the parent resolved
-        (by the results name the parent saw), at the group's rung, each in the store. An
+        (by the results name the parent saw), at the group's rung, with the plan's training
+        settings and (unless the plan says ``jail: off``) jailed, each in the store. An
         allow-list, so a plugin that names itself like another entry on a worker (a jailed
         describe there can differ from the parent's) or an outcome listing other runs cannot
         add rows to anyone's arm.
@@ -180,6 +181,7 @@ class Campaign:
         wanted = sorted((seed, arm) for seed in group.seeds for arm in expected)
         store, got = RunStore(self.store), []
         where = f"rung {group.rung} seeds {group.seeds}"
+        hparams = self._hparams(group.engine)
         for run_hash in runs:
             record = store.find(run_hash)
             if record is None:
@@ -195,6 +197,15 @@ class Campaign:
                     spec.method_params != params[spec.label]):
                 raise GroupOutcomeError(f"{where}: run {run_hash} of {spec.label} has params "
                                         "other than the ones the plan resolved to")
+            if spec.hparams != hparams:
+                key = next(k for k in sorted({*spec.hparams, *hparams})
+                           if spec.hparams.get(k) != hparams.get(k))
+                raise GroupOutcomeError(f"{where}: run {run_hash} ({spec.label}) was trained "
+                                        f"with {key}={spec.hparams.get(key)!r}, not the plan's "
+                                        f"{hparams.get(key)!r}")
+            if spec.unjailed and self.plan.jail.mode != "off":
+                raise GroupOutcomeError(f"{where}: run {run_hash} ({spec.label}) ran its method "
+                                        "outside the jail, which the plan requires")
             got.append((spec.seed, spec.label))
         if sorted(got) != wanted:
             extra = sorted(set(got) - set(wanted)) or [
@@ -205,6 +216,13 @@ class Campaign:
             raise GroupOutcomeError(f"{where}: the runs the group reported are not the runs it "
                                     f"was asked for ({detail}); a method that names itself "
                                     "like another arm on the worker is refused")
+
+    def _hparams(self, engine: dict[str, Any]) -> dict[str, Any]:
+        """The training settings every run of a group with these engine overrides stores (as
+        ``transfer.arms.ArmContext.hparams`` computes them on the worker)."""
+        from flows.context import engine_config
+
+        return engine_config(self.ladder, engine).model_dump(mode="json", exclude={"seed"})
 
     def _dataset_fingerprint(self, data: str | None) -> str:
         if data not in self.dataset_fingerprints:

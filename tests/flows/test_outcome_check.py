@@ -49,12 +49,27 @@ def synthetic_fingerprint() -> str:
 RESOLVED: dict[str, dict] = {}  # a method's params as the campaign resolved them
 
 
-def spec(label, seed, rung="m1", ladder="micro", dataset=None, params=None):
+@functools.cache
+def worker_hparams() -> dict:
+    """The training settings a worker stores for micro-ci's groups, computed the worker's way
+    (``flows.worker`` builds its context with ``arm_context(..., group.engine)``)."""
+    from flows.context import arm_context
+    from flows.plan import load_plan
+
+    compute = load_plan(MICRO).compute
+    engine = {"ds_config": compute.ds_config, "precision": compute.precision}
+    return arm_context("micro", None, None, engine).hparams()
+
+
+def spec(label, seed, rung="m1", ladder="micro", dataset=None, params=None, hparams=None,
+         unjailed=False):
     arm = label if label in ("weak", "ceiling") else "student"
     return SimpleNamespace(label=label, seed=seed, rung=rung, ladder=ladder, arm=arm,
                            dataset="other" if dataset else "synthetic",
                            dataset_fingerprint=dataset or synthetic_fingerprint(),
-                           method_params=RESOLVED.get(label, {}) if params is None else params)
+                           method_params=RESOLVED.get(label, {}) if params is None else params,
+                           hparams=worker_hparams() if hparams is None else hparams,
+                           unjailed=unjailed)
 
 
 def reported(runs: dict[str, SimpleNamespace]) -> list[str]:
@@ -87,6 +102,13 @@ def test_exactly_the_runs_asked_for_pass(campaign):
     # a method's run with params other than the plan's
     (lambda r, g: r.update(h1aux_conf=spec("aux_conf", 1, rung=g.rung, params={"x": 1})),
      "params other than"),
+    # the baseline trained for fewer epochs than the plan says (group settings changed on the
+    # way to the worker, e.g. by a writer of the pool's Prefect server)
+    (lambda r, g: r.update(h0vanilla=spec("vanilla", 0, rung=g.rung, hparams={
+        **worker_hparams(), "epochs": 1})), "trained with epochs=1"),
+    # a method run outside the jail the plan requires
+    (lambda r, g: r.update(h1aux_conf=spec("aux_conf", 1, rung=g.rung, unjailed=True)),
+     "outside the jail"),
 ])
 def test_anything_else_is_refused_naming_the_group(campaign, change, expected):
     group = campaign.groups([0, 1], ["aux_conf"])[-1]
@@ -103,3 +125,12 @@ def test_a_listed_run_missing_from_the_store_is_refused(campaign):
     FakeStore.runs = {}
     with pytest.raises(GroupOutcomeError, match="not in the store"):
         campaign.check_outcome(group, ["0123456789abcdef0123"])
+
+
+def test_unjailed_runs_pass_where_the_plan_opted_out_of_the_jail(campaign):
+    campaign.plan = campaign.plan.model_copy(
+        update={"jail": campaign.plan.jail.model_copy(update={"mode": "off"})})
+    group = campaign.groups([0], ["aux_conf"])[0]
+    runs = {f"h0{arm}": spec(arm, 0, rung=group.rung, unjailed=arm == "aux_conf")
+            for arm in ("weak", "ceiling", "vanilla", "aux_conf")}
+    campaign.check_outcome(group, reported(runs))
