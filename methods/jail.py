@@ -124,15 +124,18 @@ class JailLimits:
     out_bytes: int = 4 << 30
 
 
-def _command(spec: JailSpec, argv: Sequence[str], as_root: bool) -> list[str]:
-    """What the jail's first process runs: the privilege drop (as root), the program, and the
-    collecting wrapper around them when the spec has one."""
+def _command(spec: JailSpec, argv: Sequence[str], as_root: bool,
+             collect_fd: int | None) -> list[str]:
+    """What the jail's first process runs: the privilege drop (as root) and the program, under
+    the outputs collector (``methods.jail_outputs``) when the spec has one."""
     command = list(argv)
     if as_root:
         uid, gid = _spec_ids(spec)
         command = ["setpriv", f"--reuid={uid}", f"--regid={gid}", *SETPRIV_DROP, "--", *command]
     if spec.collect is not None:
-        command = spec.collect.wrap(command)
+        if collect_fd is None:
+            raise ValueError("a spec that collects outputs needs the outputs pipe")
+        command = spec.collect.wrap(command, collect_fd)
     return command
 
 
@@ -203,7 +206,8 @@ def _ancestors(path: str) -> list[str]:
     return ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-def _bwrap_argv(spec: JailSpec, argv: Sequence[str], as_root: bool) -> list[str]:
+def _bwrap_argv(spec: JailSpec, argv: Sequence[str], as_root: bool,
+                collect_fd: int | None = None) -> list[str]:
     args = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session",
             "--hostname", JAIL_HOSTNAME]
@@ -237,7 +241,7 @@ def _bwrap_argv(spec: JailSpec, argv: Sequence[str], as_root: bool) -> list[str]
     for name, value in spec.env.items():
         args += ["--setenv", name, value]
     args += ["--chdir", spec.cwd, "--"]
-    return args + _command(spec, argv, as_root)
+    return args + _command(spec, argv, as_root, collect_fd)
 
 
 # Runs as root inside fresh mount/PID/net/IPC/UTS namespaces: build the root from the mount list
@@ -288,7 +292,8 @@ exec "$@"
 """
 
 
-def _unshare_argv(spec: JailSpec, argv: Sequence[str], root: str) -> list[str]:
+def _unshare_argv(spec: JailSpec, argv: Sequence[str], root: str,
+                  collect_fd: int | None = None) -> list[str]:
     items: list[str] = []
     for mount in spec.mounts:
         items += [mount.kind, str(mount.source or "-"), mount.target, str(mount.size or 0)]
@@ -296,7 +301,7 @@ def _unshare_argv(spec: JailSpec, argv: Sequence[str], root: str) -> list[str]:
     return ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child",
             "--propagation", "private", "--", "sh", "-c", _UNSHARE_SCRIPT, "w2s-jail", root,
             str(spec.limits.tmp_bytes), str(len(spec.mounts)), *items, spec.cwd,
-            "env", "-i", *env, *_command(spec, argv, as_root=True)]
+            "env", "-i", *env, *_command(spec, argv, True, collect_fd)]
 
 
 # --- choosing a builder -----------------------------------------------------------------------
@@ -413,32 +418,28 @@ def _tail(handle) -> str:
 
 
 def _run(builder: Builder, spec: JailSpec, argv: Sequence[str], timeout_s: float) -> JailResult:
-    with tempfile.TemporaryDirectory(prefix="w2s-jail-") as private:
+    with tempfile.TemporaryDirectory(prefix="w2s-jail-") as private, \
+            contextlib.ExitStack() as stack:
+        pipe = None if spec.collect is None else stack.enter_context(OutputsPipe(spec.collect))
+        fd = None if pipe is None else pipe.write_end
         if builder == "bwrap":
-            command = _bwrap_argv(spec, argv, as_root=os.geteuid() == 0)
+            command = _bwrap_argv(spec, argv, os.geteuid() == 0, fd)
         else:
             root = Path(private, "root")
             root.mkdir()
-            command = _unshare_argv(spec, argv, str(root))
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        if spec.collect is None:
-            return run_process(command, env=env, cwd="/", limits=spec.limits,
-                               timeout_s=timeout_s, label=builder)
-        with OutputsPipe(spec.collect.max_bytes) as pipe:
-            result = run_process(command, env=env, cwd="/", limits=spec.limits,
-                                 timeout_s=timeout_s, label=builder, stdin=pipe.write_end)
-            overflow = pipe.finish()
-            if overflow:
-                # Only a program writing into the pipe itself gets here: discard everything.
-                return dataclasses.replace(result, stderr=result.stderr + (
-                    f"\nw2s-jail: the outputs exceeded {spec.collect.max_bytes} bytes; "
-                    "none were kept\n"))
-            pipe.unpack(Path(spec.collect.destination), spec.collect.names)
+            command = _unshare_argv(spec, argv, str(root), fd)
+        result = run_process(command, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, cwd="/",
+                             limits=spec.limits, timeout_s=timeout_s, label=builder,
+                             pass_fds=() if fd is None else (fd,))
+        problem = None if pipe is None else pipe.finish()
+        if problem is None:
             return result
+        return dataclasses.replace(result, stderr=result.stderr + (
+            f"\nw2s-jail: {problem}; none of the outputs were kept\n"))
 
 
 def run_process(command: Sequence[str], *, env: dict[str, str], cwd: str, limits: JailLimits,
-                timeout_s: float, label: str, stdin: int = subprocess.DEVNULL) -> JailResult:
+                timeout_s: float, label: str, pass_fds: Sequence[int] = ()) -> JailResult:
     """Run ``command`` in its own session under ``limits``, killed with its session on timeout
     or when this process dies; keep only the tails of its output.
 
@@ -451,8 +452,9 @@ def run_process(command: Sequence[str], *, env: dict[str, str], cwd: str, limits
     cgroup = jail_cgroup(limits.memory_bytes, limits.processes)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
-            process = subprocess.Popen(list(command), stdin=stdin, stdout=out,
+            process = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=out,
                                        stderr=err, env=env, cwd=cwd, start_new_session=True,
+                                       pass_fds=tuple(pass_fds),
                                        preexec_fn=_preexec(limits, cgroup))
             try:
                 returncode = process.wait(timeout=timeout_s)

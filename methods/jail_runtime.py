@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from methods.jail import JailLimits, JailSpec, Mount, gpu_mounts, system_mounts
-from methods.jail_outputs import ARCHIVE_SLACK_BYTES, Collect
+from methods.jail_outputs import Collect
 from w2s_common.errors import InputError
 
 PROJECT_PACKAGES = ("flows", "methods", "stats", "transfer", "w2s_common")
@@ -422,9 +422,9 @@ def jail_spec(request: JailRequest) -> JailSpec:
               *code_mounts(request.modules, base),
               Mount("ro", JOB, str(request.job_dir)),
               # Outputs go to a size-limited tmpfs inside the jail (memory, charged to its
-              # control group, not the host's disk); the named files reach the caller as an
-              # archive over a capped pipe when the program ends (methods.jail.Collect): no
-              # host directory is writable from the jail.
+              # control group, not the host's disk); the named files reach the caller over a
+              # capped pipe when the program ends (methods.jail_outputs): no host directory is
+              # writable from the jail.
               Mount("tmpfs", OUT, size=request.limits.out_bytes)]
     for path in request.model_paths:
         real = os.path.realpath(path)
@@ -444,7 +444,7 @@ def jail_spec(request: JailRequest) -> JailSpec:
     return JailSpec(mounts=tuple(mounts), env=env, cwd="/tmp", limits=request.limits,
                     uid=uid if os.geteuid() == 0 else None,
                     collect=Collect(OUT, str(request.out_dir), OUTPUT_FILES,
-                                    request.limits.out_bytes + ARCHIVE_SLACK_BYTES))
+                                    request.limits.out_bytes, sys.executable))
 
 
 @contextlib.contextmanager

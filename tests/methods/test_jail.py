@@ -176,11 +176,15 @@ def test_python_in_the_jail_imports_the_contract_but_not_the_evaluator(builder):
     assert "data" not in result.stdout.splitlines()[-1]
 
 
-def collecting_spec(destination: Path, max_bytes: int = 1 << 20) -> JailSpec:
+def collecting_spec(destination: Path, file_bytes: int = 1 << 20) -> JailSpec:
+    from methods.jail_runtime import python_mounts
+
     names = ("file", "link", "directory", "fifo", "absent")
-    return JailSpec(mounts=(*jail.system_mounts(), Mount("tmpfs", "/out", size=1 << 20)),
+    return JailSpec(mounts=(*jail.system_mounts(), *python_mounts(),
+                            Mount("tmpfs", "/out", size=file_bytes)),
                     env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"},
-                    collect=jail.Collect("/out", str(destination), names, max_bytes))
+                    collect=jail.Collect("/out", str(destination), names, file_bytes,
+                                         sys.executable))
 
 
 MAKE_OUTPUTS = ("printf 'bytes\\n' > /out/file; ln -s /etc/passwd /out/link; "
@@ -190,8 +194,9 @@ MAKE_OUTPUTS = ("printf 'bytes\\n' > /out/file; ln -s /etc/passwd /out/link; "
 def test_outputs_come_back_over_a_pipe_as_allowed_names_only(builder, tmp_path):
     destination = tmp_path / "out"
     destination.mkdir()
-    result = run_jailed(["sh", "-c", MAKE_OUTPUTS], collecting_spec(destination), timeout_s=60)
-    assert result.returncode == 0, result.stderr
+    result = run_jailed(["sh", "-c", MAKE_OUTPUTS + "; exit 3"], collecting_spec(destination),
+                        timeout_s=60)
+    assert result.returncode == 3, result.stderr  # the program's status, through the collector
     assert (destination / "file").read_bytes() == b"bytes\n"
     assert os.readlink(destination / "link") == "/etc/passwd"  # a link stays a link: refused
     assert (destination / "directory").is_dir() and (destination / "fifo").is_dir()
@@ -203,31 +208,58 @@ def test_outputs_come_back_over_a_pipe_as_allowed_names_only(builder, tmp_path):
     assert spec.collect is not None and spec.collect.destination == str(out)
 
 
+def test_a_file_larger_than_the_outputs_bound_comes_back_as_its_size_only(builder, tmp_path):
+    destination = tmp_path / "out"
+    destination.mkdir()
+    # A sparse file: 900 MB apparent size in a 1 MiB tmpfs.
+    result = run_jailed(["sh", "-c", "truncate -s 900000000 /out/file"],
+                        collecting_spec(destination), timeout_s=60)
+    assert result.returncode == 0, result.stderr
+    shown = (destination / "file").stat()
+    assert shown.st_size == 900_000_000 and shown.st_blocks == 0  # refused by size, no disk
+
+
 NON_ROOT_UID = 65534
-# Write 8 MiB into every pipe the jail's first process holds (the outputs pipe among them).
-PUSH = ("; for fd in /proc/$PPID/fd/*; do case $(readlink $fd) in pipe:*) "
-        "head -c 8388608 /dev/zero > $fd && echo pushed;; esac; done")
+# Write 8 MiB into every pipe of every process the program can open (the outputs pipe is held by
+# the collector, which is not dumpable, so its descriptors are not among them).
+PUSH = ("; for fd in /proc/[0-9]*/fd/*; do case $(readlink $fd) in pipe:*) "
+        "head -c 8388608 /dev/zero > $fd && echo pushed-$fd;; esac; done 2>/dev/null")
 
 
 def _as_non_root(code: str, workdir: Path) -> subprocess.CompletedProcess:
     """Run ``code`` as an unprivileged caller (uid 65534, as a non-root cluster pod runs),
     with this checkout on its path: bubblewrap then builds the jail in a user namespace and the
-    program has the caller's own uid."""
+    program has the caller's own uid. Where the interpreter lives below a directory that user
+    cannot enter (``/root/.pyenv`` here), the caller runs in a mount namespace of its own in
+    which that directory is a world-readable tmpfs holding only the interpreter's tree."""
     os.chown(workdir, NON_ROOT_UID, NON_ROOT_UID)
+    prefix = Path(os.path.realpath(sys.executable)).parents[1]
+    blocked = next((p for p in reversed(prefix.parents) if not os.stat(p).st_mode & 0o001),
+                   None)
+    wrap: list[str] = []
+    if blocked is not None:
+        child = blocked / prefix.relative_to(blocked).parts[0]
+        wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'set -e; stash=$(mktemp -d); mount --bind "$1" "$stash"; '
+                'mount -t tmpfs -o mode=0755 w2s-test "$2"; mkdir "$1"; '
+                'mount --move "$stash" "$1"; rmdir "$stash"; shift 2; exec "$@"',
+                "w2s-test", str(child), str(blocked)]
     return subprocess.run(
-        ["setpriv", f"--reuid={NON_ROOT_UID}", f"--regid={NON_ROOT_UID}", "--clear-groups",
-         sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=120,
+        [*wrap, "setpriv", f"--reuid={NON_ROOT_UID}", f"--regid={NON_ROOT_UID}",
+         "--clear-groups", sys.executable, "-c", code], cwd=workdir, capture_output=True,
+        text=True, timeout=120,
         env={"PATH": os.environ["PATH"], "PYTHONPATH": str(Path(__file__).parents[2]),
              "HOME": str(workdir), jail.BUILDER_ENV: "bwrap", "PYTHONDONTWRITEBYTECODE": "1"})
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or "bwrap" not in BUILDERS,
                     reason="needs root to become a non-root caller, and bubblewrap")
-def test_a_non_root_jail_cannot_push_more_than_the_cap_to_the_host():
-    # A non-root caller's program has the uid of the jail's first process, so it can open that
-    # process's end of the outputs pipe (in /proc/PPID/fd) and write into it directly: 8 MiB
-    # against a 1 MiB cap. Before the pipe, it could write the host directory the outputs were
-    # copied into (an independent review wrote ~30 MB past a 4 MiB outputs bound).
+def test_a_non_root_jail_cannot_reach_the_host_or_the_outputs_pipe():
+    # A non-root caller's program has the uid of the jail's first process. Before the pipe, it
+    # could write the host directory the outputs were copied into (an independent review wrote
+    # ~30 MB past a 4 MiB outputs bound); with the first version of the pipe (fd 0 of a shell
+    # collector) it could write into the pipe through /proc. Now it tries every pipe it can
+    # open, 8 MiB each, and its outputs come back unchanged.
     workdir = Path(tempfile.mkdtemp(prefix="w2s-nonroot-"))
     try:
         code = (
@@ -236,20 +268,20 @@ def test_a_non_root_jail_cannot_push_more_than_the_cap_to_the_host():
             "sys.path.insert(0, os.environ['PYTHONPATH'])\n"
             "from tests.methods.test_jail import collecting_spec, MAKE_OUTPUTS, PUSH\n"
             "from methods.jail import run_jailed\n"
-            "results = {}\n"
             "for name, script in (('honest', MAKE_OUTPUTS), ('pusher', MAKE_OUTPUTS + PUSH)):\n"
             "    destination = Path(name)\n"
             "    destination.mkdir()\n"
-            "    result = run_jailed(['sh', '-c', script], collecting_spec(destination),"
-            " timeout_s=60)\n"
+            "    result = run_jailed(['sh', '-c', script + '; id -u'],"
+            " collecting_spec(destination), timeout_s=60)\n"
             "    print(name, result.returncode, sorted(p.name for p in destination.iterdir()),"
             " repr(result.last_stderr_line()), result.stdout.split())\n")
         done = _as_non_root(code, workdir)
         assert done.returncode == 0, done.stderr[-2000:]
         honest, pusher = done.stdout.splitlines()[-2:]
-        assert honest == "honest 0 ['directory', 'fifo', 'file', 'link'] '' []", honest
-        assert pusher.startswith("pusher 0 [] ") and "none were kept" in pusher, pusher
-        assert "pushed" not in pusher  # the caller stopped reading: the writer got EPIPE
+        outputs = "['directory', 'fifo', 'file', 'link'] ''"
+        assert honest == f"honest 0 {outputs} ['{NON_ROOT_UID}']", honest
+        assert pusher == f"pusher 0 {outputs} ['{NON_ROOT_UID}']", pusher  # nothing pushed
+        assert (workdir / "pusher" / "file").read_bytes() == b"bytes\n"
         assert (workdir / "honest" / "file").stat().st_uid == NON_ROOT_UID
         on_disk = sum(p.stat().st_size for p in workdir.rglob("*") if p.is_file())
         assert on_disk < 1 << 20, on_disk
