@@ -1,6 +1,8 @@
 """Read a user's YAML file: the parsed data and its node tree (for line numbers), or InputError."""
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +27,88 @@ def read_yaml(path: str | Path, what: str = "file") -> tuple[Any, yaml.Node | No
     return parse_yaml(text, path)
 
 
+# A plan is a few hundred nodes; aliases make a few bytes stand for exponentially many (a
+# "billion laughs" plan of 1 KB hung validation for hours), so the expanded tree is bounded.
+MAX_EXPANDED_NODES = 100_000
+_BOOL_1_2 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's booleans: only true/false. YAML 1.1 also reads
+    yes/no/on/off as booleans, so ``jail: {mode: off}`` arrived as ``mode: false`` and was
+    refused with "expected 'required' or 'off'"."""
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # more than 4300 digits (Python's int conversion limit)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {len(node.value)} characters; expected at most "
+                f"{sys.get_int_max_str_digits()} digits", node.start_mark) from None
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL_1_2, list("tTfF"))
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
 def parse_yaml(text: str, path: str | Path) -> tuple[Any, yaml.Node | None]:
     """Parse YAML ``text`` that is (or will be) the file ``path``; returns ``(data, root_node)``.
 
+    YAML 1.2 booleans (``off`` is a string); aliases are allowed while the tree they expand to
+    has at most ``MAX_EXPANDED_NODES`` nodes.
+
     Raises:
-        InputError: invalid YAML, located at ``path`` and the line of the problem.
+        InputError: invalid YAML, nested too deeply or expanding too far, located at ``path``
+            and the line of the problem.
     """
+    loader = _Loader(text)
     try:
-        return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _check_expansion(root, path)
+        return loader.construct_document(root), root
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         raise InputError(f"invalid YAML: {err.problem or err}", path=path,
                          line=mark.line + 1 if mark else None) from None
     except yaml.YAMLError as err:
         raise InputError(f"invalid YAML: {err}", path=path) from None
+    except RecursionError:
+        raise InputError("invalid YAML: nested too deeply", path=path) from None
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node, path: str | Path) -> None:
+    """Refuse a tree whose aliases expand to more than ``MAX_EXPANDED_NODES`` nodes (counted
+    once per distinct node, children first, without expanding anything)."""
+    size: dict[int, int] = {}
+    order, stack, seen = [], [root], set()
+    while stack:  # every distinct node, parents before children
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        order.append(node)
+        stack.extend(_children(node))
+    for node in reversed(order):
+        size[id(node)] = 1 + sum(size.get(id(child), 1) for child in _children(node))
+        if size[id(node)] > MAX_EXPANDED_NODES:
+            raise InputError(f"invalid YAML: its aliases expand to more than "
+                             f"{MAX_EXPANDED_NODES} nodes", path=path,
+                             line=node.start_mark.line + 1)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def node_line(node: yaml.Node | None, loc: tuple) -> int | None:
