@@ -4,8 +4,10 @@ Layout: ``cache_results/<dataset>_<idea>/<hyperparameter key>/seed_<n>.json``.  
 records give the weak arm (``weak_acc``), ``train_ceiling`` records the ceiling (``strong_acc``),
 every other idea is a method (``transfer_acc``); the sandbox's fixed baselines are the means over
 all weak and ceiling seeds, which is what the aggregate table reproduces.  Damaged records (null or
-missing fields, unreadable JSON) are used for what they have and reported in ``notes``; the older
-nested ``cache_results/cache_results/`` copy is ignored and reported, never double-counted.
+missing fields, unreadable JSON) are used for what they have and reported in ``notes``; a field of
+the wrong type, out of range or not finite is refused with the record's file and the field
+(``SandboxRecord``); the older nested ``cache_results/cache_results/`` copy is ignored and
+reported, never double-counted.
 
 Every record is also checked against its path and the other records (``AarImport.quality``, a
 ``stats.quality.DataQuality``): its ``seed`` and ``config.seed`` fields against the file name,
@@ -19,16 +21,28 @@ their paths on a DATA-QUALITY hold.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from stats.errors import StatsInputError
 from stats.quality import DataQuality, RecordIssue
+from stats.table import MAX_EXAMPLES, MAX_SEED
+from w2s_common.validation import validation_input_error
 
 WEAK_IDEA = "weak_artifacts"
 CEILING_IDEA = "train_ceiling"
@@ -37,6 +51,8 @@ RUNG = "sandbox"
 _SEED_FILE = re.compile(r"^seed_(\d+)\.json$")
 _IDEA_DIR = re.compile(r"^([A-Za-z0-9]+)_(.+)$")
 _PARAMS = re.compile(r"(\d+(?:\.\d+)?)\s*([BM])\b", re.IGNORECASE)
+# Far above any model (10^15 parameters): a larger size in a name is garbage, not a model.
+MAX_PARAMS = 10**15
 
 
 @dataclass
@@ -82,43 +98,133 @@ def parse_params(model: str | None) -> int | None:
     if not found:
         return None
     number, unit = found[-1]
-    return int(float(number) * (1e9 if unit.upper() == "B" else 1e6))
+    count = float(number) * (1e9 if unit.upper() == "B" else 1e6)
+    if not (math.isfinite(count) and count <= MAX_PARAMS):
+        raise ValueError(f"names a size above {MAX_PARAMS:.0e} parameters; expected a model "
+                         "name such as Qwen/Qwen3-4B-Base")
+    return int(count)
 
 
-def _get(record: dict, *keys: str):
-    cur = record
-    for key in keys:
-        if not isinstance(cur, dict) or cur.get(key) is None:
-            return None
-        cur = cur[key]
-    return cur
+# The fields of a sandbox record that the importer reads, typed: a field of the wrong type, out
+# of range or not finite is refused with the record's file and the field, never guessed at. Null
+# or missing fields are allowed (the released records have them) and used for what they have.
+# strict: true is not 1.0, and "0.7" is not a number.
+_Fraction = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
+_Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+_Count = Annotated[int, Field(strict=True, ge=0, le=MAX_EXAMPLES)]
+_Size = Annotated[int, Field(strict=True, ge=1, le=MAX_EXAMPLES)]
+_Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
+_ModelName = Annotated[str, Field(strict=True), AfterValidator(lambda m: (parse_params(m), m)[1])]
 
 
-def _accuracy(record: dict, idea: str) -> tuple[float | None, float | None]:
+class _Fields(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)  # the records carry much more
+
+
+class _FinalEval(_Fields):
+    accuracy: _Fraction | None = None
+    correct: _Count | None = None
+    total: _Size | None = None
+
+    @model_validator(mode="after")
+    def _correct_within_total(self) -> _FinalEval:
+        if self.correct is not None and self.total is not None and self.correct > self.total:
+            raise ValueError(f"correct {self.correct} exceeds total {self.total}")
+        return self
+
+
+class _Eval(_Fields):
+    final_eval: _FinalEval | None = None
+
+
+class _DetailedEval(_Fields):
+    weak: _Eval | None = None
+    ceiling: _Eval | None = None
+    strong: _Eval | None = None
+
+
+class _TrainingStep(_Fields):
+    transfer_acc: _Fraction | None = None
+
+
+class _DataStep(_Fields):
+    test_samples: _Size | None = None
+
+
+class _Config(_Fields):
+    seed: _Seed | None = None
+
+
+class SandboxRecord(_Fields):
+    """What the importer reads from one ``seed_<n>.json``."""
+
+    weak_acc: _Fraction | None = None
+    strong_acc: _Fraction | None = None
+    transfer_acc: _Fraction | None = None
+    pgr: _Finite | None = None
+    fixed_weak_baseline: _Fraction | None = None
+    fixed_strong_baseline: _Fraction | None = None
+    seed: _Seed | None = None
+    config: _Config | None = None
+    idea_name: Annotated[str, Field(strict=True)] | None = None
+    weak_model: _ModelName | None = None
+    strong_model: _ModelName | None = None
+    detailed_eval: _DetailedEval | None = None
+    step11_sft_training: _TrainingStep | None = None
+    step1_data_loading: _DataStep | None = None
+
+    def final_eval(self, key: str) -> _FinalEval:
+        """``detailed_eval.<key>.final_eval`` (empty when any level is missing)."""
+        evaluation = getattr(self.detailed_eval, key, None) if self.detailed_eval else None
+        return (evaluation.final_eval if evaluation else None) or _FinalEval()
+
+
+_EVAL_KEY = {WEAK_IDEA: "weak", CEILING_IDEA: "ceiling"}  # every other idea: "strong"
+_DIRECT_KEY = {WEAK_IDEA: "weak_acc", CEILING_IDEA: "strong_acc"}  # else: "transfer_acc"
+
+
+def _accuracy(record: SandboxRecord, idea: str) -> tuple[float | None, float | None]:
     """(accuracy, n) with the fallbacks the released records need."""
-    if idea == WEAK_IDEA:
-        eval_keys, direct = ("weak",), ("weak_acc",)
-    elif idea == CEILING_IDEA:
-        eval_keys, direct = ("ceiling",), ("strong_acc",)
-    else:
-        eval_keys, direct = ("strong",), ("transfer_acc",)
-    acc = next((record[k] for k in direct if isinstance(record.get(k), (int, float))), None)
-    n = None
-    for key in eval_keys:
-        final = _get(record, "detailed_eval", key, "final_eval") or {}
-        if acc is None and isinstance(final.get("accuracy"), (int, float)):
-            acc = final["accuracy"]
-        if acc is None and final.get("correct") is not None and final.get("total"):
-            acc = final["correct"] / final["total"]
-        if final.get("total"):
-            n = float(final["total"])
-    if acc is None and idea not in (WEAK_IDEA, CEILING_IDEA):
-        acc = _get(record, "step11_sft_training", "transfer_acc")
-    if n is None and _get(record, "step1_data_loading", "test_samples"):
-        n = float(record["step1_data_loading"]["test_samples"])
-    if acc is not None and not (0.0 <= float(acc) <= 1.0):
-        acc = None
-    return (None if acc is None else float(acc)), n
+    acc = getattr(record, _DIRECT_KEY.get(idea, "transfer_acc"))
+    final = record.final_eval(_EVAL_KEY.get(idea, "strong"))
+    if acc is None:
+        acc = final.accuracy
+    if acc is None and final.correct is not None and final.total:
+        acc = final.correct / final.total
+    n = float(final.total) if final.total else None
+    if acc is None and idea not in _EVAL_KEY and record.step11_sft_training:
+        acc = record.step11_sft_training.transfer_acc
+    if n is None and record.step1_data_loading and record.step1_data_loading.test_samples:
+        n = float(record.step1_data_loading.test_samples)
+    return acc, n
+
+
+def _read_record(file: Path) -> SandboxRecord | str:
+    """The record in ``file``, or why it is unreadable (skipped and noted, as the module says).
+
+    Raises:
+        StatsInputError: a field of the wrong type or out of range (names the file and field).
+    """
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return f"unreadable JSON ({type(err).__name__})"
+    except RecursionError:
+        return "unreadable JSON (nested too deeply)"
+    if not isinstance(raw, dict):
+        return "not a JSON object"
+    try:
+        return SandboxRecord.model_validate(raw)
+    except ValidationError as err:
+        raise validation_input_error(err, path=file) from None
+
+
+def _file_seed(file: Path, digits: str) -> int:
+    seed = int(digits)
+    if seed > MAX_SEED:
+        raise StatsInputError(f"seed {digits} in the file name; expected a seed in 0..{MAX_SEED}",
+                              path=file)
+    return seed
 
 
 def load_aar_cache(path: str | Path) -> AarImport:
@@ -184,28 +290,25 @@ def _read_key_dir(key_dir: Path, dataset: str, idea: str, notes: list[str], repo
         if not m:
             continue
         where = f"{key_dir.parent.name}/{file.name}"
-        try:
-            record = json.loads(file.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            notes.append(f"{where}: unreadable JSON ({type(err).__name__}), skipped")
+        seed = _file_seed(file, m.group(1))  # seed and idea fields are checked in record_quality
+        record = _read_record(file)
+        if isinstance(record, str):
+            notes.append(f"{where}: {record}, skipped")
             continue
-        if not isinstance(record, dict):
-            notes.append(f"{where}: not a JSON object, skipped")
-            continue
-        seed = int(m.group(1))  # seed and idea fields are checked in record_quality
         acc, n = _accuracy(record, idea)
         if acc is None:
             notes.append(f"{where}: no accuracy (fields null or missing), skipped")
             continue
-        if isinstance(record.get("pgr"), (int, float)):
-            reported[(dataset, arm)].append(float(record["pgr"]))
-        for key, base in (("fixed_weak_baseline", "weak"), ("fixed_strong_baseline", "ceiling")):
-            if isinstance(record.get(key), (int, float)):
-                fixed[dataset][base].append(float(record[key]))
+        if record.pgr is not None:
+            reported[(dataset, arm)].append(record.pgr)
+        for value, base in ((record.fixed_weak_baseline, "weak"),
+                            (record.fixed_strong_baseline, "ceiling")):
+            if value is not None:
+                fixed[dataset][base].append(value)
         kept.append(_record_facts(record, f"{key_dir.parent.name}/{key_dir.name}/{file.name}",
                                   dataset, idea, arm, seed, acc, n))
-        weak_model = record.get("weak_model") if arm != "ceiling" else None
-        strong_model = record.get("strong_model") if arm != "weak" else None
+        weak_model = record.weak_model if arm != "ceiling" else None
+        strong_model = record.strong_model if arm != "weak" else None
         rows.append({"rung": RUNG, "dataset": dataset, "seed": seed, "arm": arm, "accuracy": acc,
                      "n": n, "weak_model": weak_model, "strong_model": strong_model,
                      "weak_params": parse_params(weak_model),
@@ -233,27 +336,20 @@ def _check_arms(table: pd.DataFrame, path) -> None:
                               path=path)
 
 
-def _number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _record_facts(record: dict, path: str, dataset: str, idea: str, arm: str, seed: int,
-                  acc: float, n: float | None) -> dict:
+def _record_facts(record: SandboxRecord, path: str, dataset: str, idea: str, arm: str,
+                  seed: int, acc: float, n: float | None) -> dict:
     """What a record says about itself, for ``record_quality``."""
-    key = {WEAK_IDEA: "weak", CEILING_IDEA: "ceiling"}.get(idea, "strong")
-    final = _get(record, "detailed_eval", key, "final_eval") or {}
-    counts = None
-    if _number(final.get("correct")) is not None and _number(final.get("total")):
-        counts = (int(final["correct"]), int(final["total"]))
-    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    final = record.final_eval(_EVAL_KEY.get(idea, "strong"))
+    counts = (final.correct, final.total) if final.correct is not None and final.total else None
     return {"path": path, "dataset": dataset, "idea": idea, "arm": arm, "seed": seed,
             "acc": acc, "n": n, "counts": counts,
-            "seed_field": record.get("seed"), "config_seed": config.get("seed"),
-            "idea_field": record.get("idea_name"),
-            "weak_acc": _number(record.get("weak_acc")) if arm not in ("weak",) else None,
-            "strong_acc": _number(record.get("strong_acc")) if arm not in ("ceiling",) else None,
-            "fixed_weak": _number(record.get("fixed_weak_baseline")),
-            "fixed_strong": _number(record.get("fixed_strong_baseline"))}
+            "seed_field": record.seed,
+            "config_seed": record.config.seed if record.config else None,
+            "idea_field": record.idea_name,
+            "weak_acc": record.weak_acc if arm != "weak" else None,
+            "strong_acc": record.strong_acc if arm != "ceiling" else None,
+            "fixed_weak": record.fixed_weak_baseline,
+            "fixed_strong": record.fixed_strong_baseline}
 
 
 def _seed_with(value: float | None, runs: dict[int, float]) -> int | None:

@@ -36,6 +36,9 @@ from stats.verdict_model import (
 from w2s_common.names import HOLD
 
 DEFAULT_N_BOOT = 2000
+# The example resampling counts are (n_boot x examples) bytes: 100,000 replicates of a 2000-item
+# test set are 200 MB, and 10x the 10,000 the sandbox analysis uses.
+MAX_N_BOOT = 100_000
 TEST_SET_REASON = ("estimand test_set: the intervals and the decision are for the gain on these "
                    "test items, not on the task's population of items")
 
@@ -57,8 +60,9 @@ def _check_args(sesoi: float, alpha: float, n_boot: int, sesoi_pgr: float | None
     if sesoi_pgr is not None and not (0 < sesoi_pgr < 1):
         raise StatsInputError(f"got {sesoi_pgr}, expected a PGR fraction in (0, 1)",
                               field="sesoi_pgr")
-    if n_boot < 0:
-        raise StatsInputError(f"got {n_boot}, expected n_boot >= 0", field="n_boot")
+    if not 0 <= n_boot <= MAX_N_BOOT:
+        raise StatsInputError(f"got {n_boot}, expected 0 <= n_boot <= {MAX_N_BOOT:,}",
+                              field="n_boot")
 
 
 def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.01,
@@ -129,6 +133,9 @@ def _analyze(df: pd.DataFrame, baseline: str, sesoi: float, alpha: float, correc
         df = check_table(df)
     kind = df.attrs["kind"]
     arms = {str(a) for a in pd.unique(df["arm"])}
+    if baseline in RESERVED_ARMS:
+        raise StatsInputError(f"{baseline!r} is a reference arm of every cell; expected the arm "
+                              "the methods are compared with (e.g. vanilla)", field="baseline")
     if baseline not in arms:
         raise StatsInputError(f"baseline arm {baseline!r} not in the table (arms: "
                               f"{', '.join(sorted(arms))})", field="baseline")

@@ -10,18 +10,123 @@ at level alpha / 2 in ``analyze_table`` (the claim lies above the two-sided (1 -
 * Gain claim G: p = T_df((g^ - G) / se).
 
 Claims are given as ``{method: {"pgr": x}}`` or ``{method: {"gain": x}}`` (every dataset), or per
-dataset ``{method: {dataset: {"pgr": x}}}``.
+dataset ``{method: {dataset: {"pgr": x}}}``.  A claims file (``load_claims``) is checked whole
+before the analysis: its shape, its numbers, and that every method and dataset it names is in
+the results (``check_claim_targets``), each error naming the file.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
 
 import numpy as np
+import pandas as pd
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from scipy import stats as sps
 
 from stats.errors import StatsInputError
+from stats.table import RESERVED_ARMS
+from w2s_common.validation import validation_input_error
 
 CLAIM_KINDS = ("pgr", "gain")
+FILE_SHAPE = '{method: {"pgr": x}}, {method: {"gain": x}} or {method: {dataset: {"pgr": x}}}'
+
+# strict: true is not the number 1, and "0.4" is not a number
+ClaimedNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class _Claim(BaseModel):
+    """One claimed number: exactly one of pgr and gain."""
+
+    model_config = ConfigDict(extra="forbid")
+    pgr: ClaimedNumber | None = None
+    gain: ClaimedNumber | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> _Claim:
+        if (self.pgr is None) == (self.gain is None):
+            raise ValueError(f"expected exactly one of {', '.join(CLAIM_KINDS)}")
+        return self
+
+
+# Tags no dataset is named, so that they can be dropped from an error's location.
+_ONE, _PER_DATASET = "<claim>", "<per-dataset claims>"
+
+
+def _entry_kind(entry: Any) -> str:
+    is_claim = not isinstance(entry, Mapping) or not entry or any(k in entry for k in CLAIM_KINDS)
+    return _ONE if is_claim else _PER_DATASET
+
+
+_CLAIMS_FILE = TypeAdapter(dict[str, Annotated[
+    Annotated[_Claim, Tag(_ONE)] | Annotated[dict[str, _Claim], Tag(_PER_DATASET)],
+    Discriminator(_entry_kind)]])
+
+
+def load_claims(path: str | Path) -> dict[str, Any]:
+    """Read and check a claims file (JSON, module docstring).
+
+    Raises:
+        StatsInputError: not UTF-8, not JSON, or not of the shape above; the message names the
+            file and the field.
+    """
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise StatsInputError(f"not UTF-8 text (byte {err.start}); expected a JSON file",
+                              path=path) from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise StatsInputError(f"not valid JSON ({err.msg})", path=path, line=err.lineno) from None
+    except RecursionError:
+        raise StatsInputError(f"JSON nested too deeply; expected {FILE_SHAPE}",
+                              path=path) from None
+    return check_claims(raw, path)
+
+
+def check_claims(raw: Any, path: str | Path | None = None) -> dict[str, Any]:
+    """``raw`` as claims, checked whole (shape and numbers); ``path`` is named in errors."""
+    if not isinstance(raw, Mapping):
+        raise StatsInputError(f"expected a JSON object {FILE_SHAPE}", path=path, line=1)
+    try:
+        _CLAIMS_FILE.validate_python(dict(raw))
+    except ValidationError as err:
+        raise validation_input_error(err, path=path, prefix=("claims",),
+                                     drop=(_ONE, _PER_DATASET)) from None
+    return dict(raw)
+
+
+def check_claim_targets(claims: Mapping[str, Any], table: pd.DataFrame, baseline: str,
+                        path: str | Path | None = None) -> None:
+    """Every method and dataset a claim names is in the results (a claim that matches nothing
+    would be ignored without a word).
+
+    Raises:
+        StatsInputError: naming the claim and what the results hold.
+    """
+    methods = sorted({str(a) for a in pd.unique(table["arm"])} - set(RESERVED_ARMS) - {baseline})
+    datasets = sorted({str(d) for d in pd.unique(table["dataset"])})
+    for method, entry in claims.items():
+        if method not in methods:
+            raise StatsInputError(f"no method {method!r} in the results; expected one of "
+                                  f"{', '.join(methods)}", path=path, field=f"claims.{method}")
+        for dataset in entry:
+            if dataset not in CLAIM_KINDS and dataset not in datasets:
+                raise StatsInputError(f"no dataset {dataset!r} in the results; expected one of "
+                                      f"{', '.join(datasets)}", path=path,
+                                      field=f"claims.{method}.{dataset}")
 
 
 def claim_for(claims: Mapping | None, method: str, dataset: str) -> tuple[str, float] | None:

@@ -20,6 +20,15 @@ AGGREGATE_COLUMNS = KEY_COLUMNS + ("accuracy", "n")
 EXAMPLES = "examples"
 AGGREGATE = "aggregate"
 
+# The pipeline's seed range (flows/seeds.py, which stats may not import): every library's seed
+# fits it, and a larger one overflowed int64 into a "duplicate row" error before.
+MAX_SEED = 2**31 - 1
+# An upper bound on a test set's size that no real evaluation reaches: a larger n is a typo, and
+# 1e308 overflowed the seed-level estimates.
+MAX_EXAMPLES = 10**9
+PARAMS_COLUMNS = ("weak_params", "strong_params")
+LABEL_COLUMNS = ("rung", "dataset", "arm")
+
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a results table from Parquet (``.parquet``/``.pq``) or CSV (anything else).
@@ -38,10 +47,26 @@ def read_table(path: str | Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return pd.read_parquet(path)
+        _check_unique_header(pd.read_csv(path, header=None, nrows=1, dtype=str), path)
         return pd.read_csv(path)
     except (ValueError, OSError, pd.errors.ParserError) as err:  # pyarrow errors subclass these
+        if isinstance(err, StatsInputError):
+            raise
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise StatsInputError(f"cannot read the table: {first}", path=path) from None
+
+
+def _check_unique_header(first_row: pd.DataFrame, path: Path) -> None:
+    """pandas renames a repeated CSV column (``seed``, ``seed.1``), so the header is read raw."""
+    names = first_row.iloc[0].tolist() if len(first_row) else []
+    _refuse_duplicate_names(pd.Index(names), str(path))
+
+
+def _refuse_duplicate_names(columns: pd.Index, path: str | None) -> None:
+    repeated = columns[columns.duplicated()]
+    if len(repeated):
+        raise StatsInputError("column name repeated in the header (expected each column once)",
+                              path=path, line=1, field=str(repeated[0]))
 
 
 def table_kind(df: pd.DataFrame) -> str:
@@ -55,7 +80,9 @@ def table_kind(df: pd.DataFrame) -> str:
 
 def _show(value) -> str:
     """repr of a cell value without numpy type noise."""
-    return repr(value.item() if hasattr(value, "item") else value)
+    if isinstance(value, np.ndarray):  # a list cell of a Parquet file
+        value = value.tolist()
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _line_of(df: pd.DataFrame, mask: np.ndarray) -> int:
@@ -80,19 +107,67 @@ def _check_not_null(df: pd.DataFrame, columns: tuple[str, ...], path: str | None
                                   line=_line_of(df, bad), field=col)
 
 
-def _check_integer(df: pd.DataFrame, col: str, path: str | None, low: float | None = None,
-                   high: float | None = None, what: str = "an integer") -> pd.Series:
-    values = pd.to_numeric(df[col], errors="coerce")
-    bad = values.isna().to_numpy() | (values.to_numpy(dtype=float) % 1 != 0)
-    if low is not None:
-        bad |= values.to_numpy(dtype=float) < low
-    if high is not None:
-        bad |= values.to_numpy(dtype=float) > high
+def _numbers(column: pd.Series) -> pd.Series:
+    """The column as floats, NaN where a value is not a number: true/false and dates are not
+    numbers here, although pandas would count them as 1/0 and nanoseconds."""
+    if column.dtype.kind in "bMm":
+        return pd.Series(np.nan, index=column.index)
+    if column.dtype == object:
+        column = column.where(~column.map(lambda v: isinstance(v, bool)), None)
+    return pd.to_numeric(column, errors="coerce").astype(float)
+
+
+def _refuse_first(df: pd.DataFrame, col: str, bad: np.ndarray, path: str | None,
+                  what: str) -> None:
     if bad.any():
         first_bad = df[col].iloc[int(np.flatnonzero(bad)[0])]
         raise StatsInputError(f"got {_show(first_bad)}, expected {what}",
                               path=path, line=_line_of(df, bad), field=col)
+
+
+def _check_integer(df: pd.DataFrame, col: str, path: str | None, low: float | None = None,
+                   high: float | None = None, what: str = "an integer") -> pd.Series:
+    values = _numbers(df[col])
+    bad = values.isna() | (values % 1 != 0)
+    if low is not None:
+        bad |= values < low
+    if high is not None:
+        bad |= values > high
+    _refuse_first(df, col, bad.to_numpy(), path, what)
     return values.astype(np.int64)
+
+
+def _check_labels(df: pd.DataFrame, path: str | None) -> pd.DataFrame:
+    """rung, dataset and arm are names: text (or whole numbers), never blank. Returns them as
+    text."""
+    labels = pd.DataFrame(index=df.index)
+    for col in LABEL_COLUMNS:
+        column = df[col]
+        if column.dtype.kind in "bMmfc" or (
+                column.dtype == object
+                and pd.api.types.infer_dtype(column) not in ("string", "integer", "mixed-integer")):
+            bad = ~column.map(lambda v: isinstance(v, (str, int, np.integer))
+                              and not isinstance(v, bool)).to_numpy()
+            _refuse_first(df, col, bad, path, "a name (text)")
+        labels[col] = column.astype(str)
+        blank = [v for v in pd.unique(labels[col]) if not v.strip()]
+        if blank:
+            _refuse_first(df, col, labels[col].isin(blank).to_numpy(), path,
+                          "a name (not blank)")
+    return labels
+
+
+def _check_params(df: pd.DataFrame, path: str | None) -> dict[str, pd.Series]:
+    """weak_params / strong_params, where given: a positive finite parameter count."""
+    checked = {}
+    for col in PARAMS_COLUMNS:
+        if col not in df.columns:
+            continue
+        values = _numbers(df[col])
+        bad = (df[col].notna() & ~(np.isfinite(values) & (values > 0))).to_numpy()
+        _refuse_first(df, col, bad, path, "a positive finite parameter count (or empty)")
+        checked[col] = values.astype(object).where(values.notna(), None)
+    return checked
 
 
 def check_table(df: pd.DataFrame, path: str | Path | None = None) -> pd.DataFrame:
@@ -117,37 +192,38 @@ def check_table(df: pd.DataFrame, path: str | Path | None = None) -> pd.DataFram
         raise StatsInputError("the table has no rows", path=where)
     kind = table_kind(df)
     needed = EXAMPLE_COLUMNS if kind == EXAMPLES else AGGREGATE_COLUMNS
+    _refuse_duplicate_names(df.columns, where)
     _require_columns(df, needed, where, "per-example" if kind == EXAMPLES else "aggregate")
     df = df.reset_index(drop=True)
     _check_not_null(df, tuple(c for c in needed if c != "n"), where)
-    out = pd.DataFrame({c: df[c].astype(str) for c in ("rung", "dataset", "arm")})
-    out["seed"] = _check_integer(df, "seed", where)
+    out = _check_labels(df, where)
+    out["seed"] = _check_integer(df, "seed", where, 0, MAX_SEED,
+                                 f"a whole-number seed in 0..{MAX_SEED}")
     if kind == EXAMPLES:
         out["example_id"] = df["example_id"].astype(str)
+        if df["correct"].dtype == bool:  # true/false is a fine spelling of correct/wrong
+            df = df.assign(correct=df["correct"].astype(np.int64))
         out["correct"] = _check_integer(df, "correct", where, 0, 1, "0 or 1")
         for col in ("prob", "pred"):
             if col in df.columns:
                 out[col] = df[col]
         keys = list(KEY_COLUMNS) + ["example_id"]
     else:
-        acc = pd.to_numeric(df["accuracy"], errors="coerce")
-        bad = (acc.isna() | (acc < 0) | (acc > 1)).to_numpy()
-        if bad.any():
-            raise StatsInputError(f"got {_show(df['accuracy'].iloc[int(np.flatnonzero(bad)[0])])}, "
-                                  "expected a fraction in [0, 1]", path=where,
-                                  line=_line_of(df, bad), field="accuracy")
-        out["accuracy"] = acc.astype(float)
-        n = pd.to_numeric(df["n"], errors="coerce")
-        bad = (df["n"].notna() & (n.isna() | (n < 1) | (n % 1 != 0))).to_numpy()
-        if bad.any():
-            first_bad = df["n"].iloc[int(np.flatnonzero(bad)[0])]
-            raise StatsInputError(f"got {_show(first_bad)}, expected "
-                                  "a whole number of examples >= 1 (or empty)", path=where,
-                                  line=_line_of(df, bad), field="n")
-        out["n"] = n.astype(float)
+        acc = _numbers(df["accuracy"])
+        _refuse_first(df, "accuracy", (acc.isna() | (acc < 0) | (acc > 1)).to_numpy(), where,
+                      "a fraction in [0, 1]")
+        out["accuracy"] = acc
+        n = _numbers(df["n"])
+        bad = df["n"].notna() & (n.isna() | (n < 1) | (n > MAX_EXAMPLES) | (n % 1 != 0))
+        _refuse_first(df, "n", bad.to_numpy(), where,
+                      f"a whole number of examples in 1..{MAX_EXAMPLES:,} (or empty)")
+        out["n"] = n
         keys = list(KEY_COLUMNS)
+    params = _check_params(df, where)
     for col in META_COLUMNS:
         out[col] = df[col].where(df[col].notna(), None) if col in df.columns else None
+        if col in params:
+            out[col] = params[col]
     dup = out.duplicated(keys).to_numpy()
     if dup.any():
         raise StatsInputError(f"duplicate row for ({', '.join(keys)}) (expected one row per key)",

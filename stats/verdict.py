@@ -1,16 +1,19 @@
 """Write the analysis: verdict.json (the contract), summary.md (plain words) and estimates.csv."""
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from stats.cells import POPULATION, TEST_SET
 from stats.display import UNDEFINED, fmt, fmt_interval, plain
+from stats.errors import StatsInputError
 from stats.estimates import SEED_LEVEL, TWO_WAY
 from stats.verdict_model import PGR, Hold, Verdict
 from stats.verdict_prose import Section, method_narrative, overview
-from w2s_common.atomic import atomic_write_text as _atomic_write
 
 VERDICT_FILE, SUMMARY_FILE, ESTIMATES_FILE = "verdict.json", "summary.md", "estimates.csv"
 ESTIMAND_TEXT = {POPULATION: "the gain on the task's items (test items a sample of them)",
@@ -130,18 +133,67 @@ def _hold_table(hold: Hold) -> list[str]:
 
 
 def write_outputs(verdict: Verdict, out_dir: str | Path) -> dict[str, Path]:
-    """Write verdict.json, summary.md and estimates.csv into ``out_dir`` (each atomically).
+    """Write verdict.json, summary.md and estimates.csv into ``out_dir``, as a set: all three
+    or none (``_write_all_or_none``).
 
     Args:
         verdict: the ``Verdict`` from ``analyze_table`` (and the flows).
         out_dir: created if missing.
     Returns:
         {"verdict": path, "summary": path, "estimates": path}.
+    Raises:
+        StatsInputError: a target cannot be written (names the file); nothing was changed.
     """
     out = Path(out_dir)
     paths = {"verdict": out / VERDICT_FILE, "summary": out / SUMMARY_FILE,
              "estimates": out / ESTIMATES_FILE}
-    _atomic_write(paths["verdict"], verdict.to_json())
-    _atomic_write(paths["summary"], summary_markdown(verdict))
-    _atomic_write(paths["estimates"], estimates_frame(verdict).to_csv(index=False))
+    _write_all_or_none(out, {paths["verdict"]: verdict.to_json(),
+                             paths["summary"]: summary_markdown(verdict),
+                             paths["estimates"]: estimates_frame(verdict).to_csv(index=False)})
     return paths
+
+
+def _write_all_or_none(out: Path, files: dict[Path, str]) -> None:
+    """Check every target, stage each file as a temp file beside it, then rename them all into
+    place: a verdict.json next to the estimates.csv of another run would contradict it."""
+    for path in files:
+        if path.exists() and not path.is_file():
+            raise StatsInputError("exists and is not a file (expected to write a file there)",
+                                  path=path)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StatsInputError(f"cannot create the output directory ({err.strerror})",
+                              path=out) from None
+    staged: dict[Path, str] = {}
+    try:
+        for path, text in files.items():
+            staged[path] = _stage(path, text)
+        for path, temp in list(staged.items()):
+            os.replace(temp, path)
+            del staged[path]
+    except OSError as err:
+        raise StatsInputError(f"cannot write ({err.strerror})", path=path) from None
+    finally:
+        for temp in staged.values():
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        if created:
+            with contextlib.suppress(OSError):  # fails, as it should, once a file is in place
+                out.rmdir()  # nothing was written: leave no empty directory behind
+
+
+def _stage(path: Path, text: str) -> str:
+    """``text`` in a synced temp file beside ``path`` (same filesystem, so the rename is atomic)."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return temp

@@ -8,26 +8,20 @@ import typer
 from flows.commands._errors import user_errors
 
 
-def _load_claims(path: Path | None) -> dict | None:
-    import json
-
+def _output_dir(out: str) -> Path:
+    """``--out`` as a directory; an empty value would write into the working directory."""
     from w2s_common.errors import InputError
 
-    if path is None:
-        return None
-    try:
-        claims = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"not valid JSON ({err.msg})", path=path, line=err.lineno) from None
-    if not isinstance(claims, dict):
-        raise InputError("expected a JSON object {method: {\"pgr\": x}}", path=path, line=1)
-    return claims
+    if not out.strip():
+        raise InputError("empty; expected an output directory", field="--out")
+    return Path(out)
 
 
 def analyze(
     path: Path = typer.Argument(
         ..., help="Results table (.parquet/.csv) or a sandbox cache_results/ directory."),
-    out: Path = typer.Option(
+    # str, not Path: typer turns an empty value into Path("."), the working directory
+    out: str = typer.Option(
         ..., "--out", help="Output directory for verdict.json, summary.md, estimates.csv."),
     baseline: str = typer.Option(
         None, "--baseline",
@@ -55,9 +49,12 @@ def analyze(
     with user_errors():
         from stats.aar import BASELINE_IDEA, is_aar_cache, load_aar_cache
         from stats.analyze import analyze_table
+        from stats.claims import check_claim_targets, load_claims
         from stats.table import load_table
         from stats.verdict import write_outputs
 
+        out_dir = _output_dir(out)
+        claimed = load_claims(claims) if claims is not None else None
         notes: list[str] = []
         quality = None
         if path.is_dir() and is_aar_cache(path):
@@ -72,11 +69,13 @@ def analyze(
         else:
             table = load_table(path)
             baseline = baseline or "vanilla"
+        if claimed is not None:
+            check_claim_targets(claimed, table, baseline, claims)
         verdict = analyze_table(table, baseline=baseline, sesoi=sesoi, alpha=alpha,
-                                correction=correction, claims=_load_claims(claims),
+                                correction=correction, claims=claimed,
                                 n_boot=n_boot, sesoi_pgr=sesoi_pgr, notes=notes,
                                 data_quality=quality, estimand=estimand)
-        paths = write_outputs(verdict, out)
+        paths = write_outputs(verdict, out_dir)
     for method, entry in verdict.methods.items():
         typer.echo(f"{method}: {entry.verdict}" + (" (promote)" if entry.promote else ""))
     typer.echo(f"wrote {paths['verdict']}, {paths['summary']}, {paths['estimates']}")
