@@ -160,12 +160,23 @@ def check_key_settings(env: Mapping[str, str] | None = None) -> None:
     """Check the key settings without loading a Prefect block (before any compute).
 
     Raises:
-        InputError: a key variable set but empty.
+        InputError: a key variable set but empty, or not UTF-8.
     """
     env = os.environ if env is None else env
     for name in (KEY_ENV, KEY_BLOCK_ENV):
         if name in env and not env[name].strip():
             raise InputError("set but empty; give a value or unset it", field=name)
+        if name in env:
+            _utf8(env[name], name)
+
+
+def _utf8(value: str, name: str) -> bytes:
+    try:
+        return value.encode()
+    except UnicodeEncodeError:
+        # os.environ keeps bytes that are not UTF-8 as lone surrogates (PEP 383): the key would
+        # mean different bytes to a signer and a checker that decode it differently.
+        raise InputError("not valid UTF-8; give a UTF-8 value or unset it", field=name) from None
 
 
 def verdict_key(env: Mapping[str, str] | None = None) -> bytes | None:
@@ -173,14 +184,15 @@ def verdict_key(env: Mapping[str, str] | None = None) -> bytes | None:
     ``$W2S_VERDICT_HMAC_SECRET_BLOCK``, else None (no HMAC).
 
     Raises:
-        InputError: a key variable set but empty, or a named block that cannot be loaded.
+        InputError: a key variable set but empty or not UTF-8, or a named block that cannot be
+            loaded.
     """
     env = os.environ if env is None else env
     if KEY_ENV in env:
         value = env[KEY_ENV]
         if not value.strip():
             raise InputError("set but empty; give the key or unset it", field=KEY_ENV)
-        return value.encode()
+        return _utf8(value, KEY_ENV)
     block = env.get(KEY_BLOCK_ENV)
     if block is None:
         return None

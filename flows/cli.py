@@ -10,7 +10,10 @@ import importlib
 
 import typer
 
+from flows.commands._errors import OneLineUsageGroup
+
 app = typer.Typer(
+    cls=OneLineUsageGroup,  # usage errors as one line, like every other bad input
     name="w2s-transfer",
     help="Validate weak-to-strong supervision methods up a ladder of larger models.",
     no_args_is_help=True,

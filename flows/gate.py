@@ -446,12 +446,14 @@ def rederive(as_written: Mapping[str, Any], binding: Binding, source: Path, plan
 
     from flows.derive import derive_verdict, replay_looks, stored_runs, table_runs
     from flows.plan import load_plan
+    from flows.userfiles import require_regular_file
 
     plan = load_plan(plan_path)
     if plan.plan_hash != binding.plan_hash:
         raise InputError(f"the plan {plan_path} hashes to {plan.plan_hash}; the verdict was "
                          f"derived from plan {binding.plan_hash}", path=source,
                          field="binding.plan_hash")
+    require_regular_file(Path(results_path), "results table")
     try:
         data = Path(results_path).read_bytes()
     except OSError as err:

@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from flows.seeds import MAX_SEED
+from flows.userfiles import require_regular_file
 from methods.policy import JailSettings
 from w2s_common.errors import InputError
 from w2s_common.validation import first_error
@@ -44,7 +46,9 @@ class PlanFieldError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: YAML's `true` or '2' is not a number of seeds (lax mode read them as 1 and 2);
+    # no NaN or infinity in any number (a claimed PGR of .nan was refused only after compute).
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class MethodRef(_Strict):
@@ -116,9 +120,9 @@ class ControlEntry(_Strict):
 class Seeds(_Strict):
     """The sequential design's seed budget: start with ``initial``, add ``batch`` up to ``max``."""
 
-    initial: int = Field(3, ge=1, description="Seeds run before the first analysis.")
-    batch: int = Field(3, ge=1, description="Seeds added per sequential step.")
-    max: int = Field(6, ge=1, description="Seed budget per (rung, dataset).")
+    initial: int = Field(3, ge=1, le=MAX_SEED, description="Seeds run before the first analysis.")
+    batch: int = Field(3, ge=1, le=MAX_SEED, description="Seeds added per sequential step.")
+    max: int = Field(6, ge=1, le=MAX_SEED, description="Seed budget per (rung, dataset).")
 
     @model_validator(mode="after")
     def _initial_within_budget(self) -> Seeds:
@@ -209,7 +213,9 @@ class Plan(_Strict):
     sesoi: float = Field(0.01, gt=0, lt=1,
                          description="Smallest effect size of interest (accuracy fraction).")
     sesoi_pgr: float | None = Field(None, gt=0, lt=1, description="SESOI on the PGR scale, if any.")
-    alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise (or FDR) error level.")
+    # Below 0.5, as the statistics require (stats.analyze, stats.sequential): before, a larger
+    # alpha was refused only after the first batch of seeds had trained.
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="Family-wise (or FDR) error level.")
     correction: Literal["holm", "bonferroni", "bh"] = "holm"
     estimand: Literal["population", "test_set"] = Field(
         "population", description="The question the intervals answer: the gain on the task's "
@@ -378,6 +384,7 @@ def load_plan(path: str | Path, text: str | None = None) -> Plan:
     """
     if text is None:
         path = resolve_plan_path(path)
+        require_regular_file(path, "plan file")  # a FIFO would block the read forever
         data, root = read_yaml(path, "plan file")
     else:
         path = Path(path)

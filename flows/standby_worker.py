@@ -415,6 +415,22 @@ class _StandbyStarter:
         return concluded
 
 
+def require_api_url() -> None:
+    """Refuse to start without a Prefect server to poll, the check Prefect's worker makes at
+    start (there a ValueError and its traceback).
+
+    Raises:
+        InputError: ``PREFECT_API_URL`` is not set (in the environment or the Prefect profile).
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_TEST_MODE
+
+    from w2s_common.errors import InputError
+
+    if not PREFECT_TEST_MODE.value() and not PREFECT_API_URL.value():
+        raise InputError("not set; a worker polls a Prefect server: set it to the server's API "
+                         "URL (e.g. http://127.0.0.1:4200/api)", field="PREFECT_API_URL")
+
+
 def serve(pool: str, name: str | None, limit: int | None, queues: list[str] | None) -> None:
     """Run the worker until it is stopped (SIGINT/SIGTERM), as ``prefect worker start`` does."""
     from prefect.utilities.processutils import setup_signal_handlers_worker

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.campaign import Campaign, Prepared
 from flows.plan import MethodRef, narrow_plan
+from flows.userfiles import require_regular_file
 from w2s_common.errors import InputError
 from w2s_common.validation import validation_input_error
 from w2s_common.yamlio import node_line, read_yaml
@@ -43,6 +44,7 @@ def load_registry(path: str | Path) -> Registry:
         InputError: unreadable file, invalid YAML or a bad field (with its line).
     """
     path = Path(path)
+    require_regular_file(path, "registry file")  # a FIFO would block the read forever
     raw, root = read_yaml(path, "registry file")
     try:
         registry = Registry.model_validate(raw)

@@ -4,8 +4,15 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
+
+try:  # recent Typer carries its own copy of click (typer._click); older Typer used click itself
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - depends on the installed Typer
+    from click import exceptions as click_errors
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
@@ -59,3 +66,58 @@ def user_errors() -> Iterator[None]:
         raise fail(_one_line(err), 2 if err.returncode == BAD_INPUT_EXIT else 1) from None
     except (KeyboardInterrupt, ShutdownInProgress):
         raise fail("interrupted", INTERRUPTED_EXIT) from None
+
+
+def usage_line(err: click_errors.UsageError) -> str:
+    """A usage error (bad option value, unknown option, missing argument) as one line:
+    ``<option>: <message>`` where the error names an option or argument."""
+    if isinstance(err, click_errors.NoSuchOption):
+        hint = (f" (did you mean {', '.join(sorted(err.possibilities))}?)"
+                if err.possibilities else "")
+        return f"{err.option_name}: no such option{hint}"
+    name = _parameter_name(err) if isinstance(err, click_errors.BadParameter) else None
+    if name is None:
+        return " ".join(err.format_message().split())
+    if isinstance(err, click_errors.MissingParameter):
+        kind = err.param_type or (err.param.param_type_name if err.param else "option")
+        return f"{name}: required {kind} is missing"
+    return f"{name}: {' '.join(err.message.split())}"
+
+
+def _parameter_name(err: click_errors.BadParameter) -> str | None:
+    if isinstance(err.param_hint, str):
+        return err.param_hint
+    if err.param is None:
+        return None
+    if err.param.param_type_name == "option":
+        # The long form names it best (--method, not -m).
+        return next((o for o in err.param.opts if o.startswith("--")), err.param.opts[0])
+    return (err.param.name or "argument").upper()  # as --help shows an argument: PLAN
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    try:
+        yield
+    except click_errors.NoArgsIsHelpError:
+        raise  # the command alone, without arguments: its help, as before
+    except click_errors.UsageError as err:
+        raise fail(usage_line(err), err.exit_code) from None
+
+
+class OneLineUsageGroup(TyperGroup):
+    """The CLI's command group: a usage error of any command is ``error: <option>: <message>``
+    and exit 2, like every other bad input (click prints a multi-line box); ``--help`` is
+    unchanged.
+
+    The group's own options are parsed in ``make_context``; the command's name, its options
+    and its body run in ``invoke``: both are covered.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _one_line_usage_errors():
+            return super().invoke(ctx)

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from flows.commands._errors import user_errors
+from flows.seeds import MAX_SEED
 
 EXIT_FLAGGED = 1
 
@@ -24,7 +25,8 @@ def register(app: typer.Typer) -> None:
                                   "by default"),
         ladder: str = typer.Option(None, help="ladder name or YAML path (default micro)"),
         rung: str = typer.Option(None, help="rung name (default: the ladder's first rung)"),
-        seed: int = typer.Option(0, min=0, help="run seed, held fixed across permutations"),
+        seed: int = typer.Option(0, min=0, max=MAX_SEED,
+                                 help="run seed, held fixed across permutations"),
         store: Path = typer.Option(None, help="run store for the real weak run "
                                    "(default $W2S_CACHE_DIR/store)"),
         check_determinism: bool = typer.Option(

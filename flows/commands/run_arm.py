@@ -18,6 +18,7 @@ from pathlib import Path
 import typer
 
 from flows.commands._errors import user_errors
+from flows.seeds import MAX_SEED
 
 
 def register(app: typer.Typer) -> None:
@@ -26,7 +27,7 @@ def register(app: typer.Typer) -> None:
         ladder: str = typer.Option("tiny", help="ladder name or YAML path"),
         rung: str = typer.Option(..., help="rung name (see `w2s-transfer ladders`)"),
         arm: str = typer.Option(..., help="weak | ceiling | student"),
-        seed: int = typer.Option(0, min=0, help="training seed"),
+        seed: int = typer.Option(0, min=0, max=MAX_SEED, help="training seed"),
         out: Path = typer.Option(..., help="directory for predictions.parquet and metrics.json"),
         data: Path = typer.Option(None, help="dataset directory (sandbox or generic JSONL); "
                                   "the built-in synthetic task by default"),

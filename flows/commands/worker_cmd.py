@@ -17,6 +17,9 @@ def register(app: typer.Typer) -> None:
         executor starts in a process that was started ahead and has already imported Prefect
         and the group flow (docs/scale.md). Other flow runs run as `prefect worker start`
         runs them."""
-        from flows.standby_worker import serve
+        from flows.commands._errors import user_errors
+        from flows.standby_worker import require_api_url, serve
 
+        with user_errors():
+            require_api_url()
         serve(pool, name, limit, queue or None)

@@ -1,7 +1,6 @@
 """Load a finished run's saved outputs (verdict.json, results.parquet, provenance.json)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from flows.report.verdict import load_verdict
+from flows.userfiles import read_json_object, require_regular_file
 from stats.verdict_model import Verdict
 from w2s_common.errors import InputError
 from w2s_common.names import KEY_COLUMNS as REQUIRED_RESULT_COLUMNS
@@ -34,19 +34,6 @@ class SavedRun:
     summary: SavedSummary | None
 
 
-def _read_json_object(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"invalid or truncated JSON: {err.msg}", path=path,
-                         line=err.lineno) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read {what} ({err})", path=path) from None
-    if not isinstance(data, dict):
-        raise InputError(f"expected a JSON object ({what})", path=path, line=1)
-    return data
-
-
 def load_results(path: str | Path) -> pd.DataFrame:
     """Read results.parquet and check it has the results-table key columns.
 
@@ -54,8 +41,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
         InputError: missing, unreadable or not a results table.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError("results table not found", path=path)
+    require_regular_file(path, "results table")
     try:
         table = pd.read_parquet(path)
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
@@ -82,12 +68,12 @@ def load_saved_run(out_dir: str | Path) -> SavedRun:
     verdict = load_verdict(out / "verdict.json")
     results = load_results(out / "results.parquet")
     provenance_path = out / "provenance.json"
-    provenance = (_read_json_object(provenance_path, "provenance")
+    provenance = (read_json_object(provenance_path, "provenance")
                   if provenance_path.exists() else {})
     summary = None
     summary_path = out / "summary.json"
     if summary_path.exists():
-        data = _read_json_object(summary_path, "summary")
+        data = read_json_object(summary_path, "summary")
         if not isinstance(data.get("text"), str) \
                 or data.get("source") not in ("claude", "template"):
             raise InputError('expected {"text": str, "source": "claude"|"template", '

@@ -5,13 +5,13 @@ so a truncated or hand-edited file is refused with the field it breaks.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from flows.userfiles import parse_json, read_user_text
 from stats.verdict_model import VERDICT_WORDS, Verdict
 from w2s_common.errors import InputError
 from w2s_common.validation import first_error
@@ -91,23 +91,17 @@ def read_verdict_file(path: str | Path) -> VerdictFile:
         The :class:`VerdictFile`.
 
     Raises:
-        InputError: unreadable, empty, truncated or malformed JSON (with its line; NaN,
-            Infinity and repeated keys included), or a schema violation (with its field).
+        InputError: missing, not a regular file, unreadable, empty, truncated, nested too
+            deeply or malformed JSON (with its line; NaN, Infinity and repeated keys included),
+            or a schema violation (with its field).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("verdict file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read verdict file ({err})", path=path) from None
+    text = read_user_text(path, "verdict file")
     if not text.strip():
         raise InputError("verdict file is empty", path=path)
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
-    except json.JSONDecodeError as err:
-        raise InputError(f"invalid or truncated JSON: {err.msg} (column {err.colno})",
-                         path=path, line=err.lineno) from None
+        data = parse_json(text, path, object_pairs_hook=_no_duplicate_keys,
+                          parse_constant=_no_constant)
     except _NotJson as err:
         raise InputError(str(err), path=path) from None
     if not isinstance(data, dict):

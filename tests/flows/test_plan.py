@@ -91,6 +91,18 @@ def test_defaults_and_hash(tmp_path: Path) -> None:
     (GOOD + "datasets: [synthetic, no_such_dir]\n", 9, "datasets[1]", "existing dataset directory"),
     (GOOD + "compute: {precision: fp8}\n", 9, "compute.precision", "'fp32' or 'bf16'"),
     (GOOD.replace("rungs: [xs, m]", "rungs: some"), 7, "rungs", "all"),
+    # Checked at load as the statistics require, not after the first batch has trained.
+    (GOOD + "alpha: 0.9\n", 9, "alpha", "less than 0.5"),
+    (GOOD + "claims:\n  aux_conf: {pgr: .nan}\n", 10, "claims.aux_conf.pgr", "finite number"),
+    (GOOD + "claims:\n  aux_conf: {pgr: .inf}\n", 10, "claims.aux_conf.pgr", "finite number"),
+    (GOOD + "sesoi: .nan\n", 9, "sesoi", "finite number"),
+    (GOOD.replace("max: 6}", "max: 2147483648}"), 8, "seeds.max",
+     "less than or equal to 2147483647"),
+    # Strict types: YAML's true or '2' is not a number (lax pydantic read them as 1 and 2).
+    (GOOD.replace("initial: 3", "initial: true"), 8, "seeds.initial", "valid integer"),
+    (GOOD.replace("initial: 3", "initial: '2'"), 8, "seeds.initial", "valid integer"),
+    (GOOD + "sesoi: '0.01'\n", 9, "sesoi", "valid number"),
+    (GOOD + "compute: {processes: true}\n", 9, "compute.processes", "valid integer"),
 ])
 def test_bad_plan_names_file_line_field_and_expectation(tmp_path: Path, text: str, line: int,
                                                          field: str, expected: str) -> None:

@@ -184,6 +184,20 @@ def test_invalid_utf8(tmp_path):
     assert _error(root) == f"{root / 'test.jsonl'}: file is not valid UTF-8 (byte 12)"
 
 
+def test_deeply_nested_line_names_file_and_line(tmp_path):
+    # Past Python's recursion limit json.loads raises RecursionError (was a traceback).
+    root = _task(tmp_path / "t", test=[_pairwise(4, "A"), "[" * 200_000])
+    assert _error(root) == (f"{root / 'test.jsonl'}:2: JSON nested too deeply (expected arrays "
+                            "and objects less than about 1000 levels deep)")
+
+
+def test_deeply_nested_labels_json(tmp_path):
+    root = tmp_path / "generic"
+    shutil.copytree(FIXTURES / "generic", root)
+    (root / "labels.json").write_text('{"a":' * 200_000)
+    assert _error(root).startswith(f"{root / 'labels.json'}: labels: JSON nested too deeply")
+
+
 @pytest.mark.parametrize("content", ['["neg"]', '["a", "a"]', '{"0": "neg"}', "not json"])
 def test_bad_labels_json(tmp_path, content):
     root = tmp_path / "generic"

@@ -8,6 +8,25 @@ from typing import Any
 from w2s_common.errors import InputError
 
 
+def parse_json(text: str, path: Path, line: int | None = None, *,
+               field: str | None = None) -> Any:
+    """``json.loads`` of a task file's text (one JSONL line, or all of labels.json).
+
+    Raises:
+        InputError: malformed JSON, or JSON nested deeper than Python's parser can follow
+            (``RecursionError``: a line of thousands of ``[``), naming ``path``, ``line`` and
+            ``field`` (each when given).
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"malformed JSON: {err.msg} at column {err.colno}", path=path,
+                         line=line, field=field) from None
+    except RecursionError:
+        raise InputError("JSON nested too deeply (expected arrays and objects less than about "
+                         "1000 levels deep)", path=path, line=line, field=field) from None
+
+
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """Parse every non-blank line of ``path`` as a JSON object.
 
@@ -18,8 +37,8 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
         ``(line_number, row)`` pairs, line numbers 1-based as an editor shows them.
 
     Raises:
-        InputError: the file is missing or not UTF-8, a line is not valid JSON, or a line holds
-            something other than a JSON object.
+        InputError: the file is missing or not UTF-8, a line is not valid JSON (or nested too
+            deeply), or a line holds something other than a JSON object.
     """
     if not path.is_file():
         raise InputError("missing file: every task directory needs train_label.jsonl, "
@@ -33,11 +52,7 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     for line_number, line in enumerate(content.split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"malformed JSON: {err.msg} at column {err.colno}", path=path,
-                             line=line_number) from None
+        row = parse_json(line, path, line_number)
         if not isinstance(row, dict):
             raise InputError(f"expected a JSON object per line, got {type(row).__name__}",
                              path=path, line=line_number)

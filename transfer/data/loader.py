@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from transfer.data.formats import FORMATS, GENERIC, RowFormat, detect_format, parse_row
-from transfer.data.jsonl import read_jsonl
+from transfer.data.jsonl import parse_json, read_jsonl
 from transfer.data.schema import SPLIT_NAMES, TaskData, content_fingerprint
 from transfer.data.validate import assign_ids, balance_warnings, check_leaks, require_rows
 from w2s_common.errors import InputError
@@ -91,9 +91,11 @@ def _label_names(directory: Path, row_format: RowFormat) -> tuple[str, str]:
         raise InputError(f"labels.json applies to generic rows only; {row_format.name} rows "
                          f"have fixed label names {list(row_format.label_names)}", path=path)
     try:
-        names = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"malformed JSON: {err}", path=path, field="labels") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"file is not valid UTF-8 (byte {err.start})", path=path,
+                         field="labels") from None
+    names = parse_json(text, path, field="labels")
     if (not isinstance(names, list) or len(names) != 2
             or not all(isinstance(n, str) and n.strip() for n in names) or names[0] == names[1]):
         raise InputError(f'expected a list of two distinct non-empty names, e.g. ["neg", "pos"]; '

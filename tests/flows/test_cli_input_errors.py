@@ -1,0 +1,144 @@
+"""Inputs a fuzz review found to escape the one-line standard (exit 2, ``error: ...``, no
+traceback): JSON nested too deeply, a FIFO given as a file, a key that is not UTF-8, a worker
+without a server, and usage errors of every command (bad option values, unknown options)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cli_app import product_app
+from test_gate import bind
+from typer.testing import CliRunner
+
+from flows.binding import KEY_ENV, check_key_settings, verdict_key
+from flows.plan import load_plan
+from flows.sweep import load_registry
+from w2s_common.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[2]
+DEEP = 200_000  # far past Python's recursion limit: json.loads raises RecursionError
+NO_KEY = {"W2S_VERDICT_HMAC_KEY": None, "W2S_VERDICT_HMAC_SECRET_BLOCK": None}
+
+
+def one_line(result) -> str:
+    """The single ``error:`` line of a CliRunner result that failed on bad input (exit 2)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("deep", ["[" * DEEP, '{"a":' * DEEP])
+def test_deeply_nested_verdict_is_one_line_naming_the_file(tmp_path: Path, deep: str) -> None:
+    path = tmp_path / "verdict.json"
+    path.write_text(deep)
+    result = CliRunner().invoke(product_app(), ["gate", str(path), "-m", "aux_conf"], env=NO_KEY)
+    assert one_line(result).startswith(f"error: {path}: JSON nested too deeply")
+
+
+@pytest.fixture
+def saved_run(tmp_path: Path, verdict, results_table, provenance) -> Path:
+    (tmp_path / "verdict.json").write_text(json.dumps(verdict))
+    results_table.to_parquet(tmp_path / "results.parquet")
+    (tmp_path / "provenance.json").write_text(json.dumps(provenance))
+    return tmp_path
+
+
+def test_deeply_nested_provenance_is_one_line_naming_the_file(saved_run: Path) -> None:
+    (saved_run / "provenance.json").write_text('{"a":' * DEEP)
+    result = CliRunner().invoke(product_app(), ["report", str(saved_run)])
+    assert one_line(result).startswith(f"error: {saved_run / 'provenance.json'}: JSON nested "
+                                       "too deeply")
+
+
+# --- a FIFO (or anything but a regular file) is refused, never read (a read would block) ------
+
+def test_fifo_verdict_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "verdict.json"
+    os.mkfifo(fifo)
+    result = CliRunner().invoke(product_app(), ["gate", str(fifo), "-m", "aux_conf"], env=NO_KEY)
+    assert one_line(result) == (f"error: {fifo}: cannot read verdict file: a FIFO, expected a "
+                                "regular file")
+
+
+def test_fifo_plan_registry_and_provenance_are_refused(tmp_path: Path, saved_run: Path) -> None:
+    fifo = tmp_path / "plan.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="cannot read plan file: a FIFO"):
+        load_plan(fifo)
+    with pytest.raises(InputError, match="cannot read registry file: a FIFO"):
+        load_registry(fifo)
+    (saved_run / "provenance.json").unlink()
+    os.mkfifo(saved_run / "provenance.json")
+    result = CliRunner().invoke(product_app(), ["report", str(saved_run)])
+    assert "cannot read provenance: a FIFO" in one_line(result)
+
+
+# --- the HMAC key -----------------------------------------------------------------------------
+
+def test_key_that_is_not_utf8_names_the_variable() -> None:
+    env = {KEY_ENV: "\udcff"}  # how os.environ holds the byte 0xff (PEP 383)
+    for check in (check_key_settings, verdict_key):
+        with pytest.raises(InputError) as info:
+            check(env)
+        assert str(info.value) == f"{KEY_ENV}: not valid UTF-8; give a UTF-8 value or unset it"
+
+
+def test_gate_with_a_key_that_is_not_utf8_is_one_line(tmp_path: Path, verdict) -> None:
+    path = tmp_path / "verdict.json"
+    path.write_text(json.dumps(bind(verdict)))
+    assert CliRunner().invoke(product_app(), ["gate", str(path), "-m", "aux_conf"],
+                              env=NO_KEY).exit_code in (0, 1)
+    result = CliRunner().invoke(product_app(), ["gate", str(path), "-m", "aux_conf"],
+                                env={**NO_KEY, KEY_ENV: os.fsdecode(b"\xff")})
+    assert one_line(result) == f"error: {KEY_ENV}: not valid UTF-8; give a UTF-8 value or unset it"
+
+
+# --- the worker needs a server ----------------------------------------------------------------
+
+def test_worker_without_api_url_is_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path)  # no profile that could name a server
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "worker", "--pool", "p"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: PREFECT_API_URL: not set; a worker polls a Prefect server: set it to the "
+        "server's API URL (e.g. http://127.0.0.1:4200/api)"]
+
+
+# --- usage errors: one line for every command, help unchanged ----------------------------------
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["analyze", "in.csv", "--out", "o", "--alpha", "abc"], "error: --alpha: "),
+    (["run-arm", "--rung", "m0", "--arm", "weak", "--out", "o", "--seed", "-1"],
+     "error: --seed: "),
+    (["run-arm", "--rung", "m0", "--arm", "weak", "--out", "o", "--seed", str(2**31)],
+     "error: --seed: "),
+    (["run-arm", "--rung", "m0", "--arm", "weak", "--out", "o",
+      "--seed", "99999999999999999999999"], "error: --seed: "),
+    (["audit", "--method", "aux_conf", "--seed", str(2**31)], "error: --seed: "),
+    (["gate", "v.json", "--bogus"], "error: --bogus: no such option"),
+    (["gate", "v.json"], "error: --method: required option is missing"),
+    (["validate"], "error: PLAN: required argument is missing"),
+    (["ladders", "--jsn"], "error: --jsn: no such option (did you mean --json?)"),
+    (["no-such-command"], "error: No such command 'no-such-command'"),
+    (["--nope"], "error: --nope: no such option"),
+])
+def test_usage_errors_are_one_line(args: list[str], expected: str) -> None:
+    from flows.cli import app
+
+    assert one_line(CliRunner().invoke(app, args)).startswith(expected)
+
+
+def test_help_is_unchanged() -> None:
+    from flows.cli import app
+
+    for args in (["--help"], ["gate", "--help"], ["run-arm", "--help"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0 and "Usage:" in result.stdout, result.output
