@@ -237,7 +237,10 @@ def _bwrap_argv(spec: JailSpec, argv: Sequence[str], as_root: bool,
             args += ["--symlink", str(mount.source), mount.target]
         else:
             args += ["--perms", "0755", "--dir", mount.target]
-    args += ["--clearenv"]
+    # bubblewrap's root is a tmpfs owned by the caller: a non-root caller's program has that
+    # uid and could fill it without bound or move the mounts made on it; read-only after the
+    # last mount, while the mounts on it (/tmp, /dev/shm, the outputs tmpfs) stay as they are.
+    args += ["--remount-ro", "/", "--clearenv"]
     for name, value in spec.env.items():
         args += ["--setenv", name, value]
     args += ["--chdir", spec.cwd, "--"]

@@ -226,6 +226,13 @@ PUSH = ("; for fd in /proc/[0-9]*/fd/*; do case $(readlink $fd) in pipe:*) "
         "head -c 8388608 /dev/zero > $fd && echo pushed-$fd;; esac; done 2>/dev/null")
 
 
+# bubblewrap's root is a tmpfs the non-root program owns: without --remount-ro it could write
+# there without bound (an attacker review parked 1 GiB of RAM in it) or move the jail's mounts.
+ROOTER = ("; { head -c 1048576 /dev/zero > /planted && echo root-writable; "
+          "mkdir /elsewhere && echo root-writable; mv /out /moved && echo root-writable; "
+          "} 2>/dev/null")
+
+
 def _as_non_root(code: str, workdir: Path) -> subprocess.CompletedProcess:
     """Run ``code`` as an unprivileged caller (uid 65534, as a non-root cluster pod runs),
     with this checkout on its path: bubblewrap then builds the jail in a user namespace and the
@@ -266,9 +273,10 @@ def test_a_non_root_jail_cannot_reach_the_host_or_the_outputs_pipe():
             "import os, sys\n"
             "from pathlib import Path\n"
             "sys.path.insert(0, os.environ['PYTHONPATH'])\n"
-            "from tests.methods.test_jail import collecting_spec, MAKE_OUTPUTS, PUSH\n"
+            "from tests.methods.test_jail import collecting_spec, MAKE_OUTPUTS, PUSH, ROOTER\n"
             "from methods.jail import run_jailed\n"
-            "for name, script in (('honest', MAKE_OUTPUTS), ('pusher', MAKE_OUTPUTS + PUSH)):\n"
+            "for name, script in (('honest', MAKE_OUTPUTS), ('pusher', MAKE_OUTPUTS + PUSH),\n"
+            "                     ('rooter', MAKE_OUTPUTS + ROOTER)):\n"
             "    destination = Path(name)\n"
             "    destination.mkdir()\n"
             "    result = run_jailed(['sh', '-c', script + '; id -u'],"
@@ -277,10 +285,11 @@ def test_a_non_root_jail_cannot_reach_the_host_or_the_outputs_pipe():
             " repr(result.last_stderr_line()), result.stdout.split())\n")
         done = _as_non_root(code, workdir)
         assert done.returncode == 0, done.stderr[-2000:]
-        honest, pusher = done.stdout.splitlines()[-2:]
+        honest, pusher, rooter = done.stdout.splitlines()[-3:]
         outputs = "['directory', 'fifo', 'file', 'link'] ''"
         assert honest == f"honest 0 {outputs} ['{NON_ROOT_UID}']", honest
         assert pusher == f"pusher 0 {outputs} ['{NON_ROOT_UID}']", pusher  # nothing pushed
+        assert rooter == f"rooter 0 {outputs} ['{NON_ROOT_UID}']", rooter  # the root is read-only
         assert (workdir / "pusher" / "file").read_bytes() == b"bytes\n"
         assert (workdir / "honest" / "file").stat().st_uid == NON_ROOT_UID
         on_disk = sum(p.stat().st_size for p in workdir.rglob("*") if p.is_file())
