@@ -24,6 +24,7 @@ in memory. A parser that accepts six frame kinds has none of those paths.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import struct
@@ -139,6 +140,18 @@ class Refused(Exception):
     """The outputs stream broke a rule; nothing of it is kept."""
 
 
+def _above_stdio(fd: int) -> int:
+    """``fd`` moved to a descriptor >= 3 (close-on-exec, as os.pipe makes them): a caller
+    started with stdin or stdout closed gets 0 or 1 from os.pipe, which the jail's process would
+    then have as its stdin or stdout."""
+    if fd > 2:
+        return fd
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    finally:
+        os.close(fd)
+
+
 class OutputsPipe:
     """The caller's end of :class:`Collect`: a pipe whose write end the jail inherits, and a
     thread that parses the frames into ``collect.destination`` as they come, reading at most
@@ -148,9 +161,10 @@ class OutputsPipe:
     def __init__(self, collect: Collect) -> None:
         self.collect = collect
         self.destination = Path(collect.destination)
-        self._read_end, self.write_end = os.pipe()
+        self._read_end, self.write_end = (_above_stdio(end) for end in os.pipe())
         self.problem: str | None = None
         self._received = 0
+        self._file_bytes = 0  # the bytes and holes of regular files, at most collect.file_bytes
         self._written: list[Path] = []
         self._thread = threading.Thread(target=self._drain, name="w2s-jail-outputs", daemon=True)
         self._thread.start()
@@ -189,6 +203,12 @@ class OutputsPipe:
                 if kind in (BYTES, ZEROS):
                     if current is None or current[0] != index or not 0 < length <= CHUNK_BYTES:
                         raise Refused("file bytes out of place in the outputs stream")
+                    # The jail's outputs tmpfs holds file_bytes in all, holes included: a stream
+                    # of ZEROS frames must not make a terabyte-sized sparse file either.
+                    self._file_bytes += length
+                    if self._file_bytes > self.collect.file_bytes:
+                        raise Refused(f"the outputs' files exceeded {self.collect.file_bytes} "
+                                      "bytes")
                     if kind == ZEROS:
                         os.lseek(current[1], length, os.SEEK_CUR)
                         continue

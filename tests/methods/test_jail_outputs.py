@@ -8,6 +8,8 @@ header made the caller spin for minutes, a malformed one raised a traceback."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from methods.jail_outputs import (
 )
 
 NAMES = ("predictions.jsonl", "describe.json")
-FILE_BYTES = 1 << 20
+FILE_BYTES = 4 << 20
 
 
 def frame(kind: int, index: int = 0, payload: bytes = b"", length: int | None = None) -> bytes:
@@ -91,8 +93,10 @@ def test_a_file_too_large_arrives_as_its_size_without_blocks(tmp_path):
 
 
 @pytest.mark.parametrize("stream, expected", [
-    # more bytes than the cap: 64 chunks of 1 MiB against 1 MiB + 64 KiB
+    # more bytes than the cap: 64 chunks of 1 MiB against 4 MiB + 64 KiB
     (frame(BEGIN, 0) + frame(BYTES, 0, b"x" * CHUNK_BYTES) * 64 + frame(END), "exceeded"),
+    # holes count too: 50 bytes of frames must not become a sparse file past the outputs bound
+    (frame(BEGIN, 0) + frame(ZEROS, 0, length=CHUNK_BYTES) * 5 + frame(END), "exceeded"),
     # a name twice (the second would replace or extend the first)
     (honest()[:-FRAME.size] + frame(BEGIN, 0) + frame(END), "out of place"),
     # a name that is not allowed
@@ -126,3 +130,18 @@ def test_a_stream_that_breaks_a_rule_leaves_nothing(tmp_path, stream, expected):
 def test_bytes_after_the_end_are_not_read_into_anything(tmp_path):
     problem, left = receive(tmp_path, honest() + frame(BEGIN, 1) + b"y" * (8 << 20))
     assert problem is None and set(left) == {"predictions.jsonl", "describe.json"}
+
+
+def test_the_pipe_never_takes_the_standard_descriptors(tmp_path):
+    # A caller started with stdin and stdout closed gets 0 and 1 from os.pipe: the jail's process
+    # would then read and write its outputs stream as its standard input and output.
+    code = ("import sys\n"
+            "from methods.jail_outputs import Collect, OutputsPipe\n"
+            f"pipe = OutputsPipe(Collect('/w2s/out', {str(tmp_path)!r}, ('a',), 1, 'python3'))\n"
+            "sys.stderr.write(f'{pipe._read_end} {pipe.write_end}')\n"
+            "pipe.finish()\n")
+    done = subprocess.run(["sh", "-c", 'exec 0<&- 1>&- "$0" -c "$1"', sys.executable, code],
+                          capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).parents[2])
+    read_end, write_end = map(int, done.stderr.split()[-2:])
+    assert read_end > 2 and write_end > 2, done.stderr
