@@ -55,9 +55,13 @@ lint: $(STAMP)
 # Two pytest workers (pytest-xdist): most tests wait on one single-threaded subprocess, so two at
 # a time keep both cores busy. A file's tests stay on one worker, and tests/security/ too
 # (tests/conftest.py groups them). TEST_WORKERS=0 runs them in this process.
+# --max-worker-restart=0: a worker that dies (the OOM killer, a segfault) ends the run with its
+# test named; replaced, its pending tests were never handed out again and xdist (3.8, loadgroup)
+# waited forever (seen on CI and here, 2026-12-03).
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -rs \
-          $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup)
+          $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup \
+          --max-worker-restart=0)
 NO_TESTS := if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc
 
 test: lint

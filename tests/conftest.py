@@ -26,7 +26,9 @@ os.environ["W2S_JAIL_CACHE_DIR"] = _JAIL
 def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One Prefect test server (temporary SQLite database) for the whole session.
 
-    Started only when a test requests it (~13 s); PREFECT_HOME points at a temporary directory
+    Started only when a test requests it (~13 s; a first start on a loaded 2-core machine, with
+    the database created and migrated, took over 60 s once, and every test of that worker then
+    errored: hence 180 s); PREFECT_HOME points at a temporary directory
     and analytics are off, so tests never touch the user's Prefect profile or the network.
     """
     home = tmp_path_factory.mktemp("prefect-home")
@@ -39,7 +41,7 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
     try:
         with temporary_settings({PREFECT_HOME: str(home), PREFECT_SERVER_ANALYTICS_ENABLED: False}):
-            with prefect_test_harness(server_startup_timeout=60):
+            with prefect_test_harness(server_startup_timeout=180):
                 yield
     finally:
         for key, value in saved.items():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 
 from malicious import LabelThief
@@ -11,6 +12,19 @@ ROOTS = ("/tmp", "/work", "/root", "/home", "/data", "/srv", "/mnt", "/var/tmp")
 # Skipped only to keep the test suite fast; a real attacker has all the time it wants.
 SKIP_DIRS = {".venv", ".git", "site-packages", "node_modules", ".library", "__pycache__"}
 TIME_BUDGET_S = 10.0
+# Also only for the suite, which runs this thief in its own process too (to show the route is
+# real): a regular file of at most this size. A 1 TiB sparse predictions.jsonl another test left
+# in /tmp was read as one line until the OOM killer took the pytest worker, and a FIFO named
+# predictions.jsonl blocked the open forever (CI, 2026-12-03).
+LARGEST_FILE_BYTES = 64 << 20
+
+
+def _readable(entry: os.DirEntry) -> bool:
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size <= LARGEST_FILE_BYTES
 
 
 def _rows(path: str):
@@ -53,7 +67,7 @@ class WalkFilesystem(LabelThief):
             subdirs.sort(key=lambda e: e.stat(follow_symlinks=False).st_mtime, reverse=True)
             queue[:0] = [e.path for e in subdirs]
             for entry in entries:
-                if not entry.name.endswith((".jsonl", ".parquet")):
+                if not entry.name.endswith((".jsonl", ".parquet")) or not _readable(entry):
                     continue
                 try:
                     for row in _rows(entry.path):

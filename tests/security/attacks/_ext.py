@@ -96,6 +96,11 @@ def table_rows(path: str) -> Iterator[dict]:
         yield from pq.read_table(path).to_pylist()
 
 
+# Only to keep the suite's memory bounded where an attack runs unjailed: other tests leave sparse
+# files of up to 1 TiB in /tmp (the outputs-bound tests), which a thief would read whole.
+LARGEST_FILE_BYTES = 64 << 20
+
+
 def walk_files(roots: Iterable[str], budget_s: float, skip: set[str] = frozenset()
                ) -> Iterator[str]:
     """Files under ``roots``, breadth first, newest directories first, within a time budget
@@ -119,7 +124,8 @@ def walk_files(roots: Iterable[str], budget_s: float, skip: set[str] = frozenset
                 if entry.is_dir(follow_symlinks=False):
                     if entry.name not in skip:
                         subdirs.append((entry.stat(follow_symlinks=False).st_mtime, entry.path))
-                elif entry.is_file(follow_symlinks=False):
+                elif (entry.is_file(follow_symlinks=False)
+                      and entry.stat(follow_symlinks=False).st_size <= LARGEST_FILE_BYTES):
                     yield entry.path
             except OSError:
                 continue
