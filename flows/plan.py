@@ -24,10 +24,10 @@ from pydantic import (
     model_validator,
 )
 
-from flows.seeds import MAX_SEED
 from flows.userfiles import require_regular_file
 from methods.policy import JailSettings
 from w2s_common.errors import InputError
+from w2s_common.names import MAX_SEED
 from w2s_common.validation import first_error
 from w2s_common.yamlio import parse_yaml, read_yaml
 

@@ -41,7 +41,8 @@ from pydantic import (
 
 from stats.errors import StatsInputError
 from stats.quality import DataQuality, RecordIssue
-from stats.table import MAX_EXAMPLES, MAX_SEED
+from stats.table import MAX_EXAMPLES
+from w2s_common.names import MAX_SEED
 from w2s_common.validation import validation_input_error
 
 WEAK_IDEA = "weak_artifacts"

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from stats.errors import StatsInputError
-from w2s_common.names import KEY_COLUMNS, META_COLUMNS
+from w2s_common.names import KEY_COLUMNS, MAX_SEED, META_COLUMNS
 from w2s_common.names import REFERENCE_ARMS as RESERVED_ARMS
 
 EXAMPLE_COLUMNS = KEY_COLUMNS + ("example_id", "correct")
@@ -20,9 +20,6 @@ AGGREGATE_COLUMNS = KEY_COLUMNS + ("accuracy", "n")
 EXAMPLES = "examples"
 AGGREGATE = "aggregate"
 
-# The pipeline's seed range (flows/seeds.py, which stats may not import): every library's seed
-# fits it, and a larger one overflowed int64 into a "duplicate row" error before.
-MAX_SEED = 2**31 - 1
 # An upper bound on a test set's size that no real evaluation reaches: a larger n is a typo, and
 # 1e308 overflowed the seed-level estimates.
 MAX_EXAMPLES = 10**9

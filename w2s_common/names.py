@@ -24,3 +24,10 @@ KEY_COLUMNS = ("rung", "dataset", "seed", "arm")
 PREDICTION_COLUMNS = ("example_id", "prob", "pred", "correct")
 META_COLUMNS = ("weak_model", "strong_model", "weak_params", "strong_params")
 RESULT_COLUMNS = KEY_COLUMNS + PREDICTION_COLUMNS + META_COLUMNS
+
+# The range of a training seed wherever one enters (run-arm --seed, audit --seed, a plan's seeds,
+# a results table): torch.manual_seed takes at most 2**64 - 1 (a larger seed was a ValueError
+# traceback after the model had loaded, and overflowed int64 in a table); 2**31 - 1 also fits
+# every library that takes a 32-bit seed, and leaves room for the offsets derived seeds add
+# (transfer/student.py adds 7919 per refit).
+MAX_SEED = 2**31 - 1

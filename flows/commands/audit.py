@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from flows.commands._errors import user_errors
-from flows.seeds import MAX_SEED
+from w2s_common.names import MAX_SEED
 
 EXIT_FLAGGED = 1
 
