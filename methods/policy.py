@@ -24,22 +24,28 @@ GIB = 1 << 30
 class JailSettings(BaseModel):
     """The jail a plan asks for (``jail:`` in a plan; ``--unjailed`` on the CLI)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML's '2000' (a string) is not a number of processes; no NaN or infinity (an
+    # infinite timeout_s was an OverflowError traceback when the CPU limit was derived from it).
+    # The upper bounds are far above any real jail and keep every derived limit in range.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     mode: Literal["required", "off"] = Field(
         "required", description="required: untrusted code runs only in the jail; off: run it "
         "unjailed (recorded; never promoted).")
-    timeout_s: float = Field(24 * 3600.0, gt=0, description="Wall-clock limit of one method run.")
+    timeout_s: float = Field(24 * 3600.0, gt=0, le=366 * 24 * 3600.0,
+                             description="Wall-clock limit of one method run.")
     memory_gb: float | None = Field(
-        None, gt=0, description="Memory of the whole jail in GiB, its tmpfs included (a memory "
-        "control group where one can be made; also each process's address space, except with "
-        "GPUs). Default: the machine's memory.")
-    max_processes: int = Field(1024, ge=16, description="Processes and threads of the jail.")
-    max_file_mb: int = Field(1024, ge=1, description="Largest file the method may write (MiB); "
-                             "its outputs directory holds four times that.")
-    max_open_files: int = Field(4096, ge=64, description="Open file descriptors.")
+        None, gt=0, le=1 << 20, description="Memory of the whole jail in GiB, its tmpfs included "
+        "(a memory control group where one can be made; also each process's address space, "
+        "except with GPUs). Default: the machine's memory.")
+    max_processes: int = Field(1024, ge=16, le=1 << 22,
+                               description="Processes and threads of the jail.")
+    max_file_mb: int = Field(1024, ge=1, le=1 << 20,
+                             description="Largest file the method may write (MiB); its outputs "
+                             "directory holds four times that.")
+    max_open_files: int = Field(4096, ge=64, le=1 << 20, description="Open file descriptors.")
     cpu_seconds: int | None = Field(
-        None, ge=1, description="CPU time over all threads (default: timeout_s x CPUs).")
+        None, ge=1, le=10**9, description="CPU time over all threads (default: timeout_s x CPUs).")
 
     def limits(self, use_gpu: bool) -> JailLimits:
         """The resource limits of one jailed run."""

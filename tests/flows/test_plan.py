@@ -103,6 +103,11 @@ def test_defaults_and_hash(tmp_path: Path) -> None:
     (GOOD.replace("initial: 3", "initial: '2'"), 8, "seeds.initial", "valid integer"),
     (GOOD + "sesoi: '0.01'\n", 9, "sesoi", "valid number"),
     (GOOD + "compute: {processes: true}\n", 9, "compute.processes", "valid integer"),
+    # The jail's settings likewise (methods/policy.py), and bounded: an infinite time-out was a
+    # traceback when the CPU limit was derived from it.
+    (GOOD + "jail: {max_processes: '2000'}\n", 9, "jail.max_processes", "valid integer"),
+    (GOOD + "jail: {timeout_s: .inf}\n", 9, "jail.timeout_s", "finite number"),
+    (GOOD + "jail: {max_file_mb: 1099511627776}\n", 9, "jail.max_file_mb", "less than or equal"),
 ])
 def test_bad_plan_names_file_line_field_and_expectation(tmp_path: Path, text: str, line: int,
                                                          field: str, expected: str) -> None:
