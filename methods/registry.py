@@ -372,7 +372,11 @@ def parse_params(method: Method, pairs: list[str] | tuple[str, ...] | Mapping[st
                              field="--param")
         if key in values:
             raise InputError(f"method {method.name}: given twice", field=f"--param {key}")
-        values[key], raw_values[key] = _parse_value(raw), raw
+        try:
+            values[key], raw_values[key] = _parse_value(raw), raw
+        except RecursionError:  # '[' x 100000: Python's parser gives up
+            raise InputError(f"method {method.name}: value nested too deeply (expected a JSON "
+                             "value or plain text)", field=f"--param {key}") from None
     while True:
         try:
             return method.Params.model_validate(values)

@@ -61,6 +61,13 @@ def test_bad_references_are_input_errors(reference, message):
         resolve_method(reference)
 
 
+def test_a_param_nested_past_the_parser_is_one_line():
+    method = resolve_method("vanilla")
+    with pytest.raises(InputError, match="nested too deeply") as info:
+        parse_params(method, ["epochs=" + "[" * 100_000])
+    assert info.value.field == "--param epochs"
+
+
 @pytest.fixture
 def installed_plugin(tmp_path, monkeypatch):
     """A real distribution on sys.path declaring two entry points of our group."""

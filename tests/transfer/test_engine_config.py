@@ -65,6 +65,9 @@ def test_malformed_json_names_file_and_line(tmp_path):
     message = str(info.value)
     assert message.startswith(f"{path}:3: ")
     assert "malformed JSON" in message
+    path.write_text("[" * 100_000 + "]" * 100_000)  # past Python's parser: RecursionError
+    with pytest.raises(InputError, match="nested too deeply"):
+        load_ds_file(str(path))
 
 
 @pytest.mark.parametrize("content, field", [

@@ -100,6 +100,9 @@ def load_ds_file(name_or_path: str) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise InputError(f"malformed JSON: {err.msg} (column {err.colno})", path=path,
                          line=err.lineno) from None
+    except RecursionError:
+        raise InputError("JSON nested too deeply (expected a DeepSpeed config object)",
+                         path=path) from None
     if not isinstance(raw, dict):
         raise InputError("expected a JSON object at the top level", path=path)
     for key in _ENGINE_OWNED_KEYS:
