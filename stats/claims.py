@@ -81,8 +81,13 @@ def load_claims(path: str | Path) -> dict[str, Any]:
         StatsInputError: not UTF-8, not JSON, or not of the shape above; the message names the
             file and the field.
     """
+    if not Path(path).is_file():  # missing, or a FIFO or device that would block the read
+        raise StatsInputError("claims file not found or not a regular file", path=path)
     try:
         text = Path(path).read_bytes().decode("utf-8")
+    except OSError as err:
+        raise StatsInputError(f"cannot read the claims file ({err.strerror or err})",
+                              path=path) from None
     except UnicodeDecodeError as err:
         raise StatsInputError(f"not UTF-8 text (byte {err.start}); expected a JSON file",
                               path=path) from None

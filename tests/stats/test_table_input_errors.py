@@ -3,6 +3,7 @@ code 2, never a traceback, and no output written (the fuzz review's cases)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -143,6 +144,14 @@ def test_claims_errors_name_the_claims_file(tmp_path, content, expected):
     _refused(_analyze([str(table), "--out", str(tmp_path / "o"), "--claims", str(claims)]),
              str(claims), expected)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_fifo_as_claims_file_is_refused_without_blocking(tmp_path):
+    table, claims = tmp_path / "results.csv", tmp_path / "claims.json"
+    _aggregate().to_csv(table, index=False)
+    os.mkfifo(claims)  # reading it would wait forever for a writer
+    _refused(_analyze([str(table), "--out", str(tmp_path / "o"), "--claims", str(claims)]),
+             str(claims), "not a regular file")
 
 
 def test_a_good_claims_file_reaches_the_verdict(tmp_path):
