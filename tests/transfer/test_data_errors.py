@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -196,6 +197,14 @@ def test_deeply_nested_labels_json(tmp_path):
     shutil.copytree(FIXTURES / "generic", root)
     (root / "labels.json").write_text('{"a":' * 200_000)
     assert _error(root).startswith(f"{root / 'labels.json'}: labels: JSON nested too deeply")
+
+
+def test_a_fifo_labels_json_is_refused_without_blocking(tmp_path):
+    root = tmp_path / "generic"
+    shutil.copytree(FIXTURES / "generic", root)
+    (root / "labels.json").unlink(missing_ok=True)
+    os.mkfifo(root / "labels.json")  # reading it would wait forever for a writer
+    assert _error(root) == f"{root / 'labels.json'}: labels: expected a regular file"
 
 
 @pytest.mark.parametrize("content", ['["neg"]', '["a", "a"]', '{"0": "neg"}', "not json"])

@@ -87,6 +87,8 @@ def _label_names(directory: Path, row_format: RowFormat) -> tuple[str, str]:
     path = directory / LABELS_FILE
     if not path.exists():
         return row_format.label_names
+    if not path.is_file():  # a FIFO would block the read forever
+        raise InputError("expected a regular file", path=path, field="labels")
     if row_format is not GENERIC:
         raise InputError(f"labels.json applies to generic rows only; {row_format.name} rows "
                          f"have fixed label names {list(row_format.label_names)}", path=path)
