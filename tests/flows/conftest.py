@@ -6,6 +6,8 @@ Holm-adjusted p-values), so its numbers are consistent with the table without be
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -153,3 +155,12 @@ def provenance() -> dict[str, Any]:
             "models": {"xs": {"weak": "tiny-weak-0.5M", "strong": "tiny-strong-2M"}},
             "seeds": {"initial": 3, "batch": 3, "max": 6},
             "timings": {"total_s": 412.5, "arms_s": 380.1}}
+
+
+@pytest.fixture
+def saved_run(tmp_path: Path, verdict, results_table, provenance) -> Path:
+    """A finished run's output directory: verdict.json, results.parquet, provenance.json."""
+    (tmp_path / "verdict.json").write_text(json.dumps(verdict))
+    results_table.to_parquet(tmp_path / "results.parquet")
+    (tmp_path / "provenance.json").write_text(json.dumps(provenance))
+    return tmp_path

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cli_app import product_app
+from cli_helpers import one_error_line
 from test_gate import bind
 from typer.testing import CliRunner
 
@@ -24,36 +25,19 @@ DEEP = 200_000  # far past Python's recursion limit: json.loads raises Recursion
 NO_KEY = {"W2S_VERDICT_HMAC_KEY": None, "W2S_VERDICT_HMAC_SECRET_BLOCK": None}
 
 
-def one_line(result) -> str:
-    """The single ``error:`` line of a CliRunner result that failed on bad input (exit 2)."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
 @pytest.mark.parametrize("deep", ["[" * DEEP, '{"a":' * DEEP])
 def test_deeply_nested_verdict_is_one_line_naming_the_file(tmp_path: Path, deep: str) -> None:
     path = tmp_path / "verdict.json"
     path.write_text(deep)
     result = CliRunner().invoke(product_app(), ["gate", str(path), "-m", "aux_conf"], env=NO_KEY)
-    assert one_line(result).startswith(f"error: {path}: JSON nested too deeply")
-
-
-@pytest.fixture
-def saved_run(tmp_path: Path, verdict, results_table, provenance) -> Path:
-    (tmp_path / "verdict.json").write_text(json.dumps(verdict))
-    results_table.to_parquet(tmp_path / "results.parquet")
-    (tmp_path / "provenance.json").write_text(json.dumps(provenance))
-    return tmp_path
+    assert one_error_line(result).startswith(f"error: {path}: JSON nested too deeply")
 
 
 def test_deeply_nested_provenance_is_one_line_naming_the_file(saved_run: Path) -> None:
     (saved_run / "provenance.json").write_text('{"a":' * DEEP)
     result = CliRunner().invoke(product_app(), ["report", str(saved_run)])
-    assert one_line(result).startswith(f"error: {saved_run / 'provenance.json'}: JSON nested "
-                                       "too deeply")
+    assert one_error_line(result).startswith(
+        f"error: {saved_run / 'provenance.json'}: JSON nested too deeply")
 
 
 # --- a FIFO (or anything but a regular file) is refused, never read (a read would block) ------
@@ -62,8 +46,8 @@ def test_fifo_verdict_is_refused(tmp_path: Path) -> None:
     fifo = tmp_path / "verdict.json"
     os.mkfifo(fifo)
     result = CliRunner().invoke(product_app(), ["gate", str(fifo), "-m", "aux_conf"], env=NO_KEY)
-    assert one_line(result) == (f"error: {fifo}: cannot read verdict file: a FIFO, expected a "
-                                "regular file")
+    assert one_error_line(result) == (f"error: {fifo}: cannot read verdict file: a FIFO, "
+                                      "expected a regular file")
 
 
 def test_fifo_plan_registry_and_provenance_are_refused(tmp_path: Path, saved_run: Path) -> None:
@@ -76,7 +60,7 @@ def test_fifo_plan_registry_and_provenance_are_refused(tmp_path: Path, saved_run
     (saved_run / "provenance.json").unlink()
     os.mkfifo(saved_run / "provenance.json")
     result = CliRunner().invoke(product_app(), ["report", str(saved_run)])
-    assert "cannot read provenance: a FIFO" in one_line(result)
+    assert "cannot read provenance: a FIFO" in one_error_line(result)
 
 
 # --- the HMAC key -----------------------------------------------------------------------------
@@ -89,19 +73,20 @@ def test_key_that_is_not_utf8_names_the_variable() -> None:
         assert str(info.value) == f"{KEY_ENV}: not valid UTF-8; give a UTF-8 value or unset it"
 
 
-def test_gate_with_a_key_that_is_not_utf8_is_one_line(tmp_path: Path, verdict) -> None:
+def test_gate_with_a_key_that_is_not_utf8_is_one_error_line(tmp_path: Path, verdict) -> None:
     path = tmp_path / "verdict.json"
     path.write_text(json.dumps(bind(verdict)))
     assert CliRunner().invoke(product_app(), ["gate", str(path), "-m", "aux_conf"],
                               env=NO_KEY).exit_code in (0, 1)
     result = CliRunner().invoke(product_app(), ["gate", str(path), "-m", "aux_conf"],
                                 env={**NO_KEY, KEY_ENV: os.fsdecode(b"\xff")})
-    assert one_line(result) == f"error: {KEY_ENV}: not valid UTF-8; give a UTF-8 value or unset it"
+    assert one_error_line(result) == (f"error: {KEY_ENV}: not valid UTF-8; give a UTF-8 value "
+                                      "or unset it")
 
 
 # --- the worker needs a server ----------------------------------------------------------------
 
-def test_worker_without_api_url_is_one_line(tmp_path: Path) -> None:
+def test_worker_without_api_url_is_one_error_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(tmp_path)  # no profile that could name a server
     proc = subprocess.run([sys.executable, "-m", "flows.cli", "worker", "--pool", "p"], cwd=ROOT,
@@ -130,10 +115,10 @@ def test_worker_without_api_url_is_one_line(tmp_path: Path) -> None:
     (["no-such-command"], "error: No such command 'no-such-command'"),
     (["--nope"], "error: --nope: no such option"),
 ])
-def test_usage_errors_are_one_line(args: list[str], expected: str) -> None:
+def test_usage_errors_are_one_error_line(args: list[str], expected: str) -> None:
     from flows.cli import app
 
-    assert one_line(CliRunner().invoke(app, args)).startswith(expected)
+    assert one_error_line(CliRunner().invoke(app, args)).startswith(expected)
 
 
 def test_help_is_unchanged() -> None:

@@ -233,14 +233,6 @@ def test_writes_are_atomic_and_replace_old_reports(tmp_path: Path, verdict, resu
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
-@pytest.fixture
-def saved_run(tmp_path: Path, verdict, results_table, provenance) -> Path:
-    (tmp_path / "verdict.json").write_text(json.dumps(verdict))
-    results_table.to_parquet(tmp_path / "results.parquet")
-    (tmp_path / "provenance.json").write_text(json.dumps(provenance))
-    return tmp_path
-
-
 def test_report_command_rerenders_from_saved_results(saved_run: Path, verdict) -> None:
     result = CliRunner().invoke(product_app(), ["report", str(saved_run)])
     assert result.exit_code == 0, result.stderr
