@@ -11,7 +11,10 @@ from malicious import LabelThief
 ROOTS = ("/tmp", "/work", "/root", "/home", "/data", "/srv", "/mnt", "/var/tmp")
 # Skipped only to keep the test suite fast; a real attacker has all the time it wants.
 SKIP_DIRS = {".venv", ".git", "site-packages", "node_modules", ".library", "__pycache__"}
-TIME_BUDGET_S = 10.0
+# A busy /tmp (the other pytest worker's runs, earlier sessions' directories) took more than 10 s
+# to search under load; the walk ends as soon as every test id is found, so the budget only
+# bounds a walk that finds nothing (in the jail, whose filesystem is small).
+TIME_BUDGET_S = 60.0
 # Also only for the suite, which runs this thief in its own process too (to show the route is
 # real): a regular file of at most this size. A 1 TiB sparse predictions.jsonl another test left
 # in /tmp was read as one line until the OOM killer took the pytest worker, and a FIFO named
@@ -56,7 +59,7 @@ class WalkFilesystem(LabelThief):
         queue = [root for root in ROOTS if os.path.isdir(root)]
         while queue:
             directory = queue.pop(0)
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or len(found) == len(wanted):
                 return found
             try:
                 entries = list(os.scandir(directory))
