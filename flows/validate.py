@@ -12,10 +12,12 @@
 """
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import progress as events
@@ -93,12 +95,31 @@ def _submitter(campaign):
 
 def _submit_with_prefect(groups: list[ArmGroup], work_dir: Path, processes: int,
                          parallel: int) -> list[dict[str, Any]]:
-    outcomes: list[dict[str, Any]] = []
-    for start in range(0, len(groups), parallel):
-        futures = [run_group_task.submit(g, str(work_dir), processes)
-                   for g in groups[start:start + parallel]]
-        outcomes.extend(f.result() for f in futures)
-    return outcomes
+    """Run ``groups`` as Prefect tasks, at most ``parallel`` at a time, and return their
+    outcomes in the order of ``groups``.
+
+    A group starts as soon as another ends (a window, not batches: a batch waits for its
+    slowest group while a core idles), and the largest rungs start first: a ladder lists its
+    rungs smallest first (``Campaign.groups`` keeps that order), and starting the longest jobs
+    first keeps the look's end from waiting on one large group started last.
+    """
+    rungs = list(dict.fromkeys(g.rung for g in groups))
+    waiting = deque(sorted(range(len(groups)), key=lambda i: -rungs.index(groups[i].rung)))
+    running: dict[Any, int] = {}
+    outcomes: list[dict[str, Any] | None] = [None] * len(groups)
+
+    def start_next() -> None:
+        index = waiting.popleft()
+        running[run_group_task.submit(groups[index], str(work_dir), processes)] = index
+
+    while waiting and len(running) < parallel:
+        start_next()
+    while running:
+        finished = next(as_completed(list(running)))
+        outcomes[running.pop(finished)] = finished.result()  # a failed group raises here
+        if waiting:
+            start_next()
+    return outcomes  # type: ignore[return-value]
 
 
 __all__ = ["ArmGroup", "MethodRef", "run_group_task", "validate_flow"]
