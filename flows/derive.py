@@ -37,11 +37,20 @@ class StatsView:
 def analysis_settings(plan, labels: dict[str, str] | None = None) -> dict[str, Any]:
     """The arguments of ``stats.analyze_table`` a plan fixes (``labels``: plan entry name ->
     the method's name in the results)."""
-    claims = ({(labels or {}).get(name, name): claim.model_dump()
+    claims = ({(labels or {}).get(name, name): claim_entry(claim)
                for name, claim in plan.claims.items()} if plan.claims else None)
     return {"baseline": StatsView(plan, labels).baseline, "sesoi": plan.sesoi,
             "alpha": plan.alpha, "correction": plan.correction, "claims": claims,
             "estimand": plan.estimand}
+
+
+def claim_entry(claim) -> dict[str, Any]:
+    """A plan's claim in ``stats.claims``' form: ``{"pgr": x}`` for every dataset, or
+    ``{dataset: {"pgr": x}}`` when the claim names the dataset it was made on (so it is not
+    tested against the method's results on another)."""
+    if claim.dataset is None:
+        return {"pgr": claim.pgr}
+    return {claim.dataset: {"pgr": claim.pgr}}
 
 
 def candidates_table(plan, table: pd.DataFrame, labels: dict[str, str] | None = None

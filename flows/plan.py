@@ -277,10 +277,17 @@ class Plan(_Strict):
                                      f"got {entry!r} (looked in {path})", (index,))
         if len(set(datasets)) != len(datasets):
             raise ValueError("dataset entries must be unique")
+        if base is not None:
+            names = dataset_names(datasets, Path(base))
+            for index, name in enumerate(names):
+                if name in names[:index]:
+                    # Results and claims name a dataset by its directory's name (TaskData.name).
+                    raise PlanFieldError(f"two datasets named {name!r}: results name a dataset "
+                                         "by its directory's name; rename one", (index,))
         return datasets
 
     @model_validator(mode="after")
-    def _cross_references(self) -> Plan:
+    def _cross_references(self, info: ValidationInfo) -> Plan:
         from transfer.controls import is_control_label
 
         if is_control_label(self.baseline):
@@ -295,11 +302,18 @@ class Plan(_Strict):
                 raise PlanFieldError(
                     f"{entry.name!r} is the baseline; list only candidate methods here",
                     ("methods", index, "name"))
-        for method in self.claims or {}:
+        base = (info.context or {}).get("base_dir")
+        for method, claim in (self.claims or {}).items():
             if method not in self.method_names:
                 raise PlanFieldError(
                     f"claim for unknown method {method!r}; expected one of {self.method_names}",
                     ("claims", method))
+            if claim.dataset is not None and base is not None:
+                names = dataset_names(self.datasets, Path(base))
+                if claim.dataset not in names:
+                    raise PlanFieldError(f"claim on dataset {claim.dataset!r}, which the plan "
+                                         f"does not run; expected one of {names}",
+                                         ("claims", method, "dataset"))
         return self
 
     @property
@@ -353,6 +367,11 @@ class Plan(_Strict):
         plan._source, plan._lines = self._source, self._lines
         return plan
 
+    def dataset_names(self) -> list[str]:
+        """The datasets as results name them: ``synthetic`` or the directory's name."""
+        base = self._source.parent if self._source is not None else Path.cwd()
+        return dataset_names(self.datasets, base)
+
     def dataset_paths(self) -> list[Path | None]:
         """Datasets as paths resolved against the plan file's directory; None is the synthetic
         task."""
@@ -365,6 +384,13 @@ class Plan(_Strict):
 
     def _raise(self, loc: Location, message: str) -> None:
         raise InputError(message, path=self._source, line=self.line_of(*loc), field=_dotted(loc))
+
+
+def dataset_names(entries: list[str], base: Path) -> list[str]:
+    """Plan dataset entries as results name them (``transfer.data``'s ``TaskData.name``):
+    ``synthetic``, or the resolved directory's name (relative entries against ``base``)."""
+    return [SYNTHETIC if entry == SYNTHETIC else (base / entry).resolve().name
+            for entry in entries]
 
 
 def load_plan(path: str | Path, text: str | None = None) -> Plan:

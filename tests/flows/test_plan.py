@@ -89,6 +89,9 @@ def test_defaults_and_hash(tmp_path: Path) -> None:
     (GOOD + "claims:\n  em_posterior: {pgr: 0.3}\n", 10, "claims.em_posterior",
      "claim for unknown method"),
     (GOOD + "datasets: [synthetic, no_such_dir]\n", 9, "datasets[1]", "existing dataset directory"),
+    # A claim is tested on the dataset it was made on, so that dataset must be run.
+    (GOOD + "claims:\n  aux_conf: {pgr: 0.3, dataset: chat}\n", 10, "claims.aux_conf.dataset",
+     "claim on dataset 'chat', which the plan does not run; expected one of ['synthetic']"),
     (GOOD + "compute: {precision: fp8}\n", 9, "compute.precision", "'fp32' or 'bf16'"),
     (GOOD.replace("rungs: [xs, m]", "rungs: some"), 7, "rungs", "all"),
     # Checked at load as the statistics require, not after the first batch has trained.
@@ -152,3 +155,30 @@ def test_plan_schema_command(tmp_path: Path) -> None:
     assert printed.exit_code == 0 and json.loads(printed.stdout) == schema
     # The exported schema accepts what the model accepts.
     assert Plan.model_validate({"name": "x", "methods": [{"name": "a"}]}).name == "x"
+
+
+def test_a_claim_on_one_dataset_is_tested_on_that_dataset_only(tmp_path: Path) -> None:
+    """The plan's ``dataset`` of a claim reaches the statistics: on a second dataset the method
+    has no claim (it was tested against every dataset's results before)."""
+    from flows.derive import analysis_settings
+    from stats.claims import claim_for
+
+    (tmp_path / "data" / "chat").mkdir(parents=True)
+    plan = load_plan(write(tmp_path, GOOD + "datasets: [synthetic, data/chat]\n"
+                           "claims:\n  aux_conf: {pgr: 0.3, dataset: chat}\n"
+                           "  confident: {pgr: 0.5}\n"))
+    assert plan.dataset_names() == ["synthetic", "chat"]
+    claims = analysis_settings(plan)["claims"]
+    assert claim_for(claims, "aux_conf", "chat") == ("pgr", 0.3)
+    assert claim_for(claims, "aux_conf", "synthetic") is None
+    assert [claim_for(claims, "confident", d) for d in ("synthetic", "chat")] == [("pgr", 0.5)] * 2
+
+
+def test_two_datasets_with_one_name_are_refused(tmp_path: Path) -> None:
+    for where in ("a/chat", "b/chat"):
+        (tmp_path / where).mkdir(parents=True)
+    path = write(tmp_path, GOOD + "datasets: [a/chat, b/chat]\n")
+    with pytest.raises(InputError) as info:
+        load_plan(path)
+    assert (info.value.line, info.value.field) == (9, "datasets[1]"), str(info.value)
+    assert "two datasets named 'chat'" in info.value.message
