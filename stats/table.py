@@ -167,6 +167,28 @@ def _check_params(df: pd.DataFrame, path: str | None) -> dict[str, pd.Series]:
     return checked
 
 
+def _check_one_pair_per_rung(out: pd.DataFrame, path: str | None) -> None:
+    """A rung is one (weak, strong) pair of models: its rows may leave a model column empty but
+    not disagree on it (``rung_metadata`` reads one value per rung; the rung order and the scale
+    trend rest on strong_params)."""
+    for col in META_COLUMNS:
+        present = out[col].notna().to_numpy()
+        if not present.any():
+            continue
+        values = out[col][present]
+        key = values.map(float) if col in PARAMS_COLUMNS else values.map(str)
+        first = key.groupby(out["rung"][present], sort=False).transform("first")
+        bad = np.zeros(len(out), dtype=bool)
+        bad[present] = (key != first).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            rung = out["rung"].iloc[row]
+            earlier = out[col][present & (out["rung"] == rung).to_numpy()].iloc[0]
+            raise StatsInputError(f"got {_show(out[col].iloc[row])}, expected {_show(earlier)} "
+                                  f"as on the first row of rung {rung!r} (a rung is one pair of "
+                                  "models)", path=path, line=_line_of(out, bad), field=col)
+
+
 def check_table(df: pd.DataFrame, path: str | Path | None = None) -> pd.DataFrame:
     """Validate a results table and return a clean copy with canonical dtypes.
 
@@ -221,6 +243,7 @@ def check_table(df: pd.DataFrame, path: str | Path | None = None) -> pd.DataFram
         out[col] = df[col].where(df[col].notna(), None) if col in df.columns else None
         if col in params:
             out[col] = params[col]
+    _check_one_pair_per_rung(out, where)
     dup = out.duplicated(keys).to_numpy()
     if dup.any():
         raise StatsInputError(f"duplicate row for ({', '.join(keys)}) (expected one row per key)",

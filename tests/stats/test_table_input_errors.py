@@ -276,3 +276,29 @@ def test_the_cli_refuses_a_bad_record_with_one_line(tmp_path):
     root = _sandbox(tmp_path, _set(*FE, "total", value=-5))
     _refused(_analyze([str(root), "--out", str(tmp_path / "o")]), "seed_0.json: ",
              "detailed_eval.strong.final_eval.total")
+
+
+@pytest.mark.parametrize("column, value, expected", [
+    ("strong_params", 150, "strong_params: got 150.0, expected 100.0 as on the first row of rung 'r1'"),
+    ("strong_model", "other", "strong_model: got 'other', expected 'sr1' as on the first row of rung 'r1'"),
+])
+def test_a_rung_with_two_models_is_refused(tmp_path, column, value, expected):
+    """One rung, one pair of models: the rung order and the scale trend read one strong_params
+    per rung, which was the first row's whatever the others said."""
+    table = _aggregate()
+    table[column] = table[column].astype(object)
+    table.loc[5, column] = value
+    path = tmp_path / "results.csv"
+    table.to_csv(path, index=False)
+    with pytest.raises(StatsInputError) as err:
+        load_table(path)
+    assert str(err.value).startswith(f"{path}:7: "), str(err.value)
+    assert expected in str(err.value)
+    table.loc[5, column] = None  # a row may leave it empty
+    assert load_table(_write(tmp_path, table)).shape[0] == len(table)
+
+
+def _write(tmp_path, table):
+    path = tmp_path / "ok.csv"
+    table.to_csv(path, index=False)
+    return path
