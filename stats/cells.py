@@ -19,6 +19,7 @@ whatever was asked.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -120,8 +121,21 @@ def build_cell(rows: pd.DataFrame, kind: str, rung: str, dataset: str,
                                 "items)"))
         return Cell(rung, dataset, moments, None, seed_acc)
     moments = seed_level_moments(seed_acc, n_of)
-    counts = {len(s) for s in seed_acc.values()}
-    if len(counts) > 1:
-        moments.notes.insert(0, "arms have different numbers of seeds; arm means use all their "
-                                "seeds and pair only on shared seeds")
+    if note := _seed_mismatch_note(seed_acc):
+        moments.notes.insert(0, note)
     return Cell(rung, dataset, moments, None, seed_acc)
+
+
+def _seed_mismatch_note(seed_acc: dict[str, pd.Series]) -> str | None:
+    """A note when the arms of a cell did not all run the same seeds, naming the pairs of arms
+    that share none (compared unpaired: their covariance term is zero)."""
+    seeds = {arm: set(acc.index) for arm, acc in seed_acc.items()}
+    if len({frozenset(s) for s in seeds.values()}) <= 1:
+        return None
+    note = "arms do not all run the same seeds; arm means use all their seeds and pair only on " \
+           "shared seeds"
+    apart = [f"{a} and {b}" for a, b in combinations(seed_acc, 2) if not seeds[a] & seeds[b]]
+    if apart:
+        shown = "; ".join(apart[:3]) + (f"; {len(apart) - 3} more pairs" if len(apart) > 3 else "")
+        note += f" ({shown} share no seed: compared unpaired)"
+    return note

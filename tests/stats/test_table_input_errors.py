@@ -302,3 +302,16 @@ def _write(tmp_path, table):
     path = tmp_path / "ok.csv"
     table.to_csv(path, index=False)
     return path
+
+
+def test_a_method_and_baseline_sharing_no_seed_are_said_to_be_compared_unpaired():
+    table = _aggregate(6)
+    table = table[~((table["arm"] == "aux_conf") & (table["seed"] < 3))
+                  & ~((table["arm"] == "vanilla") & (table["seed"] >= 3))]
+    verdict = analyze_table(table.reset_index(drop=True), baseline="vanilla", sesoi=0.01)
+    notes = [n for c in verdict.methods["aux_conf"].cells for n in c.notes]
+    assert any("aux_conf and vanilla share no seed: compared unpaired" in n for n in notes), notes
+    # Same seeds everywhere: no such note.
+    verdict = analyze_table(_aggregate(6), baseline="vanilla", sesoi=0.01)
+    assert not [n for c in verdict.methods["aux_conf"].cells for n in c.notes
+                if "seeds" in n and "pair" in n]
