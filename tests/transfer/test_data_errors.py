@@ -243,3 +243,15 @@ def test_cli_wrapper_prints_one_line_and_exits_2(tmp_path):
         f"error: {root / 'test.jsonl'}:2: text: test text also occurs in training data at "
         f"{root / 'train_unlabel.jsonl'}:2 (leak: the test split must be unseen)"]
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_split_that_is_not_a_regular_file_is_named_as_such(tmp_path, kind):
+    root = tmp_path / "generic"
+    shutil.copytree(FIXTURES / "generic", root)
+    (root / "test.jsonl").unlink()
+    if kind == "fifo":
+        os.mkfifo(root / "test.jsonl")
+    else:
+        (root / "test.jsonl").mkdir()
+    assert _error(root) == f"{root / 'test.jsonl'}: expected a regular file"

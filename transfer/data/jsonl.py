@@ -40,9 +40,11 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
         InputError: the file is missing or not UTF-8, a line is not valid JSON (or nested too
             deeply), or a line holds something other than a JSON object.
     """
-    if not path.is_file():
+    if not path.exists():
         raise InputError("missing file: every task directory needs train_label.jsonl, "
                          "train_unlabel.jsonl and test.jsonl", path=path)
+    if not path.is_file():  # a directory, or a FIFO whose read would block forever
+        raise InputError("expected a regular file", path=path)
     try:
         content = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
