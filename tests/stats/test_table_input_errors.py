@@ -279,8 +279,10 @@ def test_the_cli_refuses_a_bad_record_with_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("column, value, expected", [
-    ("strong_params", 150, "strong_params: got 150.0, expected 100.0 as on the first row of rung 'r1'"),
-    ("strong_model", "other", "strong_model: got 'other', expected 'sr1' as on the first row of rung 'r1'"),
+    ("strong_params", 150,
+     "strong_params: got 150.0, expected 100.0 as on the first row of rung 'r1'"),
+    ("strong_model", "other",
+     "strong_model: got 'other', expected 'sr1' as on the first row of rung 'r1'"),
 ])
 def test_a_rung_with_two_models_is_refused(tmp_path, column, value, expected):
     """One rung, one pair of models: the rung order and the scale trend read one strong_params
