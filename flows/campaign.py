@@ -149,7 +149,13 @@ class Campaign:
                          data=None if dataset is None else str(dataset), store=str(self.store),
                          seeds=seeds, methods=refs, controls=control_refs, engine=engine,
                          jail=self.plan.jail.model_dump(mode="json"), result="")
-                for dataset in self.plan.dataset_paths() for rung in self.rungs]
+                for dataset in self.plan.dataset_paths() for rung in self.rungs_smallest_first()]
+
+    def rungs_smallest_first(self) -> list[str]:
+        """The campaign's rungs in the ladder's order (a ladder lists them smallest first; a plan
+        may list them in any order): the local executor starts the last ones first."""
+        order = [r.name for r in self.ladder.rungs]
+        return sorted(self.rungs, key=order.index)
 
     def records(self) -> list:
         """The stored runs of this campaign, in the order they were first used."""

@@ -48,9 +48,14 @@ def claim_entry(claim) -> dict[str, Any]:
     """A plan's claim in ``stats.claims``' form: ``{"pgr": x}`` for every dataset, or
     ``{dataset: {"pgr": x}}`` when the claim names the dataset it was made on (so it is not
     tested against the method's results on another)."""
+    from flows.plan import SYNTHETIC
+    from transfer.data.synthetic import results_name
+
     if claim.dataset is None:
         return {"pgr": claim.pgr}
-    return {claim.dataset: {"pgr": claim.pgr}}
+    # The plan says `synthetic`; results say `synthetic-salted` where the task is salted.
+    dataset = results_name() if claim.dataset == SYNTHETIC else claim.dataset
+    return {dataset: {"pgr": claim.pgr}}
 
 
 def candidates_table(plan, table: pd.DataFrame, labels: dict[str, str] | None = None

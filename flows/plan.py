@@ -32,6 +32,8 @@ from w2s_common.validation import first_error
 from w2s_common.yamlio import parse_yaml, read_yaml
 
 SYNTHETIC = "synthetic"
+# The keys stats.claims reads as claim kinds (kept equal by tests/flows/test_plan.py).
+CLAIM_KINDS = ("pgr", "gain")
 # Built-in plans ship as package data beside this module (found the same way when installed).
 PLAN_DIR = Path(__file__).resolve().with_name("plans")
 Location = tuple[str | int, ...]
@@ -308,6 +310,11 @@ class Plan(_Strict):
                 raise PlanFieldError(
                     f"claim for unknown method {method!r}; expected one of {self.method_names}",
                     ("claims", method))
+            if claim.dataset in CLAIM_KINDS:
+                # {dataset: {...}} would read as a claim of that kind on every dataset.
+                raise PlanFieldError(f"a claim cannot name a dataset {claim.dataset!r} (a claim "
+                                     "kind's name); rename the dataset's directory",
+                                     ("claims", method, "dataset"))
             if claim.dataset is not None and base is not None:
                 names = dataset_names(self.datasets, Path(base))
                 if claim.dataset not in names:

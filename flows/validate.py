@@ -100,8 +100,8 @@ def _submit_with_prefect(groups: list[ArmGroup], work_dir: Path, processes: int,
 
     A group starts as soon as another ends (a window, not batches: a batch waits for its
     slowest group while a core idles), and the largest rungs start first: a ladder lists its
-    rungs smallest first (``Campaign.groups`` keeps that order), and starting the longest jobs
-    first keeps the look's end from waiting on one large group started last.
+    rungs smallest first (``Campaign.groups`` lists them in that order), and starting the
+    longest jobs first keeps the look's end from waiting on one large group started last.
     """
     rungs = list(dict.fromkeys(g.rung for g in groups))
     waiting = deque(sorted(range(len(groups)), key=lambda i: -rungs.index(groups[i].rung)))

@@ -128,14 +128,15 @@ def build_cell(rows: pd.DataFrame, kind: str, rung: str, dataset: str,
 
 def _seed_mismatch_note(seed_acc: dict[str, pd.Series]) -> str | None:
     """A note when the arms of a cell did not all run the same seeds, naming the pairs of arms
-    that share none (compared unpaired: their covariance term is zero)."""
+    that share fewer than two (compared unpaired: their covariance term is zero)."""
     seeds = {arm: set(acc.index) for arm, acc in seed_acc.items()}
     if len({frozenset(s) for s in seeds.values()}) <= 1:
         return None
     note = "arms do not all run the same seeds; arm means use all their seeds and pair only on " \
            "shared seeds"
-    apart = [f"{a} and {b}" for a, b in combinations(seed_acc, 2) if not seeds[a] & seeds[b]]
+    # seed_level_moments pairs two arms only on two or more shared seeds.
+    apart = [f"{a} and {b}" for a, b in combinations(seed_acc, 2) if len(seeds[a] & seeds[b]) < 2]
     if apart:
         shown = "; ".join(apart[:3]) + (f"; {len(apart) - 3} more pairs" if len(apart) > 3 else "")
-        note += f" ({shown} share no seed: compared unpaired)"
+        note += f" ({shown} share fewer than two seeds: compared unpaired)"
     return note

@@ -176,7 +176,7 @@ def _check_one_pair_per_rung(out: pd.DataFrame, path: str | None) -> None:
         if not present.any():
             continue
         values = out[col][present]
-        key = values.map(float) if col in PARAMS_COLUMNS else values.map(str)
+        key = values.astype(float) if col in PARAMS_COLUMNS else values.astype(str)
         first = key.groupby(out["rung"][present], sort=False).transform("first")
         bad = np.zeros(len(out), dtype=bool)
         bad[present] = (key != first).to_numpy()

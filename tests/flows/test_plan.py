@@ -174,6 +174,35 @@ def test_a_claim_on_one_dataset_is_tested_on_that_dataset_only(tmp_path: Path) -
     assert [claim_for(claims, "confident", d) for d in ("synthetic", "chat")] == [("pgr", 0.5)] * 2
 
 
+def test_a_claim_on_synthetic_follows_the_salted_tasks_name(tmp_path: Path, monkeypatch) -> None:
+    """With W2S_SYNTHETIC_SECRET set, results name the task ``synthetic-salted``; a plan's
+    claim on ``synthetic`` must still find it (it was silently dropped)."""
+    from flows.derive import analysis_settings
+    from stats.claims import claim_for
+
+    plan = load_plan(write(tmp_path, GOOD + "claims:\n"
+                           "  aux_conf: {pgr: 0.3, dataset: synthetic}\n"))
+    monkeypatch.setenv("W2S_SYNTHETIC_SECRET", "s3cret")
+    assert claim_for(analysis_settings(plan)["claims"], "aux_conf", "synthetic-salted") == (
+        "pgr", 0.3)
+    monkeypatch.delenv("W2S_SYNTHETIC_SECRET")
+    assert claim_for(analysis_settings(plan)["claims"], "aux_conf", "synthetic") == ("pgr", 0.3)
+
+
+def test_a_claim_cannot_name_a_dataset_called_like_a_claim_kind(tmp_path: Path) -> None:
+    from flows.plan import CLAIM_KINDS
+    from stats import claims
+
+    assert CLAIM_KINDS == tuple(claims.CLAIM_KINDS)
+    (tmp_path / "pgr").mkdir()
+    path = write(tmp_path, GOOD + "datasets: [pgr]\n"
+                 "claims:\n  aux_conf: {pgr: 0.3, dataset: pgr}\n")
+    with pytest.raises(InputError) as info:
+        load_plan(path)
+    assert (info.value.line, info.value.field) == (11, "claims.aux_conf.dataset"), str(info.value)
+    assert "a claim kind's name" in info.value.message
+
+
 def test_two_datasets_with_one_name_are_refused(tmp_path: Path) -> None:
     for where in ("a/chat", "b/chat"):
         (tmp_path / where).mkdir(parents=True)

@@ -52,6 +52,14 @@ def test_a_good_micro_plan_passes(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_groups_follow_the_ladder_whatever_order_the_plan_lists_rungs_in(tmp_path: Path) -> None:
+    """The local executor starts a look's last groups first, taking them as the largest."""
+    text = MICRO.replace("ladder: micro", "ladder: micro\nrungs: [m1, m0]")
+    campaign = Campaign.prepare(write_plan(tmp_path, text), tmp_path / "out")
+    assert campaign.rungs == ["m1", "m0"]
+    assert [g.rung for g in campaign.groups([0], ["aux_conf"])] == ["m0", "m1"]
+
+
 @pytest.mark.parametrize("change, line, message", [
     (("    params: {}\n", "    params: {}\n  - name: nope\n"), 5,
      "unknown method 'nope'; known methods: aux_conf, "),

@@ -157,6 +157,15 @@ class ReviewGenerator:
         return float(np.mean(accuracies))
 
 
+def results_name(environ=None) -> str:
+    """The name results give the synthetic task in this environment: ``synthetic-salted`` when
+    ``W2S_SYNTHETIC_SECRET`` is set (the loader salts it then), else ``synthetic``."""
+    import os
+
+    return SALTED_TASK_NAME if (environ if environ is not None else os.environ).get(SECRET_ENV) \
+        else TASK_NAME
+
+
 def synthetic_task(seed: int = 0, n_train_label: int = 2000, n_train_unlabel: int = 2000,
                    n_test: int = 2000, n_corpus: int = 50_000,
                    generator: ReviewGenerator | None = None,
