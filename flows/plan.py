@@ -32,8 +32,6 @@ from w2s_common.validation import first_error
 from w2s_common.yamlio import parse_yaml, read_yaml
 
 SYNTHETIC = "synthetic"
-# The keys stats.claims reads as claim kinds (kept equal by tests/flows/test_plan.py).
-CLAIM_KINDS = ("pgr", "gain")
 # Built-in plans ship as package data beside this module (found the same way when installed).
 PLAN_DIR = Path(__file__).resolve().with_name("plans")
 Location = tuple[str | int, ...]
@@ -304,6 +302,8 @@ class Plan(_Strict):
                 raise PlanFieldError(
                     f"{entry.name!r} is the baseline; list only candidate methods here",
                     ("methods", index, "name"))
+        from stats.claims import CLAIM_KINDS
+
         base = (info.context or {}).get("base_dir")
         for method, claim in (self.claims or {}).items():
             if method not in self.method_names:

@@ -190,10 +190,6 @@ def test_a_claim_on_synthetic_follows_the_salted_tasks_name(tmp_path: Path, monk
 
 
 def test_a_claim_cannot_name_a_dataset_called_like_a_claim_kind(tmp_path: Path) -> None:
-    from flows.plan import CLAIM_KINDS
-    from stats import claims
-
-    assert CLAIM_KINDS == tuple(claims.CLAIM_KINDS)
     (tmp_path / "pgr").mkdir()
     path = write(tmp_path, GOOD + "datasets: [pgr]\n"
                  "claims:\n  aux_conf: {pgr: 0.3, dataset: pgr}\n")
