@@ -376,8 +376,7 @@ class Plan(_Strict):
 
     def dataset_names(self) -> list[str]:
         """The datasets as results name them: ``synthetic`` or the directory's name."""
-        base = self._source.parent if self._source is not None else Path.cwd()
-        return dataset_names(self.datasets, base)
+        return [SYNTHETIC if path is None else path.name for path in self.dataset_paths()]
 
     def dataset_paths(self) -> list[Path | None]:
         """Datasets as paths resolved against the plan file's directory; None is the synthetic
