@@ -55,6 +55,12 @@ def _jail_builder(raw: str) -> None:
                          f"got {raw!r}", field="W2S_JAIL_BUILDER")
 
 
+def _warm_start(raw: str) -> None:
+    from flows.warm_start import warm_setting
+
+    warm_setting()  # the parser the executor uses; it reads the variable and names it
+
+
 def _cache_dir(raw: str) -> None:
     path = Path(raw).expanduser()
     if path.exists() and not path.is_dir():
@@ -69,6 +75,7 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "W2S_SUMMARY_TIMEOUT_S": _seconds("W2S_SUMMARY_TIMEOUT_S", 3600),
     "W2S_JAIL_UID": _jail_uid,
     "W2S_JAIL_BUILDER": _jail_builder,
+    "W2S_WARM_START": _warm_start,
 }
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flows import warm_start
 from flows.slots import ShutdownInProgress
 from flows.worker import ORCHESTRATOR_ENV, PERMANENT_EXIT, TRANSIENT_EXIT, ArmGroup, process_token
 
@@ -157,6 +158,8 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
 
     atomic_write_text(group_file, group.model_dump_json(indent=2))
     log_path = work_dir / f"group-{key}.log"
+    # The default command of a one-process CPU group may fork from the preloaded fork server.
+    warm = command is None and warm_start.warm_eligible(processes, devices)
     extra = {"PYTHONUNBUFFERED": "1", ORCHESTRATOR_ENV: process_token(os.getpid())}
     if processes > 1 or command is not None:
         from transfer.engine.launch import launch_env
@@ -176,8 +179,11 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
                                          "the flow is shutting down")
             argv = (command(group_file) if command is not None
                     else worker_command(group_file, processes, devices))
-            proc = subprocess.Popen(argv, stdout=log,
-                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            if warm:
+                proc = warm_start.start_worker(group_file, log_path, env, argv)
+            else:
+                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
             _LIVE.add(proc.pid)
             if _SHUTTING_DOWN.is_set():  # the handler ran inside this block, before the add
                 with contextlib.suppress(ProcessLookupError, PermissionError):

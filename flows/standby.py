@@ -91,7 +91,7 @@ def cold_reason(order_env: dict[str, str], cwd: str, started_env: dict[str, str]
         return f"{len(changed)} imported file(s) changed since the standby started, e.g. " \
                f"{changed[0]}"
     top_level = {name.split(".")[0] for name in sys.modules}
-    shadowing = sorted(name for name in _importable_names(cwd) if name in top_level)
+    shadowing = sorted(name for name in importable_names(cwd) if name in top_level)
     if shadowing:
         return f"the working directory shadows imported modules: {', '.join(shadowing[:5])}"
     settings = sorted(name for name in SETTINGS_FILES if os.path.exists(os.path.join(cwd, name)))
@@ -147,7 +147,7 @@ def _fingerprint(path: str) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
-def _importable_names(directory: str) -> set[str]:
+def importable_names(directory: str) -> set[str]:
     try:
         entries = os.listdir(directory)
     except OSError:

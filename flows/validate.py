@@ -21,6 +21,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import progress as events
+from flows import warm_start
 from flows.campaign import Campaign, Prepared
 from flows.execute import install_signal_handlers
 from flows.group_task import run_group_task
@@ -103,6 +104,8 @@ def _submit_with_prefect(groups: list[ArmGroup], work_dir: Path, processes: int,
     rungs smallest first (``Campaign.groups`` lists them in that order), and starting the
     longest jobs first keeps the look's end from waiting on one large group started last.
     """
+    if warm_start.warm_eligible(processes, ()):
+        warm_start.start()  # its imports overlap the first group's task set-up
     rungs = list(dict.fromkeys(g.rung for g in groups))
     waiting = deque(sorted(range(len(groups)), key=lambda i: -rungs.index(groups[i].rung)))
     running: dict[Any, int] = {}

@@ -27,9 +27,12 @@ def run_validate(plan: Path, out: Path, store: Path | None, executor: str | None
     the output directory (refused if another live validation holds it), then run the validate
     flow in Prefect's embedded mode (flows/embedded.py), or on the server PREFECT_API_URL names
     (the pool executor needs one its workers reach)."""
+    from flows import warm_start
     from flows.campaign import Campaign, Prepared
     from flows.embedded import configure_embedded_prefect, embedded_prefect
     from flows.outdir import exclusive_out
+
+    warm_start.allow_main()  # the command's entry point defines nothing outside a main guard
 
     compute = {"executor": executor, "work_pool": work_pool}
     configure_embedded_prefect()  # before prefect is imported (the pool check imports it)

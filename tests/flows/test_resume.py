@@ -47,7 +47,11 @@ def harness_env() -> dict[str, str]:
 
 
 def pids_with(marker: str) -> list[int]:
-    """Live (non-zombie) processes whose command line contains ``marker``."""
+    """Processes whose command line, or standard output or error, names ``marker``.
+
+    A group worker forked from the fork server (``flows.warm_start``) has the fork server's
+    command line; its output, and its children's, goes to the group's log under the work dir.
+    """
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -56,9 +60,17 @@ def pids_with(marker: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if marker in cmdline:
+        if marker in cmdline or any(marker in target for target in _outputs(entry)):
             found.append(int(entry.name))
     return found
+
+
+def _outputs(process: Path) -> list[str]:
+    targets = []
+    for fd in ("1", "2"):
+        with contextlib.suppress(OSError):
+            targets.append(os.readlink(process / "fd" / fd))
+    return targets
 
 
 def wait_until(condition, timeout_s: float, what: str, poll_s: float = 0.1):
@@ -205,7 +217,9 @@ validate_flow(sys.argv[1], sys.argv[2], sys.argv[3])
 def test_cancelling_the_flow_kills_the_whole_worker_group(prefect_harness, tmp_path: Path,
                                                           sig: signal.Signals) -> None:
     marker = f"w2s-cancel-test-{tmp_path.name}"
-    env = {**harness_env(), "W2S_TEST_WORKER": SLEEPING_WORKER, "W2S_TEST_MARKER": marker}
+    # Cold workers: the stand-in replaces the worker command (warm ones are test_warm_start's).
+    env = {**harness_env(), "W2S_TEST_WORKER": SLEEPING_WORKER, "W2S_TEST_MARKER": marker,
+           "W2S_WARM_START": "off"}
     log = tmp_path / "driver.log"
     flow = subprocess.Popen([sys.executable, "-c", DRIVER, str(MICRO_CI), str(tmp_path / "out"),
                              str(tmp_path / "store")], cwd=REPO, env=env,
