@@ -14,7 +14,8 @@ JSONL directories), one method, two seeds in one look: 4 similar groups per look
 seed, so every timed path trains the same arms from the same cached bodies. Timed paths, each
 `w2s-transfer validate` into a fresh run store, in every round:
 
-1. ``local``: the local executor, one group at a time (``max_parallel_runs: 1``);
+1. ``local``: the local executor, one group at a time (``max_parallel_runs: 1``), with cold
+   workers (``W2S_WARM_START=off``) as the pool's group runs have;
 2. per worker kind, on a pool of its own: ``pool-1``, the pool executor with one worker, then
    ``pool-2`` with two. The pool's group deployment is created before either (as the first
    validation on a new pool would; a one-time cost per pool, reported as
@@ -148,7 +149,10 @@ def main() -> None:
         warm_s = warm_caches(base, datasets)
         url = start_server(processes, env)
         for round_ in range(args.rounds):
-            local_s = validate(plan, base, f"local-{round_}", env, "--executor", "local")
+            # Cold workers, as the pool's group runs start them: the overhead compares the
+            # orchestration, not the local executor's warm start (flows/warm_start.py).
+            local_s = validate(plan, base, f"local-{round_}", {**env, "W2S_WARM_START": "off"},
+                               "--executor", "local")
             for kind in args.worker:
                 pool1_s, pool2_s, deployment_s = pool_paths(plan, base, env, url, processes,
                                                              kind, round_)
