@@ -179,9 +179,15 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
                                          "the flow is shutting down")
             argv = (command(group_file) if command is not None
                     else worker_command(group_file, processes, devices))
+            proc = None
             if warm:
-                proc = warm_start.start_worker(group_file, log_path, env, argv)
-            else:
+                try:
+                    proc = warm_start.start_worker(group_file, log_path, env, argv)
+                except (OSError, EOFError) as err:  # no fork server: the cold start still works
+                    log.write(f"w2s worker: starting cold (the fork server failed: {err})\n"
+                              .encode())
+                    log.flush()
+            if proc is None:
                 proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True)
             _LIVE.add(proc.pid)

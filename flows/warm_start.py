@@ -33,9 +33,11 @@ calling the flow without a ``__main__`` guard, starts every worker cold.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.util  # noqa: F401 - its atexit hook registers before flows.execute's
 import os
+import signal
 import sys
 import threading
 import time
@@ -108,8 +110,11 @@ def _dev_entries() -> list[str]:
 
 
 def start() -> None:
-    """Start the fork server now (its imports run while the flow prepares its first groups)."""
-    _context()
+    """Start the fork server now (its imports run while the flow prepares its first groups).
+
+    A failure here is left to the first group, which then starts cold and says why."""
+    with contextlib.suppress(OSError):
+        _context()
 
 
 def _context():
@@ -169,6 +174,11 @@ def start_worker(group_file: Path, log_path: Path, env: Mapping[str, str],
     ready_in_child.close()
     try:
         wait([ready, process.sentinel])
+    except BaseException:  # interrupted (Ctrl-C) before the caller could register the worker
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.kill()
+        raise
     finally:
         ready.close()
     return WarmWorker(process)

@@ -35,8 +35,17 @@ except GroupFailed as err:
 """
 
 
+def driver_env(**extra: str) -> dict[str, str]:
+    """This environment without rendezvous variables (an engine test that trained in this
+    process leaves MASTER_ADDR and the like set; a worker's environment drops them, so a fork
+    server started with them rightly starts its workers cold), plus ``extra``."""
+    from transfer.engine.launch import without_rendezvous
+
+    return {**without_rendezvous(os.environ), **extra}
+
+
 def drive(tmp_path: Path, name: str, method: str, warm: bool) -> tuple[dict, str]:
-    env = {**os.environ, "W2S_WARM_START": "auto" if warm else "off"}
+    env = driver_env(W2S_WARM_START="auto" if warm else "off")
     work = tmp_path / name / "work"
     done = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path / name / "store"),
                            str(work), method], cwd=REPO, env=env, capture_output=True,
@@ -71,6 +80,27 @@ def test_a_warm_worker_runs_the_same_arms_and_fails_the_same_way(tmp_path: Path)
     last = [m.split(": ", 1)[1].split(" (log: ")[0] for m in (warm_bad["message"],
                                                               cold_bad["message"])]
     assert last[0] == last[1] and "no_such_method" in last[0]
+
+
+BROKEN_FORK_SERVER = """
+from flows import warm_start
+def start_worker(*args, **kwargs):
+    raise OSError(24, "Too many open files")
+warm_start.start_worker = start_worker
+"""
+
+
+def test_a_fork_server_that_fails_leaves_the_group_to_a_cold_worker(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    done = subprocess.run([sys.executable, "-c", BROKEN_FORK_SERVER + DRIVER,
+                           str(tmp_path / "store"), str(work), "no_such_method"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["failed"] == 2
+    log = next(work.glob("group-*.log")).read_text().splitlines()
+    assert log[0] == "w2s worker: starting cold (the fork server failed: [Errno 24] Too many " \
+        "open files)"
+    assert "forked from the fork server" not in log
 
 
 def test_cold_reasons(tmp_path: Path) -> None:
@@ -112,8 +142,8 @@ def test_a_warm_worker_dies_with_its_flow(tmp_path: Path, sig: signal.Signals) -
         assert holder.stdout.readline().strip() == "held"
         log = (tmp_path / "driver.log").open("wb")
         driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(store), str(work),
-                                   "vanilla"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+                                   "vanilla"], cwd=REPO, env=driver_env(), stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
         workers = wait_until(lambda: [p for p in pids_with(str(work)) if p != driver.pid], 120,
                              "the forked worker")
         assert len(workers) == 1
