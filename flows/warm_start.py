@@ -142,9 +142,6 @@ class WarmWorker:
         self._process.join()
         return self._process.exitcode
 
-    def poll(self) -> int | None:
-        return self._process.exitcode
-
 
 def start_worker(group_file: Path, log_path: Path, env: Mapping[str, str],
                  cold_argv: list[str]) -> WarmWorker:
