@@ -233,8 +233,16 @@ def cold_reason(env: Mapping[str, str], cwd: str, server_started_ns: int,
     missing = [name for name in PRELOAD if name not in sys.modules]
     if missing:
         return f"the fork server could not import {', '.join(missing)}"
+    from transfer.engine.launch import RENDEZVOUS_VARS
+
     want = {k: v for k, v in env.items() if k not in PER_GROUP_ENV}
-    have = {k: v for k, v in server_env.items() if k not in PER_GROUP_ENV}
+    # A parent that trained in-process keeps its one-process rendezvous (MASTER_PORT, RANK...)
+    # in its environment, so the fork server inherits it while the group's environment drops
+    # it. Only process-group start-up reads those, which the fork server never does, and the
+    # worker's environment becomes the group's exactly: their absence from the group is no
+    # difference. A value the group sets itself must still match.
+    have = {k: v for k, v in server_env.items()
+            if k not in PER_GROUP_ENV and (k in env or k not in RENDEZVOUS_VARS)}
     differing = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
     if differing:
         return f"environment differs: {', '.join(differing[:5])}"

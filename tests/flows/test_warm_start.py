@@ -36,12 +36,15 @@ except GroupFailed as err:
 
 
 def driver_env(**extra: str) -> dict[str, str]:
-    """This environment without rendezvous variables (an engine test that trained in this
-    process leaves MASTER_ADDR and the like set; a worker's environment drops them, so a fork
-    server started with them rightly starts its workers cold), plus ``extra``."""
-    from transfer.engine.launch import without_rendezvous
+    """The environment of a parent that trained in-process: a one-process rendezvous of its
+    own (MASTER_ADDR, MASTER_PORT, RANK...), which the fork server inherits and each group's
+    environment drops, so workers must still go warm. Set here rather than inherited (an
+    engine test in this process may or may not have left them), plus ``extra``."""
+    from transfer.engine.launch import free_port, without_rendezvous
 
-    return {**without_rendezvous(os.environ), **extra}
+    trained = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0",
+               "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1"}
+    return {**without_rendezvous(os.environ), **trained, **extra}
 
 
 def drive(tmp_path: Path, name: str, method: str, warm: bool) -> tuple[dict, str]:
@@ -118,6 +121,17 @@ def test_cold_reasons(tmp_path: Path) -> None:
     assert warm_start.cold_reason(per_group, str(empty), now, env) is None
     assert warm_start.cold_reason({**env, "HF_HOME": "/elsewhere"}, str(empty), now, env) == \
         "environment differs: HF_HOME"
+    # A fork server started by a parent that trained in-process carries its rendezvous; the
+    # group's environment drops it (the worker gets the group's), so that is no difference...
+    from transfer.engine.launch import without_rendezvous
+
+    trained = {**env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511", "RANK": "0"}
+    assert warm_start.cold_reason(without_rendezvous(trained), str(empty), now, trained) is None
+    # ...but a rendezvous value the group sets itself must match, as every other variable.
+    assert warm_start.cold_reason({**trained, "MASTER_PORT": "29512"}, str(empty), now,
+                                  trained) == "environment differs: MASTER_PORT"
+    assert warm_start.cold_reason({**without_rendezvous(env), "RANK": "1"}, str(empty), now,
+                                  without_rendezvous(env)) == "environment differs: RANK"
     # The repository's own packages are the imported ones: no shadowing from its root...
     assert warm_start.cold_reason(env, str(REPO), now, env) is None
     # ...but a directory holding another `transfer` shadows the imported one.

@@ -22,8 +22,9 @@ from transfer.fsutil import cache_dir
 IMPORT_ROOT = Path(__file__).resolve().parents[2]
 
 # Rendezvous variables a parent process may carry (e.g. its own one-process group); the
-# launcher must set them afresh for each child.
-_RENDEZVOUS_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "LOCAL_SIZE",
+# launcher must set them afresh for each child. Only process-group start-up reads them
+# (`transfer.engine.dist`, DeepSpeed's init_distributed), never an import.
+RENDEZVOUS_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "LOCAL_SIZE",
                     "MASTER_ADDR", "MASTER_PORT", "CROSS_RANK", "CROSS_SIZE")
 
 
@@ -67,7 +68,7 @@ def without_rendezvous(environ: Mapping[str, str]) -> dict[str, str]:
     """``environ`` minus the rank/master variables, for a child that must start its own process
     group (a parent that trained in-process holds its MASTER_PORT; a child inheriting it would
     fail with 'address already in use')."""
-    return {k: v for k, v in environ.items() if k not in _RENDEZVOUS_VARS}
+    return {k: v for k, v in environ.items() if k not in RENDEZVOUS_VARS}
 
 
 def launch_env(processes: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
