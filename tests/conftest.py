@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,9 +27,10 @@ os.environ["W2S_JAIL_CACHE_DIR"] = _JAIL
 def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One Prefect test server (temporary SQLite database) for the whole session.
 
-    Started only when a test requests it (~13 s; a first start on a loaded 2-core machine, with
-    the database created and migrated, took over 60 s once, and every test of that worker then
-    errored: hence 180 s); PREFECT_HOME points at a temporary directory
+    Started only when a test requests it, on a copy of a migrated database (~10 s; creating
+    the schema takes 20 s more, and a first start on a loaded 2-core machine that did so took
+    over 60 s once, and every test of that worker then errored: hence 180 s); PREFECT_HOME
+    points at a temporary directory
     and analytics are off, so tests never touch the user's Prefect profile or the network.
     """
     home = tmp_path_factory.mktemp("prefect-home")
@@ -36,13 +38,25 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
              for key in ("PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED")}
     os.environ["PREFECT_HOME"] = str(home)
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    import tempfile
+    from unittest import mock
+
+    import prefect.testing.utilities as harness
     from prefect.settings import PREFECT_HOME, PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
+
+    sys.path.insert(0, str(Path(__file__).parent / "flows"))
+    from prefect_server import seed_database
+
+    def seeded_temporary_directory() -> str:
+        # The harness keeps its database in a new temporary directory; a migrated copy there
+        # saves the ~20 s of creating the schema (prefect_server.template_database).
+        return str(seed_database(Path(tempfile.mkdtemp()), "prefect-test.db"))
 
     try:
         with temporary_settings({PREFECT_HOME: str(home), PREFECT_SERVER_ANALYTICS_ENABLED: False}):
-            with prefect_test_harness(server_startup_timeout=180):
-                yield
+            with mock.patch.object(harness, "mkdtemp", seeded_temporary_directory):
+                with harness.prefect_test_harness(server_startup_timeout=180):
+                    yield
     finally:
         for key, value in saved.items():
             if value is None:

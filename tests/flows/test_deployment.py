@@ -20,6 +20,7 @@ from prefect_server import (
     api,
     free_port,
     prefect,
+    seed_database,
     server_env,
     wait_for,
 )
@@ -34,7 +35,7 @@ def test_validate_deployment_runs_on_a_process_worker_and_publishes_the_report(
         tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    home = tmp_path / "prefect-home"
+    home = seed_database(tmp_path / "prefect-home")
     env = server_env(home, port)
     out, store = tmp_path / "out", tmp_path / "store"
     processes = Processes(tmp_path)

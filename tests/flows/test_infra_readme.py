@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_deployment import Processes, api, free_port, wait_for
+from prefect_server import Processes, api, free_port, seed_database, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "infra" / "README.md"
@@ -56,7 +56,10 @@ def test_readme_commands_run_as_written(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PREFECT_", "W2S_IMAGE", "W2S_REPO_DIR"))}
-    env.update({"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": url,
+    # A migrated database in the new PREFECT_HOME (prefect_server.template_database): the
+    # commands under test run as on a fresh one, the server starts 20 s sooner.
+    home = seed_database(tmp_path / "prefect-home")
+    env.update({"PREFECT_HOME": str(home), "PREFECT_API_URL": url,
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_CLI_PROMPT": "false",
                 "W2S_TEST_PYTHON": sys.executable})
     processes = Processes(tmp_path)

@@ -39,6 +39,7 @@ from prefect_server import (
     descendants,
     free_port,
     prefect,
+    seed_database,
     server_env,
     start_server,
     wait_for,
@@ -78,7 +79,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("pool")
     port = free_port()
     # Workers poll every second (Prefect's default is 10 s); leases expire fast.
-    env = server_env(base / "prefect-home", port, PREFECT_WORKER_QUERY_SECONDS="1",
+    env = server_env(seed_database(base / "prefect-home"), port, PREFECT_WORKER_QUERY_SECONDS="1",
                      W2S_LEASE_TTL_S="10")
     processes = Processes(base)
     try:
