@@ -36,6 +36,7 @@ import runpy
 import sys
 import traceback
 import warnings
+from collections.abc import Mapping
 
 ENGINE = "prefect.engine"
 RUN_PREFIX = "PREFECT__"  # Prefect's per-run values, read when the engine runs
@@ -55,6 +56,13 @@ def comparable(env: dict[str, str], cwd: str | None = None) -> dict[str, str]:
         else:
             del out["PYTHONPATH"]
     return out
+
+
+def env_difference(want: Mapping[str, str], have: Mapping[str, str]) -> str | None:
+    """Why a process started with ``have`` cannot stand in for one started with ``want`` (the
+    first differing names, values not shown: they may be secrets), or None when equal."""
+    differing = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+    return f"environment differs: {', '.join(differing[:5])}" if differing else None
 
 
 def preload() -> None:
@@ -81,10 +89,9 @@ def module_files() -> dict[str, tuple[int, int]]:
 def cold_reason(order_env: dict[str, str], cwd: str, started_env: dict[str, str],
                 files: dict[str, tuple[int, int]]) -> str | None:
     """Why this order must start cold, or None."""
-    want, have = comparable(order_env, cwd), comparable(started_env)
-    differing = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
-    if differing:
-        return f"environment differs: {', '.join(differing[:5])}"
+    differs = env_difference(comparable(order_env, cwd), comparable(started_env))
+    if differs:
+        return differs
     changed = [path for path, fingerprint in files.items()
                if _fingerprint(path) != fingerprint]
     if changed:

@@ -233,6 +233,7 @@ def cold_reason(env: Mapping[str, str], cwd: str, server_started_ns: int,
     missing = [name for name in PRELOAD if name not in sys.modules]
     if missing:
         return f"the fork server could not import {', '.join(missing)}"
+    from flows.standby import env_difference
     from transfer.engine.launch import RENDEZVOUS_VARS
 
     want = {k: v for k, v in env.items() if k not in PER_GROUP_ENV}
@@ -243,9 +244,9 @@ def cold_reason(env: Mapping[str, str], cwd: str, server_started_ns: int,
     # difference. A value the group sets itself must still match.
     have = {k: v for k, v in server_env.items()
             if k not in PER_GROUP_ENV and (k in env or k not in RENDEZVOUS_VARS)}
-    differing = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
-    if differing:
-        return f"environment differs: {', '.join(differing[:5])}"
+    differs = env_difference(want, have)
+    if differs:
+        return differs
     changed = _changed_since(server_started_ns)
     if changed:
         return f"{len(changed)} imported file(s) changed since the fork server started, " \
