@@ -25,7 +25,7 @@ IMPORT_ROOT = Path(__file__).resolve().parents[2]
 # launcher must set them afresh for each child. Only process-group start-up reads them
 # (`transfer.engine.dist`, DeepSpeed's init_distributed), never an import.
 RENDEZVOUS_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "LOCAL_SIZE",
-                    "MASTER_ADDR", "MASTER_PORT", "CROSS_RANK", "CROSS_SIZE")
+                   "MASTER_ADDR", "MASTER_PORT", "CROSS_RANK", "CROSS_SIZE")
 
 
 def free_port() -> int:
