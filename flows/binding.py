@@ -84,9 +84,15 @@ def make_binding(*, plan, methods: Mapping[str, Mapping[str, Any]], runs: list[A
     for reference, info in methods.items():
         label = info["label"]
         code = info["code"]
+        found = by_label.get(label)
+        if found is not None and found != code.fingerprint:
+            # The binding names the code the parent resolved for the entry; runs of any other
+            # code under its name (another entry's, or code edited mid-campaign) are refused,
+            # never bound (Campaign.check_outcome refuses them first).
+            raise InputError(f"the runs of {label} were not made by the code {reference} "
+                             "resolved to when the campaign was prepared; rerun validate")
         bound[label] = {"reference": reference, "params": info["params"], "kind": code.kind,
-                        "provider": code.provider,
-                        "fingerprint": by_label.get(label) or code.fingerprint}
+                        "provider": code.provider, "fingerprint": code.fingerprint}
     binding = {"format": BINDING_FORMAT, "plan_name": plan.name, "plan_hash": plan.plan_hash,
                "git_commit": git_commit, "results_sha256": results_sha256,
                "trainer_fingerprint": trainer, "methods": bound}

@@ -16,7 +16,7 @@ import pandas as pd
 
 from flows import progress as events
 from flows.plan import MethodRef
-from flows.worker import ArmGroup, ControlRef
+from flows.worker import ArmGroup, ControlRef, GroupMethod, canonical_json
 from w2s_common.errors import InputError
 
 if TYPE_CHECKING:
@@ -137,8 +137,10 @@ class Campaign:
         """One group per (rung, dataset) for ``seeds``: the baseline, the candidate ``methods``
         (plan entry names) and the ``controls`` (labels) still undecided."""
         entries = {m.name: m.params for m in self.plan.methods}
-        refs = [MethodRef(name=self.plan.baseline)] + [
-            MethodRef(name=m, params=entries[m]) for m in methods]
+        # Each method carries the parent's resolution: the worker refuses to file runs under
+        # another name, params or code (``GroupMethod.check``).
+        refs = [self._group_method(self.plan.baseline, {})] + [
+            self._group_method(m, entries[m]) for m in methods]
         wanted = set(controls)
         control_refs = [ControlRef(kind=c.kind, name=c.name, gold_fraction=c.gold_fraction,
                                    gain=c.gain, baseline=MethodRef(name=self.plan.baseline))
@@ -150,6 +152,28 @@ class Campaign:
                          seeds=seeds, methods=refs, controls=control_refs, engine=engine,
                          jail=self.plan.jail.model_dump(mode="json"), result="")
                 for dataset in self.plan.dataset_paths() for rung in self.rungs_smallest_first()]
+
+    def _group_method(self, entry: str, params: dict[str, Any]) -> GroupMethod:
+        info = self.methods[entry]
+        return GroupMethod(name=entry, params=params, label=info["label"],
+                           resolved=info["params"], fingerprint=info["code"].fingerprint)
+
+    def expected_students(self, group: ArmGroup) -> dict[str, tuple[str, str]]:
+        """Results name -> (canonical JSON of its params, code fingerprint) of every student
+        arm of ``group``, as the parent resolved them: a method's from ``prepare``, a
+        control's from the baseline's (``transfer.arms.control_run_identity``)."""
+        from transfer.arms import control_run_identity
+
+        out: dict[str, tuple[str, str]] = {}
+        for ref in group.methods:
+            info = self.methods[ref.name]
+            out[info["label"]] = (canonical_json(info["params"]), info["code"].fingerprint)
+        base = self.methods[self.plan.baseline]
+        for control in group.controls:
+            label, params, fingerprint = control_run_identity(
+                control.spec(), base["label"], base["params"], base["code"].fingerprint)
+            out[label] = (canonical_json(params), fingerprint)
+        return out
 
     def rungs_smallest_first(self) -> list[str]:
         """The campaign's rungs in the ladder's order (a ladder lists them smallest first; a plan
@@ -168,9 +192,10 @@ class Campaign:
     def check_outcome(self, group: ArmGroup, runs: list[str]) -> None:
         """The runs a group reports must be exactly the runs it was asked for: per seed one
         weak, one ceiling and one student run of each method and control the parent resolved
-        (by the results name the parent saw), at the group's rung, with the plan's training
-        settings and (unless the plan says ``jail: off``) jailed, each in the store. An
-        allow-list, so a plugin that names itself like another entry on a worker (a jailed
+        (by the results name the parent saw, with the params and the code fingerprint it
+        resolved for that name: ``expected_students``), at the group's rung, with the plan's
+        training settings and (unless the plan says ``jail: off``) jailed, each in the store.
+        An allow-list, so a plugin that names itself like another entry on a worker (a jailed
         describe there can differ from the parent's) or an outcome listing other runs cannot
         add rows to anyone's arm.
 
@@ -179,11 +204,8 @@ class Campaign:
         """
         from transfer.store import RunStore
 
-        labels = self.labels()
-        params = {labels[m.name]: self.methods[m.name]["params"] for m in group.methods
-                  if m.name in self.methods}
-        expected = ["weak", "ceiling"] + [labels.get(m.name, m.name) for m in group.methods]
-        expected += [c.spec().label for c in group.controls]
+        students = self.expected_students(group)
+        expected = ["weak", "ceiling", *students]
         wanted = sorted((seed, arm) for seed in group.seeds for arm in expected)
         store, got = RunStore(self.store), []
         where = f"rung {group.rung} seeds {group.seeds}"
@@ -199,10 +221,17 @@ class Campaign:
             if spec.dataset_fingerprint != self._dataset_fingerprint(group.data):
                 raise GroupOutcomeError(f"{where}: run {run_hash} is of dataset {spec.dataset}, "
                                         "not of this group's")
-            if spec.arm == "student" and spec.label in params and (
-                    spec.method_params != params[spec.label]):
-                raise GroupOutcomeError(f"{where}: run {run_hash} of {spec.label} has params "
-                                        "other than the ones the plan resolved to")
+            if spec.arm == "student" and spec.label in students:
+                params, fingerprint = students[spec.label]
+                if canonical_json(spec.method_params) != params:
+                    raise GroupOutcomeError(f"{where}: run {run_hash} of {spec.label} has params "
+                                            "other than the ones the plan resolved to")
+                if spec.method_fingerprint != fingerprint:
+                    raise GroupOutcomeError(
+                        f"{where}: run {run_hash} of {spec.label} was made by other code than "
+                        "the parent resolved under that name (another entry's, or changed "
+                        "code); a method that names itself like another arm on the worker is "
+                        "refused")
             if spec.hparams != hparams:
                 key = next(k for k in sorted({*spec.hparams, *hparams})
                            if spec.hparams.get(k) != hparams.get(k))

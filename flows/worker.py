@@ -86,6 +86,44 @@ def watch_orchestrator(token: str | None = None, poll_s: float = 0.5) -> threadi
     return thread
 
 
+class GroupMethod(MethodRef):
+    """A method of a group as the parent resolved it when the campaign was prepared: the name
+    its runs are filed under (``label``), its validated params (``resolved``) and its code's
+    fingerprint. The worker runs it only if its own resolution gives the same three, so a
+    plugin that describes itself differently on the worker (it can tell a worker's jail from
+    the parent's) never has its runs filed under a name the parent gave another entry's code.
+    Unset fields are not checked (a group written by hand); ``Campaign.check_outcome`` checks
+    the stored runs against the parent's resolution in any case."""
+
+    label: str | None = None
+    resolved: dict[str, Any] | None = None
+    fingerprint: str | None = None
+
+    def check(self, label: str, params: dict[str, Any], fingerprint: str) -> None:
+        """Raise ``InputError`` unless the worker's resolution is the parent's."""
+        from w2s_common.errors import InputError
+
+        if self.label is not None and label != self.label:
+            raise InputError(f"method {self.name} names itself {label!r} on this worker, not "
+                             f"{self.label!r} as when the campaign was prepared; refused",
+                             field="methods")
+        if self.resolved is not None and canonical_json(params) != canonical_json(self.resolved):
+            raise InputError(f"method {self.name} resolves its params to {canonical_json(params)} "
+                             f"on this worker, not {canonical_json(self.resolved)} as when the "
+                             "campaign was prepared; refused", field="methods")
+        if self.fingerprint is not None and fingerprint != self.fingerprint:
+            raise InputError(f"method {self.name}'s code on this worker (fingerprint "
+                             f"{fingerprint[:12]}) is not the code the campaign was prepared "
+                             f"with ({self.fingerprint[:12]}): install the same code on every "
+                             "worker, or it changed while the campaign ran", field="methods")
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted-key JSON: ``True``, ``1`` and ``1.0`` stay three different values (Python's
+    ``==`` makes them one)."""
+    return json.dumps(value, sort_keys=True, allow_nan=False)
+
+
 class ControlRef(BaseModel):
     """A control of ``baseline`` (``transfer.controls.ControlSpec``): run as a student arm of
     the baseline's procedure, stored under ``control:<kind>:<name>``."""
@@ -114,7 +152,7 @@ class ArmGroup(BaseModel):
     data: str | None = None
     store: str
     seeds: list[int]
-    methods: list[MethodRef]
+    methods: list[GroupMethod]
     controls: list[ControlRef] = Field(default_factory=list)
     engine: dict[str, Any] = Field(default_factory=dict)
     jail: dict[str, Any] = Field(default_factory=dict)
@@ -138,6 +176,8 @@ def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
 
     ctx = arm_context(group.ladder, group.data, group.store, group.engine)
     resolved = [method_function(m.name, m.params, jail=group.jail) for m in group.methods]
+    for method, (label, params, fn) in zip(group.methods, resolved, strict=True):
+        method.check(label, params, fn.fingerprint)
     by_ref = {(m.name, json.dumps(m.params, sort_keys=True)): r
               for m, r in zip(group.methods, resolved)}
     controls = []

@@ -21,8 +21,7 @@ import numpy as np
 import pytest
 from prefect_server import free_port
 
-from flows.plan import MethodRef
-from flows.worker import ArmGroup
+from flows.worker import ArmGroup, GroupMethod
 
 REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-5
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 def micro_group(store: Path, result: Path) -> ArmGroup:
     return ArmGroup(ladder="micro", rung="m0", data=None, store=str(store), seeds=[0],
-                    methods=[MethodRef(name="vanilla")],
+                    methods=[GroupMethod(name="vanilla")],
                     engine={"ds_config": "zero0", "precision": "fp32"}, jail={},
                     result=str(result))
 

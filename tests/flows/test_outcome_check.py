@@ -36,6 +36,8 @@ def campaign(tmp_path, monkeypatch):
     prepared = Campaign.prepare(MICRO, tmp_path / "out", tmp_path / "store")
     RESOLVED.clear()
     RESOLVED.update({info["label"]: info["params"] for info in prepared.methods.values()})
+    CODE.clear()
+    CODE.update({info["label"]: info["code"].fingerprint for info in prepared.methods.values()})
     return prepared
 
 
@@ -47,6 +49,7 @@ def synthetic_fingerprint() -> str:
 
 
 RESOLVED: dict[str, dict] = {}  # a method's params as the campaign resolved them
+CODE: dict[str, str] = {}  # a method's code fingerprint as the campaign resolved it
 
 
 @functools.cache
@@ -62,14 +65,15 @@ def worker_hparams() -> dict:
 
 
 def spec(label, seed, rung="m1", ladder="micro", dataset=None, params=None, hparams=None,
-         unjailed=False):
+         unjailed=False, code=None):
     arm = label if label in ("weak", "ceiling") else "student"
     return SimpleNamespace(label=label, seed=seed, rung=rung, ladder=ladder, arm=arm,
                            dataset="other" if dataset else "synthetic",
                            dataset_fingerprint=dataset or synthetic_fingerprint(),
                            method_params=RESOLVED.get(label, {}) if params is None else params,
                            hparams=worker_hparams() if hparams is None else hparams,
-                           unjailed=unjailed)
+                           unjailed=unjailed,
+                           method_fingerprint=None if arm != "student" else code or CODE[label])
 
 
 def reported(runs: dict[str, SimpleNamespace]) -> list[str]:
@@ -106,6 +110,10 @@ def test_exactly_the_runs_asked_for_pass(campaign):
     # way to the worker, e.g. by a writer of the pool's Prefect server)
     (lambda r, g: r.update(h0vanilla=spec("vanilla", 0, rung=g.rung, hparams={
         **worker_hparams(), "epochs": 1})), "trained with epochs=1"),
+    # a run filed under a method's name but made by other code (a plugin that names itself
+    # like another plan entry on the worker: tests/security/test_method_code.py)
+    (lambda r, g: r.update(h0aux_conf=spec("aux_conf", 0, rung=g.rung, code="f" * 64)),
+     "other code than the parent resolved"),
     # a method run outside the jail the plan requires
     (lambda r, g: r.update(h1aux_conf=spec("aux_conf", 1, rung=g.rung, unjailed=True)),
      "outside the jail"),
@@ -118,6 +126,18 @@ def test_anything_else_is_refused_naming_the_group(campaign, change, expected):
     with pytest.raises(GroupOutcomeError) as err:
         campaign.check_outcome(group, reported(runs))
     assert expected in str(err.value) and f"rung {group.rung} seeds [0, 1]" in str(err.value)
+
+
+def test_params_equal_only_to_python_are_refused(campaign):
+    """``True == 1 == 1.0`` in Python; a run whose params say ``true`` where the plan resolved
+    ``1`` has another run hash and another meaning: compared as canonical JSON."""
+    campaign.methods["aux_conf"]["params"] = {**RESOLVED["aux_conf"], "a_max": 1}
+    group = campaign.groups([0], ["aux_conf"])[0]
+    runs = {f"h0{arm}": spec(arm, 0, rung=group.rung) for arm in ("weak", "ceiling", "vanilla")}
+    runs["h0aux_conf"] = spec("aux_conf", 0, rung=group.rung,
+                              params={**RESOLVED["aux_conf"], "a_max": True})
+    with pytest.raises(GroupOutcomeError, match="params other than"):
+        campaign.check_outcome(group, reported(runs))
 
 
 def test_a_listed_run_missing_from_the_store_is_refused(campaign):
@@ -134,3 +154,25 @@ def test_unjailed_runs_pass_where_the_plan_opted_out_of_the_jail(campaign):
     runs = {f"h0{arm}": spec(arm, 0, rung=group.rung, unjailed=arm == "aux_conf")
             for arm in ("weak", "ceiling", "vanilla", "aux_conf")}
     campaign.check_outcome(group, reported(runs))
+
+
+@pytest.mark.parametrize("pinned, expected", [
+    ({"label": "vanilla"}, "names itself 'aux_conf' on this worker, not 'vanilla'"),
+    ({"resolved": {"a_max": True}}, "resolves its params to"),
+    ({"fingerprint": "f" * 64}, "is not the code the campaign was prepared with"),
+])
+def test_a_worker_refuses_a_method_it_resolves_otherwise_than_the_parent(campaign, tmp_path,
+                                                                          pinned, expected):
+    """The worker side of the same allow-list (``flows.worker.GroupMethod.check``): before any
+    run, each method's name, params and code on the worker must be the parent's."""
+    from flows.worker import run_group
+    from w2s_common.errors import InputError
+
+    group = campaign.groups([0], ["aux_conf"])[0]
+    method = group.methods[1].model_copy(update=pinned)
+    group = group.model_copy(update={"methods": [group.methods[0], method],
+                                     "store": str(tmp_path / "worker-store"),
+                                     "result": str(tmp_path / "result.json")})
+    with pytest.raises(InputError, match=expected):
+        run_group(group)
+    assert not list((tmp_path / "worker-store").rglob("COMPLETE"))

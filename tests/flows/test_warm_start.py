@@ -22,11 +22,10 @@ DRIVER = """
 import json, sys
 from pathlib import Path
 from flows.execute import GroupFailed, run_group_subprocess
-from flows.plan import MethodRef
-from flows.worker import ArmGroup
+from flows.worker import ArmGroup, GroupMethod
 store, work, method = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 group = ArmGroup(ladder="micro", rung="m0", store=store, seeds=[0],
-                 methods=[MethodRef(name=method, params={})],
+                 methods=[GroupMethod(name=method, params={})],
                  engine={"ds_config": "zero0", "precision": "fp32"}, result="")
 try:
     print(json.dumps(run_group_subprocess(group, work)), flush=True)

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +207,65 @@ def test_two_plugins_under_one_results_name_are_refused_before_compute(lab, tmp_
     assert str(err.value).startswith(f"{plan}:4: methods[1].name: method "
                                      "'attacks.namesake:Second' names itself 'attack_namesake'")
     assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
+
+
+def _set_swap_copies_age(seconds: float) -> None:
+    """Make every jail code copy of ``attacks/swap.py`` look ``seconds`` old (what the
+    plugin reads to tell the parent's describe from a worker's)."""
+    from methods.jail_runtime import jail_cache
+
+    copies = list((jail_cache() / "code").glob("*/attacks/swap.py"))
+    assert copies, "the plugin was never copied into the jail cache"
+    when = time.time() - seconds
+    for copy in copies:
+        os.utime(copy, (when, when))
+
+
+def test_plugins_that_trade_names_on_a_worker_are_refused(lab, tmp_path):
+    """Two plugins that name themselves as each other on a worker: the worker refuses to run
+    a method whose name, params or code differ from the parent's resolution, and the parent
+    refuses runs filed under a name by other code than it resolved for that name (a worker
+    that does not check, e.g. an older version on a pool machine)."""
+    from flows.campaign import Campaign, GroupOutcomeError
+    from flows.worker import GroupMethod, run_group
+    from methods.resolve import method_function
+
+    plan = tmp_path / "swap.yaml"
+    plan.write_text("name: swap\nmethods:\n  - name: attacks.swap:First\n"
+                    "  - name: attacks.swap:Second\nbaseline: vanilla\nladder: micro\n"
+                    "rungs: [m0]\ndatasets: [synthetic]\nseeds: {initial: 1, batch: 1, max: 1}\n")
+    method_function("attacks.swap:First", [])  # the code copy exists; now it is fresh
+    _set_swap_copies_age(0)
+    snapshot = lab.snapshot()
+    campaign = Campaign.prepare(plan, tmp_path / "out", tmp_path / "store")
+    assert campaign.labels() == {"vanilla": "vanilla", "attacks.swap:First": "attack_swap_first",
+                                 "attacks.swap:Second": "attack_swap_second"}
+    _set_swap_copies_age(3600)  # the worker describes them later
+    group = campaign.groups([0], ["attacks.swap:First", "attacks.swap:Second"])[0]
+    group = group.model_copy(update={"result": str(tmp_path / "result.json")})
+    with pytest.raises(InputError) as refused:
+        run_group(group)
+    assert str(refused.value) == ("methods: method attacks.swap:First names itself "
+                                  "'attack_swap_second' on this worker, not "
+                                  "'attack_swap_first' as when the campaign was prepared; "
+                                  "refused")
+    assert not list((tmp_path / "store").rglob("COMPLETE"))  # refused before any run
+    lab.assert_unchanged(snapshot)
+
+    # A worker that does not check: it runs both and files each under the other's name (the
+    # trusted side builds the sealed inputs' model caches meanwhile, hence no snapshot).
+    unpinned = group.model_copy(update={"methods": [
+        GroupMethod(name=m.name, params=m.params) for m in group.methods]})
+    outcome = run_group(unpinned)
+    with pytest.raises(GroupOutcomeError) as caught:
+        campaign.check_outcome(group, outcome["runs"])
+    lab.record("two plugins trading results names on a worker (each entry's verdict rests on "
+               "the other's code)", "`attacks.swap:First`, `:Second` (plugins)",
+               "accepted: each verdict filed under the other's name and fingerprint",
+               "refused: the worker checks name, params and code against the parent's "
+               "resolution; the parent checks every run's code fingerprint", "yes", "-")
+    assert "attack_swap_" in str(caught.value) and "other code than the parent resolved" in str(
+        caught.value)
 
 
 @pytest.fixture
