@@ -142,6 +142,18 @@ def test_cold_reasons(tmp_path: Path) -> None:
     assert changed is not None and "changed since the fork server started" in changed
 
 
+def describe(pid: int) -> str:
+    """pid, parent, process group, command line and standard output of a process (for a
+    failure's message: seen once, not reproduced, 2026-12-04)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:300]
+        out = os.readlink(f"/proc/{pid}/fd/1")
+    except OSError as err:
+        return f"pid {pid}: {err}"
+    return f"pid {pid} ppid {fields[1]} pgid {fields[2]} stdout {out} argv {argv}"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_warm_worker_dies_with_its_flow(tmp_path: Path, sig: signal.Signals) -> None:
     """The worker waits for a run another process holds; its flow is cancelled (SIGTERM: the
@@ -161,7 +173,8 @@ def test_a_warm_worker_dies_with_its_flow(tmp_path: Path, sig: signal.Signals) -
                              "the forked worker")
         assert len(workers) == 1
         worker = workers[0]
-        assert os.getpgid(worker) == worker != os.getpgid(driver.pid), "a session of its own"
+        assert os.getpgid(worker) == worker != os.getpgid(driver.pid), \
+            f"a session of its own: {describe(worker)}; driver {driver.pid}"
         server = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])
         assert b"forkserver" in Path(f"/proc/{server}/cmdline").read_bytes()
         wait_until(lambda: "forked from the fork server" in
