@@ -227,6 +227,22 @@ def os_error_line(err: OSError) -> str:
     return f"{where}: {text}" if where is not None else " ".join(text.split())
 
 
+def read_group(path: Path) -> ArmGroup:
+    """The group file, or one ``InputError`` line: a file this worker's version cannot read
+    (a pool worker whose installed w2s-transfer differs from the parent's) says so, no
+    traceback."""
+    from pydantic import ValidationError
+
+    from w2s_common.validation import validation_input_error
+
+    try:
+        return ArmGroup.model_validate_json(path.read_text())
+    except ValidationError as err:
+        problem = validation_input_error(err, path=path)
+        raise type(problem)(f"{problem.message} (is this worker's w2s-transfer the parent's "
+                            "version?)", path=problem.path, field=problem.field) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     from transfer.sealed import MethodUnsupported
     from w2s_common.atomic import atomic_write_json
@@ -240,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(local rank {os.environ.get('LOCAL_RANK', '0')})", flush=True)
     start = time.perf_counter()
     try:
-        group = ArmGroup.model_validate_json(Path(argv[0]).read_text())
+        group = read_group(Path(argv[0]))
         outcome = run_group(group, log=lambda line: print(line, flush=True))
         outcome["seconds"] = round(time.perf_counter() - start, 3)
         if int(os.environ.get("RANK", "0")) == 0:

@@ -8,6 +8,7 @@ run fails with ENOSPC.
 from __future__ import annotations
 
 import errno
+import json
 import shutil
 import subprocess
 
@@ -35,6 +36,25 @@ def test_worker_exit_status_says_whether_a_retry_can_pass(monkeypatch, tmp_path,
         assert worker.main([str(group_file)]) == status
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+
+
+def test_a_group_file_of_another_version_is_one_line_exit_2(tmp_path, capsys) -> None:
+    """A pool worker whose installed version predates a field the parent writes (here a
+    method's pinned resolution) says so in one line, exit 2 (not retried), no traceback."""
+    from flows import worker
+
+    group = worker.ArmGroup(ladder="micro", rung="m0", store=str(tmp_path), seeds=[0],
+                            methods=[worker.GroupMethod(name="vanilla")],
+                            result=str(tmp_path / "r.json"))
+    payload = group.model_dump(mode="json")
+    payload["methods"][0]["pinned_by_a_newer_parent"] = True
+    group_file = tmp_path / "g.json"
+    group_file.write_text(json.dumps(payload))
+    assert worker.main([str(group_file)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {group_file}: methods.0.pinned_by_a_newer_parent: Extra inputs are "
+                   "not permitted (is this worker's w2s-transfer the parent's version?)\n")
+    assert not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.parametrize(("returncode", "transient"), [
