@@ -363,19 +363,30 @@ class GroupOutcomeError(InputError):
 def check_unique_labels(plan: Any, methods: dict[str, dict[str, Any]]) -> None:
     """Before any compute: each entry's results name (a plugin names itself) is its own, and
     none is an arm name (weak, ceiling): two entries under one name would merge their runs
-    into one arm.
+    into one arm. Nor may a results name be what another method is known by: another entry's
+    reference in the plan, or the name of an installed entry point that is not this entry (the
+    gate finds an entry by its results name or its reference; a plugin calling itself like a
+    rival's reference would stand in for the rival there).
 
     Raises:
-        InputError: naming the plan's file, line and field of the second entry.
+        InputError: naming the plan's file, line and field of the offending entry.
     """
+    from methods.registry import _entry_points
+
+    references = set(methods)
+    entry_points = set(_entry_points())
     seen: dict[str, str] = {}
     for index, (name, info) in enumerate(methods.items()):
         label = info["label"]
+        loc = ("baseline",) if index == 0 else ("methods", index - 1, "name")
         clash = seen.get(label) or (label if label in ("weak", "ceiling") else None)
         if clash is not None:
-            loc = ("baseline",) if index == 0 else ("methods", index - 1, "name")
             plan._raise(loc, f"method {name!r} names itself {label!r}, which is already the "
                         f"name of {clash!r}; each method's results name must be its own")
+        if label != name and (label in references or label in entry_points):
+            what = "another plan entry" if label in references else "an installed entry point"
+            plan._raise(loc, f"method {name!r} names itself {label!r}, which is the name of "
+                        f"{what}; a results name may not be another method's name")
         seen[label] = name
 
 

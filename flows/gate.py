@@ -66,6 +66,7 @@ class GateDecision:
     required: tuple[str, ...]
     reasons: list[str] = field(default_factory=list)
     checks: tuple[str, ...] = ()
+    reference: str | None = None  # how the plan names the method, when not by its results name
 
     @property
     def passed(self) -> bool:
@@ -79,7 +80,8 @@ class GateDecision:
 
     def describe(self) -> str:
         """Human-readable lines: the decision, the verdict, the reasons and what was checked."""
-        head = (f"{self.method}: {'PROMOTE' if self.passed else 'DO NOT PROMOTE'} "
+        name = f"{self.method} ({self.reference})" if self.reference else self.method
+        head = (f"{name}: {'PROMOTE' if self.passed else 'DO NOT PROMOTE'} "
                 f"(verdict {self.verdict}, promote={str(self.promote).lower()}")
         head += f", required {'|'.join(self.required)})" if self.required else ")"
         lines = [head]
@@ -546,6 +548,30 @@ def check_code(binding: Binding, methods: Iterable[str], source: Path) -> str:
 
 # --- the gate --------------------------------------------------------------------------------
 
+def entry_named(verdict: Verdict, binding: Binding, name: str, source: Path) -> str:
+    """The verdict entry (results name) that ``name`` means: an entry's results name, the
+    reference the plan names it by (CI knows a plugin by its reference; the plugin names itself),
+    or a control's plan name. An allow-list over the binding: a name that means two entries
+    (one's results name, another's reference) is refused rather than resolved either way, so
+    a plugin naming itself like a rival's reference cannot stand in for the rival.
+
+    Raises:
+        InputError: ``name`` means more than one entry.
+    """
+    meant = {label for label, bound in binding.methods.items()
+             if name in (label, bound.reference) and label in verdict.methods}
+    meant |= {label for label, bound in binding.controls.items()
+              if name in (label, bound.name) and label in verdict.controls}
+    meant |= {label for label in (*verdict.methods, *verdict.controls)
+              if label == name and label not in binding.methods and label not in binding.controls}
+    if len(meant) > 1:
+        raise InputError(f"{name!r} names more than one entry ({', '.join(sorted(meant))}: a "
+                         "results name and another entry's reference); gate by the entry's "
+                         "reference and rerun with a plan whose results names are distinct",
+                         path=source, field="methods")
+    return next(iter(meant)) if meant else name
+
+
 def check_promotion(verdict_path: str | Path, method: str,
                     require: Iterable[str] | None = None, *, plan: str | Path | None = None,
                     results: str | Path | None = None, store: str | Path | None = None,
@@ -576,14 +602,7 @@ def check_promotion(verdict_path: str | Path, method: str,
     read = read_verdict_file(source)
     verdict = read.verdict
     binding = parse_binding(verdict, source)
-    if method not in verdict.methods and method not in verdict.controls:
-        # A plugin is decided under the name it gives itself; CI knows it by its reference.
-        named = [label for label, bound in binding.methods.items()
-                 if bound.reference == method and label in verdict.methods]
-        # A control may be named by its plan name.
-        named += [label for label, bound in binding.controls.items()
-                  if bound.name == method and label in verdict.controls]
-        method = named[0] if len(named) == 1 else method
+    method = entry_named(verdict, binding, method, source)
     decision = verdict.methods.get(method) or verdict.controls.get(method)
     if decision is None:
         raise InputError(f"unknown method {method!r}; the file has {sorted(verdict.methods)}"
@@ -617,5 +636,8 @@ def check_promotion(verdict_path: str | Path, method: str,
                          "verdict)", field="--plan")
     if code:
         checks.append(check_code(binding, [method, verdict.baseline], source))
+    bound = binding.methods.get(method)
+    reference = bound.reference if bound is not None and bound.reference != method else None
     return GateDecision(method=method, verdict=decision.verdict, promote=decision.promote,
-                        required=required, reasons=list(decision.reasons), checks=tuple(checks))
+                        required=required, reasons=list(decision.reasons), checks=tuple(checks),
+                        reference=reference)

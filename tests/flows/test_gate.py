@@ -161,3 +161,25 @@ def test_optional_fields_are_read_and_unknown_fields_refused(gate, verdict) -> N
     verdict["generated_at"] = "2026-01-01T00:00:00Z"
     code, _, err = gate(verdict, "--method", "aux_conf")
     assert code == 2 and "generated_at" in err and err.count("\n") == 1, err
+
+
+def test_a_name_meaning_two_entries_is_refused_not_resolved(tmp_path):
+    """`--method rival_ep` where one entry is the plugin installed as `rival_ep` (it names
+    itself `rival`) and another names itself `rival_ep`: the gate refuses rather than answer
+    with either (flows.gate.entry_named; tests/security/test_method_code.py refuses such a plan
+    before compute)."""
+    from types import SimpleNamespace
+
+    from flows.gate import entry_named
+    from w2s_common.errors import InputError
+
+    verdict = SimpleNamespace(methods={"rival": None, "rival_ep": None}, controls={})
+    binding = SimpleNamespace(methods={"rival": SimpleNamespace(reference="rival_ep"),
+                                       "rival_ep": SimpleNamespace(reference="pkg.squat:Squat")},
+                              controls={})
+    source = tmp_path / "verdict.json"
+    with pytest.raises(InputError, match=r"'rival_ep' names more than one entry \(rival, "
+                                         r"rival_ep: a results name and another entry's"):
+        entry_named(verdict, binding, "rival_ep", source)
+    assert entry_named(verdict, binding, "rival", source) == "rival"
+    assert entry_named(verdict, binding, "pkg.squat:Squat", source) == "rival_ep"

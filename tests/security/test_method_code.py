@@ -209,6 +209,40 @@ def test_two_plugins_under_one_results_name_are_refused_before_compute(lab, tmp_
     assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
 
 
+@pytest.mark.parametrize("rival_in_plan", [True, False], ids=["plan-entry", "installed"])
+def test_a_results_name_that_is_another_method_s_name_is_refused(lab, tmp_path, monkeypatch,
+                                                                   rival_in_plan):
+    """A plugin naming itself like a rival's entry point (in the plan, or only installed) is
+    refused before compute: the gate finds entries by results name or reference, so the name
+    would let it stand in for the rival (``flows.gate.entry_named`` refuses such a name too)."""
+    from flows.campaign import Campaign
+
+    site = tmp_path / "site"
+    _site_with_entry_point(site, "rival_ep", "attacks.benign:WeakEcho")
+    monkeypatch.setenv("W2S_PLUGIN_PATH", str(site))
+    entries = ["rival_ep", "attacks.squat:Squat"] if rival_in_plan else ["attacks.squat:Squat"]
+    plan = tmp_path / "squat.yaml"
+    plan.write_text("name: squat\nmethods:\n" + "".join(f"  - name: {e}\n" for e in entries)
+                    + "baseline: vanilla\nladder: micro\nrungs: [m0]\ndatasets: [synthetic]\n"
+                    "seeds: {initial: 1, batch: 1, max: 1}\n")
+    snapshot = lab.snapshot()
+    with pytest.raises(InputError) as err:
+        Campaign.prepare(plan, tmp_path / "out", tmp_path / "store")
+    lab.assert_unchanged(snapshot)
+    what = "another plan entry" if rival_in_plan else "an installed entry point"
+    line = 2 + len(entries)
+    assert str(err.value) == (f"{plan}:{line}: methods[{len(entries) - 1}].name: method "
+                              "'attacks.squat:Squat' names itself 'rival_ep', which is the name "
+                              f"of {what}; a results name may not be another method's name")
+    if rival_in_plan:
+        lab.record("a results name that is a rival's entry-point name (the gate's `--method "
+                   "rival` answered with the attacker's verdict)",
+                   "`attacks.squat:Squat` beside entry point `rival_ep` (plugins)",
+                   "accepted; `gate --method rival_ep` decided on the attacker's entry",
+                   "refused before compute; the gate refuses a name meaning two entries",
+                   "yes", "-")
+
+
 def _set_swap_copies_age(seconds: float) -> None:
     """Make every jail code copy of ``attacks/swap.py`` look ``seconds`` old (what the
     plugin reads to tell the parent's describe from a worker's)."""
