@@ -154,6 +154,7 @@ def sweep_flow(registry: str = "infra/sweep-registry.yaml", store: str | None = 
     ``prepared``: what ``prepare_sweep`` returned to the CLI for the same registry and store
     (the registry and its :class:`SweepItem` list), so no plan is prepared twice; a
     deployment's run checks the registry here."""
+    from flows.execute import GroupFailed
     from flows.outdir import exclusive_out
     from flows.validate import validate_flow
     from w2s_common.atomic import atomic_write_text
@@ -163,13 +164,26 @@ def sweep_flow(registry: str = "infra/sweep-registry.yaml", store: str | None = 
     summary: dict[str, Any] = {}
     with exclusive_out(reg.out, "out in the registry"):  # held already when the CLI started it
         for item in items:
-            with exclusive_out(item.out):  # held until its validate subflow has run
-                atomic_write_text(item.plan_path, item.plan_text)
-                verdict = validate_flow(str(item.plan_path), str(item.out), store,
-                                        prepared=Prepared(item.campaign))
-            decision = verdict.methods[item.method]
+            # A plugin's verdict is filed under the name it gives itself, not the registry's.
+            label = item.campaign.labels()[item.method]
+            try:
+                with exclusive_out(item.out):  # held until its validate subflow has run
+                    atomic_write_text(item.plan_path, item.plan_text)
+                    verdict = validate_flow(str(item.plan_path), str(item.out), store,
+                                            prepared=Prepared(item.campaign))
+            except (InputError, GroupFailed) as err:
+                # One method's failure (its plugin crashed, refused, timed out) is its own
+                # result: the others of the night are still validated.
+                line = " ".join(str(err).split())
+                summary[item.method] = {"verdict": None, "promote": False, "failed": line,
+                                        "report": None}
+                logger.error("%s: failed: %s", item.method, line)
+                continue
+            decision = verdict.methods[label]
             summary[item.method] = {"verdict": decision.verdict, "promote": decision.promote,
                                     "report": str((item.out / "report.html").resolve())}
+            if label != item.method:
+                summary[item.method]["results_name"] = label
             logger.info("%s: %s (promote=%s)", item.method, decision.verdict, decision.promote)
         atomic_write_text(Path(reg.out) / "sweep.json", json.dumps(summary, indent=2))
     return summary

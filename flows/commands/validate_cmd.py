@@ -1,6 +1,7 @@
 """`w2s-transfer validate PLAN --out DIR` and `w2s-transfer demo --out DIR`."""
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -138,4 +139,13 @@ def register_sweep(app: typer.Typer) -> None:
             summary = sweep_flow(str(registry), str(store) if store else None,
                                  prepared=Prepared(prepared))
         for method, row in summary.items():
-            print(f"{method}: {row['verdict']} promote={row['promote']} report={row['report']}")
+            if row.get("failed"):
+                print(f"{method}: FAILED ({row['failed']})")
+            else:
+                print(f"{method}: {row['verdict']} promote={row['promote']} "
+                      f"report={row['report']}")
+        failed = [method for method, row in summary.items() if row.get("failed")]
+        if failed:
+            print(f"error: {len(failed)} of {len(summary)} methods failed: {', '.join(failed)} "
+                  f"(sweep.json says why)", file=sys.stderr)
+            raise typer.Exit(2)

@@ -181,3 +181,67 @@ def test_the_sweep_command_runs_with_the_embedded_prefect_settings(tmp_path: Pat
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "recorder False startup 180" in done.stdout, done.stdout + done.stderr[-2000:]
+
+
+SWEEP_PLUGINS = '''
+import numpy as np
+from methods.base import MethodBase, NoParams
+
+
+class Crash(MethodBase):
+    name = "sweep_crash"
+    description = "fails in its run"
+    Params = NoParams
+
+    def run(self, data, trainer, params):
+        raise RuntimeError("this method fails")
+
+
+class Renamed(MethodBase):
+    name = "sweep_renamed_label"
+    description = "echoes the weak teacher under a name of its own"
+    Params = NoParams
+
+    def run(self, data, trainer, params):
+        return np.asarray(data.weak_test_probs)
+'''
+
+
+def test_a_failing_method_does_not_stop_the_sweep_and_plugins_keep_their_own_names(
+        prefect_harness, tmp_path: Path, monkeypatch) -> None:
+    """A plugin listed first that fails is recorded as failed and the next one is validated;
+    a plugin entry point that names itself otherwise is summarised under the registry's name
+    (before: a failure ended the night's sweep, and such a plugin a KeyError traceback after its
+    validation; found by an independent attacker review, 2026-12-04)."""
+    from methods.jail import jail_available
+
+    if not jail_available():
+        pytest.skip("no jail builder works here")
+    from flows.sweep import sweep_flow
+
+    site = tmp_path / "site"
+    info = site / "w2s_sweep_plugins-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: w2s-sweep-plugins\n"
+                                   "Version: 0.1\n")
+    (info / "entry_points.txt").write_text("[w2s_transfer.methods]\n"
+                                           "crashy = sweep_plugins:Crash\n"
+                                           "renamed = sweep_plugins:Renamed\n")
+    (site / "sweep_plugins.py").write_text(SWEEP_PLUGINS)
+    monkeypatch.setenv("W2S_PLUGIN_PATH", str(site))
+    registry = write_registry(tmp_path, ["crashy", "renamed"])
+    template = yaml.safe_load((tmp_path / "template.yaml").read_text())
+    template["seeds"] = {"initial": 2, "batch": 1, "max": 2}
+    template.pop("claims")
+    (tmp_path / "template.yaml").write_text(yaml.safe_dump(template, sort_keys=False))
+
+    summary = sweep_flow(str(registry), str(tmp_path / "store"))
+
+    assert list(summary) == ["crashy", "renamed"]
+    assert summary["crashy"]["verdict"] is None and summary["crashy"]["promote"] is False
+    assert "this method fails" in summary["crashy"]["failed"], summary["crashy"]
+    renamed = summary["renamed"]
+    assert renamed["results_name"] == "sweep_renamed_label" and "failed" not in renamed
+    verdict = json.loads((tmp_path / "sweep" / "renamed" / "verdict.json").read_text())
+    assert renamed["verdict"] == verdict["methods"]["sweep_renamed_label"]["verdict"]
+    assert json.loads((tmp_path / "sweep" / "sweep.json").read_text()) == summary
