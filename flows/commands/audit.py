@@ -24,9 +24,11 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(None, help="dataset directory; the built-in synthetic task "
                                   "by default"),
         ladder: str = typer.Option(None, help="ladder name or YAML path (default micro)"),
-        rung: str = typer.Option(None, help="rung name (default: the ladder's first rung)"),
-        seed: int = typer.Option(0, min=0, max=MAX_SEED,
-                                 help="run seed, held fixed across permutations"),
+        rung: str = typer.Option(None, help="rung name (default: every rung of --plan, else "
+                                 "the ladder's first rung)"),
+        seed: int = typer.Option(None, min=0, max=MAX_SEED,
+                                 help="run seed, held fixed across permutations (default: with "
+                                 "--plan one of its seeds drawn at random, else 0)"),
         store: Path = typer.Option(None, help="run store for the real weak run "
                                    "(default $W2S_CACHE_DIR/store)"),
         check_determinism: bool = typer.Option(
@@ -43,7 +45,12 @@ def register(app: typer.Typer) -> None:
         the same inputs in an audit as in a real run."""
         with user_errors():
             ctx, jail = audit_context(plan, ladder, data, store, unjailed)
-            clean = _audit(ctx, jail, method, param or [], rung, seed, check_determinism)
+            rungs, seed = audit_cells(plan, ctx.ladder, rung, seed)
+            # Every cell is audited (a method sees its rung and seed, and could read labels
+            # only where an audit does not look); flagged if any is.
+            results = [_audit(ctx, jail, method, param or [], name, seed, check_determinism)
+                       for name in rungs]
+            clean = all(results)
         if not clean:
             raise typer.Exit(EXIT_FLAGGED)
 
@@ -77,6 +84,32 @@ def audit_context(plan: str | None, ladder: str | None, data: Path | None,
     if unjailed:
         jail = {**jail, "mode": "off"}
     return arm_context(ladder or "micro", data, store, overrides), jail
+
+
+def audit_cells(plan: str | None, ladder, rung: str | None, seed: int | None
+                ) -> tuple[list[str], int]:
+    """The rungs to audit and the seed: with a plan, its rungs (``--rung`` must be one of them)
+    and, unless given, one of its seeds drawn at random (``secrets``: a method cannot predict
+    it); without one, ``--rung`` or the ladder's first rung, and seed 0.
+
+    Raises:
+        InputError: ``--rung`` not among the plan's rungs.
+    """
+    import secrets
+
+    from w2s_common.errors import InputError
+
+    if plan is None:
+        return [rung if rung is not None else ladder.rungs[0].name], seed or 0
+    from flows.plan import load_plan
+
+    loaded = load_plan(plan)
+    rungs = [r.name for r in ladder.rungs] if loaded.rungs == "all" else list(loaded.rungs)
+    if rung is not None and rung not in rungs:
+        raise InputError(f"rung {rung!r} is not one the plan runs ({', '.join(rungs)})",
+                         field="--rung")
+    return ([rung] if rung is not None else rungs,
+            seed if seed is not None else secrets.randbelow(loaded.seeds.max))
 
 
 def _audit(ctx, jail, method, params, rung, seed, check_determinism) -> bool:

@@ -80,7 +80,24 @@ def test_a_plugin_run_outside_the_jail_fails_the_audit(tmp_path):
     (["--method", "vanilla", "--data", "/nonexistent/task"], "error: /nonexistent/task"),
     (["--method", "zero_shot_prior"],
      "error: --method: method zero_shot_prior cannot run on rung m0 of ladder micro: "),
+    (["--method", "vanilla", "--plan", "micro-ci", "--rung", "r9"],
+     "error: --rung: rung 'r9' is not one the plan runs (m0, m1)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, expected):
     line = one_error_line(audit(tmp_path, *args))
     assert line.startswith(expected)
+
+
+def test_with_a_plan_every_rung_is_audited_at_a_seed_drawn_from_the_plan(tmp_path):
+    """A method sees its rung and seed, so an audit of one fixed cell (the ladder's first rung,
+    seed 0, before) leaves it the others to read labels in (found by an independent attacker
+    review, 2026-12-04)."""
+    from flows.commands.audit import audit_cells
+    from transfer.ladder import load_ladder
+
+    micro = load_ladder("micro")
+    drawn = {audit_cells("micro-ci", micro, None, None)[1] for _ in range(200)}
+    assert drawn == {0, 1, 2}  # micro-ci: seeds.max 3, each drawn
+    assert audit_cells("micro-ci", micro, None, 5) == (["m0", "m1"], 5)
+    assert audit_cells("micro-ci", micro, "m1", 1) == (["m1"], 1)
+    assert audit_cells(None, micro, None, None) == (["m0"], 0)
