@@ -5,11 +5,15 @@ Exit codes: 0 clean, 1 flagged (the evidence is printed), 2 bad input.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from flows.commands._errors import user_errors
 from w2s_common.names import MAX_SEED
+
+if TYPE_CHECKING:
+    from flows.plan import Plan
 
 EXIT_FLAGGED = 1
 
@@ -44,8 +48,11 @@ def register(app: typer.Typer) -> None:
         input. Each permutation resolves the method afresh, in the jail for plugins, which see
         the same inputs in an audit as in a real run."""
         with user_errors():
-            ctx, jail = audit_context(plan, ladder, data, store, unjailed)
-            rungs, seed = audit_cells(plan, ctx.ladder, rung, seed)
+            from flows.plan import load_plan
+
+            loaded = load_plan(plan) if plan is not None else None
+            ctx, jail = audit_context(loaded, ladder, data, store, unjailed)
+            rungs, seed = audit_cells(loaded, ctx.ladder, rung, seed)
             # Every cell is audited (a method sees its rung and seed, and could read labels
             # only where an audit does not look); flagged if any is.
             results = [_audit(ctx, jail, method, param or [], name, seed, check_determinism)
@@ -55,7 +62,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_FLAGGED)
 
 
-def audit_context(plan: str | None, ladder: str | None, data: Path | None,
+def audit_context(plan: Plan | None, ladder: str | None, data: Path | None,
                   store: Path | None, unjailed: bool = False):
     """The arm context and jail settings an audit runs with: a plan's own (ladder, first dataset
     unless ``data`` names one, the engine settings its campaign passes to every group, its jail)
@@ -70,23 +77,19 @@ def audit_context(plan: str | None, ladder: str | None, data: Path | None,
     jail: dict = {"mode": "required"}
     overrides = None
     if plan is not None:
-        from flows.plan import load_plan
-
         if ladder is not None:
             raise InputError("give either --plan or --ladder (the plan names its ladder)",
                              field="--ladder")
-        loaded = load_plan(plan)
-        ladder = loaded.ladder
-        data = data if data is not None else loaded.dataset_paths()[0]
-        overrides = {"ds_config": loaded.compute.ds_config,
-                     "precision": loaded.compute.precision}
-        jail = loaded.jail.model_dump(mode="json")
+        ladder = plan.ladder
+        data = data if data is not None else plan.dataset_paths()[0]
+        overrides = {"ds_config": plan.compute.ds_config, "precision": plan.compute.precision}
+        jail = plan.jail.model_dump(mode="json")
     if unjailed:
         jail = {**jail, "mode": "off"}
     return arm_context(ladder or "micro", data, store, overrides), jail
 
 
-def audit_cells(plan: str | None, ladder, rung: str | None, seed: int | None
+def audit_cells(plan: Plan | None, ladder, rung: str | None, seed: int | None
                 ) -> tuple[list[str], int]:
     """The rungs to audit and the seed: with a plan, its rungs (``--rung`` must be one of them)
     and, unless given, one of its seeds drawn at random (``secrets``: a method cannot predict
@@ -101,15 +104,12 @@ def audit_cells(plan: str | None, ladder, rung: str | None, seed: int | None
 
     if plan is None:
         return [rung if rung is not None else ladder.rungs[0].name], seed or 0
-    from flows.plan import load_plan
-
-    loaded = load_plan(plan)
-    rungs = [r.name for r in ladder.rungs] if loaded.rungs == "all" else list(loaded.rungs)
+    rungs = [r.name for r in ladder.rungs] if plan.rungs == "all" else list(plan.rungs)
     if rung is not None and rung not in rungs:
         raise InputError(f"rung {rung!r} is not one the plan runs ({', '.join(rungs)})",
                          field="--rung")
     return ([rung] if rung is not None else rungs,
-            seed if seed is not None else secrets.randbelow(loaded.seeds.max))
+            seed if seed is not None else secrets.randbelow(plan.seeds.max))
 
 
 def _audit(ctx, jail, method, params, rung, seed, check_determinism) -> bool:

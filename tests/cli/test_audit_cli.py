@@ -45,7 +45,13 @@ def test_an_in_process_builtin_reading_labels_is_flagged(tmp_path, monkeypatch):
     registry._load_builtins()
     monkeypatch.setitem(registry._BUILTINS, thief.name, info)
     monkeypatch.setitem(registry._RESOLVED, id(thief), info)
+    # Another copy of the task alive in the process (an earlier test's, in CI): the thief
+    # must still find the labels the audit scores (it read the stale copy once: 2026-12-04).
+    from flows.context import load_dataset
+
+    stale = load_dataset(None)
     result = audit(tmp_path, "--method", thief.name, "--seed", "1")
+    assert stale.splits["test"].name == "test"
     assert result.exit_code == 1, result.output
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith(f"FLAGGED {thief.name} ladder=micro rung=m0 seed=1 "
@@ -93,11 +99,12 @@ def test_with_a_plan_every_rung_is_audited_at_a_seed_drawn_from_the_plan(tmp_pat
     seed 0, before) leaves it the others to read labels in (found by an independent attacker
     review, 2026-12-04)."""
     from flows.commands.audit import audit_cells
+    from flows.plan import load_plan
     from transfer.ladder import load_ladder
 
-    micro = load_ladder("micro")
-    drawn = {audit_cells("micro-ci", micro, None, None)[1] for _ in range(200)}
+    micro, plan = load_ladder("micro"), load_plan("micro-ci")
+    drawn = {audit_cells(plan, micro, None, None)[1] for _ in range(200)}
     assert drawn == {0, 1, 2}  # micro-ci: seeds.max 3, each drawn
-    assert audit_cells("micro-ci", micro, None, 5) == (["m0", "m1"], 5)
-    assert audit_cells("micro-ci", micro, "m1", 1) == (["m1"], 1)
+    assert audit_cells(plan, micro, None, 5) == (["m0", "m1"], 5)
+    assert audit_cells(plan, micro, "m1", 1) == (["m1"], 1)
     assert audit_cells(None, micro, None, None) == (["m0"], 0)

@@ -50,6 +50,7 @@ def test_an_audit_looks_like_a_real_run_on_a_plan_with_compute_settings(lab, aud
                                                                         tmp_path):
     from flows.commands.audit import audit_context
     from flows.context import arm_context
+    from flows.plan import load_plan
     from methods.resolve import method_function
     from transfer.arms import run_arm
 
@@ -64,7 +65,7 @@ def test_an_audit_looks_like_a_real_run_on_a_plan_with_compute_settings(lab, aud
     real = run_arm(ctx, RUNG, "student", SEED, method=name, method_params=params,
                    method_fn=fn).predictions()["prob"].to_numpy()
     assert not np.array_equal(real, audited_view)  # the plain audit differs: the route is real
-    audit_ctx, _ = audit_context(str(plan), None, None, lab.store)
+    audit_ctx, _ = audit_context(load_plan(str(plan)), None, None, lab.store)
     same = bool(np.array_equal(real, seen_in_audit(lab, audit_ctx, "attacks.observer:Observer")))
     lab.record("telling an audit from a real run on a plan with compute settings (zero2)",
                "`attacks.observer:Observer` (plugin)",
