@@ -16,7 +16,7 @@ import pandas as pd
 
 from flows import progress as events
 from flows.plan import MethodRef
-from flows.worker import ArmGroup, ControlRef, GroupMethod, canonical_json
+from flows.worker import ArmGroup, Canary, ControlRef, GroupMethod, canonical_json
 from w2s_common.errors import InputError
 
 if TYPE_CHECKING:
@@ -25,6 +25,37 @@ if TYPE_CHECKING:
     from transfer.ladder import Ladder
 
 Submit = Callable[[list[ArmGroup], Path, int, int], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class AuditCell:
+    """A cell of the campaign where a method's label-leak audit runs (``flows.plan.Audit``)."""
+
+    rung: str
+    data: str | None  # as in ArmGroup.data
+    seed: int
+    permutations: tuple[int, int]
+
+
+def draw_audit_cells(plan: Plan, rungs: list[str], seeds: list[int],
+                     rng: Any = None) -> dict[str, list[AuditCell]]:
+    """For each plan entry (the baseline first), ``plan.audit.cells`` distinct cells drawn
+    among the first look's (rung, dataset, seed), each with two distinct permutation seeds.
+
+    Drawn with ``secrets.SystemRandom`` (``rng`` for tests) when the campaign starts: a method
+    cannot predict, from the plan or its own earlier runs, which of its runs are audited.
+    """
+    import secrets
+
+    rng = rng if rng is not None else secrets.SystemRandom()
+    cells = [(rung, None if data is None else str(data), seed)
+             for data in plan.dataset_paths() for rung in rungs for seed in seeds]
+    out: dict[str, list[AuditCell]] = {}
+    for entry in [plan.baseline, *plan.method_names]:
+        chosen = rng.sample(cells, min(plan.audit.cells, len(cells)))
+        out[entry] = [AuditCell(rung, data, seed, tuple(rng.sample(range(1, 2**31), 2)))
+                      for rung, data, seed in chosen]
+    return out
 
 
 def _plan_field(cli_field: str | None, entry: str) -> str:
@@ -70,6 +101,11 @@ class Campaign:
     # (``label``; a plugin names itself), params and code (``methods.fingerprint.MethodCode``).
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     verdict_key: bytes | None = field(default=None, repr=False)  # HMAC key (flows.binding)
+    # The label-leak audit inside the campaign: plan entry -> its cells (drawn by ``run``), and
+    # results name -> the audited cells' outcomes (``stats.verdict_model.LabelAudit``).
+    audit_cells: dict[str, list[AuditCell]] = field(default_factory=dict, repr=False)
+    audits: dict[str, list[Any]] = field(default_factory=dict)
+    dataset_names: dict[str | None, str] = field(default_factory=dict)  # by group.data
 
     @classmethod
     def prepare(cls, plan_path: str | Path, out: str | Path, store: str | Path | None = None,
@@ -147,11 +183,24 @@ class Campaign:
                         for c in self.plan.controls if c.label in wanted]
         engine = {"ds_config": self.plan.compute.ds_config,
                   "precision": self.plan.compute.precision}
-        return [ArmGroup(ladder=self.plan.ladder, rung=rung,
-                         data=None if dataset is None else str(dataset), store=str(self.store),
-                         seeds=seeds, methods=refs, controls=control_refs, engine=engine,
-                         jail=self.plan.jail.model_dump(mode="json"), result="")
-                for dataset in self.plan.dataset_paths() for rung in self.rungs_smallest_first()]
+        groups = []
+        for dataset in self.plan.dataset_paths():
+            data = None if dataset is None else str(dataset)
+            for rung in self.rungs_smallest_first():
+                groups.append(ArmGroup(
+                    ladder=self.plan.ladder, rung=rung, data=data, store=str(self.store),
+                    seeds=seeds, methods=refs, controls=control_refs,
+                    canaries=self._canaries([r.name for r in refs], rung, data, seeds),
+                    engine=engine, jail=self.plan.jail.model_dump(mode="json"), result=""))
+        return groups
+
+    def _canaries(self, entries: list[str], rung: str, data: str | None,
+                  seeds: list[int]) -> list[Canary]:
+        """The audits of ``entries`` whose cells fall in this group."""
+        return [Canary(method=entry, seed=cell.seed, permutations=cell.permutations,
+                       check_determinism=self.plan.audit.check_determinism)
+                for entry in entries for cell in self.audit_cells.get(entry, [])
+                if cell.rung == rung and cell.data == data and cell.seed in seeds]
 
     def _group_method(self, entry: str, params: dict[str, Any]) -> GroupMethod:
         info = self.methods[entry]
@@ -174,6 +223,38 @@ class Campaign:
                 control.spec(), base["label"], base["params"], base["code"].fingerprint)
             out[label] = (canonical_json(params), fingerprint)
         return out
+
+    def record_audits(self, group: ArmGroup, audits: Any) -> None:
+        """Keep the audit outcomes a group reports: exactly one per canary it was given.
+
+        Raises:
+            GroupOutcomeError: an audit missing, extra, or not of the expected form.
+        """
+        from pydantic import ValidationError
+
+        from stats.verdict_model import LabelAudit
+
+        where = f"rung {group.rung} seeds {group.seeds}"
+        wanted = sorted((c.method, c.seed) for c in group.canaries)
+        reported = audits if isinstance(audits, list) else []
+        if audits is not None and not isinstance(audits, list) or any(
+                not isinstance(a, dict) for a in reported):
+            raise GroupOutcomeError(f"{where}: the group's audits are not a list of objects")
+        got = sorted((a.get("method"), a.get("seed")) for a in reported)
+        if got != wanted:
+            raise GroupOutcomeError(f"{where}: the group reported label-leak audits {got}, not "
+                                    f"the ones it was asked for {wanted}")
+        dataset = self._dataset_name(group.data)
+        for audit in reported:
+            label = self.methods[audit["method"]]["label"]
+            try:
+                record = LabelAudit(rung=group.rung, dataset=dataset, seed=audit["seed"],
+                                    clean=audit.get("clean"), evidence=audit.get("evidence"),
+                                    isolation=audit.get("isolation", []))
+            except ValidationError as err:
+                raise GroupOutcomeError(f"{where}: the audit of {label} is malformed: "
+                                        f"{err.errors()[0]['msg']}") from None
+            self.audits.setdefault(label, []).append(record)
 
     def rungs_smallest_first(self) -> list[str]:
         """The campaign's rungs in the ladder's order (a ladder lists them smallest first; a plan
@@ -261,10 +342,19 @@ class Campaign:
 
     def _dataset_fingerprint(self, data: str | None) -> str:
         if data not in self.dataset_fingerprints:
-            from flows.context import load_dataset
-
-            self.dataset_fingerprints[data] = load_dataset(data).fingerprint
+            self._load_dataset_identity(data)
         return self.dataset_fingerprints[data]
+
+    def _dataset_name(self, data: str | None) -> str:
+        if data not in self.dataset_names:
+            self._load_dataset_identity(data)
+        return self.dataset_names[data]
+
+    def _load_dataset_identity(self, data: str | None) -> None:
+        from flows.context import load_dataset
+
+        task = load_dataset(data)
+        self.dataset_fingerprints[data], self.dataset_names[data] = task.fingerprint, task.name
 
     def results(self) -> pd.DataFrame:
         from transfer.results import results_table
@@ -280,6 +370,8 @@ class Campaign:
         self.verdict_key = verdict_key()  # a Secret block that cannot load fails before compute
         seeds_cfg = self.plan.seeds
         batches = seed_batches(seeds_cfg.initial, seeds_cfg.batch, seeds_cfg.max)
+        if self.plan.audit.mode == "campaign":
+            self.audit_cells = draw_audit_cells(self.plan, self.rungs, batches[0])
         undecided = list(self.plan.method_names)
         # Controls take part in the sequential design like candidates (docs/stats.md).
         controls = list(self.plan.control_labels)
@@ -297,6 +389,7 @@ class Campaign:
                               self.plan.compute.max_parallel_runs)
             for group, outcome in zip(groups, outcomes, strict=True):
                 self.check_outcome(group, outcome["runs"])
+                self.record_audits(group, outcome.get("audits"))
                 self.runs.extend(outcome["runs"])
                 self.executed_arms.extend(outcome["executed_arms"])
             done_groups += len(groups)

@@ -8,12 +8,20 @@ run it with the same settings (:func:`analysis_settings`), so the comparison sta
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from stats.verdict_model import ControlDetails, MethodVerdict, PlanId, Sequential, Verdict
+from stats.verdict_model import (
+    ControlDetails,
+    LabelAudit,
+    MethodVerdict,
+    PlanId,
+    Sequential,
+    Verdict,
+)
 from transfer.results import RUN_COLUMNS, analysis_table
 from w2s_common import names
 from w2s_common.errors import InputError
@@ -81,7 +89,9 @@ def control_alpha(plan) -> float:
 
 
 def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
-                    labels: dict[str, str] | None = None) -> dict[str, MethodVerdict]:
+                    labels: dict[str, str] | None = None,
+                    audits: dict[str, list[LabelAudit]] | None = None
+                    ) -> dict[str, MethodVerdict]:
     """Each control analysed against the baseline on its own (outside the candidates' Holm
     family, at :func:`control_alpha`), with the guards, marked and never promoted.
 
@@ -104,6 +114,7 @@ def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
         rows = table[table["seed"].isin(set(own["seed"])) &
                      table["arm"].isin(["weak", "ceiling", baseline, spec.label])]
         verdict = analyze_table(rows.reset_index(drop=True), **settings)
+        verdict.audits = audits
         apply_promotion_guards(verdict, runs)
         decided = verdict.methods[spec.label]
         decided.control = spec.marker
@@ -120,7 +131,8 @@ def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
 
 def derive_verdict(plan, results: pd.DataFrame, runs: list[Any],
                    labels: dict[str, str] | None = None, *,
-                   sequential: Sequential | None = None) -> Verdict:
+                   sequential: Sequential | None = None,
+                   audits: Mapping[str, list[Any]] | None = None) -> Verdict:
     """``stats.analyze_table`` over the results with the plan's settings, then the promotion
     guards over the runs (``flows.guards``), the jail mode and the plan's identity. The
     candidates are analysed without the controls (:func:`candidates_table`); each control on
@@ -134,6 +146,10 @@ def derive_verdict(plan, results: pd.DataFrame, runs: list[Any],
             :class:`TableRun` objects read back from the table.
         labels: plan entry name -> the method's name in the results (plugins name themselves).
         sequential: the campaign's sequential record (``replay_looks`` rebuilds it).
+        audits: results name -> its label-leak audit cells (``stats.verdict_model.LabelAudit``
+            or their JSON: ``Campaign.audits``, or the verdict file's for a re-derivation);
+            ignored when the plan turned the audit off. Under ``audit: {mode: campaign}`` a
+            method without one is not promoted (``flows.guards``).
 
     Returns:
         The ``stats.Verdict``, without the binding.
@@ -144,9 +160,14 @@ def derive_verdict(plan, results: pd.DataFrame, runs: list[Any],
     table = analysis_table(results)
     verdict = analyze_table(candidates_table(plan, table, labels),
                             **analysis_settings(plan, labels), sequential=sequential)
+    checked = None
+    if plan.audit.mode == "campaign":
+        checked = {name: [LabelAudit.model_validate(a) for a in cells]
+                   for name, cells in sorted((audits or {}).items())}
+        verdict.audits = checked
     apply_promotion_guards(verdict, runs)
     if plan.controls:
-        verdict.controls = derive_controls(plan, table, runs, labels)
+        verdict.controls = derive_controls(plan, table, runs, labels, checked)
     verdict.jail = plan.jail.mode
     verdict.plan = PlanId(name=plan.name, plan_hash=plan.plan_hash)
     return verdict

@@ -271,6 +271,12 @@ def consistency_problem(verdict: Verdict, binding: Binding) -> str | None:
         if entry.isolation == "unjailed" or verdict.baseline_isolation == "unjailed" \
                 or verdict.jail == "off":
             return f"{where}.promote: true but untrusted code ran outside the jail"
+        if verdict.audits is not None and where.startswith("methods."):
+            from flows.guards import audit_reasons
+
+            blocked = audit_reasons(verdict.audits, where.split(".", 1)[1], baseline)
+            if blocked:
+                return f"{where}.promote: true but {blocked[0]}"
     return None
 
 
@@ -487,7 +493,10 @@ def rederive(as_written: Mapping[str, Any], binding: Binding, source: Path, plan
     looks, seeds_used = replay_looks(plan, results, labels)
     sequential = Sequential.model_validate({"looks": looks, "seeds_used": seeds_used,
                                             "seed_budget": plan.seeds.max})
-    verdict = derive_verdict(plan, results, runs, labels, sequential=sequential)
+    # The audits are an input, as results.parquet is (run on the worker, not re-runnable here);
+    # what they imply for promotion is re-derived.
+    verdict = derive_verdict(plan, results, runs, labels, sequential=sequential,
+                             audits=as_written.get("audits"))
     # The re-derived verdict as validate would write it, against the file as written.
     expected = verdict.as_json_dict()
     actual = {k: v for k, v in as_written.items() if k not in NOT_DERIVED}

@@ -11,7 +11,10 @@ trusted enough to act on it. A method is never promoted when:
   stored in its metrics differs from the one its (hash-verified) predictions give;
 - the evidence at the production rung comes from the built-in synthetic task with its public
   seed, whose labels any method can regenerate from a copy of the generator (set
-  ``W2S_SYNTHETIC_SECRET`` to salt it, or validate on your own data).
+  ``W2S_SYNTHETIC_SECRET`` to salt it, or validate on your own data);
+- the label-leak audit inside the validation (``flows.plan.Audit``) flagged it or the
+  baseline, or (the audit on) found no audit of it: its predictions followed a permutation of
+  the gold labels, so its gain may be read off the labels.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from methods.runner import weakest
-from stats.verdict_model import MethodVerdict, Verdict
+from stats.verdict_model import LabelAudit, MethodVerdict, Verdict
 
 # Stored and re-derived accuracies are the same float computed the same way; any difference
 # means the record was written by something other than the pipeline.
@@ -85,6 +88,7 @@ def apply_promotion_guards(verdict: Verdict, records: list[Any]) -> Verdict:
     inconsistent = inconsistent_runs(records)
     shared = [r for arm in ("weak", "ceiling", baseline) for r in inconsistent.get(arm, [])]
     production = verdict.production_rung
+    audits = verdict.audits
     for name, entry in verdict.methods.items():
         entry.isolation = isolation.get(name, "builtin")
         fired: list[str] = []
@@ -111,10 +115,29 @@ def apply_promotion_guards(verdict: Verdict, records: list[Any]) -> Verdict:
                              "is undefined")
         for problem in shared + inconsistent.get(name, []):
             fired.append(f"inconsistent stored run: {problem}")
+        if audits is not None:
+            fired.extend(audit_reasons(audits, name, baseline))
         entry.guards = fired
         for reason in fired:
             _block(entry, reason)
     return verdict
+
+
+def audit_reasons(audits: dict[str, list[LabelAudit]], name: str, baseline: str) -> list[str]:
+    """Why the label-leak audits block ``name``: its own flagged cells, the baseline's, or no
+    audit of it at all (the audit is on, so every method and the baseline has one)."""
+    reasons = []
+    for who in dict.fromkeys([name, baseline]):
+        prefix = "it" if who == name else f"the baseline {baseline}"
+        cells = audits.get(who)
+        if not cells:
+            reasons.append(f"no label-leak audit of {prefix} (the plan audits every method in "
+                           "its campaign); nothing is promoted unaudited")
+        for cell in cells or []:
+            if not cell.clean:
+                reasons.append(f"the label-leak audit flagged {prefix} at rung {cell.rung} "
+                               f"({cell.dataset}) seed {cell.seed}: {cell.evidence}")
+    return reasons
 
 
 def _pct(value: Any) -> str:

@@ -16,7 +16,8 @@ from stats.verdict_model import Sequential, Verdict
 def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
                   looks: list[dict[str, Any]], seeds_used: dict[str, list[int]],
                   methods: Mapping[str, Mapping[str, Any]], key: bytes | None = None,
-                  git_commit: str | None = None) -> Verdict:
+                  git_commit: str | None = None,
+                  audits: Mapping[str, list[Any]] | None = None) -> Verdict:
     """Derive the verdict and write results.parquet, verdict.json (bound, and signed with
     ``key``), summary.md and estimates.csv into ``out``, each atomically.
 
@@ -29,6 +30,7 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
         methods: plan entry name -> ``{"label", "params", "code"}`` (``Campaign.methods``).
         key: the verdict HMAC key, if any (``flows.binding.verdict_key``).
         git_commit: the checkout's commit.
+        audits: results name -> its label-leak audit cells (``Campaign.audits``).
 
     Returns:
         The ``stats.Verdict`` (with its binding; the signature is only in the file).
@@ -41,7 +43,7 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
     labels = {name: info["label"] for name, info in methods.items()}
     sequential = Sequential.model_validate({"looks": looks, "seeds_used": seeds_used,
                                             "seed_budget": plan.seeds.max})
-    verdict = derive_verdict(plan, results, runs, labels, sequential=sequential)
+    verdict = derive_verdict(plan, results, runs, labels, sequential=sequential, audits=audits)
     buffer = io.BytesIO()
     results.to_parquet(buffer, index=False)
     results_bytes = buffer.getvalue()
@@ -75,7 +77,7 @@ def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[in
     verdict = write_verdict(campaign.out, campaign.plan, results, campaign.records(),
                             looks=campaign.looks, seeds_used=seeds_used,
                             methods=campaign.methods, key=campaign.verdict_key,
-                            git_commit=git_commit())
+                            git_commit=git_commit(), audits=campaign.audits)
     extra = {"arms_executed": len(campaign.executed_arms), "runs": len(set(campaign.runs)),
              "store": str(campaign.store),
              "code": {name: info["code"].as_dict() for name, info in campaign.methods.items()}}

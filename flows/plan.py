@@ -183,6 +183,25 @@ EXECUTION_FIELDS = frozenset({"executor", "work_pool", "deployment", "start_time
 DEFAULT_MAX_ARMS = 1000
 
 
+class Audit(_Strict):
+    """The label-leak canary run inside the validation (docs/security.md, "The audit inside
+    the validation"): for each method (the baseline too), ``cells`` of the campaign's first-look
+    cells (rung, dataset, seed), drawn at random when the campaign starts, are run twice more
+    with the gold labels permuted; a method whose predictions follow the permutation is never
+    promoted. Its inputs there are the real run's, so it cannot tell the audit from the
+    validation."""
+
+    mode: Literal["campaign", "off"] = Field(
+        "campaign", description="campaign: audit every method in its own campaign (default); "
+        "off: no audit (recorded in the verdict).")
+    cells: int = Field(1, ge=1, le=64, description="Cells audited per method (at most every "
+                       "first-look cell). A method that reads labels in a fraction f of its "
+                       "runs is caught with probability 1-(1-f)^cells.")
+    check_determinism: bool = Field(
+        False, description="Also rerun the first permutation, to tell a nondeterministic method "
+        "(flagged 'nondeterministic') from a leak; one more run per audited cell.")
+
+
 class Budget(_Strict):
     """The most compute a plan may ask for; a plan over it is refused before anything runs.
 
@@ -233,6 +252,8 @@ class Plan(_Strict):
     jail: JailSettings = Field(default_factory=JailSettings,
                                description="How plugin and external-command code runs (the jail "
                                "is required unless mode: off, which is never promoted).")
+    audit: Audit = Field(default_factory=Audit,
+                         description="The label-leak canary inside the validation.")
 
     _source: Path | None = PrivateAttr(default=None)
     _lines: dict[Location, int] = PrivateAttr(default_factory=dict)
@@ -346,13 +367,15 @@ class Plan(_Strict):
         order do not change it, and neither do ``budget`` (it refuses plans, it changes no
         result) and the executor settings of ``compute`` (`EXECUTION_FIELDS`: where the groups
         run, not what they compute). An empty ``controls`` list and the default ``estimand``
-        are left out, so plans written before either existed keep their hash.
+        and ``audit`` are left out, so plans written before they existed keep their hash.
         """
         exclude: dict[str, Any] = {"budget": True, "compute": set(EXECUTION_FIELDS)}
         if not self.controls:
             exclude["controls"] = True
         if self.estimand == "population":
             exclude["estimand"] = True
+        if self.audit == Audit():
+            exclude["audit"] = True  # plans from before the audit existed keep their hash
         data = self.model_dump(mode="json", exclude=exclude)
         if data["compute"]["nodes"] == 1:
             del data["compute"]["nodes"]  # plans from before `nodes` existed keep their hash

@@ -36,10 +36,24 @@ def check_before_compute(plan: Any, ladder: Any, rungs: list[str]) -> None:
 def planned_arms(plan: Any, n_rungs: int) -> tuple[int, int, int]:
     """``(arms per seed, arms of the first look, arms of the whole plan)`` when no method is
     decided early: per seed and (rung, dataset) the weak and ceiling arms, the baseline and one
-    student arm per candidate and per control."""
+    student arm per candidate and per control; and the label-leak audit's runs (run in the
+    first look: :func:`audit_arms`)."""
     per_seed = 3 + len(plan.methods) + len(plan.controls)
     cells = n_rungs * len(plan.datasets)
-    return per_seed, cells * plan.seeds.initial * per_seed, cells * plan.seeds.max * per_seed
+    audit = audit_arms(plan, n_rungs)
+    return (per_seed, cells * plan.seeds.initial * per_seed + audit,
+            cells * plan.seeds.max * per_seed + audit)
+
+
+def audit_arms(plan: Any, n_rungs: int) -> int:
+    """The student runs of the label-leak audit (``flows.plan.Audit``): per method and the
+    baseline, its audited cells (at most the first look's) x 2 permutations (3 with
+    ``check_determinism``)."""
+    if plan.audit.mode == "off":
+        return 0
+    first_look_cells = n_rungs * len(plan.datasets) * plan.seeds.initial
+    runs = 3 if plan.audit.check_determinism else 2
+    return (1 + len(plan.methods)) * min(plan.audit.cells, first_look_cells) * runs
 
 
 def check_budget(plan: Any, n_rungs: int) -> None:
@@ -49,9 +63,11 @@ def check_budget(plan: Any, n_rungs: int) -> None:
         return
     n_controls = len(plan.controls)
     controls = f", {n_controls} control(s)" if n_controls else ""
+    audit = audit_arms(plan, n_rungs)
+    audited = f" + {audit} label-leak audit arms" if audit else ""
     shape = (f"{n_rungs} rung(s) x {len(plan.datasets)} dataset(s) x {{seeds}} seeds x "
              f"{per_seed} arms per seed (weak, ceiling, baseline, {len(plan.methods)} "
-             f"candidate(s){controls})")
+             f"candidate(s){controls}){audited}")
     if first > budget:
         plan._raise(("seeds", "initial"),
                     f"the first look alone executes {first} arms "

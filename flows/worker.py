@@ -142,6 +142,18 @@ class ControlRef(BaseModel):
                            gain=self.gain)
 
 
+class Canary(BaseModel):
+    """A label-leak audit of one method in this group (``flows.plan.Audit``): after the
+    group's arms, the method's student arm at ``seed`` runs again under the gold-label
+    permutations ``permutations`` (``methods.audit.audit_label_leak``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: str  # the plan entry's name, one of the group's methods
+    seed: int
+    permutations: tuple[int, int]
+    check_determinism: bool = False
+
+
 class ArmGroup(BaseModel):
     """One unit of work the flow hands to a worker process."""
 
@@ -154,6 +166,7 @@ class ArmGroup(BaseModel):
     seeds: list[int]
     methods: list[GroupMethod]
     controls: list[ControlRef] = Field(default_factory=list)
+    canaries: list[Canary] = Field(default_factory=list)
     engine: dict[str, Any] = Field(default_factory=dict)
     jail: dict[str, Any] = Field(default_factory=dict)
     result: str
@@ -162,8 +175,9 @@ class ArmGroup(BaseModel):
         """A stable identity of the group's work (names its group, log and result files)."""
         import hashlib
 
-        # A group without controls keeps the key it had before controls existed.
-        exclude = {"result", "store"} | (set() if self.controls else {"controls"})
+        # A group without controls or canaries keeps the key it had before they existed.
+        exclude = {"result", "store"} | {name for name in ("controls", "canaries")
+                                         if not getattr(self, name)}
         payload = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -205,8 +219,48 @@ def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
             log(f"{group.rung} seed={seed} {spec.label}: "
                 f"acc={record.metrics['accuracy']:.4f}")
     executed = [s.run_hash() for s in ctx.store.executed[before:]]
-    return {"runs": runs, "executed": executed,
-            "executed_arms": [s.label for s in ctx.store.executed[before:]]}
+    by_entry = {m.name: m for m in group.methods}
+    audits = [run_canary(ctx, group, canary, by_entry[canary.method], log)
+              for canary in group.canaries]
+    outcome = {"runs": runs, "executed": executed,
+               "executed_arms": [s.label for s in ctx.store.executed[before:]]}
+    if group.canaries:
+        outcome["audits"] = audits
+    return outcome
+
+
+def run_canary(ctx, group: ArmGroup, canary: Canary, method: GroupMethod,
+               log=print) -> dict[str, Any]:
+    """The label-leak audit of ``method`` at ``canary.seed`` on this group's rung: its student
+    arm again under two gold-label permutations (``transfer.canary.run_with_permuted_gold``:
+    the real store never sees those runs), the method resolved afresh each time, exactly as
+    for a real run. Returns the outcome the parent records (``flows.campaign``)."""
+    from methods.audit import audit_label_leak
+    from methods.resolve import method_function
+    from transfer.canary import run_with_permuted_gold
+    from w2s_common.errors import InputError
+
+    if canary.method not in {m.name for m in group.methods} or canary.seed not in group.seeds:
+        raise InputError(f"canary of {canary.method} at seed {canary.seed} is not of this "
+                         "group's methods and seeds", field="canaries")
+    isolations: list[str] = []
+    label = method.label or method.name
+
+    def permuted_run(permutation_seed: int):
+        label_now, params, fn = method_function(method.name, method.params, jail=group.jail)
+        method.check(label_now, params, fn.fingerprint)
+        probs = run_with_permuted_gold(ctx, group.rung, canary.seed, fn, permutation_seed,
+                                       method=label_now, method_params=params)
+        isolations.extend(fn.isolation)
+        return probs
+
+    result = audit_label_leak(permuted_run, permutation_seeds=canary.permutations,
+                              check_determinism=canary.check_determinism)
+    log(f"{group.rung} seed={canary.seed} {label} audit: "
+        f"{'clean' if result.clean else 'FLAGGED'}")
+    return {"method": canary.method, "label": label, "seed": canary.seed,
+            "clean": result.clean, "evidence": result.evidence,
+            "isolation": sorted(set(isolations))}
 
 
 # Exit statuses of a worker; the flow retries only TRANSIENT_EXIT and deaths by a signal.

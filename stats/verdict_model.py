@@ -17,7 +17,7 @@ import json
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 SCHEMA_VERSION = 1
 # A reason that states the scale trend starts so (stats.analyze writes it, the prose reads it).
@@ -214,6 +214,19 @@ class Hold(_Model):
     sensitivity: list[Sensitivity]
 
 
+class LabelAudit(_Model):
+    """One cell of a method's label-leak audit run inside its validation (``flows.plan.Audit``):
+    its student arm at ``seed`` rerun under two gold-label permutations; ``clean`` when the
+    predictions agree, else ``evidence`` says how they differ."""
+
+    rung: str
+    dataset: str
+    seed: StrictInt
+    clean: StrictBool
+    evidence: StrictStr
+    isolation: list[StrictStr] = Field(default_factory=list)
+
+
 class ControlDetails(_Model):
     """``control_details`` of a control's entry (``transfer.controls.ControlSpec
     .verdict_entry``); its ``control`` says ``spike_in`` or ``null``."""
@@ -298,6 +311,9 @@ class Verdict(_Model):
     controls: dict[str, MethodVerdict] = Field(default_factory=dict)
     jail: str | None = None
     plan: PlanId | None = None
+    # The label-leak audit inside the validation: results name -> its audited cells; absent
+    # when the plan turned the audit off (``audit: {mode: off}``) and in older verdicts.
+    audits: dict[str, list[LabelAudit]] | None = None
     sequential: Sequential | None = None
     # Checked by ``flows.gate.Binding`` (stats does not know the plan or the code); kept here as
     # written so that the signature covers it.

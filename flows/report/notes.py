@@ -40,10 +40,26 @@ def reasons(verdict: Verdict, section: Section = "methods") -> list[EntryProse]:
     code ran and the statistics' reasons."""
     out = []
     for name, entry in getattr(verdict, section).items():
-        isolation = entry.isolation or "builtin"
-        out.append(EntryProse(name, entry.verdict, ISOLATION_WORDS[isolation],
+        isolation = ISOLATION_WORDS[entry.isolation or "builtin"]
+        if section == "methods":
+            isolation += audit_words(verdict, name)
+        out.append(EntryProse(name, entry.verdict, isolation,
                               verdict_sentence(verdict, section, name), list(entry.reasons)))
     return out
+
+
+def audit_words(verdict: Verdict, name: str) -> str:
+    """``; label-leak audit clean at m1 (synthetic) seed 0`` (flagged cells are among the
+    entry's reasons), or what stands in for it."""
+    if verdict.audits is None:
+        return "; no label-leak audit recorded" if verdict.plan else ""
+    cells = verdict.audits.get(name) or []
+    if not cells:
+        return "; NOT audited for label leaks"
+    shown = ", ".join(f"{c.rung} ({c.dataset}) seed {c.seed}" for c in cells)
+    flagged = sum(not c.clean for c in cells)
+    return (f"; label-leak audit FLAGGED at {flagged} of {len(cells)} cells" if flagged
+            else f"; label-leak audit clean at {shown}")
 
 
 def power_notes(verdict: Verdict) -> list[Sentence]:

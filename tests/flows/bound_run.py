@@ -176,9 +176,22 @@ def _control_identities(plan, infos: dict[str, dict[str, Any]]
     return out
 
 
+def clean_audits(plan, labels: dict[str, str], records: list[Any]) -> dict[str, list[Any]]:
+    """One clean label-leak audit per method and the baseline, at a cell of the records (what
+    a campaign whose methods read no labels records)."""
+    from stats.verdict_model import LabelAudit
+
+    spec = records[0].spec
+    return {label: [LabelAudit(rung=spec.rung, dataset=spec.dataset, seed=spec.seed, clean=True,
+                               evidence="clean: predictions under gold permutations 1 and 2 "
+                                        "agree exactly", isolation=["builtin"])]
+            for label in labels.values()}
+
+
 def write_bound_verdict(plan_path: Path, records: list[Any], out: Path, *,
                         key: bytes | None = None) -> None:
-    """results.parquet and verdict.json of ``records`` under ``out``, as validate writes them."""
+    """results.parquet and verdict.json of ``records`` under ``out``, as validate writes them
+    (every method audited clean)."""
     from flows.derive import replay_looks
     from flows.outputs import write_verdict
     from flows.plan import load_plan
@@ -191,4 +204,5 @@ def write_bound_verdict(plan_path: Path, records: list[Any], out: Path, *,
     labels = {name: info["label"] for name, info in infos.items()}
     looks, seeds_used = replay_looks(plan, results, labels)
     write_verdict(out, plan, results, records, looks=looks, seeds_used=seeds_used,
-                  methods=infos, key=key, git_commit="0" * 40)
+                  methods=infos, key=key, git_commit="0" * 40,
+                  audits=clean_audits(plan, labels, records))

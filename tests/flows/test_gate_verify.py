@@ -231,7 +231,8 @@ def _results_edit(bound: BoundRun, workdir: Path, *, rebind: bool, rederive: boo
         looks, seeds_used = replay_looks(plan, table, labels)
         sequential = Sequential.model_validate({"looks": looks, "seeds_used": seeds_used,
                                                 "seed_budget": plan.seeds.max})
-        forged = derive_verdict(plan, table, table_runs(table), labels, sequential=sequential)
+        forged = derive_verdict(plan, table, table_runs(table), labels, sequential=sequential,
+                                audits=raw.get("audits"))
         forged.binding = raw["binding"]
         write_outputs(forged, path.parent)
         return path

@@ -111,10 +111,13 @@ def finish(proc: subprocess.Popen, timeout_s: float = 600) -> tuple[int, str, st
 
 def comparable(verdict: dict) -> dict:
     """The verdict without where and when it was made (the binding's plan hash and results
-    digest stay; its commit may move while the test runs)."""
+    digest stay; its commit may move while the test runs) and with only the outcome of its
+    label-leak audits (which cells are audited is drawn anew by every validation)."""
     binding = {k: v for k, v in verdict["binding"].items()
                if k in ("plan_hash", "results_sha256")}
-    return {**{k: v for k, v in verdict.items() if k != "binding"}, "binding": binding}
+    audits = {name: [a["clean"] for a in cells] for name, cells in verdict["audits"].items()}
+    return {**{k: v for k, v in verdict.items() if k not in ("binding", "audits")},
+            "binding": binding, "audits": audits}
 
 
 def outcomes(store: Path) -> list[dict]:

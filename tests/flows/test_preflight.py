@@ -114,8 +114,9 @@ def test_bootstrap_with_an_intermediate_outside_the_rung_is_refused(tmp_path: Pa
 # --- budget and seed scheduling -------------------------------------------------------------------
 
 @pytest.mark.parametrize(("seeds", "field", "arms"), [
-    ("{initial: 2, batch: 1, max: 10000000}", "seeds.max", 80_000_000),
-    ("{initial: 5000, batch: 1, max: 5000}", "seeds.initial", 40_000),
+    # With the label-leak audit's 4 runs (baseline and aux_conf, one cell, two permutations).
+    ("{initial: 2, batch: 1, max: 10000000}", "seeds.max", 80_000_004),
+    ("{initial: 5000, batch: 1, max: 5000}", "seeds.initial", 40_004),
 ])
 def test_seed_counts_over_the_budget_are_refused_naming_it(tmp_path, seeds, field, arms) -> None:
     path = write_plan(tmp_path, MICRO.replace("{initial: 2, batch: 1, max: 3}", seeds))
@@ -127,8 +128,8 @@ def test_seed_counts_over_the_budget_are_refused_naming_it(tmp_path, seeds, fiel
 def test_the_budget_is_a_plan_field_with_bounds(tmp_path: Path) -> None:
     raised = MICRO.replace("{initial: 2, batch: 1, max: 3}", "{initial: 2, batch: 1, max: 200}")
     err = refused(write_plan(tmp_path, raised), tmp_path / "out")
-    assert "1600 arms" in err.message
-    Campaign.prepare(write_plan(tmp_path, raised + "budget: {max_arms: 1600}\n", "ok.yaml"),
+    assert "1604 arms" in err.message and "+ 4 label-leak audit arms" in err.message
+    Campaign.prepare(write_plan(tmp_path, raised + "budget: {max_arms: 1604}\n", "ok.yaml"),
                      tmp_path / "out")
     err = refused(write_plan(tmp_path, MICRO + "budget: {max_arms: 0}\n", "zero.yaml"),
                   tmp_path / "out")

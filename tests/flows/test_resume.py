@@ -152,6 +152,12 @@ def test_killed_run_resumes_without_recomputing_and_matches_a_clean_run(prefect_
     assert set(complete_runs(clean_store)) == set(after)
     resumed = json.loads((out / "verdict.json").read_text())
     clean = json.loads((clean_out / "verdict.json").read_text())
+    # Which cells the label-leak audit reruns is drawn anew by every validation: both runs
+    # audited every method, and found each clean.
+    for verdict in (resumed, clean):
+        audits = verdict.pop("audits")
+        assert sorted(audits) == ["aux_conf", "vanilla"]
+        assert all(a["clean"] for cells in audits.values() for a in cells), audits
     assert without_run_time(resumed) == without_run_time(clean)
 
 
