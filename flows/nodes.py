@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return PERMANENT_EXIT
-    print(json.dumps({k: outcome[k] for k in ("runs", "executed")}))
+    print(json.dumps({k: outcome[k] for k in ("runs", "executed", "audits") if k in outcome}))
     return 0
 
 

@@ -245,12 +245,16 @@ def run_canary(ctx, group: ArmGroup, canary: Canary, method: GroupMethod,
                          "group's methods and seeds", field="canaries")
     isolations: list[str] = []
     label = method.label or method.name
+    shared = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
     def permuted_run(permutation_seed: int):
         label_now, params, fn = method_function(method.name, method.params, jail=group.jail)
         method.check(label_now, params, fn.fingerprint)
+        # The ranks of a multi-process group publish and wait for each run in one store, so
+        # their throw-away store is one directory of the (shared) run store, left there.
+        scratch = canary_scratch(group, canary, permutation_seed) if shared else None
         probs = run_with_permuted_gold(ctx, group.rung, canary.seed, fn, permutation_seed,
-                                       method=label_now, method_params=params)
+                                       method=label_now, method_params=params, scratch=scratch)
         isolations.extend(fn.isolation)
         return probs
 
@@ -272,6 +276,15 @@ TRANSIENT_EXIT = 75  # EX_TEMPFAIL: an OS error that may pass (a stale NFS handl
 TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE,
                               errno.ECONNRESET, errno.ECONNABORTED, errno.ECONNREFUSED,
                               errno.ENETUNREACH, errno.EHOSTUNREACH})
+
+
+def canary_scratch(group: ArmGroup, canary: Canary, permutation_seed: int) -> Path:
+    """``STORE/.canary/<digest>``: the throw-away store of one permuted run of a multi-process
+    group, the same path on every rank (and for a rerun of the group, which reuses it)."""
+    import hashlib
+
+    identity = json.dumps([group.key(), canary.method, canary.seed, permutation_seed])
+    return Path(group.store) / ".canary" / hashlib.sha256(identity.encode()).hexdigest()[:24]
 
 
 def os_error_line(err: OSError) -> str:

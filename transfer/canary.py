@@ -89,7 +89,8 @@ def _rescored_weak_run(weak: RunRecord, task, store: RunStore) -> RunRecord:
 
 def run_with_permuted_gold(ctx: ArmContext, rung: str, seed: int, method_fn: MethodFn,
                            permutation_seed: int, *, method: str = "canary",
-                           method_params: dict[str, Any] | None = None) -> np.ndarray:
+                           method_params: dict[str, Any] | None = None,
+                           scratch: Path | None = None) -> np.ndarray:
     """Run a student arm with the gold labels of ``train_unlabel`` and ``test`` permuted.
 
     The weak arm runs (or is reused) on the real task in ``ctx.store``; the student then runs
@@ -105,6 +106,9 @@ def run_with_permuted_gold(ctx: ArmContext, rung: str, seed: int, method_fn: Met
             (``methods.resolve.method_function``).
         permutation_seed: seed of the label permutation.
         method, method_params: the method's name and params, recorded in the throw-away run.
+        scratch: where the throw-away store goes (kept afterwards): the ranks of a
+            multi-process run must share it, as they share the real store (ranks > 0 wait for
+            rank 0 to publish each run there). Default: a temporary directory, deleted.
 
     Returns:
         ``(n_test,)`` P(label 1) in the order of the task's test split.
@@ -117,8 +121,10 @@ def run_with_permuted_gold(ctx: ArmContext, rung: str, seed: int, method_fn: Met
         raise InputError(f"expected an integer >= 0, got {permutation_seed!r}",
                          field="permutation_seed")
     weak = run_arm(ctx, rung, "weak", seed)
-    with tempfile.TemporaryDirectory(prefix="w2s-canary-") as scratch, \
-            permuted_gold(ctx.task, int(permutation_seed)):
+    with contextlib.ExitStack() as stack:
+        if scratch is None:
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="w2s-canary-")))
+        stack.enter_context(permuted_gold(ctx.task, int(permutation_seed)))
         store = RunStore(Path(scratch) / "store")
         _rescored_weak_run(weak, ctx.task, store)
         canary_ctx = ArmContext(ladder=ctx.ladder, task=ctx.task, store=store,

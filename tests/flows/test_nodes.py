@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from prefect_server import free_port
 
-from flows.worker import ArmGroup, GroupMethod
+from flows.worker import ArmGroup, Canary, GroupMethod
 
 REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-5
@@ -32,6 +32,8 @@ pytestmark = pytest.mark.slow
 def micro_group(store: Path, result: Path) -> ArmGroup:
     return ArmGroup(ladder="micro", rung="m0", data=None, store=str(store), seeds=[0],
                     methods=[GroupMethod(name="vanilla")],
+                    # The label-leak audit: its throw-away runs too are shared by the ranks.
+                    canaries=[Canary(method="vanilla", seed=0, permutations=(4, 11))],
                     engine={"ds_config": "zero0", "precision": "fp32"}, jail={},
                     result=str(result))
 
@@ -73,6 +75,7 @@ def test_two_nodes_through_the_rendezvous_match_one_process(tmp_path: Path) -> N
         assert proc.returncode == 0, stderr[-3000:]
     outcomes = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in finished]
     assert outcomes[0] == outcomes[1] and len(outcomes[0]["runs"]) == 3
+    assert [a["clean"] for a in outcomes[0]["audits"]] == [True], outcomes[0]["audits"]
     logs = [next((tmp_path / f"node-{r}" / "groups").glob("group-*.log")).read_text()
             for r in (0, 1)]
     # One world of two ranks, one on each node (c10d picks which node is rank 0).
