@@ -368,6 +368,17 @@ FORGERIES = [
             ("--check-code",)),
     Forgery("truncated file", text_edit(lambda t: t[: len(t) // 3]),
             "invalid or truncated JSON"),
+    Forgery("the method's label-leak audit flagged, promote kept true",
+            edited(_set("audits.aux_conf.0.clean", False)),
+            "promote: true but the label-leak audit flagged it at rung"),
+    Forgery("the baseline's label-leak audit flagged, promote kept true",
+            edited(_set("audits.vanilla.0.clean", False)),
+            "promote: true but the label-leak audit flagged the baseline vanilla"),
+    Forgery("the method's label-leak audit removed, promote kept true",
+            edited(lambda raw: raw["audits"].pop("aux_conf")),
+            "promote: true but no label-leak audit of it"),
+    Forgery("every label-leak audit removed (the plan audits)",
+            edited(lambda raw: raw.pop("audits")), "does not match its re-derivation", PLAN),
 ]
 
 
