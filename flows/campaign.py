@@ -197,8 +197,10 @@ class Campaign:
     def _canaries(self, entries: list[str], rung: str, data: str | None,
                   seeds: list[int]) -> list[Canary]:
         """The audits of ``entries`` whose cells fall in this group."""
+        audit = self.plan.audit
         return [Canary(method=entry, seed=cell.seed, permutations=cell.permutations,
-                       check_determinism=self.plan.audit.check_determinism)
+                       check_determinism=audit.check_determinism, rule=audit.rule,
+                       alpha=audit.alpha)
                 for entry in entries for cell in self.audit_cells.get(entry, [])
                 if cell.rung == rung and cell.data == data and cell.seed in seeds]
 
@@ -250,7 +252,7 @@ class Campaign:
             try:
                 record = LabelAudit(rung=group.rung, dataset=dataset, seed=audit["seed"],
                                     clean=audit.get("clean"), evidence=audit.get("evidence"),
-                                    isolation=audit.get("isolation", []))
+                                    rule=audit.get("rule"), isolation=audit.get("isolation", []))
             except ValidationError as err:
                 raise GroupOutcomeError(f"{where}: the audit of {label} is malformed: "
                                         f"{err.errors()[0]['msg']}") from None

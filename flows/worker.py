@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -152,6 +152,8 @@ class Canary(BaseModel):
     seed: int
     permutations: tuple[int, int]
     check_determinism: bool = False
+    rule: Literal["auto", "exact", "follows_labels"] = "auto"
+    alpha: float = 0.001
 
 
 class ArmGroup(BaseModel):
@@ -237,7 +239,7 @@ def run_canary(ctx, group: ArmGroup, canary: Canary, method: GroupMethod,
     for a real run. Returns the outcome the parent records (``flows.campaign``)."""
     from methods.audit import audit_label_leak
     from methods.resolve import method_function
-    from transfer.canary import run_with_permuted_gold
+    from transfer.canary import permuted_test_labels, run_with_permuted_gold
     from w2s_common.errors import InputError
 
     if canary.method not in {m.name for m in group.methods} or canary.seed not in group.seeds:
@@ -258,12 +260,22 @@ def run_canary(ctx, group: ArmGroup, canary: Canary, method: GroupMethod,
         isolations.extend(fn.isolation)
         return probs
 
+    rule = canary.rule
+    if rule == "auto":  # GPU kernels are not bitwise reproducible run to run; CPU ones are
+        import torch
+
+        rule = "follows_labels" if torch.cuda.is_available() else "exact"
+    labels_for = None
+    if rule == "follows_labels":
+        def labels_for(permutation_seed: int):
+            return permuted_test_labels(ctx.task, permutation_seed)
     result = audit_label_leak(permuted_run, permutation_seeds=canary.permutations,
-                              check_determinism=canary.check_determinism)
+                              check_determinism=canary.check_determinism,
+                              labels_for=labels_for, alpha=canary.alpha)
     log(f"{group.rung} seed={canary.seed} {label} audit: "
         f"{'clean' if result.clean else 'FLAGGED'}")
     return {"method": canary.method, "label": label, "seed": canary.seed,
-            "clean": result.clean, "evidence": result.evidence,
+            "clean": result.clean, "evidence": result.evidence, "rule": rule,
             "isolation": sorted(set(isolations))}
 
 

@@ -224,6 +224,8 @@ class LabelAudit(_Model):
     seed: StrictInt
     clean: StrictBool
     evidence: StrictStr
+    # exact: any difference flags; follows_labels: a sign test (methods.audit.follows_labels).
+    rule: Literal["exact", "follows_labels"]
     isolation: list[StrictStr] = Field(default_factory=list)
 
 

@@ -70,6 +70,13 @@ def permuted_gold(task, permutation_seed: int) -> Iterator[None]:
             _set_labels(split, real)
 
 
+def permuted_test_labels(task, permutation_seed: int) -> np.ndarray:
+    """The test split's gold labels under ``permutation_seed`` (as :func:`permuted_gold` sets
+    them), in the split's order; the task's own labels are back on return."""
+    with permuted_gold(task, permutation_seed):
+        return np.asarray(task.splits[TEST_SPLIT].labels, dtype=np.int64).copy()
+
+
 def _rescored_weak_run(weak: RunRecord, task, store: RunStore) -> RunRecord:
     """The real weak run written into ``store``, its test predictions scored against ``task``
     (whose labels are permuted by now).

@@ -184,7 +184,7 @@ def clean_audits(plan, labels: dict[str, str], records: list[Any]) -> dict[str, 
     spec = records[0].spec
     return {label: [LabelAudit(rung=spec.rung, dataset=spec.dataset, seed=spec.seed, clean=True,
                                evidence="clean: predictions under gold permutations 1 and 2 "
-                                        "agree exactly", isolation=["builtin"])]
+                                        "agree exactly", rule="exact", isolation=["builtin"])]
             for label in labels.values()}
 
 

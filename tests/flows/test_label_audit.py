@@ -51,7 +51,8 @@ def install_thief(monkeypatch):
 
 def cell(clean: bool, seed: int = 0) -> LabelAudit:
     return LabelAudit(rung="m1", dataset="synthetic", seed=seed, clean=clean,
-                      evidence="clean: ..." if clean else "label leak: ...", isolation=["jail"])
+                      evidence="clean: ..." if clean else "label leak: ...", rule="exact",
+                      isolation=["jail"])
 
 
 def test_cells_are_drawn_among_the_first_look_for_every_method(tmp_path) -> None:
@@ -94,7 +95,7 @@ def test_a_group_must_report_exactly_the_audits_it_was_given(tmp_path) -> None:
     campaign.audit_cells = draw_audit_cells(campaign.plan, campaign.rungs, [0, 1])
     group = next(g for g in campaign.groups([0, 1], ["aux_conf"]) if g.canaries)
     reported = [{"method": c.method, "seed": c.seed, "clean": True, "evidence": "clean: ...",
-                 "isolation": ["builtin"]} for c in group.canaries]
+                 "rule": "exact", "isolation": ["builtin"]} for c in group.canaries]
     for bad, says in [(None, "not the ones it was asked for"),
                       (reported[1:], "not the ones it was asked for"),
                       (reported + reported[:1], "not the ones it was asked for"),
@@ -135,14 +136,18 @@ def test_the_worker_flags_a_method_that_reads_labels_and_clears_one_that_does_no
     group = ArmGroup(ladder="micro", rung="m0", store=str(store), seeds=[0],
                      methods=[GroupMethod(name="vanilla"), GroupMethod(name=thief.name)],
                      canaries=[Canary(method="vanilla", seed=0, permutations=(5, 9)),
-                               Canary(method=thief.name, seed=0, permutations=(3, 7))],
+                               Canary(method=thief.name, seed=0, permutations=(3, 7),
+                                      rule="follows_labels")],
                      result="")
     outcome = run_group(group, log=lambda line: None)
     audits = {a["method"]: a for a in outcome["audits"]}
     assert audits["vanilla"]["clean"] is True, audits["vanilla"]
+    assert audits["vanilla"]["rule"] == "exact"  # auto, on a machine without GPUs
     assert audits[thief.name]["clean"] is False
+    assert audits[thief.name]["rule"] == "follows_labels"
     assert audits[thief.name]["evidence"].startswith(
         "label leak: predictions under gold permutations 3 and 7 differ on ")
+    assert audits[thief.name]["evidence"].endswith("the method's output follows the gold labels")
     assert audits[thief.name]["isolation"] == ["builtin"]
     # Only the group's own runs are in the real store: weak, ceiling and two students.
     assert len(outcome["runs"]) == 4 == len({p.parent for p in store.glob("*/*/COMPLETE")})

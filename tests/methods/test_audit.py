@@ -111,3 +111,59 @@ def test_bad_audit_inputs():
         audit_label_leak(lambda s: np.zeros(3), atol=-1)
     with pytest.raises(InputError, match="returned 3 and 4 predictions"):
         audit_label_leak(lambda s: np.zeros(3 if s == 1 else 4))
+
+
+# --- the follows_labels rule: runs that differ by noise are judged by whether they follow ---
+
+def _labels(n: int = 2000):
+    real = np.random.default_rng(0).integers(0, 2, n)
+    return lambda seed: np.random.default_rng(seed).permutation(real)
+
+
+def _noisy_run(base: np.ndarray, seed: int, flip: float) -> np.ndarray:
+    """``base`` with a fraction ``flip`` of its predictions flipped at random (run noise)."""
+    rng = np.random.default_rng(10_000 + seed)
+    return np.where(rng.random(len(base)) < flip, 1.0 - base, base)
+
+
+@pytest.mark.parametrize("flip", [0.001, 0.05, 0.3])
+def test_runs_that_differ_by_noise_alone_are_clean_under_follows_labels(flip):
+    labels_for = _labels()
+    base = np.random.default_rng(1).integers(0, 2, 2000).astype(float)
+    run = lambda seed: _noisy_run(base, seed, flip)  # noqa: E731 - knows no labels
+    exact = audit_label_leak(run, permutation_seeds=(3, 4))
+    assert not exact.clean and exact.evidence.startswith("label leak")  # the exact rule flags
+    result = audit_label_leak(run, permutation_seeds=(3, 4), labels_for=labels_for)
+    assert result.clean, result.evidence
+    assert result.evidence.startswith("clean (not bitwise reproducible)")
+
+
+@pytest.mark.parametrize("share", [0.05, 1.0])
+def test_runs_that_follow_their_labels_are_flagged_through_the_noise(share):
+    """A method that copies the gold label into a share of its predictions, under run noise
+    that flips 2% of them: flagged (2000 test examples). 5% is what a method whose predictions
+    are wrong on a fifth of the examples needs to gain 1 point, the usual SESOI; a 1% share
+    (0.2 points) is not detected under that noise (23 of 39 follow, p = 0.17), which the exact
+    rule, where the engine allows it, would flag."""
+    labels_for = _labels()
+    base = np.random.default_rng(1).integers(0, 2, 2000).astype(float)
+    copied = np.random.default_rng(2).random(2000) < share
+
+    def run(seed):
+        return np.where(copied, labels_for(seed).astype(float), _noisy_run(base, seed, 0.02))
+
+    result = audit_label_leak(run, permutation_seeds=(3, 4), labels_for=labels_for)
+    assert not result.clean and result.evidence.startswith("label leak"), result.evidence
+    assert "follows the gold labels" in result.evidence
+
+
+def test_follows_labels_counts_only_where_labels_and_predictions_differ():
+    from methods.audit import follows_labels
+
+    first, second = np.array([1.0, 0.0, 1.0, 0.9]), np.array([0.0, 0.0, 1.0, 0.2])
+    labels_first, labels_second = np.array([1, 0, 1, 0]), np.array([0, 1, 1, 1])
+    # Example 0: labels and predictions differ, run 1 predicts its own label: follows.
+    # Example 1: predictions agree; 2: labels agree; 3: differ, run 1 predicts the other's.
+    follows, examples, p = follows_labels(first, second, labels_first, labels_second)
+    assert (follows, examples) == (1, 2) and p == pytest.approx(0.75)
+    assert follows_labels(first, first, labels_first, labels_second) == (0, 0, 1.0)
