@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
         check_determinism: bool = typer.Option(
             False, help="also rerun the first permutation, to tell a nondeterministic method "
             "from a leak"),
+        rule: str = typer.Option(
+            None, help="auto (exact without GPUs, follows_labels with them), exact or "
+            "follows_labels (docs/methods.md); default: the plan's audit.rule, else auto"),
         unjailed: bool = typer.Option(
             False, help="run plugin code outside the jail (the audit then flags any plugin: it "
             "cannot vouch for code that could reach the labels on disk)"),
@@ -53,10 +56,11 @@ def register(app: typer.Typer) -> None:
             loaded = load_plan(plan) if plan is not None else None
             ctx, jail = audit_context(loaded, ladder, data, store, unjailed)
             rungs, seed = audit_cells(loaded, ctx.ladder, rung, seed)
+            rule, alpha = audit_rule(loaded, rule)
             # Every cell is audited (a method sees its rung and seed, and could read labels
             # only where an audit does not look); flagged if any is.
-            results = [_audit(ctx, jail, method, param or [], name, seed, check_determinism)
-                       for name in rungs]
+            results = [_audit(ctx, jail, method, param or [], name, seed, check_determinism,
+                              rule, alpha) for name in rungs]
             clean = all(results)
         if not clean:
             raise typer.Exit(EXIT_FLAGGED)
@@ -112,10 +116,32 @@ def audit_cells(plan: Plan | None, ladder, rung: str | None, seed: int | None
             seed if seed is not None else secrets.randbelow(plan.seeds.max))
 
 
-def _audit(ctx, jail, method, params, rung, seed, check_determinism) -> bool:
+def audit_rule(plan: Plan | None, rule: str | None) -> tuple[str, float]:
+    """The rule (``exact`` or ``follows_labels``, ``auto`` resolved on this machine) and the
+    alpha of the follows_labels test: ``--rule``, else the plan's ``audit``, else auto.
+
+    Raises:
+        InputError: an unknown ``--rule``.
+    """
+    from flows.plan import Audit
+    from w2s_common.errors import InputError
+
+    settings = plan.audit if plan is not None else Audit()
+    rule = rule if rule is not None else settings.rule
+    if rule not in ("auto", "exact", "follows_labels"):
+        raise InputError(f"expected auto, exact or follows_labels, got {rule!r}", field="--rule")
+    if rule == "auto":
+        import torch
+
+        rule = "follows_labels" if torch.cuda.is_available() else "exact"
+    return rule, settings.alpha
+
+
+def _audit(ctx, jail, method, params, rung, seed, check_determinism, rule="exact",
+           alpha=0.001) -> bool:
     from methods.audit import audit_label_leak
     from methods.resolve import method_function
-    from transfer.canary import run_with_permuted_gold
+    from transfer.canary import permuted_test_labels, run_with_permuted_gold
     from transfer.sealed import MethodUnsupported
     from w2s_common.errors import InputError
 
@@ -132,7 +158,12 @@ def _audit(ctx, jail, method, params, rung, seed, check_determinism) -> bool:
         return probs
 
     try:
-        result = audit_label_leak(permuted_run, check_determinism=check_determinism)
+        labels_for = None
+        if rule == "follows_labels":
+            def labels_for(permutation_seed: int):
+                return permuted_test_labels(ctx.task, permutation_seed)
+        result = audit_label_leak(permuted_run, check_determinism=check_determinism,
+                                  labels_for=labels_for, alpha=alpha)
     except MethodUnsupported as err:
         raise InputError(f"method {name} cannot run on rung {rung_name} of ladder "
                          f"{ctx.ladder.name}: {err}", field="--method") from None
@@ -143,6 +174,7 @@ def _audit(ctx, jail, method, params, rung, seed, check_determinism) -> bool:
         evidence = ("untrusted code ran outside the jail: the canary sees only labels that reach "
                     "it through the pipeline, not files on disk or regenerated data")
     verdict = "CLEAN" if clean else "FLAGGED"
+    shown_rule = "" if rule == "exact" else f" rule={rule}"
     print(f"{verdict} {name} ladder={ctx.ladder.name} rung={rung_name} seed={seed} "
-          f"isolation={isolation}: {evidence}")
+          f"isolation={isolation}{shown_rule}: {evidence}")
     return clean

@@ -60,6 +60,28 @@ def test_an_in_process_builtin_reading_labels_is_flagged(tmp_path, monkeypatch):
     assert "(max |diff| 1)" in line
 
 
+def test_the_follows_labels_rule_flags_the_reader_and_clears_the_sealed(tmp_path, monkeypatch):
+    from malicious.gc_split import GcSplitThief
+
+    from methods import registry
+
+    thief = GcSplitThief()
+    info = registry.MethodInfo(thief, thief.name, "builtin", "tests")
+    registry._load_builtins()
+    monkeypatch.setitem(registry._BUILTINS, thief.name, info)
+    monkeypatch.setitem(registry._RESOLVED, id(thief), info)
+    result = audit(tmp_path, "--method", thief.name, "--rule", "follows_labels")
+    assert result.exit_code == 1, result.output
+    assert "rule=follows_labels: label leak: " in result.stdout
+    assert result.stdout.strip().endswith("the method's output follows the gold labels")
+    result = audit(tmp_path, "--method", "vanilla", "--rule", "follows_labels")
+    assert result.exit_code == 0 and "agree exactly" in result.stdout, result.output
+    result = audit(tmp_path, "--method", "vanilla", "--rule", "nope")
+    assert result.exit_code == 2
+    assert one_error_line(result) == ("error: --rule: expected auto, exact or follows_labels, "
+                                      "got 'nope'")
+
+
 def test_the_same_code_as_a_plugin_is_jailed_and_gets_nothing(tmp_path):
     result = audit(tmp_path, "--method", "malicious.gc_split:GcSplitThief")
     assert result.exit_code == 0, result.output
