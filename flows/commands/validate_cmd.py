@@ -80,6 +80,14 @@ def print_verdicts(verdict: Verdict, out: Path) -> None:
         for row in rows:
             controls.add_row(*[str(row[i]) for i in index])
         console.print(controls)
+    if verdict.audits is not None:
+        flagged = sorted(name for name, cells in verdict.audits.items()
+                         if any(not c.clean for c in cells))
+        cells = sum(len(c) for c in verdict.audits.values())
+        console.print(f"label-leak audit: {cells} cell(s) of {len(verdict.audits)} method(s) "
+                      "(the baseline included), "
+                      + (f"FLAGGED: {', '.join(flagged)}" if flagged else "all clean"),
+                      markup=False)
     console.print(f"report: {(out / 'report.html').resolve()}")
 
 

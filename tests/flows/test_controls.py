@@ -183,6 +183,7 @@ def test_validate_prints_the_controls_table(bound: BoundRun, capsys) -> None:
     out = capsys.readouterr().out
     assert "controls of the pipeline (never promoted)" in out
     assert "plus8" in out and "synthetic_spike_in" in out and "+8.00" in out
+    assert "label-leak audit: 5 cell(s) of 5 method(s) (the baseline included), all clean" in out
 
 
 # --- the gate ---------------------------------------------------------------------------------
