@@ -37,22 +37,37 @@ class AuditCell:
     permutations: tuple[int, int]
 
 
-def draw_audit_cells(plan: Plan, rungs: list[str], seeds: list[int],
-                     rng: Any = None) -> dict[str, list[AuditCell]]:
-    """For each plan entry (the baseline first), ``plan.audit.cells`` distinct cells drawn
-    among the first look's (rung, dataset, seed), each with two distinct permutation seeds.
+def draw_audit_cells(plan: Plan, entries: dict[str, int], rungs: list[str], seeds: list[int],
+                     later_seeds: int, finishing: set[str], rng: Any = None
+                     ) -> dict[str, list[AuditCell]]:
+    """The audits to run after a look whose real runs are stored: for each plan entry with
+    audits left (``entries``: entry -> how many), how many fall in this look's cells is drawn
+    as if its audits were spread uniformly at random over this look's cells and the
+    ``later_seeds`` seeds' cells still to come (hypergeometric); an entry in ``finishing`` (it
+    was decided, or this is the last look) takes all it has left here. Each audit gets a
+    distinct cell and two distinct permutation seeds.
 
-    Drawn with ``secrets.SystemRandom`` (``rng`` for tests) when the campaign starts: a method
-    cannot predict, from the plan or its own earlier runs, which of its runs are audited.
+    Drawn with ``secrets.SystemRandom`` (``rng`` for tests) only after the look's real runs are
+    stored, so no method can know during a real run whether that run will be audited, and
+    every cell of the campaign can be (a method sees its seed; auditing the first look only
+    left it the later seeds: found by an independent attacker review, 2026-12-04).
     """
     import secrets
 
     rng = rng if rng is not None else secrets.SystemRandom()
     cells = [(rung, None if data is None else str(data), seed)
              for data in plan.dataset_paths() for rung in rungs for seed in seeds]
+    later = len(plan.dataset_paths()) * len(rungs) * later_seeds
     out: dict[str, list[AuditCell]] = {}
-    for entry in [plan.baseline, *plan.method_names]:
-        chosen = rng.sample(cells, min(plan.audit.cells, len(cells)))
+    for entry, left in entries.items():
+        if left <= 0:
+            continue
+        if entry in finishing:
+            here = min(left, len(cells))
+        else:
+            slots = rng.sample(range(len(cells) + later), min(left, len(cells) + later))
+            here = sum(slot < len(cells) for slot in slots)
+        chosen = rng.sample(cells, here)
         out[entry] = [AuditCell(rung, data, seed, tuple(rng.sample(range(1, 2**31), 2)))
                       for rung, data, seed in chosen]
     return out
@@ -101,9 +116,8 @@ class Campaign:
     # (``label``; a plugin names itself), params and code (``methods.fingerprint.MethodCode``).
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     verdict_key: bytes | None = field(default=None, repr=False)  # HMAC key (flows.binding)
-    # The label-leak audit inside the campaign: plan entry -> its cells (drawn by ``run``), and
-    # results name -> the audited cells' outcomes (``stats.verdict_model.LabelAudit``).
-    audit_cells: dict[str, list[AuditCell]] = field(default_factory=dict, repr=False)
+    # The label-leak audit inside the campaign: results name -> the audited cells' outcomes
+    # (``stats.verdict_model.LabelAudit``).
     audits: dict[str, list[Any]] = field(default_factory=dict)
     dataset_names: dict[str | None, str] = field(default_factory=dict)  # by group.data
 
@@ -183,26 +197,36 @@ class Campaign:
                         for c in self.plan.controls if c.label in wanted]
         engine = {"ds_config": self.plan.compute.ds_config,
                   "precision": self.plan.compute.precision}
-        groups = []
-        for dataset in self.plan.dataset_paths():
-            data = None if dataset is None else str(dataset)
-            for rung in self.rungs_smallest_first():
-                groups.append(ArmGroup(
-                    ladder=self.plan.ladder, rung=rung, data=data, store=str(self.store),
-                    seeds=seeds, methods=refs, controls=control_refs,
-                    canaries=self._canaries([r.name for r in refs], rung, data, seeds),
-                    engine=engine, jail=self.plan.jail.model_dump(mode="json"), result=""))
-        return groups
+        return [ArmGroup(ladder=self.plan.ladder, rung=rung,
+                         data=None if dataset is None else str(dataset), store=str(self.store),
+                         seeds=seeds, methods=refs, controls=control_refs, engine=engine,
+                         jail=self.plan.jail.model_dump(mode="json"), result="")
+                for dataset in self.plan.dataset_paths() for rung in self.rungs_smallest_first()]
 
-    def _canaries(self, entries: list[str], rung: str, data: str | None,
-                  seeds: list[int]) -> list[Canary]:
-        """The audits of ``entries`` whose cells fall in this group."""
+    def audit_groups(self, cells: dict[str, list[AuditCell]]) -> list[ArmGroup]:
+        """One group per (rung, dataset) holding audits (``cells``: plan entry -> its audited
+        cells), with no real runs of its own: it reruns stored real runs under permuted gold
+        (``flows.worker.run_canary``)."""
+        entries = {m.name: m.params for m in self.plan.methods}
         audit = self.plan.audit
-        return [Canary(method=entry, seed=cell.seed, permutations=cell.permutations,
-                       check_determinism=audit.check_determinism, rule=audit.rule,
-                       alpha=audit.alpha)
-                for entry in entries for cell in self.audit_cells.get(entry, [])
-                if cell.rung == rung and cell.data == data and cell.seed in seeds]
+        engine = {"ds_config": self.plan.compute.ds_config,
+                  "precision": self.plan.compute.precision}
+        by_place: dict[tuple[str, str | None], dict[str, list[AuditCell]]] = {}
+        for entry, chosen in cells.items():
+            for cell in chosen:
+                by_place.setdefault((cell.rung, cell.data), {}).setdefault(entry, []).append(cell)
+        groups = []
+        for (rung, data), audited in sorted(by_place.items(), key=lambda kv: str(kv[0])):
+            refs = [self._group_method(entry, entries.get(entry, {})) for entry in audited]
+            canaries = [Canary(method=entry, seed=cell.seed, permutations=cell.permutations,
+                               check_determinism=audit.check_determinism, rule=audit.rule,
+                               alpha=audit.alpha)
+                        for entry, chosen in audited.items() for cell in chosen]
+            groups.append(ArmGroup(ladder=self.plan.ladder, rung=rung, data=data,
+                                   store=str(self.store), seeds=[], methods=refs,
+                                   canaries=canaries, engine=engine,
+                                   jail=self.plan.jail.model_dump(mode="json"), result=""))
+        return groups
 
     def _group_method(self, entry: str, params: dict[str, Any]) -> GroupMethod:
         info = self.methods[entry]
@@ -372,8 +396,8 @@ class Campaign:
         self.verdict_key = verdict_key()  # a Secret block that cannot load fails before compute
         seeds_cfg = self.plan.seeds
         batches = seed_batches(seeds_cfg.initial, seeds_cfg.batch, seeds_cfg.max)
-        if self.plan.audit.mode == "campaign":
-            self.audit_cells = draw_audit_cells(self.plan, self.rungs, batches[0])
+        audits_left = {entry: self.plan.audit.cells if self.plan.audit.mode == "campaign" else 0
+                       for entry in [self.plan.baseline, *self.plan.method_names]}
         undecided = list(self.plan.method_names)
         # Controls take part in the sequential design like candidates (docs/stats.md).
         controls = list(self.plan.control_labels)
@@ -391,7 +415,6 @@ class Campaign:
                               self.plan.compute.max_parallel_runs)
             for group, outcome in zip(groups, outcomes, strict=True):
                 self.check_outcome(group, outcome["runs"])
-                self.record_audits(group, outcome.get("audits"))
                 self.runs.extend(outcome["runs"])
                 self.executed_arms.extend(outcome["executed_arms"])
             done_groups += len(groups)
@@ -402,8 +425,15 @@ class Campaign:
                                         [label(m, m) for m in undecided] + controls, look,
                                         len(batches))
             self.looks.append({"look": look, "seeds": seeds, "decisions": decisions})
+            ran = [self.plan.baseline, *undecided]
             undecided = [m for m in undecided if not decisions[label(m, m)]["decided"]]
             controls = [c for c in controls if not decisions[c]["decided"]]
+            self._audit_look(submit, seeds, {e: audits_left[e] for e in ran}, audits_left,
+                             later_seeds=sum(len(b) for b in batches[look:])
+                             if undecided or controls else 0,
+                             finishing=set(ran) - set(undecided) - {self.plan.baseline}
+                             | (set(ran) if not (undecided or controls) or look == len(batches)
+                                else set()))
             # Decided methods stop early: the remaining looks may need fewer groups.
             remaining = (len(batches) - look) * per_look if undecided or controls else 0
             events.emit("look", look=look, seeds=seeds, undecided=undecided + controls,
@@ -413,6 +443,21 @@ class Campaign:
         self.timings["runs_s"] = round(time.perf_counter() - start, 3)
         events.emit("analysis")
         return self.finish(seeds_used)
+
+    def _audit_look(self, submit: Submit, seeds: list[int], entries: dict[str, int],
+                    audits_left: dict[str, int], later_seeds: int, finishing: set[str]) -> None:
+        """Draw and run this look's label-leak audits (after its real runs are stored)."""
+        cells = draw_audit_cells(self.plan, entries, self.rungs, seeds, later_seeds, finishing)
+        groups = self.audit_groups(cells)
+        if not groups:
+            return
+        outcomes = submit(groups, self.out / "work", self.plan.compute.processes,
+                          self.plan.compute.max_parallel_runs)
+        for group, outcome in zip(groups, outcomes, strict=True):
+            self.check_outcome(group, outcome["runs"])
+            self.record_audits(group, outcome.get("audits"))
+        for entry, chosen in cells.items():
+            audits_left[entry] -= len(chosen)
 
     def finish(self, seeds_used: dict[str, list[int]]) -> Verdict:
         from flows.outputs import write_outputs

@@ -23,6 +23,7 @@ from typing import Any
 
 from methods.runner import weakest
 from stats.verdict_model import LabelAudit, MethodVerdict, Verdict
+from transfer.controls import is_control_label
 
 # Stored and re-derived accuracies are the same float computed the same way; any difference
 # means the record was written by something other than the pipeline.
@@ -115,7 +116,7 @@ def apply_promotion_guards(verdict: Verdict, records: list[Any]) -> Verdict:
                              "is undefined")
         for problem in shared + inconsistent.get(name, []):
             fired.append(f"inconsistent stored run: {problem}")
-        if audits is not None:
+        if audits is not None and not is_control_label(name):  # controls are never audited
             fired.extend(audit_reasons(audits, name, baseline))
         entry.guards = fired
         for reason in fired:

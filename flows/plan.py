@@ -185,18 +185,18 @@ DEFAULT_MAX_ARMS = 1000
 
 class Audit(_Strict):
     """The label-leak canary run inside the validation (docs/security.md, "The audit inside
-    the validation"): for each method (the baseline too), ``cells`` of the campaign's first-look
-    cells (rung, dataset, seed), drawn at random when the campaign starts, are run twice more
-    with the gold labels permuted; a method whose predictions follow the permutation is never
-    promoted. Its inputs there are the real run's, so it cannot tell the audit from the
-    validation."""
+    the validation"): for each method (the baseline too), ``cells`` of the campaign's cells
+    (rung, dataset, seed), each drawn after its look's real runs are stored, are run twice
+    more with the gold labels permuted and compared with the real run; a method whose
+    predictions follow the labels is never promoted. Its inputs there are the real run's, so
+    it cannot tell the audit from the validation."""
 
     mode: Literal["campaign", "off"] = Field(
         "campaign", description="campaign: audit every method in its own campaign (default); "
         "off: no audit (recorded in the verdict).")
     cells: int = Field(1, ge=1, le=64, description="Cells audited per method (at most every "
-                       "first-look cell). A method that reads labels in a fraction f of its "
-                       "runs is caught with probability 1-(1-f)^cells.")
+                       "cell it runs). A method that reads labels in a fraction f of its runs, "
+                       "whichever they are, is caught with probability about 1-(1-f)^cells.")
     check_determinism: bool = Field(
         False, description="Also rerun the first permutation, to tell a nondeterministic method "
         "(flagged 'nondeterministic') from a leak; one more run per audited cell.")

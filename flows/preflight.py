@@ -47,13 +47,13 @@ def planned_arms(plan: Any, n_rungs: int) -> tuple[int, int, int]:
 
 def audit_arms(plan: Any, n_rungs: int) -> int:
     """The student runs of the label-leak audit (``flows.plan.Audit``): per method and the
-    baseline, its audited cells (at most the first look's) x 2 permutations (3 with
+    baseline, its audited cells (at most every cell) x 2 permutations (3 with
     ``check_determinism``)."""
     if plan.audit.mode == "off":
         return 0
-    first_look_cells = n_rungs * len(plan.datasets) * plan.seeds.initial
+    all_cells = n_rungs * len(plan.datasets) * plan.seeds.max
     runs = 3 if plan.audit.check_determinism else 2
-    return (1 + len(plan.methods)) * min(plan.audit.cells, first_look_cells) * runs
+    return (1 + len(plan.methods)) * min(plan.audit.cells, all_cells) * runs
 
 
 def check_budget(plan: Any, n_rungs: int) -> None:

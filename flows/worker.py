@@ -236,25 +236,41 @@ def run_canary(ctx, group: ArmGroup, canary: Canary, method: GroupMethod,
     """The label-leak audit of ``method`` at ``canary.seed`` on this group's rung: its student
     arm again under two gold-label permutations (``transfer.canary.run_with_permuted_gold``:
     the real store never sees those runs), the method resolved afresh each time, exactly as
-    for a real run. Returns the outcome the parent records (``flows.campaign``)."""
+    for a real run, compared with each other and with the method's real run of that seed,
+    which must already be in the store (the campaign asks for an audit only after the real
+    runs are stored, so no method can know during its real run whether it will be audited).
+    Returns the outcome the parent records (``flows.campaign``)."""
     from methods.audit import audit_label_leak
     from methods.resolve import method_function
+    from transfer.arms import run_arm
     from transfer.canary import permuted_test_labels, run_with_permuted_gold
+    from transfer.student import TEST_SPLIT
     from w2s_common.errors import InputError
 
-    if canary.method not in {m.name for m in group.methods} or canary.seed not in group.seeds:
-        raise InputError(f"canary of {canary.method} at seed {canary.seed} is not of this "
-                         "group's methods and seeds", field="canaries")
+    if canary.method not in {m.name for m in group.methods}:
+        raise InputError(f"canary of {canary.method} is not of this group's methods",
+                         field="canaries")
     isolations: list[str] = []
     label = method.label or method.name
     shared = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    label_now, params, fn = method_function(method.name, method.params, jail=group.jail)
+    method.check(label_now, params, fn.fingerprint)
+    before = len(ctx.store.executed)
+    real = run_arm(ctx, group.rung, "student", canary.seed, method=label_now,
+                   method_params=params, method_fn=fn)
+    if len(ctx.store.executed) > before:
+        raise InputError(f"the real run of {label} at seed {canary.seed} on rung {group.rung} "
+                         "was not in the store before its audit", field="canaries")
+    runs = iter(range(1, 100))
 
     def permuted_run(permutation_seed: int):
         label_now, params, fn = method_function(method.name, method.params, jail=group.jail)
         method.check(label_now, params, fn.fingerprint)
         # The ranks of a multi-process group publish and wait for each run in one store, so
-        # their throw-away store is one directory of the (shared) run store, left there.
-        scratch = canary_scratch(group, canary, permutation_seed) if shared else None
+        # their throw-away store is one directory of the (shared) run store, left there; one
+        # per run (a determinism rerun must not find the first run there).
+        scratch = canary_scratch(group, canary, permutation_seed, next(runs)) if shared \
+            else None
         probs = run_with_permuted_gold(ctx, group.rung, canary.seed, fn, permutation_seed,
                                        method=label_now, method_params=params, scratch=scratch)
         isolations.extend(fn.isolation)
@@ -269,9 +285,11 @@ def run_canary(ctx, group: ArmGroup, canary: Canary, method: GroupMethod,
     if rule == "follows_labels":
         def labels_for(permutation_seed: int):
             return permuted_test_labels(ctx.task, permutation_seed)
-    result = audit_label_leak(permuted_run, permutation_seeds=canary.permutations,
-                              check_determinism=canary.check_determinism,
-                              labels_for=labels_for, alpha=canary.alpha)
+    result = audit_label_leak(
+        permuted_run, permutation_seeds=canary.permutations,
+        check_determinism=canary.check_determinism, labels_for=labels_for, alpha=canary.alpha,
+        real=real.predictions()["prob"].to_numpy(dtype="float64"),
+        real_labels=ctx.task.splits[TEST_SPLIT].labels)
     log(f"{group.rung} seed={canary.seed} {label} audit: "
         f"{'clean' if result.clean else 'FLAGGED'}")
     return {"method": canary.method, "label": label, "seed": canary.seed,
@@ -290,12 +308,13 @@ TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.
                               errno.ENETUNREACH, errno.EHOSTUNREACH})
 
 
-def canary_scratch(group: ArmGroup, canary: Canary, permutation_seed: int) -> Path:
-    """``STORE/.canary/<digest>``: the throw-away store of one permuted run of a multi-process
-    group, the same path on every rank (and for a rerun of the group, which reuses it)."""
+def canary_scratch(group: ArmGroup, canary: Canary, permutation_seed: int, run: int) -> Path:
+    """``STORE/.canary/<digest>``: the throw-away store of the ``run``-th permuted run of a
+    canary in a multi-process group, the same path on every rank (and for a rerun of the
+    group, which reuses it)."""
     import hashlib
 
-    identity = json.dumps([group.key(), canary.method, canary.seed, permutation_seed])
+    identity = json.dumps([group.key(), canary.method, canary.seed, permutation_seed, run])
     return Path(group.store) / ".canary" / hashlib.sha256(identity.encode()).hexdigest()[:24]
 
 

@@ -9,6 +9,7 @@ labels reached it.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -87,9 +88,16 @@ def audit_label_leak(run_with_permuted_gold: Callable[[int], np.ndarray], *,
                      permutation_seeds: tuple[int, int] = (1, 2), atol: float = 0.0,
                      check_determinism: bool = False,
                      labels_for: Callable[[int], np.ndarray] | None = None,
-                     alpha: float = 0.001) -> AuditResult:
+                     alpha: float = 0.001, real: np.ndarray | None = None,
+                     real_labels: np.ndarray | None = None) -> AuditResult:
     """Run a method under two gold-label permutations and flag it if its predictions differ
-    (``labels_for`` unset: the exact rule) or follow the labels (``labels_for`` set).
+    (``labels_for`` unset: the exact rule) or follow the labels (``labels_for`` set), between
+    the two permuted runs and, given ``real``, the real run of the same cell.
+
+    Comparing with the real run matters: the two permuted runs alone are fooled by a method
+    that reads the labels, sees that they do not agree with the weak teacher as real labels do
+    (a permutation agrees at chance), and answers honestly only then (found by an independent
+    attacker review, 2026-12-04).
 
     Args:
         run_with_permuted_gold: ``permutation_seed -> (n_test,)`` probabilities (see the module
@@ -101,9 +109,11 @@ def audit_label_leak(run_with_permuted_gold: Callable[[int], np.ndarray], *,
             is nondeterministic, the comparison proves nothing, and the result is not clean.
         labels_for: ``permutation_seed -> (n_test,)`` that permutation's test labels: then
             predictions that differ are flagged only if they follow the labels
-            (:func:`follows_labels`, one-sided p below ``alpha``), for engines whose runs are
-            not bitwise reproducible.
+            (:func:`follows_labels`, one-sided p below ``alpha`` over the number of pairs), for
+            engines whose runs are not bitwise reproducible.
         alpha: level of that test (each audited cell's false-flag rate).
+        real: the method's real run of the same cell (test probabilities, same order).
+        real_labels: the real test labels (with ``labels_for`` and ``real``).
 
     Returns:
         :class:`AuditResult`.
@@ -116,6 +126,9 @@ def audit_label_leak(run_with_permuted_gold: Callable[[int], np.ndarray], *,
         raise InputError("the two gold permutations must differ", field="permutation_seeds")
     if not atol >= 0:
         raise InputError(f"expected a tolerance >= 0, got {atol}", field="atol")
+    if labels_for is not None and real is not None and real_labels is None:
+        raise InputError("the follows_labels rule needs the real run's labels",
+                         field="real_labels")
     first = _as_probs(run_with_permuted_gold(first_seed), first_seed)
     if check_determinism:
         rerun = _as_probs(run_with_permuted_gold(first_seed), first_seed)
@@ -131,29 +144,55 @@ def audit_label_leak(run_with_permuted_gold: Callable[[int], np.ndarray], *,
                                f"judge it: make the method deterministic in its seed",
                                max_diff, n_differ)
     second = _as_probs(run_with_permuted_gold(second_seed), second_seed)
-    if first.shape != second.shape:
-        raise InputError(f"runs returned {first.shape[0]} and {second.shape[0]} predictions",
-                         field="predictions")
-    max_diff, n_differ = compare_predictions(first, second, atol)
+    runs: list[tuple[int | None, np.ndarray]] = [(first_seed, first), (second_seed, second)]
+    if real is not None:
+        runs.insert(0, (None, _as_probs(real, 0)))
+    if len({r.shape for _, r in runs}) > 1:
+        raise InputError(f"runs returned {' and '.join(str(r.shape[0]) for _, r in runs)} "
+                         "predictions", field="predictions")
+    n = len(first)
     rule = "exactly" if atol == 0 else f"within {atol:g}"
-    if n_differ and labels_for is not None:
-        follows, examples, p = follows_labels(first, second, labels_for(first_seed),
-                                              labels_for(second_seed))
-        shown = (f"predictions under gold permutations {first_seed} and {second_seed} differ on "
-                 f"{n_differ}/{len(first)} test examples (max |diff| {max_diff:.3g}); where "
-                 f"both the labels and the predicted labels differ, each run predicted its own "
-                 f"permutation's label on {follows} of {examples} (one-sided sign test p = "
-                 f"{p:.3g}, flagged below {alpha:g})")
-        if p < alpha:
-            return AuditResult(False, f"label leak: {shown}: the method's output follows the "
-                               "gold labels", max_diff, n_differ)
-        return AuditResult(True, f"clean (not bitwise reproducible): {shown}", max_diff,
-                           n_differ)
-    if n_differ:
-        return AuditResult(False, f"label leak: predictions under gold permutations {first_seed} "
-                           f"and {second_seed} differ on {n_differ}/{len(first)} test examples "
-                           f"(max |diff| {max_diff:.3g}); the method's output depends on the "
-                           f"gold labels", max_diff, n_differ)
-    return AuditResult(True, f"clean: predictions under gold permutations {first_seed} and "
-                       f"{second_seed} agree {rule} on all {len(first)} test examples",
-                       max_diff, 0)
+    together = _name_all([seed for seed, _ in runs])
+    pairs = list(itertools.combinations(runs, 2))
+    differing = []
+    for (seed_a, a), (seed_b, b) in pairs:
+        max_diff, n_differ = compare_predictions(a, b, atol)
+        if n_differ:
+            differing.append((seed_a, a, seed_b, b, max_diff, n_differ))
+    if not differing:
+        return AuditResult(True, f"clean: predictions {together} agree {rule} on all {n} test "
+                           "examples", 0.0, 0)
+    if labels_for is None:
+        seed_a, _, seed_b, _, max_diff, n_differ = differing[0]
+        return AuditResult(False, f"label leak: predictions {_name_all([seed_a, seed_b])} "
+                           f"differ on {n_differ}/{n} test examples (max |diff| {max_diff:.3g}); "
+                           "the method's output depends on the gold labels", max_diff, n_differ)
+
+    def labels(seed: int | None) -> np.ndarray:
+        return np.asarray(real_labels if seed is None else labels_for(seed))
+
+    level = alpha / len(pairs)
+    tested = []
+    for seed_a, a, seed_b, b, max_diff, n_differ in differing:
+        follows, examples, p = follows_labels(a, b, labels(seed_a), labels(seed_b))
+        tested.append((p, seed_a, seed_b, follows, examples, max_diff, n_differ))
+    p, seed_a, seed_b, follows, examples, max_diff, n_differ = min(tested, key=lambda t: t[0])
+    shown = (f"predictions {_name_all([seed_a, seed_b])} differ on {n_differ}/{n} test examples "
+             f"(max |diff| {max_diff:.3g}); where both the labels and the predicted labels "
+             f"differ, each run predicted its own labels on {follows} of {examples} (one-sided "
+             f"sign test p = {p:.3g}, flagged below {level:.3g}: alpha {alpha:g} over "
+             f"{len(pairs)} pairs)")
+    if p < level:
+        return AuditResult(False, f"label leak: {shown}: the method's output follows the gold "
+                           "labels", max_diff, n_differ)
+    return AuditResult(True, f"clean (not bitwise reproducible): {shown}", max_diff, n_differ)
+
+
+def _name_all(seeds: list[int | None]) -> str:
+    """``of the real run and under gold permutations 3 and 7`` (None: the real run)."""
+    perms = [str(seed) for seed in seeds if seed is not None]
+    under = (f"under gold permutation {perms[0]}" if len(perms) == 1
+             else f"under gold permutations {' and '.join(perms)}" if perms else "")
+    if None in seeds:
+        return f"of the real run and {under}" if under else "of the real run"
+    return under

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -34,14 +35,17 @@ registry._RESOLVED[id(thief)] = info
 """
 
 
-def install_thief(monkeypatch):
-    """``INSTALL_THIEF`` in this process, undone after the test."""
+def install_thief(monkeypatch, kind: str = "GcSplitThief"):
+    """``INSTALL_THIEF`` in this process (or another thief of ``malicious``), undone after the
+    test."""
     monkeypatch.syspath_prepend(str(METHODS_TESTS))
-    from malicious.gc_split import GcSplitThief
+    import malicious.gc_split
+    import malicious.shy
 
     from methods import registry
 
-    thief = GcSplitThief()
+    thief = getattr(malicious.gc_split, kind, None) or getattr(malicious.shy, kind)
+    thief = thief()
     info = registry.MethodInfo(thief, thief.name, "builtin", "tests")
     registry._load_builtins()
     monkeypatch.setitem(registry._BUILTINS, thief.name, info)
@@ -55,45 +59,71 @@ def cell(clean: bool, seed: int = 0) -> LabelAudit:
                       isolation=["jail"])
 
 
-def test_cells_are_drawn_among_the_first_look_for_every_method(tmp_path) -> None:
-    campaign = Campaign.prepare(MICRO, tmp_path / "out", tmp_path / "store")
-    plan = campaign.plan.model_copy(update={"audit": campaign.plan.audit.model_copy(
-        update={"cells": 3})})
-    first_look = {(rung, None, seed) for rung in ("m0", "m1") for seed in (0, 1)}
-    seen = set()
-    for trial in range(50):
-        drawn = draw_audit_cells(plan, campaign.rungs, [0, 1], random.Random(trial))
-        assert list(drawn) == ["vanilla", "aux_conf"]  # the baseline is audited too
-        for cells in drawn.values():
-            keys = [(c.rung, c.data, c.seed) for c in cells]
-            assert len(keys) == 3 == len(set(keys)) and set(keys) <= first_look
-            assert all(c.permutations[0] != c.permutations[1] and min(c.permutations) >= 1
-                       for c in cells)
-            seen.update(keys)
-    assert seen == first_look  # every first-look cell can be drawn
-    # More cells asked for than the first look has: each of them, once.
-    plan = plan.model_copy(update={"audit": plan.audit.model_copy(update={"cells": 64})})
-    assert len(draw_audit_cells(plan, campaign.rungs, [0, 1])["aux_conf"]) == 4
+def simulate_audits(campaign, looks, decided_at: dict[str, int], rng) -> dict[str, list]:
+    """The audit cells ``Campaign.run`` draws over ``looks`` (lists of seeds) when each entry
+    is decided at the look ``decided_at`` names (1-based; absent: never)."""
+    left = {e: campaign.plan.audit.cells for e in ["vanilla", "aux_conf"]}
+    drawn: dict[str, list] = {e: [] for e in left}
+    undecided = ["aux_conf"]
+    for look, seeds in enumerate(looks, start=1):
+        ran = ["vanilla", *undecided]
+        undecided = [m for m in undecided if decided_at.get(m, 0) != look]
+        more = bool(undecided) and look < len(looks)
+        finishing = (set(ran) - set(undecided) - {"vanilla"}) | (set(ran) if not more else set())
+        later = sum(len(b) for b in looks[look:]) if more else 0
+        cells = draw_audit_cells(campaign.plan, {e: left[e] for e in ran}, campaign.rungs,
+                                 seeds, later, finishing, rng)
+        for entry, chosen in cells.items():
+            left[entry] -= len(chosen)
+            drawn[entry].extend((look, c) for c in chosen)
+    return drawn
 
 
-def test_each_audit_goes_to_the_group_of_its_cell_in_the_first_look_only(tmp_path) -> None:
+def test_every_cell_of_every_look_can_be_audited_and_each_method_gets_its_audits(tmp_path):
+    """A method sees its seed, so audits drawn from the first look only left it the later
+    seeds (found by an independent attacker review, 2026-12-04): each audit falls on any cell
+    of any look, about uniformly, and a method decided early gets its audits at that look."""
     campaign = Campaign.prepare(MICRO, tmp_path / "out", tmp_path / "store")
-    campaign.audit_cells = draw_audit_cells(campaign.plan, campaign.rungs, [0, 1])
-    first = campaign.groups([0, 1], ["aux_conf"])
-    canaries = [(g.rung, c.method, c.seed, c.permutations) for g in first for c in g.canaries]
-    expected = [(cell.rung, entry, cell.seed, cell.permutations)
-                for entry, cells in campaign.audit_cells.items() for cell in cells]
-    assert sorted(canaries) == sorted(expected)
-    assert all(not g.canaries for g in campaign.groups([2], ["aux_conf"]))
-    # A group's key changes with its canaries (its files must not be another group's).
-    with_canary = next(g for g in first if g.canaries)
-    assert with_canary.key() != with_canary.model_copy(update={"canaries": []}).key()
+    looks = [[0, 1], [2]]  # micro-ci's seed batches
+    every = {(rung, seed) for rung in ("m0", "m1") for seed in (0, 1, 2)}
+    where = Counter()
+    for trial in range(600):
+        drawn = simulate_audits(campaign, looks, {}, random.Random(trial))
+        for entry, cells in drawn.items():
+            assert len(cells) == 1, (entry, cells)  # audit.cells: 1, never more, never fewer
+            (look, cell), = cells
+            assert cell.seed in looks[look - 1] and cell.data is None
+            assert cell.permutations[0] != cell.permutations[1] and min(cell.permutations) >= 1
+            where[(cell.rung, cell.seed)] += 1
+    assert set(where) == every
+    assert min(where.values()) > 1200 / 6 * 0.7, where  # about uniform over the 6 cells
+    for trial in range(50):  # decided at look 1: audited there
+        drawn = simulate_audits(campaign, looks, {"aux_conf": 1}, random.Random(trial))
+        assert [look for look, _ in drawn["aux_conf"]] == [1]
+        assert len(drawn["vanilla"]) == 1
+
+
+def test_real_groups_carry_no_audit_and_audit_groups_no_real_run(tmp_path) -> None:
+    """During its real runs no worker holds the audit schedule (an in-process method could
+    read it and be honest only where audited: found by an independent attacker review)."""
+    campaign = Campaign.prepare(MICRO, tmp_path / "out", tmp_path / "store")
+    assert all(not g.canaries for g in campaign.groups([0, 1], ["aux_conf"]))
+    cells = draw_audit_cells(campaign.plan, {"vanilla": 1, "aux_conf": 1}, campaign.rungs,
+                             [0, 1], 0, {"vanilla", "aux_conf"})
+    groups = campaign.audit_groups(cells)
+    assert all(g.seeds == [] and g.canaries for g in groups)
+    canaries = sorted((g.rung, c.method, c.seed, c.permutations)
+                      for g in groups for c in g.canaries)
+    assert canaries == sorted((cell.rung, entry, cell.seed, cell.permutations)
+                              for entry, chosen in cells.items() for cell in chosen)
+    assert all(c.rule == "auto" and c.alpha == 0.001 for g in groups for c in g.canaries)
 
 
 def test_a_group_must_report_exactly_the_audits_it_was_given(tmp_path) -> None:
     campaign = Campaign.prepare(MICRO, tmp_path / "out", tmp_path / "store")
-    campaign.audit_cells = draw_audit_cells(campaign.plan, campaign.rungs, [0, 1])
-    group = next(g for g in campaign.groups([0, 1], ["aux_conf"]) if g.canaries)
+    cells = draw_audit_cells(campaign.plan, {"vanilla": 1, "aux_conf": 1}, ["m1"], [0, 1], 0,
+                             {"vanilla", "aux_conf"})
+    (group,) = campaign.audit_groups(cells)
     reported = [{"method": c.method, "seed": c.seed, "clean": True, "evidence": "clean: ...",
                  "rule": "exact", "isolation": ["builtin"]} for c in group.canaries]
     for bad, says in [(None, "not the ones it was asked for"),
@@ -103,11 +133,10 @@ def test_a_group_must_report_exactly_the_audits_it_was_given(tmp_path) -> None:
                       ([{**reported[0], "clean": "yes"}] + reported[1:], "is malformed")]:
         with pytest.raises(GroupOutcomeError, match=says):
             campaign.record_audits(group, bad)
-    assert campaign.audits == {} or all(len(v) < 2 for v in campaign.audits.values())
     campaign.audits.clear()
     campaign.record_audits(group, reported)
     label = campaign.methods[group.canaries[0].method]["label"]
-    assert campaign.audits[label][0].rung == group.rung
+    assert campaign.audits[label][0].rung == "m1"
     assert campaign.audits[label][0].dataset == "synthetic"
 
 
@@ -132,25 +161,45 @@ def test_the_worker_flags_a_method_that_reads_labels_and_clears_one_that_does_no
     from flows.worker import ArmGroup, Canary, GroupMethod, run_group
 
     thief = install_thief(monkeypatch)
+    shy = install_thief(monkeypatch, "ShyThief")
     store = tmp_path / "store"
-    group = ArmGroup(ladder="micro", rung="m0", store=str(store), seeds=[0],
-                     methods=[GroupMethod(name="vanilla"), GroupMethod(name=thief.name)],
+    methods = [GroupMethod(name="vanilla"), GroupMethod(name=thief.name),
+               GroupMethod(name=shy.name)]
+    real = ArmGroup(ladder="micro", rung="m0", store=str(store), seeds=[0], methods=methods,
+                    result="")
+    outcome = run_group(real, log=lambda line: None)
+    # Weak, ceiling and three students; the audit runs later, in a group of its own.
+    assert len(outcome["runs"]) == 5 == len({p.parent for p in store.glob("*/*/COMPLETE")})
+    audit = ArmGroup(ladder="micro", rung="m0", store=str(store), seeds=[], methods=methods,
                      canaries=[Canary(method="vanilla", seed=0, permutations=(5, 9)),
                                Canary(method=thief.name, seed=0, permutations=(3, 7),
-                                      rule="follows_labels")],
+                                      rule="follows_labels"),
+                               Canary(method=shy.name, seed=0, permutations=(2, 8))],
                      result="")
-    outcome = run_group(group, log=lambda line: None)
+    outcome = run_group(audit, log=lambda line: None)
+    assert outcome["runs"] == [] and outcome["executed"] == []
     audits = {a["method"]: a for a in outcome["audits"]}
     assert audits["vanilla"]["clean"] is True, audits["vanilla"]
     assert audits["vanilla"]["rule"] == "exact"  # auto, on a machine without GPUs
+    assert audits["vanilla"]["evidence"] == ("clean: predictions of the real run and under "
+                                             "gold permutations 5 and 9 agree exactly on all "
+                                             "2000 test examples")
     assert audits[thief.name]["clean"] is False
     assert audits[thief.name]["rule"] == "follows_labels"
-    assert audits[thief.name]["evidence"].startswith(
-        "label leak: predictions under gold permutations 3 and 7 differ on ")
+    assert audits[thief.name]["evidence"].startswith("label leak: predictions ")
     assert audits[thief.name]["evidence"].endswith("the method's output follows the gold labels")
     assert audits[thief.name]["isolation"] == ["builtin"]
-    # Only the group's own runs are in the real store: weak, ceiling and two students.
-    assert len(outcome["runs"]) == 4 == len({p.parent for p in store.glob("*/*/COMPLETE")})
+    # Honest under permuted labels only: the permuted runs agree, the real run does not.
+    assert audits[shy.name]["clean"] is False, audits[shy.name]
+    assert audits[shy.name]["evidence"].startswith(
+        "label leak: predictions of the real run and under gold permutation 2 differ on ")
+    # The real store still holds only the real runs.
+    assert len({p.parent for p in store.glob("*/*/COMPLETE")}) == 5
+    # An audit of a run that is not stored yet is refused (it would run knowing it is one).
+    later = audit.model_copy(update={"canaries": [Canary(method="vanilla", seed=1,
+                                                         permutations=(5, 9))]})
+    with pytest.raises(InputError, match="was not in the store before its audit"):
+        run_group(later, log=lambda line: None)
 
 
 def test_a_validation_records_its_audits_and_never_promotes_a_flagged_method(
@@ -180,6 +229,10 @@ def test_a_validation_records_its_audits_and_never_promotes_a_flagged_method(
     assert [a["clean"] for a in audits["vanilla"]] == [True]
     (flagged,) = audits["malicious_gc_split"]
     assert flagged["clean"] is False and flagged["rung"] == "m0" and flagged["seed"] in (0, 1)
+    # The real runs' groups carried no audit; the audit's group no real run, after them.
+    groups = [json.loads(p.read_text()) for p in sorted((out / "work").glob("group-*.json"))]
+    assert sorted((bool(g["seeds"]), bool(g.get("canaries"))) for g in groups) == [
+        (False, True), (True, False)]
     entry = verdict["methods"]["malicious_gc_split"]
     assert entry["promote"] is False
     assert any(r.startswith("the label-leak audit flagged it at rung m0 (synthetic) seed ")

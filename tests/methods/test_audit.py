@@ -167,3 +167,26 @@ def test_follows_labels_counts_only_where_labels_and_predictions_differ():
     follows, examples, p = follows_labels(first, second, labels_first, labels_second)
     assert (follows, examples) == (1, 2) and p == pytest.approx(0.75)
     assert follows_labels(first, first, labels_first, labels_second) == (0, 0, 1.0)
+
+
+@pytest.mark.parametrize("rule", ["exact", "follows_labels"])
+def test_a_method_honest_only_under_permuted_labels_is_caught_against_its_real_run(rule):
+    """It reads the labels, sees that a permutation agrees with the weak teacher at chance (real
+    labels do not) and answers honestly only then: the two permuted runs agree, the real run
+    follows the real labels (found by an independent attacker review, 2026-12-04)."""
+    labels_for = _labels()
+    real_labels = np.random.default_rng(0).integers(0, 2, 2000)
+    honest = np.random.default_rng(1).integers(0, 2, 2000).astype(float)
+    real_run = np.where(np.random.default_rng(2).random(2000) < 0.05, real_labels, honest)
+    kwargs = {"labels_for": labels_for} if rule == "follows_labels" else {}
+    alone = audit_label_leak(lambda seed: honest, permutation_seeds=(3, 4), **kwargs)
+    assert alone.clean  # the permuted runs alone are fooled
+    result = audit_label_leak(lambda seed: honest, permutation_seeds=(3, 4), real=real_run,
+                              real_labels=real_labels, **kwargs)
+    assert not result.clean, result.evidence
+    assert result.evidence.startswith("label leak: predictions of the real run and under gold "
+                                      "permutation 3 differ on ")
+    same = audit_label_leak(lambda seed: honest, permutation_seeds=(3, 4), real=honest,
+                            real_labels=real_labels, **kwargs)
+    assert same.evidence == ("clean: predictions of the real run and under gold permutations 3 "
+                             "and 4 agree exactly on all 2000 test examples")
