@@ -203,8 +203,9 @@ class Audit(_Strict):
     rule: Literal["auto", "exact", "follows_labels"] = Field(
         "auto", description="exact: any difference between the two runs flags the method "
         "(bitwise reproducible engines); follows_labels: only predictions that follow their "
-        "own permutation's labels (one-sided sign test at alpha; engines whose runs differ by "
-        "noise); auto: exact on a worker without GPUs, follows_labels on one with GPUs.")
+        "own permutation's labels, or their opposite (two-sided sign test at alpha; engines "
+        "whose runs differ by noise); auto: exact on a worker without GPUs, follows_labels "
+        "on one with GPUs.")
     alpha: float = Field(0.001, gt=0, lt=0.5, description="Level of the follows_labels test "
                          "(each audited cell's rate of flagging a method that reads no labels).")
 

@@ -165,7 +165,7 @@ def test_follows_labels_counts_only_where_labels_and_predictions_differ():
     # Example 0: labels and predictions differ, run 1 predicts its own label: follows.
     # Example 1: predictions agree; 2: labels agree; 3: differ, run 1 predicts the other's.
     follows, examples, p = follows_labels(first, second, labels_first, labels_second)
-    assert (follows, examples) == (1, 2) and p == pytest.approx(0.75)
+    assert (follows, examples) == (1, 2) and p == pytest.approx(1.0)  # two-sided
     assert follows_labels(first, first, labels_first, labels_second) == (0, 0, 1.0)
 
 
@@ -190,3 +190,17 @@ def test_a_method_honest_only_under_permuted_labels_is_caught_against_its_real_r
                             real_labels=real_labels, **kwargs)
     assert same.evidence == ("clean: predictions of the real run and under gold permutations 3 "
                              "and 4 agree exactly on all 2000 test examples")
+
+
+def test_a_method_answering_the_opposite_of_permuted_labels_is_flagged_under_follows_labels():
+    """It reads the labels: real-looking ones (agreeing with the weak teacher) it returns,
+    permuted ones it answers with their complement. Against the real run no example counts;
+    between the permuted runs none follows: a one-sided test passed it (found by an independent
+    attacker review, 2026-12-04)."""
+    labels_for = _labels()
+    real_labels = np.random.default_rng(0).integers(0, 2, 2000)
+    result = audit_label_leak(lambda seed: 1.0 - labels_for(seed), permutation_seeds=(3, 4),
+                              real=real_labels.astype(float), real_labels=real_labels,
+                              labels_for=labels_for)
+    assert not result.clean, result.evidence
+    assert "each run predicted its own labels on 0 of " in result.evidence
