@@ -213,8 +213,9 @@ class PoolExecutor:
         from prefect.deployments import run_deployment
 
         seeds = run.group.seeds
+        # A group with no seeds of its own reruns stored runs for the label-leak audit.
         run.name = (f"{run.group.rung}-seeds-{seeds[0]}-{seeds[-1]}" if seeds
-                    else run.group.rung)
+                    else f"{run.group.rung}-audit" if run.group.canaries else run.group.rung)
         nodes = self.compute.nodes
         flow_run = run_deployment(
             self.deployment, timeout=0, as_subflow=True, flow_run_name=run.name,
