@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_helpers import one_error_line
+from cli_helpers import install_builtin, one_error_line
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -34,17 +34,15 @@ def test_sealed_builtins_are_clean(tmp_path, method, params):
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["weak"]
 
 
-def test_an_in_process_builtin_reading_labels_is_flagged(tmp_path, monkeypatch):
+def installed_thief(monkeypatch):
+    """The gc thief installed as a trusted built-in: it runs in the audit's own process."""
     from malicious.gc_split import GcSplitThief
 
-    from methods import registry
+    return install_builtin(monkeypatch, GcSplitThief())
 
-    # Installed as a trusted built-in, it runs in the audit's own process.
-    thief = GcSplitThief()
-    info = registry.MethodInfo(thief, thief.name, "builtin", "tests")
-    registry._load_builtins()
-    monkeypatch.setitem(registry._BUILTINS, thief.name, info)
-    monkeypatch.setitem(registry._RESOLVED, id(thief), info)
+
+def test_an_in_process_builtin_reading_labels_is_flagged(tmp_path, monkeypatch):
+    thief = installed_thief(monkeypatch)
     # Another copy of the task alive in the process (an earlier test's, in CI): the thief
     # must still find the labels the audit scores (it read the stale copy once: 2026-12-04).
     from flows.context import load_dataset
@@ -61,15 +59,7 @@ def test_an_in_process_builtin_reading_labels_is_flagged(tmp_path, monkeypatch):
 
 
 def test_the_follows_labels_rule_flags_the_reader_and_clears_the_sealed(tmp_path, monkeypatch):
-    from malicious.gc_split import GcSplitThief
-
-    from methods import registry
-
-    thief = GcSplitThief()
-    info = registry.MethodInfo(thief, thief.name, "builtin", "tests")
-    registry._load_builtins()
-    monkeypatch.setitem(registry._BUILTINS, thief.name, info)
-    monkeypatch.setitem(registry._RESOLVED, id(thief), info)
+    thief = installed_thief(monkeypatch)
     result = audit(tmp_path, "--method", thief.name, "--rule", "follows_labels")
     assert result.exit_code == 1, result.output
     assert "rule=follows_labels: label leak: " in result.stdout

@@ -41,16 +41,10 @@ def install_thief(monkeypatch, kind: str = "GcSplitThief"):
     monkeypatch.syspath_prepend(str(METHODS_TESTS))
     import malicious.gc_split
     import malicious.shy
-
-    from methods import registry
+    from cli_helpers import install_builtin
 
     thief = getattr(malicious.gc_split, kind, None) or getattr(malicious.shy, kind)
-    thief = thief()
-    info = registry.MethodInfo(thief, thief.name, "builtin", "tests")
-    registry._load_builtins()
-    monkeypatch.setitem(registry._BUILTINS, thief.name, info)
-    monkeypatch.setitem(registry._RESOLVED, id(thief), info)
-    return thief
+    return install_builtin(monkeypatch, thief())
 
 
 def cell(clean: bool, seed: int = 0) -> LabelAudit:
