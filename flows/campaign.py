@@ -37,6 +37,18 @@ class AuditCell:
     permutations: tuple[int, int]
 
 
+def audit_horizon(batches: list[list[int]], look: int, ran: list[str], undecided: list[str],
+                  controls_left: bool) -> tuple[int, set[str]]:
+    """What the audit draw after look ``look`` (1-based) needs to know of the future: how many
+    seeds later looks will run (0 when none will), and the plan entries that ran this look
+    (``ran``, the baseline first) and run no more: a method just decided, or every entry when
+    no look follows (no method ``undecided`` and no control left, or the last batch)."""
+    more = (bool(undecided) or controls_left) and look < len(batches)
+    later = sum(len(b) for b in batches[look:]) if more else 0
+    finishing = set(ran[1:]) - set(undecided)
+    return later, finishing | set(ran) if not more else finishing
+
+
 def draw_audit_cells(plan: Plan, entries: dict[str, int], rungs: list[str], seeds: list[int],
                      later_seeds: int, finishing: set[str], rng: Any = None
                      ) -> dict[str, list[AuditCell]]:
@@ -428,12 +440,10 @@ class Campaign:
             ran = [self.plan.baseline, *undecided]
             undecided = [m for m in undecided if not decisions[label(m, m)]["decided"]]
             controls = [c for c in controls if not decisions[c]["decided"]]
+            later_seeds, finishing = audit_horizon(batches, look, ran, undecided,
+                                                   bool(controls))
             self._audit_look(submit, seeds, {e: audits_left[e] for e in ran}, audits_left,
-                             later_seeds=sum(len(b) for b in batches[look:])
-                             if undecided or controls else 0,
-                             finishing=set(ran) - set(undecided) - {self.plan.baseline}
-                             | (set(ran) if not (undecided or controls) or look == len(batches)
-                                else set()))
+                             later_seeds, finishing)
             # Decided methods stop early: the remaining looks may need fewer groups.
             remaining = (len(batches) - look) * per_look if undecided or controls else 0
             events.emit("look", look=look, seeds=seeds, undecided=undecided + controls,

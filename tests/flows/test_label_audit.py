@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.campaign import Campaign, GroupOutcomeError, draw_audit_cells
+from flows.campaign import Campaign, GroupOutcomeError, audit_horizon, draw_audit_cells
 from flows.commands.validate_cmd import DEMO_PLAN
 from flows.guards import audit_reasons
 from stats.verdict_model import LabelAudit
@@ -54,17 +54,16 @@ def cell(clean: bool, seed: int = 0) -> LabelAudit:
 
 
 def simulate_audits(campaign, looks, decided_at: dict[str, int], rng) -> dict[str, list]:
-    """The audit cells ``Campaign.run`` draws over ``looks`` (lists of seeds) when each entry
-    is decided at the look ``decided_at`` names (1-based; absent: never)."""
+    """The audit cells drawn over ``looks`` (lists of seeds) by ``Campaign.run``'s calls
+    (``audit_horizon``, ``draw_audit_cells``) when each entry is decided at the look
+    ``decided_at`` names (1-based; absent: never)."""
     left = {e: campaign.plan.audit.cells for e in ["vanilla", "aux_conf"]}
     drawn: dict[str, list] = {e: [] for e in left}
     undecided = ["aux_conf"]
     for look, seeds in enumerate(looks, start=1):
         ran = ["vanilla", *undecided]
         undecided = [m for m in undecided if decided_at.get(m, 0) != look]
-        more = bool(undecided) and look < len(looks)
-        finishing = (set(ran) - set(undecided) - {"vanilla"}) | (set(ran) if not more else set())
-        later = sum(len(b) for b in looks[look:]) if more else 0
+        later, finishing = audit_horizon(looks, look, ran, undecided, False)
         cells = draw_audit_cells(campaign.plan, {e: left[e] for e in ran}, campaign.rungs,
                                  seeds, later, finishing, rng)
         for entry, chosen in cells.items():
@@ -95,6 +94,11 @@ def test_every_cell_of_every_look_can_be_audited_and_each_method_gets_its_audits
         drawn = simulate_audits(campaign, looks, {"aux_conf": 1}, random.Random(trial))
         assert [look for look, _ in drawn["aux_conf"]] == [1]
         assert len(drawn["vanilla"]) == 1
+    # The horizon: decided now, or no look to come, finishes; later seeds only if looks follow.
+    assert audit_horizon(looks, 1, ["vanilla", "a", "b"], ["b"], False) == (1, {"a"})
+    assert audit_horizon(looks, 1, ["vanilla", "a"], [], True) == (1, {"a"})  # controls left
+    assert audit_horizon(looks, 1, ["vanilla", "a"], [], False) == (0, {"vanilla", "a"})
+    assert audit_horizon(looks, 2, ["vanilla", "a"], ["a"], False) == (0, {"vanilla", "a"})
 
 
 def test_real_groups_carry_no_audit_and_audit_groups_no_real_run(tmp_path) -> None:
