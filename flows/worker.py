@@ -143,9 +143,9 @@ class ControlRef(BaseModel):
 
 
 class Canary(BaseModel):
-    """A label-leak audit of one method in this group (``flows.plan.Audit``): after the
-    group's arms, the method's student arm at ``seed`` runs again under the gold-label
-    permutations ``permutations`` (``methods.audit.audit_label_leak``)."""
+    """A label-leak audit of one method in this group (``flows.plan.Audit``): the method's
+    stored student run at ``seed`` is rerun under the gold-label permutations
+    ``permutations`` and compared (``run_canary``)."""
 
     model_config = ConfigDict(extra="forbid")
     method: str  # the plan entry's name, one of the group's methods
@@ -243,7 +243,7 @@ def run_canary(ctx, group: ArmGroup, canary: Canary, method: GroupMethod,
     from methods.audit import audit_label_leak
     from methods.resolve import method_function
     from transfer.arms import run_arm
-    from transfer.canary import permuted_test_labels, run_with_permuted_gold
+    from transfer.canary import audit_labels, run_with_permuted_gold
     from transfer.student import TEST_SPLIT
     from w2s_common.errors import InputError
 
@@ -276,15 +276,7 @@ def run_canary(ctx, group: ArmGroup, canary: Canary, method: GroupMethod,
         isolations.extend(fn.isolation)
         return probs
 
-    rule = canary.rule
-    if rule == "auto":  # GPU kernels are not bitwise reproducible run to run; CPU ones are
-        import torch
-
-        rule = "follows_labels" if torch.cuda.is_available() else "exact"
-    labels_for = None
-    if rule == "follows_labels":
-        def labels_for(permutation_seed: int):
-            return permuted_test_labels(ctx.task, permutation_seed)
+    rule, labels_for = audit_labels(ctx.task, canary.rule)
     result = audit_label_leak(
         permuted_run, permutation_seeds=canary.permutations,
         check_determinism=canary.check_determinism, labels_for=labels_for, alpha=canary.alpha,

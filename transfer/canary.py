@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,20 @@ def permuted_test_labels(task, permutation_seed: int) -> np.ndarray:
     them), in the split's order; the task's own labels are back on return."""
     with permuted_gold(task, permutation_seed):
         return np.asarray(task.splits[TEST_SPLIT].labels, dtype=np.int64).copy()
+
+
+def audit_labels(task, rule: str) -> tuple[str, Callable[[int], np.ndarray] | None]:
+    """The audit rule as this machine runs it (``auto``: ``exact`` without GPUs, whose kernels
+    are bitwise reproducible here; ``follows_labels`` with them) and, for ``follows_labels``,
+    ``permutation_seed -> that permutation's test labels`` (``methods.audit``'s
+    ``labels_for``); None for ``exact``."""
+    if rule == "auto":
+        import torch
+
+        rule = "follows_labels" if torch.cuda.is_available() else "exact"
+    if rule != "follows_labels":
+        return rule, None
+    return rule, lambda permutation_seed: permuted_test_labels(task, permutation_seed)
 
 
 def _rescored_weak_run(weak: RunRecord, task, store: RunStore) -> RunRecord:

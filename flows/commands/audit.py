@@ -117,8 +117,9 @@ def audit_cells(plan: Plan | None, ladder, rung: str | None, seed: int | None
 
 
 def audit_rule(plan: Plan | None, rule: str | None) -> tuple[str, float]:
-    """The rule (``exact`` or ``follows_labels``, ``auto`` resolved on this machine) and the
-    alpha of the follows_labels test: ``--rule``, else the plan's ``audit``, else auto.
+    """The rule (``auto``, ``exact`` or ``follows_labels``; ``transfer.canary.audit_labels``
+    resolves auto) and the alpha of the follows_labels test: ``--rule``, else the plan's
+    ``audit``, else auto.
 
     Raises:
         InputError: an unknown ``--rule``.
@@ -130,18 +131,14 @@ def audit_rule(plan: Plan | None, rule: str | None) -> tuple[str, float]:
     rule = rule if rule is not None else settings.rule
     if rule not in ("auto", "exact", "follows_labels"):
         raise InputError(f"expected auto, exact or follows_labels, got {rule!r}", field="--rule")
-    if rule == "auto":
-        import torch
-
-        rule = "follows_labels" if torch.cuda.is_available() else "exact"
     return rule, settings.alpha
 
 
-def _audit(ctx, jail, method, params, rung, seed, check_determinism, rule="exact",
+def _audit(ctx, jail, method, params, rung, seed, check_determinism, rule="auto",
            alpha=0.001) -> bool:
     from methods.audit import audit_label_leak
     from methods.resolve import method_function
-    from transfer.canary import permuted_test_labels, run_with_permuted_gold
+    from transfer.canary import audit_labels, run_with_permuted_gold
     from transfer.sealed import MethodUnsupported
     from w2s_common.errors import InputError
 
@@ -158,10 +155,7 @@ def _audit(ctx, jail, method, params, rung, seed, check_determinism, rule="exact
         return probs
 
     try:
-        labels_for = None
-        if rule == "follows_labels":
-            def labels_for(permutation_seed: int):
-                return permuted_test_labels(ctx.task, permutation_seed)
+        rule, labels_for = audit_labels(ctx.task, rule)
         result = audit_label_leak(permuted_run, check_determinism=check_determinism,
                                   labels_for=labels_for, alpha=alpha)
     except MethodUnsupported as err:
