@@ -204,26 +204,46 @@ def run_plugin(plugin: PluginMethod, data: StudentData, trainer: StudentTrainer,
     """Run ``plugin`` on the sealed inputs in the jail; return its test P(label 1) and the
     isolation used.
 
-    The trainer is handed over with a backend for every model it offers already built
-    (``prepared()``), so the jail needs no cache; checkpoints it loads are mounted read-only.
-
     Raises:
         InputError: the plugin failed or wrote malformed predictions.
         MethodUnsupported: the plugin cannot run on this model or task.
+    """
+    return run_in_jail(plugin.target, f"plugin method {plugin.name}", plugin.name, data,
+                       trainer, params, settings)
+
+
+def run_in_jail(target: str, shown: str, name: str, data: StudentData,
+                trainer: StudentTrainer, params: Any,
+                settings: JailSettings) -> tuple[np.ndarray, Isolation]:
+    """Run the method the jail worker resolves as ``target`` (a plugin's ``module:attr``, or a
+    built-in's name) on the sealed inputs in a fresh jail; return its test P(label 1) and the
+    isolation used.
+
+    The trainer is handed over with a backend for every model it offers already built
+    (``prepared()``), so the jail needs no cache; checkpoints it loads are mounted read-only.
+
+    Args:
+        target: what ``methods.jail_worker`` resolves (``methods.registry.load_plugin``).
+        shown: how failures name the method (``plugin method X``, ``built-in method X``).
+        name: the method's name, for the predictions file's shown path.
+
+    Raises:
+        InputError: the method failed or wrote malformed predictions.
+        MethodUnsupported: the method cannot run on this model or task.
     """
     if isinstance(params, BaseModel):
         params = params.model_dump(mode="json")
     prepared = trainer.prepared() if hasattr(trainer, "prepared") else trainer
     model_paths = prepared.model_paths() if hasattr(prepared, "model_paths") else []
     with job_directories("w2s-plugin-") as (job, out):
-        (job / REQUEST_FILE).write_text(json.dumps({"reference": plugin.target,
+        (job / REQUEST_FILE).write_text(json.dumps({"reference": target,
                                                      "params": params, "pairs": None}))
         modules = pickle_job({"data": data, "trainer": prepared}, job / JOB_FILE)
         result, isolation = run_job("run", job, out, settings,
-                                    modules=[*reference_module(plugin.target), *modules],
+                                    modules=[*reference_module(target), *modules],
                                     model_paths=model_paths)
         if result.returncode != 0:
-            raise _failure(out, result, f"plugin method {plugin.name}")
+            raise _failure(out, result, shown)
         probs = read_predictions(out / PREDICTIONS_FILE, data.test_ids,
-                                 shown_as=f"<jail of {plugin.name}>/{PREDICTIONS_FILE}")
+                                 shown_as=f"<jail of {name}>/{PREDICTIONS_FILE}")
     return probs, isolation

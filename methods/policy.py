@@ -32,6 +32,14 @@ class JailSettings(BaseModel):
     mode: Literal["required", "off"] = Field(
         "required", description="required: untrusted code runs only in the jail; off: run it "
         "unjailed (recorded; never promoted).")
+    builtins: Literal["in_process", "jail"] = Field(
+        "in_process", description="in_process: the built-in methods run in the trusted worker "
+        "process (they are part of what is trusted); jail: each built-in run gets a fresh jail "
+        "of its own, like a plugin, so no method's code shares a process or a filesystem with "
+        "the gold labels, the store or the worker (about 4 s more per run for the imports: "
+        "9x the CPU demo's wall time, negligible beside GPU training; one process per run, so "
+        "not for students that need a group's ranks together). Jailed runs are keyed apart. "
+        "With mode: off built-ins run in-process either way.")
     timeout_s: float = Field(24 * 3600.0, gt=0, le=366 * 24 * 3600.0,
                              description="Wall-clock limit of one method run.")
     memory_gb: float | None = Field(
@@ -46,6 +54,10 @@ class JailSettings(BaseModel):
     max_open_files: int = Field(4096, ge=64, le=1 << 20, description="Open file descriptors.")
     cpu_seconds: int | None = Field(
         None, ge=1, le=10**9, description="CPU time over all threads (default: timeout_s x CPUs).")
+
+    def jails_builtins(self) -> bool:
+        """Whether a trusted built-in's code runs in the jail (else in this process)."""
+        return self.mode == "required" and self.builtins == "jail"
 
     def limits(self, use_gpu: bool) -> JailLimits:
         """The resource limits of one jailed run."""

@@ -1,6 +1,7 @@
 """Resolve a method by name and params into the function a student arm runs, under the jail
-policy (``methods.policy``): built-ins in this process, everything else in the jail, refused
-before any compute when the jail is required and cannot be built here."""
+policy (``methods.policy``): plugins in the jail, built-ins in this process or, where the settings
+say ``builtins: jail``, in a jail of their own; refused before any compute when its code needs
+the jail and none can be built here."""
 from __future__ import annotations
 
 from typing import Any
@@ -12,17 +13,19 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
                     jail: Any = None):
     """Resolve a method and its params into ``(label, params_dict, fn(data, trainer))``.
 
-    ``fn`` runs the method through ``methods.runner.run_method``: built-ins in this process,
-    plugins (entry points, ``module:attr``) in the jail, which holds only the job's sealed
-    inputs, its outputs and the runtime (``methods.jail_runtime``). A plugin's name and params
-    are read in the jail too: no plugin code runs here. ``fn`` returns a ``MethodRun`` (test
-    probabilities and the isolation used) and appends that isolation to ``fn.isolation``;
+    ``fn`` runs the method through ``methods.runner.run_method``: plugins (entry points,
+    ``module:attr``) and, where the settings say ``builtins: jail``, built-ins in the jail,
+    which holds only the job's sealed inputs, its outputs and the runtime
+    (``methods.jail_runtime``). A plugin's name and params are read in the jail too: no plugin
+    code runs here. ``fn`` returns a ``MethodRun`` (test probabilities and the isolation used)
+    and appends that isolation to ``fn.isolation``;
     ``fn.unjailed`` says whether untrusted code will run outside the jail (a plan's explicit
     ``jail: {mode: off}``), which keys its runs apart and blocks its promotion;
     ``fn.code`` is the method's ``methods.fingerprint.MethodCode`` and ``fn.fingerprint`` its
     fingerprint, which keys its runs by the code that makes them; ``fn.runs_untrusted_code``
     says whether it runs code the pipeline does not trust (controls, which use gold labels,
-    refuse such a baseline: ``transfer.controls.check_trusted``).
+    refuse such a baseline: ``transfer.controls.check_trusted``); ``fn.jailed_builtin`` whether a
+    built-in's code runs in a jail of its own (its runs are keyed apart: ``RunSpec.jailed``).
 
     Args:
         name: built-in name, entry-point name or ``module:attr``.
@@ -49,6 +52,8 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
     untrusted = runs_untrusted_code(method)
     if untrusted and settings.mode == "required":
         _require_jail(method.name)
+    elif settings.jails_builtins():
+        _require_jail(method.name, builtin=True)
 
     def run(student_data, trainer):
         done = run_method(method, student_data, trainer, parsed, settings=settings)
@@ -57,6 +62,9 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
 
     run.isolation = []
     run.unjailed = settings.mode == "off" and untrusted
+    # A built-in run in a jail of its own is keyed apart from one made in the trusted process,
+    # so a campaign that jails built-ins never reuses a run whose code could reach the labels.
+    run.jailed_builtin = not untrusted and settings.jails_builtins()
     run.runs_untrusted_code = untrusted
     # The code behind the method, read from files and package metadata (no plugin code runs):
     # part of every student run's store key, so a run made by other code is never reused.
@@ -65,13 +73,17 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
     return method.name, params_dict, run
 
 
-def _require_jail(method: str) -> None:
-    """Fail before any compute when a method that runs untrusted code cannot be jailed here."""
+def _require_jail(method: str, builtin: bool = False) -> None:
+    """Fail before any compute when a method whose code runs in the jail cannot be jailed here."""
     from methods.jail import JailUnavailable, jail_builder
 
     try:
         jail_builder()
     except JailUnavailable as err:
+        if builtin:
+            raise InputError(f"built-in method {method} runs in the jail (jail: {{builtins: jail}})"
+                             f" and {err} (or set `jail: {{builtins: in_process}}` to run "
+                             "built-ins in the trusted process)", field="jail") from None
         raise InputError(f"method {method} runs untrusted code and {err} (or set `jail: {{mode: "
                          "off}` to run it unjailed, which is never promoted)", field="jail"
                          ) from None

@@ -1,4 +1,5 @@
-"""Run a method the safe way: built-ins in-process, plugins in the jail (``methods.plugins``)."""
+"""Run a method the safe way: plugins in the jail (``methods.plugins``); built-ins in this process,
+or in a jail of their own where the jail settings say ``builtins: jail``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +8,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from methods.base import Method, check_test_probs
-from methods.plugins import PluginMethod, run_plugin
+from methods.plugins import PluginMethod, run_in_jail, run_plugin
 from methods.policy import Isolation, JailSettings, current_settings, jail_settings
 from methods.registry import is_builtin, method_info, resolve_with_params
 from transfer.sealed import StudentData, StudentTrainer
@@ -42,10 +43,12 @@ def run_method(method: Method, data: StudentData, trainer: StudentTrainer, param
                *, settings: JailSettings | None = None) -> MethodRun:
     """Run ``method`` on sealed inputs and return validated test probabilities.
 
-    Trusted built-ins run in this process (``external`` starts its command in the jail); a
-    plugin (``methods.plugins.PluginMethod``) runs in the jail worker, which needs ``trainer``
-    to be picklable. A method object that came from neither (code the caller imported itself)
-    is re-resolved by its ``module:attr`` reference and run as a plugin, never in-process.
+    Built-ins run in this process, or in a jail of their own where the settings say
+    ``builtins: jail`` (``external`` starts its command in the jail either way); a plugin
+    (``methods.plugins.PluginMethod``) runs in the jail worker, which needs ``trainer`` to be
+    picklable (so does a jailed built-in). A method object that came from neither (code the
+    caller imported itself) is re-resolved by its ``module:attr`` reference and run as a
+    plugin, never in-process.
 
     Args:
         method: from ``methods.registry.resolve_method``.
@@ -63,7 +66,12 @@ def run_method(method: Method, data: StudentData, trainer: StudentTrainer, param
     """
     settings = settings or current_settings()
     with jail_settings(settings) as used:
-        if is_builtin(method):
+        if is_builtin(method) and settings.jails_builtins() and not runs_untrusted_code(method):
+            # A fresh jail per run, as for a plugin: what the code can reach is the sealed inputs,
+            # never this process (the gold labels it holds) nor the store or the work directory.
+            probs, isolation = run_in_jail(method.name, f"built-in method {method.name}",
+                                           method.name, data, trainer, params, settings)
+        elif is_builtin(method):
             probs = method.run(data, trainer, params)
             isolation = weakest(used)
         else:

@@ -78,7 +78,7 @@ class ArmContext:
 
 def arm_spec(ctx: ArmContext, rung: Rung, arm: str, seed: int, method: str | None = None,
              method_params: dict[str, Any] | None = None, unjailed: bool = False,
-             method_fingerprint: str | None = None) -> RunSpec:
+             method_fingerprint: str | None = None, jailed: bool = False) -> RunSpec:
     """The store key of an arm; a student's key includes the key of the weak run it learns from
     and the fingerprint of the method's code, every arm's the trainer's fingerprint.
 
@@ -103,6 +103,7 @@ def arm_spec(ctx: ArmContext, rung: Rung, arm: str, seed: int, method: str | Non
                    method=method if arm == "student" else None,
                    method_params=(method_params or {}) if arm == "student" else {},
                    depends_on=depends_on, unjailed=unjailed and arm == "student",
+                   jailed=True if jailed and arm == "student" else None,
                    trainer_fingerprint=ctx.trainer_fingerprint,
                    method_fingerprint=method_fingerprint if arm == "student" else None)
 
@@ -188,7 +189,8 @@ def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
             control, method, method_params, method_fingerprint)
     spec = arm_spec(ctx, rung, arm, seed, method, method_params,
                     unjailed=bool(getattr(method_fn, "unjailed", False)),
-                    method_fingerprint=method_fingerprint)
+                    method_fingerprint=method_fingerprint,
+                    jailed=bool(getattr(method_fn, "jailed_builtin", False)))
     done = ctx.store.get(spec)
     if done is not None:
         return done

@@ -48,7 +48,7 @@ Arm = Literal["weak", "ceiling", "student"]
 COMPLETE = "COMPLETE"
 _RUN_HASH = re.compile(r"[0-9a-f]{20}")
 # RunSpec fields added after runs were first stored: omitted from the hash while unset.
-_UNSET_OMITTED = ("trainer_fingerprint", "method_fingerprint")
+_UNSET_OMITTED = ("trainer_fingerprint", "method_fingerprint", "jailed")
 
 
 class StoreIntegrityError(IntegrityError):
@@ -78,6 +78,9 @@ class RunSpec(BaseModel):
     depends_on: str | None = Field(None, description="hash of the weak run a student uses")
     unjailed: bool = Field(False, description="untrusted method code ran outside the jail "
                            "(explicit opt-in; such runs are never reused by jailed campaigns)")
+    jailed: Literal[True] | None = Field(
+        None, description="a built-in method's code ran in a jail of its own (jail: {builtins: "
+        "jail}), not in the trusted worker process; student arms (a plugin's always do)")
     trainer_fingerprint: str | None = Field(
         None, description="sha256 of the trainer's code and package versions "
         "(transfer.fingerprint.trainer_fingerprint); every arm computed since the key held it")

@@ -20,7 +20,7 @@ from stats.verdict_prose import (
 )
 
 ISOLATION_WORDS = {"builtin": "built-in code, run in the pipeline's process",
-                   "jail": "untrusted code, run in the jail",
+                   "jail": "its code run in the jail",
                    "unjailed": "untrusted code, run OUTSIDE the jail (never promoted)"}
 
 

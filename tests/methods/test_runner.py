@@ -1,9 +1,10 @@
-"""run_method: built-ins in-process, plugins in the jail worker, outputs validated."""
+"""run_method: built-ins in-process (or in a jail of their own), plugins in the jail worker,
+outputs validated."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from fakes import accuracy
+from fakes import FakeTrainer, accuracy
 
 from methods import jail
 from methods.policy import JailSettings
@@ -13,6 +14,7 @@ from transfer.sealed import MethodUnsupported
 from w2s_common.errors import InputError
 
 needs_jail = pytest.mark.skipif(not jail.jail_available(), reason="no jail builder works here")
+JAILED = JailSettings(builtins="jail")
 
 
 def run(reference, task, trainer, *pairs, **kwargs):
@@ -20,10 +22,33 @@ def run(reference, task, trainer, *pairs, **kwargs):
     return run_method(method, task.data, trainer, parse_params(method, list(pairs)), **kwargs)
 
 
-def test_builtins_run_in_process(task, trainer):
+def test_builtins_run_in_process_by_default(task, trainer):
     result = run("vanilla", task, trainer)
     assert result.isolation == "builtin"
     assert len(trainer.calls) == 1  # the caller's trainer object did the fitting
+
+
+@needs_jail
+def test_builtins_run_in_a_jail_of_their_own_where_the_settings_say_so(task, trainer,
+                                                                       monkeypatch):
+    method = resolve_method("vanilla")
+    ran_here = []
+    # Patched in this process only: the jail imports its own copy of the built-in.
+    monkeypatch.setattr(type(method), "run", lambda *args: ran_here.append(args) or 1 / 0)
+    result = run("vanilla", task, trainer, settings=JAILED)
+    assert result.isolation == "jail"
+    assert ran_here == [] and trainer.calls == []  # the jail trained its own copy
+    assert accuracy(result.probs, task.test_gold) > 0.6
+    # mode: off runs them here, whatever `builtins` says
+    with pytest.raises(ZeroDivisionError):
+        run("vanilla", task, trainer, settings=JailSettings(mode="off", builtins="jail"))
+
+
+@needs_jail
+def test_a_jailed_builtin_s_failure_names_it(task, trainer):
+    with pytest.raises(MethodUnsupported, match="^built-in method zero_shot_prior: "):
+        run("zero_shot_prior", task, FakeTrainer.for_task(task, label_tokens=False),
+            settings=JAILED)
 
 
 @needs_jail
@@ -91,3 +116,18 @@ def test_a_required_jail_that_cannot_be_built_is_one_line(task, trainer, monkeyp
         run("external", task, trainer, EXTERNAL_HALF)
     with pytest.raises(InputError, match="expected 'bwrap' or 'unshare'"):
         resolve_method("plugins_for_tests:ScaledWeak")
+
+
+@needs_jail
+def test_a_jailed_builtin_s_runs_are_keyed_apart_from_in_process_ones():
+    from methods.resolve import method_function
+    from transfer.store import RunSpec
+
+    _, _, here = method_function("vanilla", {})
+    _, _, jailed = method_function("vanilla", {}, jail={"builtins": "jail"})
+    assert (here.jailed_builtin, jailed.jailed_builtin) == (False, True)
+    assert here.fingerprint == jailed.fingerprint  # the same code: the spec tells them apart
+    spec = dict(arm="student", ladder="micro", rung="m0", dataset="d", dataset_fingerprint="f",
+                seed=0, model="s", model_fingerprint="m", method="vanilla")
+    assert "\"jailed\"" not in RunSpec(**spec).canonical_json()  # earlier keys are unchanged
+    assert RunSpec(**spec).run_hash() != RunSpec(**spec, jailed=True).run_hash()
