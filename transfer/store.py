@@ -367,14 +367,21 @@ class RunStore:
     def sweep(self, older_than_s: float = 24 * 3600.0) -> list[Path]:
         """Remove what killed writers left behind: staging directories, leases and private lease
         files older than ``older_than_s`` (never a run; a live lease is renewed every few
-        seconds, so it is never that old). Returns what was removed.
+        seconds, so it is never that old), and the throw-away stores of label-leak audits in
+        multi-process groups (``STORE/.canary/<digest>``, ``flows.worker.canary_scratch``)
+        in which nothing changed for that long. Returns what was removed.
 
         Runs are published in well under a second once computed, so a day-old staging directory
-        has no writer left; the age guard keeps a live one on a slow filesystem safe.
+        has no writer left; the age guard keeps a live one on a slow filesystem safe. An audit's
+        scratch store is read only by the ranks of the group that wrote it, while it runs; a
+        rerun of that group a day later recomputes it.
         """
         removed, cutoff = [], time.time() - older_than_s
         candidates = [p for arm in ARM_NAMES if (self.root / arm).is_dir()
                       for p in (self.root / arm).iterdir() if p.name.startswith(".")]
+        scratch = self.root / ".canary"
+        if scratch.is_dir() and not scratch.is_symlink():
+            candidates += [p for p in scratch.iterdir() if _newest_mtime(p) < cutoff]
         for path in candidates:
             with contextlib.suppress(FileNotFoundError):
                 if os.lstat(path).st_mtime < cutoff:
@@ -384,6 +391,18 @@ class RunStore:
                         path.unlink()
                     removed.append(path)
         return removed
+
+
+def _newest_mtime(path: Path) -> float:
+    """The newest modification time of ``path`` and, for a directory, of everything under it
+    (links not followed)."""
+    newest = os.lstat(path).st_mtime
+    if path.is_dir() and not path.is_symlink():
+        for directory, names, files in os.walk(path):
+            for name in [*names, *files]:
+                with contextlib.suppress(FileNotFoundError):
+                    newest = max(newest, os.lstat(os.path.join(directory, name)).st_mtime)
+    return newest
 
 
 def verify_store(root: Path) -> tuple[int, list[tuple[Path, str]]]:
@@ -409,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Prints one line per run that fails its check and exits 2 if there is any (0 otherwise).
     ``--quarantine`` moves each bad run to ``STORE/.quarantine/`` (one rename; the next
-    campaign recomputes it); ``--sweep`` removes staging directories older than a day.
+    campaign recomputes it); ``--sweep`` removes staging directories, lease leftovers and
+    audits' throw-away stores (``STORE/.canary/``) older than a day.
     """
     import argparse
     import sys
@@ -421,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quarantine", action="store_true",
                         help="move bad runs to STORE/.quarantine/ so that they are recomputed")
     parser.add_argument("--sweep", action="store_true",
-                        help="remove staging directories and lease leftovers older than a day")
+                        help="remove staging directories, lease leftovers and audits' "
+                             "throw-away stores (STORE/.canary/) older than a day")
     args = parser.parse_args(argv)
     if not args.store.is_dir():
         print(f"error: {args.store}: not a directory", file=sys.stderr)

@@ -214,6 +214,23 @@ def test_sweep_removes_only_old_leftovers(stored):
     assert fresh.exists() and store.get(spec) is not None
 
 
+def test_sweep_removes_audit_scratch_stores_untouched_for_a_day(stored):
+    """STORE/.canary/<digest> (a multi-process group's audit runs) is removed once nothing in
+    it changed for a day; one with a recent file deep inside stays, as does the real store."""
+    store, spec = stored
+    scratch = store.root / ".canary"
+    old, busy = scratch / "a", scratch / "b"
+    for directory in (old, busy):
+        (directory / "student" / "run").mkdir(parents=True)
+        (directory / "student" / "run" / "metrics.json").write_text("{}")
+        for path in [directory, *directory.rglob("*")]:
+            os.utime(path, (0, 0))
+    os.utime(busy / "student" / "run" / "metrics.json")  # written just now
+    assert store.sweep() == [old]
+    assert not old.exists() and (busy / "student" / "run" / "metrics.json").exists()
+    assert store.get(spec) is not None
+
+
 def test_a_worker_refusing_a_tampered_run_ends_the_cli_with_one_line(tmp_path, capsys):
     """validate runs arms in worker processes; one that exits 2 on a StoreIntegrityError must end
     the command with that one line and exit 2; a crashed worker ends it with its line and exit 1
