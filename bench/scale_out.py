@@ -1,15 +1,20 @@
 """Scale-out of the pool executor: one worker vs two, and its overhead per group vs local.
 
-Usage: ``python bench/scale_out.py [--worker w2s [prefect]] [--rounds N] [--keep DIR]
-[--json FILE]`` (``make`` environment: OMP_NUM_THREADS=1, offline, W2S_CACHE_DIR shared).
+Usage: ``python bench/scale_out.py [--worker w2s [prefect]] [--rounds N] [--datasets N]
+[--audit campaign|off] [--keep DIR] [--json FILE]`` (``make`` environment: OMP_NUM_THREADS=1,
+offline, W2S_CACHE_DIR shared).
 
 A real Prefect server on 127.0.0.1 (free port, PREFECT_HOME in a temporary directory), process
 work pools, and workers started with ``--limit 1`` (one group at a time each, polling every
 second: ``PREFECT_WORKER_QUERY_SECONDS=1``): ``w2s-transfer worker`` (``--worker w2s``, the
 default: each group's flow-run process started ahead, ``flows/standby_worker.py``) and/or
 Prefect's own ``prefect worker start`` (``--worker prefect``). The plan: the micro ladder's two
-rungs on two synthetic datasets (the built-in task drawn with data seeds 1 and 2, written as
-JSONL directories), one method, two seeds in one look: 4 similar groups per look. The caches
+rungs on ``--datasets`` synthetic datasets (default 2; the built-in task drawn with data seeds
+1, 2, ..., written as JSONL directories), one method, two seeds in one look: 4 similar groups
+per look by default, 2 per dataset. With the plan's audit on (``--audit campaign``, the
+default, as every validation runs), each validation also runs 1 or 2 audit groups after the
+look, as its own secret draw puts the method's and the baseline's audited cells in one
+(rung, dataset) or two; the JSON records how many each path ran. The caches
 (pretrained bodies, features) are warmed first by one group per (rung, dataset) with another
 seed, so every timed path trains the same arms from the same cached bodies. Timed paths, each
 `w2s-transfer validate` into a fresh run store, in every round:
@@ -63,18 +68,17 @@ from prefect_server import (  # noqa: E402
 
 POOL = "w2s-bench"
 CLI = [sys.executable, "-c", "from flows.cli import main; main()"]
-DATA_SEEDS = (1, 2)
 GOAL_OVERHEAD_S, GOAL_RATIO = 2.0, 0.65
-GROUPS = 4
+RUNGS = ("m0", "m1")
 WORKERS = {"w2s": [*CLI, "worker"], "prefect": [*PREFECT, "worker", "start"]}
 
 
-def write_datasets(base: Path) -> list[Path]:
-    """The synthetic task with data seeds 1 and 2 as generic JSONL directories."""
+def write_datasets(base: Path, count: int) -> list[Path]:
+    """The synthetic task with data seeds 1..count as generic JSONL directories."""
     from transfer.data.synthetic import synthetic_task
 
     paths = []
-    for seed in DATA_SEEDS:
+    for seed in range(1, count + 1):
         task = synthetic_task(seed=seed)
         directory = base / f"synthetic-{seed}"
         directory.mkdir(parents=True)
@@ -86,7 +90,7 @@ def write_datasets(base: Path) -> list[Path]:
     return paths
 
 
-def write_plan(base: Path, datasets: list[Path]) -> Path:
+def write_plan(base: Path, datasets: list[Path], audit: str) -> Path:
     plan = base / "scale-out.yaml"
     plan.write_text(
         "name: scale-out\n"
@@ -95,7 +99,8 @@ def write_plan(base: Path, datasets: list[Path]) -> Path:
         f"datasets: [{', '.join(str(d) for d in datasets)}]\n"
         "seeds: {initial: 2, batch: 1, max: 2}\n"
         "sesoi: 0.01\nalpha: 0.05\ncorrection: holm\n"
-        "compute: {ds_config: zero0, processes: 1, max_parallel_runs: 1, precision: fp32}\n")
+        "compute: {ds_config: zero0, processes: 1, max_parallel_runs: 1, precision: fp32}\n"
+        f"audit: {{mode: {audit}}}\n")
     return plan
 
 
@@ -105,7 +110,7 @@ def warm_caches(base: Path, datasets: list[Path]) -> float:
 
     start = time.perf_counter()
     for data in datasets:
-        for rung in ("m0", "m1"):
+        for rung in RUNGS:
             group = ArmGroup(ladder="micro", rung=rung, data=str(data), store=str(base / "warm"),
                              seeds=[99], methods=[], engine={"ds_config": "zero0",
                                                              "precision": "fp32"}, result="")
@@ -124,6 +129,14 @@ def validate(plan: Path, base: Path, name: str, env: dict[str, str], *args: str)
     return seconds
 
 
+def audit_groups(base: Path, name: str) -> int:
+    """How many audit groups the validation ``name`` ran: one per (rung, dataset) holding an
+    audited cell (``flows.campaign.Campaign.audit_groups``), drawn at random by each."""
+    verdict = json.loads((base / f"out-{name}" / "verdict.json").read_text())
+    audits = verdict.get("audits") or {}  # results name -> its audited cells
+    return len({(a["rung"], a["dataset"]) for cells in audits.values() for a in cells})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keep", type=Path, help="keep the working directory here")
@@ -136,7 +149,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat local and every worker's pool-1/pool-2 this many times, "
                              "interleaved (the machine's load drifts; default 1)")
+    parser.add_argument("--datasets", type=int, default=2,
+                        help="synthetic datasets in the plan (default 2): groups per look = "
+                             f"{len(RUNGS)} rungs x datasets, plus its audit groups")
+    parser.add_argument("--audit", choices=("campaign", "off"), default="campaign",
+                        help="the plan's audit.mode (default campaign, as validations run: "
+                             "1-2 audit groups more, drawn at random by each validation)")
     args = parser.parse_args()
+    if args.datasets < 2:
+        parser.error("--datasets: expected at least 2 (4 groups per look)")
+    groups = len(RUNGS) * args.datasets
     base = Path(args.keep or tempfile.mkdtemp(prefix="w2s-scale-out-")).resolve()
     base.mkdir(parents=True, exist_ok=True)
     env = server_env(base / "prefect-home", free_port(),
@@ -144,8 +166,8 @@ def main() -> None:
     processes = Processes(base)
     rounds: list[dict] = []
     try:
-        datasets = write_datasets(base / "data")
-        plan = write_plan(base, datasets)
+        datasets = write_datasets(base / "data", args.datasets)
+        plan = write_plan(base, datasets, args.audit)
         warm_s = warm_caches(base, datasets)
         url = start_server(processes, env)
         for round_ in range(args.rounds):
@@ -153,14 +175,20 @@ def main() -> None:
             # orchestration, not the local executor's warm start (flows/warm_start.py).
             local_s = validate(plan, base, f"local-{round_}", {**env, "W2S_WARM_START": "off"},
                                "--executor", "local")
+            local_audits = audit_groups(base, f"local-{round_}")
             for kind in args.worker:
-                pool1_s, pool2_s, deployment_s = pool_paths(plan, base, env, url, processes,
-                                                             kind, round_)
+                pool1_s, pool2_s, deployment_s, pool = pool_paths(plan, base, env, url,
+                                                                   processes, kind, round_)
+                audits = [local_audits, audit_groups(base, f"{pool}-1"),
+                          audit_groups(base, f"{pool}-2")]
                 rounds.append({"round": round_, "worker": kind, "local_s": round(local_s, 1),
                                "create_deployment_s": round(deployment_s, 2),
                                "pool_1_worker_s": round(pool1_s, 1),
                                "pool_2_workers_s": round(pool2_s, 1),
-                               "overhead_per_group_s": round((pool1_s - local_s) / GROUPS, 2),
+                               "audit_groups_local_pool1_pool2": audits,
+                               # per group pool-1 ran; the audit draw may differ from local's
+                               "overhead_per_group_s": round((pool1_s - local_s)
+                                                             / (groups + audits[1]), 2),
                                "scale_out_ratio": round(pool2_s / pool1_s, 3)})
     finally:
         processes.stop()
@@ -171,8 +199,9 @@ def main() -> None:
                       for key in ("overhead_per_group_s", "scale_out_ratio")}
                for kind in args.worker}
     result = {
-        "plan": "micro ladder x 2 synthetic datasets, 1 method, 2 seeds: 4 groups, 1 look",
-        "groups": GROUPS, "warm_caches_s": round(warm_s, 1), "rounds": rounds,
+        "plan": f"micro ladder x {args.datasets} synthetic datasets, 1 method, 2 seeds: "
+                f"{groups} groups, 1 look, audit {args.audit}",
+        "groups": groups, "warm_caches_s": round(warm_s, 1), "rounds": rounds,
         "median": summary, "goal_overhead_per_group_s": GOAL_OVERHEAD_S,
         "goal_ratio": GOAL_RATIO, "cpus": os.cpu_count(),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
@@ -185,7 +214,7 @@ def main() -> None:
 
 
 def pool_paths(plan: Path, base: Path, env: dict[str, str], url: str, processes: Processes,
-               kind: str, round_: int) -> tuple[float, float, float]:
+               kind: str, round_: int) -> tuple[float, float, float, str]:
     """Seconds of the pool executor with one worker, then two, of one kind, on a pool of their
     own (so that no worker of an earlier path is counted or polls)."""
     pool = f"{POOL}-{kind}-{round_}"
@@ -218,7 +247,7 @@ def pool_paths(plan: Path, base: Path, env: dict[str, str], url: str, processes:
     finally:
         for worker in workers:
             Processes.kill_tree(worker)
-    return pool1_s, pool2_s, deployment_s
+    return pool1_s, pool2_s, deployment_s, pool
 
 
 def wait_settled(workers: list[subprocess.Popen], quiet_s: float = 0.05,
