@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.campaign import Campaign, GroupOutcomeError, audit_horizon, draw_audit_cells
+from flows.audit_draw import audit_horizon, draw_audit_cells
+from flows.campaign import Campaign, GroupOutcomeError
 from flows.commands.validate_cmd import DEMO_PLAN
 from flows.guards import audit_reasons
 from stats.verdict_model import LabelAudit
