@@ -33,10 +33,17 @@ def weakest(used: list[Isolation]) -> Isolation:
     return "unjailed" if "unjailed" in used else "jail" if "jail" in used else "builtin"
 
 
+# Built-ins that start an untrusted program in the jail themselves, and so run in this process
+# whatever ``builtins`` says: an allow-list of names kept here, not an attribute a method sets
+# (a built-in declaring ``runs_untrusted_code`` ran in-process under ``builtins: jail``, found
+# by an attacker review, 2026-12-05).
+COMMAND_BUILTINS = frozenset({"external"})
+
+
 def runs_untrusted_code(method: Method) -> bool:
-    """Whether running ``method`` runs code the pipeline does not trust (plugins, and built-ins
-    such as ``external`` that start an untrusted program)."""
-    return not is_builtin(method) or bool(getattr(method, "runs_untrusted_code", False))
+    """Whether running ``method`` runs code the pipeline does not trust (plugins, and the
+    built-ins of ``COMMAND_BUILTINS`` that start an untrusted program)."""
+    return not is_builtin(method) or method.name in COMMAND_BUILTINS
 
 
 def run_method(method: Method, data: StudentData, trainer: StudentTrainer, params: BaseModel,

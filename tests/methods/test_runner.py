@@ -45,6 +45,16 @@ def test_builtins_run_in_a_jail_of_their_own_where_the_settings_say_so(task, tra
 
 
 @needs_jail
+def test_a_builtin_cannot_declare_itself_out_of_its_jail(task, trainer, monkeypatch):
+    """Only the runner's allow-list (``external``) runs in-process under ``builtins: jail``;
+    an attribute the built-in sets does not."""
+    method = resolve_method("vanilla")
+    monkeypatch.setattr(type(method), "runs_untrusted_code", True, raising=False)
+    monkeypatch.setattr(type(method), "run", lambda *args: 1 / 0)
+    assert run("vanilla", task, trainer, settings=JAILED).isolation == "jail"
+
+
+@needs_jail
 def test_a_jailed_builtin_s_failure_names_it(task, trainer):
     with pytest.raises(MethodUnsupported, match="^built-in method zero_shot_prior: "):
         run("zero_shot_prior", task, FakeTrainer.for_task(task, label_tokens=False),
