@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -107,7 +106,6 @@ class External(MethodBase):
     description = ("Run a command (any language) on the sealed inputs and read its test "
                    "predictions (w2s-transfer plugin contract)")
     Params = ExternalParams
-    runs_untrusted_code: ClassVar[bool] = True
 
     def run(self, data: StudentData, trainer: StudentTrainer, params: ExternalParams
             ) -> np.ndarray:
