@@ -113,7 +113,8 @@ class Campaign:
                 raise InputError(err.message, path=plan.source, line=line,
                                  field=_plan_field(err.field, where)) from None
             methods[entry.name] = {"label": label, "params": params, "code": fn.code,
-                                   "untrusted": bool(fn.runs_untrusted_code)}
+                                   "untrusted": bool(fn.runs_untrusted_code),
+                                   "jailed_builtin": bool(fn.jailed_builtin)}
         check_unique_labels(plan, methods)
         check_controls(plan, methods)
         ladder = load_ladder(plan.ladder)
@@ -205,6 +206,17 @@ class Campaign:
             out[label] = (canonical_json(params), fingerprint)
         return out
 
+    def jailed_students(self, group: ArmGroup) -> set[str]:
+        """Results names of ``group``'s student arms whose code is a built-in the plan jails
+        (``jail: {builtins: jail}``): a method's, and a control's when its baseline is one."""
+        labels = {self.methods[ref.name]["label"] for ref in group.methods
+                  if self.methods[ref.name]["jailed_builtin"]}
+        base = self.methods[self.plan.baseline]
+        if base["jailed_builtin"]:
+            labels |= set(self.expected_students(group)) - {
+                self.methods[ref.name]["label"] for ref in group.methods}
+        return labels
+
     def record_audits(self, group: ArmGroup, audits: Any) -> None:
         """Keep the audit outcomes a group reports: exactly one per canary it was given.
 
@@ -256,7 +268,8 @@ class Campaign:
         weak, one ceiling and one student run of each method and control the parent resolved
         (by the results name the parent saw, with the params and the code fingerprint it
         resolved for that name: ``expected_students``), at the group's rung, with the plan's
-        training settings and (unless the plan says ``jail: off``) jailed, each in the store.
+        training settings and (unless the plan says ``jail: off``) jailed, a built-in's run in
+        a jail of its own where the plan says ``jail: {builtins: jail}``, each in the store.
         An allow-list, so a plugin that names itself like another entry on a worker (a jailed
         describe there can differ from the parent's) or an outcome listing other runs cannot
         add rows to anyone's arm.
@@ -267,6 +280,7 @@ class Campaign:
         from transfer.store import RunStore
 
         students = self.expected_students(group)
+        jailed = self.jailed_students(group)
         expected = ["weak", "ceiling", *students]
         wanted = sorted((seed, arm) for seed in group.seeds for arm in expected)
         store, got = RunStore(self.store), []
@@ -303,6 +317,11 @@ class Campaign:
             if spec.unjailed and self.plan.jail.mode != "off":
                 raise GroupOutcomeError(f"{where}: run {run_hash} ({spec.label}) ran its method "
                                         "outside the jail, which the plan requires")
+            if spec.arm == "student" and spec.label in jailed \
+                    and getattr(spec, "jailed", None) is not True:
+                raise GroupOutcomeError(f"{where}: run {run_hash} ({spec.label}) ran its "
+                                        "built-in method in the worker's process; the plan "
+                                        "jails built-ins (jail: {builtins: jail})")
             got.append((spec.seed, spec.label))
         if sorted(got) != wanted:
             extra = sorted(set(got) - set(wanted)) or [

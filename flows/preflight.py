@@ -147,7 +147,11 @@ def processes_problem(processes: int) -> str | None:
 # --- methods on rungs ---------------------------------------------------------------------------
 
 def check_methods_on_rungs(plan: Any, ladder: Any, rungs: list[str]) -> None:
-    """Ask every built-in method whether it can run on every rung of the plan."""
+    """Ask every built-in method whether it can run on every rung of the plan: in this process,
+    or in the jail where the plan says ``jail: {builtins: jail}`` (no built-in's code runs here
+    then)."""
+    from methods.plugins import PluginMethod, unsupported_in_jail
+    from methods.policy import jail_settings
     from methods.registry import builtin_names, is_builtin, resolve_with_params
     from transfer.arms import rung_facts
 
@@ -158,14 +162,16 @@ def check_methods_on_rungs(plan: Any, ladder: Any, rungs: list[str]) -> None:
     for loc, name, params in entries:
         if name.strip() not in builtin_names():
             continue  # a plugin is only ever run (and described) in the jail
-        method, parsed = resolve_with_params(name, params)
-        if not is_builtin(method):
-            continue
-        ask = getattr(method, "unsupported_reason", None)
-        if ask is None:
-            continue
-        for rung in facts:
-            reason = ask(rung, parsed)
+        with jail_settings(plan.jail):
+            method, parsed = resolve_with_params(name, params)
+            if not is_builtin(method):
+                continue
+            if isinstance(method, PluginMethod):
+                reasons = unsupported_in_jail(method, parsed, facts)
+            else:
+                ask = getattr(method, "unsupported_reason", None)
+                reasons = [ask(rung, parsed) if ask is not None else None for rung in facts]
+        for rung, reason in zip(facts, reasons, strict=True):
             if reason:
                 plan._raise(loc, f"method {name} cannot run on rung {rung.rung} of ladder "
                                  f"{rung.ladder}: {reason}")

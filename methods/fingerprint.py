@@ -118,7 +118,7 @@ def _entry_point_code(entry_point: importlib.metadata.EntryPoint, project: str,
 
 def command_files(command: str) -> list[str]:
     """The files an ``external`` command line names (each mounted into its jail)."""
-    from methods.builtin.external import build_argv
+    from methods.external import build_argv
 
     return build_argv(command)[1]
 
@@ -133,12 +133,11 @@ def method_code(name_or_ref: str, params: dict[str, Any] | None = None) -> Metho
         InputError: an unknown name, a reference whose module is not on the path, or an
             ``external`` command that cannot be split or whose program is missing.
     """
-    from methods.registry import _BUILTINS, _entry_points, _load_builtins
+    from methods.registry import _entry_points, is_builtin_name
 
     name_or_ref = name_or_ref.strip()
     project, project_files = project_code()
-    _load_builtins()
-    if name_or_ref in _BUILTINS:
+    if is_builtin_name(name_or_ref):
         if name_or_ref == "external":
             command = str((params or {}).get("command", ""))
             files = command_files(command) if command else []

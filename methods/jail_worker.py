@@ -4,12 +4,14 @@ It runs inside the jail (``JOB`` = ``/w2s/job``, ``OUT`` = ``/w2s/out``), or, on
 opts out of the jail, as a plain subprocess with explicit directories. Either way it is the only
 place plugin code is imported: the trusted process never imports a plugin.
 
-``JOB/request.json``: ``{"reference": "pkg.mod:attr" | entry-point name, "params": {...} | null,
-"pairs": ["key=value", ...] | null}``.
+``JOB/request.json``: ``{"reference": "pkg.mod:attr" | entry-point name | built-in name,
+"params": {...} | null, "pairs": ["key=value", ...] | null, "rungs": [RungFacts, ...] | null}``.
 
 - ``describe`` resolves the method, validates the params (``pairs`` as typed on a command line,
   or the ``params`` mapping; neither: no check, ``params`` null) and writes
-  ``OUT/describe.json``: ``{"name", "description", "params", "params_schema"}``.
+  ``OUT/describe.json``: ``{"name", "description", "params", "params_schema", "unsupported"}``,
+  where ``unsupported`` answers, for each of ``rungs`` (``transfer.sealed.RungFacts`` as a
+  mapping), the method's ``unsupported_reason`` (null when the request names no rungs).
 - ``run`` also loads ``JOB/job.pkl`` (the sealed ``StudentData`` and the trainer, pickled by
   the trusted side), runs the method and writes ``OUT/predictions.jsonl``.
 
@@ -53,10 +55,19 @@ def _resolve(request: dict):
 def _describe(job: Path, out: Path) -> int:
     request = json.loads((job / REQUEST_FILE).read_text(encoding="utf-8"))
     method, params = _resolve(request)
+    unsupported = None
+    if request.get("rungs") is not None:
+        from transfer.sealed import RungFacts
+
+        ask = getattr(method, "unsupported_reason", None)
+        rungs = [RungFacts(**{**facts, "model_names": tuple(facts["model_names"])})
+                 for facts in request["rungs"]]
+        unsupported = [ask(rung, params) if ask is not None else None for rung in rungs]
     _write(out, DESCRIBE_FILE, {"name": method.name, "description": method.description,
                                 "params": None if params is None else
                                 params.model_dump(mode="json"),
-                                "params_schema": method.Params.model_json_schema()})
+                                "params_schema": method.Params.model_json_schema(),
+                                "unsupported": unsupported})
     return 0
 
 

@@ -1,13 +1,15 @@
 """Plugins as the trusted side knows them: what their jailed ``describe`` returned, validated.
 
-A plugin (an entry point of group ``w2s_transfer.methods`` or a ``package.module:attr``
-reference) is never imported by the trusted process. Its name, description, params schema and
-validated params come from ``python -m methods.jail_worker describe`` run in the jail; its runs
-from ``... run`` in the jail. The trusted side checks everything that comes back against
-:class:`PluginDescription` and reads only regular JSON files of bounded size.
+A plugin (an entry point of group ``w2s_transfer.methods`` or a ``package.module:attr`` reference)
+is never imported by the trusted process; nor is a built-in where the jail settings say ``builtins:
+jail`` (it is known the same way, as a ``PluginMethod`` of origin ``builtin``). Its name,
+description, params schema and validated params come from ``python -m methods.jail_worker describe``
+run in the jail; its runs from ``... run`` in the jail. The trusted side checks everything that
+comes back against :class:`PluginDescription` and reads only regular JSON files of bounded size.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from methods.jail_runtime import job_directories, pickle_job
 from methods.jail_worker import DESCRIBE_FILE, ERROR_FILE, JOB_FILE, REQUEST_FILE
 from methods.policy import Isolation, JailSettings, current_settings
 from methods.untrusted import run_job
-from transfer.sealed import MethodUnsupported, StudentData, StudentTrainer
+from transfer.sealed import MethodUnsupported, RungFacts, StudentData, StudentTrainer
 from w2s_common.errors import InputError
 from w2s_common.names import ARM_NAMES as RESERVED_NAMES
 from w2s_common.validation import first_error
@@ -50,6 +52,8 @@ class PluginDescription(BaseModel):
     description: str = Field(min_length=1, max_length=300)
     params: dict[str, Any] | None
     params_schema: dict[str, Any]
+    # One per rung the request named: why the method cannot run there, or None.
+    unsupported: list[str | None] | None = Field(None, max_length=1000)
 
     @field_validator("description")
     @classmethod
@@ -68,12 +72,13 @@ class PluginDescription(BaseModel):
 
 @dataclass(frozen=True)
 class PluginMethod:
-    """A plugin method, known by its jailed description only (satisfies ``methods.base.Method``).
+    """A plugin method, known by its jailed description only (satisfies ``methods.base.Method``);
+    also a built-in the settings jail (origin ``builtin``: reference and target are its name).
 
     Attributes:
         reference: how the user named it (an entry-point name or ``package.module:attr``).
         target: the ``package.module:attr`` the jail imports (an entry point's value).
-        origin: ``entry-point`` or ``reference``.
+        origin: ``entry-point``, ``reference`` or ``builtin``.
         provider: the distribution (entry points) or module (references) that supplies it.
         name, description: as the plugin declares them (validated).
         params_schema: the JSON schema of its ``Params``.
@@ -81,7 +86,7 @@ class PluginMethod:
 
     reference: str
     target: str
-    origin: Literal["entry-point", "reference"]
+    origin: Literal["entry-point", "reference", "builtin"]
     provider: str
     name: str
     description: str
@@ -93,8 +98,13 @@ class PluginMethod:
         probs, _ = run_plugin(self, data, trainer, params, current_settings())
         return probs
 
+    @property
+    def shown(self) -> str:
+        """How messages name it: ``plugin method X`` or ``built-in method X``."""
+        return f"{'built-in' if self.origin == 'builtin' else 'plugin'} method {self.name}"
+
     def __repr__(self) -> str:
-        return f"<plugin method {self.name} ({self.reference})>"
+        return f"<{self.shown} ({self.reference}, described in the jail)>"
 
 
 def reference_module(reference: str) -> list[str]:
@@ -140,13 +150,15 @@ class PluginSource:
 
     reference: str
     target: str
-    origin: Literal["entry-point", "reference"]
+    origin: Literal["entry-point", "reference", "builtin"]
     provider: str
 
     @property
     def shown(self) -> str:
         if self.origin == "entry-point":
             return f"entry point {self.reference!r} ({self.target})"
+        if self.origin == "builtin":
+            return f"built-in method {self.reference}"
         return f"plugin {self.reference}"
 
 
@@ -167,10 +179,36 @@ def describe_plugin(source: PluginSource, params: list[str] | dict[str, Any] | N
         InputError: the plugin failed to import, is not a valid method, declares a reserved or
             malformed name, or rejected the params (one line).
     """
+    plugin, parsed, _ = _describe_in_jail(source, params, None, settings)
+    return plugin, parsed
+
+
+def unsupported_in_jail(method: PluginMethod, params: Any, rungs: list[RungFacts],
+                        settings: JailSettings | None = None) -> list[str | None]:
+    """Ask a method described in the jail, in the jail, whether it can run on each of ``rungs``
+    (its ``unsupported_reason``); the trusted side's preflight for a jailed built-in.
+
+    Returns:
+        one entry per rung: the reason (one printable line) or None.
+    """
+    if isinstance(params, BaseModel):
+        params = params.model_dump(mode="json")
+    source = PluginSource(method.reference, method.target, method.origin, method.provider)
+    _, _, reasons = _describe_in_jail(source, params, rungs, settings)
+    if reasons is None or len(reasons) != len(rungs):
+        raise InputError(f"{source.shown} answered for {len(reasons or [])} rungs, asked for "
+                         f"{len(rungs)}", field="--method")
+    return [None if reason is None else _one_line(reason, 300) for reason in reasons]
+
+
+def _describe_in_jail(source: PluginSource, params: list[str] | dict[str, Any] | None,
+                      rungs: list[RungFacts] | None, settings: JailSettings | None
+                      ) -> tuple[PluginMethod, PluginParams, list[str | None] | None]:
     settings = settings or current_settings()
     request = {"reference": source.target,
                "pairs": list(params) if isinstance(params, (list, tuple)) else None,
-               "params": dict(params) if isinstance(params, dict) else None}
+               "params": dict(params) if isinstance(params, dict) else None,
+               "rungs": None if rungs is None else [dataclasses.asdict(r) for r in rungs]}
     with job_directories("w2s-describe-") as (job, out):
         (job / REQUEST_FILE).write_text(json.dumps(request))
         result, _ = run_job("describe", job, out, settings,
@@ -196,7 +234,7 @@ def describe_plugin(source: PluginSource, params: list[str] | dict[str, Any] | N
                           origin=source.origin, provider=source.provider,
                           name=described.name, description=described.description,
                           params_schema=described.params_schema)
-    return plugin, PluginParams(**(described.params or {}))
+    return plugin, PluginParams(**(described.params or {})), described.unsupported
 
 
 def run_plugin(plugin: PluginMethod, data: StudentData, trainer: StudentTrainer, params: Any,
@@ -208,8 +246,7 @@ def run_plugin(plugin: PluginMethod, data: StudentData, trainer: StudentTrainer,
         InputError: the plugin failed or wrote malformed predictions.
         MethodUnsupported: the plugin cannot run on this model or task.
     """
-    return run_in_jail(plugin.target, f"plugin method {plugin.name}", plugin.name, data,
-                       trainer, params, settings)
+    return run_in_jail(plugin.target, plugin.shown, plugin.name, data, trainer, params, settings)
 
 
 def run_in_jail(target: str, shown: str, name: str, data: StudentData,

@@ -6,11 +6,13 @@ Three ways to name a method, tried in this order:
 2. an entry point of group ``w2s_transfer.methods`` whose name is the method name;
 3. ``package.module:attr``, where ``attr`` is a Method object or a class to instantiate.
 
-Built-ins are trusted and run in-process. Everything else is a plugin, and a plugin's code never
-runs in the trusted process: :func:`resolve_method` returns a ``methods.plugins.PluginMethod``
-described in the jail (entry points are found from package metadata, which runs no code), and
-:func:`parse_params` validates its params there. :func:`load_plugin`, which imports plugin
-code, is for the jail worker only.
+Built-ins are trusted and run in-process, except where the jail settings say ``builtins: jail``:
+then a built-in is described in the jail like a plugin and no file of ``methods/builtin/`` is
+imported here (its names come from the data table ``methods.builtin_names``). Everything else is a
+plugin, and a plugin's code never runs in the trusted process: :func:`resolve_method` returns a
+``methods.plugins.PluginMethod`` described in the jail (entry points are found from package
+metadata, which runs no code), and :func:`parse_params` validates its params there.
+:func:`load_plugin`, which imports plugin code, is for the jail worker only.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from methods.base import Method
+from methods.builtin_names import BUILTIN_MODULES, COMMAND_BUILTINS
 from w2s_common.errors import InputError
 from w2s_common.validation import first_error
 
@@ -80,8 +83,32 @@ def register_method(cls_or_obj: Any) -> Any:
 
 
 def _load_builtins() -> None:
-    # Importing the package runs the @register_method decorators.
-    importlib.import_module("methods.builtin")
+    """Import every built-in's module (their ``@register_method`` decorators register them)."""
+    for module in sorted(set(BUILTIN_MODULES.values())):
+        importlib.import_module(module)
+
+
+def is_builtin_name(name: str) -> bool:
+    """Whether ``name`` names a built-in: one of the table ``BUILTIN_MODULES`` (nothing is
+    imported), or one registered in this process (a test installs its own)."""
+    return name in BUILTIN_MODULES or name in _BUILTINS
+
+
+def _builtin(name: str) -> Method:
+    """The in-process built-in ``name``, importing its module (``BUILTIN_MODULES``)."""
+    if name in BUILTIN_MODULES:
+        importlib.import_module(BUILTIN_MODULES[name])
+    if name not in _BUILTINS:
+        raise ValueError(f"{BUILTIN_MODULES[name]} registers no method named {name!r} "
+                         "(methods/builtin_names.py is out of date)")
+    return _BUILTINS[name].method
+
+
+def _jails_builtin(name: str) -> bool:
+    """Whether built-in ``name`` is described and run in the jail under the current settings."""
+    from methods.policy import current_settings
+
+    return current_settings().jails_builtins() and name not in COMMAND_BUILTINS
 
 
 def _contract_problem(method: Any) -> str | None:
@@ -179,9 +206,8 @@ def load_plugin(name_or_ref: str) -> Method:
     # A reference needs no built-in (importing them all costs a torch import).
     if ":" in name_or_ref:
         return _from_reference(name_or_ref)
-    _load_builtins()
-    if name_or_ref in _BUILTINS:
-        return _BUILTINS[name_or_ref].method
+    if is_builtin_name(name_or_ref):
+        return _builtin(name_or_ref)
     raise InputError(f"unknown method {name_or_ref!r}", field="--method")
 
 
@@ -207,14 +233,18 @@ def _describe(source, params: Any) -> tuple[Method, BaseModel]:
     from methods.plugins import describe_plugin
 
     plugin, parsed = describe_plugin(source, params)
-    if plugin.name in _BUILTINS:
+    if source.origin == "builtin":
+        if plugin.name != source.reference:
+            raise InputError(f"{source.shown} described itself as {plugin.name!r}",
+                             field="--method")
+    elif is_builtin_name(plugin.name):
         raise InputError(f"{source.shown} names itself {plugin.name!r}, the name of a "
                          "built-in method; plugins need names of their own", field="--method")
     return plugin, parsed
 
 
 def _unknown(name_or_ref: str) -> InputError:
-    known = ", ".join(sorted(set(_BUILTINS) | set(_entry_points())))
+    known = ", ".join(sorted(set(builtin_names()) | set(_entry_points())))
     return InputError(f"unknown method {name_or_ref!r}; known methods: {known} "
                       "(or name a plugin as 'package.module:attr')", field="--method")
 
@@ -222,8 +252,10 @@ def _unknown(name_or_ref: str) -> InputError:
 def resolve_method(name_or_ref: str) -> Method:
     """Find a method by built-in name, entry-point name or ``module:attr`` reference.
 
-    Built-ins are returned as they are. A plugin is described in the jail (its code never runs
-    here) and returned as a ``methods.plugins.PluginMethod``.
+    Built-ins are returned as they are, or, where the current jail settings say ``builtins:
+    jail``, described in the jail like a plugin (``methods.plugins.PluginMethod`` of origin
+    ``builtin``). A plugin is described in the jail (its code never runs here) and returned as a
+    ``methods.plugins.PluginMethod``.
 
     Args:
         name_or_ref: e.g. ``"vanilla"``, ``"my_plugin_method"``, ``"my_pkg.methods:Fancy"``.
@@ -235,33 +267,40 @@ def resolve_method(name_or_ref: str) -> Method:
         InputError: unknown name (listing the known ones), or a plugin that fails to import, is
             invalid or cannot be jailed here.
     """
-    name_or_ref = name_or_ref.strip()
-    _load_builtins()
-    if name_or_ref in _BUILTINS:
-        return _BUILTINS[name_or_ref].method
-    source = _plugin_source(name_or_ref)
-    if source is None:
-        raise _unknown(name_or_ref)
-    return _describe(source, None)[0]
+    return _resolve(name_or_ref, None)[0]
 
 
 def resolve_with_params(name_or_ref: str, params: list[str] | tuple[str, ...] |
                         Mapping[str, Any] | None) -> tuple[Method, BaseModel]:
-    """:func:`resolve_method` and :func:`parse_params` at once (one jail run for a plugin);
-    ``params`` None means the defaults.
+    """:func:`resolve_method` and :func:`parse_params` at once (one jail run for a plugin or a
+    jailed built-in); ``params`` None means the defaults.
 
     Raises:
         InputError: as both functions do.
     """
+    method, parsed = _resolve(name_or_ref, dict(params) if isinstance(params, Mapping)
+                              else list(params or []))
+    assert parsed is not None
+    return method, parsed
+
+
+def _resolve(name_or_ref: str, pairs: list[str] | dict[str, Any] | None
+             ) -> tuple[Method, BaseModel | None]:
+    """The method and, unless ``pairs`` is None, its validated params."""
+    from methods.plugins import PluginSource
+
     name_or_ref = name_or_ref.strip()
-    _load_builtins()
-    if name_or_ref in _BUILTINS:
-        method = _BUILTINS[name_or_ref].method
-        return method, parse_params(method, params if params is not None else [])
+    if is_builtin_name(name_or_ref):
+        if _jails_builtin(name_or_ref):
+            # Described in the jail: the trusted process never imports a built-in's module here.
+            return _describe(PluginSource(name_or_ref, name_or_ref, "builtin", "w2s-transfer"),
+                             pairs)
+        method = _builtin(name_or_ref)
+        return method, None if pairs is None else parse_params(method, pairs)
     source = _plugin_source(name_or_ref)
     if source is None:
         raise _unknown(name_or_ref)
-    return _describe(source, dict(params) if isinstance(params, Mapping) else list(params or []))
+    return _describe(source, pairs)
 
 
 def list_methods() -> list[MethodInfo | tuple[str, str]]:
@@ -277,10 +316,10 @@ def list_methods() -> list[MethodInfo | tuple[str, str]]:
         _BUILTINS[name] for name in sorted(_BUILTINS)]
     plugins = _entry_points()
     for name, entry_point in sorted(_environment_entry_points().items()):
-        if name not in plugins and name not in _BUILTINS:
+        if name not in plugins and not is_builtin_name(name):
             listed.append((name, _refused(entry_point).message))
     for name in sorted(plugins):
-        if name in _BUILTINS:
+        if is_builtin_name(name):
             continue
         try:
             method, _ = _describe(_plugin_source(name), None)
@@ -306,13 +345,17 @@ def method_info(method: Method) -> MethodInfo:
 
 
 def builtin_names() -> list[str]:
-    """Names of the trusted built-in methods (no plugin is loaded)."""
-    _load_builtins()
-    return sorted(_BUILTINS)
+    """Names of the trusted built-in methods (from the table: no method is imported)."""
+    return sorted(set(BUILTIN_MODULES) | set(_BUILTINS))
 
 
 def is_builtin(method: Method) -> bool:
-    """True for the trusted built-ins of ``methods.builtin``; False for any plugin."""
+    """True for the trusted built-ins (in this process, or described in the jail where the
+    settings jail them); False for any plugin."""
+    from methods.plugins import PluginMethod
+
+    if isinstance(method, PluginMethod):
+        return method.origin == "builtin"
     info = _RESOLVED.get(id(method))
     return info is not None and info.method is method and info.origin == "builtin"
 

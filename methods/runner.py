@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from methods.base import Method, check_test_probs
+from methods.builtin_names import COMMAND_BUILTINS
 from methods.plugins import PluginMethod, run_in_jail, run_plugin
 from methods.policy import Isolation, JailSettings, current_settings, jail_settings
 from methods.registry import is_builtin, method_info, resolve_with_params
@@ -32,12 +33,6 @@ def weakest(used: list[Isolation]) -> Isolation:
     """The weakest isolation among ``used`` (``builtin`` when no untrusted code ran)."""
     return "unjailed" if "unjailed" in used else "jail" if "jail" in used else "builtin"
 
-
-# Built-ins that start an untrusted program in the jail themselves, and so run in this process
-# whatever ``builtins`` says: an allow-list of names kept here, not an attribute a method sets
-# (a built-in declaring ``runs_untrusted_code`` ran in-process under ``builtins: jail``, found
-# by an attacker review, 2026-12-05).
-COMMAND_BUILTINS = frozenset({"external"})
 
 
 def runs_untrusted_code(method: Method) -> bool:
@@ -73,7 +68,10 @@ def run_method(method: Method, data: StudentData, trainer: StudentTrainer, param
     """
     settings = settings or current_settings()
     with jail_settings(settings) as used:
-        if is_builtin(method) and settings.jails_builtins() and not runs_untrusted_code(method):
+        if isinstance(method, PluginMethod):
+            # Described in the jail, so run there: a plugin, or a built-in the settings jail.
+            probs, isolation = run_plugin(method, data, trainer, params, settings)
+        elif is_builtin(method) and settings.jails_builtins() and not runs_untrusted_code(method):
             # A fresh jail per run, as for a plugin: what the code can reach is the sealed inputs,
             # never this process (the gold labels it holds) nor the store or the work directory.
             probs, isolation = run_in_jail(method.name, f"built-in method {method.name}",
@@ -82,8 +80,7 @@ def run_method(method: Method, data: StudentData, trainer: StudentTrainer, param
             probs = method.run(data, trainer, params)
             isolation = weakest(used)
         else:
-            if not isinstance(method, PluginMethod):
-                method, params = resolve_with_params(method_info(method).reference,
-                                                     params.model_dump(mode="json"))
+            method, params = resolve_with_params(method_info(method).reference,
+                                                 params.model_dump(mode="json"))
             probs, isolation = run_plugin(method, data, trainer, params, settings)  # type: ignore[arg-type]
     return MethodRun(check_test_probs(probs, data, method.name), isolation)

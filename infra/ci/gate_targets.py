@@ -39,10 +39,10 @@ def candidate_entries(template: Mapping[str, Any] | None = None,
                       registry: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Method name or reference -> params, for every method CI may gate (baseline included;
     :func:`changed_methods` leaves it out)."""
-    from methods.registry import _BUILTINS, _entry_points, _load_builtins
+    from methods.builtin_names import BUILTIN_MODULES
+    from methods.registry import _entry_points
 
-    _load_builtins()
-    entries: dict[str, dict[str, Any]] = {name: {} for name in _BUILTINS}
+    entries: dict[str, dict[str, Any]] = {name: {} for name in BUILTIN_MODULES}
     entries.update({name: {} for name in _entry_points()})
     for source in (template, registry):
         for entry in (source or {}).get("methods") or []:

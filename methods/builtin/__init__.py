@@ -1,9 +1,3 @@
-"""The built-in W2S methods. Importing this package registers them (``@register_method``)."""
-from methods.builtin import (  # noqa: F401  (imported for registration)
-    aux_conf,
-    bootstrap,
-    em_posterior,
-    external,
-    simple,
-    zero_shot,
-)
+"""The built-in W2S methods, one module each; ``methods.builtin_names`` maps their names to their
+modules, and ``methods.registry`` imports a module when its method is first used in the trusted
+process (never where a plan says ``jail: {builtins: jail}``: then only the jail imports them)."""

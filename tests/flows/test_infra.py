@@ -176,7 +176,7 @@ def test_changed_files_select_methods(tmp_path: Path) -> None:
     # A plugin's own file gates that plugin (and what cannot be cleared).
     assert changed(str(plugin / "m.py")) == ["broken_ep", "plugin_pkg.m:X"]
     # Shared code outside the fingerprints: the flows, statistics, CI files, package pins.
-    for path in ("methods/builtin/external.py", "transfer/engine/core.py", "transfer/store.py",
+    for path in ("methods/external.py", "transfer/engine/core.py", "transfer/store.py",
                  "flows/gate.py", "stats/analyze.py", "infra/ci/promotion-gate.yml",
                  "flows/plans/tiny-ci.yaml", "pyproject.toml", "infra/ci/README.md"):
         assert changed(path) == everyone, path

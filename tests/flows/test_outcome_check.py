@@ -11,6 +11,7 @@ import pytest
 
 from flows.campaign import Campaign, GroupOutcomeError
 from flows.commands.validate_cmd import DEMO_PLAN
+from methods.jail import jail_available
 
 MICRO = DEMO_PLAN.parent / "micro-ci.yaml"
 
@@ -65,14 +66,14 @@ def worker_hparams() -> dict:
 
 
 def spec(label, seed, rung="m1", ladder="micro", dataset=None, params=None, hparams=None,
-         unjailed=False, code=None):
+         unjailed=False, code=None, jailed=None):
     arm = label if label in ("weak", "ceiling") else "student"
     return SimpleNamespace(label=label, seed=seed, rung=rung, ladder=ladder, arm=arm,
                            dataset="other" if dataset else "synthetic",
                            dataset_fingerprint=dataset or synthetic_fingerprint(),
                            method_params=RESOLVED.get(label, {}) if params is None else params,
                            hparams=worker_hparams() if hparams is None else hparams,
-                           unjailed=unjailed,
+                           unjailed=unjailed, jailed=jailed,
                            method_fingerprint=None if arm != "student" else code or CODE[label])
 
 
@@ -176,3 +177,30 @@ def test_a_worker_refuses_a_method_it_resolves_otherwise_than_the_parent(campaig
     with pytest.raises(InputError, match=expected):
         run_group(group)
     assert not list((tmp_path / "worker-store").rglob("COMPLETE"))
+
+
+@pytest.mark.skipif(not jail_available(), reason="no jail builder works here")
+def test_a_plan_that_jails_builtins_admits_only_runs_made_in_their_own_jail(tmp_path,
+                                                                            monkeypatch):
+    """``jail: {builtins: jail}``: every built-in student run must say it ran in a jail of its
+    own (``RunSpec.jailed``, part of its key), so a worker whose group settings were changed on
+    the way (``builtins: in_process``) cannot slip in runs made beside the labels (attacker
+    review 2026-12-05, F2/F3)."""
+    import transfer.store
+
+    monkeypatch.setattr(transfer.store, "RunStore", FakeStore)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(MICRO.read_text() + "jail: {builtins: jail}\n")
+    jailed = Campaign.prepare(plan, tmp_path / "out", tmp_path / "store")
+    RESOLVED.update({info["label"]: info["params"] for info in jailed.methods.values()})
+    CODE.update({info["label"]: info["code"].fingerprint for info in jailed.methods.values()})
+    group = jailed.groups([0, 1], ["aux_conf"])[-1]
+    runs = {f"h{seed}{arm}": spec(arm, seed, rung=group.rung,
+                                  jailed=True if arm in ("vanilla", "aux_conf") else None)
+            for seed in (0, 1) for arm in ("weak", "ceiling", "vanilla", "aux_conf")}
+    jailed.check_outcome(group, reported(runs))
+    for arm in ("vanilla", "aux_conf"):
+        runs_here = {**runs, f"h1{arm}": spec(arm, 1, rung=group.rung)}
+        with pytest.raises(GroupOutcomeError, match=f"\\({arm}\\) ran its built-in method in "
+                                                    "the worker's process"):
+            jailed.check_outcome(group, reported(runs_here))

@@ -322,7 +322,7 @@ def agent_repo(lab: Lab, tmp_path) -> Path:
 @pytest.mark.parametrize("sheet", ["weights.bin", "vocab.bin"])
 def test_an_external_commands_own_files_cannot_be_links_to_labels(lab, agent_repo, sheet,
                                                                   monkeypatch):
-    import methods.builtin.external as external_method
+    import methods.external as external_method
     from methods.exchange import read_predictions, write_inputs
     from transfer.arms import run_arm, sealed_student_inputs
 

@@ -1,4 +1,8 @@
-"""``external``: a method run as a command, in any language, inside the jail."""
+"""``external``: a method run as a command, in any language, inside the jail.
+
+A built-in that is part of the jail machinery, not a W2S method port: it runs in the trusted
+process under any ``builtins`` setting (``methods.builtin_names.COMMAND_BUILTINS``), so it lives
+outside ``methods/builtin/``."""
 from __future__ import annotations
 
 import os
