@@ -64,6 +64,22 @@ def inconsistent_runs(records: Iterable[Any]) -> dict[str, list[str]]:
     return bad
 
 
+def perfect_runs(records: Iterable[Any]) -> dict[str, list[str]]:
+    """Student arm label -> its runs with 100% test accuracy where no ceiling run of the same
+    rung, dataset and seed reached it (what reading the test labels looks like)."""
+    ceiling = {(r.spec.rung, r.spec.dataset_fingerprint, r.spec.seed): r.metrics.get("accuracy")
+               for r in records if r.spec.arm == "ceiling"}
+    found: dict[str, list[str]] = {}
+    for record in records:
+        spec = record.spec
+        if spec.arm != "student" or record.metrics.get("accuracy") != 1.0:
+            continue
+        if ceiling.get((spec.rung, spec.dataset_fingerprint, spec.seed)) == 1.0:
+            continue
+        found.setdefault(spec.label, []).append(f"its run at rung {spec.rung} seed {spec.seed}")
+    return found
+
+
 def _block(entry: MethodVerdict, reason: str) -> None:
     if entry.promote:
         entry.promote = False
@@ -87,6 +103,7 @@ def apply_promotion_guards(verdict: Verdict, records: list[Any]) -> Verdict:
     baseline_isolation = isolation.get(baseline, "builtin")
     verdict.baseline_isolation = baseline_isolation
     inconsistent = inconsistent_runs(records)
+    perfect = perfect_runs(records)
     shared = [r for arm in ("weak", "ceiling", baseline) for r in inconsistent.get(arm, [])]
     production = verdict.production_rung
     audits = verdict.audits
@@ -114,6 +131,18 @@ def apply_promotion_guards(verdict: Verdict, records: list[Any]) -> Verdict:
             if not cell.pgr.defined:
                 fired.append(f"at the production rung {production} ({cell.dataset}) PGR "
                              "is undefined")
+            elif cell.pgr.ci_low is not None and cell.pgr.ci_low > 1:
+                # Trained on weak labels, a student that clearly beats the same model trained
+                # on gold labels is what a label leak looks like (a forged run scored PGR 2.4,
+                # attacker review 2026-12-05): a person looks before anything is promoted.
+                fired.append(f"at the production rung {production} ({cell.dataset}) it beats "
+                             f"the ceiling trained on gold labels (PGR {cell.pgr.estimate:.2f}, "
+                             f"interval from {cell.pgr.ci_low:.2f}): too good for weak "
+                             "supervision; rule out label access before promoting")
+        for run in perfect.get(name, []):
+            fired.append(f"{run} scored 100% test accuracy, which the ceiling trained on gold "
+                         "labels does not: too good for weak supervision; rule out label "
+                         "access before promoting")
         for problem in shared + inconsistent.get(name, []):
             fired.append(f"inconsistent stored run: {problem}")
         if audits is not None and not is_control_label(name):  # controls are never audited
