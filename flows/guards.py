@@ -67,14 +67,14 @@ def inconsistent_runs(records: Iterable[Any]) -> dict[str, list[str]]:
 def perfect_runs(records: Iterable[Any]) -> dict[str, list[str]]:
     """Student arm label -> its runs with 100% test accuracy where no ceiling run of the same
     rung, dataset and seed reached it (what reading the test labels looks like)."""
-    ceiling = {(r.spec.rung, r.spec.dataset_fingerprint, r.spec.seed): r.metrics.get("accuracy")
+    ceiling = {(r.spec.rung, r.spec.dataset, r.spec.seed): r.metrics.get("accuracy")
                for r in records if r.spec.arm == "ceiling"}
     found: dict[str, list[str]] = {}
     for record in records:
         spec = record.spec
         if spec.arm != "student" or record.metrics.get("accuracy") != 1.0:
             continue
-        if ceiling.get((spec.rung, spec.dataset_fingerprint, spec.seed)) == 1.0:
+        if ceiling.get((spec.rung, spec.dataset, spec.seed)) == 1.0:
             continue
         found.setdefault(spec.label, []).append(f"its run at rung {spec.rung} seed {spec.seed}")
     return found

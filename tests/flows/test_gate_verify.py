@@ -205,14 +205,17 @@ def _hand_written(bound: BoundRun, workdir: Path) -> Path:
 
 
 def _results_edit(bound: BoundRun, workdir: Path, *, rebind: bool, rederive: bool) -> Path:
-    """Make confident look better in results.parquet: its wrong answers at m1 become right."""
+    """Make confident look better in results.parquet: half of its wrong answers at m1 become
+    right (all of them would beat the gold-trained ceiling, which a guard catches by itself)."""
     from flows.derive import derive_verdict, replay_looks, table_runs
     from flows.plan import load_plan
     from stats import Sequential, write_outputs
 
     path = _copy(bound, workdir)
     table = pd.read_parquet(path.parent / "results.parquet")
-    rows = (table["arm"] == "confident") & (table["rung"] == "m1")
+    wrong = table.index[(table["arm"] == "confident") & (table["rung"] == "m1")
+                        & (table["correct"] == 0)]
+    rows = table.index.isin(wrong[::2])
     table.loc[rows, "correct"] = 1
     table.loc[rows, "pred"] = (table.loc[rows, "prob"] > 0.5).astype("int64")
     if rederive:  # the forger also fixes the run's stored accuracy and redoes the statistics

@@ -25,7 +25,7 @@ def verdict(pgr_low: float, pgr_high: float) -> Verdict:
 
 
 def run(arm: str, label: str, accuracy: float, seed: int = 0):
-    spec = SimpleNamespace(arm=arm, label=label, rung="r2", dataset_fingerprint="d", seed=seed,
+    spec = SimpleNamespace(arm=arm, label=label, rung="r2", dataset="d", seed=seed,
                            unjailed=False, run_hash=lambda: f"{label}{seed}")
     return SimpleNamespace(spec=spec, metrics={"accuracy": accuracy, "isolation": "jail"},
                            checked_accuracy=lambda tolerance: accuracy)
