@@ -4,7 +4,9 @@ A student run's store key holds it (``RunSpec.method_fingerprint``), so a run is
 the code that made it. What a method's code is:
 
 - a built-in (``vanilla``, ``aux_conf``...): the project code a method runs on,
-  :data:`methods.jail_runtime.JAIL_MODULES` (``methods/`` and the trainer part of ``transfer/``);
+  :data:`methods.jail_runtime.JAIL_MODULES` (``methods/`` and the trainer part of ``transfer/``),
+  the files the jail's copy holds (``methods.jail_runtime.project_files``: regular ``.py`` and
+  ``.json`` files of their own; a link there is refused);
 - ``external``: that, and the files its command line names (the files the jail mounts for it);
 - ``package.module:attr``: that, and the Python sources of the plugin's top-level package (or
   its module file): exactly what the jail copies to ``/w2s/code``
@@ -31,14 +33,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from methods.jail_runtime import (
-    JAIL_MODULES,
     PROJECT_PACKAGES,
     JailSetupError,
     module_location,
     project_root,
 )
 from methods.jail_runtime import code_files as plugin_sources  # what the jail gets of a plugin
-from transfer.fingerprint import code_files, combine, digest_files
+from methods.jail_runtime import project_files as jail_project_files
+from transfer.fingerprint import combine, digest_files
 from w2s_common.errors import InputError
 
 CodeKind = Literal["builtin", "external", "reference", "entry-point"]
@@ -70,8 +72,8 @@ class MethodCode:
 def project_code() -> tuple[str, list[str]]:
     """(fingerprint, files) of the project code every method runs on (:data:`JAIL_MODULES`)."""
     root = project_root()
-    files = code_files(root, JAIL_MODULES)
-    return digest_files(files, label="project"), [str(p) for _, p in files if p is not None]
+    files = [(path.relative_to(root).as_posix(), path) for path in jail_project_files(root)]
+    return digest_files(files, label="project"), [str(p) for _, p in files]
 
 
 def _plugin_code(location: Path, label: str) -> tuple[str, list[str]]:
@@ -136,7 +138,10 @@ def method_code(name_or_ref: str, params: dict[str, Any] | None = None) -> Metho
     from methods.registry import _entry_points, is_builtin_name
 
     name_or_ref = name_or_ref.strip()
-    project, project_files = project_code()
+    try:
+        project, project_files = project_code()
+    except JailSetupError as err:  # a link in the project's jailed part: refused, never followed
+        raise InputError(str(err), field="--method") from None
     if is_builtin_name(name_or_ref):
         if name_or_ref == "external":
             command = str((params or {}).get("command", ""))

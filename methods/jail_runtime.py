@@ -80,18 +80,49 @@ def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def _allowed_files(root: Path) -> list[Path]:
+# What of the allowed part of the project goes into the jail: sources and the DeepSpeed configs.
+PROJECT_SUFFIXES = (".py", ".json")
+
+
+def project_files(root: Path) -> list[Path]:
+    """The files of :data:`JAIL_MODULES` under ``root`` that the jail's copy holds (and the
+    project fingerprint covers): regular files of their own with a suffix of
+    :data:`PROJECT_SUFFIXES`, sorted; compiled files are left out.
+
+    Raises:
+        JailSetupError: an entry is missing, or a file or directory there is a symbolic link,
+            not a regular file, or has another hard link: followed, it would copy whatever it
+            points at into every jail (a link in ``methods/builtin/`` to a test split handed a
+            jailed built-in the gold labels; attacker review, 2026-12-05).
+    """
     files: list[Path] = []
     for entry in JAIL_MODULES:
         path = root / entry
+        if path.is_symlink():
+            raise JailSetupError(f"{path}: a symbolic link in the part of this project the jail "
+                                 "holds (expected regular files only)")
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix != ".pyc"
-                            and "__pycache__" not in p.parts)
+            for directory, subdirs, names in os.walk(path, followlinks=False):
+                subdirs[:] = sorted(d for d in subdirs if d != "__pycache__")
+                for name in subdirs:
+                    if os.path.islink(os.path.join(directory, name)):
+                        raise JailSetupError(f"{Path(directory, name)}: a symbolic link in the "
+                                             "part of this project the jail holds (expected "
+                                             "regular files only)")
+                files += [Path(directory, n) for n in sorted(names)]
         elif path.is_file():
             files.append(path)
         else:
             raise JailSetupError(f"the jail's module list names {entry}, which is missing")
-    return files
+    kept = []
+    for file in files:
+        info = os.lstat(file)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise JailSetupError(f"{file}: not a regular file of its own (a link or special "
+                                 "file) in the part of this project the jail holds")
+        if file.suffix in PROJECT_SUFFIXES:
+            kept.append(file)
+    return sorted(kept, key=lambda f: f.relative_to(root).as_posix())
 
 
 def allowed_module(name: str) -> bool:
@@ -203,7 +234,7 @@ def project_runtime() -> Path:
     """The allowed part of this project, copied and byte-compiled into the cache (built once per
     content hash; concurrent builders race to a rename and the first complete copy wins)."""
     root = project_root()
-    files = _allowed_files(root)
+    files = project_files(root)
     digest = _content_digest(root, files)
     final = jail_cache() / "runtime" / digest[:24]
     if not _published(final, digest):
