@@ -12,7 +12,10 @@ A change anywhere else that can change a verdict (``flows/``, ``stats/``, the re
 known to be inert) gates every method too. Only documentation, tests and benchmarks gate
 nothing. Candidates are the registered methods (built-ins and entry points), the template plan's
 methods and the sweep registry's; the baseline is never a candidate, and a method that needs
-params the plan does not give is reported and skipped.
+params the plan does not give, or says it cannot run on the template's rungs, is reported and
+skipped. Methods are checked under the template's ``jail`` settings (with ``builtins: jail``,
+in the jail); a method that cannot be checked at all (it fails to load or crashes) fails the job
+(exit 2, one line) rather than going ungated.
 """
 from __future__ import annotations
 
@@ -100,16 +103,28 @@ def changed_methods(changed: Iterable[str], files: Mapping[str, Iterable[str] | 
     return sorted(selected)
 
 
-def runnable_with_defaults(name: str, params: Mapping[str, Any]) -> bool:
+def runnable_with_defaults(name: str, params: Mapping[str, Any],
+                           jail: Mapping[str, Any] | None = None) -> bool:
     """Whether the method's params validate with what the plan gives (a CI plan gives none for
-    a registered method)."""
+    a registered method), checked under the template's ``jail`` settings (with ``builtins:
+    jail``, in the jail: no built-in's module is imported here).
+
+    Raises:
+        InputError: the method cannot be checked at all (it failed to load or crashed): the job
+            fails instead of leaving the method ungated.
+    """
+    from methods.policy import JailSettings, jail_settings
     from methods.registry import resolve_with_params
+    from w2s_common.errors import InputError
 
     try:
-        resolve_with_params(name, dict(params))
-    # A required param (pydantic) or a broken plugin: not gateable unattended.
-    except Exception:  # noqa: BLE001
-        return False
+        with jail_settings(JailSettings(**dict(jail or {}))):
+            resolve_with_params(name, dict(params))
+    except InputError as err:
+        # A required param the plan does not give: not gateable unattended, and said so.
+        if "required param missing" in err.message:
+            return False
+        raise
     return True
 
 
@@ -128,13 +143,16 @@ def rung_problem(template: Mapping[str, Any], name: str, params: Mapping[str, An
         path = Path(tmp) / "plan.yaml"
         path.write_text(yaml.safe_dump(plan_for_method(dict(template), name, params),
                                        sort_keys=False))
+        plan = load_plan(path)
+        ladder = load_ladder(plan.ladder)
+        rungs = [r.name for r in ladder.rungs] if plan.rungs == "all" else list(plan.rungs)
         try:
-            plan = load_plan(path)
-            ladder = load_ladder(plan.ladder)
-            rungs = [r.name for r in ladder.rungs] if plan.rungs == "all" else list(plan.rungs)
             check_methods_on_rungs(plan, ladder, rungs)
         except InputError as err:
-            return err.message
+            # Only the method's own answer skips it; a method that fails to answer fails the job.
+            if f"method {name} cannot run on rung" in err.message:
+                return err.message
+            raise
     return None
 
 
@@ -158,14 +176,25 @@ def _load(path: str | Path | None) -> dict[str, Any] | None:
 
 
 def main(argv: list[str]) -> int:
-    """CLI entry; returns the exit code."""
+    """CLI entry; returns the exit code (2, with one line, when a method cannot be checked)."""
     sys.path.insert(0, str(REPO))  # flows, methods: from this checkout even when not installed
+    from w2s_common.errors import InputError
+
+    try:
+        return _main(argv)
+    except InputError as err:
+        print(f"error: cannot decide which methods to gate: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] == "changed" and len(argv) in (2, 3):
         template = _load(argv[2] if len(argv) == 3 else TEMPLATE) or {}
         entries = candidate_entries(template, _load(SWEEP_REGISTRY))
         names = changed_methods(Path(argv[1]).read_text().splitlines(), method_files(entries),
                                 template.get("baseline", "vanilla"))
-        skipped = [n for n in names if not runnable_with_defaults(n, entries.get(n, {}))]
+        skipped = [n for n in names
+                   if not runnable_with_defaults(n, entries.get(n, {}), template.get("jail"))]
         if skipped:
             print(f"not gated (need explicit params): {skipped}", file=sys.stderr)
         for name in [n for n in names if n not in skipped]:

@@ -6,6 +6,8 @@ import asyncio
 import importlib.util
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 import yaml
 
 from flows.plan import load_plan
+from methods.jail import jail_available
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
@@ -227,3 +230,37 @@ def test_changed_skips_a_method_the_template_ladder_cannot_run(tmp_path: Path, c
     gated = json.loads(out)
     assert "aux_conf" in gated and "zero_shot_prior" not in gated
     assert "not gated (method zero_shot_prior cannot run on rung r0" in err
+
+
+@pytest.mark.skipif(not jail_available(),
+                    reason="no jail builder works here")
+def test_changed_checks_methods_under_the_template_s_jail_and_fails_closed(tmp_path: Path) -> None:
+    """With ``builtins: jail`` in the template, deciding what to gate imports no built-in here
+    (attacker review 2026-12-05: a built-in's import-time code made the list empty, so the gate
+    job was skipped); and a method that cannot even be checked fails the job instead of going
+    ungated."""
+    template = yaml.safe_load((REPO / "flows/plans/tiny-ci.yaml").read_text())
+    template["jail"] = {"builtins": "jail"}
+    jailed = tmp_path / "jailed.yaml"
+    jailed.write_text(yaml.safe_dump(template))
+    changed = tmp_path / "changed.txt"
+    changed.write_text("flows/gate.py\n")
+    script = ("import runpy, sys, json; sys.argv = ['gate_targets'] + sys.argv[1:]\n"
+              "module = runpy.run_path('infra/ci/gate_targets.py')\n"
+              "code = module['main'](sys.argv[1:])\n"
+              "print(json.dumps(sorted(m for m in sys.modules if m == 'methods.builtin' "
+              "or m.startswith('methods.builtin.'))), file=sys.stderr)\n"
+              "sys.exit(code)\n")
+    done = subprocess.run([sys.executable, "-c", script, "changed", str(changed), str(jailed)],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "aux_conf" in json.loads(done.stdout) and "zero_shot_prior" not in done.stdout
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+    template["methods"] = [{"name": "no_such_module_w2s:Method"}]
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(template))
+    done = subprocess.run([sys.executable, "infra/ci/gate_targets.py", "changed", str(changed),
+                           str(broken)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.startswith("error: cannot decide which methods to gate: ")
+    assert "no_such_module_w2s" in done.stderr and "Traceback" not in done.stderr
