@@ -210,9 +210,9 @@ class Campaign:
         """Results names of ``group``'s student arms whose code is a built-in the plan jails
         (``jail: {builtins: jail}``): a method's, and a control's when its baseline is one."""
         labels = {self.methods[ref.name]["label"] for ref in group.methods
-                  if self.methods[ref.name]["jailed_builtin"]}
+                  if self.methods[ref.name].get("jailed_builtin")}
         base = self.methods[self.plan.baseline]
-        if base["jailed_builtin"]:
+        if base.get("jailed_builtin"):
             labels |= set(self.expected_students(group)) - {
                 self.methods[ref.name]["label"] for ref in group.methods}
         return labels
@@ -528,8 +528,11 @@ def check_controls(plan: Any, methods: dict[str, dict[str, Any]]) -> None:
             loc = ("baseline",) if index == 0 else ("methods", index - 1, "name")
             plan._raise(loc, f"method {name!r} names itself {info['label']!r}; names starting "
                         "with 'control:' are reserved for controls")
-    if plan.controls and methods[plan.baseline]["untrusted"]:
+    base = methods[plan.baseline]
+    if plan.controls and (base["untrusted"] or base.get("jailed_builtin")):
+        why = ("is a built-in this plan does not trust (jail: {builtins: jail}): use vanilla, "
+               "the pipeline's reference" if base.get("jailed_builtin") else
+               "runs code the pipeline does not trust; use a built-in baseline")
         plan._raise(("controls", 0, "kind"),
                     f"controls re-run the baseline {plan.baseline!r} with gold labels on the "
-                    "trusted side, and this baseline runs code the pipeline does not trust; "
-                    "use a built-in baseline or no controls")
+                    f"trusted side, and this baseline {why}, or no controls")

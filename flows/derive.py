@@ -99,7 +99,7 @@ def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
         Control label -> its ``stats.MethodVerdict`` (a method's, plus ``control``:
         ``transfer.controls.ControlSpec.verdict_entry``, and ``alpha``).
     """
-    from flows.guards import apply_promotion_guards
+    from flows.guards import apply_promotion_guards, untrusted_baseline
     from stats import analyze_table
 
     settings = analysis_settings(plan, labels)
@@ -115,7 +115,7 @@ def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
                      table["arm"].isin(["weak", "ceiling", baseline, spec.label])]
         verdict = analyze_table(rows.reset_index(drop=True), **settings)
         verdict.audits = audits
-        apply_promotion_guards(verdict, runs)
+        apply_promotion_guards(verdict, runs, untrusted_baseline(plan))
         decided = verdict.methods[spec.label]
         decided.control = spec.marker
         decided.control_details = ControlDetails.model_validate(spec.verdict_entry())
@@ -154,7 +154,7 @@ def derive_verdict(plan, results: pd.DataFrame, runs: list[Any],
     Returns:
         The ``stats.Verdict``, without the binding.
     """
-    from flows.guards import apply_promotion_guards
+    from flows.guards import apply_promotion_guards, untrusted_baseline
     from stats import analyze_table
 
     table = analysis_table(results)
@@ -165,7 +165,7 @@ def derive_verdict(plan, results: pd.DataFrame, runs: list[Any],
         checked = {name: [LabelAudit.model_validate(a) for a in cells]
                    for name, cells in sorted((audits or {}).items())}
         verdict.audits = checked
-    apply_promotion_guards(verdict, runs)
+    apply_promotion_guards(verdict, runs, untrusted_baseline(plan))
     if plan.controls:
         verdict.controls = derive_controls(plan, table, runs, labels, checked)
     verdict.jail = plan.jail.mode

@@ -87,12 +87,35 @@ def _block(entry: MethodVerdict, reason: str) -> None:
         entry.reasons.append(reason)
 
 
-def apply_promotion_guards(verdict: Verdict, records: list[Any]) -> Verdict:
+def untrusted_baseline(plan: Any) -> str | None:
+    """Why the plan's baseline is code the pipeline does not trust, or None: a plugin or an
+    ``external`` command, or, under ``jail: {builtins: jail}``, a built-in other than the
+    pipeline's own (``methods.builtin_names.PIPELINE_BUILTINS``). Every gain is measured against
+    the baseline, so a baseline that sabotages itself makes any candidate REAL (attacker
+    review, 2026-12-05: REAL, PROMOTE, audits clean); nothing is promoted against one."""
+    from methods.builtin_names import COMMAND_BUILTINS, PIPELINE_BUILTINS
+    from methods.registry import is_builtin_name
+
+    name = plan.baseline.strip()
+    if not is_builtin_name(name) or name in COMMAND_BUILTINS:
+        return (f"the baseline {name} is not a built-in: its code is not the pipeline's, and a "
+                "baseline that trains badly makes any method look better; nothing is promoted "
+                "against it")
+    if plan.jail.jails_builtins() and name not in PIPELINE_BUILTINS:
+        return (f"the baseline {name} is a built-in this plan does not trust (jail: {{builtins: "
+                "jail}}), and a baseline that trains badly makes any method look better; "
+                "nothing is promoted against it (vanilla is the pipeline's own reference)")
+    return None
+
+
+def apply_promotion_guards(verdict: Verdict, records: list[Any],
+                           baseline_distrust: str | None = None) -> Verdict:
     """Record each method's isolation in ``verdict`` and block promotions the guards forbid.
 
     Args:
         verdict: the ``stats.Verdict`` from ``stats.analyze_table`` (changed in place).
         records: every stored run the verdict was computed from.
+        baseline_distrust: :func:`untrusted_baseline` of the plan (None: trusted).
 
     Returns:
         ``verdict``, with ``methods[m].isolation``, ``baseline_isolation`` and
@@ -113,6 +136,8 @@ def apply_promotion_guards(verdict: Verdict, records: list[Any]) -> Verdict:
         if entry.isolation == "unjailed":
             fired.append("its code ran outside the jail (jail: {mode: off}); an unjailed "
                          "method is never promoted")
+        if baseline_distrust:
+            fired.append(baseline_distrust)
         if baseline_isolation == "unjailed":
             fired.append(f"the baseline {baseline} ran outside the jail; nothing compared with "
                          "it is promoted")

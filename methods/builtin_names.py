@@ -14,12 +14,15 @@ BUILTIN_MODULES: dict[str, str] = {
     "confident": "methods.builtin.simple",
     "em_posterior": "methods.builtin.em_posterior",
     "external": "methods.external",
-    "vanilla": "methods.builtin.simple",
+    "vanilla": "methods.reference",
     "zero_shot_prior": "methods.builtin.zero_shot",
 }
 
-# Built-ins that start an untrusted program in the jail themselves, and so run in the trusted
-# process whatever ``builtins`` says: part of the jail machinery, kept outside ``methods/builtin/``
-# (``methods.external``). An allow-list kept here, never an attribute a method sets (a built-in
-# declaring ``runs_untrusted_code`` ran in-process under ``builtins: jail``).
+# Built-ins that are the pipeline's own code, kept outside ``methods/builtin/`` and run in the
+# trusted process whatever ``builtins`` says: ``external`` (the jail machinery for commands) and
+# ``vanilla`` (the reference baseline, ``methods.reference``). An allow-list kept here, never an
+# attribute a method sets (a built-in declaring ``runs_untrusted_code`` ran in-process under
+# ``builtins: jail``).
+PIPELINE_BUILTINS: frozenset[str] = frozenset({"external", "vanilla"})
+# Of those, the ones that start an untrusted program (in a jail of its own) themselves.
 COMMAND_BUILTINS: frozenset[str] = frozenset({"external"})

@@ -24,8 +24,10 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
     ``fn.code`` is the method's ``methods.fingerprint.MethodCode`` and ``fn.fingerprint`` its
     fingerprint, which keys its runs by the code that makes them; ``fn.runs_untrusted_code``
     says whether it runs code the pipeline does not trust (controls, which use gold labels,
-    refuse such a baseline: ``transfer.controls.check_trusted``); ``fn.jailed_builtin`` whether a
-    built-in's code runs in a jail of its own (its runs are keyed apart: ``RunSpec.jailed``).
+    refuse such a baseline, and a built-in the settings jail: ``transfer.controls.
+    check_trusted``); ``fn.jailed_builtin`` whether a built-in's code runs in a jail of its own
+    (its runs are keyed apart: ``RunSpec.jailed``; not the pipeline's own built-ins,
+    ``methods.builtin_names.PIPELINE_BUILTINS``).
 
     Args:
         name: built-in name, entry-point name or ``module:attr``.
@@ -39,6 +41,7 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
         InputError: unknown method or bad params (one line, naming the field), or a plugin
             that cannot be jailed here.
     """
+    from methods.builtin_names import PIPELINE_BUILTINS
     from methods.fingerprint import method_code
     from methods.policy import JailSettings, jail_settings
     from methods.registry import resolve_with_params
@@ -52,7 +55,7 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
     untrusted = runs_untrusted_code(method)
     if untrusted and settings.mode == "required":
         _require_jail(method.name)
-    elif settings.jails_builtins():
+    elif settings.jails_builtins() and name.strip() not in PIPELINE_BUILTINS:
         _require_jail(method.name, builtin=True)
 
     def run(student_data, trainer):
@@ -64,7 +67,8 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
     run.unjailed = settings.mode == "off" and untrusted
     # A built-in run in a jail of its own is keyed apart from one made in the trusted process,
     # so a campaign that jails built-ins never reuses a run whose code could reach the labels.
-    run.jailed_builtin = not untrusted and settings.jails_builtins()
+    run.jailed_builtin = not untrusted and settings.jails_builtins() \
+        and name.strip() not in PIPELINE_BUILTINS
     run.runs_untrusted_code = untrusted
     # The code behind the method, read from files and package metadata (no plugin code runs):
     # part of every student run's store key, so a run made by other code is never reused.

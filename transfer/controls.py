@@ -142,19 +142,24 @@ def replicate_seed(seed: int, control: ControlSpec) -> int:
 
 
 def check_trusted(method_fn: Any, control: ControlSpec, baseline: str) -> None:
-    """Refuse a control whose baseline procedure is not a built-in of this process.
+    """Refuse a control whose baseline procedure is not trusted code of this process.
 
     ``method_fn.runs_untrusted_code`` must be exactly False (``methods.resolve.method_function``
-    sets it; a plain callable handed to ``run_arm`` must set it too): fail closed. Controls use
-    gold labels, so they are built only where the pipeline trusts every line that runs.
+    sets it; a plain callable handed to ``run_arm`` must set it too): fail closed; and
+    ``method_fn.jailed_builtin`` must not be True (a built-in the plan jails, ``jail: {builtins:
+    jail}``, is code the plan does not trust: handed gold labels, it could tell a control's runs
+    apart and behave well only there; attacker review, 2026-12-05). Controls use gold labels, so
+    they are built only where the pipeline trusts every line that runs.
 
     Raises:
-        InputError: the baseline runs plugin or external code.
+        InputError: the baseline runs plugin or external code, or is a jailed built-in.
     """
-    if getattr(method_fn, "runs_untrusted_code", True) is not False:
+    if getattr(method_fn, "runs_untrusted_code", True) is not False \
+            or getattr(method_fn, "jailed_builtin", False) is not False:
         raise InputError(f"control {control.name!r} ({control.kind}) re-runs the baseline "
                          f"{baseline!r}, which runs code the pipeline does not trust; controls "
-                         "use gold labels, so they need a built-in baseline", field="controls")
+                         "use gold labels, so they need a trusted built-in baseline (vanilla, "
+                         "or any built-in without jail: {builtins: jail})", field="controls")
 
 
 def mixed_targets(weak_probs: np.ndarray, gold: np.ndarray, seed: int, control: ControlSpec

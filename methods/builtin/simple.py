@@ -1,36 +1,14 @@
-"""The baselines: ``vanilla`` (plain weak supervision) and ``confident`` (confident weak labels)."""
+"""``confident``: train on confident weak labels only (a sandbox baseline). The reference
+baseline ``vanilla`` is part of the pipeline: ``methods/reference.py``."""
 from __future__ import annotations
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from methods.base import MethodBase, MethodParams, hard_labels
+from methods.base import MethodBase, MethodParams
 from methods.registry import register_method
 from transfer.sealed import StudentData, StudentTrainer
 from w2s_common.errors import InputError
-
-
-class VanillaParams(MethodParams):
-    hard: bool = Field(False, description="train on weak labels hardened at 0.5")
-
-
-@register_method
-class Vanilla(MethodBase):
-    """Naive weak-to-strong fine-tuning (Burns et al. 2023, arXiv:2312.09390, section 4.2).
-
-    ``L = mean_i CE(f(x_i), t_i)`` with ``t_i = p_w(x_i)`` (soft weak labels) or, with
-    ``hard=True``, ``t_i = [p_w(x_i) > 0.5]``. The standard baseline student.
-    """
-
-    name = "vanilla"
-    description = ("Cross-entropy on the weak labels, soft or hardened (Burns et al. 2023, "
-                   "arXiv:2312.09390: naive W2S baseline)")
-    Params = VanillaParams
-
-    def run(self, data: StudentData, trainer: StudentTrainer, params: VanillaParams
-            ) -> np.ndarray:
-        targets = hard_labels(data.weak_probs) if params.hard else np.array(data.weak_probs)
-        return trainer.fit(targets).predict_test()
 
 
 class ConfidentParams(MethodParams):

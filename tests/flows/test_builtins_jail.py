@@ -1,6 +1,7 @@
 """End to end, ``jail: {builtins: jail}``: no file of ``methods/builtin/`` runs in a trusted
 process (the flow's, the group workers'), every built-in student run is made in a jail of its
-own, and the preflight still refuses a built-in that cannot run on a rung, asking it in the jail.
+own (the reference baseline ``vanilla``, the pipeline's own code, runs in the worker), and the
+preflight still refuses a built-in that cannot run on a rung, asking it in the jail.
 
 An attacker review (2026-12-05, F1) forged REAL verdicts, PROMOTE and clean label audits with a
 built-in whose import-time code patched the runner of the worker that imported every built-in
@@ -63,14 +64,17 @@ def import_log(tmp_path, monkeypatch):
     if not _HOOKED:
         exec(compile(IMPORT_LOGGER, "<import logger>", "exec"), {})
         _HOOKED.append(True)
-    for name in [m for m in sys.modules
-                 if m == "methods.builtin" or m.startswith("methods.builtin.")]:
+    from methods.builtin_names import BUILTIN_MODULES
+
+    # The pipeline's own built-ins (methods.reference, methods.external) register again too.
+    for name in [m for m in sys.modules if m == "methods.builtin"
+                 or m.startswith("methods.builtin.") or m in BUILTIN_MODULES.values()]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(registry, "_BUILTINS", {})
     monkeypatch.setattr(registry, "_RESOLVED", {})
     # Control: a worker that resolves a built-in in-process is logged, so the check can fail.
     subprocess.run([sys.executable, "-c", "from methods.resolve import method_function; "
-                    "method_function('vanilla', {})"], check=True, env=dict(os.environ))
+                    "method_function('confident', {})"], check=True, env=dict(os.environ))
     assert " methods.builtin.simple " in log.read_text()
     log.unlink()
     return log
@@ -91,7 +95,10 @@ def test_a_validation_that_jails_builtins_runs_none_of_their_code_outside_the_ja
     students = RunStore(store).records("student")
     assert {r.spec.label for r in students} == {"vanilla", "aux_conf"}
     assert len(students) == 4  # 2 seeds x (baseline, candidate)
-    assert all(r.spec.jailed is True and r.metrics["isolation"] == "jail" for r in students)
+    # The candidate in a jail of its own; the reference baseline, the pipeline's own code
+    # (methods/reference.py), in the worker.
+    assert {(r.spec.label, r.spec.jailed, r.metrics["isolation"]) for r in students} == {
+        ("aux_conf", True, "jail"), ("vanilla", None, "builtin")}
 
 
 def test_the_preflight_asks_a_jailed_builtin_in_the_jail_whether_it_runs_on_a_rung(

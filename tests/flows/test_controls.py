@@ -121,6 +121,12 @@ def test_controls_need_a_trusted_baseline_before_any_compute(tmp_path: Path) -> 
     check_controls(plan, trusted)  # nothing to refuse
     with pytest.raises(InputError, match=r"plan\.yaml:8: controls\[0\]\.kind: .*does not trust"):
         check_controls(plan, {**trusted, "vanilla": {"label": "vanilla", "untrusted": True}})
+    # A built-in the plan jails is code the plan does not trust either: handed gold labels, it
+    # could tell a control's runs apart (attacker review, 2026-12-05).
+    with pytest.raises(InputError, match=r"controls\[0\]\.kind: .*a built-in this plan does "
+                                         r"not trust \(jail: \{builtins: jail\}\): use vanilla"):
+        check_controls(plan, {**trusted, "vanilla": {"label": "vanilla", "untrusted": False,
+                                                     "jailed_builtin": True}})
     # A plugin names itself: it may not name itself like a control.
     with pytest.raises(InputError, match=r"plan\.yaml:3: methods\[0\]\.name: .*reserved"):
         check_controls(plan, {**trusted, "aux_conf": {"label": "control:null:a",

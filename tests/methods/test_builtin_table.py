@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from methods import registry
-from methods.builtin_names import BUILTIN_MODULES, COMMAND_BUILTINS
+from methods.builtin_names import BUILTIN_MODULES, COMMAND_BUILTINS, PIPELINE_BUILTINS
 from methods.jail import jail_available
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,10 +30,11 @@ def test_the_table_is_what_the_modules_register() -> None:
     assert registered == BUILTIN_MODULES
 
 
-def test_only_the_command_builtins_live_outside_methods_builtin() -> None:
-    assert COMMAND_BUILTINS <= set(BUILTIN_MODULES)
+def test_only_the_pipeline_s_own_builtins_live_outside_methods_builtin() -> None:
+    assert COMMAND_BUILTINS <= PIPELINE_BUILTINS <= set(BUILTIN_MODULES)
+    assert {"external", "vanilla"} <= PIPELINE_BUILTINS  # the command machinery, the reference
     for name, module in BUILTIN_MODULES.items():
-        assert module.startswith("methods.builtin.") == (name not in COMMAND_BUILTINS), name
+        assert module.startswith("methods.builtin.") == (name not in PIPELINE_BUILTINS), name
 
 
 def builtin_module_names(path: Path) -> list[str]:
@@ -70,12 +71,14 @@ def test_no_trusted_module_imports_or_names_a_builtin_method_s_module() -> None:
 RESOLVE_ALL = """
 import sys
 from methods.resolve import method_function
+from methods.builtin_names import PIPELINE_BUILTINS
 from methods.registry import builtin_names
 settings = {settings}
 for name in builtin_names():
     params = {{"command": "true {{inputs}} {{outputs}}"}} if name == "external" else {{}}
     label, parsed, fn = method_function(name, params, jail=settings)
-    assert fn.jailed_builtin == (name != "external" and settings.get("builtins") == "jail"), name
+    jailed = name not in PIPELINE_BUILTINS and settings.get("builtins") == "jail"
+    assert fn.jailed_builtin == jailed, name
 print(sorted(m for m in sys.modules if m == "methods.builtin" or m.startswith("methods.builtin.")))
 """
 

@@ -31,27 +31,36 @@ def test_builtins_run_in_process_by_default(task, trainer):
 @needs_jail
 def test_builtins_run_in_a_jail_of_their_own_where_the_settings_say_so(task, trainer,
                                                                        monkeypatch):
-    method = resolve_method("vanilla")
+    method = resolve_method("confident")
     ran_here = []
     # Patched in this process only: the jail imports its own copy of the built-in.
     monkeypatch.setattr(type(method), "run", lambda *args: ran_here.append(args) or 1 / 0)
-    result = run("vanilla", task, trainer, settings=JAILED)
+    result = run("confident", task, trainer, settings=JAILED)
     assert result.isolation == "jail"
     assert ran_here == [] and trainer.calls == []  # the jail trained its own copy
     assert accuracy(result.probs, task.test_gold) > 0.6
     # mode: off runs them here, whatever `builtins` says
     with pytest.raises(ZeroDivisionError):
-        run("vanilla", task, trainer, settings=JailSettings(mode="off", builtins="jail"))
+        run("confident", task, trainer, settings=JailSettings(mode="off", builtins="jail"))
+
+
+def test_the_reference_baseline_is_the_pipeline_s_own_code_and_runs_here(task, trainer):
+    """``vanilla`` lives outside ``methods/builtin/`` (methods/reference.py) and runs in the
+    trusted process under any ``builtins`` setting: who may change the built-ins cannot change
+    the reference they are measured against."""
+    assert type(resolve_method("vanilla")).__module__ == "methods.reference"
+    assert run("vanilla", task, trainer, settings=JAILED).isolation == "builtin"
+    assert len(trainer.calls) == 1
 
 
 @needs_jail
 def test_a_builtin_cannot_declare_itself_out_of_its_jail(task, trainer, monkeypatch):
     """Only the runner's allow-list (``external``) runs in-process under ``builtins: jail``;
     an attribute the built-in sets does not."""
-    method = resolve_method("vanilla")
+    method = resolve_method("confident")
     monkeypatch.setattr(type(method), "runs_untrusted_code", True, raising=False)
     monkeypatch.setattr(type(method), "run", lambda *args: 1 / 0)
-    assert run("vanilla", task, trainer, settings=JAILED).isolation == "jail"
+    assert run("confident", task, trainer, settings=JAILED).isolation == "jail"
 
 
 @needs_jail
@@ -133,8 +142,8 @@ def test_a_jailed_builtin_s_runs_are_keyed_apart_from_in_process_ones():
     from methods.resolve import method_function
     from transfer.store import RunSpec
 
-    _, _, here = method_function("vanilla", {})
-    _, _, jailed = method_function("vanilla", {}, jail={"builtins": "jail"})
+    _, _, here = method_function("confident", {})
+    _, _, jailed = method_function("confident", {}, jail={"builtins": "jail"})
     assert (here.jailed_builtin, jailed.jailed_builtin) == (False, True)
     assert here.fingerprint == jailed.fingerprint  # the same code: the spec tells them apart
     spec = dict(arm="student", ladder="micro", rung="m0", dataset="d", dataset_fingerprint="f",
