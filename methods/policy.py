@@ -35,9 +35,10 @@ class JailSettings(BaseModel):
     builtins: Literal["in_process", "jail"] = Field(
         "in_process", description="in_process: the built-in methods run in the trusted worker "
         "process (they are part of what is trusted); jail: each built-in run gets a fresh jail "
-        "of its own, like a plugin, so its run() shares no process or filesystem with the gold "
-        "labels, the store or the worker (its module is still imported by the worker: "
-        "built-ins stay trusted code, docs/security.md; about 4 s more per run for the imports: "
+        "of its own, like a plugin, so its code shares no process or filesystem with the gold "
+        "labels, the store or the worker, which knows it from a data table and never imports "
+        "its module (not the pipeline's own built-ins, external and the reference vanilla: "
+        "docs/security.md); about 4 s more per run for the imports: "
         "9x the CPU demo's wall time, negligible beside GPU training; one process per run, so "
         "not for students that need a group's ranks together). Jailed runs are keyed apart. "
         "With mode: off built-ins run in-process either way.")
