@@ -304,16 +304,27 @@ def _resolve(name_or_ref: str, pairs: list[str] | dict[str, Any] | None
 
 
 def list_methods() -> list[MethodInfo | tuple[str, str]]:
-    """All built-ins and entry-point methods, built-ins first (each plugin described in the
-    jail).
+    """All built-ins and entry-point methods, built-ins first, each plugin and each built-in
+    port of ``methods/builtin/`` described in the jail: a listing never runs such code in this
+    process, whatever a later plan's ``builtins`` setting (run here as root, a built-in's
+    import-time code rewrote the jail's cached project copy that later jailed runs mount, and
+    forged a promoted REAL; attacker review, 2026-12-05). The pipeline's own built-ins
+    (``PIPELINE_BUILTINS``) are imported.
 
     Returns:
-        one ``MethodInfo`` per method; an entry point that fails to load appears as
-        ``(name, error message)`` so that a listing can show it instead of crashing.
+        one ``MethodInfo`` per method; a method that cannot be described (no jail here, or it
+        fails) appears as ``(name, error message)`` so that a listing can show it instead of
+        crashing.
     """
-    _load_builtins()
-    listed: list[MethodInfo | tuple[str, str]] = [
-        _BUILTINS[name] for name in sorted(_BUILTINS)]
+    from methods.policy import JailSettings, jail_settings
+
+    listed: list[MethodInfo | tuple[str, str]] = []
+    for name in builtin_names():
+        try:
+            with jail_settings(JailSettings(builtins="jail")):
+                listed.append(method_info(_resolve(name, None)[0]))
+        except InputError as err:
+            listed.append((name, err.message))
     plugins = _entry_points()
     for name, entry_point in sorted(_environment_entry_points().items()):
         if name not in plugins and not is_builtin_name(name):

@@ -31,8 +31,14 @@ def _params(params_model: Any) -> list[dict[str, Any]]:
     return rows
 
 
+# JSON schema types under the names the in-process built-ins' rows use.
+JSON_TYPES = {"number": "float", "integer": "int", "string": "str", "boolean": "bool",
+              "array": "list", "object": "dict", "null": "None"}
+
+
 def _params_from_schema(schema: dict[str, Any]) -> list[dict[str, Any]]:
-    """Params rows of a plugin, from the JSON schema its jailed ``describe`` returned."""
+    """Params rows of a plugin or a jailed built-in, from the JSON schema its jailed
+    ``describe`` returned."""
     from methods.jail import printable
 
     required = set(schema.get("required") or [])
@@ -41,7 +47,7 @@ def _params_from_schema(schema: dict[str, Any]) -> list[dict[str, Any]]:
         field = field if isinstance(field, dict) else {}
         kinds = [field.get("type")] + [option.get("type") for option in field.get("anyOf", [])
                                        if isinstance(option, dict)]
-        kind = "|".join(str(k) for k in kinds if k) or "any"
+        kind = "|".join(JSON_TYPES.get(str(k), str(k)) for k in kinds if k) or "any"
         # The schema comes from plugin code (described in the jail): shown, never obeyed.
         rows.append({"name": printable(str(name)), "type": printable(kind),
                      "required": name in required,

@@ -96,3 +96,19 @@ def test_resolving_jailed_builtins_imports_none_of_them(settings, imported) -> N
     modules = ast.literal_eval(done.stdout.strip().splitlines()[-1])
     assert bool(modules) == imported, modules
     assert "methods.external" not in modules
+
+
+@pytest.mark.skipif(not jail_available(), reason="no jail builder works here")
+def test_listing_the_methods_imports_no_builtin_port() -> None:
+    """``w2s-transfer methods`` describes the ports in the jail: run as root here, a port's
+    import-time code rewrote the jail's cached project copy and forged a promoted REAL in a
+    later ``builtins: jail`` validation (attacker review, 2026-12-05)."""
+    script = ("import sys\nfrom methods.registry import list_methods\n"
+              "listed = list_methods()\n"
+              "assert not [i for i in listed if isinstance(i, tuple)], listed\n"
+              "print(sorted(m for m in sys.modules if m == 'methods.builtin' "
+              "or m.startswith('methods.builtin.')))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ), cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert ast.literal_eval(done.stdout.strip().splitlines()[-1]) == []
