@@ -93,7 +93,7 @@ def untrusted_baseline(plan: Any) -> str | None:
     pipeline's own (``methods.builtin_names.PIPELINE_BUILTINS``). Every gain is measured against
     the baseline, so a baseline that sabotages itself makes any candidate REAL (attacker
     review, 2026-12-05: REAL, PROMOTE, audits clean); nothing is promoted against one."""
-    from methods.builtin_names import COMMAND_BUILTINS, PIPELINE_BUILTINS
+    from methods.builtin_names import COMMAND_BUILTINS
     from methods.registry import is_builtin_name
 
     name = plan.baseline.strip()
@@ -101,7 +101,7 @@ def untrusted_baseline(plan: Any) -> str | None:
         return (f"the baseline {name} is not a built-in: its code is not the pipeline's, and a "
                 "baseline that trains badly makes any method look better; nothing is promoted "
                 "against it")
-    if plan.jail.jails_builtins() and name not in PIPELINE_BUILTINS:
+    if plan.jail.jails_builtin(name):
         return (f"the baseline {name} is a built-in this plan does not trust (jail: {{builtins: "
                 "jail}}), and a baseline that trains badly makes any method look better; "
                 "nothing is promoted against it (vanilla is the pipeline's own reference)")

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from methods.builtin_names import PIPELINE_BUILTINS
 from methods.jail import JailLimits
 
 Isolation = Literal["builtin", "jail", "unjailed"]
@@ -60,6 +61,11 @@ class JailSettings(BaseModel):
     def jails_builtins(self) -> bool:
         """Whether a trusted built-in's code runs in the jail (else in this process)."""
         return self.mode == "required" and self.builtins == "jail"
+
+    def jails_builtin(self, name: str) -> bool:
+        """Whether built-in ``name`` is described and run in a jail of its own: the ports, where
+        these settings jail built-ins; never the pipeline's own (``PIPELINE_BUILTINS``)."""
+        return self.jails_builtins() and name.strip() not in PIPELINE_BUILTINS
 
     def limits(self, use_gpu: bool) -> JailLimits:
         """The resource limits of one jailed run."""

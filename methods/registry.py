@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from methods.base import Method
-from methods.builtin_names import BUILTIN_MODULES, PIPELINE_BUILTINS
+from methods.builtin_names import BUILTIN_MODULES
 from w2s_common.errors import InputError
 from w2s_common.validation import first_error
 
@@ -108,7 +108,7 @@ def _jails_builtin(name: str) -> bool:
     """Whether built-in ``name`` is described and run in the jail under the current settings."""
     from methods.policy import current_settings
 
-    return current_settings().jails_builtins() and name not in PIPELINE_BUILTINS
+    return current_settings().jails_builtin(name)
 
 
 def _contract_problem(method: Any) -> str | None:

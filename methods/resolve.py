@@ -41,7 +41,6 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
         InputError: unknown method or bad params (one line, naming the field), or a plugin
             that cannot be jailed here.
     """
-    from methods.builtin_names import PIPELINE_BUILTINS
     from methods.fingerprint import method_code
     from methods.policy import JailSettings, jail_settings
     from methods.registry import resolve_with_params
@@ -55,7 +54,7 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
     untrusted = runs_untrusted_code(method)
     if untrusted and settings.mode == "required":
         _require_jail(method.name)
-    elif settings.jails_builtins() and name.strip() not in PIPELINE_BUILTINS:
+    elif settings.jails_builtin(name):
         _require_jail(method.name, builtin=True)
 
     def run(student_data, trainer):
@@ -67,8 +66,7 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
     run.unjailed = settings.mode == "off" and untrusted
     # A built-in run in a jail of its own is keyed apart from one made in the trusted process,
     # so a campaign that jails built-ins never reuses a run whose code could reach the labels.
-    run.jailed_builtin = not untrusted and settings.jails_builtins() \
-        and name.strip() not in PIPELINE_BUILTINS
+    run.jailed_builtin = not untrusted and settings.jails_builtin(name)
     run.runs_untrusted_code = untrusted
     # The code behind the method, read from files and package metadata (no plugin code runs):
     # part of every student run's store key, so a run made by other code is never reused.

@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from methods.base import Method, check_test_probs
-from methods.builtin_names import COMMAND_BUILTINS, PIPELINE_BUILTINS
+from methods.builtin_names import COMMAND_BUILTINS
 from methods.plugins import PluginMethod, run_in_jail, run_plugin
 from methods.policy import Isolation, JailSettings, current_settings, jail_settings
 from methods.registry import is_builtin, method_info, resolve_with_params
@@ -72,8 +72,7 @@ def run_method(method: Method, data: StudentData, trainer: StudentTrainer, param
         if isinstance(method, PluginMethod):
             # Described in the jail, so run there: a plugin, or a built-in the settings jail.
             probs, isolation = run_plugin(method, data, trainer, params, settings)
-        elif is_builtin(method) and settings.jails_builtins() \
-                and method.name not in PIPELINE_BUILTINS:
+        elif is_builtin(method) and settings.jails_builtin(method.name):
             # A fresh jail per run, as for a plugin: what the code can reach is the sealed inputs,
             # never this process (the gold labels it holds) nor the store or the work directory.
             probs, isolation = run_in_jail(method.name, f"built-in method {method.name}",
