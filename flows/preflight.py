@@ -152,7 +152,7 @@ def check_methods_on_rungs(plan: Any, ladder: Any, rungs: list[str]) -> None:
     then)."""
     from methods.plugins import PluginMethod, unsupported_in_jail
     from methods.policy import jail_settings
-    from methods.registry import builtin_names, is_builtin, resolve_with_params
+    from methods.registry import builtin_names, resolve_with_params
     from transfer.arms import rung_facts
 
     entries = [(("baseline",), plan.baseline, {})] + [
@@ -164,8 +164,6 @@ def check_methods_on_rungs(plan: Any, ladder: Any, rungs: list[str]) -> None:
             continue  # a plugin is only ever run (and described) in the jail
         with jail_settings(plan.jail):
             method, parsed = resolve_with_params(name, params)
-            if not is_builtin(method):
-                continue
             if isinstance(method, PluginMethod):
                 reasons = unsupported_in_jail(method, parsed, facts)
             else:

@@ -104,13 +104,6 @@ def _builtin(name: str) -> Method:
     return _BUILTINS[name].method
 
 
-def _jails_builtin(name: str) -> bool:
-    """Whether built-in ``name`` is described and run in the jail under the current settings."""
-    from methods.policy import current_settings
-
-    return current_settings().jails_builtin(name)
-
-
 def _contract_problem(method: Any) -> str | None:
     """Why ``method`` does not satisfy the Method protocol, or None when it does."""
     name = getattr(method, "name", None)
@@ -288,10 +281,11 @@ def _resolve(name_or_ref: str, pairs: list[str] | dict[str, Any] | None
              ) -> tuple[Method, BaseModel | None]:
     """The method and, unless ``pairs`` is None, its validated params."""
     from methods.plugins import PluginSource
+    from methods.policy import current_settings
 
     name_or_ref = name_or_ref.strip()
     if is_builtin_name(name_or_ref):
-        if _jails_builtin(name_or_ref):
+        if current_settings().jails_builtin(name_or_ref):
             # Described in the jail: the trusted process never imports a built-in's module here.
             return _describe(PluginSource(name_or_ref, name_or_ref, "builtin", "w2s-transfer"),
                              pairs)
@@ -319,12 +313,12 @@ def list_methods() -> list[MethodInfo | tuple[str, str]]:
     from methods.policy import JailSettings, jail_settings
 
     listed: list[MethodInfo | tuple[str, str]] = []
-    for name in builtin_names():
-        try:
-            with jail_settings(JailSettings(builtins="jail")):
+    with jail_settings(JailSettings(builtins="jail")):
+        for name in builtin_names():
+            try:
                 listed.append(method_info(_resolve(name, None)[0]))
-        except InputError as err:
-            listed.append((name, err.message))
+            except InputError as err:
+                listed.append((name, err.message))
     plugins = _entry_points()
     for name, entry_point in sorted(_environment_entry_points().items()):
         if name not in plugins and not is_builtin_name(name):
