@@ -1,6 +1,7 @@
 """CI helper for the promotion gate: which methods did a change touch, and a plan for each.
 
-    python infra/ci/gate_targets.py changed CHANGED_FILES.txt [TEMPLATE.yaml]  -> JSON list
+    python infra/ci/gate_targets.py changed CHANGED_FILES.txt [TEMPLATE.yaml [EXCLUSIONS.yaml]]
+                                                                              -> JSON list
     python infra/ci/gate_targets.py plan METHOD TEMPLATE.yaml OUT.yaml
     python infra/ci/gate_targets.py slug METHOD                              -> a file-safe name
 
@@ -11,11 +12,15 @@ A change anywhere else that can change a verdict (``flows/``, ``stats/``, the re
 ``transfer/``, the CI files, the plans, ``pyproject.toml``, the sweep registry, any file not
 known to be inert) gates every method too. Only documentation, tests and benchmarks gate
 nothing. Candidates are the registered methods (built-ins and entry points), the template plan's
-methods and the sweep registry's; the baseline is never a candidate, and a method that needs
-params the plan does not give, or says it cannot run on the template's rungs, is reported and
-skipped. Methods are checked under the template's ``jail`` settings (with ``builtins: jail``,
-in the jail); a method that cannot be checked at all (it fails to load or crashes) fails the job
-(exit 2, one line) rather than going ungated.
+methods and the sweep registry's; the baseline is never a candidate.
+
+What is not gated is an allow-list, ``infra/ci/gate-exclusions.yaml`` (a name and a reason each):
+those methods are skipped without being loaded. Every other gated method is checked under the
+template's ``jail`` settings (with ``builtins: jail``, in the jail) and must run on the template:
+one that needs params the template does not give, says it cannot run on one of its rungs, fails
+to load or crashes fails the job (exit 2, one line) rather than going ungated. So a method's own
+code cannot take itself out of the gate (attacker review 2026-12-05, finding 3: under
+``builtins: jail`` "cannot run on rung" is the port's own answer).
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "flows/plans/tiny-ci.yaml"
+EXCLUSIONS = REPO / "infra/ci/gate-exclusions.yaml"
 SWEEP_REGISTRY = REPO / "infra/sweep-registry.yaml"
 # Paths whose change cannot change any verdict: they gate nothing.
 INERT_PREFIXES = ("docs/", "tests/", "bench/", "reports/")
@@ -103,41 +109,35 @@ def changed_methods(changed: Iterable[str], files: Mapping[str, Iterable[str] | 
     return sorted(selected)
 
 
-def runnable_with_defaults(name: str, params: Mapping[str, Any],
-                           jail: Mapping[str, Any] | None = None) -> bool:
-    """Whether the method's params validate with what the plan gives (a CI plan gives none for
-    a registered method), checked under the template's ``jail`` settings (with ``builtins:
-    jail``, in the jail: no built-in's module is imported here).
+def check_params(name: str, params: Mapping[str, Any],
+                 jail: Mapping[str, Any] | None = None) -> None:
+    """Check that the method's params validate with what the plan gives (a CI plan gives none
+    for a registered method), under the template's ``jail`` settings (with ``builtins: jail``,
+    in the jail: no built-in's module is imported here).
 
     Raises:
-        InputError: the method cannot be checked at all (it failed to load or crashed): the job
-            fails instead of leaving the method ungated.
+        InputError: the method needs params the template does not give, failed to load or
+            crashed: the job fails instead of leaving the method ungated.
     """
     from methods.policy import JailSettings, jail_settings
     from methods.registry import resolve_with_params
-    from w2s_common.errors import InputError
 
-    try:
-        with jail_settings(JailSettings(**dict(jail or {}))):
-            resolve_with_params(name, dict(params))
-    except InputError as err:
-        # A required param the plan does not give: not gateable unattended, and said so.
-        if "required param missing" in err.message:
-            return False
-        raise
-    return True
+    with jail_settings(JailSettings(**dict(jail or {}))):
+        resolve_with_params(name, dict(params))
 
 
-def rung_problem(template: Mapping[str, Any], name: str, params: Mapping[str, Any]) -> str | None:
-    """Why the template's ladder cannot run ``name`` on one of its rungs (the preflight check
-    ``flows.preflight.check_methods_on_rungs``: e.g. ``zero_shot_prior`` needs label tokens),
-    or None. Such a method is reported and skipped instead of failing the gate job."""
+def check_rungs(template: Mapping[str, Any], name: str, params: Mapping[str, Any]) -> None:
+    """Check that the template's ladder can run ``name`` on every rung (the preflight check
+    ``flows.preflight.check_methods_on_rungs``: e.g. ``zero_shot_prior`` needs label tokens).
+
+    Raises:
+        InputError: it cannot (the method's own answer, or its failure to answer).
+    """
     import tempfile
 
     from flows.plan import load_plan
     from flows.preflight import check_methods_on_rungs
     from transfer.ladder import load_ladder
-    from w2s_common.errors import InputError
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "plan.yaml"
@@ -146,14 +146,45 @@ def rung_problem(template: Mapping[str, Any], name: str, params: Mapping[str, An
         plan = load_plan(path)
         ladder = load_ladder(plan.ladder)
         rungs = [r.name for r in ladder.rungs] if plan.rungs == "all" else list(plan.rungs)
-        try:
-            check_methods_on_rungs(plan, ladder, rungs)
-        except InputError as err:
-            # Only the method's own answer skips it; a method that fails to answer fails the job.
-            if f"method {name} cannot run on rung" in err.message:
-                return err.message
-            raise
-    return None
+        check_methods_on_rungs(plan, ladder, rungs)
+
+
+def load_exclusions(path: str | Path, known: Iterable[str]) -> dict[str, str]:
+    """The methods the gate does not validate, name -> reason, from ``path``.
+
+    Raises:
+        InputError: unreadable file, another shape than ``exclusions: {name: reason}``, an
+            empty reason, or a name that is not a candidate (``known``), with its line.
+    """
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+    from w2s_common.errors import InputError
+    from w2s_common.validation import validation_input_error
+    from w2s_common.yamlio import node_line, read_yaml
+
+    class Exclusions(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        exclusions: dict[str, str] = Field(default_factory=dict)
+
+    data, root = read_yaml(path, "gate exclusions")
+    if not isinstance(data, dict | None):
+        raise InputError("expected a mapping, `exclusions: {method: reason}`", path=path, line=1)
+    try:
+        parsed = Exclusions.model_validate(data or {})
+    except ValidationError as err:
+        raise validation_input_error(err, path=path, root=root) from None
+    known = set(known)
+    for name, reason in parsed.exclusions.items():
+        where = {"path": path, "line": node_line(root, ("exclusions", name)),
+                 "field": f"exclusions.{name}"}
+        if not reason.strip():
+            raise InputError("expected a reason, got an empty string", **where)
+        if name not in known:
+            # A misspelt name would leave the real method gated; a stale one hides nothing but
+            # says something untrue about the gate.
+            raise InputError("not a method the gate knows (a built-in, an installed entry "
+                             "point, or one named by the template or the sweep registry)", **where)
+    return dict(parsed.exclusions)
 
 
 def plan_for_method(template: dict[str, Any], method: str,
@@ -187,22 +218,49 @@ def main(argv: list[str]) -> int:
         return 2
 
 
+def gated_methods(changed: Iterable[str], template: Mapping[str, Any],
+                  exclusions_path: str | Path = EXCLUSIONS) -> list[str]:
+    """The methods the gate job validates for the changed paths: :func:`changed_methods` less
+    the excluded ones (each reported on stderr), every other one checked to run on the template.
+
+    Raises:
+        InputError: a bad exclusions file, or a gated method that cannot run on the template.
+    """
+    from w2s_common.errors import InputError
+
+    entries = candidate_entries(template, _load(SWEEP_REGISTRY))
+    excluded = load_exclusions(exclusions_path, entries)
+    names = changed_methods(changed, method_files(entries), template.get("baseline", "vanilla"))
+    gated, notes = [], []
+    for name in names:
+        if name in excluded:
+            notes.append(f"not gated: {name} (excluded in {_shown(exclusions_path)}: "
+                         f"{excluded[name]})")
+            continue
+        try:
+            check_params(name, entries.get(name, {}), template.get("jail"))
+            check_rungs(template, name, entries.get(name, {}))
+        except InputError as err:
+            raise InputError(
+                f"method {name} cannot be gated on the template ({err.message}); give it what it needs "
+                f"in the template, or list it with a reason in {_shown(exclusions_path)}") from None
+        gated.append(name)
+    for note in notes:  # after the checks: a failing job prints its one line only
+        print(note, file=sys.stderr)
+    return gated
+
+
+def _shown(path: str | Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def _main(argv: list[str]) -> int:
-    if argv and argv[0] == "changed" and len(argv) in (2, 3):
-        template = _load(argv[2] if len(argv) == 3 else TEMPLATE) or {}
-        entries = candidate_entries(template, _load(SWEEP_REGISTRY))
-        names = changed_methods(Path(argv[1]).read_text().splitlines(), method_files(entries),
-                                template.get("baseline", "vanilla"))
-        skipped = [n for n in names
-                   if not runnable_with_defaults(n, entries.get(n, {}), template.get("jail"))]
-        if skipped:
-            print(f"not gated (need explicit params): {skipped}", file=sys.stderr)
-        for name in [n for n in names if n not in skipped]:
-            problem = rung_problem(template, name, entries.get(name, {}))
-            if problem:
-                skipped.append(name)
-                print(f"not gated ({problem})", file=sys.stderr)
-        print(json.dumps([n for n in names if n not in skipped]))
+    if argv and argv[0] == "changed" and len(argv) in (2, 3, 4):
+        template = _load(argv[2] if len(argv) >= 3 else TEMPLATE) or {}
+        exclusions = argv[3] if len(argv) == 4 else EXCLUSIONS
+        print(json.dumps(gated_methods(Path(argv[1]).read_text().splitlines(), template,
+                                       exclusions)))
         return 0
     if len(argv) == 4 and argv[0] == "plan":
         template = yaml.safe_load(Path(argv[2]).read_text())

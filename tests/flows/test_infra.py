@@ -216,20 +216,56 @@ def test_dockerfile_builds_from_cuda_and_installs_the_project() -> None:
         assert (REPO / source).exists() or source in ("README.md",), f"COPY {source}: missing"
 
 
-def test_changed_skips_a_method_the_template_ladder_cannot_run(tmp_path: Path, capsys) -> None:
-    """zero_shot_prior needs label tokens, which the tiny ladder of tiny-ci lacks: the gate job
-    would fail at preflight (exit 2), so `changed` reports it and leaves it out."""
+def test_only_the_exclusion_list_takes_a_method_out_of_the_gate(tmp_path: Path,
+                                                                 capsys) -> None:
+    """zero_shot_prior needs label tokens, which the tiny ladder of tiny-ci lacks. It is left out
+    because infra/ci/gate-exclusions.yaml says so (with the reason), not because it says it
+    cannot run: without the entry the job fails (exit 2, one line). An excluded method is not
+    even loaded; a bad exclusions file is one line with its line number."""
     targets = _gate_targets()
-    template = yaml.safe_load((REPO / "flows/plans/tiny-ci.yaml").read_text())
-    assert "label tokens" in targets.rung_problem(template, "zero_shot_prior", {})
-    assert targets.rung_problem(template, "aux_conf", {}) is None
     changed = tmp_path / "changed.txt"
-    changed.write_text("flows/gate.py\n")  # shared code: every runnable method is gated
+    changed.write_text("flows/gate.py\n")  # shared code: every method is gated
+    template = REPO / "flows/plans/tiny-ci.yaml"
     assert targets.main(["changed", str(changed)]) == 0
     out, err = capsys.readouterr()
     gated = json.loads(out)
-    assert "aux_conf" in gated and "zero_shot_prior" not in gated
-    assert "not gated (method zero_shot_prior cannot run on rung r0" in err
+    assert "aux_conf" in gated and {"zero_shot_prior", "external"}.isdisjoint(gated)
+    assert "not gated: zero_shot_prior (excluded in infra/ci/gate-exclusions.yaml: " in err
+
+    only_external = tmp_path / "exclusions.yaml"
+    only_external.write_text("exclusions:\n  external: needs a command\n")
+    assert targets.main(["changed", str(changed), str(template), str(only_external)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: cannot decide which methods to gate: method zero_shot_prior "
+                          "cannot be gated on the template (method zero_shot_prior cannot run on "
+                          "rung r0 of ladder tiny: ")
+    assert "list it with a reason in " + str(only_external) in err
+
+    # Excluded methods are skipped unread: a method that cannot even be imported passes.
+    broken = yaml.safe_load(template.read_text())
+    broken["methods"] = [{"name": "no_such_module_w2s:Method"}]
+    broken_template = tmp_path / "broken.yaml"
+    broken_template.write_text(yaml.safe_dump(broken))
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("exclusions:\n  external: a command\n  zero_shot_prior: label tokens\n"
+                      "  no_such_module_w2s:Method: not installed on CI\n")
+    assert targets.main(["changed", str(changed), str(broken_template), str(listed)]) == 0
+    assert "no_such_module_w2s" not in capsys.readouterr().out
+
+    for text, expected in [
+            ("exclusions:\n  external: x\n  zero_shot_priorr: typo\n",
+             ":3: exclusions.zero_shot_priorr: not a method the gate knows"),
+            ("exclusions:\n  external: 3\n", ":2: exclusions.external: Input should be a valid "
+                                              "string"),
+            ("exclusions:\n  external: ' '\n", ":2: exclusions.external: expected a reason"),
+            ("exclusion:\n  external: x\n", ":2: exclusion: Extra inputs are not permitted"),
+            ("- external\n", ":1: expected a mapping")]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        assert targets.main(["changed", str(changed), str(template), str(bad)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and f"{bad}{expected}" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.skipif(not jail_available(),
@@ -237,8 +273,9 @@ def test_changed_skips_a_method_the_template_ladder_cannot_run(tmp_path: Path, c
 def test_changed_checks_methods_under_the_template_s_jail_and_fails_closed(tmp_path: Path) -> None:
     """With ``builtins: jail`` in the template, deciding what to gate imports no built-in here
     (attacker review 2026-12-05: a built-in's import-time code made the list empty, so the gate
-    job was skipped); and a method that cannot even be checked fails the job instead of going
-    ungated."""
+    job was skipped); a method that cannot even be checked fails the job instead of going
+    ungated; and a jailed port's own "cannot run on rung" fails it too (the next review's
+    finding 3: it used to skip the port)."""
     template = yaml.safe_load((REPO / "flows/plans/tiny-ci.yaml").read_text())
     template["jail"] = {"builtins": "jail"}
     jailed = tmp_path / "jailed.yaml"
@@ -255,6 +292,14 @@ def test_changed_checks_methods_under_the_template_s_jail_and_fails_closed(tmp_p
                           capture_output=True, text=True, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "aux_conf" in json.loads(done.stdout) and "zero_shot_prior" not in done.stdout
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+    only_external = tmp_path / "exclusions.yaml"
+    only_external.write_text("exclusions:\n  external: needs a command\n")
+    done = subprocess.run([sys.executable, "-c", script, "changed", str(changed), str(jailed),
+                           str(only_external)], capture_output=True, text=True, cwd=REPO,
+                          timeout=600)
+    assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr)
+    assert "method zero_shot_prior cannot be gated on the template" in done.stderr
     assert json.loads(done.stderr.strip().splitlines()[-1]) == []
     template["methods"] = [{"name": "no_such_module_w2s:Method"}]
     broken = tmp_path / "broken.yaml"
