@@ -242,8 +242,9 @@ def gated_methods(changed: Iterable[str], template: Mapping[str, Any],
             check_rungs(template, name, entries.get(name, {}))
         except InputError as err:
             raise InputError(
-                f"method {name} cannot be gated on the template ({err.message}); give it what it needs "
-                f"in the template, or list it with a reason in {_shown(exclusions_path)}") from None
+                f"method {name} cannot be gated on the template ({err.message}); give it what it "
+                f"needs in the template, or list it with a reason in {_shown(exclusions_path)}"
+            ) from None
         gated.append(name)
     for note in notes:  # after the checks: a failing job prints its one line only
         print(note, file=sys.stderr)
