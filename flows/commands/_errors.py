@@ -45,6 +45,9 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a Ctrl-C
+# sysexits.h EX_SOFTWARE: a bug in this program. Apart from 1 so that no crash reads as an
+# answer: for `gate`, 1 means "not promotable".
+INTERNAL_ERROR_EXIT = 70
 
 
 @contextlib.contextmanager
@@ -95,6 +98,32 @@ def _parameter_name(err: click_errors.BadParameter) -> str | None:
     return (err.param.name or "argument").upper()  # as --help shows an argument: PLAN
 
 
+def _exits_and_usage_errors() -> tuple[type[BaseException], ...]:
+    kinds: list[type[BaseException]] = [typer.Exit, typer.Abort, click_errors.ClickException]
+    try:  # click itself, where a command or a library raises its exceptions
+        from click import exceptions as click_own
+    except ImportError:  # pragma: no cover - depends on the installed Typer
+        return tuple(kinds)
+    return (*kinds, click_own.Exit, click_own.Abort, click_own.ClickException)
+
+
+@contextlib.contextmanager
+def _internal_errors() -> Iterator[None]:
+    """An exception no command turned into an answer or a user error is a bug: its traceback
+    (for the report), then ``error: internal error ...`` as the last line, and exit 70."""
+    try:
+        yield
+    except _exits_and_usage_errors():
+        raise
+    except Exception as err:  # noqa: BLE001 - the CLI's last resort, re-raised as an exit code
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        summary = " ".join(f"{type(err).__name__}: {err}".split())[:500]
+        raise fail(f"internal error (a bug in w2s-transfer, not a verdict): {summary}",
+                   INTERNAL_ERROR_EXIT) from None
+
+
 @contextlib.contextmanager
 def _one_line_usage_errors() -> Iterator[None]:
     try:
@@ -108,7 +137,7 @@ def _one_line_usage_errors() -> Iterator[None]:
 class OneLineUsageGroup(TyperGroup):
     """The CLI's command group: a usage error of any command is ``error: <option>: <message>``
     and exit 2, like every other bad input (click prints a multi-line box); ``--help`` is
-    unchanged.
+    unchanged. A crash of any command exits 70 (``INTERNAL_ERROR_EXIT``), never 1.
 
     The group's own options are parsed in ``make_context``; the command's name, its options
     and its body run in ``invoke``: both are covered.
@@ -119,5 +148,5 @@ class OneLineUsageGroup(TyperGroup):
             return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx: Any) -> Any:
-        with _one_line_usage_errors():
+        with _one_line_usage_errors(), _internal_errors():
             return super().invoke(ctx)

@@ -127,3 +127,26 @@ def test_help_is_unchanged() -> None:
     for args in (["--help"], ["gate", "--help"], ["run-arm", "--help"]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0 and "Usage:" in result.stdout, result.output
+
+
+def test_a_crash_is_exit_70_with_its_traceback_never_an_answer(monkeypatch) -> None:
+    """A bug inside a command (here the gate's check raising) exits 70, not 1: for ``gate``, 1
+    means "not promotable", which a crash must not read as. The traceback is kept for the bug
+    report; the last line says what happened."""
+    import flows.gate
+    from flows.cli import app
+    from flows.commands._errors import INTERNAL_ERROR_EXIT
+
+    def crash(*args, **kwargs):
+        raise ZeroDivisionError("division by zero in a check")
+
+    monkeypatch.setattr(flows.gate, "check_promotion", crash)
+    result = CliRunner().invoke(app, ["gate", "v.json", "--method", "m"], env=NO_KEY)
+    assert result.exit_code == INTERNAL_ERROR_EXIT == 70, result.output
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback (most recent call last):" in result.stderr and "def crash" not in lines[-1]
+    assert lines[-1] == ("error: internal error (a bug in w2s-transfer, not a verdict): "
+                         "ZeroDivisionError: division by zero in a check")
+    monkeypatch.undo()  # bad input is still exit 2 and one line
+    assert one_error_line(CliRunner().invoke(app, ["gate", "missing.json", "--method", "m"],
+                                             env=NO_KEY)).startswith("error: missing.json")
