@@ -6,7 +6,7 @@ problem:
 1. **Well-formed**: JSON without NaN, Infinity or repeated keys; the verdict schema; a
    ``binding`` block (``flows.binding``) naming the plan, commit, code fingerprints and the
    sha256 of results.parquet. A hand-written file has none.
-2. **Internally consistent** (:func:`consistency_problem`): each verdict word agrees with the
+2. **Internally consistent** (``flows.gate_consistency``): each verdict word agrees with the
    production-rung gains, intervals, adjusted p values and the SESOI; ``promote`` only for a
    REAL method with a gain reaching the SESOI, no guard fired and jailed code; the first
    verdict-naming reason names the verdict; every method and the baseline bound; every
@@ -33,23 +33,20 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from flows.binding import BINDING_FORMAT, verdict_key, verify_signature
+from flows.binding import verdict_key, verify_signature
+from flows.gate_binding import Binding, parse_binding, written_in_file
+from flows.gate_consistency import as_number, consistency_problem
 from flows.report.verdict import read_verdict_file
-from stats.verdict_model import Cell, MethodVerdict, Sequential, Verdict
+from stats.verdict_model import Sequential, Verdict
 from w2s_common.errors import InputError
 from w2s_common.names import VERDICT_NAMES as VERDICTS
-from w2s_common.validation import validation_input_error
 
 PROMOTE, BLOCK = 0, 1
-SHA256 = r"^[0-9a-f]{64}$"
 REL_TOLERANCE, ABS_TOLERANCE = 1e-9, 1e-12
 # Keys of verdict.json that re-derivation does not produce: the binding (checked on its own)
 # and the signature.
@@ -114,272 +111,6 @@ def parse_required(values: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(required)
 
 
-# --- 1. the binding block --------------------------------------------------------------------
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class BoundMethod(_Strict):
-    reference: str = Field(min_length=1)
-    params: dict[str, Any]
-    kind: Literal["builtin", "external", "reference", "entry-point"]
-    provider: str | None
-    fingerprint: str = Field(pattern=SHA256)
-
-
-class BoundControl(_Strict):
-    name: str = Field(min_length=1)
-    kind: Literal["null", "spike_in", "synthetic_spike_in"]
-    spec: dict[str, Any]
-    baseline: str = Field(min_length=1)
-    fingerprint: str = Field(pattern=SHA256)
-
-
-class Binding(_Strict):
-    format: Literal["w2s-verdict-binding/1"]
-    plan_name: str = Field(min_length=1)
-    plan_hash: str = Field(pattern=r"^[0-9a-f]{16}$")
-    git_commit: str | None
-    results_sha256: str = Field(pattern=SHA256)
-    trainer_fingerprint: str = Field(pattern=SHA256)
-    methods: dict[str, BoundMethod] = Field(min_length=2)
-    controls: dict[str, BoundControl] = Field(default_factory=dict)
-
-
-def parse_binding(verdict: Verdict, source: str | Path) -> Binding:
-    """The verdict's ``binding`` block, validated.
-
-    Raises:
-        InputError: missing (a hand-written file, or one from before verdicts were bound) or
-            malformed, naming the field.
-    """
-    if not _written(verdict, "binding"):
-        raise InputError(f"no binding block: the gate promotes only verdicts written by validate, "
-                         f"which name their plan, code fingerprints and results "
-                         f"({BINDING_FORMAT}); this file is from `analyze` (imported results), "
-                         "hand-written or from an older version",
-                         path=source, field="binding")
-    try:
-        return Binding.model_validate(verdict.binding)
-    except ValidationError as err:
-        raise validation_input_error(err, path=source, prefix=("binding",)) from None
-
-
-# --- 2. internal consistency -----------------------------------------------------------------
-
-def _written(model: BaseModel, field_name: str) -> bool:
-    """Whether the file has ``field_name`` (an optional field never set is left out of it; a
-    check that names a missing entry must not take an explicit null for one)."""
-    return field_name in model.model_fields_set
-
-
-def _as_written(model: BaseModel, field_name: str, default: Any) -> Any:
-    """The field's value, or ``default`` where the file does not have it."""
-    return getattr(model, field_name) if _written(model, field_name) else default
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _first_verdict_word(reasons: list[str]) -> str | None:
-    for reason in reasons:
-        match = re.match(r"\s*([A-Z]+)\b", reason)
-        if match and match.group(1) in VERDICTS:
-            return match.group(1)
-    return None
-
-
-def _cell_problem(where: str, cell: Cell, alpha: float) -> str | None:
-    gain = cell.gain
-    est, low, high = (_num(v) for v in (gain.estimate, gain.ci_low, gain.ci_high))
-    if est is not None and low is not None and high is not None and not low <= est <= high:
-        return f"{where}.gain: estimate {est!r} outside its interval [{low!r}, {high!r}]"
-    for key in type(gain).model_fields:
-        value = getattr(gain, key)
-        if key.startswith("p_") and _num(value) is not None and not 0 <= value <= 1:
-            return f"{where}.gain.{key}: {value!r} is not a probability"
-    for arm, value in cell.acc.items():
-        if _num(value) is not None and not 0 <= value <= 1:
-            return f"{where}.acc.{arm}: {value!r} is not an accuracy"
-    outcome = cell.outcome
-    p_sup, p_harm, p_eq = (_num(v) for v in
-                           (gain.p_adjusted, gain.p_harm_adjusted, gain.p_equivalence_adjusted))
-    sesoi = _num(cell.sesoi)
-    if outcome == "superior" and (est is None or est <= 0 or (p_sup is not None and
-                                                                p_sup >= alpha)):
-        return f"{where}: outcome superior but gain {est!r}, adjusted p {p_sup!r}"
-    if outcome == "harmful" and (est is None or est >= 0 or (p_harm is not None and
-                                                               p_harm >= alpha)):
-        return f"{where}: outcome harmful but gain {est!r}, adjusted p of harm {p_harm!r}"
-    if outcome == "equivalent" and (est is None or (sesoi is not None and abs(est) >= sesoi)
-                                    or (p_eq is not None and p_eq >= alpha)):
-        return f"{where}: outcome equivalent but gain {est!r}, equivalence p {p_eq!r}"
-    return None
-
-
-def consistency_problem(verdict: Verdict, binding: Binding) -> str | None:
-    """Why the verdict file contradicts itself, or None.
-
-    The checks hold for any decision rule that reads a verdict off the production-rung tests
-    (they are necessary conditions, not the rule itself): REAL needs a production cell with a
-    positive gain whose adjusted p is below alpha; HARMFUL one with a negative gain (adjusted p
-    of harm below alpha); VANISHED every production cell within the SESOI (equivalence p below
-    alpha); ``promote`` needs REAL, a production gain reaching the SESOI, no fired guard, and
-    jailed code for the method and the baseline. Every interval holds its estimate, every p is
-    a probability, every accuracy a fraction; the first reason that starts with a verdict word
-    names this verdict; the plan block and every method agree with the binding.
-    """
-    alpha, sesoi = verdict.alpha, verdict.sesoi
-    if not 0 < alpha < 1:
-        return f"alpha: {alpha!r} is not a level in (0, 1)"
-    if not 0 < sesoi < 1:
-        return f"sesoi: {sesoi!r} is not an effect size in (0, 1)"
-    plan = verdict.plan
-    if plan is None or plan.plan_hash != binding.plan_hash or plan.name != binding.plan_name:
-        shown = plan.model_dump() if plan is not None else None
-        return (f"plan: {shown!r} differs from the binding's plan {binding.plan_name} "
-                f"({binding.plan_hash})")
-    baseline, methods = verdict.baseline, verdict.methods
-    if not methods:
-        return "methods: no method"
-    if baseline in methods:
-        return f"methods: the baseline {baseline!r} is listed as a candidate"
-    for name in [baseline, *methods]:
-        if name not in binding.methods:
-            return f"binding.methods: {name!r} is not bound to any code"
-    extra = sorted(set(binding.methods) - set(methods) - {baseline})
-    if extra:
-        return f"binding.methods: binds {extra}, which the verdict does not decide"
-    production, rungs = verdict.production_rung, verdict.rungs
-    if rungs is not None and production not in rungs:
-        return f"production_rung: {production!r} is not one of the rungs {rungs}"
-    problem = _controls_problem(verdict, binding)
-    if problem:
-        return problem
-    entries = [(f"methods.{name}", entry) for name, entry in methods.items()]
-    entries += [(f"controls.{name}", entry) for name, entry in verdict.controls.items()]
-    for where, entry in entries:
-        problem = _entry_problem(where, entry, alpha, sesoi, production)
-        if problem:
-            return problem
-        if not entry.promote:
-            continue
-        if entry.isolation == "unjailed" or verdict.baseline_isolation == "unjailed" \
-                or verdict.jail == "off":
-            return f"{where}.promote: true but untrusted code ran outside the jail"
-        if verdict.audits is not None and where.startswith("methods."):
-            from flows.guards import audit_reasons
-
-            blocked = audit_reasons(verdict.audits, where.split(".", 1)[1], baseline)
-            if blocked:
-                return f"{where}.promote: true but {blocked[0]}"
-    return None
-
-
-def _entry_problem(where: str, entry: MethodVerdict, alpha: float, sesoi: float,
-                   production: str) -> str | None:
-    """Why one method's (or control's) entry contradicts its own cells, or None."""
-    verdict, promote, cells = entry.verdict, entry.promote, entry.cells
-    for index, cell in enumerate(cells):
-        problem = _cell_problem(f"{where}.cells[{index}]", cell, alpha)
-        if problem:
-            return problem
-    prod = [c for c in cells if c.rung == production]
-    gains = [(c, _num(c.gain.estimate)) for c in prod]
-
-    def below(value: Any) -> bool:
-        value = _num(value)
-        return value is None or value < alpha
-
-    def outcome_is(cell: Cell, expected: str) -> bool:
-        # A cell without an outcome (not a decision cell) does not contradict the verdict.
-        return _as_written(cell, "outcome", expected) == expected
-
-    named = _first_verdict_word(entry.reasons)
-    if named is not None and named != verdict:
-        return f"{where}.verdict: {verdict} but its reasons say {named}"
-    if verdict == "REAL" and not any(
-            g is not None and g > 0 and below(c.gain.p_adjusted)
-            and outcome_is(c, "superior") for c, g in gains):
-        return (f"{where}.verdict: REAL but no production-rung ({production}) gain is "
-                f"positive and significant (gains {[g for _, g in gains]})")
-    if verdict == "REAL" and any(c.outcome == "harmful" for c in prod):
-        return f"{where}.verdict: REAL but a production-rung cell is harmful"
-    if verdict == "HARMFUL" and not any(
-            g is not None and g < 0 and below(c.gain.p_harm_adjusted)
-            and outcome_is(c, "harmful") for c, g in gains):
-        return (f"{where}.verdict: HARMFUL but no production-rung ({production}) gain is "
-                f"negative and significant (gains {[g for _, g in gains]})")
-    if verdict == "VANISHED" and (not gains or not all(
-            g is not None and abs(g) < (_num(c.sesoi) or sesoi)
-            and below(c.gain.p_equivalence_adjusted)
-            and outcome_is(c, "equivalent") for c, g in gains)):
-        return (f"{where}.verdict: VANISHED but a production-rung ({production}) gain is "
-                f"not shown within the SESOI {sesoi!r} (gains {[g for _, g in gains]})")
-    if not promote:
-        return None
-    if _written(entry, "control") or where.startswith("controls."):
-        return f"{where}.promote: true but it is a control (a control is never promoted)"
-    if verdict != "REAL":
-        return f"{where}.promote: true but the verdict is {verdict} (only REAL is promoted)"
-    if not any(g is not None and g >= (_num(c.sesoi) or sesoi) for c, g in gains):
-        return (f"{where}.promote: true but no production-rung gain reaches the SESOI "
-                f"{sesoi!r} (gains {[g for _, g in gains]})")
-    if entry.guards:
-        return f"{where}.promote: true but a promotion guard fired: {entry.guards[0]}"
-    if not _written(entry, "isolation") or not _written(entry, "guards"):
-        return f"{where}: no isolation/guards (flows.guards did not run on this verdict)"
-    return None
-
-
-def _controls_problem(verdict: Verdict, binding: Binding) -> str | None:
-    """Why the controls of the file contradict its binding, or None: every control decided is
-    bound and every bound control decided; each carries its marker and is never promoted; no
-    method is marked or named as a control; each control's code is the bound baseline's plus its
-    spec (recomputed here)."""
-    from transfer.controls import ControlSpec, control_fingerprint, is_control_label
-
-    controls = verdict.controls
-    for name, entry in verdict.methods.items():
-        if is_control_label(name) or _written(entry, "control"):
-            return f"methods.{name}: a control listed as a candidate method"
-    if sorted(controls) != sorted(binding.controls):
-        return (f"controls: the file decides {sorted(controls)}, the binding binds "
-                f"{sorted(binding.controls)}")
-    baseline = binding.methods.get(verdict.baseline)
-    for label, entry in controls.items():
-        bound = binding.controls[label]
-        try:
-            spec = ControlSpec(**bound.spec)
-        except (InputError, TypeError) as err:
-            return f"binding.controls.{label}.spec: {err}"
-        if spec.label != label or spec.kind != bound.kind or spec.name != bound.name:
-            return f"binding.controls.{label}: its spec names {spec.label}"
-        if entry.control != spec.marker:
-            return (f"controls.{label}.control: {entry.control!r}, expected "
-                    f"{spec.marker!r}")
-        details = (entry.control_details.model_dump(mode="json", exclude_unset=True)
-                   if entry.control_details is not None else None)
-        if details != spec.verdict_entry():
-            return (f"controls.{label}.control_details: {details!r}, "
-                    f"expected {spec.verdict_entry()!r}")
-        if entry.promote is not False:
-            return (f"controls.{label}.promote: {entry.promote!r}; a control is never "
-                    "promoted")
-        if bound.baseline != verdict.baseline or baseline is None:
-            return (f"binding.controls.{label}.baseline: {bound.baseline!r}, the verdict's "
-                    f"baseline is {verdict.baseline!r}")
-        expected = control_fingerprint(baseline.fingerprint, spec, baseline.params)
-        if bound.fingerprint != expected:
-            return (f"binding.controls.{label}.fingerprint: not the baseline's code plus the "
-                    "control's spec")
-    return None
-
-
 # --- 4. re-derivation ------------------------------------------------------------------------
 
 def first_difference(expected: Any, actual: Any, path: str = "") -> str | None:
@@ -404,7 +135,7 @@ def first_difference(expected: Any, actual: Any, path: str = "") -> str | None:
             if found:
                 return found
         return None
-    left, right = _num(expected), _num(actual)
+    left, right = as_number(expected), as_number(actual)
     if left is not None and right is not None and type(expected) is not bool \
             and type(actual) is not bool:
         if math.isclose(left, right, rel_tol=REL_TOLERANCE, abs_tol=ABS_TOLERANCE):
@@ -634,7 +365,7 @@ def check_promotion(verdict_path: str | Path, method: str,
         if problem:
             raise InputError(problem, path=source, field="hmac")
         checks.append("HMAC verified")
-    elif _written(verdict, "hmac"):
+    elif written_in_file(verdict, "hmac"):
         checks.append("HMAC present but not verified (no key configured)")
     if plan is not None:
         results_path = Path(results) if results is not None else source.parent / "results.parquet"

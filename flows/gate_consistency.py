@@ -1,0 +1,221 @@
+"""Whether a verdict.json contradicts itself (check 2 of the promotion gate, ``flows.gate``):
+verdict words against the production-rung cells, ``promote`` against the verdict, guards and
+isolation, the plan block and every method and control against the binding."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel
+
+from flows.gate_binding import Binding, written_in_file
+from stats.verdict_model import Cell, MethodVerdict, Verdict
+from w2s_common.errors import InputError
+from w2s_common.names import VERDICT_NAMES as VERDICTS
+
+
+def _as_written(model: BaseModel, field_name: str, default: Any) -> Any:
+    """The field's value, or ``default`` where the file does not have it."""
+    return getattr(model, field_name) if written_in_file(model, field_name) else default
+
+
+def as_number(value: Any) -> float | None:
+    """A JSON number as a float; None for anything else (a bool is not a number here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _first_verdict_word(reasons: list[str]) -> str | None:
+    for reason in reasons:
+        match = re.match(r"\s*([A-Z]+)\b", reason)
+        if match and match.group(1) in VERDICTS:
+            return match.group(1)
+    return None
+
+
+def _cell_problem(where: str, cell: Cell, alpha: float) -> str | None:
+    gain = cell.gain
+    est, low, high = (as_number(v) for v in (gain.estimate, gain.ci_low, gain.ci_high))
+    if est is not None and low is not None and high is not None and not low <= est <= high:
+        return f"{where}.gain: estimate {est!r} outside its interval [{low!r}, {high!r}]"
+    for key in type(gain).model_fields:
+        value = getattr(gain, key)
+        if key.startswith("p_") and as_number(value) is not None and not 0 <= value <= 1:
+            return f"{where}.gain.{key}: {value!r} is not a probability"
+    for arm, value in cell.acc.items():
+        if as_number(value) is not None and not 0 <= value <= 1:
+            return f"{where}.acc.{arm}: {value!r} is not an accuracy"
+    outcome = cell.outcome
+    p_sup, p_harm, p_eq = (as_number(v) for v in
+                           (gain.p_adjusted, gain.p_harm_adjusted, gain.p_equivalence_adjusted))
+    sesoi = as_number(cell.sesoi)
+    if outcome == "superior" and (est is None or est <= 0 or (p_sup is not None and
+                                                                p_sup >= alpha)):
+        return f"{where}: outcome superior but gain {est!r}, adjusted p {p_sup!r}"
+    if outcome == "harmful" and (est is None or est >= 0 or (p_harm is not None and
+                                                               p_harm >= alpha)):
+        return f"{where}: outcome harmful but gain {est!r}, adjusted p of harm {p_harm!r}"
+    if outcome == "equivalent" and (est is None or (sesoi is not None and abs(est) >= sesoi)
+                                    or (p_eq is not None and p_eq >= alpha)):
+        return f"{where}: outcome equivalent but gain {est!r}, equivalence p {p_eq!r}"
+    return None
+
+
+def consistency_problem(verdict: Verdict, binding: Binding) -> str | None:
+    """Why the verdict file contradicts itself, or None.
+
+    The checks hold for any decision rule that reads a verdict off the production-rung tests
+    (they are necessary conditions, not the rule itself): REAL needs a production cell with a
+    positive gain whose adjusted p is below alpha; HARMFUL one with a negative gain (adjusted p
+    of harm below alpha); VANISHED every production cell within the SESOI (equivalence p below
+    alpha); ``promote`` needs REAL, a production gain reaching the SESOI, no fired guard, and
+    jailed code for the method and the baseline. Every interval holds its estimate, every p is
+    a probability, every accuracy a fraction; the first reason that starts with a verdict word
+    names this verdict; the plan block and every method agree with the binding.
+    """
+    alpha, sesoi = verdict.alpha, verdict.sesoi
+    if not 0 < alpha < 1:
+        return f"alpha: {alpha!r} is not a level in (0, 1)"
+    if not 0 < sesoi < 1:
+        return f"sesoi: {sesoi!r} is not an effect size in (0, 1)"
+    plan = verdict.plan
+    if plan is None or plan.plan_hash != binding.plan_hash or plan.name != binding.plan_name:
+        shown = plan.model_dump() if plan is not None else None
+        return (f"plan: {shown!r} differs from the binding's plan {binding.plan_name} "
+                f"({binding.plan_hash})")
+    baseline, methods = verdict.baseline, verdict.methods
+    if not methods:
+        return "methods: no method"
+    if baseline in methods:
+        return f"methods: the baseline {baseline!r} is listed as a candidate"
+    for name in [baseline, *methods]:
+        if name not in binding.methods:
+            return f"binding.methods: {name!r} is not bound to any code"
+    extra = sorted(set(binding.methods) - set(methods) - {baseline})
+    if extra:
+        return f"binding.methods: binds {extra}, which the verdict does not decide"
+    production, rungs = verdict.production_rung, verdict.rungs
+    if rungs is not None and production not in rungs:
+        return f"production_rung: {production!r} is not one of the rungs {rungs}"
+    problem = _controls_problem(verdict, binding)
+    if problem:
+        return problem
+    entries = [(f"methods.{name}", entry) for name, entry in methods.items()]
+    entries += [(f"controls.{name}", entry) for name, entry in verdict.controls.items()]
+    for where, entry in entries:
+        problem = _entry_problem(where, entry, alpha, sesoi, production)
+        if problem:
+            return problem
+        if not entry.promote:
+            continue
+        if entry.isolation == "unjailed" or verdict.baseline_isolation == "unjailed" \
+                or verdict.jail == "off":
+            return f"{where}.promote: true but untrusted code ran outside the jail"
+        if verdict.audits is not None and where.startswith("methods."):
+            from flows.guards import audit_reasons
+
+            blocked = audit_reasons(verdict.audits, where.split(".", 1)[1], baseline)
+            if blocked:
+                return f"{where}.promote: true but {blocked[0]}"
+    return None
+
+
+def _entry_problem(where: str, entry: MethodVerdict, alpha: float, sesoi: float,
+                   production: str) -> str | None:
+    """Why one method's (or control's) entry contradicts its own cells, or None."""
+    verdict, promote, cells = entry.verdict, entry.promote, entry.cells
+    for index, cell in enumerate(cells):
+        problem = _cell_problem(f"{where}.cells[{index}]", cell, alpha)
+        if problem:
+            return problem
+    prod = [c for c in cells if c.rung == production]
+    gains = [(c, as_number(c.gain.estimate)) for c in prod]
+
+    def below(value: Any) -> bool:
+        value = as_number(value)
+        return value is None or value < alpha
+
+    def outcome_is(cell: Cell, expected: str) -> bool:
+        # A cell without an outcome (not a decision cell) does not contradict the verdict.
+        return _as_written(cell, "outcome", expected) == expected
+
+    named = _first_verdict_word(entry.reasons)
+    if named is not None and named != verdict:
+        return f"{where}.verdict: {verdict} but its reasons say {named}"
+    if verdict == "REAL" and not any(
+            g is not None and g > 0 and below(c.gain.p_adjusted)
+            and outcome_is(c, "superior") for c, g in gains):
+        return (f"{where}.verdict: REAL but no production-rung ({production}) gain is "
+                f"positive and significant (gains {[g for _, g in gains]})")
+    if verdict == "REAL" and any(c.outcome == "harmful" for c in prod):
+        return f"{where}.verdict: REAL but a production-rung cell is harmful"
+    if verdict == "HARMFUL" and not any(
+            g is not None and g < 0 and below(c.gain.p_harm_adjusted)
+            and outcome_is(c, "harmful") for c, g in gains):
+        return (f"{where}.verdict: HARMFUL but no production-rung ({production}) gain is "
+                f"negative and significant (gains {[g for _, g in gains]})")
+    if verdict == "VANISHED" and (not gains or not all(
+            g is not None and abs(g) < (as_number(c.sesoi) or sesoi)
+            and below(c.gain.p_equivalence_adjusted)
+            and outcome_is(c, "equivalent") for c, g in gains)):
+        return (f"{where}.verdict: VANISHED but a production-rung ({production}) gain is "
+                f"not shown within the SESOI {sesoi!r} (gains {[g for _, g in gains]})")
+    if not promote:
+        return None
+    if written_in_file(entry, "control") or where.startswith("controls."):
+        return f"{where}.promote: true but it is a control (a control is never promoted)"
+    if verdict != "REAL":
+        return f"{where}.promote: true but the verdict is {verdict} (only REAL is promoted)"
+    if not any(g is not None and g >= (as_number(c.sesoi) or sesoi) for c, g in gains):
+        return (f"{where}.promote: true but no production-rung gain reaches the SESOI "
+                f"{sesoi!r} (gains {[g for _, g in gains]})")
+    if entry.guards:
+        return f"{where}.promote: true but a promotion guard fired: {entry.guards[0]}"
+    if not written_in_file(entry, "isolation") or not written_in_file(entry, "guards"):
+        return f"{where}: no isolation/guards (flows.guards did not run on this verdict)"
+    return None
+
+
+def _controls_problem(verdict: Verdict, binding: Binding) -> str | None:
+    """Why the controls of the file contradict its binding, or None: every control decided is
+    bound and every bound control decided; each carries its marker and is never promoted; no
+    method is marked or named as a control; each control's code is the bound baseline's plus its
+    spec (recomputed here)."""
+    from transfer.controls import ControlSpec, control_fingerprint, is_control_label
+
+    controls = verdict.controls
+    for name, entry in verdict.methods.items():
+        if is_control_label(name) or written_in_file(entry, "control"):
+            return f"methods.{name}: a control listed as a candidate method"
+    if sorted(controls) != sorted(binding.controls):
+        return (f"controls: the file decides {sorted(controls)}, the binding binds "
+                f"{sorted(binding.controls)}")
+    baseline = binding.methods.get(verdict.baseline)
+    for label, entry in controls.items():
+        bound = binding.controls[label]
+        try:
+            spec = ControlSpec(**bound.spec)
+        except (InputError, TypeError) as err:
+            return f"binding.controls.{label}.spec: {err}"
+        if spec.label != label or spec.kind != bound.kind or spec.name != bound.name:
+            return f"binding.controls.{label}: its spec names {spec.label}"
+        if entry.control != spec.marker:
+            return (f"controls.{label}.control: {entry.control!r}, expected "
+                    f"{spec.marker!r}")
+        details = (entry.control_details.model_dump(mode="json", exclude_unset=True)
+                   if entry.control_details is not None else None)
+        if details != spec.verdict_entry():
+            return (f"controls.{label}.control_details: {details!r}, "
+                    f"expected {spec.verdict_entry()!r}")
+        if entry.promote is not False:
+            return (f"controls.{label}.promote: {entry.promote!r}; a control is never "
+                    "promoted")
+        if bound.baseline != verdict.baseline or baseline is None:
+            return (f"binding.controls.{label}.baseline: {bound.baseline!r}, the verdict's "
+                    f"baseline is {verdict.baseline!r}")
+        expected = control_fingerprint(baseline.fingerprint, spec, baseline.params)
+        if bound.fingerprint != expected:
+            return (f"binding.controls.{label}.fingerprint: not the baseline's code plus the "
+                    "control's spec")
+    return None
