@@ -1,8 +1,8 @@
 """Scale-out of the pool executor: one worker vs two, and its overhead per group vs local.
 
 Usage: ``python bench/scale_out.py [--worker w2s [prefect]] [--rounds N] [--datasets N]
-[--audit campaign|off] [--keep DIR] [--json FILE]`` (``make`` environment: OMP_NUM_THREADS=1,
-offline, W2S_CACHE_DIR shared).
+[--seeds N] [--audit campaign|off] [--keep DIR] [--json FILE]`` (``make`` environment:
+OMP_NUM_THREADS=1, offline, W2S_CACHE_DIR shared).
 
 A real Prefect server on 127.0.0.1 (free port, PREFECT_HOME in a temporary directory), process
 work pools, and workers started with ``--limit 1`` (one group at a time each, polling every
@@ -10,13 +10,16 @@ second: ``PREFECT_WORKER_QUERY_SECONDS=1``): ``w2s-transfer worker`` (``--worker
 default: each group's flow-run process started ahead, ``flows/standby_worker.py``) and/or
 Prefect's own ``prefect worker start`` (``--worker prefect``). The plan: the micro ladder's two
 rungs on ``--datasets`` synthetic datasets (default 2; the built-in task drawn with data seeds
-1, 2, ..., written as JSONL directories), one method, two seeds in one look: 4 similar groups
-per look by default, 2 per dataset. With the plan's audit on (``--audit campaign``, the
-default, as every validation runs), each validation also runs 1 or 2 audit groups after the
-look, as its own secret draw puts the method's and the baseline's audited cells in one
-(rung, dataset) or two; the JSON records how many each path ran. The caches
-(pretrained bodies, features) are warmed first by one group per (rung, dataset) with another
-seed, so every timed path trains the same arms from the same cached bodies. Timed paths, each
+1, 2, ..., written as JSONL directories), one method, ``--seeds`` seeds (default 2) in one look:
+4 similar groups per look by default, 2 per dataset; each group trains the weak, ceiling,
+baseline and method arms of its seeds, so ``--seeds`` sets how long a group trains against the
+campaign's fixed part (start, checks, look, verdict, report), which no worker shortens.
+With the plan's audit on (``--audit campaign``, the default, as every validation runs), each
+validation also runs 1 or 2 audit groups after the look, as its own secret draw puts the
+method's and the baseline's audited cells in one (rung, dataset) or two; the JSON records how
+many each path ran. The caches (pretrained bodies, features) are warmed first by one group per
+(rung, dataset) with another seed, so every timed path trains the same arms from the same
+cached bodies. Timed paths, each
 `w2s-transfer validate` into a fresh run store, in every round:
 
 1. ``local``: the local executor, one group at a time (``max_parallel_runs: 1``), with cold
@@ -90,14 +93,14 @@ def write_datasets(base: Path, count: int) -> list[Path]:
     return paths
 
 
-def write_plan(base: Path, datasets: list[Path], audit: str) -> Path:
+def write_plan(base: Path, datasets: list[Path], audit: str, seeds: int = 2) -> Path:
     plan = base / "scale-out.yaml"
     plan.write_text(
         "name: scale-out\n"
         "methods:\n  - name: aux_conf\n    params: {}\n"
         "baseline: vanilla\nladder: micro\nrungs: all\n"
         f"datasets: [{', '.join(str(d) for d in datasets)}]\n"
-        "seeds: {initial: 2, batch: 1, max: 2}\n"
+        f"seeds: {{initial: {seeds}, batch: 1, max: {seeds}}}\n"
         "sesoi: 0.01\nalpha: 0.05\ncorrection: holm\n"
         "compute: {ds_config: zero0, processes: 1, max_parallel_runs: 1, precision: fp32}\n"
         f"audit: {{mode: {audit}}}\n")
@@ -152,12 +155,17 @@ def main() -> None:
     parser.add_argument("--datasets", type=int, default=2,
                         help="synthetic datasets in the plan (default 2): groups per look = "
                              f"{len(RUNGS)} rungs x datasets, plus its audit groups")
+    parser.add_argument("--seeds", type=int, default=2,
+                        help="seeds per group, all in the one look (default 2): a group's "
+                             "training time grows with it")
     parser.add_argument("--audit", choices=("campaign", "off"), default="campaign",
                         help="the plan's audit.mode (default campaign, as validations run: "
                              "1-2 audit groups more, drawn at random by each validation)")
     args = parser.parse_args()
     if args.datasets < 2:
         parser.error("--datasets: expected at least 2 (4 groups per look)")
+    if args.seeds < 2:
+        parser.error("--seeds: expected at least 2 (a paired analysis needs two)")
     groups = len(RUNGS) * args.datasets
     base = Path(args.keep or tempfile.mkdtemp(prefix="w2s-scale-out-")).resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -167,7 +175,7 @@ def main() -> None:
     rounds: list[dict] = []
     try:
         datasets = write_datasets(base / "data", args.datasets)
-        plan = write_plan(base, datasets, args.audit)
+        plan = write_plan(base, datasets, args.audit, args.seeds)
         warm_s = warm_caches(base, datasets)
         url = start_server(processes, env)
         for round_ in range(args.rounds):
@@ -199,7 +207,7 @@ def main() -> None:
                       for key in ("overhead_per_group_s", "scale_out_ratio")}
                for kind in args.worker}
     result = {
-        "plan": f"micro ladder x {args.datasets} synthetic datasets, 1 method, 2 seeds: "
+        "plan": f"micro ladder x {args.datasets} synthetic datasets, 1 method, {args.seeds} seeds: "
                 f"{groups} groups, 1 look, audit {args.audit}",
         "groups": groups, "warm_caches_s": round(warm_s, 1), "rounds": rounds,
         "median": summary, "goal_overhead_per_group_s": GOAL_OVERHEAD_S,
