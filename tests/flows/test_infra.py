@@ -149,6 +149,12 @@ def test_promotion_gate_workflow() -> None:
     uses = [s.get("uses", "") for s in workflow["jobs"]["gate"]["steps"]]
     assert any(u.startswith("actions/upload-artifact") for u in uses)
     assert "${{" not in "".join(steps), "matrix values must reach scripts through env"
+    # Nothing a pull request's job could have saved is restored (attacker review 2026-12-05:
+    # a run store cached by one commit fed planted weak runs to the next commit's verdict).
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            assert not step.get("uses", "").startswith("actions/cache"), step
+            assert "cache" not in (step.get("with") or {}), step
 
 
 def _gate_targets():
