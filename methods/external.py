@@ -26,7 +26,9 @@ from w2s_common.errors import InputError
 class ExternalParams(MethodParams):
     command: str = Field(..., min_length=1,
                          description="command line with {inputs} and {outputs} placeholders")
-    timeout_s: float = Field(600.0, gt=0, description="wall-clock limit of the command")
+    timeout_s: float = Field(600.0, gt=0, le=366 * 24 * 3600.0, allow_inf_nan=False,
+                             description="wall-clock limit of the command (at most the plan's "
+                                         "jail.timeout_s, which wins when smaller)")
 
 
 def _runtime_roots() -> list[str]:
@@ -116,12 +118,15 @@ class External(MethodBase):
         argv, files = build_argv(params.command)
         with job_directories("w2s-external-") as (job, out):
             write_inputs(data, job)
+            settings = current_settings()
             try:
-                result, _ = run_command(argv, job, out, current_settings(), files=files,
+                result, _ = run_command(argv, job, out, settings, files=files,
                                         timeout_s=params.timeout_s)
             except JailTimeout as err:
+                which = ("--param timeout_s" if params.timeout_s <= settings.timeout_s
+                         else "the plan's jail.timeout_s, which caps --param timeout_s")
                 raise InputError(f"method external: command timed out after {err.timeout_s:g} s "
-                                 f"(raise --param timeout_s)", field="--param command") from None
+                                 f"(raise {which})", field="--param command") from None
             if result.returncode != 0:
                 last = result.last_stderr_line() or "(no stderr)"
                 raise InputError(f"method external: command exited with status "

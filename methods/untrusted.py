@@ -99,8 +99,13 @@ def run_command(argv: Sequence[str], job: Path, out: Path, settings: JailSetting
                 files: Sequence[str], timeout_s: float) -> tuple[JailResult, Isolation]:
     """Run an external method's command on ``job`` (mounted at ``/w2s/job``) writing to ``out``
     (``/w2s/out``); ``files`` are the command's own program files, mounted read-only at their
-    paths. Unjailed, the command sees the host paths of ``job`` and ``out`` instead."""
+    paths. Unjailed, the command sees the host paths of ``job`` and ``out`` instead.
+
+    The wall-clock limit is the smaller of ``timeout_s`` (the method's own param) and the plan's
+    ``jail.timeout_s``: a method's params may shorten the operator's limit, never lengthen it.
+    """
     _readable(job)
+    timeout_s = min(timeout_s, settings.timeout_s)
     try:
         if settings.mode == "off":
             real = [token.replace(JOB, str(job)).replace(OUT, str(out)) for token in argv]

@@ -86,6 +86,17 @@ def test_timeout_is_an_error(task, trainer):
         run_external(task, trainer, "sleep 20", "timeout_s=0.5")
 
 
+def test_the_plan_s_jail_time_out_caps_the_method_s_own(task, trainer):
+    """A method's ``timeout_s`` param may shorten the plan's ``jail.timeout_s``, never lengthen
+    it (attacker review 2026-12-05: ``timeout_s=inf`` was accepted and a sleeping command held
+    its worker past the plan's limit)."""
+    from methods.policy import JailSettings, jail_settings
+
+    with jail_settings(JailSettings(timeout_s=1)), pytest.raises(
+            InputError, match=r"timed out after 1 s \(raise the plan's jail.timeout_s"):
+        run_external(task, trainer, "sleep 20", "timeout_s=600")
+
+
 def test_malformed_predictions_name_the_line_and_field(tmp_path, task, trainer):
     first, second = task.data.test_ids[:2]
     cases = [
@@ -136,3 +147,6 @@ def test_bad_params_are_input_errors():
         parse_params(method, [])
     with pytest.raises(InputError, match="--param timeout_s"):
         parse_params(method, ["command=true", "timeout_s=-1"])
+    for unbounded in ("inf", "nan", "1e12"):
+        with pytest.raises(InputError, match="--param timeout_s"):
+            parse_params(method, ["command=true", f"timeout_s={unbounded}"])
