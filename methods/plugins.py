@@ -27,11 +27,17 @@ from methods.untrusted import run_job
 from transfer.sealed import MethodUnsupported, RungFacts, StudentData, StudentTrainer
 from w2s_common.errors import InputError
 from w2s_common.names import ARM_NAMES as RESERVED_NAMES
+from w2s_common.names import VERDICT_NAMES
 from w2s_common.validation import first_error
 
 # Names a plugin may not take: arms of the results table and the built-ins (checked by the
-# registry), so a plugin can never pass for the baseline or another arm.
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# registry), so a plugin can never pass for the baseline or another arm; and words the reports
+# use as answers, or a number, so that its name in a table or a sentence never reads as a verdict
+# or a figure (attacker review 2026-12-05: a plugin named REAL showed as "## REAL: HARMFUL").
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+ANSWER_WORDS = frozenset(word.casefold() for word in (
+    *VERDICT_NAMES, "promote", "promoted", "block", "blocked", "yes", "no", "true", "false",
+    "none", "null", "pass", "fail", "baseline", "control", "guard"))
 DESCRIBE_TIMEOUT_S = 300.0
 MAX_DESCRIBE_BYTES = 1 << 20
 MAX_ERROR_BYTES = 64 << 10
@@ -67,7 +73,14 @@ class PluginDescription(BaseModel):
     def _not_reserved(cls, value: str) -> str:
         if value in RESERVED_NAMES:
             raise ValueError(f"{value!r} is reserved for an arm")
-        return value
+        if value.casefold() in ANSWER_WORDS:
+            raise ValueError(f"{value!r} is a word the reports answer with (a verdict, a "
+                             "decision); choose a name that names the method")
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError(f"{value!r} reads as a number; choose a name that names the method")
 
 
 @dataclass(frozen=True)

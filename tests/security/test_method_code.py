@@ -24,6 +24,10 @@ pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder wo
 @pytest.mark.parametrize("trick, expected", [
     ("BuiltinName", "names itself 'vanilla', the name of a built-in method"),
     ("ArmName", "'ceiling' is reserved for an arm"),
+    ("VerdictName", "'REAL' is a word the reports answer with"),
+    ("DecisionName", "'Promote' is a word the reports answer with"),
+    ("NumberName", "'inf' reads as a number"),
+    ("DigitName", "name: String should match pattern"),
     ("LookalikeName", "name: String should match pattern"),
     ("EscapeName", "name: String should match pattern"),
     ("EscapeDescription", "description: Value error, must be one printable line"),

@@ -82,6 +82,22 @@ class ArmName(_Trick):
     name = "ceiling"
 
 
+class VerdictName(_Trick):
+    name = "REAL"  # "## REAL: HARMFUL" in summary.md (attacker review 2026-12-05)
+
+
+class DecisionName(_Trick):
+    name = "Promote"
+
+
+class NumberName(_Trick):
+    name = "inf"  # a figure in a sentence, exempt from the summary's number check
+
+
+class DigitName(_Trick):
+    name = "2.25"
+
+
 class LookalikeName(_Trick):
     name = "v\u0430nilla"  # Cyrillic a
 
