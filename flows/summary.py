@@ -298,7 +298,8 @@ def check_narrative(text: str, verdict: Verdict) -> str | None:
       ones (alpha, SESOI, the interval level, counts of methods, datasets and rungs); equal
       values match (``4.7`` is ``+4.70``), a sign must agree;
     - every verdict word (REAL, VANISHED, HARMFUL, INCONCLUSIVE, any case; HOLD in capitals)
-      is the verdict of a method the sentence names, or of some method when it names none.
+      is the verdict of the method the sentence names nearest to it (either side), or of some
+      method when it names none.
 
     Returns:
         One line naming the first mismatch, or None.
@@ -326,14 +327,27 @@ def check_narrative(text: str, verdict: Verdict) -> str | None:
                 shown = f"{sign}{value}"
                 whose = f" for {named[0]}" if len(named) == 1 else ""
                 return f"the number {shown} is not in verdict.json{whose} (in: {_clip(sentence)})"
-        words = _VERDICT_WORD.findall(sentence) + _HOLD_WORD.findall(sentence)
-        expected = {verdicts[m] for m in named} if named else set(verdicts.values())
+        places = [(match.start(), match.end(), m) for m in named for match in
+                  re.finditer(rf"(?<![\w]){re.escape(m)}(?![\w])", sentence)]
+        words = [*_VERDICT_WORD.finditer(sentence), *_HOLD_WORD.finditer(sentence)]
         for word in words:
-            if word.upper() not in expected:
-                whose = ", ".join(named) if named else "any method"
-                return (f"the verdict word {word!r} is not the verdict of {whose} "
+            owners = _nearest(places, word.start(), word.end())
+            expected = {verdicts[m] for m in owners} if owners else set(verdicts.values())
+            if word.group(1).upper() not in expected:
+                whose = ", ".join(owners) if owners else "any method"
+                return (f"the verdict word {word.group(1)!r} is not the verdict of {whose} "
                         f"({', '.join(sorted(expected)) or 'none'}) (in: {_clip(sentence)})")
     return None
+
+
+def _nearest(places: list[tuple[int, int, str]], start: int, end: int) -> list[str]:
+    """The method names of a sentence nearest a verdict word (characters between them), so
+    that "A is VANISHED while B is REAL" is checked word by word, not against either method
+    (attacker review 2026-12-05: a swap of two methods' verdicts in one sentence passed)."""
+    gaps = [(start - name_end if name_end <= start else name_start - end, method)
+            for name_start, name_end, method in places]
+    closest = min((gap for gap, _ in gaps), default=None)
+    return sorted({method for gap, method in gaps if gap == closest})
 
 
 def _clip(text: str, limit: int = 120) -> str:

@@ -222,6 +222,10 @@ def test_invented_number_is_replaced_by_the_template(server, verdict, results_ta
     ("em_posterior gained {aux_gain} pp.", "is not in verdict.json for em_posterior"),
     ("aux_conf lost {neg_aux} pp.", "is not in verdict.json for aux_conf"),
     ("Every method vanished.", "'vanished' is not the verdict of any method"),
+    # Two methods' verdicts swapped in one sentence: each word is checked against its nearest
+    # method (attacker review 2026-12-05: this passed while any named method's verdict did).
+    ("aux_conf is HARMFUL, while confident is REAL.", "the verdict word 'HARMFUL' is not the "
+     "verdict of aux_conf"),
 ])
 def test_wrong_words_and_misattributed_numbers_are_refused(server, verdict, reply, why) -> None:
     production = verdict.production_rung
