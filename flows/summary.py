@@ -320,15 +320,15 @@ def check_narrative(text: str, verdict: Verdict) -> str | None:
     anyone = set().union(*own.values()) if own else _allowed(common, names)
     verdicts = {m: str(info.get("verdict")) for m, info in methods.items()}
     for sentence in _SENTENCE.split(text.strip()):
-        named = [m for m in methods if re.search(rf"(?<![\w]){re.escape(m)}(?![\w])", sentence)]
+        places = [(match.start(), match.end(), m) for m in methods for match in
+                  re.finditer(rf"(?<![\w]){re.escape(m)}(?![\w])", sentence)]
+        named = list(dict.fromkeys(m for _, _, m in places))  # in the order of ``methods``
         allowed = own[named[0]] if len(named) == 1 else anyone
         for sign, value in _numbers(_without(sentence, names)):
             if not _matches(sign, value, allowed):
                 shown = f"{sign}{value}"
                 whose = f" for {named[0]}" if len(named) == 1 else ""
                 return f"the number {shown} is not in verdict.json{whose} (in: {_clip(sentence)})"
-        places = [(match.start(), match.end(), m) for m in named for match in
-                  re.finditer(rf"(?<![\w]){re.escape(m)}(?![\w])", sentence)]
         words = [*_VERDICT_WORD.finditer(sentence), *_HOLD_WORD.finditer(sentence)]
         for word in words:
             owners = _nearest(places, word.start(), word.end())
