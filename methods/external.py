@@ -15,7 +15,7 @@ from pydantic import Field
 from methods.base import MethodBase, MethodParams
 from methods.exchange import PREDICTIONS_FILE, read_predictions, write_inputs
 from methods.jail import JailTimeout
-from methods.jail_runtime import JOB, OUT, job_directories
+from methods.jail_runtime import JOB, OUT, jail_search_path, job_directories
 from methods.policy import current_settings
 from methods.registry import register_method
 from methods.untrusted import run_command
@@ -64,6 +64,11 @@ def build_argv(command: str) -> tuple[list[str], list[str]]:
     plugin). An own file reached through a symbolic link, or with more than one hard link, is
     refused: the plan names the file the program may read, not whatever a link leads to.
 
+    A program named without a path is looked up here on the jail's PATH
+    (``methods.jail_runtime.jail_search_path``) and replaced by the file found,
+    so the jail runs the file the fingerprint covers (``methods.fingerprint``): a runtime
+    program's bytes are in it, and a program found outside the runtimes is an own file.
+
     Returns:
         ``(argv, files)``.
 
@@ -78,23 +83,34 @@ def build_argv(command: str) -> tuple[list[str], list[str]]:
                          field="--param command") from None
     if not tokens:
         raise InputError("method external: empty command", field="--param command")
+    program = tokens[0]
+    if os.sep not in program:
+        found = shutil.which(program, path=jail_search_path())
+        if found is None:
+            raise InputError(f"method external: program {program!r} not found on the jail's "
+                             f"PATH ({jail_search_path()}); name its file", field="--param command")
+        # The jail runs the very file fingerprinted here, never whatever its own PATH finds.
+        tokens[0] = os.path.abspath(found)
     argv, files = [], []
     runtime = _runtime_roots()
     for token in tokens:
         token = token.replace("{inputs}", JOB).replace("{outputs}", OUT)
         if os.path.isfile(token):
             token = os.path.abspath(token)
-            if not any(token.startswith(root + "/") for root in runtime):
+            if not in_runtime(token, runtime):
                 _check_own_file(token)
                 files.append(token)
         argv.append(token)
-    if os.sep not in argv[0] and shutil.which(argv[0]) is None:
-        raise InputError(f"method external: program {argv[0]!r} not found on PATH",
-                         field="--param command")
-    if os.sep in argv[0] and not os.access(argv[0], os.X_OK):
+    if not os.path.isfile(argv[0]) or not os.access(argv[0], os.X_OK):
         raise InputError(f"method external: {argv[0]} is not an executable file",
                          field="--param command")
     return argv, files
+
+
+def in_runtime(path: str, runtime: list[str] | None = None) -> bool:
+    """Whether ``path`` lies in the system or Python runtime every jail holds."""
+    roots = _runtime_roots() if runtime is None else runtime
+    return any(path.startswith(root + "/") for root in roots)
 
 
 @register_method

@@ -7,7 +7,9 @@ the code that made it. What a method's code is:
   :data:`methods.jail_runtime.JAIL_MODULES` (``methods/`` and the trainer part of ``transfer/``),
   the files the jail's copy holds (``methods.jail_runtime.project_files``: regular ``.py`` and
   ``.json`` files of their own; a link there is refused);
-- ``external``: that, and the files its command line names (the files the jail mounts for it);
+- ``external``: that, and the files its command line names (the files the jail mounts for it)
+  and, when its program is a runtime one (``python3``, a program on PATH), that program's bytes
+  and the runtime's installed Python distributions (:func:`runtime_code`);
 - ``package.module:attr``: that, and the Python sources of the plugin's top-level package (or
   its module file): exactly what the jail copies to ``/w2s/code``
   (``methods.jail_runtime.code_files``: regular ``.py`` files of their own, bounded in size);
@@ -27,7 +29,10 @@ no plugin code runs.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -118,11 +123,45 @@ def _entry_point_code(entry_point: importlib.metadata.EntryPoint, project: str,
                       tuple(project_files + files), provider)
 
 
-def command_files(command: str) -> list[str]:
-    """The files an ``external`` command line names (each mounted into its jail)."""
+def command_code(command: str) -> tuple[str, list[str]]:
+    """(fingerprint, own files) of an ``external`` command line: the files it names (each
+    mounted into its jail) and, where its program is not one of them, the runtime it runs on
+    (:func:`runtime_code`)."""
     from methods.external import build_argv
 
-    return build_argv(command)[1]
+    argv, files = build_argv(command)
+    own = digest_files([(f, Path(f)) for f in sorted(files)], label="command")
+    if argv[0] in files:
+        return combine("own-program", own), files
+    return combine("runtime-program", own, runtime_code(argv[0])), files
+
+
+def runtime_code(program: str) -> str:
+    """sha256 (hex) of the code a runtime program brings into an ``external`` jail: the bytes
+    of the program file itself (its real path, so ``python3`` is the interpreter binary) and
+    the Python distributions installed in the runtime the jail mounts (name, version and the
+    sha256 of each ``RECORD``, which lists every installed file's own sha256; this project's
+    distribution is left out, its code is the project part of the fingerprint).
+
+    So ``python3 -m tool``, ``mytool`` on PATH, or an own script importing a package from the
+    venv gets a new fingerprint (and no reuse of its runs) when that program or any package is
+    reinstalled with other code. The operating system's files under ``/usr`` are the platform,
+    like the kernel: not in it (docs/security.md).
+    """
+    from methods.external import in_runtime
+
+    real = os.path.realpath(program)
+    program_part = digest_files([("program", Path(real))], label="runtime-program")
+    site = [p for p in sys.path if p and in_runtime(os.path.realpath(p))]
+    dists = []
+    for dist in importlib.metadata.distributions(path=site):
+        name = str(dist.metadata["Name"] or "")
+        if name.lower().replace("_", "-") == "w2s-transfer":
+            continue
+        record = dist.read_text("RECORD") or ""
+        dists.append(f"{name}=={dist.version}:"
+                     f"{hashlib.sha256(record.encode()).hexdigest()}")
+    return combine("runtime", program_part, *sorted(dists))
 
 
 def method_code(name_or_ref: str, params: dict[str, Any] | None = None) -> MethodCode:
@@ -145,8 +184,7 @@ def method_code(name_or_ref: str, params: dict[str, Any] | None = None) -> Metho
     if is_builtin_name(name_or_ref):
         if name_or_ref == "external":
             command = str((params or {}).get("command", ""))
-            files = command_files(command) if command else []
-            own = digest_files([(f, Path(f)) for f in sorted(files)], label="command")
+            own, files = command_code(command) if command else (combine("no-command"), [])
             return MethodCode("external", "external", combine("external", project, own),
                               tuple(project_files + files))
         return MethodCode(name_or_ref, "builtin", combine("builtin", project),

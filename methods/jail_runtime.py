@@ -270,6 +270,11 @@ def _inside(path: str, ancestor: str) -> bool:
     return path == ancestor or path.startswith(ancestor.rstrip("/") + "/")
 
 
+def jail_search_path() -> str:
+    """The PATH inside a jail: this interpreter's ``bin``, then the system's."""
+    return f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin"
+
+
 def python_mounts() -> list[Mount]:
     """The interpreter and its installed packages at their host paths, with installed copies of
     this project's packages covered."""
@@ -464,7 +469,7 @@ def jail_spec(request: JailRequest) -> JailSpec:
         mounts += gpu_mounts()
     code = [m.target for m in mounts if m.target.startswith(CODE + "/")]
     python_path = [LIB] + ([CODE] if code else [])
-    env = {"PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin",
+    env = {"PATH": jail_search_path(),
            "HOME": "/tmp", "USER": JAIL_USER, "LOGNAME": JAIL_USER, "LANG": "C.UTF-8",
            "PYTHONPATH": ":".join(python_path), "PYTHONDONTWRITEBYTECODE": "1",
            "PYTHONNOUSERSITE": "1", "PYTHONSAFEPATH": "1",

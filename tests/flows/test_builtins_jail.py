@@ -67,8 +67,12 @@ def import_log(tmp_path, monkeypatch):
     from methods.builtin_names import BUILTIN_MODULES
 
     # The pipeline's own built-ins (methods.reference, methods.external) register again too.
-    for name in [m for m in sys.modules if m == "methods.builtin"
-                 or m.startswith("methods.builtin.") or m in BUILTIN_MODULES.values()]:
+    def registering(module: str) -> bool:
+        return module == "methods.builtin" or module.startswith("methods.builtin.") \
+            or module in BUILTIN_MODULES.values()
+
+    before = {m for m in sys.modules if registering(m)}
+    for name in before:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(registry, "_BUILTINS", {})
     monkeypatch.setattr(registry, "_RESOLVED", {})
@@ -77,7 +81,11 @@ def import_log(tmp_path, monkeypatch):
                     "method_function('confident', {})"], check=True, env=dict(os.environ))
     assert " methods.builtin.simple " in log.read_text()
     log.unlink()
-    return log
+    yield log
+    # A module first imported during the test registered into the throw-away registry; left in
+    # sys.modules, a later import would find it and never register into the real one.
+    for name in [m for m in sys.modules if registering(m) and m not in before]:
+        del sys.modules[name]
 
 
 def test_a_validation_that_jails_builtins_runs_none_of_their_code_outside_the_jail(

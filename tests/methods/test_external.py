@@ -72,7 +72,7 @@ def _writer(directory, rows: str) -> str:
     ("sh -c 'echo starting; echo boom: bad model >&2; exit 3'",
      "exited with status 3: boom: bad model"),
     ("true", "predictions.jsonl: the method wrote no predictions file"),
-    ("definitely-not-a-program-w2s {inputs}", "not found on PATH"),
+    ("definitely-not-a-program-w2s {inputs}", "not found on the jail.s PATH"),
     ("sh -c 'unbalanced", "cannot split the command"),
 ])
 def test_command_failures_are_one_line_errors(task, trainer, command, message):

@@ -188,6 +188,66 @@ def test_external_fingerprint_covers_its_command_files(tmp_path: Path, monkeypat
     assert bare.fingerprint not in (first.fingerprint,)
 
 
+def test_external_program_on_path_is_resolved_and_fingerprinted(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """A program named without a path is the file found on PATH now: the jail runs that file,
+    and outside the runtimes it is one of the command's own files (attacker finding F3)."""
+    from methods.fingerprint import method_code
+
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    tool = tools / "w2s-fp-tool"
+    tool.write_text("#!/bin/sh\necho v1\n")
+    tool.chmod(0o755)
+    import methods.external as external
+
+    real_path = external.jail_search_path()
+    monkeypatch.setattr(external, "jail_search_path", lambda: f"{tools}:{real_path}")
+    command = "w2s-fp-tool {inputs} {outputs}"
+    argv, files = external.build_argv(command)
+    assert argv[0] == str(tool) and files == [str(tool)]
+    first = method_code("external", {"command": command})
+    tool.write_text("#!/bin/sh\necho v2\n")
+    assert method_code("external", {"command": command}).fingerprint != first.fingerprint
+    python_argv, python_files = external.build_argv("python3 -c pass")  # the jail's interpreter
+    assert python_argv[0] == f"{sys.prefix}/bin/python3" and python_files == []
+
+
+def test_external_runtime_program_and_packages_are_in_the_fingerprint(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """``python3 -m pkg`` or a runtime tool: the program's bytes and the runtime's installed
+    distributions (each RECORD's sha256) are covered, so a reinstall with other code under the
+    same version recomputes the runs instead of reusing them (attacker finding F3)."""
+    import methods.external as external
+    from methods.fingerprint import method_code
+
+    runtime = tmp_path / "runtime"
+    bin_dir, site = runtime / "bin", runtime / "site-packages"
+    bin_dir.mkdir(parents=True)
+    site.mkdir()
+    tool = bin_dir / "w2s-rt-tool"
+    tool.write_text("#!/bin/sh\necho v1\n")
+    tool.chmod(0o755)
+    dist = site / "agent_method-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: agent-method\nVersion: 0.1\n")
+    (dist / "RECORD").write_text("agent_method/__init__.py,sha256=AAAA,10\n")
+    real_roots = external._runtime_roots
+    monkeypatch.setattr(external, "_runtime_roots", lambda: [*real_roots(), str(runtime)])
+    monkeypatch.setattr(sys, "path", [*sys.path, str(site)])
+    real_path = external.jail_search_path()
+    monkeypatch.setattr(external, "jail_search_path", lambda: f"{bin_dir}:{real_path}")
+    command = "w2s-rt-tool {inputs} {outputs}"
+    argv, files = external.build_argv(command)
+    assert argv[0] == str(tool) and files == []  # a runtime program, not an own file
+    first = method_code("external", {"command": command}).fingerprint
+    (dist / "RECORD").write_text("agent_method/__init__.py,sha256=BBBB,10\n")  # same version
+    reinstalled = method_code("external", {"command": command}).fingerprint
+    assert reinstalled != first
+    tool.write_text("#!/bin/sh\necho v2\n")
+    assert method_code("external", {"command": command}).fingerprint != reinstalled
+
+
 def test_entry_point_fingerprint_covers_distribution_version_and_files(
         tmp_path: Path, monkeypatch) -> None:
     import importlib.metadata
