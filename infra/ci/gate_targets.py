@@ -4,6 +4,15 @@
                                                                               -> JSON list
     python infra/ci/gate_targets.py plan METHOD TEMPLATE.yaml OUT.yaml
     python infra/ci/gate_targets.py slug METHOD                              -> a file-safe name
+    python infra/ci/gate_targets.py overlay PR_REF APPLIED.txt    (a pull request, on this checkout)
+
+A pull request is judged by the pipeline of its base, never by its own: the workflow checks out
+the base (``pull_request_target``: the workflow file is the base's too), and ``overlay`` copies
+from the pull request's head only its method ports, ``methods/builtin/<name>.py`` (regular
+files), which the gate plan runs in the jail (``builtins: jail``, :func:`plan_for_method`).
+Every other file it changes (the flows, the statistics, the gate, the CI files, shared method
+code) is not applied and is listed for a person's review: a checker a pull request could edit
+would let it write its own verdict (attacker review 2026-12-05, finding F5).
 
 A method is gated when a changed file is part of its code fingerprint (``methods.fingerprint``:
 the project code every method runs on, ``methods/`` and the trainer part of ``transfer/``, so
@@ -24,9 +33,11 @@ code cannot take itself out of the gate (attacker review 2026-12-05, finding 3: 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -42,6 +53,10 @@ SWEEP_REGISTRY = REPO / "infra/sweep-registry.yaml"
 INERT_PREFIXES = ("docs/", "tests/", "bench/", "reports/")
 INERT_SUFFIXES = (".md", ".rst", ".txt")
 INERT_NAMES = {"LICENSE", ".gitignore", ".gitattributes"}
+# What of a pull request is applied to the base's checkout: a port module, nothing else.
+PORT_FILE = re.compile(r"methods/builtin/[a-z][a-z0-9_]*\.py")
+# The gate runs every built-in port in the jail: the port may be a pull request's code.
+GATE_JAIL = {"mode": "required", "builtins": "jail"}
 
 
 def candidate_entries(template: Mapping[str, Any] | None = None,
@@ -194,12 +209,65 @@ def plan_for_method(template: dict[str, Any], method: str,
     from flows.plan import narrow_plan
 
     # No params (None or empty): the ones the template gives the method.
-    return narrow_plan(template, method, params or None, name=f"gate-{slug(method)}")
+    plan = narrow_plan(template, method, params or None, name=f"gate-{slug(method)}")
+    plan["jail"] = gate_jail(template)
+    return plan
+
+
+def gate_jail(template: Mapping[str, Any]) -> dict[str, Any]:
+    """The template's ``jail`` settings with every method in the jail, built-ins included."""
+    return {**dict(template.get("jail") or {}), **GATE_JAIL}
 
 
 def slug(method: str) -> str:
-    """A name for files, plans and CI artifacts (a reference's ``.`` and ``:`` become ``-``)."""
-    return re.sub(r"[^A-Za-z0-9-]+", "-", method.replace("_", "-")).strip("-") or "method"
+    """A name for files, plans and CI artifacts: the name's letters, digits and ``-`` (others
+    become ``-``), then 8 hex digits of its sha256, so ``a.b``, ``a-b`` and ``a_b`` (one
+    readable part) still get names of their own."""
+    readable = re.sub(r"[^A-Za-z0-9-]+", "-", method.replace("_", "-")).strip("-") or "method"
+    return f"{readable[:60]}-{hashlib.sha256(method.encode()).hexdigest()[:8]}"
+
+
+def overlay(ref: str, repo: Path = REPO) -> tuple[list[str], list[str]]:
+    """Apply to the checkout at ``repo`` the method ports that ``ref`` (a pull request's head)
+    adds or changes against it, and nothing else.
+
+    The changes are ``git diff --name-status HEAD...ref`` (against the merge base). A port is a
+    regular file (mode 100644 or 100755 in ``ref``) named by :data:`PORT_FILE`; it is written
+    with ``git checkout ref -- path``. Every other changed path, a deleted or renamed port
+    included, is left as the base has it.
+
+    Returns:
+        ``(applied, not_applied)``: paths relative to the repository, sorted.
+
+    Raises:
+        InputError: git fails (an unknown ref), or a port path that is not a regular file in
+            ``ref`` (a link could point the jail's copy of the code at any host file).
+    """
+    from w2s_common.errors import InputError
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise InputError(f"git {args[0]} failed: {last}", field="overlay")
+        return done.stdout
+
+    applied, not_applied = [], []
+    # With -z each change is two fields, its status then its path (no renames: one path each).
+    fields = git("diff", "--name-status", "--no-renames", "-z", f"HEAD...{ref}").split("\0")
+    for status, path in zip(fields[0::2], fields[1::2], strict=False):
+        if not path:
+            continue
+        applied_here = status in ("A", "M") and PORT_FILE.fullmatch(path)
+        (applied if applied_here else not_applied).append(path)
+    for path in applied:
+        mode = git("ls-tree", ref, "--", path).split(" ", 1)[0]
+        if mode not in ("100644", "100755"):
+            raise InputError(f"{path} in {ref} is not a regular file (git mode {mode}); a "
+                             "method port must be one", field="overlay")
+    if applied:
+        git("checkout", ref, "--", *applied)
+    return sorted(applied), sorted(not_applied)
 
 
 def _load(path: str | Path | None) -> dict[str, Any] | None:
@@ -238,7 +306,7 @@ def gated_methods(changed: Iterable[str], template: Mapping[str, Any],
                          f"{excluded[name]})")
             continue
         try:
-            check_params(name, entries.get(name, {}), template.get("jail"))
+            check_params(name, entries.get(name, {}), gate_jail(template))
             check_rungs(template, name, entries.get(name, {}))
         except InputError as err:
             raise InputError(
@@ -267,6 +335,20 @@ def _main(argv: list[str]) -> int:
         template = yaml.safe_load(Path(argv[2]).read_text())
         Path(argv[3]).write_text(yaml.safe_dump(plan_for_method(template, argv[1]),
                                                 sort_keys=False))
+        return 0
+    if len(argv) == 3 and argv[0] == "overlay":
+        applied, not_applied = overlay(argv[1])
+        Path(argv[2]).write_text("".join(f"{path}\n" for path in applied))
+        lines = [f"applied from {argv[1]} (a method port, run in the jail): {path}"
+                 for path in applied]
+        lines += [f"not applied, judged by the base's pipeline; a person reviews it: {path}"
+                  for path in not_applied]
+        print("\n".join(lines), file=sys.stderr)
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a") as out:
+                out.write("### Promotion gate: what of the pull request was judged\n\n"
+                          + "".join(f"- {line}\n" for line in lines or ["nothing changed"]))
         return 0
     if len(argv) == 2 and argv[0] == "slug":
         print(slug(argv[1]))

@@ -137,10 +137,29 @@ def test_work_pools_are_accepted_by_a_prefect_server(prefect_harness) -> None:
 def test_promotion_gate_workflow() -> None:
     workflow = yaml.safe_load((INFRA / "ci" / "promotion-gate.yml").read_text())
     triggers = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1 reads `on` as True
+    # The base's workflow and pipeline judge a pull request, never its own (attacker finding F5).
+    assert "pull_request" not in triggers
     # Every change but docs, tests and benchmarks runs the gate (gate_targets.py picks methods).
-    assert "paths" not in triggers["pull_request"]
-    assert set(triggers["pull_request"]["paths-ignore"]) == {"docs/**", "tests/**", "bench/**",
-                                                             "**/*.md"}
+    assert "paths" not in triggers["pull_request_target"]
+    assert set(triggers["pull_request_target"]["paths-ignore"]) == {"docs/**", "tests/**",
+                                                                    "bench/**", "**/*.md"}
+    assert workflow["permissions"] == {"contents": "read"}
+    assert "secrets." not in (INFRA / "ci" / "promotion-gate.yml").read_text()
+    for job in workflow["jobs"].values():
+        runs = [s.get("run", "") for s in job["steps"]]
+        checkouts = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout")]
+        assert checkouts and all(c["with"]["persist-credentials"] is False for c in checkouts)
+        # The base is checked out and installed first; the head is a second checkout, only
+        # fetched from, then removed, and only its ports applied, before any gate_targets call.
+        assert "ref" not in checkouts[0]["with"]
+        head = checkouts[1]
+        assert head["with"]["ref"] == "${{ github.event.pull_request.head.sha }}"
+        install = next(i for i, r in enumerate(runs) if "pip install -e ." in r)
+        apply = next(i for i, r in enumerate(runs) if "gate_targets.py overlay" in r)
+        assert install < job["steps"].index(head) < apply
+        assert "rm -rf .w2s-pr-head" in runs[apply]
+        later = [r for r in runs[apply + 1:] if "gate_targets.py" in r]
+        assert later and all("overlay" not in r for r in later)
     steps = [s.get("run", "") for s in workflow["jobs"]["gate"]["steps"]]
     assert any(re.search(r"w2s-transfer validate \S+ --out", s) for s in steps)
     gate_step = next(s for s in steps if "w2s-transfer gate" in s)
@@ -205,8 +224,82 @@ def test_registry_candidates_and_one_method_plan(tmp_path: Path) -> None:
     out = tmp_path / "gate-plan.yaml"
     assert targets.main(["plan", "aux_conf", str(REPO / "flows/plans/tiny-ci.yaml"), str(out)]) == 0
     plan = load_plan(out)
-    assert plan.method_names == ["aux_conf"] and plan.name == "gate-aux-conf"
-    assert targets.slug("pkg.mod:Plugin") == "pkg-mod-Plugin"
+    assert plan.method_names == ["aux_conf"]
+    assert plan.name == f"gate-{targets.slug('aux_conf')}"
+    assert plan.name.startswith("gate-aux-conf-")
+    # The port may be a pull request's code: the gate runs it in the jail.
+    assert plan.jail.mode == "required" and plan.jail.builtins == "jail"
+    assert targets.slug("pkg.mod:Plugin").startswith("pkg-mod-Plugin-")
+    # Names that read alike still get artifacts of their own.
+    assert len({targets.slug(n) for n in ("a.b", "a-b", "a_b", "a:b")}) == 4
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def test_a_pull_request_gets_only_its_method_ports_applied(tmp_path: Path, capsys) -> None:
+    """Attacker finding F5: the gate job runs the base's pipeline; of the pull request only the
+    method ports (regular files methods/builtin/<name>.py, which the gate plan jails) are
+    applied. A change to the gate, the statistics, the workflow or shared method code is left
+    as the base has it and listed for review; a port that is a link is refused."""
+    targets = _gate_targets()
+    repo = tmp_path / "repo"
+    files = {"methods/builtin/aux_conf.py": "A = 1\n", "methods/base.py": "B = 1\n",
+             "stats/decide.py": "ALPHA = 0.05\n", "infra/ci/promotion-gate.yml": "on: {}\n",
+             "methods/builtin/old_port.py": "O = 1\n"}
+    for path, text in files.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    _git(tmp_path, "init", "-q", "-b", "main", str(repo))
+    for key, value in (("user.email", "t@example.com"), ("user.name", "t")):
+        _git(repo, "config", key, value)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "base")
+    _git(repo, "checkout", "-qb", "pr")
+    edits = {"methods/builtin/aux_conf.py": "A = 2  # the method\n",
+             "methods/builtin/new_port.py": "N = 1\n", "methods/base.py": "B = 2\n",
+             "stats/decide.py": "ALPHA = 1.0  # everything is REAL\n",
+             "infra/ci/promotion-gate.yml": "on: {push: {}}\n"}
+    for path, text in edits.items():
+        (repo / path).write_text(text)
+    (repo / "methods/builtin/old_port.py").unlink()
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "pr")
+    _git(repo, "checkout", "-q", "main")
+
+    applied, not_applied = targets.overlay("pr", repo)
+    assert applied == ["methods/builtin/aux_conf.py", "methods/builtin/new_port.py"]
+    assert not_applied == ["infra/ci/promotion-gate.yml", "methods/base.py",
+                           "methods/builtin/old_port.py", "stats/decide.py"]
+    for path in applied:
+        assert (repo / path).read_text() == edits[path]
+    for path in ("methods/base.py", "stats/decide.py", "infra/ci/promotion-gate.yml",
+                 "methods/builtin/old_port.py"):
+        assert (repo / path).read_text() == files[path], path
+
+    # A port that is a symbolic link (to a label file, say) is refused, nothing applied.
+    _git(repo, "checkout", "-q", "-f", "main")
+    _git(repo, "checkout", "-qb", "pr-link")
+    (repo / "methods/builtin/aux_conf.py").unlink()  # a file turned link: a type change,
+    (repo / "methods/builtin/aux_conf.py").symlink_to("/etc/hostname")  # never applied
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "link")
+    _git(repo, "checkout", "-q", "main")
+    assert targets.overlay("pr-link", repo) == ([], ["methods/builtin/aux_conf.py"])
+    _git(repo, "checkout", "-q", "pr-link")
+    (repo / "methods/builtin/link_port.py").symlink_to("/etc/hostname")  # a new port, a link
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "new link")
+    _git(repo, "checkout", "-q", "main")
+    from w2s_common.errors import InputError
+
+    with pytest.raises(InputError, match="not a regular file"):
+        targets.overlay("pr-link", repo)
+    port = "methods/builtin/aux_conf.py"
+    assert (repo / port).read_text() == files[port]
+    assert not (repo / "methods/builtin/link_port.py").exists()
 
 
 def test_dockerfile_builds_from_cuda_and_installs_the_project() -> None:
