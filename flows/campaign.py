@@ -75,6 +75,10 @@ class Campaign:
     # (``stats.verdict_model.LabelAudit``).
     audits: dict[str, list[Any]] = field(default_factory=dict)
     dataset_names: dict[str | None, str] = field(default_factory=dict)  # by group.data
+    # Runs this campaign computed and published itself (the rest it reused from the store).
+    computed_runs: set[str] = field(default_factory=set)
+    # The reuse check after the last look (flows.reuse_check): one entry per recomputed run.
+    reuse_checked: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def prepare(cls, plan_path: str | Path, out: str | Path, store: str | Path | None = None,
@@ -391,6 +395,7 @@ class Campaign:
                 self.check_outcome(group, outcome["runs"])
                 self.runs.extend(outcome["runs"])
                 self.executed_arms.extend(outcome["executed_arms"])
+                self.computed_runs |= set(outcome["executed"]) - set(outcome.get("discarded", []))
             done_groups += len(groups)
             for method in [label(m, m) for m in undecided] + controls:
                 seeds_used[method].extend(seeds)
@@ -412,9 +417,81 @@ class Campaign:
                         done_groups=done_groups, total_groups=done_groups + remaining)
             if not undecided and not controls:
                 break
+        self.check_reuse(submit)
         self.timings["runs_s"] = round(time.perf_counter() - start, 3)
         events.emit("analysis")
         return self.finish(seeds_used)
+
+    def check_reuse(self, submit: Submit) -> None:
+        """Recompute ``reuse_check.cells`` secretly drawn cells that hold a reused run into a
+        throw-away store and compare every run with the copy the results used
+        (``flows.reuse_check``); kept in :attr:`reuse_checked`.
+
+        Raises:
+            ReuseCheckFailed: a stored run differs from its recomputation (no verdict is
+                written).
+        """
+        import shutil
+
+        from flows.reuse_check import (
+            ReuseCheckFailed,
+            compare_runs,
+            draw_cells,
+            reused_cells,
+            scratch_store,
+        )
+        from transfer.store import RunStore
+
+        check = self.plan.reuse_check
+        data_of = {fp: data for data, fp in self.dataset_fingerprints.items()}
+        cells = reused_cells(self.records(), self.computed_runs, data_of)
+        chosen = draw_cells(list(cells), check.cells)
+        if not chosen:
+            return
+        entry_of = {info["label"]: entry for entry, info in self.methods.items()}
+        control_labels = set(self.plan.control_labels)
+        scratch = scratch_store(self.store)
+        groups = []
+        for cell in chosen:
+            labels = cells[cell]
+            methods = [entry_of[x] for x in labels
+                       if x in entry_of and entry_of[x] != self.plan.baseline]
+            data = None if cell.data == "" else cell.data
+            group = next(g for g in self.groups([cell.seed], methods,
+                                                [x for x in labels if x in control_labels])
+                         if g.rung == cell.rung and g.data == data)
+            groups.append(group.model_copy(update={"rerun_into": str(scratch)}))
+        used = set(self.runs)
+        try:
+            outcomes = submit(groups, self.out / "work", self.plan.compute.processes,
+                              self.plan.compute.max_parallel_runs)
+            store, fresh_store = RunStore(self.store), RunStore(scratch)
+            for group, outcome in zip(groups, outcomes, strict=True):
+                self.check_outcome(group, outcome["runs"])  # the specs, as for any group
+                tolerance = check.threshold(bool(outcome.get("gpu")))
+                for run_hash in outcome["runs"]:
+                    stored, fresh = store.find(run_hash), fresh_store.find(run_hash)
+                    spec = stored.spec if stored is not None else None
+                    where = (f"run {run_hash} ({spec.label}, rung {spec.rung}, seed {spec.seed})"
+                             if spec is not None else f"run {run_hash}")
+                    if run_hash not in used or fresh is None or stored is None:
+                        raise ReuseCheckFailed(f"reuse check: {where} was not both used by "
+                                               "this campaign and recomputed by its check")
+                    largest, problem = compare_runs(stored, fresh, tolerance)
+                    self.reuse_checked.append({
+                        "run": run_hash, "arm": spec.arm, "label": spec.label,
+                        "rung": spec.rung, "seed": spec.seed,
+                        "reused": run_hash not in self.computed_runs,
+                        "largest_difference": largest, "tolerance": tolerance})
+                    if problem is not None:
+                        raise ReuseCheckFailed(
+                            f"reuse check: the stored {where} is not what its spec computes: "
+                            f"{problem}. Something other than this code wrote it into the "
+                            f"store (or training is not deterministic here: raise "
+                            f"reuse_check.tolerance); no verdict written",
+                            path=stored.path)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _audit_look(self, submit: Submit, seeds: list[int], entries: dict[str, int],
                     audits_left: dict[str, int], later_seeds: int, finishing: set[str]) -> None:

@@ -83,6 +83,13 @@ def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[in
              "code": {name: info["code"].as_dict() for name, info in campaign.methods.items()}}
     if campaign.plan.controls:
         extra["controls"] = {c.label: c.spec().as_dict() for c in campaign.plan.controls}
+    checked = campaign.reuse_checked
+    extra["reuse_check"] = {
+        "runs_reused": len(set(campaign.runs) - campaign.computed_runs),
+        "cells_recomputed": len({(c["rung"], c["seed"]) for c in checked}),
+        "runs_compared": len(checked),
+        "largest_difference": max((c["largest_difference"] for c in checked), default=None),
+        "tolerance": checked[0]["tolerance"] if checked else None}
     provenance = collect_provenance(plan=campaign.plan, results=results,
                                     timings=campaign.timings, extra=extra)
     atomic_write_text(campaign.out / "provenance.json", json.dumps(provenance, indent=2,

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from flows.reuse_check import ReuseCheck
 from flows.userfiles import require_regular_file
 from methods.policy import JailSettings
 from w2s_common.errors import InputError
@@ -262,6 +263,9 @@ class Plan(_Strict):
                                "is required unless mode: off, which is never promoted).")
     audit: Audit = Field(default_factory=Audit,
                          description="The label-leak canary inside the validation.")
+    reuse_check: ReuseCheck = Field(
+        default_factory=ReuseCheck, description="Reused runs recomputed in secret and compared "
+        "with the stored copies (flows.reuse_check; not in the hash: it changes no result).")
 
     _source: Path | None = PrivateAttr(default=None)
     _lines: dict[Location, int] = PrivateAttr(default_factory=dict)
@@ -373,11 +377,13 @@ class Plan(_Strict):
 
         Two plans with the same hash ask for the same computation; file layout, comments and key
         order do not change it, and neither do ``budget`` (it refuses plans, it changes no
-        result) and the executor settings of ``compute`` (`EXECUTION_FIELDS`: where the groups
+        result), ``reuse_check`` (it checks the store, it changes no result) and the executor
+        settings of ``compute`` (`EXECUTION_FIELDS`: where the groups
         run, not what they compute). An empty ``controls`` list and the default ``estimand``
         and ``audit`` are left out, so plans written before they existed keep their hash.
         """
-        exclude: dict[str, Any] = {"budget": True, "compute": set(EXECUTION_FIELDS)}
+        exclude: dict[str, Any] = {"budget": True, "compute": set(EXECUTION_FIELDS),
+                                   "reuse_check": True}
         if not self.controls:
             exclude["controls"] = True
         if self.estimand == "population":

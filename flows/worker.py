@@ -171,6 +171,9 @@ class ArmGroup(BaseModel):
     canaries: list[Canary] = Field(default_factory=list)
     engine: dict[str, Any] = Field(default_factory=dict)
     jail: dict[str, Any] = Field(default_factory=dict)
+    # A reuse check (``flows.reuse_check``): the arms are computed into this empty throw-away
+    # store instead of ``store`` (which still names the shared store for outcomes and leases).
+    rerun_into: str | None = None
     result: str
 
     def key(self) -> str:
@@ -178,7 +181,7 @@ class ArmGroup(BaseModel):
         import hashlib
 
         # A group without controls or canaries keeps the key it had before they existed.
-        exclude = {"result", "store"} | {name for name in ("controls", "canaries")
+        exclude = {"result", "store"} | {name for name in ("controls", "canaries", "rerun_into")
                                          if not getattr(self, name)}
         payload = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
@@ -190,7 +193,7 @@ def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
     from methods.resolve import method_function
     from transfer.arms import run_arm
 
-    ctx = arm_context(group.ladder, group.data, group.store, group.engine)
+    ctx = arm_context(group.ladder, group.data, group.rerun_into or group.store, group.engine)
     resolved = [method_function(m.name, m.params, jail=group.jail) for m in group.methods]
     for method, (label, params, fn) in zip(group.methods, resolved, strict=True):
         method.check(label, params, fn.fingerprint)
@@ -224,8 +227,12 @@ def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
     by_entry = {m.name: m for m in group.methods}
     audits = [run_canary(ctx, group, canary, by_entry[canary.method], log)
               for canary in group.canaries]
+    discarded = {s.run_hash() for s in ctx.store.discarded}
     outcome = {"runs": runs, "executed": executed,
-               "executed_arms": [s.label for s in ctx.store.executed[before:]]}
+               "executed_arms": [s.label for s in ctx.store.executed[before:]],
+               # computed here but another copy was there first: the run used is not ours
+               "discarded": [h for h in executed if h in discarded],
+               "gpu": any(Path("/dev").glob("nvidia[0-9]*"))}
     if group.canaries:
         outcome["audits"] = audits
     return outcome
