@@ -233,6 +233,8 @@ def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
                # computed here but another copy was there first: the run used is not ours
                "discarded": [h for h in executed if h in discarded],
                "gpu": any(Path("/dev").glob("nvidia[0-9]*"))}
+    if group.rerun_into:  # "executed" means published in the run store; these were not
+        outcome.update(executed=[], executed_arms=[], discarded=[], recomputed=executed)
     if group.canaries:
         outcome["audits"] = audits
     return outcome

@@ -270,6 +270,11 @@ def test_a_killed_worker_s_group_is_rerun_and_the_verdict_is_the_same(
     assert rerun["labels"]["prefect.worker.name"] == "w2"
     verdict = json.loads((cluster.base / "out-kill" / "verdict.json").read_text())
     assert comparable(verdict) == comparable(pool_and_local["verdict_pool"])
+    # The copied runs were reused: a secret cell of them was recomputed on a worker of the
+    # pool (into a throw-away store) and compared with the stored copies (flows.reuse_check).
+    checked = json.loads((cluster.base / "out-kill" / "provenance.json").read_text())
+    assert checked["reuse_check"]["runs_compared"] >= 4
+    assert checked["reuse_check"]["largest_difference"] == 0.0
 
     records = outcomes(store)
     executed = [h for r in records for h in r["executed"]]
