@@ -88,7 +88,29 @@ def print_verdicts(verdict: Verdict, out: Path) -> None:
                       "(the baseline included), "
                       + (f"FLAGGED: {', '.join(flagged)}" if flagged else "all clean"),
                       markup=False)
+    reuse = _reuse_check_line(out)
+    if reuse:
+        console.print(reuse, markup=False)
     console.print(f"report: {(out / 'report.html').resolve()}")
+
+
+def _reuse_check_line(out: Path) -> str | None:
+    """What the reuse check did (provenance.json), when the campaign reused any run."""
+    import json
+
+    try:
+        checked = json.loads((out / "provenance.json").read_text()).get("reuse_check") or {}
+    except (OSError, ValueError):
+        return None
+    if not checked.get("runs_reused"):
+        return None
+    if not checked.get("runs_compared"):
+        return (f"reuse check: {checked['runs_reused']} run(s) reused from the store, none "
+                "recomputed (reuse_check.cells: 0)")
+    return (f"reuse check: {checked['runs_reused']} run(s) reused from the store; "
+            f"{checked['runs_compared']} run(s) of {checked['cells_recomputed']} secretly drawn "
+            f"cell(s) recomputed, largest difference {checked['largest_difference']:.3g} "
+            f"(tolerance {checked['tolerance']:g})")
 
 
 def register(app: typer.Typer) -> None:

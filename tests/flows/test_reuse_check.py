@@ -136,3 +136,19 @@ def test_a_store_with_planted_weak_runs_is_refused_before_any_verdict(
     assert "its soft labels differ from the recomputation's by up to" in message
     assert not (third / "verdict.json").exists()
     assert not list((store / ".canary").glob("reuse-check-*"))
+
+
+def test_the_cli_says_what_the_check_did(tmp_path: Path) -> None:
+    from flows.commands.validate_cmd import _reuse_check_line
+
+    def line(checked: dict) -> str | None:
+        (tmp_path / "provenance.json").write_text(json.dumps({"reuse_check": checked}))
+        return _reuse_check_line(tmp_path)
+
+    assert line({"runs_reused": 0, "runs_compared": 0}) is None
+    assert line({"runs_reused": 8, "runs_compared": 4, "cells_recomputed": 1,
+                 "largest_difference": 0.0, "tolerance": 1e-4}) == (
+        "reuse check: 8 run(s) reused from the store; 4 run(s) of 1 secretly drawn cell(s) "
+        "recomputed, largest difference 0 (tolerance 0.0001)")
+    assert "none recomputed (reuse_check.cells: 0)" in line({"runs_reused": 3,
+                                                             "runs_compared": 0})
