@@ -423,75 +423,10 @@ class Campaign:
         return self.finish(seeds_used)
 
     def check_reuse(self, submit: Submit) -> None:
-        """Recompute ``reuse_check.cells`` secretly drawn cells that hold a reused run into a
-        throw-away store and compare every run with the copy the results used
-        (``flows.reuse_check``); kept in :attr:`reuse_checked`.
+        """The reuse check after the last look (``flows.reuse_check.check_reuse``)."""
+        from flows.reuse_check import check_reuse
 
-        Raises:
-            ReuseCheckFailed: a stored run differs from its recomputation (no verdict is
-                written).
-        """
-        import shutil
-
-        from flows.reuse_check import (
-            ReuseCheckFailed,
-            compare_runs,
-            draw_cells,
-            reused_cells,
-            scratch_store,
-        )
-        from transfer.store import RunStore
-
-        check = self.plan.reuse_check
-        data_of = {fp: data for data, fp in self.dataset_fingerprints.items()}
-        cells = reused_cells(self.records(), self.computed_runs, data_of)
-        chosen = draw_cells(list(cells), check.cells)
-        if not chosen:
-            return
-        entry_of = {info["label"]: entry for entry, info in self.methods.items()}
-        control_labels = set(self.plan.control_labels)
-        scratch = scratch_store(self.store)
-        groups = []
-        for cell in chosen:
-            labels = cells[cell]
-            methods = [entry_of[x] for x in labels
-                       if x in entry_of and entry_of[x] != self.plan.baseline]
-            data = None if cell.data == "" else cell.data
-            group = next(g for g in self.groups([cell.seed], methods,
-                                                [x for x in labels if x in control_labels])
-                         if g.rung == cell.rung and g.data == data)
-            groups.append(group.model_copy(update={"rerun_into": str(scratch)}))
-        used = set(self.runs)
-        try:
-            outcomes = submit(groups, self.out / "work", self.plan.compute.processes,
-                              self.plan.compute.max_parallel_runs)
-            store, fresh_store = RunStore(self.store), RunStore(scratch)
-            for group, outcome in zip(groups, outcomes, strict=True):
-                self.check_outcome(group, outcome["runs"])  # the specs, as for any group
-                tolerance = check.threshold(bool(outcome.get("gpu")))
-                for run_hash in outcome["runs"]:
-                    stored, fresh = store.find(run_hash), fresh_store.find(run_hash)
-                    spec = stored.spec if stored is not None else None
-                    where = (f"run {run_hash} ({spec.label}, rung {spec.rung}, seed {spec.seed})"
-                             if spec is not None else f"run {run_hash}")
-                    if run_hash not in used or fresh is None or stored is None:
-                        raise ReuseCheckFailed(f"reuse check: {where} was not both used by "
-                                               "this campaign and recomputed by its check")
-                    largest, problem = compare_runs(stored, fresh, tolerance)
-                    self.reuse_checked.append({
-                        "run": run_hash, "arm": spec.arm, "label": spec.label,
-                        "rung": spec.rung, "seed": spec.seed,
-                        "reused": run_hash not in self.computed_runs,
-                        "largest_difference": largest, "tolerance": tolerance})
-                    if problem is not None:
-                        raise ReuseCheckFailed(
-                            f"reuse check: the stored {where} is not what its spec computes: "
-                            f"{problem}. Something other than this code wrote it into the "
-                            f"store (or training is not deterministic here: raise "
-                            f"reuse_check.tolerance); no verdict written",
-                            path=stored.path)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        check_reuse(self, submit)
 
     def _audit_look(self, submit: Submit, seeds: list[int], entries: dict[str, int],
                     audits_left: dict[str, int], later_seeds: int, finishing: set[str]) -> None:

@@ -123,3 +123,66 @@ def compare_runs(stored: Any, fresh: Any, tolerance: float) -> tuple[float, str 
                              f"({int((diff > tolerance).sum())} of {len(diff)} examples beyond "
                              f"{tolerance:g})")
     return largest, None
+
+
+def check_reuse(campaign: Any, submit: Any) -> None:
+    """Recompute ``reuse_check.cells`` secretly drawn cells of ``campaign`` (a
+    ``flows.campaign.Campaign`` after its last look) that hold a reused run, into a throw-away
+    store, through ``submit`` (the campaign's executor), and compare every run with the copy
+    the results used; each comparison is appended to ``campaign.reuse_checked``.
+
+    Raises:
+        ReuseCheckFailed: a stored run differs from its recomputation (no verdict is written),
+            or the check's group reported a run the campaign did not use.
+    """
+    import shutil
+
+    from transfer.store import RunStore
+
+    check = campaign.plan.reuse_check
+    data_of = {fp: data for data, fp in campaign.dataset_fingerprints.items()}
+    cells = reused_cells(campaign.records(), campaign.computed_runs, data_of)
+    chosen = draw_cells(list(cells), check.cells)
+    if not chosen:
+        return
+    entry_of = {info["label"]: entry for entry, info in campaign.methods.items()}
+    baseline, control_labels = campaign.plan.baseline, set(campaign.plan.control_labels)
+    scratch = scratch_store(campaign.store)
+    groups = []
+    for cell in chosen:
+        labels = cells[cell]
+        methods = [entry_of[x] for x in labels if x in entry_of and entry_of[x] != baseline]
+        data = None if cell.data == "" else cell.data
+        group = next(g for g in campaign.groups([cell.seed], methods,
+                                                [x for x in labels if x in control_labels])
+                     if g.rung == cell.rung and g.data == data)
+        groups.append(group.model_copy(update={"rerun_into": str(scratch)}))
+    used = set(campaign.runs)
+    try:
+        outcomes = submit(groups, campaign.out / "work", campaign.plan.compute.processes,
+                          campaign.plan.compute.max_parallel_runs)
+        store, fresh_store = RunStore(campaign.store), RunStore(scratch)
+        for group, outcome in zip(groups, outcomes, strict=True):
+            campaign.check_outcome(group, outcome["runs"])  # the specs, as for any group
+            tolerance = check.threshold(bool(outcome.get("gpu")))
+            for run_hash in outcome["runs"]:
+                stored, fresh = store.find(run_hash), fresh_store.find(run_hash)
+                spec = stored.spec if stored is not None else None
+                where = (f"run {run_hash} ({spec.label}, rung {spec.rung}, seed {spec.seed})"
+                         if spec is not None else f"run {run_hash}")
+                if run_hash not in used or fresh is None or stored is None:
+                    raise ReuseCheckFailed(f"reuse check: {where} was not both used by this "
+                                           "campaign and recomputed by its check")
+                largest, problem = compare_runs(stored, fresh, tolerance)
+                campaign.reuse_checked.append({
+                    "run": run_hash, "arm": spec.arm, "label": spec.label, "rung": spec.rung,
+                    "seed": spec.seed, "reused": run_hash not in campaign.computed_runs,
+                    "largest_difference": largest, "tolerance": tolerance})
+                if problem is not None:
+                    raise ReuseCheckFailed(
+                        f"reuse check: the stored {where} is not what its spec computes: "
+                        f"{problem}. Something other than this code wrote it into the store "
+                        "(or training is not deterministic here: raise "
+                        "reuse_check.tolerance); no verdict written", path=stored.path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
