@@ -4,15 +4,17 @@
                                                                               -> JSON list
     python infra/ci/gate_targets.py plan METHOD TEMPLATE.yaml OUT.yaml
     python infra/ci/gate_targets.py slug METHOD                              -> a file-safe name
-    python infra/ci/gate_targets.py overlay PR_REF APPLIED.txt    (a pull request, on this checkout)
+    python infra/ci/gate_targets.py overlay PR_REF APPLIED.txt [UNJUDGED.txt]   (a pull request)
 
 A pull request is judged by the pipeline of its base, never by its own: the workflow checks out
 the base (``pull_request_target``: the workflow file is the base's too), and ``overlay`` copies
 from the pull request's head only its method ports, ``methods/builtin/<name>.py`` (regular
 files), which the gate plan runs in the jail (``builtins: jail``, :func:`plan_for_method`).
 Every other file it changes (the flows, the statistics, the gate, the CI files, shared method
-code) is not applied and is listed for a person's review: a checker a pull request could edit
-would let it write its own verdict (attacker review 2026-12-05, finding F5).
+code) is not applied: a checker a pull request could edit would let it write its own verdict
+(attacker review 2026-12-05, finding F5). Those that are not inert are written to UNJUDGED.txt,
+and the workflow then fails its ``judge-changes`` job: a pull request that changes the judge
+never gets a green gate (a skipped gate job would count as passing), a maintainer reviews it.
 
 A method is gated when a changed file is part of its code fingerprint (``methods.fingerprint``:
 the project code every method runs on, ``methods/`` and the trainer part of ``transfer/``, so
@@ -336,13 +338,18 @@ def _main(argv: list[str]) -> int:
         Path(argv[3]).write_text(yaml.safe_dump(plan_for_method(template, argv[1]),
                                                 sort_keys=False))
         return 0
-    if len(argv) == 3 and argv[0] == "overlay":
+    if len(argv) in (3, 4) and argv[0] == "overlay":
         applied, not_applied = overlay(argv[1])
         Path(argv[2]).write_text("".join(f"{path}\n" for path in applied))
+        unjudged = [path for path in not_applied if not inert(path)]
+        if len(argv) == 4:  # what the gate cannot judge: its own pipeline, changed
+            Path(argv[3]).write_text("".join(f"{path}\n" for path in unjudged))
         lines = [f"applied from {argv[1]} (a method port, run in the jail): {path}"
                  for path in applied]
-        lines += [f"not applied, judged by the base's pipeline; a person reviews it: {path}"
-                  for path in not_applied]
+        lines += [f"not applied, the gate cannot judge it (a maintainer reviews it): {path}"
+                  for path in unjudged]
+        lines += [f"not applied, changes no verdict: {path}"
+                  for path in not_applied if inert(path)]
         print("\n".join(lines), file=sys.stderr)
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:

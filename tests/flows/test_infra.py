@@ -145,7 +145,17 @@ def test_promotion_gate_workflow() -> None:
                                                                     "bench/**", "**/*.md"}
     assert workflow["permissions"] == {"contents": "read"}
     assert "secrets." not in (INFRA / "ci" / "promotion-gate.yml").read_text()
-    for job in workflow["jobs"].values():
+    # One concurrency group per pull request (github.ref is the base under pull_request_target).
+    assert "github.event.pull_request.number" in workflow["concurrency"]["group"]
+    # A pull request changing the judge's own pipeline fails a job of its own (attacker review
+    # 2026-12-05, R2a: a skipped gate job counts as passing).
+    judge = workflow["jobs"]["judge-changes"]
+    assert judge["needs"] == "changed" and judge["if"] == "needs.changed.outputs.unjudged != '0'"
+    assert "exit 2" in judge["steps"][-1]["run"]
+    assert "unjudged" in workflow["jobs"]["changed"]["outputs"]
+    for name, job in workflow["jobs"].items():
+        if name == "judge-changes":
+            continue
         runs = [s.get("run", "") for s in job["steps"]]
         checkouts = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout")]
         assert checkouts and all(c["with"]["persist-credentials"] is False for c in checkouts)
@@ -273,6 +283,8 @@ def test_a_pull_request_gets_only_its_method_ports_applied(tmp_path: Path, capsy
     assert applied == ["methods/builtin/aux_conf.py", "methods/builtin/new_port.py"]
     assert not_applied == ["infra/ci/promotion-gate.yml", "methods/base.py",
                            "methods/builtin/old_port.py", "stats/decide.py"]
+    assert [p for p in not_applied if not targets.inert(p)] == not_applied  # all judged code
+    assert targets.inert("docs/gate.md") and not targets.inert("infra/ci/promotion-gate.yml")
     for path in applied:
         assert (repo / path).read_text() == edits[path]
     for path in ("methods/base.py", "stats/decide.py", "infra/ci/promotion-gate.yml",
