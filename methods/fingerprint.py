@@ -125,43 +125,66 @@ def _entry_point_code(entry_point: importlib.metadata.EntryPoint, project: str,
 
 def command_code(command: str) -> tuple[str, list[str]]:
     """(fingerprint, own files) of an ``external`` command line: the files it names (each
-    mounted into its jail) and, where its program is not one of them, the runtime it runs on
-    (:func:`runtime_code`)."""
+    mounted into its jail) and the runtime it runs on (:func:`runtime_code`), whether its
+    program is one of its own files (a script whose ``#!`` interpreter imports from the
+    runtime) or a runtime program."""
     from methods.external import build_argv
 
     argv, files = build_argv(command)
     own = digest_files([(f, Path(f)) for f in sorted(files)], label="command")
-    if argv[0] in files:
-        return combine("own-program", own), files
-    return combine("runtime-program", own, runtime_code(argv[0])), files
+    kind = "own-program" if argv[0] in files else "runtime-program"
+    return combine(kind, own, runtime_code(argv[0])), files
+
+
+def runtime_site_dirs() -> list[str]:
+    """The Python package directories an ``external`` jail can import from: the entries of
+    this interpreter's path inside the mounted runtimes, and the ``site-packages`` of every
+    mounted Python prefix (a base interpreter's too, which the jail can run by its path)."""
+    from methods.external import in_runtime
+    from methods.jail_runtime import python_mounts
+
+    dirs = [os.path.realpath(p) for p in sys.path if p and in_runtime(os.path.realpath(p))]
+    for mount in python_mounts():
+        if mount.kind == "ro":
+            dirs += sorted(str(d) for d in Path(mount.target).glob("lib/python3*/site-packages"))
+    return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
 
 
 def runtime_code(program: str) -> str:
-    """sha256 (hex) of the code a runtime program brings into an ``external`` jail: the bytes
-    of the program file itself (its real path, so ``python3`` is the interpreter binary) and
-    the Python distributions installed in the runtime the jail mounts (name, version and the
-    sha256 of each ``RECORD``, which lists every installed file's own sha256; this project's
-    distribution is left out, its code is the project part of the fingerprint).
+    """sha256 (hex) of the code a program brings into an ``external`` jail besides the files
+    its command line names: the bytes of the program file itself (its real path, so
+    ``python3`` is the interpreter binary) and, for every package directory of the mounted
+    Python runtimes (:func:`runtime_site_dirs`), the distributions installed there (name,
+    version and the sha256 of each ``RECORD``, which lists every installed file's own sha256;
+    this project's distribution is left out, its code is the project part of the
+    fingerprint) and the contents of its ``.pth`` files and ``sitecustomize`` /
+    ``usercustomize`` modules, which run at start-up whoever installed them.
 
-    So ``python3 -m tool``, ``mytool`` on PATH, or an own script importing a package from the
-    venv gets a new fingerprint (and no reuse of its runs) when that program or any package is
-    reinstalled with other code. The operating system's files under ``/usr`` are the platform,
-    like the kernel: not in it (docs/security.md).
+    So ``python3 -m tool``, ``mytool`` on PATH, or a script importing a package from the venv
+    or the base interpreter gets a new fingerprint (and no reuse of its runs) when that
+    program or any package is reinstalled with other code. Not covered: a file edited in
+    place under a runtime without reinstalling (its ``RECORD`` unchanged), the standard
+    library, and the operating system's files under ``/usr``: the platform, like the kernel,
+    which only the machine's administrator can change (docs/security.md).
     """
-    from methods.external import in_runtime
-
     real = os.path.realpath(program)
     program_part = digest_files([("program", Path(real))], label="runtime-program")
-    site = [p for p in sys.path if p and in_runtime(os.path.realpath(p))]
-    dists = []
-    for dist in importlib.metadata.distributions(path=site):
-        name = str(dist.metadata["Name"] or "")
-        if name.lower().replace("_", "-") == "w2s-transfer":
-            continue
-        record = dist.read_text("RECORD") or ""
-        dists.append(f"{name}=={dist.version}:"
-                     f"{hashlib.sha256(record.encode()).hexdigest()}")
-    return combine("runtime", program_part, *sorted(dists))
+    parts = []
+    for site_dir in runtime_site_dirs():
+        for dist in importlib.metadata.distributions(path=[site_dir]):
+            name = str(dist.metadata["Name"] or "")
+            if name.lower().replace("_", "-") == "w2s-transfer":
+                continue
+            record = dist.read_text("RECORD") or ""
+            parts.append(f"{name}=={dist.version}:"
+                         f"{hashlib.sha256(record.encode()).hexdigest()}")
+        startup = sorted(Path(site_dir).glob("*.pth")) + [
+            Path(site_dir) / f"{name}.py" for name in ("sitecustomize", "usercustomize")]
+        startup = [f for f in startup if f.is_file() and not f.name.startswith(
+            ("__editable__.w2s_transfer", "w2s_transfer"))]
+        if startup:  # named without their directory: a venv's location is not its code
+            parts.append(digest_files([(f.name, f) for f in startup], label="startup"))
+    return combine("runtime", program_part, *sorted(parts))
 
 
 def method_code(name_or_ref: str, params: dict[str, Any] | None = None) -> MethodCode:

@@ -245,7 +245,22 @@ def test_external_runtime_program_and_packages_are_in_the_fingerprint(tmp_path: 
     reinstalled = method_code("external", {"command": command}).fingerprint
     assert reinstalled != first
     tool.write_text("#!/bin/sh\necho v2\n")
-    assert method_code("external", {"command": command}).fingerprint != reinstalled
+    retooled = method_code("external", {"command": command}).fingerprint
+    assert retooled != reinstalled
+    # Code that runs at start-up whoever installed it (review R1b): a .pth file, sitecustomize.
+    (site / "agent_hook.pth").write_text("import os\n")
+    with_pth = method_code("external", {"command": command}).fingerprint
+    assert with_pth != retooled
+    (site / "sitecustomize.py").write_text("X = 1\n")
+    assert method_code("external", {"command": command}).fingerprint != with_pth
+    # An own script (its #! interpreter imports from the runtime) is covered too (review R1a).
+    script = tmp_path / "run.py"
+    script.write_text("#!/usr/bin/env python3\nimport agent_method\n")
+    script.chmod(0o755)
+    own = f"{script} {{inputs}} {{outputs}}"
+    before = method_code("external", {"command": own}).fingerprint
+    (dist / "RECORD").write_text("agent_method/__init__.py,sha256=CCCC,10\n")
+    assert method_code("external", {"command": own}).fingerprint != before
 
 
 def test_entry_point_fingerprint_covers_distribution_version_and_files(
