@@ -77,6 +77,9 @@ class Campaign:
     dataset_names: dict[str | None, str] = field(default_factory=dict)  # by group.data
     # Runs this campaign computed and published itself (the rest it reused from the store).
     computed_runs: set[str] = field(default_factory=set)
+    # Run hash -> its content digest as the worker that used it reported it
+    # (``RunRecord.content_digest``): a copy that changes in the store afterwards is refused.
+    pinned: dict[str, str] = field(default_factory=dict)
     # The reuse check after the last look (flows.reuse_check): one entry per recomputed run.
     reuse_checked: list[dict[str, Any]] = field(default_factory=list)
 
@@ -260,12 +263,42 @@ class Campaign:
         return sorted(self.rungs, key=order.index)
 
     def records(self) -> list:
-        """The stored runs of this campaign, in the order they were first used."""
-        from transfer.store import RunStore
+        """The stored runs of this campaign, in the order they were first used, each the copy
+        its worker reported (:meth:`pin`).
+
+        Raises:
+            StoreIntegrityError: a run's copy in the store changed since its worker used it.
+        """
+        from transfer.store import RunStore, StoreIntegrityError
 
         store = RunStore(self.store)
-        records = [store.find(h) for h in dict.fromkeys(self.runs)]
-        return [r for r in records if r is not None]
+        records = [r for r in (store.find(h) for h in dict.fromkeys(self.runs)) if r is not None]
+        for record in records:
+            expected = self.pinned.get(record.spec.run_hash())
+            if expected is not None and record.content_digest() != expected:
+                raise StoreIntegrityError(
+                    "integrity check failed: the run changed in the store after its worker "
+                    "used it in this campaign (another writer replaced it, manifest and all)",
+                    path=record.path)
+        return records
+
+    def pin(self, group: ArmGroup, outcome: dict[str, Any]) -> None:
+        """Keep the content digest the worker reported for each of ``group``'s runs.
+
+        Raises:
+            GroupOutcomeError: the outcome has no digest for a run, or one that differs from
+                the digest another group of this campaign reported for it.
+        """
+        contents = outcome.get("contents")
+        where = f"rung {group.rung} seeds {group.seeds}"
+        for run_hash in outcome["runs"]:
+            digest = contents.get(run_hash) if isinstance(contents, dict) else None
+            if not isinstance(digest, str):
+                raise GroupOutcomeError(f"{where}: the group reported no content digest for "
+                                        f"run {run_hash}")
+            if self.pinned.setdefault(run_hash, digest) != digest:
+                raise GroupOutcomeError(f"{where}: run {run_hash} changed in the store during "
+                                        "this campaign (two groups used different copies)")
 
     def check_outcome(self, group: ArmGroup, runs: list[str]) -> None:
         """The runs a group reports must be exactly the runs it was asked for: per seed one
@@ -393,6 +426,7 @@ class Campaign:
                               self.plan.compute.max_parallel_runs)
             for group, outcome in zip(groups, outcomes, strict=True):
                 self.check_outcome(group, outcome["runs"])
+                self.pin(group, outcome)
                 self.runs.extend(outcome["runs"])
                 self.executed_arms.extend(outcome["executed_arms"])
                 self.computed_runs |= set(outcome["executed"]) - set(outcome.get("discarded", []))

@@ -100,8 +100,16 @@ def draw_cells(cells: list[Cell], count: int, rng: Any = None) -> list[Cell]:
 def scratch_store(store: Path) -> Path:
     """A new, empty throw-away store beside the runs (``STORE/.canary/reuse-check-<hex>``,
     which ``RunStore.sweep`` removes if a killed campaign leaves it), so every worker that
-    mounts the store can write it."""
-    return Path(store) / ".canary" / f"{SCRATCH_PREFIX}{secrets.token_hex(8)}"
+    mounts the store can write it; created here, under a name no one can guess, readable and
+    writable by this user only (a worker of another user cannot use it: run workers as the
+    campaign's user)."""
+    canary = Path(store) / ".canary"
+    canary.mkdir(exist_ok=True)
+    if canary.is_symlink() or not canary.is_dir():
+        raise InputError(f"{canary} is not a directory of the store", path=canary)
+    path = canary / f"{SCRATCH_PREFIX}{secrets.token_hex(8)}"
+    path.mkdir(mode=0o700)  # exclusive: a name that exists already is an error
+    return path
 
 
 def compare_runs(stored: Any, fresh: Any, tolerance: float) -> tuple[float, str | None]:
@@ -122,7 +130,28 @@ def compare_runs(stored: Any, fresh: Any, tolerance: float) -> tuple[float, str 
             return largest, (f"its {what} differ from the recomputation's by up to {worst:.3g} "
                              f"({int((diff > tolerance).sum())} of {len(diff)} examples beyond "
                              f"{tolerance:g})")
+    # What the results table and the guards read besides the predictions (review R3e): the
+    # metrics but for the run's duration and the package versions, and the training config.
+    kept = {k: v for k, v in stored.metrics.items() if k not in UNCOMPARED_METRICS}
+    again = {k: v for k, v in fresh.metrics.items() if k not in UNCOMPARED_METRICS}
+    for key in sorted(set(kept) | set(again)):
+        if key not in kept or key not in again or not _close(kept[key], again[key], tolerance):
+            return largest, (f"its metrics.json {key} is {kept.get(key)!r}, the "
+                             f"recomputation's {again.get(key)!r}")
+    if stored.read_bytes("config.json") != fresh.read_bytes("config.json"):
+        return largest, "its config.json differs from the recomputation's"
     return largest, None
+
+
+UNCOMPARED_METRICS = frozenset({"seconds", "versions"})
+
+
+def _close(a: Any, b: Any, tolerance: float) -> bool:
+    """Equal, numbers within ``tolerance`` (a run's accuracy moves with its probabilities)."""
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, int | float) \
+            or not isinstance(b, int | float):
+        return a == b
+    return abs(float(a) - float(b)) <= tolerance
 
 
 def check_reuse(campaign: Any, submit: Any) -> None:
@@ -165,6 +194,8 @@ def check_reuse(campaign: Any, submit: Any) -> None:
         for group, outcome in zip(groups, outcomes, strict=True):
             campaign.check_outcome(group, outcome["runs"])  # the specs, as for any group
             tolerance = check.threshold(bool(outcome.get("gpu")))
+            recomputed = set(outcome.get("recomputed", [])) - set(outcome.get("discarded", []))
+            contents = outcome.get("contents") or {}
             for run_hash in outcome["runs"]:
                 stored, fresh = store.find(run_hash), fresh_store.find(run_hash)
                 spec = stored.spec if stored is not None else None
@@ -173,6 +204,18 @@ def check_reuse(campaign: Any, submit: Any) -> None:
                 if run_hash not in used or fresh is None or stored is None:
                     raise ReuseCheckFailed(f"reuse check: {where} was not both used by this "
                                            "campaign and recomputed by its check")
+                # The copy compared must be the one the check's worker computed and published
+                # (none was there before it, none replaced it), and the stored one the copy
+                # the results use (review 2026-12-05, R3a).
+                if run_hash not in recomputed or fresh.content_digest() != contents.get(run_hash):
+                    raise ReuseCheckFailed(
+                        f"reuse check: {where}: its recomputation was not the worker's own copy "
+                        f"(another copy was in the check's store {scratch} before or after "
+                        "it); the store has a writer other than this campaign",
+                        path=fresh.path)
+                if stored.content_digest() != campaign.pinned.get(run_hash):
+                    raise ReuseCheckFailed(f"reuse check: {where} changed in the store during "
+                                           "this campaign", path=stored.path)
                 largest, problem = compare_runs(stored, fresh, tolerance)
                 campaign.reuse_checked.append({
                     "run": run_hash, "arm": spec.arm, "label": spec.label, "rung": spec.rung,

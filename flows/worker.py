@@ -206,21 +206,24 @@ def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
             by_ref[ref] = method_function(control.baseline.name, control.baseline.params,
                                           jail=group.jail)
         controls.append((control.spec(), by_ref[ref]))
-    runs, before = [], len(ctx.store.executed)
+    runs, contents, before = [], {}, len(ctx.store.executed)
     for seed in group.seeds:
         for arm in ("weak", "ceiling"):
             record = run_arm(ctx, group.rung, arm, seed)
             runs.append(record.spec.run_hash())
+            contents[runs[-1]] = record.content_digest()
             log(f"{group.rung} seed={seed} {arm}: acc={record.metrics['accuracy']:.4f}")
         for name, params, fn in resolved:
             record = run_arm(ctx, group.rung, "student", seed, method=name, method_params=params,
                              method_fn=fn)
             runs.append(record.spec.run_hash())
+            contents[runs[-1]] = record.content_digest()
             log(f"{group.rung} seed={seed} {name}: acc={record.metrics['accuracy']:.4f}")
         for spec, (name, params, fn) in controls:
             record = run_arm(ctx, group.rung, "student", seed, method=name, method_params=params,
                              method_fn=fn, control=spec)
             runs.append(record.spec.run_hash())
+            contents[runs[-1]] = record.content_digest()
             log(f"{group.rung} seed={seed} {spec.label}: "
                 f"acc={record.metrics['accuracy']:.4f}")
     executed = [s.run_hash() for s in ctx.store.executed[before:]]
@@ -232,9 +235,11 @@ def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
                "executed_arms": [s.label for s in ctx.store.executed[before:]],
                # computed here but another copy was there first: the run used is not ours
                "discarded": [h for h in executed if h in discarded],
+               # the content digest of each run as this worker used it (the parent pins these)
+               "contents": contents,
                "gpu": any(Path("/dev").glob("nvidia[0-9]*"))}
     if group.rerun_into:  # "executed" means published in the run store; these were not
-        outcome.update(executed=[], executed_arms=[], discarded=[], recomputed=executed)
+        outcome.update(executed=[], executed_arms=[], recomputed=executed)
     if group.canaries:
         outcome["audits"] = audits
     return outcome

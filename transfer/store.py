@@ -179,6 +179,14 @@ class RunRecord:
         """Check the whole run again (every file, the spec)."""
         verify_run(self.path, self.spec)
 
+    def content_digest(self) -> str:
+        """sha256 (hex) of the manifest's file digests: the run's content as this record reads
+        it (every read is checked against the same manifest). Two copies of a run with equal
+        digests hold the same bytes; a campaign pins each run's digest when a worker reports it
+        and refuses a run whose copy changed afterwards (``flows.campaign``)."""
+        return hashlib.sha256(json.dumps(self._manifest.files, sort_keys=True).encode()
+                              ).hexdigest()
+
     def derived_accuracy(self) -> float:
         """Test accuracy re-derived from the hash-checked predictions: mean of ``correct``."""
         return float(self.predictions()["correct"].mean())

@@ -45,9 +45,19 @@ class _Run:
         return pd.DataFrame({"example_id": [f"t{i}" for i in range(len(self.probs))],
                              "prob": self.probs})
 
+    metrics: dict | None = None
+    config: bytes = b"{}"
+
     def soft_labels(self) -> pd.DataFrame:
         return pd.DataFrame({"example_id": [f"s{i}" for i in range(len(self.soft or []))],
                              "prob": self.soft or []})
+
+    def __post_init__(self) -> None:
+        self.metrics = self.metrics or {"accuracy": 0.5, "seconds": 1.0}
+
+    def read_bytes(self, name: str) -> bytes:
+        assert name == "config.json"
+        return self.config
 
 
 def test_only_cells_holding_a_reused_run_are_drawn() -> None:
@@ -75,6 +85,14 @@ def test_compare_runs_reads_predictions_and_a_weak_runs_soft_labels() -> None:
     assert problem is not None  # NaN is never within a tolerance
     student = _Spec("student", "r0", 0, "m")
     assert compare_runs(_Run(student, [0.2]), _Run(student, [0.20001]), 1e-4)[1] is None
+    # Metrics (but the duration and versions) and the training config are compared too.
+    timed = _Run(student, [0.2], metrics={"accuracy": 0.5, "seconds": 9.0})
+    assert compare_runs(_Run(student, [0.2]), timed, 1e-4)[1] is None
+    relabelled = _Run(student, [0.2], metrics={"accuracy": 0.5, "seconds": 1.0,
+                                              "isolation": "unjailed"})
+    assert "metrics.json isolation" in compare_runs(_Run(student, [0.2]), relabelled, 1e-4)[1]
+    reconfigured = _Run(student, [0.2], config=b'{"lr": 1}')
+    assert "config.json" in compare_runs(_Run(student, [0.2]), reconfigured, 1e-4)[1]
     assert ReuseCheck().threshold(False) == 1e-4 and ReuseCheck().threshold(True) == 0.1
     assert ReuseCheck(tolerance=0.01).threshold(False) == 0.01
 
@@ -152,3 +170,110 @@ def test_the_cli_says_what_the_check_did(tmp_path: Path) -> None:
         "recomputed, largest difference 0 (tolerance 0.0001)")
     assert "none recomputed (reuse_check.cells: 0)" in line({"runs_reused": 3,
                                                              "runs_compared": 0})
+
+
+# --- A writer of the store active during the campaign (review 2026-12-05, R3a and R3c) --------
+
+def _copy_run(src: Path, target: Path) -> None:
+    staged = target.parent / f".w2s-test-{target.name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, staged)
+    staged.rename(target)
+
+
+def _run_with_writer(writer, store: Path, plan: Path, out: Path) -> list[str]:
+    """Validate ``plan`` while ``writer(store, stop, log)`` runs in a thread; returns its log."""
+    import threading
+
+    from flows.validate import validate_flow
+
+    stop, log = threading.Event(), []
+    thread = threading.Thread(target=writer, args=(store, stop, log), daemon=True)
+    thread.start()
+    try:
+        validate_flow(str(plan), str(out), str(store))
+    finally:
+        stop.set()
+        thread.join()
+    return log
+
+
+def _scratch_planter(store: Path, stop, log: list) -> None:
+    """As soon as a reuse check's store appears, copy every stored run into it."""
+    import time
+
+    seen: set[Path] = set()
+    while not stop.is_set():
+        for scratch in (store / ".canary").glob("reuse-check-*"):
+            if scratch not in seen:
+                seen.add(scratch)
+                for arm in ("weak", "ceiling", "student"):
+                    for run in (store / arm).iterdir():
+                        if not run.name.startswith("."):
+                            _copy_run(run, scratch / arm / run.name)
+                            log.append(run.name)
+        time.sleep(0.005)
+
+
+def test_runs_planted_in_the_checks_own_store_are_refused(prefect_harness,
+                                                          tmp_path: Path) -> None:
+    """R3a: the check's store lives in the shared store; a writer copying the planted runs into
+    it, so that the "recomputation" finds them there, is caught: every compared copy must be the
+    one the check's worker computed and published itself."""
+    from flows.reuse_check import ReuseCheckFailed
+    from flows.validate import validate_flow
+
+    store = tmp_path / "store"
+    validate_flow(str(_plan(tmp_path, 1)), str(tmp_path / "first"), str(store))
+    assert _plant(store) == 2
+    third = tmp_path / "third"
+    with pytest.raises(ReuseCheckFailed, match="its recomputation was not the worker's own "
+                                               "copy"):
+        _run_with_writer(_scratch_planter, store, _plan(tmp_path, 2), third)
+    assert not (third / "verdict.json").exists()
+
+
+def _ceiling_replacer(store: Path, stop, log: list) -> None:
+    """0.3 s after each ceiling run is published, replace it (valid manifest) by one whose test
+    predictions and accuracy are the weak run's of its seed: the PGR denominator forged."""
+    import time
+
+    from transfer.store import RunStore
+
+    runs, done = RunStore(store), set()
+    while not stop.is_set():
+        for path in list((store / "ceiling").iterdir()) if (store / "ceiling").is_dir() else []:
+            record = runs.find(path.name) if not path.name.startswith(".") else None
+            weak = [r for r in runs.records("weak")
+                    if record is not None and r.spec.seed == record.spec.seed
+                    and r.spec.rung == record.spec.rung]
+            if record is None or path.name in done or not weak:
+                continue
+            time.sleep(0.3)
+            metrics = {k: v for k, v in record.metrics.items() if k != "versions"}
+            metrics.update(accuracy=weak[0].metrics["accuracy"])
+            side = RunStore(store / ".w2s-test-side")
+            forged = side.put(record.spec, weak[0].predictions(), metrics,
+                              config=json.loads(record.read_bytes("config.json")))
+            trash = store / f".w2s-test-trash-{path.name}"
+            path.rename(trash)
+            forged.path.rename(path)
+            shutil.rmtree(trash)
+            done.add(path.name)
+            log.append(path.name)
+        time.sleep(0.005)
+
+
+def test_a_run_replaced_after_its_worker_used_it_is_refused(prefect_harness,
+                                                            tmp_path: Path) -> None:
+    """R3c: the campaign pins each run's content digest as its worker reports it, and refuses a
+    copy that changed afterwards (here a ceiling run replaced by the weak run's predictions,
+    manifest and all, which no audit reruns)."""
+    from transfer.store import StoreIntegrityError
+
+    out = tmp_path / "out"
+    with pytest.raises(StoreIntegrityError, match="changed in the store after its worker used "
+                                                  "it"):
+        log = _run_with_writer(_ceiling_replacer, tmp_path / "store", _plan(tmp_path, 1), out)
+        assert log, "the writer replaced nothing: the test proves nothing"
+    assert not (out / "verdict.json").exists()
