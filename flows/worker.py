@@ -188,7 +188,23 @@ class ArmGroup(BaseModel):
 
 
 def run_group(group: ArmGroup, log=print) -> dict[str, Any]:
-    """Run every arm of ``group`` (reusing complete runs) and return the executed/reused lists."""
+    """Run every arm of ``group`` (reusing complete runs) and return the executed/reused lists.
+
+    A reuse check's group (``rerun_into``) also builds its model and feature cache entries
+    afresh, in a private directory of this machine (``transfer.cache.private_entries``): the
+    shared cache may have the same writers as the store."""
+    if group.rerun_into:
+        import tempfile
+
+        from transfer.cache import private_entries
+
+        with tempfile.TemporaryDirectory(prefix="w2s-reuse-entries-") as entries, \
+                private_entries(Path(entries)):
+            return _run_group(group, log)
+    return _run_group(group, log)
+
+
+def _run_group(group: ArmGroup, log=print) -> dict[str, Any]:
     from flows.context import arm_context
     from methods.resolve import method_function
     from transfer.arms import run_arm

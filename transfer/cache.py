@@ -49,8 +49,28 @@ def entry_name(key: str) -> str:
     return f"{_SAFE.sub('_', key).lstrip('.')[:80]}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
 
 
+_PRIVATE_ROOT: list[Path] = []  # set by private_entries(): entries built apart
+
+
+@contextlib.contextmanager
+def private_entries(root: Path):
+    """Within the block, read and build every entry under ``root`` instead of the shared cache:
+    a reuse check (``flows.reuse_check``) recomputes from entries it built itself, so a writer
+    of the shared cache (which may live on the store's volume) cannot feed the same forged
+    features to a run and to its recomputation."""
+    _PRIVATE_ROOT.append(Path(root))
+    try:
+        yield
+    finally:
+        _PRIVATE_ROOT.pop()
+
+
+def _root() -> Path:
+    return _PRIVATE_ROOT[-1] if _PRIVATE_ROOT else cache_dir()
+
+
 def entry_path(kind: str, key: str) -> Path:
-    return cache_dir() / kind / entry_name(key)
+    return _root() / kind / entry_name(key)
 
 
 def _verified(final: Path) -> Manifest | None:
@@ -89,7 +109,7 @@ def cached_entry(kind: str, key: str, build: Callable[[Path], None], *,
         directory ``manifest.root`` right away.
     """
     final = entry_path(kind, key)
-    lease, manifest = claim_or_wait(cache_dir() / "leases" / f"{kind}-{final.name}.lease",
+    lease, manifest = claim_or_wait(_root() / "leases" / f"{kind}-{final.name}.lease",
                                     lambda: _verified(final), ttl_s=ttl_s, poll_s=poll_s)
     if manifest is not None:
         return manifest

@@ -277,3 +277,32 @@ def test_a_run_replaced_after_its_worker_used_it_is_refused(prefect_harness,
         log = _run_with_writer(_ceiling_replacer, tmp_path / "store", _plan(tmp_path, 1), out)
         assert log, "the writer replaced nothing: the test proves nothing"
     assert not (out / "verdict.json").exists()
+
+
+def test_the_check_builds_cache_entries_of_its_own(tmp_path: Path, monkeypatch) -> None:
+    """R3c': a writer of the shared cache replaces a features entry and rewrites its manifest;
+    the campaign would use it, but a reuse check's group builds its entries in a private
+    directory, so its recomputation does not share the forgery."""
+    from transfer.cache import cached_entry, entry_path, private_entries
+    from transfer.manifest import write_manifest
+
+    monkeypatch.setenv("W2S_CACHE_DIR", str(tmp_path / "shared"))
+    builds: list[Path] = []
+
+    def build(directory: Path) -> None:
+        builds.append(directory)
+        (directory / "features.npy").write_bytes(b"honest features")
+
+    cached_entry("features", "key", build)
+    entry = entry_path("features", "key")
+    (entry / "features.npy").write_bytes(b"PLANTED features")
+    (entry / "MANIFEST.json").unlink()
+    write_manifest(entry, "MANIFEST.json", extra={"kind": "features", "key": "key"})
+    assert cached_entry("features", "key", build).read_verified("features.npy") == \
+        b"PLANTED features"  # the shared cache: the manifest is no signature
+    with private_entries(tmp_path / "private"):
+        own = cached_entry("features", "key", build)
+        assert own.read_verified("features.npy") == b"honest features"
+        assert own.root.is_relative_to(tmp_path / "private")
+    assert len(builds) == 2
+    assert entry_path("features", "key") == entry  # the shared cache again after the block
