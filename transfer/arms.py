@@ -160,8 +160,13 @@ def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
             method: str | None = None, method_params: dict[str, Any] | None = None,
             method_fn: MethodFn | None = None,
             method_fingerprint: str | None = None,
-            control: ControlSpec | None = None) -> RunRecord:
+            control: ControlSpec | None = None,
+            weak: RunRecord | None = None) -> RunRecord:
     """Run one arm, or return it from the store if it is already complete.
+
+    A student learns from ``weak`` when given (the record of its seed's weak run the caller
+    already holds: every read is checked against that record's manifest, so a copy swapped in
+    the store since is refused, not learned from); else from the weak run read here.
 
     A student arm first makes sure its weak teacher exists (running it if needed). The run is
     computed under the store's claim on it, so processes sharing the store compute it once. Its
@@ -197,7 +202,13 @@ def run_arm(ctx: ArmContext, rung_name: str, arm: str, seed: int, *,
     if arm == "student" and method_fn is None:
         raise InputError("a student arm needs the method's function", field="method")
     # The teacher first, so that no claim is held while waiting for another.
-    weak = run_arm(ctx, rung_name, "weak", seed) if arm == "student" else None
+    if arm == "student" and weak is None:
+        weak = run_arm(ctx, rung_name, "weak", seed)
+    elif arm == "student" and weak.spec != arm_spec(ctx, rung, "weak", seed):
+        raise InputError(f"the weak run handed to the student is {weak.spec.run_hash()}, not "
+                         f"seed {seed}'s on rung {rung_name}", field="weak")
+    elif arm != "student":
+        weak = None
     # Another process sharing the store may be computing this run: wait for it rather than
     # compute it twice (it may also finish between the check above and the claim).
     with ctx.store.claim(spec) as done:

@@ -250,3 +250,33 @@ def test_a_worker_refusing_a_tampered_run_ends_the_cli_with_one_line(tmp_path, c
         raise GroupFailed("worker exited -9", -9, tmp_path / "group.log")
     assert caught.value.exit_code == 1
     assert capsys.readouterr().err.strip() == "error: worker exited -9"
+
+
+def test_a_student_learns_from_the_weak_record_it_was_handed_not_a_swapped_copy(
+        micro_ctx) -> None:
+    """Review 2026-12-05 (R3, F1): a writer of the store swapped a seed's weak run (rewritten
+    soft labels, valid manifest) between the worker's report of it and a student's re-read, then
+    put it back. A worker now hands every student of the seed the weak record it holds, whose
+    reads are checked against the manifest it reported: the swapped copy is refused."""
+    import shutil
+
+    from transfer.arms import run_arm
+
+    def vanilla(data, trainer):
+        return trainer.fit(data.weak_probs).predict_test()
+
+    vanilla.fingerprint = "v" * 64
+    held = run_arm(micro_ctx, "m0", "weak", 0)
+    soft, predictions = held.soft_labels(), held.predictions()
+    metrics = {k: v for k, v in held.metrics.items() if k != "versions"}
+    config = json.loads(held.read_bytes("config.json"))
+    soft["prob"] = 1.0 - soft["prob"]
+    forged = RunStore(held.path.parent.parent.parent / "side").put(
+        held.spec, predictions, metrics, soft_labels=soft, config=config)
+    shutil.rmtree(held.path)
+    shutil.copytree(forged.path, held.path)  # the store's copy is now the forgery
+
+    with pytest.raises(StoreIntegrityError, match="soft_labels.parquet"):
+        run_arm(micro_ctx, "m0", "student", 0, method="vanilla", method_fn=vanilla, weak=held)
+    # Without the held record the student would read, and learn from, the forgery.
+    assert run_arm(micro_ctx, "m0", "weak", 0).soft_labels()["prob"].equals(soft["prob"])
