@@ -108,15 +108,25 @@ def _mismatch(expected: str, found: str) -> str:
             f"written (the file changed afterwards)")
 
 
-def write_manifest(root: str | Path, name: str, extra: dict[str, Any] | None = None) -> Manifest:
+def write_manifest(root: str | Path, name: str, extra: dict[str, Any] | None = None, *,
+                   digests: dict[str, str] | None = None) -> Manifest:
     """Hash every file under ``root`` and write the manifest ``root/name`` (last, fsynced).
 
-    Call it on a staging directory whose content is final, just before publishing it.
+    Call it on a staging directory whose content is final, just before publishing it. With
+    ``digests`` (relative path -> sha256 of the bytes the caller wrote), those are the manifest,
+    nothing is read back from disk: a file changed on disk after it was written then fails every
+    later check instead of being vouched for. The files present must be exactly those named.
     """
     root = Path(root)
     error = _fail(root, IntegrityError)
-    files = {rel: sha256_file(path) for rel, path in
-             sorted(_regular_files(root, name, error).items())}
+    present = _regular_files(root, name, error)
+    if digests is not None:
+        if set(present) != set(digests):
+            raise error("", f"files {sorted(present)} are not the ones written "
+                            f"{sorted(digests)}")
+        files = dict(sorted(digests.items()))
+    else:
+        files = {rel: sha256_file(path) for rel, path in sorted(present.items())}
     extra = dict(extra or {})
     payload = {**extra, "format": MANIFEST_FORMAT, "files": files}
     with open(root / name, "w", encoding="utf-8") as handle:

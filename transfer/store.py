@@ -225,6 +225,12 @@ def accuracy_problems(predictions: pd.DataFrame, metrics: dict[str, Any],
     return problems
 
 
+def _parquet_bytes(table: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
 def versions() -> dict[str, str]:
     """Versions of the packages that determine a run's numbers (and Python's)."""
     return package_versions(("w2s-transfer", "torch", "transformers", "deepspeed", "peft",
@@ -307,27 +313,36 @@ class RunStore:
             self.discarded.append(spec)
             return existing
         final = self.path(spec)
+        # The manifest is the sha256 of the bytes serialised here, never of what is read back
+        # from disk, and the record returned reads against it: a writer of the store who
+        # changes the staged or published files is refused at the next read, not vouched for
+        # (second review of 2026-12-05, R3 F2).
+        contents = {"spec.json": spec.model_dump_json(indent=2).encode(),
+                    "predictions.parquet": _parquet_bytes(predictions),
+                    "metrics.json": json.dumps({**metrics, "versions": versions()}, indent=2,
+                                               sort_keys=True).encode(),
+                    "config.json": json.dumps(config or {}, indent=2, sort_keys=True,
+                                              default=str).encode()}
+        if soft_labels is not None:
+            contents["soft_labels.parquet"] = _parquet_bytes(soft_labels)
         staged = staging_dir(final)
         try:
-            (staged / "spec.json").write_text(spec.model_dump_json(indent=2))
-            predictions.to_parquet(staged / "predictions.parquet", index=False)
-            if soft_labels is not None:
-                soft_labels.to_parquet(staged / "soft_labels.parquet", index=False)
-            metrics = {**metrics, "versions": versions()}
-            (staged / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-            (staged / "config.json").write_text(json.dumps(config or {}, indent=2, sort_keys=True,
-                                                           default=str))
-            write_manifest(staged, COMPLETE, extra={"run_hash": spec.run_hash(),
-                                                    "spec_sha256": spec_sha256(spec)})
+            for name, data in contents.items():
+                (staged / name).write_bytes(data)
+            extra = {"run_hash": spec.run_hash(), "spec_sha256": spec_sha256(spec)}
+            written = write_manifest(staged, COMPLETE, extra=extra, digests={
+                name: hashlib.sha256(data).hexdigest() for name, data in contents.items()})
             fsync_tree(staged)
             won = publish_dir(staged, final)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
-        if not won:
-            self.discarded.append(spec)
+        if won:
+            return RunRecord(spec, final, Manifest(final, COMPLETE, written.files, written.extra,
+                                                   StoreIntegrityError))
+        self.discarded.append(spec)
         record = self.get(spec)
-        assert record is not None  # published by us or by the winner
+        assert record is not None  # published by the winner
         return record
 
     def _wait_for(self, spec: RunSpec, grace_s: float = 600.0) -> RunRecord:

@@ -280,3 +280,33 @@ def test_a_student_learns_from_the_weak_record_it_was_handed_not_a_swapped_copy(
         run_arm(micro_ctx, "m0", "student", 0, method="vanilla", method_fn=vanilla, weak=held)
     # Without the held record the student would read, and learn from, the forgery.
     assert run_arm(micro_ctx, "m0", "weak", 0).soft_labels()["prob"].equals(soft["prob"])
+
+
+def test_put_vouches_only_for_the_bytes_it_wrote(tmp_path, monkeypatch) -> None:
+    """Review R3 F2: a writer of the store rewrote a staged run (and its manifest, hashed from
+    disk) between the manifest and the rename; ``put`` then re-read the published copy and
+    reported the forgery as its own. Now the manifest is the digest of the bytes ``put``
+    serialised and the record it returns reads against it: the forgery is refused."""
+    import transfer.store as store_module
+    from transfer.manifest import write_manifest as rewrite
+
+    real_fsync = store_module.fsync_tree
+    spec = _spec()
+
+    def tamper_then_fsync(staged):
+        forged = pd.DataFrame({"example_id": ["a", "b"], "prob": [0.9, 0.9],
+                               "pred": [1, 1], "correct": [True, True]})
+        forged.to_parquet(staged / "predictions.parquet", index=False)
+        (staged / COMPLETE).unlink()  # a valid manifest of the forgery, hashed from disk
+        rewrite(staged, COMPLETE, extra={"run_hash": spec.run_hash(),
+                                         "spec_sha256": store_module.spec_sha256(spec)})
+        real_fsync(staged)
+
+    monkeypatch.setattr(store_module, "fsync_tree", tamper_then_fsync)
+    honest = pd.DataFrame({"example_id": ["a", "b"], "prob": [0.2, 0.9], "pred": [0, 1],
+                           "correct": [True, True]})
+    record = RunStore(tmp_path / "store").put(spec, honest, {"accuracy": 1.0, "n": 2})
+    with pytest.raises(StoreIntegrityError, match="predictions.parquet"):
+        record.predictions()
+    # The copy on disk is a valid-looking forgery; the digest the worker reports is not its.
+    assert record.content_digest() != RunRecord(spec, record.path).content_digest()
