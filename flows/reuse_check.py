@@ -5,8 +5,8 @@ written without the change being seen. But a manifest proves only who wrote a ru
 run is what its spec computes: whoever can write the store (a machine sharing it, a person, a
 job of another campaign) could put a run there whose soft labels were rewritten, with a valid
 manifest, and every campaign that reuses it would rest its verdict on it (attacker review
-2026-12-05, finding F1, in CI). The campaign's own runs are trustworthy; reused ones are only
-as trustworthy as the store's writers.
+2026-12-05, finding F1, in CI). Runs the campaign computes are pinned as their workers report
+them (``Campaign.pin``); reused ones are only as trustworthy as the store's writers.
 
 So after its last look a campaign draws ``reuse_check.cells`` of its cells (rung, dataset,
 seed) among those holding a run it did not compute itself, with ``secrets.SystemRandom`` (no
@@ -17,8 +17,9 @@ labels it taught with. A difference beyond the tolerance stops the campaign befo
 is written (one line, exit 2). CPU runs are bitwise reproducible here, so ``auto`` means
 ``1e-4`` (largest difference of a probability) on a worker without GPUs.
 
-A writer who planted runs in a fraction ``f`` of the cells a campaign reuses is caught with
-probability about ``1 - (1 - f) ** cells``.
+A writer who planted runs before the campaign in a fraction ``f`` of the cells it reuses is
+caught with probability about ``1 - (1 - f) ** cells``. A writer with the campaign's uid racing
+it while the check runs is not (docs/store.md, "What no file check stops").
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ from w2s_common.errors import InputError
 # measure their spread, so that default is a setting to replace with a measured one.
 AUTO_TOLERANCE = {"cpu": 1e-4, "gpu": 0.1}
 SCRATCH_PREFIX = "reuse-check-"
+# metrics.json keys a recomputation may change: the run's duration, the package versions.
+UNCOMPARED_METRICS = frozenset({"seconds", "versions"})
 
 
 class ReuseCheck(BaseModel):
@@ -142,8 +145,6 @@ def compare_runs(stored: Any, fresh: Any, tolerance: float) -> tuple[float, str 
         return largest, "its config.json differs from the recomputation's"
     return largest, None
 
-
-UNCOMPARED_METRICS = frozenset({"seconds", "versions"})
 
 
 def _close(a: Any, b: Any, tolerance: float) -> bool:

@@ -224,21 +224,22 @@ def _run_group(group: ArmGroup, log=print) -> dict[str, Any]:
         controls.append((control.spec(), by_ref[ref]))
     runs, contents, before = [], {}, len(ctx.store.executed)
     for seed in group.seeds:
-        held = {}  # the weak record every student of the seed learns from (review R3 F1)
         for arm in ("weak", "ceiling"):
-            record = held[arm] = run_arm(ctx, group.rung, arm, seed)
+            record = run_arm(ctx, group.rung, arm, seed)
+            if arm == "weak":  # every student of the seed learns from this record (review R3 F1)
+                weak = record
             runs.append(record.spec.run_hash())
             contents[runs[-1]] = record.content_digest()
             log(f"{group.rung} seed={seed} {arm}: acc={record.metrics['accuracy']:.4f}")
         for name, params, fn in resolved:
             record = run_arm(ctx, group.rung, "student", seed, method=name, method_params=params,
-                             method_fn=fn, weak=held["weak"])
+                             method_fn=fn, weak=weak)
             runs.append(record.spec.run_hash())
             contents[runs[-1]] = record.content_digest()
             log(f"{group.rung} seed={seed} {name}: acc={record.metrics['accuracy']:.4f}")
         for spec, (name, params, fn) in controls:
             record = run_arm(ctx, group.rung, "student", seed, method=name, method_params=params,
-                             method_fn=fn, control=spec, weak=held["weak"])
+                             method_fn=fn, control=spec, weak=weak)
             runs.append(record.spec.run_hash())
             contents[runs[-1]] = record.content_digest()
             log(f"{group.rung} seed={seed} {spec.label}: "

@@ -7,9 +7,9 @@ the code that made it. What a method's code is:
   :data:`methods.jail_runtime.JAIL_MODULES` (``methods/`` and the trainer part of ``transfer/``),
   the files the jail's copy holds (``methods.jail_runtime.project_files``: regular ``.py`` and
   ``.json`` files of their own; a link there is refused);
-- ``external``: that, and the files its command line names (the files the jail mounts for it)
-  and, when its program is a runtime one (``python3``, a program on PATH), that program's bytes
-  and the runtime's installed Python distributions (:func:`runtime_code`);
+- ``external``: that, the files its command line names (the files the jail mounts for it),
+  its program's bytes and the Python distributions and start-up files of the runtimes the jail
+  mounts (:func:`runtime_code`);
 - ``package.module:attr``: that, and the Python sources of the plugin's top-level package (or
   its module file): exactly what the jail copies to ``/w2s/code``
   (``methods.jail_runtime.code_files``: regular ``.py`` files of their own, bounded in size);
