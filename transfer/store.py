@@ -39,7 +39,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from transfer import leases
 from transfer.fsutil import cache_dir, fsync_tree, publish_dir, staging_dir
-from transfer.manifest import IntegrityError, Manifest, verify_manifest, write_manifest
+from transfer.manifest import (
+    IntegrityError,
+    Manifest,
+    sha256_bytes,
+    verify_manifest,
+    write_manifest,
+)
 from w2s_common.names import ARM_NAMES
 from w2s_common.validation import first_error
 from w2s_common.versions import package_versions
@@ -331,7 +337,7 @@ class RunStore:
                 (staged / name).write_bytes(data)
             extra = {"run_hash": spec.run_hash(), "spec_sha256": spec_sha256(spec)}
             written = write_manifest(staged, COMPLETE, extra=extra, digests={
-                name: hashlib.sha256(data).hexdigest() for name, data in contents.items()})
+                name: sha256_bytes(data) for name, data in contents.items()})
             fsync_tree(staged)
             won = publish_dir(staged, final)
         except BaseException:
