@@ -163,7 +163,8 @@ class Campaign:
         return [ArmGroup(ladder=self.plan.ladder, rung=rung,
                          data=None if dataset is None else str(dataset), store=str(self.store),
                          seeds=seeds, methods=refs, controls=control_refs, engine=engine,
-                         jail=self.plan.jail.model_dump(mode="json"), result="")
+                         jail=self.plan.jail.model_dump(mode="json"),
+                         pinned=dict(self.pinned), result="")
                 for dataset in self.plan.dataset_paths() for rung in self.rungs_smallest_first()]
 
     def audit_groups(self, cells: dict[str, list[AuditCell]]) -> list[ArmGroup]:
@@ -188,7 +189,8 @@ class Campaign:
             groups.append(ArmGroup(ladder=self.plan.ladder, rung=rung, data=data,
                                    store=str(self.store), seeds=[], methods=refs,
                                    canaries=canaries, engine=engine,
-                                   jail=self.plan.jail.model_dump(mode="json"), result=""))
+                                   jail=self.plan.jail.model_dump(mode="json"),
+                                   pinned=dict(self.pinned), result=""))
         return groups
 
     def _group_method(self, entry: str, params: dict[str, Any]) -> GroupMethod:
@@ -269,18 +271,10 @@ class Campaign:
         Raises:
             StoreIntegrityError: a run's copy in the store changed since its worker used it.
         """
-        from transfer.store import RunStore, StoreIntegrityError
+        from transfer.store import RunStore
 
-        store = RunStore(self.store)
-        records = [r for r in (store.find(h) for h in dict.fromkeys(self.runs)) if r is not None]
-        for record in records:
-            expected = self.pinned.get(record.spec.run_hash())
-            if expected is not None and record.content_digest() != expected:
-                raise StoreIntegrityError(
-                    "integrity check failed: the run changed in the store after its worker "
-                    "used it in this campaign (another writer replaced it, manifest and all)",
-                    path=record.path)
-        return records
+        store = RunStore(self.store, pins=self.pinned)
+        return [r for r in (store.find(h) for h in dict.fromkeys(self.runs)) if r is not None]
 
     def pin(self, group: ArmGroup, outcome: dict[str, Any]) -> None:
         """Keep the content digest the worker reported for each of ``group``'s runs.

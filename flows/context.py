@@ -21,15 +21,17 @@ def engine_config(ladder, overrides: dict[str, Any] | None = None):
 
 
 def arm_context(ladder: str | Path, data: str | Path | None, store: str | Path | None,
-                overrides: dict[str, Any] | None = None, data_seed: int = 0):
-    """An `ArmContext` for one (ladder, dataset): shared backends, one store."""
+                overrides: dict[str, Any] | None = None, data_seed: int = 0,
+                pins: dict[str, str] | None = None):
+    """An `ArmContext` for one (ladder, dataset): shared backends, one store (holding the
+    caller's ``pins``: run hash -> the content digest a reused copy must have)."""
     from transfer.arms import ArmContext
     from transfer.ladder import load_ladder
     from transfer.store import RunStore
 
     ladder_obj = load_ladder(ladder)
     task = load_dataset(data, data_seed)
-    return ArmContext(ladder=ladder_obj, task=task, store=RunStore(store),
+    return ArmContext(ladder=ladder_obj, task=task, store=RunStore(store, pins=pins),
                       engine_config=engine_config(ladder_obj, overrides))
 
 

@@ -86,7 +86,7 @@ def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[in
     checked = campaign.reuse_checked
     extra["reuse_check"] = {
         "runs_reused": len(set(campaign.runs) - campaign.computed_runs),
-        "cells_recomputed": len({(c["rung"], c["seed"]) for c in checked}),
+        "cells_recomputed": len({(c["rung"], c["data"], c["seed"]) for c in checked}),
         "runs_compared": len(checked),
         "largest_difference": max((c["largest_difference"] for c in checked), default=None),
         "tolerance": checked[0]["tolerance"] if checked else None}

@@ -192,7 +192,7 @@ def check_reuse(campaign: Any, submit: Any) -> None:
         outcomes = submit(groups, campaign.out / "work", campaign.plan.compute.processes,
                           campaign.plan.compute.max_parallel_runs)
         store, fresh_store = RunStore(campaign.store), RunStore(scratch)
-        for group, outcome in zip(groups, outcomes, strict=True):
+        for cell, group, outcome in zip(chosen, groups, outcomes, strict=True):
             campaign.check_outcome(group, outcome["runs"])  # the specs, as for any group
             tolerance = check.threshold(bool(outcome.get("gpu")))
             recomputed = set(outcome.get("recomputed", [])) - set(outcome.get("discarded", []))
@@ -220,7 +220,8 @@ def check_reuse(campaign: Any, submit: Any) -> None:
                 largest, problem = compare_runs(stored, fresh, tolerance)
                 campaign.reuse_checked.append({
                     "run": run_hash, "arm": spec.arm, "label": spec.label, "rung": spec.rung,
-                    "seed": spec.seed, "reused": run_hash not in campaign.computed_runs,
+                    "data": cell.data, "seed": spec.seed,
+                    "reused": run_hash not in campaign.computed_runs,
                     "largest_difference": largest, "tolerance": tolerance})
                 if problem is not None:
                     raise ReuseCheckFailed(

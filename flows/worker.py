@@ -174,6 +174,9 @@ class ArmGroup(BaseModel):
     # A reuse check (``flows.reuse_check``): the arms are computed into this empty throw-away
     # store instead of ``store`` (which still names the shared store for outcomes and leases).
     rerun_into: str | None = None
+    # Run hash -> content digest of every run earlier groups of the campaign used: a copy of one
+    # of them that changed since is refused, not reused (``transfer.store.RunStore`` pins).
+    pinned: dict[str, str] = Field(default_factory=dict)
     result: str
 
     def key(self) -> str:
@@ -181,8 +184,8 @@ class ArmGroup(BaseModel):
         import hashlib
 
         # A group without controls or canaries keeps the key it had before they existed.
-        exclude = {"result", "store"} | {name for name in ("controls", "canaries", "rerun_into")
-                                         if not getattr(self, name)}
+        exclude = {"result", "store", "pinned"} | {
+            name for name in ("controls", "canaries", "rerun_into") if not getattr(self, name)}
         payload = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -209,7 +212,9 @@ def _run_group(group: ArmGroup, log=print) -> dict[str, Any]:
     from methods.resolve import method_function
     from transfer.arms import run_arm
 
-    ctx = arm_context(group.ladder, group.data, group.rerun_into or group.store, group.engine)
+    # A reuse check computes into its own empty store: the campaign's pins are of the shared one.
+    ctx = arm_context(group.ladder, group.data, group.rerun_into or group.store, group.engine,
+                      pins=None if group.rerun_into else group.pinned)
     resolved = [method_function(m.name, m.params, jail=group.jail) for m in group.methods]
     for method, (label, params, fn) in zip(group.methods, resolved, strict=True):
         method.check(label, params, fn.fingerprint)

@@ -248,16 +248,32 @@ class RunStore:
 
     ``executed`` lists the runs computed (not reused) through this object; ``discarded`` those
     of them whose copy lost to one another process published first.
+
+    ``pins`` maps run hashes to the content digest (:meth:`RunRecord.content_digest`) a caller
+    already used: every record this object hands out for a pinned run must have that digest,
+    or it raises :class:`StoreIntegrityError`. A campaign gives its workers the digests of the
+    runs earlier groups used, so a copy replaced in the store (manifest and all) between two
+    groups, or before an audit reads the real run, is refused rather than used.
     """
 
     def __init__(self, root: str | Path | None = None, *, lease_ttl_s: float | None = None,
-                 poll_s: float | None = None) -> None:
+                 poll_s: float | None = None, pins: dict[str, str] | None = None) -> None:
         self.root = Path(root) if root is not None else cache_dir() / "store"
         self.root.mkdir(parents=True, exist_ok=True)
         self.lease_ttl_s = leases.lease_ttl(lease_ttl_s)
         self.poll_s = poll_s
+        self.pins: dict[str, str] = dict(pins or {})
         self.executed: list[RunSpec] = []
         self.discarded: list[RunSpec] = []
+
+    def _checked(self, spec: RunSpec, path: Path, manifest: Manifest) -> RunRecord:
+        record = RunRecord(spec, path, manifest)
+        expected = self.pins.get(spec.run_hash())
+        if expected is not None and record.content_digest() != expected:
+            raise StoreIntegrityError(
+                "integrity check failed: the run changed in the store after its worker used "
+                "it in this campaign (another writer replaced it, manifest and all)", path=path)
+        return record
 
     def path(self, spec: RunSpec) -> Path:
         return self.root / spec.arm / spec.run_hash()
@@ -276,7 +292,7 @@ class RunStore:
         if not os.path.lexists(path):
             return None
         _, manifest = verify_run(path, spec)
-        return RunRecord(spec, path, manifest)
+        return self._checked(spec, path, manifest)
 
     @contextlib.contextmanager
     def claim(self, spec: RunSpec) -> Iterator[RunRecord | None]:
@@ -373,7 +389,7 @@ class RunStore:
             path = self.root / arm / run_hash
             if os.path.lexists(path):
                 spec, manifest = verify_run(path)
-                return RunRecord(spec, path, manifest)
+                return self._checked(spec, path, manifest)
         return None
 
     def records(self, arm: str | None = None) -> list[RunRecord]:
@@ -390,7 +406,7 @@ class RunStore:
             for path in sorted(directory.iterdir()):
                 if _RUN_HASH.fullmatch(path.name):
                     spec, manifest = verify_run(path)
-                    out.append(RunRecord(spec, path, manifest))
+                    out.append(self._checked(spec, path, manifest))
         return out
 
     def sweep(self, older_than_s: float = 24 * 3600.0) -> list[Path]:

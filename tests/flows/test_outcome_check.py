@@ -21,7 +21,7 @@ class FakeStore:
 
     runs: dict[str, SimpleNamespace] = {}
 
-    def __init__(self, path) -> None:
+    def __init__(self, path, pins=None) -> None:
         pass
 
     def find(self, run_hash):

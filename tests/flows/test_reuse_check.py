@@ -306,3 +306,42 @@ def test_the_check_builds_cache_entries_of_its_own(tmp_path: Path, monkeypatch) 
         assert own.root.is_relative_to(tmp_path / "private")
     assert len(builds) == 2
     assert entry_path("features", "key") == entry  # the shared cache again after the block
+
+
+def test_workers_refuse_a_run_that_changed_since_an_earlier_group_used_it(
+        tmp_path: Path) -> None:
+    """The campaign hands its pins to every later group (here the label-leak audit, which
+    re-reads the real student run and its weak run): a weak run replaced between the groups,
+    manifest and all, is refused by the audit's worker instead of steering the audit."""
+    from flows.worker import ArmGroup, Canary, GroupMethod, run_group
+    from transfer.store import StoreIntegrityError
+
+    store = tmp_path / "store"
+    methods = [GroupMethod(name="vanilla")]
+    real = run_group(ArmGroup(ladder="micro", rung="m0", store=str(store), seeds=[0],
+                              methods=methods, result=""), log=lambda line: None)
+    audit = ArmGroup(ladder="micro", rung="m0", store=str(store), seeds=[], methods=methods,
+                     canaries=[Canary(method="vanilla", seed=0, permutations=(5, 9))],
+                     pinned=real["contents"], result="")
+    assert run_group(audit, log=lambda line: None)["audits"][0]["clean"] is True
+    assert _plant(store) == 1
+    with pytest.raises(StoreIntegrityError, match="changed in the store after its worker used "
+                                                  "it"):
+        run_group(audit, log=lambda line: None)
+    # Without the pins the same worker would have used the planted copy.
+    unpinned = audit.model_copy(update={"pinned": {}})
+    assert run_group(unpinned, log=lambda line: None)["audits"][0]["method"] == "vanilla"
+
+
+def test_every_group_of_a_campaign_carries_its_pins(tmp_path: Path) -> None:
+    from flows.audit_draw import AuditCell
+    from flows.campaign import Campaign
+
+    campaign = Campaign.prepare(_plan(tmp_path, 1), tmp_path / "out", tmp_path / "store")
+    assert all(g.pinned == {} for g in campaign.groups([0], []))
+    campaign.pinned["a" * 20] = "b" * 64
+    groups = campaign.groups([1], []) + campaign.audit_groups(
+        {"vanilla": [AuditCell(rung="m0", data=None, seed=0, permutations=(1, 2))]})
+    assert groups and all(g.pinned == {"a" * 20: "b" * 64} for g in groups)
+    assert groups[0].key() == campaign.groups([1], [])[0].model_copy(
+        update={"pinned": {}}).key(), "pins are not part of a group's identity"

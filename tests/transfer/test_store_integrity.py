@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pandas as pd
 import pytest
@@ -310,3 +311,26 @@ def test_put_vouches_only_for_the_bytes_it_wrote(tmp_path, monkeypatch) -> None:
         record.predictions()
     # The copy on disk is a valid-looking forgery; the digest the worker reports is not its.
     assert record.content_digest() != RunRecord(spec, record.path).content_digest()
+
+
+def test_a_pinned_run_whose_copy_changed_is_refused_by_every_read(stored, tmp_path) -> None:
+    """``RunStore(pins=...)``: a copy replaced with a valid manifest passes the file checks, but
+    not the digest the campaign pinned when a worker first used the run."""
+    store, spec = stored
+    pinned = {spec.run_hash(): store.get(spec).content_digest()}
+    assert RunStore(store.root, pins=pinned).get(spec) is not None  # the same copy: fine
+    forged = _predictions()
+    forged["correct"] = 1 - forged["correct"]
+    shutil.rmtree(store.path(spec))
+    store.put(spec, forged, {"accuracy": float(forged["correct"].mean()), "n": len(forged)},
+              soft_labels=forged[["example_id", "prob"]])
+    assert store.get(spec) is not None  # without pins the forgery reads as a good run
+    pinned_store = RunStore(store.root, pins=pinned)
+    for read in (lambda: pinned_store.get(spec), lambda: pinned_store.find(spec.run_hash()),
+                 lambda: pinned_store.records("weak")):
+        with pytest.raises(StoreIntegrityError, match="changed in the store after its worker "
+                                                      "used it") as caught:
+            read()
+        assert str(store.path(spec)) in str(caught.value)
+    # Other runs are not affected by a pin they do not have.
+    assert RunStore(store.root, pins={"0" * 20: "x"}).get(spec) is not None
