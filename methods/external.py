@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+from collections.abc import Mapping
 
 import numpy as np
 from pydantic import Field
 
 from methods.base import MethodBase, MethodParams
+from methods.code_cache import JailSetupError, current_snapshots, file_copy
 from methods.exchange import PREDICTIONS_FILE, read_predictions, write_inputs
 from methods.jail import JailTimeout
 from methods.jail_runtime import JOB, OUT, jail_search_path, job_directories
@@ -107,6 +109,28 @@ def build_argv(command: str) -> tuple[list[str], list[str]]:
     return argv, files
 
 
+def own_file_copies(files: list[str], snapshots: Mapping[str, str] | None) -> dict[str, str]:
+    """Each own file -> the private copy the jail mounts at its path: the snapshot its method's
+    fingerprint was computed from (``methods.fingerprint.command_code``), or, run without one
+    (no fingerprint was taken), a copy made now. Either way the jail never mounts the file
+    itself, which could change (or become a link to a label file) after it was checked.
+
+    Raises:
+        InputError: a file that was not among the command's files when it was fingerprinted,
+            or one that cannot be copied as a regular file of its own.
+    """
+    if snapshots is None:
+        try:
+            return {path: file_copy(path) for path in files}
+        except JailSetupError as err:
+            raise InputError(f"method external: {err}", field="--param command") from None
+    missing = [path for path in files if path not in snapshots]
+    if missing:
+        raise InputError(f"method external: {missing[0]} was not one of the command's files "
+                         "when its code was fingerprinted; refused", field="--param command")
+    return {path: snapshots[path] for path in files}
+
+
 def in_runtime(path: str, runtime: list[str] | None = None) -> bool:
     """Whether ``path`` lies in the system or Python runtime every jail holds."""
     roots = _runtime_roots() if runtime is None else runtime
@@ -132,11 +156,12 @@ class External(MethodBase):
     def run(self, data: StudentData, trainer: StudentTrainer, params: ExternalParams
             ) -> np.ndarray:
         argv, files = build_argv(params.command)
+        copies = own_file_copies(files, current_snapshots())
         with job_directories("w2s-external-") as (job, out):
             write_inputs(data, job)
             settings = current_settings()
             try:
-                result, _ = run_command(argv, job, out, settings, files=files,
+                result, _ = run_command(argv, job, out, settings, files=copies,
                                         timeout_s=params.timeout_s)
             except JailTimeout as err:
                 which = ("--param timeout_s" if params.timeout_s <= settings.timeout_s

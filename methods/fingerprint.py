@@ -37,13 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from methods.code_cache import code_copy, file_copy
+from methods.code_cache import code_files as plugin_sources  # what the jail gets of a plugin
 from methods.jail_runtime import (
     PROJECT_PACKAGES,
     JailSetupError,
     module_location,
     project_root,
 )
-from methods.jail_runtime import code_files as plugin_sources  # what the jail gets of a plugin
 from methods.jail_runtime import project_files as jail_project_files
 from transfer.fingerprint import combine, digest_files
 from w2s_common.errors import InputError
@@ -61,6 +62,9 @@ class MethodCode:
         fingerprint: sha256 (hex) of everything below.
         files: absolute paths of the files it covers (for CI: which changes touch the method).
         provider: the distribution (and version) or module that supplies a plugin.
+        snapshots: ``(name, copy)`` pairs: the private copies (``methods.code_cache``) the
+            fingerprint was computed from and the jail runs: a plugin's top-level package by
+            its name, an ``external`` command's own files by their paths.
     """
 
     reference: str
@@ -68,6 +72,7 @@ class MethodCode:
     fingerprint: str
     files: tuple[str, ...] = field(default=(), repr=False)
     provider: str | None = None
+    snapshots: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"reference": self.reference, "kind": self.kind, "fingerprint": self.fingerprint,
@@ -81,13 +86,14 @@ def project_code() -> tuple[str, list[str]]:
     return digest_files(files, label="project"), [str(p) for _, p in files]
 
 
-def _plugin_code(location: Path, label: str) -> tuple[str, list[str]]:
-    """(digest, files) of the sources of a plugin's top-level package or module file: what the
-    jail gets of it (``methods.jail_runtime.code_files``, which refuses links)."""
+def _plugin_code(location: Path, label: str) -> tuple[str, list[str], str]:
+    """(digest, files, snapshot) of the sources of a plugin's top-level package or module
+    file: the digest is of the private copy the jail gets (``methods.code_cache.code_copy``,
+    which refuses links), never of the files themselves, which may change meanwhile."""
     files = plugin_sources(location)
-    root = location.parent
-    named = [(path.relative_to(root).as_posix(), path) for path in files]
-    return digest_files(named, label=label), [str(path) for path in files]
+    copy = code_copy(location)
+    named = [(path.relative_to(copy.parent).as_posix(), path) for path in plugin_sources(copy)]
+    return digest_files(named, label=label), [str(path) for path in files], str(copy)
 
 
 def _reference_code(reference: str, project: str, project_files: list[str]) -> MethodCode:
@@ -103,9 +109,9 @@ def _reference_code(reference: str, project: str, project_files: list[str]) -> M
     if location is None:
         raise InputError(f"cannot find module {top!r} of {reference!r} on the Python path",
                          field="--method")
-    code, files = _plugin_code(location, top)
+    code, files, copy = _plugin_code(location, top)
     return MethodCode(reference, "reference", combine("reference", reference, project, code),
-                      tuple(project_files + files), module)
+                      tuple(project_files + files), module, snapshots=((top, copy),))
 
 
 def _entry_point_code(entry_point: importlib.metadata.EntryPoint, project: str,
@@ -116,24 +122,30 @@ def _entry_point_code(entry_point: importlib.metadata.EntryPoint, project: str,
         provider = f"{dist.name}=={dist.version}"
     top = entry_point.value.partition(":")[0].split(".")[0]
     location = module_location(top) if top else None
-    module, files = _plugin_code(location, top) if location is not None else ("no-module", [])
+    module, files, snapshots = "no-module", [], ()
+    if location is not None:
+        module, files, copy = _plugin_code(location, top)
+        snapshots = ((top, copy),)
     fingerprint = combine("entry-point", entry_point.name, entry_point.value, provider,
                           module, project)
     return MethodCode(entry_point.name, "entry-point", fingerprint,
-                      tuple(project_files + files), provider)
+                      tuple(project_files + files), provider, snapshots=snapshots)
 
 
-def command_code(command: str) -> tuple[str, list[str]]:
-    """(fingerprint, own files) of an ``external`` command line: the files it names (each
-    mounted into its jail) and the runtime it runs on (:func:`runtime_code`), whether its
-    program is one of its own files (a script whose ``#!`` interpreter imports from the
-    runtime) or a runtime program."""
+def command_code(command: str) -> tuple[str, list[str], dict[str, str]]:
+    """(fingerprint, own files, snapshots) of an ``external`` command line: the files it names
+    and the runtime it runs on (:func:`runtime_code`), whether its program is one of its own
+    files (a script whose ``#!`` interpreter imports from the runtime) or a runtime program.
+    Each own file is copied privately first (``methods.code_cache.file_copy``; ``snapshots``
+    maps its path to the copy): the fingerprint is of the copies, which the jail mounts at the
+    files' paths, so a file changed (or swapped for a link) after this never reaches a jail."""
     from methods.external import build_argv
 
     argv, files = build_argv(command)
-    own = digest_files([(f, Path(f)) for f in sorted(files)], label="command")
+    snapshots = {f: file_copy(f) for f in files}
+    own = digest_files([(f, Path(snapshots[f])) for f in sorted(files)], label="command")
     kind = "own-program" if argv[0] in files else "runtime-program"
-    return combine(kind, own, runtime_code(argv[0])), files
+    return combine(kind, own, runtime_code(snapshots.get(argv[0], argv[0]))), files, snapshots
 
 
 def runtime_site_dirs() -> list[str]:
@@ -207,9 +219,13 @@ def method_code(name_or_ref: str, params: dict[str, Any] | None = None) -> Metho
     if is_builtin_name(name_or_ref):
         if name_or_ref == "external":
             command = str((params or {}).get("command", ""))
-            own, files = command_code(command) if command else (combine("no-command"), [])
+            try:
+                own, files, snapshots = (command_code(command) if command
+                                         else (combine("no-command"), [], {}))
+            except JailSetupError as err:  # an own file changed into a link or a FIFO
+                raise InputError(f"method external: {err}", field="--param command") from None
             return MethodCode("external", "external", combine("external", project, own),
-                              tuple(project_files + files))
+                              tuple(project_files + files), snapshots=tuple(snapshots.items()))
         return MethodCode(name_or_ref, "builtin", combine("builtin", project),
                           tuple(project_files))
     try:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import compileall
 import contextlib
-import hashlib
 import importlib.machinery
 import os
 import pickle
@@ -40,13 +39,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from methods.code_cache import (  # noqa: F401  (JAIL_CACHE_ENV, code_files: re-exported)
+    JAIL_CACHE_ENV,
+    JailSetupError,
+    code_copy,
+    code_files,
+    jail_cache,
+    publish_copy,
+)
 from methods.jail import JailLimits, JailSpec, Mount, gpu_mounts, system_mounts
 from methods.jail_outputs import Collect
-from w2s_common.errors import InputError
 
 PROJECT_PACKAGES = ("flows", "methods", "stats", "transfer", "w2s_common")
 # The part of this project a jailed method may import: the contract (methods, transfer.sealed),
@@ -69,10 +75,6 @@ OUT = "/w2s/out"
 # What a job may hand back (methods.jail_worker and the external-command contract).
 OUTPUT_FILES = ("predictions.jsonl", "describe.json", "error.json")
 JAIL_USER = "w2s"
-
-
-class JailSetupError(RuntimeError):
-    """The trusted side cannot assemble the jail as asked (a programming or configuration error)."""
 
 
 def project_root() -> Path:
@@ -136,93 +138,6 @@ def allowed_module(name: str) -> bool:
     return False
 
 
-JAIL_CACHE_ENV = "W2S_JAIL_CACHE_DIR"
-
-
-def jail_cache() -> Path:
-    """The directory of the jail's code copies: ``$W2S_JAIL_CACHE_DIR`` or
-    ``/var/tmp/w2s-transfer-jail-<euid>`` (created 0700), on this host, never shared.
-
-    Raises:
-        InputError: it is a link, not a directory, not owned by this user, or writable by its
-            group or others (anyone who could write it could change the code jails run).
-    """
-    raw = os.environ.get(JAIL_CACHE_ENV)
-    root = Path(raw).absolute() if raw else Path("/var/tmp") / f"w2s-transfer-jail-{os.geteuid()}"
-    try:
-        root.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            root.mkdir(mode=0o700)
-        info = os.lstat(root)
-    except OSError as err:
-        raise InputError(f"cannot use {root} for the jail's code: {err.strerror}",
-                         field=JAIL_CACHE_ENV) from None
-    problem = ("is a link" if stat.S_ISLNK(info.st_mode) else
-               "is not a directory" if not stat.S_ISDIR(info.st_mode) else
-               f"is owned by uid {info.st_uid}, not {os.geteuid()}"
-               if info.st_uid != os.geteuid() else
-               f"is writable by others (mode {stat.S_IMODE(info.st_mode):o})"
-               if info.st_mode & 0o022 else "")
-    if problem:
-        raise InputError(f"{root} {problem}: the jail's code is kept only where no one else can "
-                         f"change it; remove it or set {JAIL_CACHE_ENV} to a private local "
-                         "directory", field=JAIL_CACHE_ENV)
-    return root
-
-
-def _content_digest(root: Path, files: Sequence[Path]) -> str:
-    """sha256 (hex) over each file's path relative to ``root``, its length and its bytes.
-
-    The length makes the encoding prefix-free: without it one file holding ``A NUL path NUL B``
-    hashed like two files holding ``A`` and ``B``, so a plugin could publish, under a rival's
-    digest, a copy the rival's later jails would reuse (found by an independent review).
-    """
-    digest = hashlib.sha256()
-    for path in files:
-        data = path.read_bytes()
-        digest.update(f"{path.relative_to(root)}\0{len(data)}\0".encode() + data)
-    return digest.hexdigest()
-
-
-def _published(final: Path, digest: str) -> bool:
-    """Whether ``final`` is a complete copy of the content ``digest`` names."""
-    try:
-        return (final / ".complete").read_text().strip() == digest
-    except OSError:
-        return False
-
-
-def _publish_copy(final: Path, root: Path, files: Sequence[Path], digest: str, *,
-                  into: str = "", prepare: Callable[[Path], None] | None = None) -> None:
-    """Copy ``files`` (paths under ``root``) into a fresh directory beside ``final`` (under
-    ``into``), let ``prepare`` add to it, make it world-readable and read-only to others, and
-    publish it at ``final`` by one rename. Content-addressed: concurrent builders race to the
-    rename and the first complete copy wins (``.complete`` holds the digest)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".build-"))
-    try:
-        for path in files:
-            target = tmp / into / path.relative_to(root)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-        if prepare is not None:
-            prepare(tmp)
-        (tmp / ".complete").write_text(digest + "\n")
-        for path in [tmp, *tmp.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if _published(final, digest):
-                return  # another builder published the same content first
-            if os.path.lexists(final):
-                raise JailSetupError(f"{final} is not a copy of the content it is named after "
-                                     f"({digest[:12]}...); remove it") from None
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _compile_and_hosts(tmp: Path) -> None:
     compileall.compile_dir(tmp / "lib", quiet=2, workers=1)
     etc = tmp / "etc"
@@ -234,11 +149,8 @@ def project_runtime() -> Path:
     """The allowed part of this project, copied and byte-compiled into the cache (built once per
     content hash; concurrent builders race to a rename and the first complete copy wins)."""
     root = project_root()
-    files = project_files(root)
-    digest = _content_digest(root, files)
-    final = jail_cache() / "runtime" / digest[:24]
-    if not _published(final, digest):
-        _publish_copy(final, root, files, digest, into="lib", prepare=_compile_and_hosts)
+    final, _ = publish_copy(jail_cache() / "runtime", root, project_files(root), into="lib",
+                            prepare=_compile_and_hosts)
     return final
 
 
@@ -301,8 +213,6 @@ def python_mounts() -> list[Mount]:
 
 
 PLUGIN_PATH_ENV = "W2S_PLUGIN_PATH"
-# A plugin's sources travel into the jail as a copy; a package this large is not a method.
-MAX_CODE_BYTES = 64 << 20
 
 
 def plugin_dirs() -> list[str]:
@@ -331,51 +241,17 @@ def module_location(top: str) -> Path | None:
     return Path(spec.origin) if spec.origin else None
 
 
-def code_files(location: Path) -> list[Path]:
-    """The Python sources of a top-level package (every ``.py`` below it) or a module file:
-    what of a plugin's code goes into the jail, and what its fingerprint covers.
-
-    Raises:
-        JailSetupError: a source that is a symbolic link or has another hard link (it could
-            be a label file under a harmless name), or more than ``MAX_CODE_BYTES`` in all.
-    """
-    if location.is_file():
-        found = [location]
-    else:
-        found = []
-        for directory, subdirs, names in os.walk(location, followlinks=False):
-            subdirs[:] = sorted(d for d in subdirs if d != "__pycache__")
-            found += [Path(directory, n) for n in sorted(names) if n.endswith(".py")]
-    total = 0
-    for path in found:
-        info = os.lstat(path)
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-            raise JailSetupError(f"{path}: a plugin's sources must be regular files of their own "
-                                 "(not links)")
-        total += info.st_size
-    if total > MAX_CODE_BYTES:
-        raise JailSetupError(f"{location}: {total} bytes of Python sources, more than the "
-                             f"{MAX_CODE_BYTES} a plugin may bring")
-    return found
-
-
-def code_copy(location: Path) -> Path:
-    """A content-addressed copy, in the cache, of :func:`code_files` of ``location`` (a package
-    directory or module file), named like it; built once."""
-    files = code_files(location)
-    root = location.parent
-    digest = _content_digest(root, files)
-    final = jail_cache() / "code" / digest[:24]
-    if not _published(final, digest):
-        _publish_copy(final, root, files, digest)
-    return final / location.name
-
-
-def code_mounts(modules: Iterable[str], runtime_mounts: Sequence[Mount]) -> list[Mount]:
+def code_mounts(modules: Iterable[str], runtime_mounts: Sequence[Mount],
+                snapshots: Mapping[str, str] | None = None) -> list[Mount]:
     """Read-only mounts under ``/w2s/code`` of the Python sources (a copy: :func:`code_copy`)
     of the top-level packages of ``modules`` that the runtime does not already hold (the
     standard library and installed packages are in it; this project's modules must be in
     :data:`JAIL_MODULES`). Nothing but ``.py`` files travels: no data lying beside the code.
+
+    ``snapshots`` (top-level name -> the copy its method's fingerprint was computed from:
+    ``methods.fingerprint.MethodCode.snapshots``): the method's own package is mounted from its
+    snapshot, whatever its files hold now, so the jail runs the code its runs are keyed by.
+    Other packages (those of the objects the trusted side hands over) are copied as found.
 
     Raises:
         JailSetupError: a module of this project outside the allowed part, a namespace
@@ -391,6 +267,10 @@ def code_mounts(modules: Iterable[str], runtime_mounts: Sequence[Mount]) -> list
                                      "offer (it is part of the evaluator)")
             continue
         if top in sys.builtin_module_names or top in sys.stdlib_module_names or top in mounts:
+            continue
+        if snapshots is not None and top in snapshots:
+            copy = Path(snapshots[top])
+            mounts[top] = Mount("ro", f"{CODE}/{copy.name}", str(copy))
             continue
         location = module_location(top)
         if location is None:
@@ -436,6 +316,10 @@ class JailRequest:
     model_paths: tuple[str, ...] = ()
     limits: JailLimits = JailLimits()
     use_gpu: bool = False
+    # The method's code snapshots (``code_mounts``); None: code copied as the job finds it.
+    snapshots: tuple[tuple[str, str], ...] | None = None
+    # (path in the jail, its read-only copy on this host): an ``external`` command's own files.
+    files: tuple[tuple[str, str], ...] = ()
 
 
 PASSTHROUGH_VARS = ("PYTHONHASHSEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
@@ -455,7 +339,8 @@ def jail_spec(request: JailRequest) -> JailSpec:
               Mount("ro", "/etc/group", str(identity / "group")),
               Mount("ro", "/etc/hosts", str(runtime / "etc" / "hosts")),
               Mount("ro", LIB, str(runtime / "lib")),
-              *code_mounts(request.modules, base),
+              *code_mounts(request.modules, base,
+                           None if request.snapshots is None else dict(request.snapshots)),
               Mount("ro", JOB, str(request.job_dir)),
               # Outputs go to a size-limited tmpfs inside the jail (memory, charged to its
               # control group, not the host's disk); the named files reach the caller over a
@@ -465,6 +350,7 @@ def jail_spec(request: JailRequest) -> JailSpec:
     for path in request.model_paths:
         real = os.path.realpath(path)
         mounts.append(Mount("ro", real, real))
+    mounts += [Mount("ro", target, source) for target, source in request.files]
     if request.use_gpu:
         mounts += gpu_mounts()
     code = [m.target for m in mounts if m.target.startswith(CODE + "/")]

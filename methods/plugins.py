@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from methods.code_cache import current_snapshots
 from methods.exchange import PREDICTIONS_FILE, read_output_json, read_predictions
 from methods.jail import printable
 from methods.jail_runtime import job_directories, pickle_job
@@ -291,7 +292,7 @@ def run_in_jail(target: str, shown: str, name: str, data: StudentData,
         modules = pickle_job({"data": data, "trainer": prepared}, job / JOB_FILE)
         result, isolation = run_job("run", job, out, settings,
                                     modules=[*reference_module(target), *modules],
-                                    model_paths=model_paths)
+                                    model_paths=model_paths, snapshots=current_snapshots())
         if result.returncode != 0:
             raise _failure(out, result, shown)
         probs = read_predictions(out / PREDICTIONS_FILE, data.test_ids,

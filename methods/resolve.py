@@ -58,7 +58,8 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
         _require_jail(method.name, builtin=True)
 
     def run(student_data, trainer):
-        done = run_method(method, student_data, trainer, parsed, settings=settings)
+        done = run_method(method, student_data, trainer, parsed, settings=settings,
+                          code=run.code)
         run.isolation.append(done.isolation)
         return done
 

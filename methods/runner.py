@@ -3,16 +3,21 @@ or in a jail of their own where the jail settings say ``builtins: jail``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel
 
 from methods.base import Method, check_test_probs
 from methods.builtin_names import COMMAND_BUILTINS
+from methods.code_cache import running_snapshots
 from methods.plugins import PluginMethod, run_in_jail, run_plugin
 from methods.policy import Isolation, JailSettings, current_settings, jail_settings
 from methods.registry import is_builtin, method_info, resolve_with_params
 from transfer.sealed import StudentData, StudentTrainer
+
+if TYPE_CHECKING:
+    from methods.fingerprint import MethodCode
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,8 @@ def runs_untrusted_code(method: Method) -> bool:
 
 
 def run_method(method: Method, data: StudentData, trainer: StudentTrainer, params: BaseModel,
-               *, settings: JailSettings | None = None) -> MethodRun:
+               *, settings: JailSettings | None = None,
+               code: MethodCode | None = None) -> MethodRun:
     """Run ``method`` on sealed inputs and return validated test probabilities.
 
     Built-ins run in this process, or in a jail of their own where the settings say
@@ -58,6 +64,9 @@ def run_method(method: Method, data: StudentData, trainer: StudentTrainer, param
         data, trainer: the sealed inputs and the trainer.
         params: the validated params (``methods.registry.parse_params``).
         settings: the jail settings (default: the enclosing ``jail_settings`` or jail required).
+        code: the method's code as fingerprinted (``methods.fingerprint.method_code``): its
+            jails get its snapshots (``methods.code_cache``), the very bytes its runs are keyed
+            by, and no other code of its own; without it, code is copied as each job finds it.
 
     Returns:
         :class:`MethodRun`.
@@ -68,7 +77,8 @@ def run_method(method: Method, data: StudentData, trainer: StudentTrainer, param
         MethodUnsupported: the method cannot run on this model/task.
     """
     settings = settings or current_settings()
-    with jail_settings(settings) as used:
+    snapshots = dict(code.snapshots) if code is not None else None
+    with jail_settings(settings) as used, running_snapshots(snapshots):
         if isinstance(method, PluginMethod):
             # Described in the jail, so run there: a plugin, or a built-in the settings jail.
             probs, isolation = run_plugin(method, data, trainer, params, settings)

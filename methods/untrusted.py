@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from methods.jail import (
@@ -52,7 +52,8 @@ def _readable(job: Path) -> None:
 
 def run_job(mode: str, job: Path, out: Path, settings: JailSettings, *,
             modules: Sequence[str] = (), model_paths: Sequence[str] = (),
-            timeout_s: float | None = None) -> tuple[JailResult, Isolation]:
+            timeout_s: float | None = None,
+            snapshots: Mapping[str, str] | None = None) -> tuple[JailResult, Isolation]:
     """Run ``python -m methods.jail_worker MODE`` on ``job``/``out`` (see methods.jail_worker).
 
     Args:
@@ -62,6 +63,7 @@ def run_job(mode: str, job: Path, out: Path, settings: JailSettings, *,
         modules: modules the job imports (the plugin's, those of pickled objects).
         model_paths: checkpoint directories the trainer loads.
         timeout_s: wall-clock limit (default ``settings.timeout_s``).
+        snapshots: the method's code snapshots (``methods.jail_runtime.code_mounts``).
 
     Raises:
         InputError: no jail can be built here and the settings require one; the job timed out.
@@ -81,6 +83,8 @@ def run_job(mode: str, job: Path, out: Path, settings: JailSettings, *,
                 os.environ["CUDA_VISIBLE_DEVICES"] not in ("", "-1")
             request = JailRequest(job_dir=job, out_dir=out, modules=tuple(modules),
                                   model_paths=tuple(model_paths),
+                                  snapshots=None if snapshots is None else tuple(
+                                      sorted(snapshots.items())),
                                   limits=settings.limits(use_gpu=_has_gpu() and use_gpu),
                                   use_gpu=_has_gpu() and use_gpu)
             result = run_jailed([sys.executable, "-m", "methods.jail_worker", mode],
@@ -96,10 +100,11 @@ def run_job(mode: str, job: Path, out: Path, settings: JailSettings, *,
 
 
 def run_command(argv: Sequence[str], job: Path, out: Path, settings: JailSettings, *,
-                files: Sequence[str], timeout_s: float) -> tuple[JailResult, Isolation]:
+                files: Mapping[str, str], timeout_s: float) -> tuple[JailResult, Isolation]:
     """Run an external method's command on ``job`` (mounted at ``/w2s/job``) writing to ``out``
-    (``/w2s/out``); ``files`` are the command's own program files, mounted read-only at their
-    paths. Unjailed, the command sees the host paths of ``job`` and ``out`` instead.
+    (``/w2s/out``); ``files`` maps each of the command's own files to its private copy
+    (``methods.code_cache.file_copy``), mounted read-only at the file's path. Unjailed, the
+    command sees the host paths of ``job`` and ``out`` and its files as they are instead.
 
     The wall-clock limit is the smaller of ``timeout_s`` (the method's own param) and the plan's
     ``jail.timeout_s``: a method's params may shorten the operator's limit, never lengthen it.
@@ -112,7 +117,7 @@ def run_command(argv: Sequence[str], job: Path, out: Path, settings: JailSetting
             result = _run_unjailed(real, out, timeout_s, {}, settings.limits(use_gpu=True))
             isolation: Isolation = "unjailed"
         else:
-            request = JailRequest(job_dir=job, out_dir=out, model_paths=tuple(files),
+            request = JailRequest(job_dir=job, out_dir=out, files=tuple(sorted(files.items())),
                                   limits=settings.limits(use_gpu=False))
             result = run_jailed(list(argv), jail_spec(request), timeout_s=timeout_s)
             isolation = "jail"

@@ -61,7 +61,7 @@ def test_a_jail_cache_others_could_change_is_refused(tmp_path, monkeypatch, case
 def test_one_file_cannot_pass_for_two_under_the_content_digest(tmp_path, monkeypatch):
     """A plugin package made of one file holding ``A NUL path NUL B`` must not get the digest
     (and so the reused copy) of a rival package of two files ``A`` and ``B``."""
-    from methods.jail_runtime import JailSetupError, _content_digest, code_copy
+    from methods.code_cache import JailSetupError, code_copy, content_digest
 
     monkeypatch.setenv(JAIL_CACHE_ENV, str(tmp_path / "jail"))
     rival, forged = tmp_path / "a" / "rival", tmp_path / "b" / "rival"
@@ -70,8 +70,8 @@ def test_one_file_cannot_pass_for_two_under_the_content_digest(tmp_path, monkeyp
     (rival / "__init__.py").write_bytes(b"A = 1\n")
     (rival / "m.py").write_bytes(b"B = 2\n")
     (forged / "__init__.py").write_bytes(b"A = 1\n\0rival/m.py\0B = 2\n")
-    two = _content_digest(rival.parent, sorted(rival.glob("*.py")))
-    one = _content_digest(forged.parent, [forged / "__init__.py"])
+    two = content_digest(rival.parent, sorted(rival.glob("*.py")))
+    one = content_digest(forged.parent, [forged / "__init__.py"])
     assert one != two
     # and a copy under the rival's name that holds other content is never reused
     copy = code_copy(rival)

@@ -213,7 +213,7 @@ class Lab:
         starts): never a file added to a copy that existed before."""
         from methods.jail_runtime import jail_cache
 
-        kinds = [str(jail_cache() / kind) + "/" for kind in ("code", "runtime")]
+        kinds = [str(jail_cache() / kind) + "/" for kind in ("code", "runtime", "files")]
 
         def copies(paths) -> set[str]:  # the copy directories ("<kind>/<hash>/") holding paths
             return {p[:len(k)] + p[len(k):].split("/", 1)[0] + "/"

@@ -343,11 +343,16 @@ def test_an_external_commands_own_files_cannot_be_links_to_labels(lab, agent_rep
     command = (f"{sys.executable} {agent_repo / 'method.py'} {{inputs}} {{outputs}} "
                f"{agent_repo / '_ext.py'} {agent_repo / sheet}")
     snapshot = lab.snapshot()
-    # Without the check on own files (the state before it), mounting the file is enough.
+    # Without the check on own files (the state before it), mounting the file was enough; now
+    # the private copy the jail mounts instead is made only from a regular file of its own, a
+    # second layer that refuses the link as well.
     with monkeypatch.context() as patch:
         patch.setattr(external_method, "_check_own_file", lambda path: None)
-        unchecked, how = run_student(lab, "external", [f"command={command} --tag=unchecked"])
-    assert how == ["jail"] and lab.accuracy(unchecked) == 1.0
+        with pytest.raises(InputError) as unchecked:
+            run_student(lab, "external", [f"command={command} --tag=unchecked"])
+    assert "not a regular file of its own" in str(unchecked.value) or \
+        "cannot open it as a regular file" in str(unchecked.value), str(unchecked.value)
+    assert one_printable_line(str(unchecked.value)) and sheet in str(unchecked.value)
     with pytest.raises(InputError) as err:
         run_student(lab, "external", [f"command={command}"])
     lab.assert_unchanged(snapshot)
@@ -356,8 +361,9 @@ def test_an_external_commands_own_files_cannot_be_links_to_labels(lab, agent_rep
     kind = "symbolic link" if sheet == "weights.bin" else "hard link"
     lab.record(f"an external command's own file that is a {kind} to labels",
                f"`answer_sheet.py` + `{sheet}` (external)",
-               f"acc {lab.accuracy(before):.3f}; jailed without the check: acc "
-               f"{lab.accuracy(unchecked):.3f}", f"refused: `...{message[-70:]}`", "yes", "-")
+               f"acc {lab.accuracy(before):.3f}; jailed without the check: acc 1.000 "
+               "(before 2026-12-05; now the copy the jail mounts refuses it too)",
+               f"refused: `...{message[-70:]}`", "yes", "-")
 
 
 def _bytes_read() -> int:

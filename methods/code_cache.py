@@ -1,0 +1,262 @@
+"""The jail's private cache of code copies: the snapshots a method's runs are keyed by and run.
+
+The trusted side copies every file of a method's own code that a jail gets (a plugin's sources,
+an ``external`` command's own files, the allowed part of this project) into a content-addressed
+directory of :func:`jail_cache`, and from then on uses only the copy: the fingerprint a run is
+stored under is computed from the copy (``methods.fingerprint``), and the jail mounts the copy,
+never the file it was made from. So the code that runs is the code the fingerprint names, even
+when the files change while the campaign runs (an agent editing its method, or swapping a file
+for a link to a label file after it was checked).
+
+Every source file is opened without following a link in its last component, non-blocking (a
+FIFO never hangs the trusted process), and must be a regular file with one link, whose path as
+the kernel resolved it (``/proc/self/fd``) is the path that was checked: a directory swapped
+for a link during the copy leads nowhere else. The digest naming a copy is computed from the
+copy's own bytes, so a source changed during the copy cannot give one content another's name.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from pathlib import Path
+
+from w2s_common.errors import InputError
+
+JAIL_CACHE_ENV = "W2S_JAIL_CACHE_DIR"
+# A plugin's sources travel into the jail as a copy; a package this large is not a method.
+MAX_CODE_BYTES = 64 << 20
+_CHUNK = 1 << 20
+
+
+class JailSetupError(RuntimeError):
+    """The trusted side cannot assemble the jail as asked (a programming or configuration error)."""
+
+
+def jail_cache() -> Path:
+    """The directory of the jail's code copies: ``$W2S_JAIL_CACHE_DIR`` or
+    ``/var/tmp/w2s-transfer-jail-<euid>`` (created 0700), on this host, never shared.
+
+    Raises:
+        InputError: it is a link, not a directory, not owned by this user, or writable by its
+            group or others (anyone who could write it could change the code jails run).
+    """
+    raw = os.environ.get(JAIL_CACHE_ENV)
+    root = Path(raw).absolute() if raw else Path("/var/tmp") / f"w2s-transfer-jail-{os.geteuid()}"
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            root.mkdir(mode=0o700)
+        info = os.lstat(root)
+    except OSError as err:
+        raise InputError(f"cannot use {root} for the jail's code: {err.strerror}",
+                         field=JAIL_CACHE_ENV) from None
+    problem = ("is a link" if stat.S_ISLNK(info.st_mode) else
+               "is not a directory" if not stat.S_ISDIR(info.st_mode) else
+               f"is owned by uid {info.st_uid}, not {os.geteuid()}"
+               if info.st_uid != os.geteuid() else
+               f"is writable by others (mode {stat.S_IMODE(info.st_mode):o})"
+               if info.st_mode & 0o022 else "")
+    if problem:
+        raise InputError(f"{root} {problem}: the jail's code is kept only where no one else can "
+                         f"change it; remove it or set {JAIL_CACHE_ENV} to a private local "
+                         "directory", field=JAIL_CACHE_ENV)
+    return root
+
+
+@contextlib.contextmanager
+def open_checked(path: str | os.PathLike[str]) -> Iterator[tuple[int, os.stat_result]]:
+    """Open ``path`` (absolute, free of links: the caller checked it) for reading and yield
+    ``(fd, stat)``, or raise :class:`JailSetupError` if what was opened is not that path's
+    regular file of its own (a link, a FIFO, a hard link, or a file reached through a
+    directory that became a link)."""
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        raise JailSetupError(f"{path}: cannot open it as a regular file ({err.strerror})"
+                             ) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise JailSetupError(f"{path}: not a regular file of its own (a link or special "
+                                 "file); a method's code is copied only from such files")
+        opened = os.readlink(f"/proc/self/fd/{fd}")
+        if opened != path:
+            raise JailSetupError(f"{path}: opened as {opened} (a directory on its path changed "
+                                 "into a link while it was read)")
+        yield fd, info
+    finally:
+        os.close(fd)
+
+
+def _read_checked(source: Path, root: Path, digest, target: Path | None = None) -> bool:
+    """Stream ``source`` (see :func:`open_checked`) into ``digest`` as its path relative to
+    ``root``, its length and its bytes (and into ``target`` when given); return whether it is
+    executable by its owner."""
+    with open_checked(source) as (fd, info), \
+            (open(target, "xb") if target is not None else contextlib.nullcontext()) as out:
+        digest.update(f"{source.relative_to(root)}\0{info.st_size}\0".encode())
+        read = 0
+        while chunk := os.read(fd, _CHUNK):
+            digest.update(chunk)
+            read += len(chunk)
+            if out is not None:
+                out.write(chunk)
+        if read != info.st_size:  # the length hashed first must be the bytes' length
+            raise JailSetupError(f"{source} changed while it was read ({info.st_size} bytes, "
+                                 f"then {read})")
+        return bool(info.st_mode & stat.S_IXUSR)
+
+
+def content_digest(root: Path, files: Sequence[Path], *,
+                   copy_to: Path | None = None) -> str:
+    """sha256 (hex) over each file's path relative to ``root``, its length, its bytes and
+    whether it is executable, each file read as :func:`open_checked` allows (and copied under
+    ``copy_to`` at its relative path, from the very bytes hashed, when given).
+
+    The length makes the encoding prefix-free: without it one file holding ``A NUL path NUL B``
+    hashed like two files holding ``A`` and ``B``, so a plugin could publish, under a rival's
+    digest, a copy the rival's later jails would reuse (found by an independent review).
+    """
+    digest = hashlib.sha256()
+    for path in files:
+        target = None
+        if copy_to is not None:
+            target = copy_to / path.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+        executable = _read_checked(path, root, digest, target)
+        if target is not None and executable:
+            target.chmod(0o700)  # publish_copy makes it 0755
+        digest.update(b"\0x\0" if executable else b"\0-\0")
+    return digest.hexdigest()
+
+
+def published(final: Path, digest: str) -> bool:
+    """Whether ``final`` is a complete copy of the content ``digest`` names."""
+    try:
+        return (final / ".complete").read_text().strip() == digest
+    except OSError:
+        return False
+
+
+def publish_copy(parent: Path, root: Path, files: Sequence[Path], *, into: str = "",
+                 prepare: Callable[[Path], None] | None = None) -> tuple[Path, str]:
+    """A content-addressed copy of ``files`` (paths under ``root``, which has no links) in
+    ``parent``, at ``<digest[:24]>/<into>/<path relative to root>``: reused when published,
+    else copied into a fresh directory, named by the digest of the copied bytes
+    (:func:`content_digest`), completed by ``prepare``, made read-only and published by one
+    rename. Concurrent builders race to the rename and the first complete copy wins
+    (``.complete`` holds the digest).
+
+    Returns:
+        ``(the published directory, its digest)``.
+
+    Raises:
+        JailSetupError: a source is not a regular file of its own at its path
+            (:func:`open_checked`), or the directory of that name holds other content.
+    """
+    digest = content_digest(root, files)
+    final = parent / digest[:24]
+    if published(final, digest):
+        return final, digest
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=".build-"))
+    try:
+        # Named by what was copied, never by what was read before: a file changed in between
+        # gives the copy its own name, not the name of the content checked first.
+        digest = content_digest(root, files, copy_to=tmp / into)
+        final = parent / digest[:24]
+        if published(final, digest):
+            return final, digest
+        if prepare is not None:
+            prepare(tmp)
+        (tmp / ".complete").write_text(digest + "\n")
+        for path in [tmp, *tmp.rglob("*")]:
+            mode = path.stat().st_mode
+            path.chmod(0o755 if path.is_dir() or mode & stat.S_IXUSR else 0o644)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if published(final, digest):
+                return final, digest  # another builder published the same content first
+            if os.path.lexists(final):
+                raise JailSetupError(f"{final} is not a copy of the content it is named after "
+                                     f"({digest[:12]}...); remove it") from None
+            raise
+        return final, digest
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def code_files(location: Path) -> list[Path]:
+    """The Python sources of a top-level package (every ``.py`` below it) or a module file:
+    what of a plugin's code goes into the jail, and what its fingerprint covers.
+
+    Raises:
+        JailSetupError: a source that is a symbolic link or has another hard link (it could
+            be a label file under a harmless name), or more than ``MAX_CODE_BYTES`` in all.
+    """
+    if location.is_file():
+        found = [location]
+    else:
+        found = []
+        for directory, subdirs, names in os.walk(location, followlinks=False):
+            subdirs[:] = sorted(d for d in subdirs if d != "__pycache__")
+            found += [Path(directory, n) for n in sorted(names) if n.endswith(".py")]
+    total = 0
+    for path in found:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise JailSetupError(f"{path}: a plugin's sources must be regular files of their own "
+                                 "(not links)")
+        total += info.st_size
+    if total > MAX_CODE_BYTES:
+        raise JailSetupError(f"{location}: {total} bytes of Python sources, more than the "
+                             f"{MAX_CODE_BYTES} a plugin may bring")
+    return found
+
+
+def code_copy(location: Path) -> Path:
+    """A content-addressed copy, in the cache, of :func:`code_files` of ``location`` (a package
+    directory or module file), named like it: the snapshot a plugin's fingerprint is computed
+    from and its jails get. Read through its real path, so that no link on the way can lead
+    the copy elsewhere while it is made."""
+    real = Path(os.path.realpath(location))
+    final, _ = publish_copy(jail_cache() / "code", real.parent, code_files(real))
+    return final / real.name
+
+
+def file_copy(path: str) -> str:
+    """A content-addressed, read-only copy of one of an ``external`` command's own files
+    (``path``: absolute, reached through no link; its execute bit kept): what the fingerprint
+    covers and the jail mounts at ``path``."""
+    source = Path(path)
+    final, _ = publish_copy(jail_cache() / "files", source.parent, [source])
+    return str(final / source.name)
+
+
+# The snapshots of the method now running (``methods.fingerprint.MethodCode.snapshots``): what
+# ``methods.external`` mounts in place of the files its command names.
+_SNAPSHOTS: ContextVar[Mapping[str, str] | None] = ContextVar("w2s_code_snapshots",
+                                                              default=None)
+
+
+@contextlib.contextmanager
+def running_snapshots(snapshots: Mapping[str, str] | None) -> Iterator[None]:
+    """Make ``snapshots`` (name or path -> its copy) the running method's for a block."""
+    token = _SNAPSHOTS.set(dict(snapshots) if snapshots is not None else None)
+    try:
+        yield
+    finally:
+        _SNAPSHOTS.reset(token)
+
+
+def current_snapshots() -> Mapping[str, str] | None:
+    """The running method's snapshots, or None outside :func:`running_snapshots`."""
+    return _SNAPSHOTS.get()
