@@ -86,7 +86,8 @@ def test_an_external_command_edited_after_its_fingerprint_runs_as_fingerprinted(
     script = tmp_path / "method.sh"
     script.write_text(textwrap.dedent("""\
         #!/bin/sh
-        sed -E 's/^\\{"id": ("[^"]*").*/{"id": \\1, "prob": 0.25}/' "$1/test.jsonl" > "$2/predictions.jsonl"
+        sed -E 's/^\\{"id": ("[^"]*").*/{"id": \\1, "prob": 0.25}/' "$1/test.jsonl" \\
+            > "$2/predictions.jsonl"
         """))
     command = f"sh {script} {{inputs}} {{outputs}}"
     _, _, run = method_function("external", {"command": command})
