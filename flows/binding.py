@@ -69,7 +69,8 @@ def unique_fingerprints(runs: Iterable[Any]) -> tuple[str | None, dict[str, str 
 
 
 def make_binding(*, plan, methods: Mapping[str, Mapping[str, Any]], runs: list[Any],
-                 results_sha256: str, git_commit: str | None) -> dict[str, Any]:
+                 results_sha256: str, git_commit: str | None,
+                 reuse_check: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``binding`` block of a verdict.
 
     Args:
@@ -78,6 +79,8 @@ def make_binding(*, plan, methods: Mapping[str, Mapping[str, Any]], runs: list[A
         runs: the runs the verdict was derived from (their fingerprints are recorded).
         results_sha256: sha256 of results.parquet as written.
         git_commit: ``flows.report.provenance.git_commit()``.
+        reuse_check: what the reuse check did (``flows.reuse_check.summary``), so that the gate
+            can require it (``gate --min-reuse-check-cells``) and the signature covers it.
     """
     trainer, by_label = unique_fingerprints(runs)
     bound = {}
@@ -99,6 +102,8 @@ def make_binding(*, plan, methods: Mapping[str, Mapping[str, Any]], runs: list[A
     if plan.controls:
         binding["controls"] = bind_controls(plan, bound[methods[plan.baseline]["label"]],
                                             methods[plan.baseline]["label"], by_label)
+    if reuse_check is not None:
+        binding["reuse_check"] = dict(reuse_check)
     return binding
 
 

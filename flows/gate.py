@@ -64,11 +64,13 @@ class GateDecision:
     reasons: list[str] = field(default_factory=list)
     checks: tuple[str, ...] = ()
     reference: str | None = None  # how the plan names the method, when not by its results name
+    unmet: tuple[str, ...] = ()  # the gate's own requirements the verdict falls short of
 
     @property
     def passed(self) -> bool:
         """True when the method may be promoted under the requirement."""
-        return self.promote and (not self.required or self.verdict in self.required)
+        return (self.promote and (not self.required or self.verdict in self.required)
+                and not self.unmet)
 
     @property
     def exit_code(self) -> int:
@@ -85,6 +87,7 @@ class GateDecision:
         if self.promote and self.required and self.verdict not in self.required:
             lines.append(f"  verdict {self.verdict} is not in the required set "
                          f"{{{', '.join(self.required)}}}")
+        lines += [f"  requirement not met: {problem}" for problem in self.unmet]
         lines += [f"  - {reason}" for reason in self.reasons]
         if self.checks:
             lines.append(f"  checked: {'; '.join(self.checks)}")
@@ -315,7 +318,8 @@ def entry_named(verdict: Verdict, binding: Binding, name: str, source: Path) -> 
 def check_promotion(verdict_path: str | Path, method: str,
                     require: Iterable[str] | None = None, *, plan: str | Path | None = None,
                     results: str | Path | None = None, store: str | Path | None = None,
-                    code: bool = False, key: bytes | None = None) -> GateDecision:
+                    code: bool = False, key: bytes | None = None,
+                    min_reuse_check_cells: int | None = None) -> GateDecision:
     """Decide whether ``method`` may be promoted according to ``verdict_path``, after checking
     the file (module docstring).
 
@@ -330,6 +334,10 @@ def check_promotion(verdict_path: str | Path, method: str,
         code: compare the bound fingerprints with this working tree.
         key: the HMAC key (default: ``flows.binding.verdict_key()``); with one, the file must be
             signed with it.
+        min_reuse_check_cells: refuse promotion unless the campaign's reuse check recomputed at
+            least this many of the cells holding runs it reused from the store (all of them
+            where fewer; ``flows.reuse_check``): a verdict that reused runs unchecked (a plan
+            with ``reuse_check: {cells: 0}``) or that predates the record is not promoted.
 
     Returns:
         A :class:`GateDecision` (``exit_code`` 0 or 1).
@@ -376,8 +384,21 @@ def check_promotion(verdict_path: str | Path, method: str,
                          "verdict)", field="--plan")
     if code:
         checks.append(check_code(binding, [method, verdict.baseline], source))
+    unmet = []
+    if min_reuse_check_cells is not None:
+        if min_reuse_check_cells < 0:
+            raise InputError(f"expected a count of cells >= 0, got {min_reuse_check_cells}",
+                             field="--min-reuse-check-cells")
+        if binding.reuse_check is None:
+            unmet.append("the verdict records no reuse check (written before verdicts bound "
+                         "it); rerun validate")
+        else:
+            checks.append(binding.reuse_check.describe())
+            problem = binding.reuse_check.unmet(min_reuse_check_cells)
+            if problem:
+                unmet.append(problem)
     bound = binding.methods.get(method)
     reference = bound.reference if bound is not None and bound.reference != method else None
     return GateDecision(method=method, verdict=decision.verdict, promote=decision.promote,
                         required=required, reasons=list(decision.reasons), checks=tuple(checks),
-                        reference=reference)
+                        reference=reference, unmet=tuple(unmet))

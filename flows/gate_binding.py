@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from flows.binding import BINDING_FORMAT
 from stats.verdict_model import Verdict
@@ -35,6 +35,49 @@ class BoundControl(_Strict):
     fingerprint: str = Field(pattern=SHA256)
 
 
+class BoundReuseCheck(_Strict):
+    """What the campaign's reuse check did (``flows.reuse_check``): how many runs the verdict
+    took from the store without computing them, how many cells held such runs, how many the
+    plan asked to recompute and how many were (their runs compared equal, or no verdict would
+    have been written)."""
+
+    cells_asked: int = Field(ge=0)
+    runs_reused: int = Field(ge=0)
+    cells_with_reused_runs: int = Field(ge=0)
+    cells_recomputed: int = Field(ge=0)
+    runs_compared: int = Field(ge=0)
+    largest_difference: float | None
+    tolerance: float | None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BoundReuseCheck:
+        if self.cells_recomputed > min(self.cells_asked, self.cells_with_reused_runs):
+            raise ValueError("cells_recomputed exceeds the cells asked for or the cells holding "
+                             "reused runs")
+        if (self.runs_compared == 0) != (self.cells_recomputed == 0):
+            raise ValueError("runs_compared and cells_recomputed disagree")
+        if (self.runs_reused == 0) != (self.cells_with_reused_runs == 0):
+            raise ValueError("runs_reused and cells_with_reused_runs disagree")
+        return self
+
+    def unmet(self, minimum: int) -> str | None:
+        """Why this check falls short of ``minimum`` recomputed cells (all cells holding
+        reused runs where fewer), or None when it does not."""
+        needed = min(minimum, self.cells_with_reused_runs)
+        if self.cells_recomputed >= needed:
+            return None
+        return (f"the verdict rests on {self.runs_reused} run(s) reused from the store and its "
+                f"reuse check recomputed {self.cells_recomputed} of the "
+                f"{self.cells_with_reused_runs} cell(s) holding them; the gate requires "
+                f"{needed} (--min-reuse-check-cells {minimum})")
+
+    def describe(self) -> str:
+        if self.runs_reused == 0:
+            return "reuse check: no run reused from the store"
+        return (f"reuse check: {self.cells_recomputed} of {self.cells_with_reused_runs} cell(s) "
+                f"holding reused runs recomputed, {self.runs_compared} run(s) compared")
+
+
 class Binding(_Strict):
     format: Literal["w2s-verdict-binding/1"]
     plan_name: str = Field(min_length=1)
@@ -44,6 +87,7 @@ class Binding(_Strict):
     trainer_fingerprint: str = Field(pattern=SHA256)
     methods: dict[str, BoundMethod] = Field(min_length=2)
     controls: dict[str, BoundControl] = Field(default_factory=dict)
+    reuse_check: BoundReuseCheck | None = None  # absent in verdicts written before 2026-12-05
 
 
 def parse_binding(verdict: Verdict, source: str | Path) -> Binding:

@@ -17,7 +17,8 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
                   looks: list[dict[str, Any]], seeds_used: dict[str, list[int]],
                   methods: Mapping[str, Mapping[str, Any]], key: bytes | None = None,
                   git_commit: str | None = None,
-                  audits: Mapping[str, list[Any]] | None = None) -> Verdict:
+                  audits: Mapping[str, list[Any]] | None = None,
+                  reuse_check: Mapping[str, Any] | None = None) -> Verdict:
     """Derive the verdict and write results.parquet, verdict.json (bound, and signed with
     ``key``), summary.md and estimates.csv into ``out``, each atomically.
 
@@ -31,6 +32,7 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
         key: the verdict HMAC key, if any (``flows.binding.verdict_key``).
         git_commit: the checkout's commit.
         audits: results name -> its label-leak audit cells (``Campaign.audits``).
+        reuse_check: what the reuse check did (bound: ``flows.binding.make_binding``).
 
     Returns:
         The ``stats.Verdict`` (with its binding; the signature is only in the file).
@@ -49,7 +51,7 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
     results_bytes = buffer.getvalue()
     verdict.binding = make_binding(plan=plan, methods=methods, runs=runs,
                                       results_sha256=hashlib.sha256(results_bytes).hexdigest(),
-                                      git_commit=git_commit)
+                                      git_commit=git_commit, reuse_check=reuse_check)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "results.parquet", results_bytes)
     paths = write_stats_outputs(verdict, out)
@@ -71,25 +73,23 @@ def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[in
     """
     from flows.report.provenance import collect_provenance, git_commit
     from flows.report.render import write_report
+    from flows.reuse_check import summary as reuse_check_summary
     from flows.summary import summarize
     from w2s_common.atomic import atomic_write_text
 
-    verdict = write_verdict(campaign.out, campaign.plan, results, campaign.records(),
+    records = campaign.records()
+    checked = reuse_check_summary(campaign, records)
+    verdict = write_verdict(campaign.out, campaign.plan, results, records,
                             looks=campaign.looks, seeds_used=seeds_used,
                             methods=campaign.methods, key=campaign.verdict_key,
-                            git_commit=git_commit(), audits=campaign.audits)
+                            git_commit=git_commit(), audits=campaign.audits,
+                            reuse_check=checked)
     extra = {"arms_executed": len(campaign.executed_arms), "runs": len(set(campaign.runs)),
              "store": str(campaign.store),
              "code": {name: info["code"].as_dict() for name, info in campaign.methods.items()}}
     if campaign.plan.controls:
         extra["controls"] = {c.label: c.spec().as_dict() for c in campaign.plan.controls}
-    checked = campaign.reuse_checked
-    extra["reuse_check"] = {
-        "runs_reused": len(set(campaign.runs) - campaign.computed_runs),
-        "cells_recomputed": len({(c["rung"], c["data"], c["seed"]) for c in checked}),
-        "runs_compared": len(checked),
-        "largest_difference": max((c["largest_difference"] for c in checked), default=None),
-        "tolerance": checked[0]["tolerance"] if checked else None}
+    extra["reuse_check"] = checked
     provenance = collect_provenance(plan=campaign.plan, results=results,
                                     timings=campaign.timings, extra=extra)
     atomic_write_text(campaign.out / "provenance.json", json.dumps(provenance, indent=2,

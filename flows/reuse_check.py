@@ -100,6 +100,24 @@ def draw_cells(cells: list[Cell], count: int, rng: Any = None) -> list[Cell]:
     return sorted(rng.sample(sorted(cells), min(count, len(cells))))
 
 
+def summary(campaign: Any, records: list[Any]) -> dict[str, Any]:
+    """What the reuse check of ``campaign`` did (its ``records()``: the runs the results use),
+    as provenance.json and the verdict's binding record it (``flows.gate_binding.
+    BoundReuseCheck``): the cells asked for, the runs reused, the cells holding one, the cells
+    recomputed and runs compared, the largest difference and the tolerance."""
+    checked = campaign.reuse_checked
+    data_of = {fp: data for data, fp in campaign.dataset_fingerprints.items()}
+    largest = max((c["largest_difference"] for c in checked), default=None)
+    return {"cells_asked": campaign.plan.reuse_check.cells,
+            "runs_reused": len(set(campaign.runs) - campaign.computed_runs),
+            "cells_with_reused_runs": len(reused_cells(records, campaign.computed_runs,
+                                                       data_of)),
+            "cells_recomputed": len({(c["rung"], c["data"], c["seed"]) for c in checked}),
+            "runs_compared": len(checked),
+            "largest_difference": None if largest is None else float(largest),
+            "tolerance": float(checked[0]["tolerance"]) if checked else None}
+
+
 def scratch_store(store: Path) -> Path:
     """A new, empty throw-away store beside the runs (``STORE/.canary/reuse-check-<hex>``,
     which ``RunStore.sweep`` removes if a killed campaign leaves it), so every worker that

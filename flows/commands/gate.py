@@ -1,5 +1,5 @@
 """``w2s-transfer gate VERDICT.json --method NAME [--require REAL] [--plan PLAN] [--store DIR]
-[--check-code]``: the promotion gate."""
+[--check-code] [--min-reuse-check-cells N]``: the promotion gate."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,6 +32,10 @@ def register(app: typer.Typer) -> None:
         check_code: Annotated[bool, typer.Option(
             "--check-code", help="Refuse a verdict whose method, baseline or trainer code "
             "fingerprint differs from this working tree's.")] = False,
+        min_reuse_check_cells: Annotated[int | None, typer.Option(
+            "--min-reuse-check-cells", help="Do not promote unless the campaign's reuse check "
+            "recomputed at least this many of the cells holding runs reused from the store "
+            "(all of them where fewer).")] = None,
     ) -> None:
         """Exit 0 if METHOD may be promoted, 1 if not (with the reasons), 2 on bad input or a
         verdict file that fails its checks (one line).
@@ -43,6 +47,7 @@ def register(app: typer.Typer) -> None:
             from flows.gate import check_promotion
 
             decision = check_promotion(verdict, method, require, plan=plan, results=results,
-                                       store=store, code=check_code)
+                                       store=store, code=check_code,
+                                       min_reuse_check_cells=min_reuse_check_cells)
         typer.echo(decision.describe())
         raise typer.Exit(decision.exit_code)

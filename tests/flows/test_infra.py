@@ -173,7 +173,8 @@ def test_promotion_gate_workflow() -> None:
     steps = [s.get("run", "") for s in workflow["jobs"]["gate"]["steps"]]
     assert any(re.search(r"w2s-transfer validate \S+ --out", s) for s in steps)
     gate_step = next(s for s in steps if "w2s-transfer gate" in s)
-    for option in ("--require REAL", "--plan gate-plan.yaml", "--check-code"):
+    for option in ("--require REAL", "--plan gate-plan.yaml", "--check-code",
+                   "--min-reuse-check-cells 1"):
         assert option in gate_step
     uses = [s.get("uses", "") for s in workflow["jobs"]["gate"]["steps"]]
     assert any(u.startswith("actions/upload-artifact") for u in uses)

@@ -143,6 +143,28 @@ def test_a_store_with_planted_weak_runs_is_refused_before_any_verdict(
     assert checked["cells_recomputed"] == 1 and checked["runs_compared"] == 4
     assert checked["largest_difference"] == 0.0  # CPU runs are bitwise reproducible
     assert not list((store / ".canary").glob("reuse-check-*")), "the scratch store is removed"
+    # The verdict binds what the check did, and the gate can require it.
+    from flows.gate import check_promotion
+
+    bound = json.loads((second / "verdict.json").read_text())["binding"]["reuse_check"]
+    assert bound == {**checked, "cells_asked": 1, "cells_with_reused_runs": 2}
+    met = check_promotion(second / "verdict.json", "aux_conf", min_reuse_check_cells=1)
+    assert met.unmet == () and ("reuse check: 1 of 2 cell(s) holding reused runs "
+                                "recomputed, 4 run(s) compared") in met.checks
+    short = check_promotion(second / "verdict.json", "aux_conf", min_reuse_check_cells=5)
+    assert short.unmet == ("the verdict rests on 8 run(s) reused from the store and its reuse "
+                           "check recomputed 1 of the 2 cell(s) holding them; the gate requires "
+                           "2 (--min-reuse-check-cells 5)",)
+    assert not short.passed and short.exit_code == 1
+    fresh = check_promotion(first / "verdict.json", "aux_conf", min_reuse_check_cells=5)
+    assert fresh.unmet == () and "reuse check: no run reused from the store" in fresh.checks
+    older = json.loads((second / "verdict.json").read_text())
+    del older["binding"]["reuse_check"]  # as written before verdicts bound the check
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    assert check_promotion(tmp_path / "older.json", "aux_conf").unmet == ()
+    assert check_promotion(tmp_path / "older.json", "aux_conf", min_reuse_check_cells=1).unmet \
+        == ("the verdict records no reuse check (written before verdicts bound it); rerun "
+            "validate",)
 
     # 3. Planted weak runs (valid manifests): the check recomputes a cell and refuses the store.
     assert _plant(store) == 2
@@ -345,3 +367,22 @@ def test_every_group_of_a_campaign_carries_its_pins(tmp_path: Path) -> None:
     assert groups and all(g.pinned == {"a" * 20: "b" * 64} for g in groups)
     assert groups[0].key() == campaign.groups([1], [])[0].model_copy(
         update={"pinned": {}}).key(), "pins are not part of a group's identity"
+
+
+def test_a_bound_reuse_check_must_be_consistent_and_old_verdicts_do_not_meet_a_minimum(
+        tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from flows.gate_binding import BoundReuseCheck
+
+    fields = dict(cells_asked=1, runs_reused=8, cells_with_reused_runs=2, cells_recomputed=1,
+                  runs_compared=4, largest_difference=0.0, tolerance=1e-4)
+    assert BoundReuseCheck(**fields).unmet(1) is None
+    for forged in ({"cells_recomputed": 2}, {"runs_compared": 0}, {"runs_reused": 0}):
+        with pytest.raises(ValidationError):
+            BoundReuseCheck(**{**fields, **forged})
+    unchecked = BoundReuseCheck(**{**fields, "cells_asked": 0, "cells_recomputed": 0,
+                                   "runs_compared": 0, "largest_difference": None,
+                                   "tolerance": None})
+    assert unchecked.unmet(1).startswith("the verdict rests on 8 run(s) reused from the store "
+                                         "and its reuse check recomputed 0 of the 2")
