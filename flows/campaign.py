@@ -77,6 +77,9 @@ class Campaign:
     dataset_names: dict[str | None, str] = field(default_factory=dict)  # by group.data
     # Runs this campaign computed and published itself (the rest it reused from the store).
     computed_runs: set[str] = field(default_factory=set)
+    # Of those, runs whose worker used shared cache entries it did not build: like reused runs,
+    # they rest on bytes another process wrote, so the reuse check may draw their cells.
+    cache_fed_runs: set[str] = field(default_factory=set)
     # Run hash -> its content digest as the worker that used it reported it
     # (``RunRecord.content_digest``): a copy that changes in the store afterwards is refused.
     pinned: dict[str, str] = field(default_factory=dict)
@@ -423,7 +426,10 @@ class Campaign:
                 self.pin(group, outcome)
                 self.runs.extend(outcome["runs"])
                 self.executed_arms.extend(outcome["executed_arms"])
-                self.computed_runs |= set(outcome["executed"]) - set(outcome.get("discarded", []))
+                computed = set(outcome["executed"]) - set(outcome.get("discarded", []))
+                self.computed_runs |= computed
+                if outcome.get("cache_found"):
+                    self.cache_fed_runs |= computed
             done_groups += len(groups)
             for method in [label(m, m) for m in undecided] + controls:
                 seeds_used[method].extend(seeds)

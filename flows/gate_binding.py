@@ -37,13 +37,15 @@ class BoundControl(_Strict):
 
 class BoundReuseCheck(_Strict):
     """What the campaign's reuse check did (``flows.reuse_check``): how many runs the verdict
-    took from the store without computing them, how many cells held such runs, how many the
+    took from the store without computing them, how many it computed from shared cache entries
+    it had not built, how many cells held either (the cells the check may draw), how many the
     plan asked to recompute and how many were (their runs compared equal, or no verdict would
     have been written)."""
 
     cells_asked: int = Field(ge=0)
     runs_reused: int = Field(ge=0)
-    cells_with_reused_runs: int = Field(ge=0)
+    runs_from_shared_cache: int = Field(ge=0)
+    cells_eligible: int = Field(ge=0)
     cells_recomputed: int = Field(ge=0)
     runs_compared: int = Field(ge=0)
     largest_difference: float | None
@@ -51,31 +53,34 @@ class BoundReuseCheck(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> BoundReuseCheck:
-        if self.cells_recomputed > min(self.cells_asked, self.cells_with_reused_runs):
-            raise ValueError("cells_recomputed exceeds the cells asked for or the cells holding "
-                             "reused runs")
+        if self.cells_recomputed > min(self.cells_asked, self.cells_eligible):
+            raise ValueError("cells_recomputed exceeds the cells asked for or the cells "
+                             "eligible")
         if (self.runs_compared == 0) != (self.cells_recomputed == 0):
             raise ValueError("runs_compared and cells_recomputed disagree")
-        if (self.runs_reused == 0) != (self.cells_with_reused_runs == 0):
-            raise ValueError("runs_reused and cells_with_reused_runs disagree")
+        if (self.runs_reused + self.runs_from_shared_cache == 0) != (self.cells_eligible == 0):
+            raise ValueError("runs_reused, runs_from_shared_cache and cells_eligible disagree")
         return self
 
+    def _rests_on(self) -> str:
+        return (f"{self.runs_reused} run(s) reused from the store and "
+                f"{self.runs_from_shared_cache} computed from shared cache entries")
+
     def unmet(self, minimum: int) -> str | None:
-        """Why this check falls short of ``minimum`` recomputed cells (all cells holding
-        reused runs where fewer), or None when it does not."""
-        needed = min(minimum, self.cells_with_reused_runs)
+        """Why this check falls short of ``minimum`` recomputed cells (all eligible cells
+        where fewer), or None when it does not."""
+        needed = min(minimum, self.cells_eligible)
         if self.cells_recomputed >= needed:
             return None
-        return (f"the verdict rests on {self.runs_reused} run(s) reused from the store and its "
-                f"reuse check recomputed {self.cells_recomputed} of the "
-                f"{self.cells_with_reused_runs} cell(s) holding them; the gate requires "
-                f"{needed} (--min-reuse-check-cells {minimum})")
+        return (f"the verdict rests on {self._rests_on()}; its reuse check recomputed "
+                f"{self.cells_recomputed} of the {self.cells_eligible} cell(s) holding them; "
+                f"the gate requires {needed} (--min-reuse-check-cells {minimum})")
 
     def describe(self) -> str:
-        if self.runs_reused == 0:
-            return "reuse check: no run reused from the store"
-        return (f"reuse check: {self.cells_recomputed} of {self.cells_with_reused_runs} cell(s) "
-                f"holding reused runs recomputed, {self.runs_compared} run(s) compared")
+        if self.cells_eligible == 0:
+            return "reuse check: nothing reused from the store or the shared cache"
+        return (f"reuse check: {self.cells_recomputed} of {self.cells_eligible} cell(s) "
+                f"recomputed ({self._rests_on()}), {self.runs_compared} run(s) compared")
 
 
 class Binding(_Strict):

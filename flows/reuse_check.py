@@ -100,18 +100,27 @@ def draw_cells(cells: list[Cell], count: int, rng: Any = None) -> list[Cell]:
     return sorted(rng.sample(sorted(cells), min(count, len(cells))))
 
 
+def checked_here(campaign: Any) -> set[str]:
+    """The runs ``campaign`` computed from nothing another process wrote: those it published
+    itself, less those whose worker used shared cache entries it had not built
+    (``Campaign.cache_fed_runs``). Every other run's cell may be drawn."""
+    return campaign.computed_runs - campaign.cache_fed_runs
+
+
 def summary(campaign: Any, records: list[Any]) -> dict[str, Any]:
     """What the reuse check of ``campaign`` did (its ``records()``: the runs the results use),
     as provenance.json and the verdict's binding record it (``flows.gate_binding.
-    BoundReuseCheck``): the cells asked for, the runs reused, the cells holding one, the cells
+    BoundReuseCheck``): the cells asked for, the runs reused from the store, the runs computed
+    from shared cache entries, the cells holding either (the cells it may draw), the cells
     recomputed and runs compared, the largest difference and the tolerance."""
     checked = campaign.reuse_checked
     data_of = {fp: data for data, fp in campaign.dataset_fingerprints.items()}
     largest = max((c["largest_difference"] for c in checked), default=None)
+    used = set(campaign.runs)
     return {"cells_asked": campaign.plan.reuse_check.cells,
-            "runs_reused": len(set(campaign.runs) - campaign.computed_runs),
-            "cells_with_reused_runs": len(reused_cells(records, campaign.computed_runs,
-                                                       data_of)),
+            "runs_reused": len(used - campaign.computed_runs),
+            "runs_from_shared_cache": len(used & campaign.cache_fed_runs),
+            "cells_eligible": len(reused_cells(records, checked_here(campaign), data_of)),
             "cells_recomputed": len({(c["rung"], c["data"], c["seed"]) for c in checked}),
             "runs_compared": len(checked),
             "largest_difference": None if largest is None else float(largest),
@@ -189,7 +198,7 @@ def check_reuse(campaign: Any, submit: Any) -> None:
 
     check = campaign.plan.reuse_check
     data_of = {fp: data for data, fp in campaign.dataset_fingerprints.items()}
-    cells = reused_cells(campaign.records(), campaign.computed_runs, data_of)
+    cells = reused_cells(campaign.records(), checked_here(campaign), data_of)
     chosen = draw_cells(list(cells), check.cells)
     if not chosen:
         return

@@ -211,6 +211,7 @@ def _run_group(group: ArmGroup, log=print) -> dict[str, Any]:
     from flows.context import arm_context
     from methods.resolve import method_function
     from transfer.arms import run_arm
+    from transfer.cache import shared_entries_found
 
     # A reuse check computes into its own empty store: the campaign's pins are of the shared one.
     ctx = arm_context(group.ladder, group.data, group.rerun_into or group.store, group.engine,
@@ -260,6 +261,8 @@ def _run_group(group: ArmGroup, log=print) -> dict[str, Any]:
                "discarded": [h for h in executed if h in discarded],
                # the content digest of each run as this worker used it (the parent pins these)
                "contents": contents,
+               # whether runs computed here used shared cache entries this process did not build
+               "cache_found": bool(shared_entries_found()),
                "gpu": any(Path("/dev").glob("nvidia[0-9]*"))}
     if group.rerun_into:  # "executed" means published in the run store; these were not
         outcome.update(executed=[], executed_arms=[], recomputed=executed)

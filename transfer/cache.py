@@ -50,6 +50,16 @@ def entry_name(key: str) -> str:
 
 
 _PRIVATE_ROOT: list[Path] = []  # set by private_entries(): entries built apart
+# Shared entries this process used without having built them (``<kind>/<name>``).
+_SHARED_FOUND: set[str] = set()
+
+
+def shared_entries_found() -> list[str]:
+    """The shared cache entries this process has used without building them (``kind/name``,
+    sorted), over its whole life (models loaded once stay in memory for later groups). Runs
+    computed from them rest on bytes another process wrote, as reused runs do, so a campaign's
+    reuse check may draw their cells too (``flows.reuse_check``)."""
+    return sorted(_SHARED_FOUND)
 
 
 @contextlib.contextmanager
@@ -111,7 +121,10 @@ def cached_entry(kind: str, key: str, build: Callable[[Path], None], *,
     final = entry_path(kind, key)
     lease, manifest = claim_or_wait(_root() / "leases" / f"{kind}-{final.name}.lease",
                                     lambda: _verified(final), ttl_s=ttl_s, poll_s=poll_s)
+    shared = f"{kind}/{final.name}" if not _PRIVATE_ROOT else None
     if manifest is not None:
+        if shared:
+            _SHARED_FOUND.add(shared)
         return manifest
     try:
         if os.path.lexists(final):  # present but bad: _verified said so and warned
@@ -122,7 +135,8 @@ def cached_entry(kind: str, key: str, build: Callable[[Path], None], *,
             build(staged)
             write_manifest(staged, CACHE_MANIFEST, extra={"kind": kind, "key": key})
             fsync_tree(staged)
-            publish_dir(staged, final)
+            if not publish_dir(staged, final) and shared:
+                _SHARED_FOUND.add(shared)  # another process's copy won: that one is used
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise

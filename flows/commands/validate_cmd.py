@@ -102,12 +102,14 @@ def _reuse_check_line(out: Path) -> str | None:
         checked = json.loads((out / "provenance.json").read_text()).get("reuse_check") or {}
     except (OSError, ValueError):
         return None
-    if not checked.get("runs_reused"):
+    reused, fed = checked.get("runs_reused") or 0, checked.get("runs_from_shared_cache") or 0
+    if not reused and not fed:
         return None
+    rests = f"{reused} run(s) reused from the store" + (
+        f", {fed} computed from shared cache entries" if fed else "")
     if not checked.get("runs_compared"):
-        return (f"reuse check: {checked['runs_reused']} run(s) reused from the store, none "
-                "recomputed (reuse_check.cells: 0)")
-    return (f"reuse check: {checked['runs_reused']} run(s) reused from the store; "
+        return f"reuse check: {rests}, none recomputed (reuse_check.cells: 0)"
+    return (f"reuse check: {rests}; "
             f"{checked['runs_compared']} run(s) of {checked['cells_recomputed']} secretly drawn "
             f"cell(s) recomputed, largest difference {checked['largest_difference']:.3g} "
             f"(tolerance {checked['tolerance']:g})")

@@ -123,17 +123,27 @@ def _plant(store: Path) -> int:
     return planted
 
 
+@pytest.fixture()
+def empty_cache(tmp_path: Path, monkeypatch) -> Path:
+    """A model cache of this test's own (the session's is warm: its entries were built by
+    other processes, which makes every cell one the check may draw)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("W2S_CACHE_DIR", str(cache))
+    return cache
+
+
 def test_a_store_with_planted_weak_runs_is_refused_before_any_verdict(
-        prefect_harness, tmp_path: Path) -> None:
+        prefect_harness, tmp_path: Path, empty_cache: Path) -> None:
     from flows.reuse_check import ReuseCheckFailed
     from flows.validate import validate_flow
 
     store = tmp_path / "store"
-    # 1. A campaign on an empty store computes every run: nothing reused, nothing to check.
+    # 1. A campaign on an empty store and cache computes every run: nothing to check.
     first = tmp_path / "first"
     validate_flow(str(_plan(tmp_path, 1)), str(first), str(store))
     checked = json.loads((first / "provenance.json").read_text())["reuse_check"]
     assert checked["runs_reused"] == 0 and checked["runs_compared"] == 0
+    assert checked["runs_from_shared_cache"] == 0 and checked["cells_eligible"] == 0
 
     # 2. The same plan again: every run reused; one secret cell recomputed and compared.
     second = tmp_path / "second"
@@ -147,17 +157,20 @@ def test_a_store_with_planted_weak_runs_is_refused_before_any_verdict(
     from flows.gate import check_promotion
 
     bound = json.loads((second / "verdict.json").read_text())["binding"]["reuse_check"]
-    assert bound == {**checked, "cells_asked": 1, "cells_with_reused_runs": 2}
+    assert bound == checked and checked["cells_asked"] == 1 and checked["cells_eligible"] == 2
     met = check_promotion(second / "verdict.json", "aux_conf", min_reuse_check_cells=1)
-    assert met.unmet == () and ("reuse check: 1 of 2 cell(s) holding reused runs "
-                                "recomputed, 4 run(s) compared") in met.checks
+    assert met.unmet == () and ("reuse check: 1 of 2 cell(s) recomputed (8 run(s) reused from "
+                                "the store and 0 computed from shared cache entries), 4 run(s) "
+                                "compared") in met.checks
     short = check_promotion(second / "verdict.json", "aux_conf", min_reuse_check_cells=5)
-    assert short.unmet == ("the verdict rests on 8 run(s) reused from the store and its reuse "
-                           "check recomputed 1 of the 2 cell(s) holding them; the gate requires "
-                           "2 (--min-reuse-check-cells 5)",)
+    assert short.unmet == ("the verdict rests on 8 run(s) reused from the store and 0 computed "
+                           "from shared cache entries; its reuse check recomputed 1 of the 2 "
+                           "cell(s) holding them; the gate requires 2 (--min-reuse-check-cells "
+                           "5)",)
     assert not short.passed and short.exit_code == 1
     fresh = check_promotion(first / "verdict.json", "aux_conf", min_reuse_check_cells=5)
-    assert fresh.unmet == () and "reuse check: no run reused from the store" in fresh.checks
+    assert fresh.unmet == () and ("reuse check: nothing reused from the store or the shared "
+                                  "cache") in fresh.checks
     older = json.loads((second / "verdict.json").read_text())
     del older["binding"]["reuse_check"]  # as written before verdicts bound the check
     (tmp_path / "older.json").write_text(json.dumps(older))
@@ -375,14 +388,63 @@ def test_a_bound_reuse_check_must_be_consistent_and_old_verdicts_do_not_meet_a_m
 
     from flows.gate_binding import BoundReuseCheck
 
-    fields = dict(cells_asked=1, runs_reused=8, cells_with_reused_runs=2, cells_recomputed=1,
+    fields = dict(cells_asked=1, runs_reused=8, runs_from_shared_cache=0, cells_eligible=2,
+                  cells_recomputed=1,
                   runs_compared=4, largest_difference=0.0, tolerance=1e-4)
     assert BoundReuseCheck(**fields).unmet(1) is None
-    for forged in ({"cells_recomputed": 2}, {"runs_compared": 0}, {"runs_reused": 0}):
+    for forged in ({"cells_recomputed": 2}, {"runs_compared": 0}, {"runs_reused": 0},
+                   {"cells_eligible": 0}):
         with pytest.raises(ValidationError):
             BoundReuseCheck(**{**fields, **forged})
     unchecked = BoundReuseCheck(**{**fields, "cells_asked": 0, "cells_recomputed": 0,
                                    "runs_compared": 0, "largest_difference": None,
                                    "tolerance": None})
     assert unchecked.unmet(1).startswith("the verdict rests on 8 run(s) reused from the store "
-                                         "and its reuse check recomputed 0 of the 2")
+                                         "and 0 computed from shared cache entries; its reuse "
+                                         "check recomputed 0 of the 2")
+
+
+def _forge_features(cache: Path) -> int:
+    """A writer of the shared cache rewrites every features entry (rows shuffled), with a valid
+    manifest: every arm computed from them learns from other texts' features."""
+    import numpy as np
+
+    from transfer.manifest import write_manifest
+
+    forged = 0
+    for entry in sorted((cache / "features").iterdir()):
+        if entry.name.startswith("."):
+            continue
+        manifest = json.loads((entry / "MANIFEST.json").read_text())
+        features = np.load(entry / "features.npy")
+        np.save(entry / "features.npy", features[np.random.default_rng(0).permutation(
+            len(features))])
+        (entry / "MANIFEST.json").unlink()
+        write_manifest(entry, "MANIFEST.json", extra={"kind": manifest["kind"],
+                                                      "key": manifest["key"]})
+        forged += 1
+    return forged
+
+
+def test_runs_computed_from_forged_shared_cache_entries_are_refused(
+        prefect_harness, tmp_path: Path, empty_cache: Path) -> None:
+    """A campaign on an empty store computes every run, but from shared cache entries another
+    process built: their cells are drawn too, and the check recomputes them from entries of its
+    own. With honest entries it passes; with forged features (valid manifests) it stops the
+    campaign before any verdict."""
+    from flows.reuse_check import ReuseCheckFailed
+    from flows.validate import validate_flow
+
+    validate_flow(str(_plan(tmp_path, 1)), str(tmp_path / "warm"), str(tmp_path / "store-a"))
+    honest = tmp_path / "honest"
+    validate_flow(str(_plan(tmp_path, 1)), str(honest), str(tmp_path / "store-b"))
+    checked = json.loads((honest / "provenance.json").read_text())["reuse_check"]
+    assert checked["runs_reused"] == 0 and checked["runs_from_shared_cache"] == 8
+    assert checked["cells_eligible"] == 2 and checked["cells_recomputed"] == 1
+    assert checked["runs_compared"] == 4 and checked["largest_difference"] == 0.0
+
+    assert _forge_features(empty_cache) > 0
+    forged = tmp_path / "forged"
+    with pytest.raises(ReuseCheckFailed, match="is not what its spec computes"):
+        validate_flow(str(_plan(tmp_path, 1)), str(forged), str(tmp_path / "store-c"))
+    assert not (forged / "verdict.json").exists()
