@@ -24,6 +24,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 from w2s_common.errors import InputError
@@ -31,6 +32,9 @@ from w2s_common.errors import InputError
 JAIL_CACHE_ENV = "W2S_JAIL_CACHE_DIR"
 # A plugin's sources travel into the jail as a copy; a package this large is not a method.
 MAX_CODE_BYTES = 64 << 20
+# An external command's own file (a script, a small checkpoint) is copied too; a larger model
+# belongs in a plugin's trainer, whose checkpoints are mounted, not copied.
+MAX_OWN_FILE_BYTES = 4 << 30
 _CHUNK = 1 << 20
 
 
@@ -95,45 +99,71 @@ def open_checked(path: str | os.PathLike[str]) -> Iterator[tuple[int, os.stat_re
         os.close(fd)
 
 
-def _read_checked(source: Path, root: Path, digest, target: Path | None = None) -> bool:
+class _Budget:
+    """Bytes a copy may still read: counted as read, so a file that grows after it was listed
+    cannot make the trusted side copy more than the bound (review 2026-12-05, F3)."""
+
+    def __init__(self, limit: int | None, what: str) -> None:
+        self.left, self.limit, self.what = limit, limit, what
+
+    def take(self, count: int, source: Path) -> None:
+        if self.left is None:
+            return
+        self.left -= count
+        if self.left < 0:
+            raise JailSetupError(f"{source}: {self.what} holds more than {self.limit} bytes; "
+                                 "refused")
+
+
+def _read_checked(source: Path, root: Path, digest, budget: _Budget,
+                  target: Path | None = None) -> int:
     """Stream ``source`` (see :func:`open_checked`) into ``digest`` as its path relative to
-    ``root``, its length and its bytes (and into ``target`` when given); return whether it is
-    executable by its owner."""
+    ``root``, its length and its bytes (and into ``target`` when given), within ``budget``;
+    return its permission bits (setuid, setgid, sticky and write by others left out)."""
     with open_checked(source) as (fd, info), \
             (open(target, "xb") if target is not None else contextlib.nullcontext()) as out:
+        budget.take(info.st_size, source)
         digest.update(f"{source.relative_to(root)}\0{info.st_size}\0".encode())
         read = 0
         while chunk := os.read(fd, _CHUNK):
-            digest.update(chunk)
             read += len(chunk)
+            if read > info.st_size:
+                break
+            digest.update(chunk)
             if out is not None:
                 out.write(chunk)
         if read != info.st_size:  # the length hashed first must be the bytes' length
             raise JailSetupError(f"{source} changed while it was read ({info.st_size} bytes, "
                                  f"then {read})")
-        return bool(info.st_mode & stat.S_IXUSR)
+        return stat.S_IMODE(info.st_mode) & 0o755
 
 
-def content_digest(root: Path, files: Sequence[Path], *,
-                   copy_to: Path | None = None) -> str:
-    """sha256 (hex) over each file's path relative to ``root``, its length, its bytes and
-    whether it is executable, each file read as :func:`open_checked` allows (and copied under
-    ``copy_to`` at its relative path, from the very bytes hashed, when given).
+def content_digest(root: Path, files: Sequence[Path], *, copy_to: Path | None = None,
+                   limit: int | None = None, what: str = "the copy") -> str:
+    """sha256 (hex) over each file's path relative to ``root``, its length, its bytes and its
+    permission bits, each file read as :func:`open_checked` allows, at most ``limit`` bytes in
+    all (and copied under ``copy_to`` at its relative path, from the very bytes hashed, with
+    its permission bits, when given).
 
     The length makes the encoding prefix-free: without it one file holding ``A NUL path NUL B``
     hashed like two files holding ``A`` and ``B``, so a plugin could publish, under a rival's
     digest, a copy the rival's later jails would reuse (found by an independent review).
+
+    Raises:
+        JailSetupError: a file is not a regular file of its own at its path, changed while it
+            was read, or the files hold more than ``limit`` bytes.
     """
     digest = hashlib.sha256()
+    budget = _Budget(limit, what)
     for path in files:
         target = None
         if copy_to is not None:
             target = copy_to / path.relative_to(root)
             target.parent.mkdir(parents=True, exist_ok=True)
-        executable = _read_checked(path, root, digest, target)
-        if target is not None and executable:
-            target.chmod(0o700)  # publish_copy makes it 0755
-        digest.update(b"\0x\0" if executable else b"\0-\0")
+        mode = _read_checked(path, root, digest, budget, target)
+        if target is not None:
+            target.chmod(mode | stat.S_IRUSR)  # publish_copy settles the final modes
+        digest.update(f"\0{mode:o}\0".encode())
     return digest.hexdigest()
 
 
@@ -146,13 +176,17 @@ def published(final: Path, digest: str) -> bool:
 
 
 def publish_copy(parent: Path, root: Path, files: Sequence[Path], *, into: str = "",
-                 prepare: Callable[[Path], None] | None = None) -> tuple[Path, str]:
+                 prepare: Callable[[Path], None] | None = None, limit: int | None = None,
+                 what: str = "the copy", keep_modes: bool = False) -> tuple[Path, str]:
     """A content-addressed copy of ``files`` (paths under ``root``, which has no links) in
     ``parent``, at ``<digest[:24]>/<into>/<path relative to root>``: reused when published,
     else copied into a fresh directory, named by the digest of the copied bytes
-    (:func:`content_digest`), completed by ``prepare``, made read-only and published by one
-    rename. Concurrent builders race to the rename and the first complete copy wins
-    (``.complete`` holds the digest).
+    (:func:`content_digest`, at most ``limit`` bytes), completed by ``prepare``, made read-only
+    to others and published by one rename. Concurrent builders race to the rename and the first
+    complete copy wins (``.complete`` holds the digest). Code copies are made readable by all
+    (0644, 0755 where the owner may execute); with ``keep_modes`` each file keeps its own
+    permission bits (an ``external`` command's file the jail's uid could not read as a bind
+    mount is not made readable by copying it).
 
     Returns:
         ``(the published directory, its digest)``.
@@ -161,7 +195,7 @@ def publish_copy(parent: Path, root: Path, files: Sequence[Path], *, into: str =
         JailSetupError: a source is not a regular file of its own at its path
             (:func:`open_checked`), or the directory of that name holds other content.
     """
-    digest = content_digest(root, files)
+    digest = content_digest(root, files, limit=limit, what=what)
     final = parent / digest[:24]
     if published(final, digest):
         return final, digest
@@ -170,16 +204,22 @@ def publish_copy(parent: Path, root: Path, files: Sequence[Path], *, into: str =
     try:
         # Named by what was copied, never by what was read before: a file changed in between
         # gives the copy its own name, not the name of the content checked first.
-        digest = content_digest(root, files, copy_to=tmp / into)
+        digest = content_digest(root, files, copy_to=tmp / into, limit=limit, what=what)
         final = parent / digest[:24]
         if published(final, digest):
             return final, digest
+        copied = {tmp / into / path.relative_to(root) for path in files}
         if prepare is not None:
             prepare(tmp)
         (tmp / ".complete").write_text(digest + "\n")
         for path in [tmp, *tmp.rglob("*")]:
-            mode = path.stat().st_mode
-            path.chmod(0o755 if path.is_dir() or mode & stat.S_IXUSR else 0o644)
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if path.is_dir():
+                path.chmod(0o755)
+            elif keep_modes and path in copied:
+                path.chmod(mode & 0o755)
+            else:
+                path.chmod(0o755 if mode & stat.S_IXUSR else 0o644)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -228,35 +268,52 @@ def code_copy(location: Path) -> Path:
     from and its jails get. Read through its real path, so that no link on the way can lead
     the copy elsewhere while it is made."""
     real = Path(os.path.realpath(location))
-    final, _ = publish_copy(jail_cache() / "code", real.parent, code_files(real))
+    final, _ = publish_copy(jail_cache() / "code", real.parent, code_files(real),
+                            limit=MAX_CODE_BYTES, what=f"the plugin's sources ({real})")
     return final / real.name
 
 
 def file_copy(path: str) -> str:
-    """A content-addressed, read-only copy of one of an ``external`` command's own files
-    (``path``: absolute, reached through no link; its execute bit kept): what the fingerprint
-    covers and the jail mounts at ``path``."""
+    """A content-addressed copy of one of an ``external`` command's own files (``path``:
+    absolute, reached through no link; its permission bits kept, at most
+    :data:`MAX_OWN_FILE_BYTES`): what the fingerprint covers and the jail mounts at ``path``."""
     source = Path(path)
-    final, _ = publish_copy(jail_cache() / "files", source.parent, [source])
+    final, _ = publish_copy(jail_cache() / "files", source.parent, [source],
+                            limit=MAX_OWN_FILE_BYTES, what="an external command's own file",
+                            keep_modes=True)
     return str(final / source.name)
 
 
-# The snapshots of the method now running (``methods.fingerprint.MethodCode.snapshots``): what
-# ``methods.external`` mounts in place of the files its command names.
-_SNAPSHOTS: ContextVar[Mapping[str, str] | None] = ContextVar("w2s_code_snapshots",
-                                                              default=None)
+@dataclass(frozen=True)
+class Snapshot:
+    """What a running method's jails get of its own code, fixed when it was fingerprinted
+    (``methods.fingerprint.MethodCode``).
+
+    Attributes:
+        copies: a plugin's top-level package name, or an ``external`` command's own file path
+            -> its private copy.
+        argv: an ``external`` command's argv as fingerprinted (its program resolved, relative
+            file names made absolute), run as it is whatever the files say now; None for a
+            plugin.
+    """
+
+    copies: Mapping[str, str]
+    argv: tuple[str, ...] | None = None
+
+
+_RUNNING: ContextVar[Snapshot | None] = ContextVar("w2s_code_snapshot", default=None)
 
 
 @contextlib.contextmanager
-def running_snapshots(snapshots: Mapping[str, str] | None) -> Iterator[None]:
-    """Make ``snapshots`` (name or path -> its copy) the running method's for a block."""
-    token = _SNAPSHOTS.set(dict(snapshots) if snapshots is not None else None)
+def running_snapshot(snapshot: Snapshot | None) -> Iterator[None]:
+    """Make ``snapshot`` the running method's for a block (None: no fingerprint was taken)."""
+    token = _RUNNING.set(snapshot)
     try:
         yield
     finally:
-        _SNAPSHOTS.reset(token)
+        _RUNNING.reset(token)
 
 
-def current_snapshots() -> Mapping[str, str] | None:
-    """The running method's snapshots, or None outside :func:`running_snapshots`."""
-    return _SNAPSHOTS.get()
+def current_snapshot() -> Snapshot | None:
+    """The running method's snapshot, or None outside :func:`running_snapshot`."""
+    return _RUNNING.get()

@@ -8,13 +8,12 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-from collections.abc import Mapping
 
 import numpy as np
 from pydantic import Field
 
 from methods.base import MethodBase, MethodParams
-from methods.code_cache import JailSetupError, current_snapshots, file_copy
+from methods.code_cache import JailSetupError, current_snapshot, file_copy
 from methods.exchange import PREDICTIONS_FILE, read_predictions, write_inputs
 from methods.jail import JailTimeout
 from methods.jail_runtime import JOB, OUT, jail_search_path, job_directories
@@ -109,26 +108,26 @@ def build_argv(command: str) -> tuple[list[str], list[str]]:
     return argv, files
 
 
-def own_file_copies(files: list[str], snapshots: Mapping[str, str] | None) -> dict[str, str]:
-    """Each own file -> the private copy the jail mounts at its path: the snapshot its method's
-    fingerprint was computed from (``methods.fingerprint.command_code``), or, run without one
-    (no fingerprint was taken), a copy made now. Either way the jail never mounts the file
-    itself, which could change (or become a link to a label file) after it was checked.
+def command_to_run(command: str) -> tuple[list[str], dict[str, str]]:
+    """The argv to run and each own file -> the private copy the jail mounts at its path: as
+    fixed when the method's fingerprint was taken (``methods.fingerprint.command_code``, handed
+    over as ``methods.code_cache.current_snapshot``), whatever the files say now (one removed
+    since is still mounted, one added is not); run without a fingerprint, split now and copied
+    now. Either way the jail never mounts a file itself, which could change (or become a link
+    to a label file) after it was checked.
 
     Raises:
-        InputError: a file that was not among the command's files when it was fingerprinted,
-            or one that cannot be copied as a regular file of its own.
+        InputError: the command cannot be split, or an own file cannot be copied as a regular
+            file of its own.
     """
-    if snapshots is None:
-        try:
-            return {path: file_copy(path) for path in files}
-        except JailSetupError as err:
-            raise InputError(f"method external: {err}", field="--param command") from None
-    missing = [path for path in files if path not in snapshots]
-    if missing:
-        raise InputError(f"method external: {missing[0]} was not one of the command's files "
-                         "when its code was fingerprinted; refused", field="--param command")
-    return {path: snapshots[path] for path in files}
+    snapshot = current_snapshot()
+    if snapshot is not None and snapshot.argv is not None:
+        return list(snapshot.argv), dict(snapshot.copies)
+    argv, files = build_argv(command)
+    try:
+        return argv, {path: file_copy(path) for path in files}
+    except JailSetupError as err:
+        raise InputError(f"method external: {err}", field="--param command") from None
 
 
 def in_runtime(path: str, runtime: list[str] | None = None) -> bool:
@@ -155,8 +154,7 @@ class External(MethodBase):
 
     def run(self, data: StudentData, trainer: StudentTrainer, params: ExternalParams
             ) -> np.ndarray:
-        argv, files = build_argv(params.command)
-        copies = own_file_copies(files, current_snapshots())
+        argv, copies = command_to_run(params.command)
         with job_directories("w2s-external-") as (job, out):
             write_inputs(data, job)
             settings = current_settings()

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from methods.code_cache import code_copy, file_copy
+from methods.code_cache import Snapshot, code_copy, file_copy
 from methods.code_cache import code_files as plugin_sources  # what the jail gets of a plugin
 from methods.jail_runtime import (
     PROJECT_PACKAGES,
@@ -65,6 +65,7 @@ class MethodCode:
         snapshots: ``(name, copy)`` pairs: the private copies (``methods.code_cache``) the
             fingerprint was computed from and the jail runs: a plugin's top-level package by
             its name, an ``external`` command's own files by their paths.
+        argv: an ``external`` command's argv as fingerprinted (run as it is).
     """
 
     reference: str
@@ -73,6 +74,11 @@ class MethodCode:
     files: tuple[str, ...] = field(default=(), repr=False)
     provider: str | None = None
     snapshots: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
+    argv: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+
+    def snapshot(self) -> Snapshot:
+        """What the method's jails get of its code (``methods.code_cache.Snapshot``)."""
+        return Snapshot(dict(self.snapshots), self.argv)
 
     def as_dict(self) -> dict[str, Any]:
         return {"reference": self.reference, "kind": self.kind, "fingerprint": self.fingerprint,
@@ -122,30 +128,34 @@ def _entry_point_code(entry_point: importlib.metadata.EntryPoint, project: str,
         provider = f"{dist.name}=={dist.version}"
     top = entry_point.value.partition(":")[0].split(".")[0]
     location = module_location(top) if top else None
-    module, files, snapshots = "no-module", [], ()
-    if location is not None:
-        module, files, copy = _plugin_code(location, top)
-        snapshots = ((top, copy),)
+    if location is None:  # fingerprinting nothing would let any code run under the fingerprint
+        raise InputError(f"entry point {entry_point.name!r}: its module {top or '?'} is not "
+                         "found on the Python path or in the plugin directories",
+                         field="--method")
+    module, files, copy = _plugin_code(location, top)
+    snapshots = ((top, copy),)
     fingerprint = combine("entry-point", entry_point.name, entry_point.value, provider,
                           module, project)
     return MethodCode(entry_point.name, "entry-point", fingerprint,
                       tuple(project_files + files), provider, snapshots=snapshots)
 
 
-def command_code(command: str) -> tuple[str, list[str], dict[str, str]]:
-    """(fingerprint, own files, snapshots) of an ``external`` command line: the files it names
-    and the runtime it runs on (:func:`runtime_code`), whether its program is one of its own
-    files (a script whose ``#!`` interpreter imports from the runtime) or a runtime program.
-    Each own file is copied privately first (``methods.code_cache.file_copy``; ``snapshots``
-    maps its path to the copy): the fingerprint is of the copies, which the jail mounts at the
-    files' paths, so a file changed (or swapped for a link) after this never reaches a jail."""
+def command_code(command: str) -> tuple[str, list[str], dict[str, str], list[str]]:
+    """(fingerprint, own files, snapshots, argv) of an ``external`` command line: the files it
+    names and the runtime it runs on (:func:`runtime_code`), whether its program is one of its
+    own files (a script whose ``#!`` interpreter imports from the runtime) or a runtime
+    program. Each own file is copied privately first (``methods.code_cache.file_copy``;
+    ``snapshots`` maps its path to the copy): the fingerprint is of the copies, which the jail
+    mounts at the files' paths, and ``argv`` is what the jail runs, so a file changed, removed
+    or swapped for a link after this never changes what runs."""
     from methods.external import build_argv
 
     argv, files = build_argv(command)
     snapshots = {f: file_copy(f) for f in files}
     own = digest_files([(f, Path(snapshots[f])) for f in sorted(files)], label="command")
     kind = "own-program" if argv[0] in files else "runtime-program"
-    return combine(kind, own, runtime_code(snapshots.get(argv[0], argv[0]))), files, snapshots
+    fingerprint = combine(kind, own, runtime_code(snapshots.get(argv[0], argv[0])))
+    return fingerprint, files, snapshots, argv
 
 
 def runtime_site_dirs() -> list[str]:
@@ -199,15 +209,21 @@ def runtime_code(program: str) -> str:
     return combine("runtime", program_part, *sorted(parts))
 
 
-def method_code(name_or_ref: str, params: dict[str, Any] | None = None) -> MethodCode:
+def method_code(name_or_ref: str, params: dict[str, Any] | None = None, *,
+                target: str | None = None) -> MethodCode:
     """The code behind method ``name_or_ref`` with ``params``, without importing any plugin.
 
     Names resolve in the registry's order: a built-in name, then ``module:attr``, then an entry
     point of group ``w2s_transfer.methods``.
 
+    ``target``: the ``module:attr`` a plugin was described as (``methods.plugins.
+    PluginMethod.target``), which an entry point must still name: the code fingerprinted and
+    snapshotted is the code its jails import, not whatever the entry point says a moment later.
+
     Raises:
-        InputError: an unknown name, a reference whose module is not on the path, or an
-            ``external`` command that cannot be split or whose program is missing.
+        InputError: an unknown name, a reference whose module is not on the path, an entry
+            point that no longer names ``target``, or an ``external`` command that cannot be
+            split or whose program is missing.
     """
     from methods.registry import _entry_points, is_builtin_name
 
@@ -220,12 +236,13 @@ def method_code(name_or_ref: str, params: dict[str, Any] | None = None) -> Metho
         if name_or_ref == "external":
             command = str((params or {}).get("command", ""))
             try:
-                own, files, snapshots = (command_code(command) if command
-                                         else (combine("no-command"), [], {}))
-            except JailSetupError as err:  # an own file changed into a link or a FIFO
+                own, files, snapshots, argv = (command_code(command) if command
+                                               else (combine("no-command"), [], {}, None))
+            except JailSetupError as err:  # an own file changed into a link, a FIFO, too big
                 raise InputError(f"method external: {err}", field="--param command") from None
             return MethodCode("external", "external", combine("external", project, own),
-                              tuple(project_files + files), snapshots=tuple(snapshots.items()))
+                              tuple(project_files + files), snapshots=tuple(snapshots.items()),
+                              argv=None if argv is None else tuple(argv))
         return MethodCode(name_or_ref, "builtin", combine("builtin", project),
                           tuple(project_files))
     try:
@@ -234,6 +251,10 @@ def method_code(name_or_ref: str, params: dict[str, Any] | None = None) -> Metho
         entry_point = _entry_points().get(name_or_ref)
         if entry_point is None:
             raise InputError(f"unknown method {name_or_ref!r}", field="--method")
+        if target is not None and entry_point.value != target:
+            raise InputError(f"entry point {name_or_ref!r} changed while it was resolved (it "
+                             f"named {target}, now {entry_point.value}); refused",
+                             field="--method")
         return _entry_point_code(entry_point, project, project_files)
     except JailSetupError as err:  # e.g. a namespace package: not a plugin the jail runs
         raise InputError(str(err), field="--method") from None

@@ -18,10 +18,10 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from methods.code_cache import current_snapshots
+from methods.code_cache import current_snapshot
 from methods.exchange import PREDICTIONS_FILE, read_output_json, read_predictions
 from methods.jail import printable
-from methods.jail_runtime import job_directories, pickle_job
+from methods.jail_runtime import PROJECT_PACKAGES, job_directories, pickle_job
 from methods.jail_worker import DESCRIBE_FILE, ERROR_FILE, JOB_FILE, REQUEST_FILE
 from methods.policy import Isolation, JailSettings, current_settings
 from methods.untrusted import run_job
@@ -263,6 +263,24 @@ def run_plugin(plugin: PluginMethod, data: StudentData, trainer: StudentTrainer,
     return run_in_jail(plugin.target, plugin.shown, plugin.name, data, trainer, params, settings)
 
 
+def own_code(target: str) -> dict[str, str] | None:
+    """The snapshots of the running method (``methods.code_cache.current_snapshot``) for a job
+    importing ``target``, or None when the method runs without a fingerprint.
+
+    Raises:
+        InputError: ``target`` is a plugin whose top-level package is not among them (its code
+            would be copied as the job finds it, not as it was fingerprinted).
+    """
+    snapshot = current_snapshot()
+    if snapshot is None:
+        return None
+    top = target.partition(":")[0].split(".")[0]
+    if ":" in target and top not in PROJECT_PACKAGES and top not in snapshot.copies:
+        raise InputError(f"method {target}: its package {top} is not the code its fingerprint "
+                         f"was taken of ({sorted(snapshot.copies)}); refused", field="--method")
+    return dict(snapshot.copies)
+
+
 def run_in_jail(target: str, shown: str, name: str, data: StudentData,
                 trainer: StudentTrainer, params: Any,
                 settings: JailSettings) -> tuple[np.ndarray, Isolation]:
@@ -292,7 +310,7 @@ def run_in_jail(target: str, shown: str, name: str, data: StudentData,
         modules = pickle_job({"data": data, "trainer": prepared}, job / JOB_FILE)
         result, isolation = run_job("run", job, out, settings,
                                     modules=[*reference_module(target), *modules],
-                                    model_paths=model_paths, snapshots=current_snapshots())
+                                    model_paths=model_paths, snapshots=own_code(target))
         if result.returncode != 0:
             raise _failure(out, result, shown)
         probs = read_predictions(out / PREDICTIONS_FILE, data.test_ids,

@@ -71,7 +71,7 @@ def method_function(name: str, params: list[str] | dict[str, Any] | None, *,
     run.runs_untrusted_code = untrusted
     # The code behind the method, read from files and package metadata (no plugin code runs):
     # part of every student run's store key, so a run made by other code is never reused.
-    run.code = method_code(name, params_dict)
+    run.code = method_code(name, params_dict, target=getattr(method, "target", None))
     run.fingerprint = run.code.fingerprint
     return method.name, params_dict, run
 

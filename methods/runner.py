@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from methods.base import Method, check_test_probs
 from methods.builtin_names import COMMAND_BUILTINS
-from methods.code_cache import running_snapshots
+from methods.code_cache import running_snapshot
 from methods.plugins import PluginMethod, run_in_jail, run_plugin
 from methods.policy import Isolation, JailSettings, current_settings, jail_settings
 from methods.registry import is_builtin, method_info, resolve_with_params
@@ -77,8 +77,8 @@ def run_method(method: Method, data: StudentData, trainer: StudentTrainer, param
         MethodUnsupported: the method cannot run on this model/task.
     """
     settings = settings or current_settings()
-    snapshots = dict(code.snapshots) if code is not None else None
-    with jail_settings(settings) as used, running_snapshots(snapshots):
+    snapshot = code.snapshot() if code is not None else None
+    with jail_settings(settings) as used, running_snapshot(snapshot):
         if isinstance(method, PluginMethod):
             # Described in the jail, so run there: a plugin, or a built-in the settings jail.
             probs, isolation = run_plugin(method, data, trainer, params, settings)

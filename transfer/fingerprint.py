@@ -65,7 +65,8 @@ def digest_files(files: Iterable[tuple[str, Path | None]], *, label: str = "") -
     """sha256 (hex) over ``(name, size, bytes)`` of each file (a missing one counts as absent).
 
     Files are read in chunks, never whole: an ``external`` command may name a checkpoint of
-    many gigabytes as its own file. A file that changes size while it is read is an error.
+    gigabytes as its own file (up to ``methods.code_cache.MAX_OWN_FILE_BYTES``). A file that
+    changes size while it is read is an error.
     """
     digest = hashlib.sha256(f"{FINGERPRINT_FORMAT}\0{label}\0".encode())
     for name, path in files:

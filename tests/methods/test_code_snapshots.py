@@ -208,12 +208,180 @@ def test_the_fingerprint_is_the_copy_s(tmp_path, private_jail_cache):
     script = tmp_path / "p.sh"
     script.write_text("#!/bin/sh\nexit 0\n")
     script.chmod(0o755)
-    _, files, snapshots = command_code(f"{script} {{inputs}} {{outputs}}")
+    _, files, snapshots, argv = command_code(f"{script} {{inputs}} {{outputs}}")
+    assert argv == [str(script), "/w2s/job", "/w2s/out"]
     assert files == [str(script)] and Path(snapshots[str(script)]).read_bytes() == \
         script.read_bytes()
     assert os.access(snapshots[str(script)], os.X_OK)  # a program stays a program
     script.chmod(0o644)
-    _, _, plain = command_code(f"sh {script} {{inputs}} {{outputs}}")
+    _, _, plain, _ = command_code(f"sh {script} {{inputs}} {{outputs}}")
     # The execute bit is part of a copy's identity: the same bytes, another copy.
     assert plain[str(script)] != snapshots[str(script)]
     assert not os.access(plain[str(script)], os.X_OK) or os.geteuid() == 0
+
+
+# --- The third attacker review of 2026-12-05 (helper-40), reproduced -------------------------
+
+EP_PLUGIN = PLUGIN.replace("snapshot_constant", "snapshot_ep")
+
+
+def _entry_point_plugins(tmp_path: Path, monkeypatch) -> Path:
+    """A plugin directory (``pip install --target`` layout) with two packages of one author and
+    a distribution whose entry point names the first."""
+    plugins = tmp_path / "plugins"
+    for package, value in (("w2s_snap_a", "0.25"), ("w2s_snap_b", "0.75")):
+        (plugins / package).mkdir(parents=True)
+        (plugins / package / "__init__.py").write_text(EP_PLUGIN.replace("0.25", value))
+    dist = plugins / "w2s_snap-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: w2s-snap\nVersion: 1.0\n")
+    _point_entry(plugins, "w2s_snap_a")
+    monkeypatch.setenv("W2S_PLUGIN_PATH", str(plugins))
+    return plugins
+
+
+def _point_entry(plugins: Path, package: str) -> None:
+    (plugins / "w2s_snap-1.0.dist-info" / "entry_points.txt").write_text(
+        f"[w2s_transfer.methods]\nsnap_ep = {package}:Constant\n")
+
+
+@needs_jail
+def test_an_entry_point_retargeted_while_it_is_resolved_is_refused(
+        tmp_path, monkeypatch, task, trainer, private_jail_cache):
+    """F1: the entry point was read when the plugin was described (the package its jails
+    import) and again for the fingerprint; its author flipping it in between had runs of one
+    package stored under the other's fingerprint."""
+    import methods.registry as registry
+    from methods.resolve import method_function
+
+    plugins = _entry_point_plugins(tmp_path, monkeypatch)
+    _, _, honest = method_function("snap_ep", {})
+    np.testing.assert_allclose(honest(task.data, trainer).probs, 0.25)
+    real_describe = registry._describe
+
+    def describe_then_retarget(source, params):
+        described = real_describe(source, params)
+        _point_entry(plugins, "w2s_snap_b")  # the author's process, woken by the read
+        return described
+
+    monkeypatch.setattr(registry, "_describe", describe_then_retarget)
+    with pytest.raises(InputError, match="entry point 'snap_ep' changed while it was resolved "
+                                         r"\(it named w2s_snap_a:Constant, now "
+                                         r"w2s_snap_b:Constant\); refused"):
+        method_function("snap_ep", {})
+
+
+@needs_jail
+def test_an_entry_point_whose_module_is_missing_is_refused_not_fingerprinted_as_nothing(
+        tmp_path, monkeypatch, private_jail_cache):
+    import methods.registry as registry
+    from methods.resolve import method_function
+
+    plugins = _entry_point_plugins(tmp_path, monkeypatch)
+    real_describe = registry._describe
+
+    def describe_then_hide(source, params):
+        described = real_describe(source, params)
+        (plugins / "w2s_snap_a").rename(plugins / ".hidden")
+        return described
+
+    monkeypatch.setattr(registry, "_describe", describe_then_hide)
+    with pytest.raises(InputError, match="entry point 'snap_ep': its module w2s_snap_a is not "
+                                         "found"):
+        method_function("snap_ep", {})
+
+
+def test_a_plugin_job_without_its_package_among_the_snapshots_is_refused(private_jail_cache):
+    from methods.code_cache import Snapshot, running_snapshot
+    from methods.plugins import own_code
+
+    assert own_code("w2s_snap_a:Constant") is None  # no fingerprint taken: copied as found
+    with running_snapshot(Snapshot({"w2s_snap_b": "/copy/w2s_snap_b"})):
+        assert own_code("aux_conf") == {"w2s_snap_b": "/copy/w2s_snap_b"}  # a jailed built-in
+        assert own_code("w2s_snap_b.sub:Constant") == {"w2s_snap_b": "/copy/w2s_snap_b"}
+        with pytest.raises(InputError, match="its package w2s_snap_a is not the code its "
+                                             "fingerprint was taken of"):
+            own_code("w2s_snap_a:Constant")
+
+
+@needs_jail
+def test_an_own_file_removed_after_the_fingerprint_is_still_mounted_from_its_copy(
+        tmp_path, task, trainer, private_jail_cache):
+    """F2: the command was split again at run time, so a file removed since was no longer an
+    own file and was not mounted: the run went on without it, under the old fingerprint."""
+    from methods.resolve import method_function
+
+    config = tmp_path / "config.txt"
+    config.write_text("0.25\n")
+    script = tmp_path / "method.sh"
+    script.write_text(textwrap.dedent("""\
+        #!/bin/sh
+        p=0.9; [ -r "$3" ] && p=$(cat "$3")
+        sed -E "s/^\\{\\"id\\": (\\"[^\\"]*\\").*/{\\"id\\": \\1, \\"prob\\": $p}/" \\
+            "$1/test.jsonl" > "$2/predictions.jsonl"
+        """))
+    _, _, run = method_function("external", {"command": f"sh {script} {{inputs}} {{outputs}} "
+                                                          f"{config}"})
+    config.unlink()
+    np.testing.assert_allclose(run(task.data, trainer).probs, 0.25)
+
+
+def test_copies_are_bounded_as_they_are_read(tmp_path, monkeypatch, private_jail_cache):
+    """F3: no bound on own files, and the plugin bound checked by lstat before the copy read
+    the files: a file grown in between (or a sparse one) was copied whole, allocated."""
+    import methods.code_cache as code_cache
+    from methods.fingerprint import method_code
+
+    monkeypatch.setattr(code_cache, "MAX_OWN_FILE_BYTES", 1 << 20)
+    blob = tmp_path / "weights.bin"
+    with open(blob, "wb") as handle:
+        handle.truncate(8 << 20)  # sparse: no disk until copied
+    with pytest.raises(InputError, match="an external command's own file holds more than "
+                                         "1048576 bytes; refused"):
+        method_code("external", {"command": f"sh -c true {blob}"})
+
+    monkeypatch.setattr(code_cache, "MAX_CODE_BYTES", 1 << 20)
+    package = tmp_path / "lib" / "w2s_snap_big"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(PLUGIN)
+    (package / "zz.py").write_text("# small\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    listed = code_cache.code_files
+
+    def listed_then_grown(location):
+        files = listed(location)
+        with open(package / "zz.py", "r+b") as handle:  # the author, racing the copy
+            handle.truncate(8 << 20)
+        return files
+
+    monkeypatch.setattr(code_cache, "code_files", listed_then_grown)
+    with pytest.raises(InputError, match="holds more than 1048576 bytes; refused"):
+        method_code("w2s_snap_big:Constant", {})
+    leftovers = [p for p in Path(os.environ["W2S_JAIL_CACHE_DIR"]).rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in leftovers) < 1 << 20, leftovers
+
+
+@needs_jail
+def test_a_copy_keeps_the_mode_of_an_own_file(tmp_path, task, trainer, private_jail_cache):
+    """F4: copies were published 0644, so a file the jail's uid could not read as a bind mount
+    (the operator's, mode 0600) became readable in the jail."""
+    from methods.resolve import method_function
+
+    if os.geteuid() != 0:
+        pytest.skip("as root the jail runs as a uid of its own; otherwise as this one")
+    base = tmp_path / "open"
+    base.mkdir()
+    base.chmod(0o755)
+    tmp_path.chmod(0o755)
+    secret = base / "operator-only.txt"
+    secret.write_text("ROOT-ONLY-CONTENT\n")
+    secret.chmod(0o600)
+    script = base / "cat.sh"
+    script.write_text('#!/bin/sh\necho "read: $(cat "$3" 2>&1 | tail -c 40)" >&2\nexit 1\n')
+    script.chmod(0o644)
+    _, _, run = method_function("external", {"command": f"sh {script} {{inputs}} {{outputs}} "
+                                                          f"{secret}"})
+    with pytest.raises(InputError) as caught:
+        run(task.data, trainer)
+    assert "ROOT-ONLY-CONTENT" not in str(caught.value)
+    assert "Permission denied" in str(caught.value), str(caught.value)
