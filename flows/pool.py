@@ -213,8 +213,10 @@ class PoolExecutor:
         from prefect.deployments import run_deployment
 
         seeds = run.group.seeds
-        # A group with no seeds of its own reruns stored runs for the label-leak audit.
-        run.name = (f"{run.group.rung}-seeds-{seeds[0]}-{seeds[-1]}" if seeds
+        # A group with no seeds of its own reruns stored runs for the label-leak audit; one
+        # with a throw-away store recomputes a cell for the reuse check.
+        run.name = (f"{run.group.rung}-reuse-check-seed-{seeds[0]}" if run.group.rerun_into
+                    else f"{run.group.rung}-seeds-{seeds[0]}-{seeds[-1]}" if seeds
                     else f"{run.group.rung}-audit" if run.group.canaries else run.group.rung)
         nodes = self.compute.nodes
         flow_run = run_deployment(

@@ -23,10 +23,12 @@ MICRO_CI = REPO / "flows" / "plans" / "micro-ci.yaml"
 CLI = [sys.executable, "-c", "from flows.cli import main; main()"]
 
 # verdict.json keys that may differ between two runs of the same work: wall-clock stamps and
-# durations. verdict.json holds none of them today (timings go to timings.json and
-# provenance.json); the list keeps the comparison honest if one is added.
+# durations (verdict.json holds none of them today: timings go to timings.json and
+# provenance.json; the list keeps the comparison honest if one is added), and what the reuse
+# check did (binding.reuse_check: which runs were reused or fed by shared cache entries
+# depends on what the store and the cache held, not on the work).
 RUN_TIME_KEYS = frozenset({"created_at", "generated_at", "timestamp", "timings", "seconds",
-                           "wall_s", "elapsed_s"})
+                           "wall_s", "elapsed_s", "reuse_check"})
 
 
 def without_run_time(value):

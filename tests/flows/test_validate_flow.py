@@ -95,6 +95,9 @@ def test_weak_and_ceiling_are_shared_and_a_second_run_executes_nothing(prefect_h
     for run in (verdict, again):
         assert sorted(run.audits) == sorted(["vanilla", *[m["name"] for m in plan["methods"]]])
         assert all(len(cells) == 1 and cells[0].clean for cells in run.audits.values())
+    # What the reuse check did differs (the second run reused every run and checked a cell).
+    assert again.binding.pop("reuse_check")["runs_reused"] > 0
+    assert verdict.binding.pop("reuse_check")["runs_reused"] == 0
     assert again.model_copy(update={"audits": None}) == verdict.model_copy(update={"audits": None})
 
 
