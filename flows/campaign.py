@@ -80,6 +80,9 @@ class Campaign:
     # Of those, runs whose worker used shared cache entries it did not build: like reused runs,
     # they rest on bytes another process wrote, so the reuse check may draw their cells.
     cache_fed_runs: set[str] = field(default_factory=set)
+    # Whether workers' outcomes reach this process without passing through the shared store
+    # (the local executor's output directory; the pool's come back through STORE/.groups/).
+    outcomes_private: bool = True
     # Run hash -> its content digest as the worker that used it reported it
     # (``RunRecord.content_digest``): a copy that changes in the store afterwards is refused.
     pinned: dict[str, str] = field(default_factory=dict)
@@ -402,6 +405,7 @@ class Campaign:
         from transfer.results import analysis_table
 
         self.verdict_key = verdict_key()  # a Secret block that cannot load fails before compute
+        self.outcomes_private = self.plan.compute.executor == "local"
         seeds_cfg = self.plan.seeds
         batches = seed_batches(seeds_cfg.initial, seeds_cfg.batch, seeds_cfg.max)
         audits_left = {entry: self.plan.audit.cells if self.plan.audit.mode == "campaign" else 0

@@ -78,7 +78,8 @@ class BoundReuseCheck(_Strict):
 
     def describe(self) -> str:
         if self.cells_eligible == 0:
-            return "reuse check: nothing reused from the store or the shared cache"
+            return ("reuse check: no run reused from the store or computed from another "
+                    "process's cache entries (HF checkpoints are not covered)")
         return (f"reuse check: {self.cells_recomputed} of {self.cells_eligible} cell(s) "
                 f"recomputed ({self._rests_on()}), {self.runs_compared} run(s) compared")
 

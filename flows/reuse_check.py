@@ -103,7 +103,15 @@ def draw_cells(cells: list[Cell], count: int, rng: Any = None) -> list[Cell]:
 def checked_here(campaign: Any) -> set[str]:
     """The runs ``campaign`` computed from nothing another process wrote: those it published
     itself, less those whose worker used shared cache entries it had not built
-    (``Campaign.cache_fed_runs``). Every other run's cell may be drawn."""
+    (``Campaign.cache_fed_runs``). Every other run's cell may be drawn.
+
+    None with the ``pool`` executor: its workers' outcomes, which say what they computed and
+    whether they found cache entries, come back through the shared store
+    (``STORE/.groups/``), where a writer of the store can rewrite them to say "computed here,
+    nothing found" and hide planted runs from the check (attacker review 2026-12-05,
+    helper-41 F1); every cell of a pool campaign may be drawn."""
+    if not campaign.outcomes_private:
+        return set()
     return campaign.computed_runs - campaign.cache_fed_runs
 
 

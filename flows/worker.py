@@ -261,8 +261,11 @@ def _run_group(group: ArmGroup, log=print) -> dict[str, Any]:
                "discarded": [h for h in executed if h in discarded],
                # the content digest of each run as this worker used it (the parent pins these)
                "contents": contents,
-               # whether runs computed here used shared cache entries this process did not build
-               "cache_found": bool(shared_entries_found()),
+               # whether runs computed here used shared cache entries this process did not
+               # build; a group of several ranks says yes: only rank 0 reports, and another
+               # rank may have found what rank 0 built, replaced meanwhile (helper-41 F3)
+               "cache_found": bool(shared_entries_found())
+               or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1,
                "gpu": any(Path("/dev").glob("nvidia[0-9]*"))}
     if group.rerun_into:  # "executed" means published in the run store; these were not
         outcome.update(executed=[], executed_arms=[], recomputed=executed)

@@ -22,6 +22,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -35,6 +36,11 @@ MAX_CODE_BYTES = 64 << 20
 # An external command's own file (a script, a small checkpoint) is copied too; a larger model
 # belongs in a plugin's trainer, whose checkpoints are mounted, not copied.
 MAX_OWN_FILE_BYTES = 4 << 30
+# The copies of own files the jail cache keeps (``files/``): beyond this, the least recently
+# used ones go first (none used in the last RECENT_S seconds: a campaign may still mount it).
+MAX_FILE_COPIES_BYTES = 32 << 30
+RECENT_S = 6 * 3600.0
+_SPARSE_FLOOR = 1 << 20
 _CHUNK = 1 << 20
 
 
@@ -122,6 +128,10 @@ def _read_checked(source: Path, root: Path, digest, budget: _Budget,
     return its permission bits (setuid, setgid, sticky and write by others left out)."""
     with open_checked(source) as (fd, info), \
             (open(target, "xb") if target is not None else contextlib.nullcontext()) as out:
+        if info.st_size > _SPARSE_FLOOR and info.st_blocks * 512 < info.st_size // 2:
+            # Free to its owner, a sparse file would cost its full size in every copy.
+            raise JailSetupError(f"{source}: a sparse file ({info.st_blocks * 512} bytes on "
+                                 f"disk of {info.st_size}); refused")
         budget.take(info.st_size, source)
         digest.update(f"{source.relative_to(root)}\0{info.st_size}\0".encode())
         read = 0
@@ -198,6 +208,8 @@ def publish_copy(parent: Path, root: Path, files: Sequence[Path], *, into: str =
     digest = content_digest(root, files, limit=limit, what=what)
     final = parent / digest[:24]
     if published(final, digest):
+        with contextlib.suppress(OSError):
+            os.utime(final / ".complete")  # used now: the last to be evicted
         return final, digest
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=".build-"))
@@ -281,7 +293,40 @@ def file_copy(path: str) -> str:
     final, _ = publish_copy(jail_cache() / "files", source.parent, [source],
                             limit=MAX_OWN_FILE_BYTES, what="an external command's own file",
                             keep_modes=True)
+    evict_file_copies(jail_cache() / "files", MAX_FILE_COPIES_BYTES, keep=final)
     return str(final / source.name)
+
+
+def evict_file_copies(parent: Path, budget: int, *, keep: Path | None = None,
+                      recent_s: float = RECENT_S) -> list[Path]:
+    """Remove the least recently used copies under ``parent`` (by their ``.complete``'s
+    mtime, which every use touches) until the rest hold at most ``budget`` bytes on disk; never
+    ``keep`` nor a copy used in the last ``recent_s`` seconds. Returns what was removed.
+
+    A method's author who edits a large own file between resolutions makes the trusted side
+    copy it each time; this bounds what such copies can take (review 2026-12-05, helper-41 F2).
+    """
+    entries = []
+    for entry in parent.iterdir() if parent.is_dir() else ():
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        try:
+            used = (entry / ".complete").stat().st_mtime
+        except OSError:
+            used = 0.0
+        size = sum(f.lstat().st_blocks * 512 for f in entry.iterdir())
+        entries.append((used, size, entry))
+    total = sum(size for _, size, _ in entries)
+    removed, now = [], time.time()
+    for used, size, entry in sorted(entries, key=lambda e: e[0]):
+        if total <= budget:
+            break
+        if entry == keep or now - used < recent_s:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        total -= size
+        removed.append(entry)
+    return removed
 
 
 @dataclass(frozen=True)

@@ -169,8 +169,9 @@ def test_a_store_with_planted_weak_runs_is_refused_before_any_verdict(
                            "5)",)
     assert not short.passed and short.exit_code == 1
     fresh = check_promotion(first / "verdict.json", "aux_conf", min_reuse_check_cells=5)
-    assert fresh.unmet == () and ("reuse check: nothing reused from the store or the shared "
-                                  "cache") in fresh.checks
+    assert fresh.unmet == () and ("reuse check: no run reused from the store or computed "
+                                  "from another process's cache entries (HF checkpoints are "
+                                  "not covered)") in fresh.checks
     older = json.loads((second / "verdict.json").read_text())
     del older["binding"]["reuse_check"]  # as written before verdicts bound the check
     (tmp_path / "older.json").write_text(json.dumps(older))
@@ -448,3 +449,18 @@ def test_runs_computed_from_forged_shared_cache_entries_are_refused(
     with pytest.raises(ReuseCheckFailed, match="is not what its spec computes"):
         validate_flow(str(_plan(tmp_path, 1)), str(forged), str(tmp_path / "store-c"))
     assert not (forged / "verdict.json").exists()
+
+
+def test_a_pool_campaign_takes_no_worker_s_word_for_what_it_computed() -> None:
+    """helper-41 F1: a pool's outcomes pass through the shared store, where a writer could
+    rewrite ``executed`` and ``cache_found`` so that planted runs read as computed here; so
+    with the pool executor every cell may be drawn."""
+    from types import SimpleNamespace
+
+    from flows.reuse_check import checked_here
+
+    campaign = SimpleNamespace(computed_runs={"a", "b", "c"}, cache_fed_runs={"c"},
+                               outcomes_private=True)
+    assert checked_here(campaign) == {"a", "b"}
+    campaign.outcomes_private = False
+    assert checked_here(campaign) == set()

@@ -334,8 +334,7 @@ def test_copies_are_bounded_as_they_are_read(tmp_path, monkeypatch, private_jail
 
     monkeypatch.setattr(code_cache, "MAX_OWN_FILE_BYTES", 1 << 20)
     blob = tmp_path / "weights.bin"
-    with open(blob, "wb") as handle:
-        handle.truncate(8 << 20)  # sparse: no disk until copied
+    blob.write_bytes(b"w" * (2 << 20))
     with pytest.raises(InputError, match="an external command's own file holds more than "
                                          "1048576 bytes; refused"):
         method_code("external", {"command": f"sh -c true {blob}"})
@@ -350,8 +349,8 @@ def test_copies_are_bounded_as_they_are_read(tmp_path, monkeypatch, private_jail
 
     def listed_then_grown(location):
         files = listed(location)
-        with open(package / "zz.py", "r+b") as handle:  # the author, racing the copy
-            handle.truncate(8 << 20)
+        with open(package / "zz.py", "ab") as handle:  # the author, racing the copy
+            handle.write(b"#" * (2 << 20))
         return files
 
     monkeypatch.setattr(code_cache, "code_files", listed_then_grown)
@@ -385,3 +384,30 @@ def test_a_copy_keeps_the_mode_of_an_own_file(tmp_path, task, trainer, private_j
         run(task.data, trainer)
     assert "ROOT-ONLY-CONTENT" not in str(caught.value)
     assert "Permission denied" in str(caught.value), str(caught.value)
+
+
+def test_sparse_own_files_are_refused_and_old_copies_evicted(tmp_path, private_jail_cache):
+    """helper-41 F2: a sparse file costs its owner nothing and its copy its full size, and
+    copies were never removed."""
+    from methods.code_cache import evict_file_copies, file_copy
+    from methods.fingerprint import method_code
+
+    blob = tmp_path / "weights.bin"
+    with open(blob, "wb") as handle:
+        handle.truncate(64 << 20)
+    with pytest.raises(InputError, match="a sparse file .* refused"):
+        method_code("external", {"command": f"sh -c true {blob}"})
+
+    copies = []
+    for index in range(3):
+        own = tmp_path / f"own-{index}.bin"
+        own.write_bytes(bytes([index]) * (1 << 16))
+        copies.append(Path(file_copy(str(own))).parent)
+        os.utime(copies[-1] / ".complete", (1000.0 * (index + 1),) * 2)  # used long ago
+    parent = copies[0].parent
+    removed = evict_file_copies(parent, budget=(1 << 16) * 2 + 8192, keep=copies[0])
+    assert removed == [copies[1]]  # the least recently used but the one kept
+    assert copies[0].exists() and copies[2].exists()
+    os.utime(copies[2] / ".complete")  # used just now: never evicted
+    assert evict_file_copies(parent, budget=0) == [copies[0]]
+    assert copies[2].exists()
