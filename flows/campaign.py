@@ -77,9 +77,10 @@ class Campaign:
     dataset_names: dict[str | None, str] = field(default_factory=dict)  # by group.data
     # Runs this campaign computed and published itself (the rest it reused from the store).
     computed_runs: set[str] = field(default_factory=set)
-    # Of those, runs whose worker used shared cache entries it did not build: like reused runs,
-    # they rest on bytes another process wrote, so the reuse check may draw their cells.
-    cache_fed_runs: set[str] = field(default_factory=set)
+    # Per group: the runs it computed and the shared cache entries it used without building
+    # them; and every entry this campaign's groups built (flows.worker outcomes).
+    cache_use: list[tuple[frozenset[str], frozenset[str]]] = field(default_factory=list)
+    cache_built: set[str] = field(default_factory=set)
     # Whether workers' outcomes reach this process without passing through the shared store
     # (the local executor's output directory; the pool's come back through STORE/.groups/).
     outcomes_private: bool = True
@@ -264,6 +265,23 @@ class Campaign:
                                         f"{err.errors()[0]['msg']}") from None
             self.audits.setdefault(label, []).append(record)
 
+    def note_cache_use(self, computed: set[str], outcome: dict[str, Any]) -> None:
+        """Keep which shared cache entries a group found and built (``flows.worker``); an
+        outcome of an older worker, which does not say, counts as having found one."""
+        found = outcome.get("cache_found", ["*"])
+        found = ["*"] if found is True else found or []
+        self.cache_use.append((frozenset(computed), frozenset(map(str, found))))
+        self.cache_built |= {str(name) for name in outcome.get("cache_built") or []} - {"*"}
+
+    @property
+    def cache_fed_runs(self) -> set[str]:
+        """Runs this campaign computed from shared cache entries that none of its own groups
+        built: like reused runs, they rest on bytes another process wrote, so the reuse check
+        may draw their cells (entries one of its groups built and another found do not count:
+        the demo's two groups at a time share a cache)."""
+        return {run for computed, found in self.cache_use if found - self.cache_built
+                for run in computed}
+
     def rungs_smallest_first(self) -> list[str]:
         """The campaign's rungs in the ladder's order (a ladder lists them smallest first; a plan
         may list them in any order): the local executor starts the last ones first."""
@@ -432,8 +450,7 @@ class Campaign:
                 self.executed_arms.extend(outcome["executed_arms"])
                 computed = set(outcome["executed"]) - set(outcome.get("discarded", []))
                 self.computed_runs |= computed
-                if outcome.get("cache_found"):
-                    self.cache_fed_runs |= computed
+                self.note_cache_use(computed, outcome)
             done_groups += len(groups)
             for method in [label(m, m) for m in undecided] + controls:
                 seeds_used[method].extend(seeds)

@@ -211,7 +211,7 @@ def _run_group(group: ArmGroup, log=print) -> dict[str, Any]:
     from flows.context import arm_context
     from methods.resolve import method_function
     from transfer.arms import run_arm
-    from transfer.cache import shared_entries_found
+    from transfer.cache import shared_entries_built, shared_entries_found
 
     # A reuse check computes into its own empty store: the campaign's pins are of the shared one.
     ctx = arm_context(group.ladder, group.data, group.rerun_into or group.store, group.engine,
@@ -261,11 +261,14 @@ def _run_group(group: ArmGroup, log=print) -> dict[str, Any]:
                "discarded": [h for h in executed if h in discarded],
                # the content digest of each run as this worker used it (the parent pins these)
                "contents": contents,
-               # whether runs computed here used shared cache entries this process did not
-               # build; a group of several ranks says yes: only rank 0 reports, and another
-               # rank may have found what rank 0 built, replaced meanwhile (helper-41 F3)
-               "cache_found": bool(shared_entries_found())
-               or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1,
+               # the shared cache entries this process used without building them, and those
+               # it built (the parent tells a sibling group's entries from anyone else's); a
+               # group of several ranks adds "*", an entry no one built: only rank 0 reports,
+               # and another rank may have found what rank 0 built, replaced meanwhile
+               # (helper-41 F3)
+               "cache_found": shared_entries_found()
+               + (["*"] if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else []),
+               "cache_built": shared_entries_built(),
                "gpu": any(Path("/dev").glob("nvidia[0-9]*"))}
     if group.rerun_into:  # "executed" means published in the run store; these were not
         outcome.update(executed=[], executed_arms=[], recomputed=executed)

@@ -50,16 +50,24 @@ def entry_name(key: str) -> str:
 
 
 _PRIVATE_ROOT: list[Path] = []  # set by private_entries(): entries built apart
-# Shared entries this process used without having built them (``<kind>/<name>``).
+# Shared entries this process used without having built them, and those it built and
+# published (``<kind>/<name>``).
 _SHARED_FOUND: set[str] = set()
+_SHARED_BUILT: set[str] = set()
 
 
 def shared_entries_found() -> list[str]:
     """The shared cache entries this process has used without building them (``kind/name``,
     sorted), over its whole life (models loaded once stay in memory for later groups). Runs
-    computed from them rest on bytes another process wrote, as reused runs do, so a campaign's
+    computed from them rest on bytes another process wrote, as reused runs do, unless a
+    process of the same campaign built them (:func:`shared_entries_built`), so a campaign's
     reuse check may draw their cells too (``flows.reuse_check``)."""
     return sorted(_SHARED_FOUND)
+
+
+def shared_entries_built() -> list[str]:
+    """The shared cache entries this process built and published (``kind/name``, sorted)."""
+    return sorted(_SHARED_BUILT)
 
 
 @contextlib.contextmanager
@@ -135,7 +143,10 @@ def cached_entry(kind: str, key: str, build: Callable[[Path], None], *,
             build(staged)
             write_manifest(staged, CACHE_MANIFEST, extra={"kind": kind, "key": key})
             fsync_tree(staged)
-            if not publish_dir(staged, final) and shared:
+            if publish_dir(staged, final):
+                if shared:
+                    _SHARED_BUILT.add(shared)
+            elif shared:
                 _SHARED_FOUND.add(shared)  # another process's copy won: that one is used
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)

@@ -464,3 +464,19 @@ def test_a_pool_campaign_takes_no_worker_s_word_for_what_it_computed() -> None:
     assert checked_here(campaign) == {"a", "b"}
     campaign.outcomes_private = False
     assert checked_here(campaign) == set()
+
+
+def test_entries_one_of_the_campaign_s_groups_built_feed_no_check(tmp_path: Path) -> None:
+    """The demo runs two groups at a time on one cache: an entry one built and the other
+    found is the campaign's own, not another process's (before, every demo checked a cell)."""
+    from flows.campaign import Campaign
+
+    campaign = Campaign.prepare(_plan(tmp_path, 1), tmp_path / "out", tmp_path / "store")
+    campaign.note_cache_use({"r1"}, {"cache_found": ["features/x"], "cache_built": []})
+    campaign.note_cache_use({"r2"}, {"cache_found": [], "cache_built": ["features/x"]})
+    assert campaign.cache_fed_runs == set()
+    campaign.note_cache_use({"r3"}, {"cache_found": ["models/y"], "cache_built": []})
+    assert campaign.cache_fed_runs == {"r3"}
+    campaign.note_cache_use({"r4"}, {"executed": []})  # a worker that does not say
+    campaign.note_cache_use({"r5"}, {"cache_found": ["*"], "cache_built": ["*"]})  # ranks
+    assert campaign.cache_fed_runs == {"r3", "r4", "r5"}
