@@ -213,6 +213,11 @@ def rederive(as_written: Mapping[str, Any], binding: Binding, source: Path, plan
                          path=results_path) from None
     shown = str(results_path)
     runs = stored_runs(results, store, shown) if store is not None else table_runs(results, shown)
+    if binding.reuse_check is not None:
+        problem = binding.reuse_check.bounds_problem(runs)
+        if problem:
+            raise InputError(f"the reuse check's record cannot be true of {results_path.name}: "
+                             f"{problem}", path=source, field="binding.reuse_check")
     labels = {m.reference: label for label, m in binding.methods.items()}
     entries = [plan.baseline, *plan.method_names]
     if sorted(labels) != sorted(entries):

@@ -76,6 +76,29 @@ class BoundReuseCheck(_Strict):
                 f"{self.cells_recomputed} of the {self.cells_eligible} cell(s) holding them; "
                 f"the gate requires {needed} (--min-reuse-check-cells {minimum})")
 
+    def bounds_problem(self, runs: list[Any]) -> str | None:
+        """What in this record cannot be true of ``runs`` (the runs results.parquet names, each
+        with a ``spec`` of rung, dataset and seed), or None: more eligible cells than the table
+        has, more reused or cache-fed runs than it has runs, more runs compared than the cells
+        recomputed hold. A record within these bounds may still be false; only the HMAC
+        vouches for it."""
+        cells: dict[tuple[str, str, int], int] = {}
+        for run in runs:
+            key = (str(run.spec.rung), str(run.spec.dataset), int(run.spec.seed))
+            cells[key] = cells.get(key, 0) + 1
+        if self.cells_eligible > len(cells):
+            return (f"cells_eligible is {self.cells_eligible}; the table has {len(cells)} "
+                    "cell(s)")
+        if self.runs_reused + self.runs_from_shared_cache > len(runs):
+            return (f"runs_reused + runs_from_shared_cache is "
+                    f"{self.runs_reused + self.runs_from_shared_cache}; the table has "
+                    f"{len(runs)} run(s)")
+        largest = max(cells.values(), default=0)
+        if self.runs_compared > self.cells_recomputed * largest:
+            return (f"runs_compared is {self.runs_compared}; {self.cells_recomputed} cell(s) "
+                    f"of the table hold at most {self.cells_recomputed * largest}")
+        return None
+
     def describe(self) -> str:
         if self.cells_eligible == 0:
             return ("reuse check: no run reused from the store or computed from another "

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from flows.reuse_check import Cell, ReuseCheck, compare_runs, draw_cells, reused_cells
+from w2s_common.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -172,6 +173,17 @@ def test_a_store_with_planted_weak_runs_is_refused_before_any_verdict(
     assert fresh.unmet == () and ("reuse check: no run reused from the store or computed "
                                   "from another process's cache entries (HF checkpoints are "
                                   "not covered)") in fresh.checks
+    # Re-derived (--plan), the record is held to what results.parquet can bound.
+    plan = _plan(tmp_path, 1)
+    assert check_promotion(second / "verdict.json", "aux_conf", plan=plan,
+                           min_reuse_check_cells=1).unmet == ()
+    inflated = json.loads((second / "verdict.json").read_text())
+    inflated["binding"]["reuse_check"].update(cells_eligible=5)
+    (second / "inflated.json").write_text(json.dumps(inflated))
+    with pytest.raises(InputError, match="binding.reuse_check: the reuse check's record cannot "
+                                         "be true of results.parquet: cells_eligible is 5; the "
+                                         "table has 2 cell"):
+        check_promotion(second / "inflated.json", "aux_conf", plan=plan)
     older = json.loads((second / "verdict.json").read_text())
     del older["binding"]["reuse_check"]  # as written before verdicts bound the check
     (tmp_path / "older.json").write_text(json.dumps(older))
