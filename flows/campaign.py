@@ -16,8 +16,9 @@ import pandas as pd
 
 from flows import progress as events
 from flows.audit_draw import AuditCell, audit_horizon, draw_audit_cells
+from flows.outcome_check import GroupOutcomeError
 from flows.plan import MethodRef
-from flows.worker import ArmGroup, Canary, ControlRef, GroupMethod, canonical_json
+from flows.worker import ArmGroup, Canary, ControlRef, GroupMethod
 from w2s_common.errors import InputError
 
 if TYPE_CHECKING:
@@ -205,34 +206,6 @@ class Campaign:
         return GroupMethod(name=entry, params=params, label=info["label"],
                            resolved=info["params"], fingerprint=info["code"].fingerprint)
 
-    def expected_students(self, group: ArmGroup) -> dict[str, tuple[str, str]]:
-        """Results name -> (canonical JSON of its params, code fingerprint) of every student
-        arm of ``group``, as the parent resolved them: a method's from ``prepare``, a
-        control's from the baseline's (``transfer.arms.control_run_identity``)."""
-        from transfer.arms import control_run_identity
-
-        out: dict[str, tuple[str, str]] = {}
-        for ref in group.methods:
-            info = self.methods[ref.name]
-            out[info["label"]] = (canonical_json(info["params"]), info["code"].fingerprint)
-        base = self.methods[self.plan.baseline]
-        for control in group.controls:
-            label, params, fingerprint = control_run_identity(
-                control.spec(), base["label"], base["params"], base["code"].fingerprint)
-            out[label] = (canonical_json(params), fingerprint)
-        return out
-
-    def jailed_students(self, group: ArmGroup) -> set[str]:
-        """Results names of ``group``'s student arms whose code is a built-in the plan jails
-        (``jail: {builtins: jail}``): a method's, and a control's when its baseline is one."""
-        labels = {self.methods[ref.name]["label"] for ref in group.methods
-                  if self.methods[ref.name].get("jailed_builtin")}
-        base = self.methods[self.plan.baseline]
-        if base.get("jailed_builtin"):
-            labels |= set(self.expected_students(group)) - {
-                self.methods[ref.name]["label"] for ref in group.methods}
-        return labels
-
     def record_audits(self, group: ArmGroup, audits: Any) -> None:
         """Keep the audit outcomes a group reports: exactly one per canary it was given.
 
@@ -319,83 +292,18 @@ class Campaign:
                                         "this campaign (two groups used different copies)")
 
     def check_outcome(self, group: ArmGroup, runs: list[str]) -> None:
-        """The runs a group reports must be exactly the runs it was asked for: per seed one
-        weak, one ceiling and one student run of each method and control the parent resolved
-        (by the results name the parent saw, with the params and the code fingerprint it
-        resolved for that name: ``expected_students``), at the group's rung, with the plan's
-        training settings and (unless the plan says ``jail: off``) jailed, a built-in's run in
-        a jail of its own where the plan says ``jail: {builtins: jail}``, each in the store.
-        An allow-list, so a plugin that names itself like another entry on a worker (a jailed
-        describe there can differ from the parent's) or an outcome listing other runs cannot
-        add rows to anyone's arm.
+        """The runs a group reports must be exactly the runs it was asked for
+        (``flows.outcome_check.check_outcome``).
 
         Raises:
             GroupOutcomeError: naming the group and the first run or arm that is off.
         """
-        from transfer.store import RunStore
+        from flows.outcome_check import check_outcome
 
-        students = self.expected_students(group)
-        jailed = self.jailed_students(group)
-        expected = ["weak", "ceiling", *students]
-        wanted = sorted((seed, arm) for seed in group.seeds for arm in expected)
-        store, got = RunStore(self.store), []
-        where = f"rung {group.rung} seeds {group.seeds}"
-        hparams = self._hparams(group.engine)
-        for run_hash in runs:
-            record = store.find(run_hash)
-            if record is None:
-                raise GroupOutcomeError(f"{where}: run {run_hash} is not in the store {self.store}")
-            spec = record.spec
-            if spec.rung != group.rung or spec.ladder != group.ladder:
-                raise GroupOutcomeError(f"{where}: run {run_hash} is of {spec.ladder} rung "
-                                        f"{spec.rung}, not of this group")
-            if spec.dataset_fingerprint != self._dataset_fingerprint(group.data):
-                raise GroupOutcomeError(f"{where}: run {run_hash} is of dataset {spec.dataset}, "
-                                        "not of this group's")
-            if spec.arm == "student" and spec.label in students:
-                params, fingerprint = students[spec.label]
-                if canonical_json(spec.method_params) != params:
-                    raise GroupOutcomeError(f"{where}: run {run_hash} of {spec.label} has params "
-                                            "other than the ones the plan resolved to")
-                if spec.method_fingerprint != fingerprint:
-                    raise GroupOutcomeError(
-                        f"{where}: run {run_hash} of {spec.label} was made by other code than "
-                        "the parent resolved under that name (another entry's, or changed "
-                        "code); a method that names itself like another arm on the worker is "
-                        "refused")
-            if spec.hparams != hparams:
-                key = next(k for k in sorted({*spec.hparams, *hparams})
-                           if spec.hparams.get(k) != hparams.get(k))
-                raise GroupOutcomeError(f"{where}: run {run_hash} ({spec.label}) was trained "
-                                        f"with {key}={spec.hparams.get(key)!r}, not the plan's "
-                                        f"{hparams.get(key)!r}")
-            if spec.unjailed and self.plan.jail.mode != "off":
-                raise GroupOutcomeError(f"{where}: run {run_hash} ({spec.label}) ran its method "
-                                        "outside the jail, which the plan requires")
-            if spec.arm == "student" and spec.label in jailed \
-                    and getattr(spec, "jailed", None) is not True:
-                raise GroupOutcomeError(f"{where}: run {run_hash} ({spec.label}) ran its "
-                                        "built-in method in the worker's process; the plan "
-                                        "jails built-ins (jail: {builtins: jail})")
-            got.append((spec.seed, spec.label))
-        if sorted(got) != wanted:
-            extra = sorted(set(got) - set(wanted)) or [
-                x for x in sorted(got) if sorted(got).count(x) > 1]
-            missing = sorted(set(wanted) - set(got))
-            detail = (f"unexpected (seed, arm) {extra[0]}" if extra
-                      else f"missing (seed, arm) {missing[0]}")
-            raise GroupOutcomeError(f"{where}: the runs the group reported are not the runs it "
-                                    f"was asked for ({detail}); a method that names itself "
-                                    "like another arm on the worker is refused")
+        check_outcome(self, group, runs)
 
-    def _hparams(self, engine: dict[str, Any]) -> dict[str, Any]:
-        """The training settings every run of a group with these engine overrides stores (as
-        ``transfer.arms.ArmContext.hparams`` computes them on the worker)."""
-        from flows.context import engine_config
-
-        return engine_config(self.ladder, engine).model_dump(mode="json", exclude={"seed"})
-
-    def _dataset_fingerprint(self, data: str | None) -> str:
+    def dataset_fingerprint(self, data: str | None) -> str:
+        """The fingerprint of a group's dataset (``ArmGroup.data``), loaded once."""
         if data not in self.dataset_fingerprints:
             self._load_dataset_identity(data)
         return self.dataset_fingerprints[data]
@@ -533,10 +441,6 @@ def look_at_methods(plan, table: pd.DataFrame, methods: list[str], look: int,
                        "reason": decision.reason, "boundary": float(decision.boundary),
                        "n_seeds": len(seeds)}
     return out
-
-
-class GroupOutcomeError(InputError):
-    """A group reported runs other than the ones it was asked for (exit 2)."""
 
 
 def check_unique_labels(plan: Any, methods: dict[str, dict[str, Any]]) -> None:
