@@ -45,6 +45,9 @@ class BoundReuseCheck(_Strict):
     cells_asked: int = Field(ge=0)
     runs_reused: int = Field(ge=0)
     runs_from_shared_cache: int = Field(ge=0)
+    # A pool campaign's runs its workers say they computed: their outcomes pass through the
+    # store, so the check treats them as it treats reused runs (flows.reuse_check.checked_here).
+    runs_unverified: int = Field(0, ge=0)
     cells_eligible: int = Field(ge=0)
     cells_recomputed: int = Field(ge=0)
     runs_compared: int = Field(ge=0)
@@ -58,13 +61,21 @@ class BoundReuseCheck(_Strict):
                              "eligible")
         if (self.runs_compared == 0) != (self.cells_recomputed == 0):
             raise ValueError("runs_compared and cells_recomputed disagree")
-        if (self.runs_reused + self.runs_from_shared_cache == 0) != (self.cells_eligible == 0):
-            raise ValueError("runs_reused, runs_from_shared_cache and cells_eligible disagree")
+        if (self._outside == 0) != (self.cells_eligible == 0):
+            raise ValueError("runs_reused, runs_from_shared_cache, runs_unverified and "
+                             "cells_eligible disagree")
         return self
 
+    @property
+    def _outside(self) -> int:
+        """Runs resting on something this campaign did not verify it made itself."""
+        return self.runs_reused + self.runs_from_shared_cache + self.runs_unverified
+
     def _rests_on(self) -> str:
+        unverified = (f", and {self.runs_unverified} only a pool's workers say they computed"
+                      if self.runs_unverified else "")
         return (f"{self.runs_reused} run(s) reused from the store and "
-                f"{self.runs_from_shared_cache} computed from shared cache entries")
+                f"{self.runs_from_shared_cache} computed from shared cache entries{unverified}")
 
     def unmet(self, minimum: int) -> str | None:
         """Why this check falls short of ``minimum`` recomputed cells (all eligible cells
@@ -89,10 +100,9 @@ class BoundReuseCheck(_Strict):
         if self.cells_eligible > len(cells):
             return (f"cells_eligible is {self.cells_eligible}; the table has {len(cells)} "
                     "cell(s)")
-        if self.runs_reused + self.runs_from_shared_cache > len(runs):
-            return (f"runs_reused + runs_from_shared_cache is "
-                    f"{self.runs_reused + self.runs_from_shared_cache}; the table has "
-                    f"{len(runs)} run(s)")
+        if self._outside > len(runs):
+            return (f"runs_reused + runs_from_shared_cache + runs_unverified is "
+                    f"{self._outside}; the table has {len(runs)} run(s)")
         largest = max(cells.values(), default=0)
         if self.runs_compared > self.cells_recomputed * largest:
             return (f"runs_compared is {self.runs_compared}; {self.cells_recomputed} cell(s) "

@@ -119,15 +119,19 @@ def summary(campaign: Any, records: list[Any]) -> dict[str, Any]:
     """What the reuse check of ``campaign`` did (its ``records()``: the runs the results use),
     as provenance.json and the verdict's binding record it (``flows.gate_binding.
     BoundReuseCheck``): the cells asked for, the runs reused from the store, the runs computed
-    from shared cache entries, the cells holding either (the cells it may draw), the cells
-    recomputed and runs compared, the largest difference and the tolerance."""
+    from shared cache entries, the runs of a pool campaign that only its workers say they
+    computed, the cells holding any of them (the cells it may draw), the cells recomputed and
+    runs compared, the largest difference and the tolerance."""
     checked = campaign.reuse_checked
     data_of = {fp: data for data, fp in campaign.dataset_fingerprints.items()}
     largest = max((c["largest_difference"] for c in checked), default=None)
     used = set(campaign.runs)
+    computed, fed = campaign.computed_runs, campaign.cache_fed_runs
     return {"cells_asked": campaign.plan.reuse_check.cells,
-            "runs_reused": len(used - campaign.computed_runs),
-            "runs_from_shared_cache": len(used & campaign.cache_fed_runs),
+            "runs_reused": len(used - computed),
+            "runs_from_shared_cache": len(used & fed),
+            # a pool's runs whose computation only its workers' outcomes vouch for
+            "runs_unverified": 0 if campaign.outcomes_private else len(used & computed - fed),
             "cells_eligible": len(reused_cells(records, checked_here(campaign), data_of)),
             "cells_recomputed": len({(c["rung"], c["data"], c["seed"]) for c in checked}),
             "runs_compared": len(checked),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
@@ -57,17 +58,27 @@ _SHARED_BUILT: set[str] = set()
 
 
 def shared_entries_found() -> list[str]:
-    """The shared cache entries this process has used without building them (``kind/name``,
-    sorted), over its whole life (models loaded once stay in memory for later groups). Runs
-    computed from them rest on bytes another process wrote, as reused runs do, unless a
-    process of the same campaign built them (:func:`shared_entries_built`), so a campaign's
-    reuse check may draw their cells too (``flows.reuse_check``)."""
+    """The shared cache entries this process has used without building them
+    (``kind/name@digest``, the digest of the entry's manifest: its content; sorted), over its
+    whole life (models loaded once stay in memory for later groups). Runs computed from them
+    rest on bytes another process wrote, as reused runs do, unless a process of the same
+    campaign built that very content (:func:`shared_entries_built`), so a campaign's reuse
+    check may draw their cells too (``flows.reuse_check``)."""
     return sorted(_SHARED_FOUND)
 
 
 def shared_entries_built() -> list[str]:
-    """The shared cache entries this process built and published (``kind/name``, sorted)."""
+    """The shared cache entries this process built and published (``kind/name@digest``)."""
     return sorted(_SHARED_BUILT)
+
+
+def _entry_id(shared: str, manifest: Manifest) -> str:
+    """``kind/name@digest``: an entry by its name and content, so that an entry found and one
+    built under the same name match only when they hold the same bytes (an entry planted,
+    found, then deleted and rebuilt by a later group is not the campaign's own: review
+    2026-12-05, helper-42 R1)."""
+    digest = hashlib.sha256(json.dumps(manifest.files, sort_keys=True).encode()).hexdigest()
+    return f"{shared}@{digest[:32]}"
 
 
 @contextlib.contextmanager
@@ -132,7 +143,7 @@ def cached_entry(kind: str, key: str, build: Callable[[Path], None], *,
     shared = f"{kind}/{final.name}" if not _PRIVATE_ROOT else None
     if manifest is not None:
         if shared:
-            _SHARED_FOUND.add(shared)
+            _SHARED_FOUND.add(_entry_id(shared, manifest))
         return manifest
     try:
         if os.path.lexists(final):  # present but bad: _verified said so and warned
@@ -141,16 +152,17 @@ def cached_entry(kind: str, key: str, build: Callable[[Path], None], *,
         staged = staging_dir(final)
         try:
             build(staged)
-            write_manifest(staged, CACHE_MANIFEST, extra={"kind": kind, "key": key})
+            written = write_manifest(staged, CACHE_MANIFEST, extra={"kind": kind, "key": key})
             fsync_tree(staged)
-            if publish_dir(staged, final):
-                if shared:
-                    _SHARED_BUILT.add(shared)
-            elif shared:
-                _SHARED_FOUND.add(shared)  # another process's copy won: that one is used
+            won = publish_dir(staged, final)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
-        return verify_manifest(final, CACHE_MANIFEST, error_type=CacheIntegrityError)
+        used = verify_manifest(final, CACHE_MANIFEST, error_type=CacheIntegrityError)
+        if shared and won and used.files == written.files:
+            _SHARED_BUILT.add(_entry_id(shared, used))
+        elif shared:  # another process's copy won (or replaced ours): that one is used
+            _SHARED_FOUND.add(_entry_id(shared, used))
+        return used
     finally:
         lease.release()

@@ -492,3 +492,56 @@ def test_entries_one_of_the_campaign_s_groups_built_feed_no_check(tmp_path: Path
     campaign.note_cache_use({"r4"}, {"executed": []})  # a worker that does not say
     campaign.note_cache_use({"r5"}, {"cache_found": ["*"], "cache_built": ["*"]})  # ranks
     assert campaign.cache_fed_runs == {"r3", "r4", "r5"}
+
+
+def test_an_honest_pool_campaign_on_an_empty_store_writes_a_verdict_the_gate_reads(
+        prefect_harness, tmp_path: Path, empty_cache: Path, monkeypatch) -> None:
+    """helper-42 R2: a pool campaign draws from every cell, but its record said nothing was
+    reused or cache-fed, which the gate's consistency check refused (exit 2). The runs only
+    its workers vouch for are counted as such."""
+    from flows.campaign import Campaign
+    from flows.gate import check_promotion
+    from flows.validate import validate_flow
+
+    check_reuse = Campaign.check_reuse
+
+    def as_a_pool(self, submit):  # what Campaign.run sets for `executor: pool`
+        self.outcomes_private = False
+        return check_reuse(self, submit)
+
+    monkeypatch.setattr(Campaign, "check_reuse", as_a_pool)
+    out = tmp_path / "pool-like"
+    validate_flow(str(_plan(tmp_path, 1)), str(out), str(tmp_path / "store"))
+    bound = json.loads((out / "verdict.json").read_text())["binding"]["reuse_check"]
+    assert bound["runs_reused"] == 0 and bound["runs_from_shared_cache"] == 0
+    assert bound["runs_unverified"] == 8 and bound["cells_eligible"] == 2
+    assert bound["cells_recomputed"] == 1 and bound["runs_compared"] == 4
+    decision = check_promotion(out / "verdict.json", "aux_conf", min_reuse_check_cells=1,
+                               plan=_plan(tmp_path, 1))
+    assert decision.unmet == ()
+    assert ("reuse check: 1 of 2 cell(s) recomputed (0 run(s) reused from the store and 0 "
+            "computed from shared cache entries, and 8 only a pool's workers say they "
+            "computed), 4 run(s) compared") in decision.checks
+
+
+def test_cache_entries_are_told_apart_by_content_not_only_by_name(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """helper-42 R1: entries were matched by name, so a planted entry one group found, then
+    deleted and rebuilt honestly by a later group, counted as the campaign's own."""
+    import transfer.cache as cache
+    from transfer.manifest import write_manifest
+
+    monkeypatch.setenv("W2S_CACHE_DIR", str(tmp_path / "shared"))
+    monkeypatch.setattr(cache, "_SHARED_FOUND", set())
+    monkeypatch.setattr(cache, "_SHARED_BUILT", set())
+    cache.cached_entry("features", "key", lambda d: (d / "f.npy").write_bytes(b"honest"))
+    (built,) = cache.shared_entries_built()
+    assert built.startswith("features/key@") and cache.shared_entries_found() == []
+    entry = cache.entry_path("features", "key")
+    (entry / "f.npy").write_bytes(b"PLANTED")
+    (entry / "MANIFEST.json").unlink()
+    write_manifest(entry, "MANIFEST.json", extra={"kind": "features", "key": "key"})
+    monkeypatch.setattr(cache, "_SHARED_BUILT", set())  # another process, later
+    cache.cached_entry("features", "key", lambda d: None)
+    (found,) = cache.shared_entries_found()
+    assert found.startswith("features/key@") and found != built
