@@ -285,16 +285,18 @@ def code_copy(location: Path) -> Path:
     return final / real.name
 
 
-def file_copy(path: str) -> str:
+def file_copy(path: str) -> tuple[str, str]:
     """A content-addressed copy of one of an ``external`` command's own files (``path``:
     absolute, reached through no link; its permission bits kept, at most
-    :data:`MAX_OWN_FILE_BYTES`): what the fingerprint covers and the jail mounts at ``path``."""
+    :data:`MAX_OWN_FILE_BYTES`), and the digest of its content (:func:`content_digest`: name,
+    size, bytes, permission bits): what the jail mounts at ``path`` and what the fingerprint
+    covers, without reading a large file once more for it."""
     source = Path(path)
-    final, _ = publish_copy(jail_cache() / "files", source.parent, [source],
-                            limit=MAX_OWN_FILE_BYTES, what="an external command's own file",
-                            keep_modes=True)
+    final, digest = publish_copy(jail_cache() / "files", source.parent, [source],
+                                 limit=MAX_OWN_FILE_BYTES, what="an external command's own "
+                                 "file", keep_modes=True)
     evict_file_copies(jail_cache() / "files", MAX_FILE_COPIES_BYTES, keep=final)
-    return str(final / source.name)
+    return str(final / source.name), digest
 
 
 def evict_file_copies(parent: Path, budget: int, *, keep: Path | None = None,

@@ -125,7 +125,7 @@ def command_to_run(command: str) -> tuple[list[str], dict[str, str]]:
         return list(snapshot.argv), dict(snapshot.copies)
     argv, files = build_argv(command)
     try:
-        return argv, {path: file_copy(path) for path in files}
+        return argv, {path: file_copy(path)[0] for path in files}
     except JailSetupError as err:
         raise InputError(f"method external: {err}", field="--param command") from None
 

@@ -151,8 +151,10 @@ def command_code(command: str) -> tuple[str, list[str], dict[str, str], list[str
     from methods.external import build_argv
 
     argv, files = build_argv(command)
-    snapshots = {f: file_copy(f) for f in files}
-    own = digest_files([(f, Path(snapshots[f])) for f in sorted(files)], label="command")
+    copies = {f: file_copy(f) for f in files}
+    snapshots = {f: copy for f, (copy, _) in copies.items()}
+    # Each copy's content digest, computed as it was read: a checkpoint is not read again here.
+    own = combine("command", *(f"{f}\0{copies[f][1]}" for f in sorted(files)))
     kind = "own-program" if argv[0] in files else "runtime-program"
     fingerprint = combine(kind, own, runtime_code(snapshots.get(argv[0], argv[0])))
     return fingerprint, files, snapshots, argv

@@ -402,7 +402,7 @@ def test_sparse_own_files_are_refused_and_old_copies_evicted(tmp_path, private_j
     for index in range(3):
         own = tmp_path / f"own-{index}.bin"
         own.write_bytes(bytes([index]) * (1 << 16))
-        copies.append(Path(file_copy(str(own))).parent)
+        copies.append(Path(file_copy(str(own))[0]).parent)
         os.utime(copies[-1] / ".complete", (1000.0 * (index + 1),) * 2)  # used long ago
     parent = copies[0].parent
     removed = evict_file_copies(parent, budget=(1 << 16) * 2 + 8192, keep=copies[0])
