@@ -17,6 +17,7 @@ copy's own bytes, so a source changed during the copy cannot give one content an
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -37,9 +38,8 @@ MAX_CODE_BYTES = 64 << 20
 # belongs in a plugin's trainer, whose checkpoints are mounted, not copied.
 MAX_OWN_FILE_BYTES = 4 << 30
 # The copies of own files the jail cache keeps (``files/``): beyond this, the least recently
-# used ones go first (none used in the last RECENT_S seconds: a campaign may still mount it).
+# used ones no live process holds go first (see :func:`file_copy`).
 MAX_FILE_COPIES_BYTES = 32 << 30
-RECENT_S = 6 * 3600.0
 _SPARSE_FLOOR = 1 << 20
 _CHUNK = 1 << 20
 
@@ -290,26 +290,73 @@ def file_copy(path: str) -> tuple[str, str]:
     absolute, reached through no link; its permission bits kept, at most
     :data:`MAX_OWN_FILE_BYTES`), and the digest of its content (:func:`content_digest`: name,
     size, bytes, permission bits): what the jail mounts at ``path`` and what the fingerprint
-    covers, without reading a large file once more for it."""
+    covers, without reading a large file once more for it.
+
+    The calling process holds the copy (a shared ``flock`` on its ``.complete``) until it
+    exits: every process that mounts a copy made it through here (the campaign's, each group's),
+    and :func:`evict_file_copies` never removes a copy some live process holds, however long
+    its group runs. Held before it is used and checked to be the published copy, so an eviction
+    between publishing and holding makes a fresh copy, never a jail without its file.
+
+    Raises:
+        JailSetupError: the file is not a regular file of its own (:func:`open_checked`), too
+            large, or the copy could not be held.
+    """
     source = Path(path)
-    final, digest = publish_copy(jail_cache() / "files", source.parent, [source],
-                                 limit=MAX_OWN_FILE_BYTES, what="an external command's own "
-                                 "file", keep_modes=True)
-    evict_file_copies(jail_cache() / "files", MAX_FILE_COPIES_BYTES, keep=final)
-    return str(final / source.name), digest
+    parent = jail_cache() / "files"
+    for _ in range(3):
+        final, digest = publish_copy(parent, source.parent, [source], limit=MAX_OWN_FILE_BYTES,
+                                     what="an external command's own file", keep_modes=True)
+        if _hold(final):
+            evict_file_copies(parent, MAX_FILE_COPIES_BYTES)
+            return str(final / source.name), digest
+    raise JailSetupError(f"the copy of {path} in {parent} was removed three times while it was "
+                         "being held; is another process evicting it?")
 
 
-def evict_file_copies(parent: Path, budget: int, *, keep: Path | None = None,
-                      recent_s: float = RECENT_S) -> list[Path]:
+# The copies this process holds: ``.complete`` path -> the descriptor whose shared lock holds it.
+_HELD: dict[str, int] = {}
+
+
+def _hold(final: Path) -> bool:
+    """Hold the published copy ``final`` for the life of this process; False when it was
+    evicted (renamed away) before the hold was taken."""
+    marker = str(final / ".complete")
+    if marker in _HELD:
+        return True
+    try:
+        fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        held, now = os.fstat(fd), os.stat(marker, follow_symlinks=False)
+    except OSError:
+        os.close(fd)
+        return False
+    if (held.st_dev, held.st_ino) != (now.st_dev, now.st_ino):
+        os.close(fd)  # evicted between opening and locking: the lock holds nothing
+        return False
+    _HELD[marker] = fd
+    return True
+
+
+def evict_file_copies(parent: Path, budget: int) -> list[Path]:
     """Remove the least recently used copies under ``parent`` (by their ``.complete``'s
-    mtime, which every use touches) until the rest hold at most ``budget`` bytes on disk; never
-    ``keep`` nor a copy used in the last ``recent_s`` seconds. Returns what was removed.
+    mtime, which every use touches) that no live process holds (:func:`file_copy`), until the
+    rest hold at most ``budget`` bytes on disk. Returns what was removed.
 
     A method's author who edits a large own file between resolutions makes the trusted side
-    copy it each time; this bounds what such copies can take (review 2026-12-05, helper-41 F2).
+    copy it each time; this bounds what such copies can take (review 2026-12-05, helper-41 F2)
+    without removing one a running group still needs: a copy is taken out by an exclusive
+    ``flock`` (refused while anyone holds it) and a rename, so a process that opens it
+    afterwards sees it gone and copies anew.
     """
     entries = []
     for entry in parent.iterdir() if parent.is_dir() else ():
+        if entry.name.startswith(".evicted-"):
+            shutil.rmtree(entry, ignore_errors=True)  # left by an eviction that did not finish
+            continue
         if entry.name.startswith(".") or not entry.is_dir():
             continue
         try:
@@ -319,16 +366,39 @@ def evict_file_copies(parent: Path, budget: int, *, keep: Path | None = None,
         size = sum(f.lstat().st_blocks * 512 for f in entry.iterdir())
         entries.append((used, size, entry))
     total = sum(size for _, size, _ in entries)
-    removed, now = [], time.time()
-    for used, size, entry in sorted(entries, key=lambda e: e[0]):
+    removed = []
+    for _, size, entry in sorted(entries, key=lambda e: e[0]):
         if total <= budget:
             break
-        if entry == keep or now - used < recent_s:
+        if str(entry / ".complete") in _HELD or not _take_out(entry):
             continue
-        shutil.rmtree(entry, ignore_errors=True)
         total -= size
         removed.append(entry)
     return removed
+
+
+def _take_out(entry: Path) -> bool:
+    """Remove the copy ``entry`` unless a live process holds it."""
+    try:
+        fd = os.open(entry / ".complete", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        fd = None  # never completed: nothing can hold it
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+        gone = entry.with_name(f".evicted-{entry.name}-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            os.rename(entry, gone)
+        except OSError:
+            return False
+        shutil.rmtree(gone, ignore_errors=True)
+        return True
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ copies made when the fingerprint is taken.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ from methods.code_cache import JailSetupError, content_digest, open_checked, pub
 from methods.jail import jail_available
 from w2s_common.errors import InputError
 
+REPO = Path(__file__).resolve().parents[2]
 needs_jail = pytest.mark.skipif(not jail_available(), reason="no jail builder works here")
 
 # Reports the file it is handed (and the secret's path, which an attacker who planted the link
@@ -389,6 +392,7 @@ def test_a_copy_keeps_the_mode_of_an_own_file(tmp_path, task, trainer, private_j
 def test_sparse_own_files_are_refused_and_old_copies_evicted(tmp_path, private_jail_cache):
     """helper-41 F2: a sparse file costs its owner nothing and its copy its full size, and
     copies were never removed."""
+    from methods import code_cache
     from methods.code_cache import evict_file_copies, file_copy
     from methods.fingerprint import method_code
 
@@ -405,9 +409,44 @@ def test_sparse_own_files_are_refused_and_old_copies_evicted(tmp_path, private_j
         copies.append(Path(file_copy(str(own))[0]).parent)
         os.utime(copies[-1] / ".complete", (1000.0 * (index + 1),) * 2)  # used long ago
     parent = copies[0].parent
-    removed = evict_file_copies(parent, budget=(1 << 16) * 2 + 8192, keep=copies[0])
-    assert removed == [copies[1]]  # the least recently used but the one kept
-    assert copies[0].exists() and copies[2].exists()
-    os.utime(copies[2] / ".complete")  # used just now: never evicted
-    assert evict_file_copies(parent, budget=0) == [copies[0]]
-    assert copies[2].exists()
+    # This process made all three, so it holds them: none goes, whatever the budget.
+    assert evict_file_copies(parent, budget=0) == []
+    for fd in code_cache._HELD.values():  # as if the processes that made them had exited
+        os.close(fd)
+    code_cache._HELD.clear()
+    removed = evict_file_copies(parent, budget=(1 << 16) * 2 + 8192)
+    assert removed == [copies[0]]  # the least recently used first
+    assert copies[1].exists() and copies[2].exists()
+    assert not [p for p in parent.iterdir() if p.name.startswith(".")]
+
+
+def test_a_copy_a_live_process_holds_is_never_evicted(tmp_path, private_jail_cache):
+    """The last note's DoS: an own-file copy a long group still mounts was evicted after 6 h
+    under copy pressure. Now a copy is held by every process that made it (a shared flock),
+    however old, and goes only once none is alive; one evicted while another process was
+    about to hold it is copied anew."""
+    from methods import code_cache
+    from methods.code_cache import evict_file_copies, file_copy
+
+    own = tmp_path / "own.bin"
+    own.write_bytes(b"w" * (1 << 16))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from methods.code_cache import file_copy; "
+         f"print(file_copy({str(own)!r})[0], flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "W2S_JAIL_CACHE_DIR": os.environ["W2S_JAIL_CACHE_DIR"]})
+    try:
+        copy = Path(holder.stdout.readline().strip()).parent
+        os.utime(copy / ".complete", (1000.0, 1000.0))  # unused for decades
+        assert evict_file_copies(copy.parent, budget=0) == []
+        assert copy.exists()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert evict_file_copies(copy.parent, budget=0) == [copy]
+    assert not copy.exists()
+    # Evicted before this process held it: file_copy publishes it again and holds that.
+    again = Path(file_copy(str(own))[0])
+    assert again.read_bytes() == own.read_bytes()
+    code_cache._take_out(again.parent)  # refused: this process holds it
+    assert again.exists()
