@@ -28,7 +28,7 @@ from methods.untrusted import run_job
 from transfer.sealed import MethodUnsupported, RungFacts, StudentData, StudentTrainer
 from w2s_common.errors import InputError
 from w2s_common.names import ARM_NAMES as RESERVED_NAMES
-from w2s_common.names import VERDICT_NAMES
+from w2s_common.names import VERDICT_NAMES, name_key, name_tokens
 from w2s_common.validation import first_error
 
 # Names a plugin may not take: arms of the results table and the built-ins (checked by the
@@ -39,6 +39,8 @@ NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 ANSWER_WORDS = frozenset(word.casefold() for word in (
     *VERDICT_NAMES, "promote", "promoted", "block", "blocked", "yes", "no", "true", "false",
     "none", "null", "pass", "fail", "baseline", "control", "guard"))
+# Words that may not appear anywhere in a name, between its separators ("REAL-gain").
+VERDICT_WORDS = frozenset(word.casefold() for word in (*VERDICT_NAMES, "promote", "promoted"))
 DESCRIBE_TIMEOUT_S = 300.0
 MAX_DESCRIBE_BYTES = 1 << 20
 MAX_ERROR_BYTES = 64 << 10
@@ -72,11 +74,18 @@ class PluginDescription(BaseModel):
     @field_validator("name")
     @classmethod
     def _not_reserved(cls, value: str) -> str:
-        if value in RESERVED_NAMES:
-            raise ValueError(f"{value!r} is reserved for an arm")
-        if value.casefold() in ANSWER_WORDS:
-            raise ValueError(f"{value!r} is a word the reports answer with (a verdict, a "
+        # Read as a reader reads it: case and separators do not make another name (attacker
+        # review, helper-43: "REAL.", "PROMOTE." and "Ceiling" passed the exact comparison).
+        if name_key(value) in {name_key(arm) for arm in RESERVED_NAMES}:
+            raise ValueError(f"{value!r} reads as the name of an arm")
+        if name_key(value) in ANSWER_WORDS:
+            raise ValueError(f"{value!r} reads as a word the reports answer with (a verdict, a "
                              "decision); choose a name that names the method")
+        verdict_like = [t for t in name_tokens(value) if t in VERDICT_WORDS]
+        if verdict_like:
+            raise ValueError(f"{value!r} holds the word {verdict_like[0]!r}, which the reports "
+                             "answer with (a verdict, a decision); choose a name that names "
+                             "the method")
         try:
             float(value)
         except ValueError:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from methods.base import Method
 from methods.builtin_names import BUILTIN_MODULES
 from w2s_common.errors import InputError
+from w2s_common.names import name_key
 from w2s_common.validation import first_error
 
 ENTRY_POINT_GROUP = "w2s_transfer.methods"
@@ -92,6 +93,13 @@ def is_builtin_name(name: str) -> bool:
     """Whether ``name`` names a built-in: one of the table ``BUILTIN_MODULES`` (nothing is
     imported), or one registered in this process (a test installs its own)."""
     return name in BUILTIN_MODULES or name in _BUILTINS
+
+
+def builtin_like(name: str) -> str | None:
+    """The built-in ``name`` reads as, case and separators aside (``Vanilla``, ``va-nilla``:
+    ``vanilla``), or None."""
+    key = name_key(name)
+    return next((b for b in sorted({*BUILTIN_MODULES, *_BUILTINS}) if name_key(b) == key), None)
 
 
 def _builtin(name: str) -> Method:
@@ -230,9 +238,10 @@ def _describe(source, params: Any) -> tuple[Method, BaseModel]:
         if plugin.name != source.reference:
             raise InputError(f"{source.shown} described itself as {plugin.name!r}",
                              field="--method")
-    elif is_builtin_name(plugin.name):
-        raise InputError(f"{source.shown} names itself {plugin.name!r}, the name of a "
-                         "built-in method; plugins need names of their own", field="--method")
+    elif (like := builtin_like(plugin.name)) is not None:
+        raise InputError(f"{source.shown} names itself {plugin.name!r}, which reads as the "
+                         f"built-in method {like!r}; plugins need names of their own",
+                         field="--method")
     return plugin, parsed
 
 

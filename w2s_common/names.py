@@ -5,10 +5,25 @@ The results table is the contract between transfer/ (which writes it from stored
 """
 from __future__ import annotations
 
+import re
+
 # The arms a stored run can be: the weak model, the strong model on gold labels, and the strong
 # student a method trains. The first two are the reference arms of every cell.
 ARM_NAMES = ("weak", "ceiling", "student")
 REFERENCE_ARMS = ("weak", "ceiling")
+
+
+
+def name_key(name: str) -> str:
+    """What a name reads as: case folded, the separators a method name may hold (``._-``)
+    removed; so ``Vanilla``, ``va-nilla`` and ``REAL.`` read as ``vanilla`` and ``real``."""
+    return "".join(ch for ch in name.casefold() if ch not in "._-")
+
+
+def name_tokens(name: str) -> list[str]:
+    """The words of a name between its separators, case folded (``REAL-gain`` -> real, gain)."""
+    return [t for t in re.split(r"[._-]+", name.casefold()) if t]
+
 
 # The splits of a task: gold-labelled training data (the weak model's), unlabelled training
 # data (the student's), and the test split the arms are scored on.

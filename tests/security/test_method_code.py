@@ -22,10 +22,15 @@ pytestmark = pytest.mark.skipif(not jail_available(), reason="no jail builder wo
 
 
 @pytest.mark.parametrize("trick, expected", [
-    ("BuiltinName", "names itself 'vanilla', the name of a built-in method"),
-    ("ArmName", "'ceiling' is reserved for an arm"),
-    ("VerdictName", "'REAL' is a word the reports answer with"),
-    ("DecisionName", "'Promote' is a word the reports answer with"),
+    ("BuiltinName", "names itself 'vanilla', which reads as the built-in method 'vanilla'"),
+    ("CapitalBuiltinName", "names itself 'Vanilla', which reads as the built-in method "
+                           "'vanilla'"),
+    ("ArmName", "'ceiling' reads as the name of an arm"),
+    ("SeparatedArmName", "'Ceil-ing' reads as the name of an arm"),
+    ("VerdictName", "'REAL' reads as a word the reports answer with"),
+    ("PunctuatedVerdictName", "'REAL.' reads as a word the reports answer with"),
+    ("VerdictWordName", "'HARMFUL-free' holds the word 'harmful'"),
+    ("DecisionName", "'Promote' reads as a word the reports answer with"),
     ("NumberName", "'inf' reads as a number"),
     ("DigitName", "name: String should match pattern"),
     ("LookalikeName", "name: String should match pattern"),

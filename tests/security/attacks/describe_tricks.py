@@ -90,6 +90,22 @@ class DecisionName(_Trick):
     name = "Promote"
 
 
+class PunctuatedVerdictName(_Trick):
+    name = "REAL."  # helper-43: passed the exact comparison, read "## REAL.: INCONCLUSIVE"
+
+
+class VerdictWordName(_Trick):
+    name = "HARMFUL-free"
+
+
+class CapitalBuiltinName(_Trick):
+    name = "Vanilla"  # helper-43: the baseline, to a reader
+
+
+class SeparatedArmName(_Trick):
+    name = "Ceil-ing"
+
+
 class NumberName(_Trick):
     name = "inf"  # a figure in a sentence, exempt from the summary's number check
 
