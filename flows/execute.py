@@ -14,9 +14,11 @@ import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -129,8 +131,11 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
     """Run ``group`` in a child process; return the worker's RESULT.json content.
 
     Args:
-        group: the arm group (its ``result``, when empty, is set here, under ``work_dir``).
-        work_dir: where the group file, its log and its result go.
+        group: the arm group (its ``result``, when empty, is set here, to a private
+            directory of this machine, and copied to ``work_dir`` once read).
+        work_dir: where the group's log goes, and copies of its group file and result for
+            people to read (the worker reads the group from, and writes its result to, a
+            private directory: ``work_dir`` may be on a volume others write).
         processes: processes per run (> 1 starts the deepspeed launcher).
         devices: GPU ids the group runs on (its device slots, ``flows.slots``); empty: the
             launcher's default.
@@ -151,12 +156,32 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
     install_signal_handlers()
     work_dir.mkdir(parents=True, exist_ok=True)
     key = group.key()
-    group_file = work_dir / f"group-{key}.json"
-    if not group.result:  # a pool's group run names a result in the shared store
-        group = group.model_copy(update={"result": str(work_dir / f"result-{key}.json")})
+    # What the worker reads (the group) and what this process trusts of it (its result) pass
+    # through a directory of this machine only this user can reach, never the output directory,
+    # which a deployment may put on a shared volume whose other writers could rewrite a group
+    # before the worker reads it or a result before it is read here. work_dir gets copies,
+    # for people and tools to read.
+    private = Path(tempfile.mkdtemp(prefix=f"w2s-group-{key[:12]}-"))
+    try:
+        return _run_in(group, key, private, work_dir, processes, devices, command, result_grace_s)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _run_in(group: ArmGroup, key: str, private: Path, work_dir: Path, processes: int,
+            devices: tuple[str, ...], command: Callable[[Path], list[str]] | None,
+            result_grace_s: float) -> dict[str, Any]:
+    """:func:`run_group_subprocess` with its private directory."""
     from w2s_common.atomic import atomic_write_text
 
-    atomic_write_text(group_file, group.model_dump_json(indent=2))
+    group_file = private / f"group-{key}.json"
+    shown_result = None
+    if not group.result:  # a pool's group run names a result in the shared store
+        group = group.model_copy(update={"result": str(private / f"result-{key}.json")})
+        shown_result = work_dir / f"result-{key}.json"
+    text = group.model_dump_json(indent=2)
+    atomic_write_text(group_file, text)
+    atomic_write_text(work_dir / f"group-{key}.json", text)
     log_path = work_dir / f"group-{key}.log"
     # The default command of a one-process CPU group may fork from the preloaded fork server.
     warm = command is None and warm_start.warm_eligible(processes, devices)
@@ -215,7 +240,10 @@ def run_group_subprocess(group: ArmGroup, work_dir: Path, processes: int = 1,
         last = lines[-1] if lines else "(no output)"
         raise GroupFailed(f"worker for rung {group.rung} seeds {group.seeds} exited "
                           f"{returncode}: {last} (log: {log_path})", returncode, log_path)
-    outcome = json.loads(_wait_for_file(Path(group.result), result_grace_s).read_text())
+    result_text = _wait_for_file(Path(group.result), result_grace_s).read_text()
+    outcome = json.loads(result_text)
+    if shown_result is not None:
+        atomic_write_text(shown_result, result_text)
     from flows import progress
 
     progress.emit("group_done", rung=group.rung, seeds=group.seeds,
