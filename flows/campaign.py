@@ -132,7 +132,7 @@ class Campaign:
                                    "jailed_builtin": bool(fn.jailed_builtin)}
         check_unique_labels(plan, methods)
         check_controls(plan, methods)
-        ladder = load_ladder(plan.ladder)
+        ladder = load_ladder(plan.ladder_ref())
         rungs = [r.name for r in ladder.rungs] if plan.rungs == "all" else list(plan.rungs)
         for name in rungs:
             try:
@@ -168,7 +168,7 @@ class Campaign:
                         for c in self.plan.controls if c.label in wanted]
         engine = {"ds_config": self.plan.compute.ds_config,
                   "precision": self.plan.compute.precision}
-        return [ArmGroup(ladder=self.plan.ladder, rung=rung,
+        return [ArmGroup(ladder=self.plan.ladder_ref(), rung=rung,
                          data=None if dataset is None else str(dataset), store=str(self.store),
                          seeds=seeds, methods=refs, controls=control_refs, engine=engine,
                          jail=self.plan.jail.model_dump(mode="json"),
@@ -194,7 +194,7 @@ class Campaign:
                                check_determinism=audit.check_determinism, rule=audit.rule,
                                alpha=audit.alpha)
                         for entry, chosen in audited.items() for cell in chosen]
-            groups.append(ArmGroup(ladder=self.plan.ladder, rung=rung, data=data,
+            groups.append(ArmGroup(ladder=self.plan.ladder_ref(), rung=rung, data=data,
                                    store=str(self.store), seeds=[], methods=refs,
                                    canaries=canaries, engine=engine,
                                    jail=self.plan.jail.model_dump(mode="json"),

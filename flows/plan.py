@@ -41,6 +41,7 @@ from flows.plan_sections import (  # noqa: F401  (MethodRef, Audit: re-exported)
 from flows.reuse_check import ReuseCheck
 from flows.userfiles import require_regular_file
 from methods.policy import JailSettings
+from transfer.ladder import is_ladder_path
 from w2s_common.errors import InputError
 from w2s_common.validation import first_error
 from w2s_common.yamlio import parse_yaml, read_yaml
@@ -57,7 +58,7 @@ class Plan(_Strict):
     baseline: str = Field("vanilla", min_length=1,
                           description="Method every candidate is compared to.")
     ladder: str = Field("tiny", min_length=1,
-                        description="Ladder name (transfer/ladders/) or path.")
+                        description="Ladder name (transfer/ladders/) or a YAML file (relative to the plan).")
     rungs: list[str] | Literal["all"] = Field("all", description='Rung names, or "all".')
     datasets: list[str] = Field(default_factory=lambda: [SYNTHETIC], min_length=1,
                                 description='"synthetic" or dataset directories '
@@ -121,6 +122,18 @@ class Plan(_Strict):
             if len(set(rungs)) != len(rungs):
                 raise ValueError("rung names must be unique")
         return rungs
+
+    @field_validator("ladder")
+    @classmethod
+    def _ladder_file_exists(cls, ladder: str, info: ValidationInfo) -> str:
+        base = (info.context or {}).get("base_dir")
+        if base is None or not is_ladder_path(ladder):
+            return ladder
+        path = Path(ladder) if Path(ladder).is_absolute() else Path(base) / ladder
+        if not path.is_file():
+            raise ValueError(f"expected a built-in ladder name or an existing ladder file, got "
+                             f"{ladder!r} (looked in {path})")
+        return ladder
 
     @field_validator("datasets")
     @classmethod
@@ -235,6 +248,15 @@ class Plan(_Strict):
         plan = self.model_copy(update={"compute": compute})
         plan._source, plan._lines = self._source, self._lines
         return plan
+
+    def ladder_ref(self) -> str:
+        """The ladder as ``transfer.ladder.load_ladder`` takes it: a built-in name, or the file
+        resolved against the plan file's directory (as datasets are), so that neither the
+        working directory nor a worker's changes which ladder runs."""
+        if not is_ladder_path(self.ladder):
+            return self.ladder
+        base = self._source.parent if self._source is not None else Path.cwd()
+        return str((base / self.ladder).resolve())
 
     def dataset_names(self) -> list[str]:
         """The datasets as results name them: ``synthetic`` or the directory's name."""

@@ -177,6 +177,12 @@ def spec_fingerprint(spec: BaseModel) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def is_ladder_path(name_or_path: str | Path) -> bool:
+    """Whether ``load_ladder`` reads ``name_or_path`` as a file (it has a suffix) rather than a
+    built-in ladder's name."""
+    return bool(Path(name_or_path).suffix)
+
+
 def load_ladder(name_or_path: str | Path) -> Ladder:
     """Load a ladder by built-in name (``tiny``, ``micro``, ``qwen``) or from a YAML path.
 
@@ -185,7 +191,7 @@ def load_ladder(name_or_path: str | Path) -> Ladder:
             models that are not defined, or rungs whose strong model is not larger than the weak.
     """
     path = Path(name_or_path)
-    if not path.suffix:
+    if not is_ladder_path(path):
         path = LADDER_DIR / f"{name_or_path}.yaml"
         if not path.exists():
             raise InputError(f"unknown ladder {str(name_or_path)!r}; built in: "

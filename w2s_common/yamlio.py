@@ -52,17 +52,24 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL_1_2, list("tTfF"))
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+# YAML 1.2's floats with an exponent: YAML 1.1 (PyYAML) needs a dot and a signed exponent, so
+# ``sesoi: 1e-2`` and ``lr: 1.5e3`` arrived as strings, refused by a strict plan as "not a
+# valid number" and accepted by a lax model (review 2026-12-05, helper-44).
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789."))
 
 
 def parse_yaml(text: str, path: str | Path) -> tuple[Any, yaml.Node | None]:
     """Parse YAML ``text`` that is (or will be) the file ``path``; returns ``(data, root_node)``.
 
-    YAML 1.2 booleans (``off`` is a string); aliases are allowed while the tree they expand to
-    has at most ``MAX_EXPANDED_NODES`` nodes.
+    YAML 1.2 booleans (``off`` is a string) and floats (``1e-2`` is a number); no key twice in
+    a mapping; aliases are allowed while the tree they expand to has at most
+    ``MAX_EXPANDED_NODES`` nodes.
 
     Raises:
-        InputError: invalid YAML, nested too deeply or expanding too far, located at ``path``
-            and the line of the problem.
+        InputError: invalid YAML, a duplicate key, nested too deeply or expanding too far,
+            located at ``path`` and the line of the problem.
     """
     loader = _Loader(text)
     try:
@@ -70,6 +77,7 @@ def parse_yaml(text: str, path: str | Path) -> tuple[Any, yaml.Node | None]:
         if root is None:
             return None, None
         _check_expansion(root, path)
+        _check_duplicate_keys(root, path)
         return loader.construct_document(root), root
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -101,6 +109,30 @@ def _check_expansion(root: yaml.Node, path: str | Path) -> None:
             raise InputError(f"invalid YAML: its aliases expand to more than "
                              f"{MAX_EXPANDED_NODES} nodes", path=path,
                              line=node.start_mark.line + 1)
+
+
+def _check_duplicate_keys(root: yaml.Node, path: str | Path) -> None:
+    """Refuse a mapping that names one key twice (PyYAML keeps the last silently), in every file
+    read here: plans, ladders, sweep registries and templates, gate exclusions."""
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    seen_nodes: set[int] = set()
+    while stack:
+        node, where = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[Any] = set()
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+                field = f"{where}.{key}" if where else str(key)
+                if key in keys and key != "<<":
+                    raise InputError(f"duplicate key {key!r}", path=path,
+                                     line=key_node.start_mark.line + 1, field=field)
+                keys.add(key)
+                stack.append((value_node, field))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{where}[{index}]") for index, item in enumerate(node.value))
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -84,7 +84,7 @@ def audit_context(plan: Plan | None, ladder: str | None, data: Path | None,
         if ladder is not None:
             raise InputError("give either --plan or --ladder (the plan names its ladder)",
                              field="--ladder")
-        ladder = plan.ladder
+        ladder = plan.ladder_ref()
         data = data if data is not None else plan.dataset_paths()[0]
         overrides = {"ds_config": plan.compute.ds_config, "precision": plan.compute.precision}
         jail = plan.jail.model_dump(mode="json")
