@@ -58,7 +58,8 @@ class Plan(_Strict):
     baseline: str = Field("vanilla", min_length=1,
                           description="Method every candidate is compared to.")
     ladder: str = Field("tiny", min_length=1,
-                        description="Ladder name (transfer/ladders/) or a YAML file (relative to the plan).")
+                        description="Ladder name (transfer/ladders/) or a YAML file "
+                                    "(relative to the plan).")
     rungs: list[str] | Literal["all"] = Field("all", description='Rung names, or "all".')
     datasets: list[str] = Field(default_factory=lambda: [SYNTHETIC], min_length=1,
                                 description='"synthetic" or dataset directories '
