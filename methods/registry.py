@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -377,8 +378,28 @@ def is_builtin(method: Method) -> bool:
 def _parse_value(raw: str) -> Any:
     try:
         return json.loads(raw)
-    except json.JSONDecodeError:
+    except ValueError:  # not JSON, or an integer past Python's 4300-digit conversion limit
         return raw
+
+
+def _finite(method: Method, parsed: BaseModel) -> BaseModel:
+    """``parsed`` unless a number in it is not finite: params travel to workers and into run
+    specs as JSON, where ``inf`` becomes null, so ``alpha: .inf`` passed every check and failed
+    in the worker after the campaign had started (review 2026-12-05, helper-44)."""
+    stack: list[tuple[str, Any]] = list(parsed.model_dump(mode="python").items())
+    while stack:
+        key, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            top = key.split(".")[0].split("[")[0]
+            raise InputError(f"method {method.name}: expected a finite number, got {value} "
+                             f"(at {key})" if key != top else
+                             f"method {method.name}: expected a finite number, got {value}",
+                             field=f"--param {top}")
+        if isinstance(value, Mapping):
+            stack.extend((f"{key}.{k}", v) for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{key}[{i}]", v) for i, v in enumerate(value))
+    return parsed
 
 
 def _expected(field_info: Any) -> str:
@@ -413,10 +434,10 @@ def parse_params(method: Method, pairs: list[str] | tuple[str, ...] | Mapping[st
 
         source = PluginSource(method.reference, method.target, method.origin, method.provider)
         _, parsed = _describe(source, dict(pairs) if isinstance(pairs, Mapping) else list(pairs))
-        return parsed
+        return _finite(method, parsed)
     if isinstance(pairs, Mapping):
         try:
-            return method.Params.model_validate(dict(pairs))
+            return _finite(method, method.Params.model_validate(dict(pairs)))
         except ValidationError as err:
             raise _params_error(method, err, dict(pairs)) from None
     values: dict[str, Any] = {}
@@ -436,7 +457,7 @@ def parse_params(method: Method, pairs: list[str] | tuple[str, ...] | Mapping[st
                              "value or plain text)", field=f"--param {key}") from None
     while True:
         try:
-            return method.Params.model_validate(values)
+            return _finite(method, method.Params.model_validate(values))
         except ValidationError as err:
             # `command=true` parses as JSON true; a string field wants the text as written.
             loc = first_error(err).loc

@@ -147,6 +147,18 @@ def test_bad_params_name_method_field_and_expectation(method, pairs, message):
         parse_params(resolve_method(method), pairs)
 
 
+@pytest.mark.parametrize("pairs", [["alpha=inf"], ["alpha=Infinity"], ["alpha=1e999"],
+                                   [f"alpha={'9' * 5000}"], {"alpha": float("inf")}])
+def test_params_that_json_cannot_carry_are_refused_where_they_are_given(pairs):
+    """helper-44: `alpha: .inf` passed every check, became null in the group file and failed
+    in the worker ("got None") after the campaign had started; a 5000-digit integer was a
+    traceback."""
+    with pytest.raises(InputError) as caught:
+        parse_params(resolve_method("em_posterior"), pairs)
+    assert str(caught.value).startswith(
+        "--param alpha: method em_posterior: expected a finite number, got "), str(caught.value)
+
+
 def test_register_method_rejects_invalid_methods_and_duplicates():
     class NoDescription:
         name = "x"
