@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from w2s_common.errors import InputError
+from w2s_common.errors import TOO_LONG_NUMBER, InputError
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
@@ -65,6 +65,10 @@ def parse_json(text: str, path: Path, *,
     except json.JSONDecodeError as err:
         raise InputError(f"invalid or truncated JSON: {err.msg} (column {err.colno})",
                          path=path, line=err.lineno) from None
+    except InputError:
+        raise  # from a hook (a duplicate key): already one line
+    except ValueError:  # an integer past Python's conversion limit
+        raise InputError(TOO_LONG_NUMBER, path=path) from None
     except RecursionError:
         raise InputError("JSON nested too deeply (expected arrays and objects less than about "
                          "1000 levels deep)", path=path) from None

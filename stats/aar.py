@@ -42,6 +42,7 @@ from pydantic import (
 from stats.errors import StatsInputError
 from stats.quality import DataQuality, RecordIssue
 from stats.table import MAX_EXAMPLES
+from w2s_common.errors import TOO_LONG_NUMBER
 from w2s_common.names import MAX_SEED
 from w2s_common.validation import validation_input_error
 
@@ -210,6 +211,8 @@ def _read_record(file: Path) -> SandboxRecord | str:
         raw = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         return f"unreadable JSON ({type(err).__name__})"
+    except ValueError:  # an integer past Python's conversion limit
+        return f"unreadable JSON ({TOO_LONG_NUMBER})"
     except RecursionError:
         return "unreadable JSON (nested too deeply)"
     if not isinstance(raw, dict):

@@ -37,6 +37,7 @@ from scipy import stats as sps
 
 from stats.errors import StatsInputError
 from stats.table import RESERVED_ARMS
+from w2s_common.errors import TOO_LONG_NUMBER
 from w2s_common.validation import validation_input_error
 
 CLAIM_KINDS = ("pgr", "gain")
@@ -95,6 +96,8 @@ def load_claims(path: str | Path) -> dict[str, Any]:
         raw = json.loads(text)
     except json.JSONDecodeError as err:
         raise StatsInputError(f"not valid JSON ({err.msg})", path=path, line=err.lineno) from None
+    except ValueError:  # an integer past Python's conversion limit
+        raise StatsInputError(TOO_LONG_NUMBER, path=path) from None
     except RecursionError:
         raise StatsInputError(f"JSON nested too deeply; expected {FILE_SHAPE}",
                               path=path) from None

@@ -27,3 +27,9 @@ class InputError(ValueError):
             where = self.path + (f":{self.line}" if self.line is not None else "")
         parts = [p for p in (where, self.field) if p]
         return ": ".join(parts + [self.message])
+
+
+# A JSON or YAML integer longer than Python converts (sys.get_int_max_str_digits, 4300 by
+# default): json.loads raises a bare ValueError, which readers that caught only JSONDecodeError
+# let through as a traceback (review 2026-12-05, helper-44).
+TOO_LONG_NUMBER = "a number of more than 4300 digits; expected a JSON value Python can read"

@@ -150,3 +150,26 @@ def test_a_crash_is_exit_70_with_its_traceback_never_an_answer(monkeypatch) -> N
     monkeypatch.undo()  # bad input is still exit 2 and one line
     assert one_error_line(CliRunner().invoke(app, ["gate", "missing.json", "--method", "m"],
                                              env=NO_KEY)).startswith("error: missing.json")
+
+
+def test_a_number_python_cannot_read_is_one_line_in_every_json_reader(tmp_path: Path) -> None:
+    """helper-44: json.loads raises a bare ValueError for an integer of more than 4300 digits,
+    which readers catching only JSONDecodeError let through as a traceback (gate, report,
+    analyze --claims, the sandbox reader, DeepSpeed configs, dataset lines)."""
+    from flows.userfiles import parse_json
+    from stats.aar import _read_record
+    from stats.claims import load_claims
+    from transfer.data.jsonl import parse_json as parse_json_line
+    from transfer.engine.config import load_ds_file
+    from w2s_common.errors import TOO_LONG_NUMBER, InputError
+
+    big = tmp_path / "big.json"
+    big.write_text('{"a": ' + "9" * 5000 + "}")
+    readers = [lambda: parse_json(big.read_text(), big), lambda: load_claims(big),
+               lambda: parse_json_line(big.read_text(), path=big, line=3),
+               lambda: load_ds_file(str(big))]
+    for read in readers:
+        with pytest.raises(InputError) as caught:
+            read()
+        assert str(caught.value).endswith(TOO_LONG_NUMBER), str(caught.value)
+    assert _read_record(big) == f"unreadable JSON ({TOO_LONG_NUMBER})"

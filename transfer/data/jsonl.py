@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from w2s_common.errors import InputError
+from w2s_common.errors import TOO_LONG_NUMBER, InputError
 
 
 def parse_json(text: str, path: Path, line: int | None = None, *,
@@ -22,6 +22,8 @@ def parse_json(text: str, path: Path, line: int | None = None, *,
     except json.JSONDecodeError as err:
         raise InputError(f"malformed JSON: {err.msg} at column {err.colno}", path=path,
                          line=line, field=field) from None
+    except ValueError:  # an integer past Python's conversion limit
+        raise InputError(TOO_LONG_NUMBER, path=path, line=line, field=field) from None
     except RecursionError:
         raise InputError("JSON nested too deeply (expected arrays and objects less than about "
                          "1000 levels deep)", path=path, line=line, field=field) from None

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from w2s_common.errors import InputError
+from w2s_common.errors import TOO_LONG_NUMBER, InputError
 
 # Package data beside this module: found the same way in a checkout and in an installed wheel.
 DS_CONFIG_DIR = Path(__file__).resolve().with_name("ds_configs")
@@ -100,6 +100,8 @@ def load_ds_file(name_or_path: str) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise InputError(f"malformed JSON: {err.msg} (column {err.colno})", path=path,
                          line=err.lineno) from None
+    except ValueError:  # an integer past Python's conversion limit
+        raise InputError(TOO_LONG_NUMBER, path=path) from None
     except RecursionError:
         raise InputError("JSON nested too deeply (expected a DeepSpeed config object)",
                          path=path) from None
