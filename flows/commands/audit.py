@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from flows.commands._errors import user_errors
+from flows.commands._paths import nonempty_path
 from w2s_common.names import MAX_SEED
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ def register(app: typer.Typer) -> None:
         plan: str = typer.Option(None, help="audit as this plan runs the method: its ladder, "
                                  "first dataset (or --data), compute and jail settings"),
         data: Path = typer.Option(None, help="dataset directory; the built-in synthetic task "
-                                  "by default"),
+                                  "by default", parser=nonempty_path),
         ladder: str = typer.Option(None, help="ladder name or YAML path (default micro)"),
         rung: str = typer.Option(None, help="rung name (default: every rung of --plan, else "
                                  "the ladder's first rung)"),
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
                                  help="run seed, held fixed across permutations (default: with "
                                  "--plan one of its seeds drawn at random, else 0)"),
         store: Path = typer.Option(None, help="run store for the real weak run "
-                                   "(default $W2S_CACHE_DIR/store)"),
+                                   "(default $W2S_CACHE_DIR/store)", parser=nonempty_path),
         check_determinism: bool = typer.Option(
             False, help="also rerun the first permutation, to tell a nondeterministic method "
             "from a leak"),

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from flows.commands._errors import user_errors
+from flows.commands._paths import nonempty_path
 
 
 def register(app: typer.Typer) -> None:
@@ -22,13 +23,14 @@ def register(app: typer.Typer) -> None:
             help="Acceptable verdicts (repeat or comma-separate), e.g. --require REAL.")] = None,
         plan: Annotated[Path | None, typer.Option(
             "--plan", help="The plan the verdict was derived from: re-derive the verdict from "
-            "results.parquet and this plan and refuse any difference.")] = None,
+            "results.parquet and this plan and refuse any difference.",
+            parser=nonempty_path)] = None,
         results: Annotated[Path | None, typer.Option(
             "--results", help="results.parquet to re-derive from (default: beside the "
-            "verdict).")] = None,
+            "verdict).", parser=nonempty_path)] = None,
         store: Annotated[Path | None, typer.Option(
             "--store", help="Run store: with --plan, check results.parquet against the stored "
-            "runs it names and take the promotion guards from them.")] = None,
+            "runs it names and take the promotion guards from them.", parser=nonempty_path)] = None,
         check_code: Annotated[bool, typer.Option(
             "--check-code", help="Refuse a verdict whose method, baseline or trainer code "
             "fingerprint differs from this working tree's.")] = False,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from flows.commands._errors import user_errors
+from flows.commands._paths import nonempty_path
 
 
 def register(app: typer.Typer) -> None:
@@ -16,7 +17,8 @@ def register(app: typer.Typer) -> None:
     @app.command("plan-schema")
     def plan_schema(
         out: Annotated[Path | None, typer.Option(
-            "--out", "-o", help="Write the schema here (default: print it).")] = None,
+            "--out", "-o", help="Write the schema here (default: print it).",
+            parser=nonempty_path)] = None,
     ) -> None:
         """Print (or write) the JSON schema of validation plans."""
         with user_errors():

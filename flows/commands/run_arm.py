@@ -18,6 +18,7 @@ from pathlib import Path
 import typer
 
 from flows.commands._errors import user_errors
+from flows.commands._paths import nonempty_path
 from w2s_common.names import MAX_SEED
 
 
@@ -28,13 +29,15 @@ def register(app: typer.Typer) -> None:
         rung: str = typer.Option(..., help="rung name (see `w2s-transfer ladders`)"),
         arm: str = typer.Option(..., help="weak | ceiling | student"),
         seed: int = typer.Option(0, min=0, max=MAX_SEED, help="training seed"),
-        out: Path = typer.Option(..., help="directory for predictions.parquet and metrics.json"),
+        out: Path = typer.Option(..., help="directory for predictions.parquet and metrics.json",
+                                 parser=nonempty_path),
         data: Path = typer.Option(None, help="dataset directory (sandbox or generic JSONL); "
-                                  "the built-in synthetic task by default"),
+                                  "the built-in synthetic task by default", parser=nonempty_path),
         method: str = typer.Option(None, help="student method (registry name or module:attr); "
                                    "the baseline is 'vanilla'"),
         param: list[str] = typer.Option(None, "--param", help="method parameter key=value"),
-        store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
+        store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)",
+                                   parser=nonempty_path),
         ds_config: str = typer.Option(None, help="DeepSpeed config name or path"),
         precision: str = typer.Option(None, help="fp32 | bf16"),
         processes: int = typer.Option(1, min=1, help="data-parallel processes (ranks under the "
@@ -42,7 +45,8 @@ def register(app: typer.Typer) -> None:
         unjailed: bool = typer.Option(False, help="run plugin and external-command code outside "
                                       "the jail (recorded in metrics.json; never promoted)"),
         status_dir: Path = typer.Option(None, hidden=True,
-                                        help="(ranks of --processes) where each rank reports"),
+                                        help="(ranks of --processes) where each rank reports",
+                                        parser=nonempty_path),
     ) -> None:
         """Run one arm (training what it needs first) and write DIR/predictions.parquet and
         DIR/metrics.json. A complete run in the store is reused, not recomputed."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from flows.commands._errors import user_errors
+from flows.commands._paths import nonempty_path
 
 if TYPE_CHECKING:
     from stats.verdict_model import Verdict
@@ -119,9 +120,11 @@ def register(app: typer.Typer) -> None:
     @app.command("validate")
     def validate(
         plan: Path = typer.Argument(..., help="plan YAML, or a built-in plan's name (demo, "
-                                              "micro-ci, tiny-ci)"),
-        out: Path = typer.Option(Path("reports/validate"), help="output directory"),
-        store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
+                                              "micro-ci, tiny-ci)", parser=nonempty_path),
+        out: Path = typer.Option(Path("reports/validate"), help="output directory",
+                                 parser=nonempty_path),
+        store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)",
+                                   parser=nonempty_path),
         executor: Executor = typer.Option(None, help="where groups run (default: the plan's "
                                           "compute.executor, else local): local subprocesses, "
                                           "or flow runs on a Prefect work pool"),
@@ -135,8 +138,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("demo")
     def demo(
-        out: Path = typer.Option(Path("reports/demo"), help="output directory"),
-        store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
+        out: Path = typer.Option(Path("reports/demo"), help="output directory",
+                                 parser=nonempty_path),
+        store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)",
+                                   parser=nonempty_path),
     ) -> None:
         """The main job: the demo plan (tiny ladder, vanilla vs aux_conf, em_posterior,
         confident, and a +2 pp spike-in and a null control; 3 seeds, up to 6 through the
@@ -150,8 +155,10 @@ def register_sweep(app: typer.Typer) -> None:
     @app.command("sweep")
     def sweep(
         registry: Path = typer.Argument(Path("infra/sweep-registry.yaml"),
-                                        help="registry of methods to validate"),
-        store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)"),
+                                        help="registry of methods to validate",
+                                        parser=nonempty_path),
+        store: Path = typer.Option(None, help="run store (default $W2S_CACHE_DIR/store)",
+                                   parser=nonempty_path),
     ) -> None:
         """Validate every method of a registry file (the nightly job), one report each."""
         from flows.campaign import Prepared

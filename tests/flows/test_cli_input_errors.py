@@ -173,3 +173,31 @@ def test_a_number_python_cannot_read_is_one_line_in_every_json_reader(tmp_path: 
             read()
         assert str(caught.value).endswith(TOO_LONG_NUMBER), str(caught.value)
     assert _read_record(big) == f"unreadable JSON ({TOO_LONG_NUMBER})"
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["run-arm", "--ladder", "micro", "--rung", "m0", "--arm", "weak", "--out", ""], "--out"),
+    (["run-arm", "--ladder", "micro", "--rung", "m0", "--arm", "weak", "--out", "o",
+      "--store", " "], "--store"),
+    (["validate", "demo", "--out", ""], "--out"),
+    (["demo", "--store", ""], "--store"),
+    (["plan-schema", "--out", ""], "--out"),
+    (["gate", "verdict.json", "-m", "aux_conf", "--plan", ""], "--plan"),
+])
+def test_an_empty_path_is_refused_not_read_as_the_working_directory(
+        tmp_path: Path, monkeypatch, argv: list[str], flag: str) -> None:
+    """helper-44: typer turns "" into Path("."), so `run-arm --out ""` wrote its predictions
+    into the working directory."""
+    from flows.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, argv, env=NO_KEY)
+    assert one_error_line(result) == f"error: {flag}: empty; expected a path"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_written_over_a_directory_names_the_file_asked_for(tmp_path: Path) -> None:
+    """helper-44: `plan-schema --out /tmp` named the temporary file beside it."""
+    result = CliRunner().invoke(product_app(), ["plan-schema", "--out", str(tmp_path)])
+    assert one_error_line(result) == f"error: {tmp_path}: Is a directory"
+    assert list(tmp_path.iterdir()) == []
