@@ -151,6 +151,13 @@ def _check_labels(df: pd.DataFrame, path: str | None) -> pd.DataFrame:
         if blank:
             _refuse_first(df, col, labels[col].isin(blank).to_numpy(), path,
                           "a name (not blank)")
+        # A name is printed in tables and headings: a newline broke summary.md's table and a
+        # trailing space made `weak ` a method (review 2026-12-05, helper-44).
+        odd = [v for v in pd.unique(labels[col]) if not v.isprintable() or v != v.strip()]
+        if odd:
+            _refuse_first(df, col, labels[col].isin(odd).to_numpy(), path,
+                          "a name of printable characters on one line, without surrounding "
+                          "spaces")
     return labels
 
 

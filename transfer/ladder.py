@@ -109,20 +109,24 @@ class HFModelSpec(_Strict):
 ModelSpec = Annotated[TinyModelSpec | HFModelSpec, Field(discriminator="kind")]
 
 
+# Rung and ladder names appear in tables, headings, file and flow-run names: one word.
+RUNG_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
 class Rung(_Strict):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, pattern=RUNG_NAME_PATTERN)
     weak: ModelSpec
     strong: ModelSpec
 
 
 class _RungRef(_Strict):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, pattern=RUNG_NAME_PATTERN)
     weak: str
     strong: str
 
 
 class _LadderFile(_Strict):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, pattern=RUNG_NAME_PATTERN)
     description: str = ""
     training: dict[str, Any] = Field(default_factory=dict)
     models: dict[str, ModelSpec]

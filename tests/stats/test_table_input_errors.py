@@ -55,6 +55,11 @@ def _refused(result, *expected: str) -> None:
     ("seed", 10**30, "seed: got 1" + "0" * 30 + ", expected a whole-number seed in 0..2147483647"),
     ("seed", -1, "seed: got -1"),
     ("arm", " ", "arm: got ' ', expected a name (not blank)"),
+    # helper-44: a newline broke summary.md's table, a trailing space made `weak ` a method.
+    ("arm", "aux\nconf", "arm: got 'aux\\nconf', expected a name of printable characters on "
+                         "one line, without surrounding spaces"),
+    ("arm", "method ", "arm: got 'method ', expected a name of printable characters"),
+    ("rung", "r\t1", "rung: got 'r\\t1', expected a name of printable characters"),
     # One rung, one pair of models: the rung order and the scale trend read one strong_params
     # per rung, which was the first row's whatever the others said.
     ("strong_params", 150,

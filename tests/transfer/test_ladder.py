@@ -106,3 +106,15 @@ def test_pretrain_method_needs_its_own_fields(tmp_path):
             "pretrain: {method: causal_lm, rank: 2}}\nrungs:\n  - {name: r, weak: a, strong: a}\n")
     with pytest.raises(InputError, match="ladder.yaml:3: models.a.pretrain: .*needs tokens, lr"):
         load_ladder(_write(tmp_path, body))
+
+
+def test_rung_and_ladder_names_are_one_word(tmp_path):
+    """helper-44: a rung named "m\\n1" passed preparation and broke every table it is in."""
+    from transfer.ladder import LADDER_DIR, load_ladder
+    from w2s_common.errors import InputError
+
+    path = tmp_path / "odd.yaml"
+    path.write_text((LADDER_DIR / "micro.yaml").read_text().replace("{name: m1,",
+                                                                      '{name: "m\\n1",'))
+    with pytest.raises(InputError, match=r"odd\.yaml:\d+: rungs\.1\.name: String should match"):
+        load_ladder(path)
