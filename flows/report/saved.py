@@ -1,6 +1,8 @@
 """Load a finished run's saved outputs (verdict.json, results.parquet, provenance.json)."""
 from __future__ import annotations
 
+import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,16 +36,31 @@ class SavedRun:
     summary: SavedSummary | None
 
 
-def load_results(path: str | Path) -> pd.DataFrame:
+def load_results(path: str | Path, sha256: str | None = None) -> pd.DataFrame:
     """Read results.parquet and check it has the results-table key columns.
 
+    Args:
+        path: the file.
+        sha256: the digest the verdict's binding names (``binding.results_sha256``), if any:
+            a table with other bytes is not the one the verdict was derived from.
+
     Raises:
-        InputError: missing, unreadable or not a results table.
+        InputError: missing, unreadable, not a results table, or not the verdict's.
     """
     path = Path(path)
     require_regular_file(path, "results table")
     try:
-        table = pd.read_parquet(path)
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"cannot read the results table ({err.strerror or err})",
+                         path=path) from None
+    digest = hashlib.sha256(data).hexdigest()
+    if sha256 is not None and digest != sha256:
+        # The report would show one table's figures beside another's verdicts (helper-44).
+        raise InputError(f"sha256 {digest[:16]}... is not the table the verdict was derived "
+                         f"from ({sha256[:16]}..., binding.results_sha256)", path=path)
+    try:
+        table = pd.read_parquet(io.BytesIO(data))
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
         raise InputError(f"cannot read parquet ({type(err).__name__}: {err})",
                          path=path) from None
@@ -66,7 +83,8 @@ def load_saved_run(out_dir: str | Path) -> SavedRun:
         raise InputError("expected an output directory holding verdict.json and results.parquet",
                          path=out)
     verdict = load_verdict(out / "verdict.json")
-    results = load_results(out / "results.parquet")
+    bound = (verdict.binding or {}).get("results_sha256")
+    results = load_results(out / "results.parquet", bound if isinstance(bound, str) else None)
     provenance_path = out / "provenance.json"
     provenance = (read_json_object(provenance_path, "provenance")
                   if provenance_path.exists() else {})

@@ -269,3 +269,25 @@ def test_report_command_bad_inputs_exit_2(saved_run: Path, breakage, expected) -
 def test_report_command_missing_directory_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(product_app(), ["report", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "expected an output directory" in result.stderr
+
+
+def test_a_results_table_that_is_not_the_verdict_s_is_refused(saved_run: Path) -> None:
+    """helper-44: `report DIR` rendered whatever results.parquet lay beside the verdict, so a
+    report could show one table's figures beside another table's verdicts."""
+    import hashlib
+
+    from flows.report.saved import load_saved_run
+
+    verdict_path = saved_run / "verdict.json"
+    verdict = json.loads(verdict_path.read_text())
+    table = (saved_run / "results.parquet").read_bytes()
+    verdict["binding"] = {"results_sha256": hashlib.sha256(table).hexdigest()}
+    verdict_path.write_text(json.dumps(verdict))
+    assert len(load_saved_run(saved_run).results) > 0  # the bound table: rendered
+
+    other = pd.read_parquet(saved_run / "results.parquet").iloc[:-1]
+    other.to_parquet(saved_run / "results.parquet")
+    result = CliRunner().invoke(product_app(), ["report", str(saved_run)])
+    assert result.exit_code == 2, result.output
+    assert f"{saved_run / 'results.parquet'}: sha256 " in result.output
+    assert "is not the table the verdict was derived from" in result.output
