@@ -75,8 +75,14 @@ def consistency_problem(verdict: Verdict, binding: Binding) -> str | None:
     names this verdict; the plan block and every method agree with the binding.
     """
     alpha, sesoi = verdict.alpha, verdict.sesoi
-    if not 0 < alpha < 1:
-        return f"alpha: {alpha!r} is not a level in (0, 1)"
+    if not 0 < alpha < 0.5:
+        # As plans require: a two-sided test at alpha >= 0.5 decides on any p (helper-44: a
+        # verdict with alpha 0.9 passed every check of the file).
+        return f"alpha: {alpha!r} is not a level in (0, 0.5)"
+    per_direction = verdict.alpha_per_direction
+    if per_direction is not None and abs(per_direction - alpha / 2) > 1e-12:
+        return (f"alpha_per_direction: {per_direction!r} is not alpha / 2 = {alpha / 2!r} "
+                "(each direction is tested at alpha / 2)")
     if not 0 < sesoi < 1:
         return f"sesoi: {sesoi!r} is not an effect size in (0, 1)"
     plan = verdict.plan

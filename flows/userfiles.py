@@ -53,7 +53,9 @@ def parse_json(text: str, path: Path, *,
                parse_constant: Callable[[str], Any] | None = None) -> Any:
     """``json.loads`` with its failures as one line naming ``path``.
 
-    Exceptions the hooks raise pass through unchanged.
+    Exceptions the hooks raise pass through unchanged (they must be subclasses of
+    ``ValueError``, not ``ValueError`` itself, which is how json reports an integer of more than
+    4300 digits).
 
     Raises:
         InputError: invalid or truncated JSON (with its line and column), or JSON nested deeper
@@ -65,9 +67,10 @@ def parse_json(text: str, path: Path, *,
     except json.JSONDecodeError as err:
         raise InputError(f"invalid or truncated JSON: {err.msg} (column {err.colno})",
                          path=path, line=err.lineno) from None
-    except InputError:
-        raise  # from a hook (a duplicate key): already one line
-    except ValueError:  # an integer past Python's conversion limit
+    except ValueError as err:
+        if type(err) is not ValueError:
+            raise  # a hook's own error (a subclass): passed through, as documented
+        # json.loads' only plain ValueError: an integer past Python's conversion limit
         raise InputError(TOO_LONG_NUMBER, path=path) from None
     except RecursionError:
         raise InputError("JSON nested too deeply (expected arrays and objects less than about "
