@@ -13,7 +13,9 @@ the shared run store and are computed once for all of them.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,11 +81,29 @@ def load_template(registry: Registry) -> dict[str, Any]:
     return template
 
 
-def method_plan_text(registry: Registry, template: dict[str, Any], entry: MethodRef) -> str:
+def entry_words(methods: list[MethodRef]) -> list[str]:
+    """One word per registry entry, naming its output directory and narrowed plan: the
+    method's name with anything but letters, digits, ``_``, ``.`` and ``-`` made ``-``; where
+    that changed the name or two entries share it (two ``external`` commands), the first 8 hex
+    digits of the digest of the entry's name and params are appended (a plugin reference
+    ``pkg.mod:Attr`` made a plan name the plan's own pattern refused: helper-44)."""
+    words = [re.sub(r"[^A-Za-z0-9_.-]", "-", entry.name) for entry in methods]
+    named = []
+    for entry, word in zip(methods, words):
+        if word != entry.name or words.count(word) > 1:
+            digest = hashlib.sha256(json.dumps([entry.name, entry.params], sort_keys=True,
+                                               default=str).encode()).hexdigest()
+            word = f"{word}-{digest[:8]}"
+        named.append(word)
+    return named
+
+
+def method_plan_text(registry: Registry, template: dict[str, Any], entry: MethodRef,
+                     word: str) -> str:
     """The template plan narrowed to one method, as YAML (``flows.plan.narrow_plan``, paths
-    made absolute against the template's directory)."""
+    made absolute against the template's directory), named after the entry's ``word``."""
     plan = narrow_plan(template, entry.name, entry.params,
-                       name=f"{template.get('name', 'sweep')}-{entry.name}",
+                       name=f"{template.get('name', 'sweep')}-{word}",
                        base_dir=Path(registry.plan).parent)
     return yaml.safe_dump(plan, sort_keys=False)
 
@@ -95,6 +115,7 @@ class SweepItem:
     takes it as it is)."""
 
     method: str
+    word: str  # names its output directory and its line of sweep.json (``entry_words``)
     plan_path: Path
     out: Path
     plan_text: str
@@ -119,16 +140,19 @@ def prepare_sweep(registry_path: str | Path, store: str | Path | None = None
     if not Path(registry.plan).is_file():
         raise InputError(f"template plan {registry.plan} not found", path=registry_path,
                          field="plan")
-    names = [entry.name for entry in registry.methods]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate:
-        raise InputError(f"method {duplicate!r} is listed twice", path=registry_path,
-                         field="methods")
+    keys = [json.dumps([entry.name, entry.params], sort_keys=True, default=str)
+            for entry in registry.methods]
+    duplicate = next((i for i, k in enumerate(keys) if keys.index(k) != i), None)
+    if duplicate is not None:
+        name = registry.methods[duplicate].name
+        raise InputError(f"method {name!r} is listed twice with the same params",
+                         path=registry_path, field=f"methods[{duplicate}]")
     template = load_template(registry)
     items = []
-    for index, entry in enumerate(registry.methods):
-        text = method_plan_text(registry, template, entry)
-        method_out = Path(registry.out) / entry.name
+    for index, (entry, word) in enumerate(zip(registry.methods,
+                                              entry_words(registry.methods))):
+        text = method_plan_text(registry, template, entry, word)
+        method_out = Path(registry.out) / word
         plan_path = method_out / "plan.yaml"
         try:
             campaign = Campaign.prepare(plan_path, method_out, store, plan_text=text)
@@ -142,7 +166,7 @@ def prepare_sweep(registry_path: str | Path, store: str | Path | None = None
                              f"{detail}", path=registry_path,
                              line=node_line(root, ("methods", index)),
                              field=f"methods[{index}]") from None
-        items.append(SweepItem(entry.name, plan_path, method_out, text, campaign))
+        items.append(SweepItem(entry.name, word, plan_path, method_out, text, campaign))
     return registry, items
 
 
@@ -175,15 +199,17 @@ def sweep_flow(registry: str = "infra/sweep-registry.yaml", store: str | None = 
                 # One method's failure (its plugin crashed, refused, timed out) is its own
                 # result: the others of the night are still validated.
                 line = " ".join(str(err).split())
-                summary[item.method] = {"verdict": None, "promote": False, "failed": line,
-                                        "report": None}
-                logger.error("%s: failed: %s", item.method, line)
+                summary[item.word] = {"verdict": None, "promote": False, "failed": line,
+                                      "report": None}
+                logger.error("%s: failed: %s", item.word, line)
                 continue
             decision = verdict.methods[label]
-            summary[item.method] = {"verdict": decision.verdict, "promote": decision.promote,
-                                    "report": str((item.out / "report.html").resolve())}
+            summary[item.word] = {"verdict": decision.verdict, "promote": decision.promote,
+                                  "report": str((item.out / "report.html").resolve())}
+            if item.word != item.method:
+                summary[item.word]["method"] = item.method
             if label != item.method:
-                summary[item.method]["results_name"] = label
-            logger.info("%s: %s (promote=%s)", item.method, decision.verdict, decision.promote)
+                summary[item.word]["results_name"] = label
+            logger.info("%s: %s (promote=%s)", item.word, decision.verdict, decision.promote)
         atomic_write_text(Path(reg.out) / "sweep.json", json.dumps(summary, indent=2))
     return summary

@@ -245,3 +245,31 @@ def test_a_failing_method_does_not_stop_the_sweep_and_plugins_keep_their_own_nam
     verdict = json.loads((tmp_path / "sweep" / "renamed" / "verdict.json").read_text())
     assert renamed["verdict"] == verdict["methods"]["sweep_renamed_label"]["verdict"]
     assert json.loads((tmp_path / "sweep" / "sweep.json").read_text()) == summary
+
+
+def test_every_registry_entry_gets_a_word_of_its_own(tmp_path: Path) -> None:
+    """helper-44: a plugin reference made the narrowed plan's name `tpl-pkg.mod:Attr`, which
+    the plan's own pattern refused, and two `external` commands were refused as one method
+    listed twice."""
+    from flows.plan import MethodRef
+    from flows.sweep import entry_words, method_plan_text, prepare_sweep
+    from w2s_common.errors import InputError
+
+    entries = [MethodRef(name="aux_conf"), MethodRef(name="pkg.mod:Attr"),
+               MethodRef(name="external", params={"command": "a.sh {inputs} {outputs}"}),
+               MethodRef(name="external", params={"command": "b.sh {inputs} {outputs}"})]
+    words = entry_words(entries)
+    assert words[0] == "aux_conf"
+    assert words[1].startswith("pkg.mod-Attr-") and len(set(words)) == 4
+    assert words[2].startswith("external-") and words[3].startswith("external-")
+    registry = write_registry(tmp_path, ["aux_conf"])
+    from flows.sweep import load_registry, load_template
+
+    reg = load_registry(registry)
+    text = method_plan_text(reg, load_template(reg), entries[1], words[1])
+    assert yaml.safe_load(text)["name"] == f"micro-ci-{words[1]}"
+
+    twice = write_registry(tmp_path, ["aux_conf", "aux_conf"])
+    with pytest.raises(InputError, match=r"methods\[1\]: method 'aux_conf' is listed twice "
+                                         r"with the same params"):
+        prepare_sweep(twice)
