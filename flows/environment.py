@@ -67,6 +67,14 @@ def _cache_dir(raw: str) -> None:
         raise InputError(f"expected a directory, got {raw!r} (a file)", field="W2S_CACHE_DIR")
 
 
+def _plugin_path(raw: str) -> None:
+    for entry in (e for e in raw.split(os.pathsep) if e):
+        if not Path(entry).is_dir():
+            # A typo left every plugin of the directory unknown, silently (helper-44).
+            raise InputError(f"expected directories (pip install --target DIR), got {entry!r}, "
+                             "which is not one", field="W2S_PLUGIN_PATH")
+
+
 # Variable -> check of a non-empty value. Unset or empty means the default everywhere.
 CHECKS: dict[str, Callable[[str], None]] = {
     "W2S_CACHE_DIR": _cache_dir,
@@ -76,6 +84,7 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "W2S_JAIL_UID": _jail_uid,
     "W2S_JAIL_BUILDER": _jail_builder,
     "W2S_WARM_START": _warm_start,
+    "W2S_PLUGIN_PATH": _plugin_path,
 }
 
 

@@ -102,6 +102,10 @@ def parse_required(values: Iterable[str] | None) -> tuple[str, ...]:
     """
     required: list[str] = []
     for value in values or ():
+        if not value.replace(",", "").strip():
+            # `--require ""` read as "no requirement" (helper-44): say what was meant.
+            raise InputError(f"got {value!r}; expected verdict names such as REAL (leave the "
+                             "option out to require promote alone)", field="--require")
         for name in value.split(","):
             name = name.strip().upper()
             if not name:

@@ -109,6 +109,13 @@ def test_unknown_required_verdict_exits_2(gate, verdict) -> None:
     assert code == 2 and "unknown verdict 'GREAT'" in err
 
 
+@pytest.mark.parametrize("value", ["", " , "])
+def test_an_empty_requirement_is_refused_not_read_as_none(gate, verdict, value) -> None:
+    """helper-44: `--require ""` meant "no requirement"."""
+    code, _, err = gate(verdict, "--method", "aux_conf", "--require", value)
+    assert code == 2 and f"--require: got {value!r}; expected verdict names" in err
+
+
 @pytest.mark.parametrize(("mutate", "expected"), [
     (lambda text: text[: len(text) // 2], "invalid or truncated JSON"),
     (lambda text: text.replace('"schema_version": 1,', '"schema_version": 1,,'),

@@ -234,6 +234,7 @@ def test_more_processes_than_cores_or_slots_are_refused(tmp_path, monkeypatch) -
     ("W2S_JAIL_UID", "0", "expected a non-root numeric uid"),
     ("W2S_JAIL_BUILDER", "docker", "expected 'bwrap' or 'unshare'"),
     ("W2S_WARM_START", "of", "expected 'auto' or 'off', got 'of'"),
+    ("W2S_PLUGIN_PATH", "/nonexistent/plugins", "got '/nonexistent/plugins', which is not one"),
 ])
 def test_bad_environment_settings_are_refused_up_front(tmp_path, monkeypatch, name, value,
                                                         expected) -> None:
