@@ -54,6 +54,14 @@ def test_malformed_json_names_file_and_line(tmp_path):
                         r"Expecting value at column \d+", _error(root))
 
 
+def test_a_key_named_twice_in_a_line_is_refused(tmp_path):
+    """helper-44: json keeps the last of a repeated key, so a row's label read one way here
+    and another way in any reader that keeps the first."""
+    row = json.dumps(_pairwise(2))
+    root = _task(tmp_path / "t", test=[_pairwise(1), row[:-1] + ', "prompt": "again"}'])
+    assert _error(root) == f"{root / 'test.jsonl'}:2: key 'prompt' appears twice in one object"
+
+
 def test_line_numbers_count_blank_lines(tmp_path):
     root = _task(tmp_path / "t", test=["", _pairwise(4), "", "[1, 2]"])
     assert _error(root) == f"{root / 'test.jsonl'}:4: expected a JSON object per line, got list"
