@@ -123,6 +123,8 @@ class Campaign:
             try:
                 label, params, fn = method_function(entry.name, entry.params, jail=plan.jail)
             except InputError as err:
+                if err.path is not None or (err.field or "").startswith("W2S_"):
+                    raise  # a file's or an environment variable's own error, not the plan's
                 line = plan.line_of("methods", index - 1) if index else plan.line_of("baseline")
                 where = f"methods[{index - 1}]" if index else "baseline"
                 raise InputError(err.message, path=plan.source, line=line,

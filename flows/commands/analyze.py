@@ -17,6 +17,11 @@ def _output_dir(out: str) -> Path:
     return Path(out)
 
 
+# analyze_table's arguments the CLI's options set, by the option's name.
+OPTION_FIELDS = {name: "--" + name.replace("_", "-") for name in (
+    "baseline", "sesoi", "alpha", "correction", "n_boot", "sesoi_pgr", "estimand")}
+
+
 def analyze(
     path: Path = typer.Argument(
         ..., help="Results table (.parquet/.csv) or a sandbox cache_results/ directory."),
@@ -52,6 +57,7 @@ def analyze(
         from stats.claims import check_claim_targets, load_claims
         from stats.table import load_table
         from stats.verdict import write_outputs
+        from w2s_common.errors import InputError
 
         out_dir = _output_dir(out)
         claimed = load_claims(claims) if claims is not None else None
@@ -62,8 +68,6 @@ def analyze(
             table, notes, quality = imported.table, imported.notes, imported.quality
             baseline = baseline or BASELINE_IDEA
         elif path.is_dir():
-            from w2s_common.errors import InputError
-
             raise InputError("a directory that is not a sandbox cache_results/ (expected a "
                                   ".parquet/.csv results table or cache_results/)", path=path)
         else:
@@ -71,10 +75,16 @@ def analyze(
             baseline = baseline or "vanilla"
         if claimed is not None:
             check_claim_targets(claimed, table, baseline, claims)
-        verdict = analyze_table(table, baseline=baseline, sesoi=sesoi, alpha=alpha,
-                                correction=correction, claims=claimed,
-                                n_boot=n_boot, sesoi_pgr=sesoi_pgr, notes=notes,
-                                data_quality=quality, estimand=estimand)
+        try:
+            verdict = analyze_table(table, baseline=baseline, sesoi=sesoi, alpha=alpha,
+                                    correction=correction, claims=claimed,
+                                    n_boot=n_boot, sesoi_pgr=sesoi_pgr, notes=notes,
+                                    data_quality=quality, estimand=estimand)
+        except InputError as err:
+            if err.path is None and err.field in OPTION_FIELDS:
+                # Named as the user gave it: the option, not the engine's argument.
+                raise InputError(err.message, field=OPTION_FIELDS[err.field]) from None
+            raise
         paths = write_outputs(verdict, out_dir)
     for method, entry in verdict.methods.items():
         typer.echo(f"{method}: {entry.verdict}" + (" (promote)" if entry.promote else ""))

@@ -187,6 +187,12 @@ def test_cli_estimand_reaches_the_verdict_and_a_bad_one_writes_nothing(tmp_path)
     assert "intervals are for the gain on these test items." in (out / "summary.md").read_text()
     bad = runner.invoke(app, ["analyze", str(table), "--out", str(tmp_path / "o2"),
                               "--estimand", "items"])
-    assert bad.exit_code == 2 and "estimand" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 2 and "--estimand" in bad.output and "Traceback" not in bad.output
     assert len(bad.output.strip().splitlines()) == 1
     assert not (tmp_path / "o2").exists()
+    # An option is named as the user typed it (helper-44: "sesoi:" for --sesoi).
+    for option, value in (("--sesoi", "2"), ("--baseline", "nope"), ("--alpha", "0.7")):
+        bad = runner.invoke(app, ["analyze", str(table), "--out", str(tmp_path / "o3"),
+                                  option, value])
+        assert bad.exit_code == 2 and bad.output.startswith(f"error: {option}: "), bad.output
+    assert not (tmp_path / "o3").exists()
