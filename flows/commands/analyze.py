@@ -17,6 +17,22 @@ def _output_dir(out: str) -> Path:
     return Path(out)
 
 
+def _without_controls(table, baseline: str):
+    """The table without control arms (``control:<kind>:<name>``, as `validate` writes them)
+    and only the seeds some candidate ran, as `validate` analyses its candidates; and the
+    control arms left out. A validate run's results.parquet analysed here had shown its
+    spike-in control as a candidate, "REAL (promote)" (review 2026-12-05)."""
+    from transfer.controls import is_control_label
+
+    arms = [str(a) for a in table["arm"].unique()]
+    controls = sorted(a for a in arms if is_control_label(a))
+    if not controls:
+        return table, controls
+    kept = table[~table["arm"].isin(controls)]
+    candidates = kept.loc[~kept["arm"].isin(["weak", "ceiling", baseline]), "seed"]
+    return kept[kept["seed"].isin(set(candidates))].reset_index(drop=True), controls
+
+
 # analyze_table's arguments the CLI's options set, by the option's name.
 OPTION_FIELDS = {name: "--" + name.replace("_", "-") for name in (
     "baseline", "sesoi", "alpha", "correction", "n_boot", "sesoi_pgr", "estimand")}
@@ -73,6 +89,11 @@ def analyze(
         else:
             table = load_table(path)
             baseline = baseline or "vanilla"
+        table, controls = _without_controls(table, baseline)
+        if controls:
+            notes.append(f"control arms left out: {', '.join(controls)} (a control's verdict "
+                         "needs its plan: kind, level, never promoted; `validate` writes it "
+                         "under `controls`)")
         if claimed is not None:
             check_claim_targets(claimed, table, baseline, claims)
         try:

@@ -196,3 +196,20 @@ def test_cli_estimand_reaches_the_verdict_and_a_bad_one_writes_nothing(tmp_path)
                                   option, value])
         assert bad.exit_code == 2 and bad.output.startswith(f"error: {option}: "), bad.output
     assert not (tmp_path / "o3").exists()
+
+
+def test_control_arms_of_a_validate_run_are_left_out_never_promoted(tmp_path):
+    """A validate run's results.parquet analysed here showed its spike-in control as a
+    candidate, "REAL (promote)": control arms are the plan's, and left out with a note."""
+    from flows.cli import app
+
+    spike = "control:synthetic_spike_in:plus8pp"
+    table = tmp_path / "results.parquet"
+    _ladder({r: {"m": 0.0, spike: 0.08} for r in RUNGS}, n_seeds=6,
+            n_examples=1500).to_parquet(table)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["analyze", str(table), "--out", str(out), "--n-boot", "0"])
+    assert result.exit_code == 0, result.output
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert list(verdict["methods"]) == ["m"] and spike not in result.output
+    assert f"control arms left out: {spike}" in (out / "summary.md").read_text()
