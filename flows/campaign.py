@@ -18,7 +18,7 @@ from flows import progress as events
 from flows.audit_draw import AuditCell, audit_horizon, draw_audit_cells
 from flows.outcome_check import GroupOutcomeError
 from flows.plan import MethodRef
-from flows.worker import ArmGroup, Canary, ControlRef, GroupMethod
+from flows.worker import ArmGroup, Canary, ControlRef, GroupEngine, GroupMethod
 from w2s_common.errors import InputError
 
 if TYPE_CHECKING:
@@ -168,14 +168,17 @@ class Campaign:
         control_refs = [ControlRef(kind=c.kind, name=c.name, gold_fraction=c.gold_fraction,
                                    gain=c.gain, baseline=MethodRef(name=self.plan.baseline))
                         for c in self.plan.controls if c.label in wanted]
-        engine = {"ds_config": self.plan.compute.ds_config,
-                  "precision": self.plan.compute.precision}
+        engine = self._group_engine()
         return [ArmGroup(ladder=self.plan.ladder_ref(), rung=rung,
                          data=None if dataset is None else str(dataset), store=str(self.store),
                          seeds=seeds, methods=refs, controls=control_refs, engine=engine,
-                         jail=self.plan.jail.model_dump(mode="json"),
+                         jail=self.plan.jail,
                          pinned=dict(self.pinned), result="")
                 for dataset in self.plan.dataset_paths() for rung in self.rungs_smallest_first()]
+
+    def _group_engine(self) -> GroupEngine:
+        return GroupEngine(ds_config=self.plan.compute.ds_config,
+                           precision=self.plan.compute.precision)
 
     def audit_groups(self, cells: dict[str, list[AuditCell]]) -> list[ArmGroup]:
         """One group per (rung, dataset) holding audits (``cells``: plan entry -> its audited
@@ -183,8 +186,7 @@ class Campaign:
         (``flows.worker.run_canary``)."""
         entries = {m.name: m.params for m in self.plan.methods}
         audit = self.plan.audit
-        engine = {"ds_config": self.plan.compute.ds_config,
-                  "precision": self.plan.compute.precision}
+        engine = self._group_engine()
         by_place: dict[tuple[str, str | None], dict[str, list[AuditCell]]] = {}
         for entry, chosen in cells.items():
             for cell in chosen:
@@ -199,7 +201,7 @@ class Campaign:
             groups.append(ArmGroup(ladder=self.plan.ladder_ref(), rung=rung, data=data,
                                    store=str(self.store), seeds=[], methods=refs,
                                    canaries=canaries, engine=engine,
-                                   jail=self.plan.jail.model_dump(mode="json"),
+                                   jail=self.plan.jail,
                                    pinned=dict(self.pinned), result=""))
         return groups
 

@@ -65,7 +65,7 @@ def check_outcome(campaign: Any, group: ArmGroup, runs: list[str]) -> None:
     wanted = sorted((seed, arm) for seed in group.seeds for arm in expected)
     store, got = RunStore(campaign.store), []
     where = f"rung {group.rung} seeds {group.seeds}"
-    hparams = training_settings(campaign, group.engine)
+    hparams = training_settings(campaign, group.engine.overrides())
     for run_hash in runs:
         record = store.find(run_hash)
         if record is None:

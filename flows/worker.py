@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.plan import MethodRef
+from methods.policy import JailSettings
 
 # "<pid>:<start time>" of the process that started this worker (see process_token).
 ORCHESTRATOR_ENV = "W2S_ORCHESTRATOR"
@@ -156,6 +157,19 @@ class Canary(BaseModel):
     alpha: float = 0.001
 
 
+class GroupEngine(BaseModel):
+    """The plan's engine settings a group's runs train with (``compute.ds_config``,
+    ``compute.precision``), on top of the ladder's ``training`` defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ds_config: str | None = None
+    precision: Literal["fp32", "bf16"] | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings given, as ``flows.context.engine_config`` takes them."""
+        return self.model_dump(exclude_none=True)
+
+
 class ArmGroup(BaseModel):
     """One unit of work the flow hands to a worker process."""
 
@@ -169,8 +183,8 @@ class ArmGroup(BaseModel):
     methods: list[GroupMethod]
     controls: list[ControlRef] = Field(default_factory=list)
     canaries: list[Canary] = Field(default_factory=list)
-    engine: dict[str, Any] = Field(default_factory=dict)
-    jail: dict[str, Any] = Field(default_factory=dict)
+    engine: GroupEngine = Field(default_factory=GroupEngine)
+    jail: JailSettings = Field(default_factory=JailSettings)
     # A reuse check (``flows.reuse_check``): the arms are computed into this empty throw-away
     # store instead of ``store`` (which still names the shared store for outcomes and leases).
     rerun_into: str | None = None
@@ -214,7 +228,8 @@ def _run_group(group: ArmGroup, log=print) -> dict[str, Any]:
     from transfer.cache import shared_entries_built, shared_entries_found
 
     # A reuse check computes into its own empty store: the campaign's pins are of the shared one.
-    ctx = arm_context(group.ladder, group.data, group.rerun_into or group.store, group.engine,
+    ctx = arm_context(group.ladder, group.data, group.rerun_into or group.store,
+                      group.engine.overrides(),
                       pins=None if group.rerun_into else group.pinned)
     resolved = [method_function(m.name, m.params, jail=group.jail) for m in group.methods]
     for method, (label, params, fn) in zip(group.methods, resolved, strict=True):
