@@ -9,8 +9,9 @@ lives in the shared run store, so a group run on another machine is just another
 - ``STORE/.groups/<tag>.lease``: held while this flow run works on the group and renewed by the
   lease heartbeat, so the parent sees at once (same machine) or after ``W2S_LEASE_TTL_S``
   (another machine) when the group's infrastructure died;
-- ``STORE/.groups/<tag>.json``: the outcome the parent reads (run hashes, which ones this run
-  executed, the worker and host that ran it, the attempt).
+- the outcome (run hashes, which ones this run executed, their digests, the worker and host
+  that ran it, the attempt): an artifact of this flow run, which the parent reads through the
+  server (``flows.group_outcome``), and a copy for people in ``STORE/.groups/<tag>.json``.
 
 A failure the user can act on ends the flow run Failed with the message ``exit N: <one line>``
 (N = the worker's exit status: 2 bad input or the machine, 1 a crash of the code); the parent
@@ -42,7 +43,7 @@ ENTRYPOINT = "flows.group_flow.run_arm_group"  # a module path: no checkout need
 class GroupPaths:
     """The files of one submitted group in the shared store."""
 
-    outcome: Path  # written by the group run when it succeeded; read by the parent
+    outcome: Path  # a copy of the outcome, written when the group run succeeded (for people)
     lease: Path  # held while a group run works on it
     result: Path  # the worker process's own result (rank 0 writes it, on whichever node)
 
@@ -78,6 +79,7 @@ async def run_arm_group(group: ArmGroup, tag: str, processes: int = 1, nodes: in
     """
     from flows.environment import check_environment
     from flows.execute import GroupFailed, install_signal_handlers
+    from flows.group_outcome import publish_outcome
     from flows.preflight import processes_problem
     from flows.slots import ShutdownInProgress
     from flows.worker import PERMANENT_EXIT, TRANSIENT_ERRNOS, TRANSIENT_EXIT, os_error_line
@@ -106,8 +108,10 @@ async def run_arm_group(group: ArmGroup, tag: str, processes: int = 1, nodes: in
             code, f"{where}: worker {worker_name()} on {socket.gethostname()} cannot write the "
                   f"run store: {os_error_line(err)}"))
     try:
-        outcome = _run(group.model_copy(update={"result": str(paths.result)}), processes,
-                       nodes, tag)
+        # One node: the worker's result stays on this machine (a private directory,
+        # ``flows.execute``); several: rank 0 may run on another node and writes it to the store.
+        outcome = _run(group.model_copy(update={"result": str(paths.result) if nodes > 1
+                                                else ""}), processes, nodes, tag)
     except GroupFailed as err:
         _log_tail(logger, err.log)
         return Failed(message=failure_message(err.returncode, str(err)))
@@ -125,7 +129,12 @@ async def run_arm_group(group: ArmGroup, tag: str, processes: int = 1, nodes: in
                   "cwd": os.getcwd(), "flow_run_id": _runtime("id"),
                   "run_count": _runtime("run_count")}
         try:
-            atomic_write_json(paths.outcome, record)
+            await publish_outcome(record)  # what the parent reads (flows.group_outcome)
+        except Exception as err:  # noqa: BLE001 - the server or the client, transient
+            return Failed(message=failure_message(TRANSIENT_EXIT, f"{where}: cannot report "
+                                                  f"the outcome to the Prefect server: {err}"))
+        try:
+            atomic_write_json(paths.outcome, record)  # a copy for people; never read back
         except OSError as err:
             code = TRANSIENT_EXIT if err.errno in TRANSIENT_ERRNOS else PERMANENT_EXIT
             return Failed(message=failure_message(code, f"{where}: {os_error_line(err)}"))

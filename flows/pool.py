@@ -6,12 +6,14 @@ the `validate` flow submits the groups of each look as flow runs of the deployme
 (``prefect.deployments.run_deployment``, linked to the parent as subflow runs), and waits for
 them. Whatever workers the pool has (processes on several machines, Kubernetes jobs) run them,
 as many at once as the pool's, its queues' and the deployment's concurrency limits allow. The
-group runs write to the shared run store; the parent reads their outcomes and runs from there
-(every run hash-verified), so it never needs a worker's disk.
+group runs write to the shared run store; the parent reads their runs from there (every run
+hash-verified) and their outcomes from the server, so it never needs a worker's disk.
 
 While it waits the parent watches each group run:
 
-- Completed: the outcome ``STORE/.groups/<tag>.json`` is read and its runs checked in the store.
+- Completed: the outcome the group run reported to the server is read
+  (``flows.group_outcome``: never a file other writers of the store could rewrite) and its
+  runs checked in the store.
 - Failed: the run's message ``exit N: <line>`` becomes the validation's one-line error (exit 2
   for bad input or the machine, 1 otherwise); the other group runs are cancelled.
 - Crashed (its process died: the worker saw it), or Running while its lease in the store
@@ -28,7 +30,6 @@ While it waits the parent watches each group run:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -44,8 +45,8 @@ from w2s_common.errors import InputError
 
 LOG = logging.getLogger("flows.pool")
 POLL_S = 0.5
-# How long a Completed group's outcome may take to appear (a shared filesystem's attribute cache
-# can hide a file written on another machine for a few seconds).
+# How long a Completed group's outcome and runs may take to appear (a shared filesystem's
+# attribute cache can hide a file written on another machine for a few seconds).
 OUTCOME_GRACE_S = 60.0
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -246,7 +247,7 @@ class PoolExecutor:
             if kind != run.state:
                 run.state, run.state_since = kind, time.monotonic()
             if kind == "COMPLETED":
-                self._completed(run)
+                self._completed(client, run, flow_run.run_count)
             elif kind == "FAILED":
                 raise _failure(run, flow_run.state.message)
             elif kind == "CANCELLED" or flow_run.state.name == "Cancelling":
@@ -263,21 +264,21 @@ class PoolExecutor:
             elif kind == "RUNNING":
                 self._check_alive(client, run, watch)
 
-    def _completed(self, run: GroupRun) -> None:
-        """Read the outcome from the shared store; every run it lists must be there, verified."""
+    def _completed(self, client: Any, run: GroupRun, attempt: int | None) -> None:
+        """Read the outcome the group run reported to the server (``flows.group_outcome``);
+        every run it lists must be in the shared store, verified."""
+        from flows.group_outcome import read_outcome
         from transfer.store import RunStore
 
         if run.completed_at is None:
             run.completed_at = time.monotonic()
-        path = group_paths(self.store, run.tag).outcome
-        try:
-            outcome = json.loads(path.read_text())
-        except FileNotFoundError:
+        outcome = read_outcome(client, run.flow_run_id, run.tag, attempt, run.where)
+        if outcome is None:
             if time.monotonic() - run.completed_at < OUTCOME_GRACE_S:
-                return  # not visible here yet
-            raise GroupFailed(f"{run.where}: group run {run.name} completed but its outcome "
-                              f"{path} is not in the store; does the worker mount the store "
-                              f"at {self.store}?", 2, None) from None
+                return
+            raise GroupFailed(f"{run.where}: group run {run.name} completed but reported no "
+                              "outcome to the Prefect server (is the worker's w2s-transfer the "
+                              "parent's?)", 2, None)
         store = RunStore(self.store)
         missing = [h for h in outcome["runs"] if store.find(h) is None]
         if missing:
