@@ -34,9 +34,12 @@ import hmac as hmac_lib
 import json
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from w2s_common.errors import InputError
+
+if TYPE_CHECKING:
+    from flows.resolved import ResolvedMethod
 
 BINDING_FORMAT = "w2s-verdict-binding/1"
 HMAC_ALGORITHM = "hmac-sha256"
@@ -68,14 +71,14 @@ def unique_fingerprints(runs: Iterable[Any]) -> tuple[str | None, dict[str, str 
             {label: next(iter(found)) for label, found in methods.items()})
 
 
-def make_binding(*, plan, methods: Mapping[str, Mapping[str, Any]], runs: list[Any],
+def make_binding(*, plan, methods: Mapping[str, ResolvedMethod], runs: list[Any],
                  results_sha256: str, git_commit: str | None,
                  reuse_check: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``binding`` block of a verdict.
 
     Args:
         plan: the ``flows.plan.Plan``.
-        methods: plan entry name -> ``{"label", "params", "code"}`` (``Campaign.methods``).
+        methods: plan entry name -> its ``flows.resolved.ResolvedMethod`` (``Campaign.methods``).
         runs: the runs the verdict was derived from (their fingerprints are recorded).
         results_sha256: sha256 of results.parquet as written.
         git_commit: ``flows.report.provenance.git_commit()``.
@@ -85,8 +88,8 @@ def make_binding(*, plan, methods: Mapping[str, Mapping[str, Any]], runs: list[A
     trainer, by_label = unique_fingerprints(runs)
     bound = {}
     for reference, info in methods.items():
-        label = info["label"]
-        code = info["code"]
+        label = info.label
+        code = info.code
         found = by_label.get(label)
         if found is not None and found != code.fingerprint:
             # The binding names the code the parent resolved for the entry; runs of any other
@@ -94,14 +97,14 @@ def make_binding(*, plan, methods: Mapping[str, Mapping[str, Any]], runs: list[A
             # never bound (Campaign.check_outcome refuses them first).
             raise InputError(f"the runs of {label} were not made by the code {reference} "
                              "resolved to when the campaign was prepared; rerun validate")
-        bound[label] = {"reference": reference, "params": info["params"], "kind": code.kind,
+        bound[label] = {"reference": reference, "params": info.params, "kind": code.kind,
                         "provider": code.provider, "fingerprint": code.fingerprint}
     binding = {"format": BINDING_FORMAT, "plan_name": plan.name, "plan_hash": plan.plan_hash,
                "git_commit": git_commit, "results_sha256": results_sha256,
                "trainer_fingerprint": trainer, "methods": bound}
     if plan.controls:
-        binding["controls"] = bind_controls(plan, bound[methods[plan.baseline]["label"]],
-                                            methods[plan.baseline]["label"], by_label)
+        binding["controls"] = bind_controls(plan, bound[methods[plan.baseline].label],
+                                            methods[plan.baseline].label, by_label)
     if reuse_check is not None:
         binding["reuse_check"] = dict(reuse_check)
     return binding

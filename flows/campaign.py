@@ -18,6 +18,7 @@ from flows import progress as events
 from flows.audit_draw import AuditCell, audit_horizon, draw_audit_cells
 from flows.outcome_check import GroupOutcomeError
 from flows.plan import MethodRef
+from flows.resolved import ResolvedMethod
 from flows.worker import ArmGroup, Canary, ControlRef, GroupEngine, GroupMethod
 from w2s_common.errors import InputError
 
@@ -70,7 +71,7 @@ class Campaign:
     report_markdown: str = ""  # the report without images, for the Prefect artifact
     # Plan entry name (the baseline first) -> the method as resolved: its name in the results
     # (``label``; a plugin names itself), params and code (``methods.fingerprint.MethodCode``).
-    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    methods: dict[str, ResolvedMethod] = field(default_factory=dict)
     verdict_key: bytes | None = field(default=None, repr=False)  # HMAC key (flows.binding)
     # The label-leak audit inside the campaign: results name -> the audited cells' outcomes
     # (``stats.verdict_model.LabelAudit``).
@@ -118,7 +119,7 @@ class Campaign:
         # Settings the run reads only at the end, checked now: a bad one fails before compute.
         check_summary_settings()
         check_key_settings()
-        methods: dict[str, dict[str, Any]] = {}
+        methods: dict[str, ResolvedMethod] = {}
         for index, entry in enumerate([MethodRef(name=plan.baseline)] + list(plan.methods)):
             try:
                 label, params, fn = method_function(entry.name, entry.params, jail=plan.jail)
@@ -129,9 +130,9 @@ class Campaign:
                 where = f"methods[{index - 1}]" if index else "baseline"
                 raise InputError(err.message, path=plan.source, line=line,
                                  field=_plan_field(err.field, where)) from None
-            methods[entry.name] = {"label": label, "params": params, "code": fn.code,
-                                   "untrusted": bool(fn.runs_untrusted_code),
-                                   "jailed_builtin": bool(fn.jailed_builtin)}
+            methods[entry.name] = ResolvedMethod(label, params, fn.code,
+                                                 bool(fn.runs_untrusted_code),
+                                                 bool(fn.jailed_builtin))
         check_unique_labels(plan, methods)
         check_controls(plan, methods)
         ladder = load_ladder(plan.ladder_ref())
@@ -153,7 +154,7 @@ class Campaign:
 
     def labels(self) -> dict[str, str]:
         """Plan entry name -> the method's name in the results and the verdict."""
-        return {name: info["label"] for name, info in self.methods.items()}
+        return {name: info.label for name, info in self.methods.items()}
 
     def groups(self, seeds: list[int], methods: list[str],
                controls: list[str] = ()) -> list[ArmGroup]:
@@ -207,8 +208,8 @@ class Campaign:
 
     def _group_method(self, entry: str, params: dict[str, Any]) -> GroupMethod:
         info = self.methods[entry]
-        return GroupMethod(name=entry, params=params, label=info["label"],
-                           resolved=info["params"], fingerprint=info["code"].fingerprint)
+        return GroupMethod(name=entry, params=params, label=info.label,
+                           resolved=info.params, fingerprint=info.code.fingerprint)
 
     def record_audits(self, group: ArmGroup, audits: Any) -> None:
         """Keep the audit outcomes a group reports: exactly one per canary it was given.
@@ -232,7 +233,7 @@ class Campaign:
                                     f"the ones it was asked for {wanted}")
         dataset = self._dataset_name(group.data)
         for audit in reported:
-            label = self.methods[audit["method"]]["label"]
+            label = self.methods[audit["method"]].label
             try:
                 record = LabelAudit(rung=group.rung, dataset=dataset, seed=audit["seed"],
                                     clean=audit.get("clean"), evidence=audit.get("evidence"),
@@ -447,7 +448,7 @@ def look_at_methods(plan, table: pd.DataFrame, methods: list[str], look: int,
     return out
 
 
-def check_unique_labels(plan: Any, methods: dict[str, dict[str, Any]]) -> None:
+def check_unique_labels(plan: Any, methods: dict[str, ResolvedMethod]) -> None:
     """Before any compute: each entry's results name (a plugin names itself) is its own, and
     none is an arm name (weak, ceiling): two entries under one name would merge their runs
     into one arm. Nor may a results name be what another method is known by: another entry's
@@ -464,7 +465,7 @@ def check_unique_labels(plan: Any, methods: dict[str, dict[str, Any]]) -> None:
     entry_points = set(_entry_points())
     seen: dict[str, str] = {}
     for index, (name, info) in enumerate(methods.items()):
-        label = info["label"]
+        label = info.label
         loc = ("baseline",) if index == 0 else ("methods", index - 1, "name")
         clash = seen.get(label) or (label if label in ("weak", "ceiling") else None)
         if clash is not None:
@@ -489,7 +490,7 @@ def seed_batches(initial: int, batch: int, maximum: int) -> list[list[int]]:
     return looks
 
 
-def check_controls(plan: Any, methods: dict[str, dict[str, Any]]) -> None:
+def check_controls(plan: Any, methods: dict[str, ResolvedMethod]) -> None:
     """Before any compute: no method may be named like a control (a plugin names itself), and
     controls need a baseline the pipeline trusts (a built-in: they use gold labels).
 
@@ -499,14 +500,14 @@ def check_controls(plan: Any, methods: dict[str, dict[str, Any]]) -> None:
     from transfer.controls import is_control_label
 
     for index, (name, info) in enumerate(methods.items()):
-        if is_control_label(info["label"]):
+        if is_control_label(info.label):
             loc = ("baseline",) if index == 0 else ("methods", index - 1, "name")
-            plan._raise(loc, f"method {name!r} names itself {info['label']!r}; names starting "
+            plan._raise(loc, f"method {name!r} names itself {info.label!r}; names starting "
                         "with 'control:' are reserved for controls")
     base = methods[plan.baseline]
-    if plan.controls and (base["untrusted"] or base.get("jailed_builtin")):
+    if plan.controls and (base.untrusted or base.jailed_builtin):
         why = ("is a built-in this plan does not trust (jail: {builtins: jail}): use vanilla, "
-               "the pipeline's reference" if base.get("jailed_builtin") else
+               "the pipeline's reference" if base.jailed_builtin else
                "runs code the pipeline does not trust; use a built-in baseline")
         plan._raise(("controls", 0, "kind"),
                     f"controls re-run the baseline {plan.baseline!r} with gold labels on the "

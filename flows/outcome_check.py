@@ -22,11 +22,11 @@ def expected_students(campaign: Any, group: ArmGroup) -> dict[str, tuple[str, st
     out: dict[str, tuple[str, str]] = {}
     for ref in group.methods:
         info = campaign.methods[ref.name]
-        out[info["label"]] = (canonical_json(info["params"]), info["code"].fingerprint)
+        out[info.label] = (canonical_json(info.params), info.code.fingerprint)
     base = campaign.methods[campaign.plan.baseline]
     for control in group.controls:
         label, params, fingerprint = control_run_identity(
-            control.spec(), base["label"], base["params"], base["code"].fingerprint)
+            control.spec(), base.label, base.params, base.code.fingerprint)
         out[label] = (canonical_json(params), fingerprint)
     return out
 
@@ -34,12 +34,12 @@ def expected_students(campaign: Any, group: ArmGroup) -> dict[str, tuple[str, st
 def jailed_students(campaign: Any, group: ArmGroup) -> set[str]:
     """Results names of ``group``'s student arms whose code is a built-in the plan jails
     (``jail: {builtins: jail}``): a method's, and a control's when its baseline is one."""
-    labels = {campaign.methods[ref.name]["label"] for ref in group.methods
-              if campaign.methods[ref.name].get("jailed_builtin")}
+    labels = {campaign.methods[ref.name].label for ref in group.methods
+              if campaign.methods[ref.name].jailed_builtin}
     base = campaign.methods[campaign.plan.baseline]
-    if base.get("jailed_builtin"):
+    if base.jailed_builtin:
         labels |= set(expected_students(campaign, group)) - {
-            campaign.methods[ref.name]["label"] for ref in group.methods}
+            campaign.methods[ref.name].label for ref in group.methods}
     return labels
 
 
@@ -71,7 +71,7 @@ def check_outcome(campaign: Any, group: ArmGroup, runs: list[str]) -> None:
         if record is None:
             raise GroupOutcomeError(f"{where}: run {run_hash} is not in the store {campaign.store}")
         spec = record.spec
-        if spec.rung != group.rung or spec.ladder != group.ladder:
+        if spec.rung != group.rung or spec.ladder != campaign.ladder.name:
             raise GroupOutcomeError(f"{where}: run {run_hash} is of {spec.ladder} rung "
                                     f"{spec.rung}, not of this group")
         if spec.dataset_fingerprint != campaign.dataset_fingerprint(group.data):

@@ -6,16 +6,19 @@ import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from stats.verdict_model import Sequential, Verdict
 
+if TYPE_CHECKING:
+    from flows.resolved import ResolvedMethod
+
 
 def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
                   looks: list[dict[str, Any]], seeds_used: dict[str, list[int]],
-                  methods: Mapping[str, Mapping[str, Any]], key: bytes | None = None,
+                  methods: Mapping[str, ResolvedMethod], key: bytes | None = None,
                   git_commit: str | None = None,
                   audits: Mapping[str, list[Any]] | None = None,
                   reuse_check: Mapping[str, Any] | None = None) -> Verdict:
@@ -28,7 +31,7 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
         results: the results table with its run columns (``transfer.results``).
         runs: the runs it was built from (``RunRecord`` objects).
         looks, seeds_used: the sequential design's record.
-        methods: plan entry name -> ``{"label", "params", "code"}`` (``Campaign.methods``).
+        methods: plan entry name -> its ``flows.resolved.ResolvedMethod`` (``Campaign.methods``).
         key: the verdict HMAC key, if any (``flows.binding.verdict_key``).
         git_commit: the checkout's commit.
         audits: results name -> its label-leak audit cells (``Campaign.audits``).
@@ -42,7 +45,7 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
     from stats import write_outputs as write_stats_outputs
     from w2s_common.atomic import atomic_write_bytes, atomic_write_text
 
-    labels = {name: info["label"] for name, info in methods.items()}
+    labels = {name: info.label for name, info in methods.items()}
     sequential = Sequential.model_validate({"looks": looks, "seeds_used": seeds_used,
                                             "seed_budget": plan.seeds.max})
     verdict = derive_verdict(plan, results, runs, labels, sequential=sequential, audits=audits)
@@ -86,7 +89,7 @@ def write_outputs(campaign, results: pd.DataFrame, seeds_used: dict[str, list[in
                             reuse_check=checked)
     extra = {"arms_executed": len(campaign.executed_arms), "runs": len(set(campaign.runs)),
              "store": str(campaign.store),
-             "code": {name: info["code"].as_dict() for name, info in campaign.methods.items()}}
+             "code": {name: info.code.as_dict() for name, info in campaign.methods.items()}}
     if campaign.plan.controls:
         extra["controls"] = {c.label: c.spec().as_dict() for c in campaign.plan.controls}
     extra["reuse_check"] = checked

@@ -214,7 +214,7 @@ def check_reuse(campaign: Any, submit: Any) -> None:
     chosen = draw_cells(list(cells), check.cells)
     if not chosen:
         return
-    entry_of = {info["label"]: entry for entry, info in campaign.methods.items()}
+    entry_of = {info.label: entry for entry, info in campaign.methods.items()}
     baseline, control_labels = campaign.plan.baseline, set(campaign.plan.control_labels)
     scratch = scratch_store(campaign.store)
     groups = []

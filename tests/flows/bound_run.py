@@ -81,14 +81,16 @@ def _predictions(rng: np.random.Generator, gold: np.ndarray, correct: np.ndarray
                          "prob": prob, "pred": pred, "correct": correct})
 
 
-def method_infos(plan) -> dict[str, dict[str, Any]]:
-    """What ``Campaign.prepare`` records per plan entry (label, params, code)."""
+def method_infos(plan) -> dict[str, Any]:
+    """What ``Campaign.prepare`` records per plan entry (``flows.resolved.ResolvedMethod``)."""
+    from flows.resolved import ResolvedMethod
     from methods.resolve import method_function
 
     infos = {}
     for name in [plan.baseline, *plan.method_names]:
         label, params, fn = method_function(name, {})
-        infos[name] = {"label": label, "params": params, "code": fn.code}
+        infos[name] = ResolvedMethod(label, params, fn.code, bool(fn.runs_untrusted_code),
+                                     bool(fn.jailed_builtin))
     return infos
 
 
@@ -140,7 +142,7 @@ def build_bound_run(directory: Path, *, key: bytes | None = None, seed: int = 11
                 kind = label if label in ("weak", "ceiling") else "student"
                 model = rung.weak if kind == "weak" else rung.strong
                 params, fingerprint = (control_ids[label] if label in control_ids else
-                                       (infos[label]["params"], infos[label]["code"].fingerprint)
+                                       (infos[label].params, infos[label].code.fingerprint)
                                        if kind == "student" else ({}, None))
                 spec = RunSpec(arm=kind, ladder="micro", rung=rung.name, dataset=DATASET,
                                dataset_fingerprint="simulated", seed=s, model=model.name,
@@ -162,7 +164,7 @@ def build_bound_run(directory: Path, *, key: bytes | None = None, seed: int = 11
     return BoundRun(out=out, plan=plan_path, store=directory / "store")
 
 
-def _control_identities(plan, infos: dict[str, dict[str, Any]]
+def _control_identities(plan, infos: dict[str, Any]
                         ) -> dict[str, tuple[dict[str, Any], str]]:
     """Control label -> (method_params, method_fingerprint) of its runs, as run_arm keys them."""
     from transfer.arms import control_run_identity
@@ -171,7 +173,7 @@ def _control_identities(plan, infos: dict[str, dict[str, Any]]
     out = {}
     for entry in plan.controls:
         label, params, fingerprint = control_run_identity(
-            entry.spec(), base["label"], base["params"], base["code"].fingerprint)
+            entry.spec(), base.label, base.params, base.code.fingerprint)
         out[label] = (params, fingerprint)
     return out
 
@@ -201,7 +203,7 @@ def write_bound_verdict(plan_path: Path, records: list[Any], out: Path, *,
     plan = load_plan(plan_path)
     infos = method_infos(plan)
     results = results_table(records, load_ladder(plan.ladder))
-    labels = {name: info["label"] for name, info in infos.items()}
+    labels = {name: info.label for name, info in infos.items()}
     looks, seeds_used = replay_looks(plan, results, labels)
     write_verdict(out, plan, results, records, looks=looks, seeds_used=seeds_used,
                   methods=infos, key=key, git_commit="0" * 40,

@@ -9,6 +9,7 @@ import pytest
 
 from flows.binding import make_binding
 from flows.plan import load_plan
+from flows.resolved import ResolvedMethod
 from methods.fingerprint import MethodCode
 from w2s_common.errors import InputError
 
@@ -22,8 +23,7 @@ def student(label: str, fingerprint: str) -> SimpleNamespace:
 
 
 def bind(runs):
-    methods = {name: {"label": name, "params": {},
-                      "code": MethodCode(name, "builtin", PARENT_CODE)}
+    methods = {name: ResolvedMethod(name, {}, MethodCode(name, "builtin", PARENT_CODE), False)
                for name in ("vanilla", "aux_conf")}
     return make_binding(plan=load_plan("micro-ci"), methods=methods, runs=runs,
                         results_sha256="0" * 64, git_commit=None)

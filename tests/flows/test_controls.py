@@ -110,27 +110,29 @@ def test_a_method_may_not_take_a_control_name(tmp_path: Path) -> None:
 
 def test_controls_need_a_trusted_baseline_before_any_compute(tmp_path: Path) -> None:
     from flows.campaign import check_controls
+    from flows.resolved import ResolvedMethod
     from methods.resolve import method_function
 
     path = tmp_path / "plan.yaml"
     path.write_text(GOOD + "controls:\n  - {kind: null, name: a}\n")
     plan = load_plan(path)
     assert method_function("vanilla", {})[2].runs_untrusted_code is False
-    trusted = {"vanilla": {"label": "vanilla", "untrusted": False},
-               "aux_conf": {"label": "aux_conf", "untrusted": False}}
+    def resolved(label: str, untrusted: bool = False, jailed_builtin: bool = False):
+        return ResolvedMethod(label, {}, method_function("vanilla", {})[2].code, untrusted,
+                              jailed_builtin)
+
+    trusted = {"vanilla": resolved("vanilla"), "aux_conf": resolved("aux_conf")}
     check_controls(plan, trusted)  # nothing to refuse
     with pytest.raises(InputError, match=r"plan\.yaml:8: controls\[0\]\.kind: .*does not trust"):
-        check_controls(plan, {**trusted, "vanilla": {"label": "vanilla", "untrusted": True}})
+        check_controls(plan, {**trusted, "vanilla": resolved("vanilla", untrusted=True)})
     # A built-in the plan jails is code the plan does not trust either: handed gold labels, it
     # could tell a control's runs apart (attacker review, 2026-12-05).
     with pytest.raises(InputError, match=r"controls\[0\]\.kind: .*a built-in this plan does "
                                          r"not trust \(jail: \{builtins: jail\}\): use vanilla"):
-        check_controls(plan, {**trusted, "vanilla": {"label": "vanilla", "untrusted": False,
-                                                     "jailed_builtin": True}})
+        check_controls(plan, {**trusted, "vanilla": resolved("vanilla", jailed_builtin=True)})
     # A plugin names itself: it may not name itself like a control.
     with pytest.raises(InputError, match=r"plan\.yaml:3: methods\[0\]\.name: .*reserved"):
-        check_controls(plan, {**trusted, "aux_conf": {"label": "control:null:a",
-                                                      "untrusted": False}})
+        check_controls(plan, {**trusted, "aux_conf": resolved("control:null:a")})
 
 
 # --- the verdict ------------------------------------------------------------------------------

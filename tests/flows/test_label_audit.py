@@ -134,7 +134,7 @@ def test_a_group_must_report_exactly_the_audits_it_was_given(tmp_path) -> None:
             campaign.record_audits(group, bad)
     campaign.audits.clear()
     campaign.record_audits(group, reported)
-    label = campaign.methods[group.canaries[0].method]["label"]
+    label = campaign.methods[group.canaries[0].method].label
     assert campaign.audits[label][0].rung == "m1"
     assert campaign.audits[label][0].dataset == "synthetic"
 

@@ -4,6 +4,7 @@ plugin that names itself like another arm on a worker nor an outcome listing oth
 rows to an arm (found by an independent attacker review, 2026-12-03)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 from types import SimpleNamespace
 
@@ -36,9 +37,9 @@ def campaign(tmp_path, monkeypatch):
     monkeypatch.setattr(transfer.store, "RunStore", FakeStore)
     prepared = Campaign.prepare(MICRO, tmp_path / "out", tmp_path / "store")
     RESOLVED.clear()
-    RESOLVED.update({info["label"]: info["params"] for info in prepared.methods.values()})
+    RESOLVED.update({info.label: info.params for info in prepared.methods.values()})
     CODE.clear()
-    CODE.update({info["label"]: info["code"].fingerprint for info in prepared.methods.values()})
+    CODE.update({info.label: info.code.fingerprint for info in prepared.methods.values()})
     return prepared
 
 
@@ -132,7 +133,8 @@ def test_anything_else_is_refused_naming_the_group(campaign, change, expected):
 def test_params_equal_only_to_python_are_refused(campaign):
     """``True == 1 == 1.0`` in Python; a run whose params say ``true`` where the plan resolved
     ``1`` has another run hash and another meaning: compared as canonical JSON."""
-    campaign.methods["aux_conf"]["params"] = {**RESOLVED["aux_conf"], "a_max": 1}
+    campaign.methods["aux_conf"] = dataclasses.replace(
+        campaign.methods["aux_conf"], params={**RESOLVED["aux_conf"], "a_max": 1})
     group = campaign.groups([0], ["aux_conf"])[0]
     runs = {f"h0{arm}": spec(arm, 0, rung=group.rung) for arm in ("weak", "ceiling", "vanilla")}
     runs["h0aux_conf"] = spec("aux_conf", 0, rung=group.rung,
@@ -192,8 +194,8 @@ def test_a_plan_that_jails_builtins_admits_only_runs_made_in_their_own_jail(tmp_
     plan = tmp_path / "plan.yaml"
     plan.write_text(MICRO.read_text() + "jail: {builtins: jail}\n")
     jailed = Campaign.prepare(plan, tmp_path / "out", tmp_path / "store")
-    RESOLVED.update({info["label"]: info["params"] for info in jailed.methods.values()})
-    CODE.update({info["label"]: info["code"].fingerprint for info in jailed.methods.values()})
+    RESOLVED.update({info.label: info.params for info in jailed.methods.values()})
+    CODE.update({info.label: info.code.fingerprint for info in jailed.methods.values()})
     group = jailed.groups([0, 1], ["aux_conf"])[-1]
     # The candidate's runs in jails of their own; the reference baseline's (the pipeline's own
     # code) in the worker.

@@ -187,3 +187,26 @@ def test_a_signal_while_the_main_thread_starts_a_worker_does_not_hang() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout.strip()) == (0, "handled True"), done.stderr[-1000:]
+
+
+def test_a_plan_with_a_ladder_file_beside_it_validates(prefect_harness, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    """helper-45: the groups named the ladder by its resolved path, which the outcome check
+    compared with the runs' ladder name, so every plan naming a ladder file failed with "run
+    ... is of mine rung m0, not of this group" (and did before, unless the file's `name:` was
+    the plan's ladder string). Run from another directory: the file is the plan's neighbour."""
+    from flows.validate import validate_flow
+    from transfer.ladder import LADDER_DIR
+
+    folder = tmp_path / "plans"
+    folder.mkdir()
+    ladder = yaml.safe_load((LADDER_DIR / "micro.yaml").read_text())
+    ladder["name"] = "mine"
+    (folder / "my-ladder.yaml").write_text(yaml.safe_dump(ladder, sort_keys=False))
+    plan = yaml.safe_load(MICRO_CI.read_text())
+    plan.update(ladder="my-ladder.yaml", rungs=["m0"], seeds={"initial": 2, "batch": 1, "max": 2})
+    (folder / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    verdict = validate_flow(str(folder / "plan.yaml"), str(tmp_path / "out"),
+                            str(tmp_path / "store"))
+    assert set(verdict.methods) == {"aux_conf"} and verdict.production_rung == "m0"
