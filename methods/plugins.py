@@ -39,8 +39,10 @@ NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 ANSWER_WORDS = frozenset(word.casefold() for word in (
     *VERDICT_NAMES, "promote", "promoted", "block", "blocked", "yes", "no", "true", "false",
     "none", "null", "pass", "fail", "baseline", "control", "guard"))
-# Words that may not appear anywhere in a name, between its separators ("REAL-gain").
+# Words that may not appear anywhere in a name as a word of it ("REAL-gain", "promoteMe"),
+# nor, as the reports print them (upper case), anywhere at all ("HARMFULx", "REALpromote").
 VERDICT_WORDS = frozenset(word.casefold() for word in (*VERDICT_NAMES, "promote", "promoted"))
+VERDICT_WORDS_SHOWN = (*VERDICT_NAMES, "PROMOTE")
 DESCRIBE_TIMEOUT_S = 300.0
 MAX_DESCRIBE_BYTES = 1 << 20
 MAX_ERROR_BYTES = 64 << 10
@@ -76,12 +78,15 @@ class PluginDescription(BaseModel):
     def _not_reserved(cls, value: str) -> str:
         # Read as a reader reads it: case and separators do not make another name (attacker
         # review, helper-43: "REAL.", "PROMOTE." and "Ceiling" passed the exact comparison).
-        if name_key(value) in {name_key(arm) for arm in RESERVED_NAMES}:
+        # A number after it does not make another word either ("weak0", "Ceiling2": helper-45).
+        key = name_key(value).rstrip("0123456789")
+        if key in {name_key(arm) for arm in RESERVED_NAMES}:
             raise ValueError(f"{value!r} reads as the name of an arm")
-        if name_key(value) in ANSWER_WORDS:
+        if key in ANSWER_WORDS:
             raise ValueError(f"{value!r} reads as a word the reports answer with (a verdict, a "
                              "decision); choose a name that names the method")
-        verdict_like = [t for t in name_tokens(value) if t in VERDICT_WORDS]
+        verdict_like = [t for t in name_tokens(value) if t in VERDICT_WORDS] + [
+            w.casefold() for w in VERDICT_WORDS_SHOWN if w in value]
         if verdict_like:
             raise ValueError(f"{value!r} holds the word {verdict_like[0]!r}, which the reports "
                              "answer with (a verdict, a decision); choose a name that names "

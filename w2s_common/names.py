@@ -21,8 +21,10 @@ def name_key(name: str) -> str:
 
 
 def name_tokens(name: str) -> list[str]:
-    """The words of a name between its separators, case folded (``REAL-gain`` -> real, gain)."""
-    return [t for t in re.split(r"[._-]+", name.casefold()) if t]
+    """The words of a name, case folded: split at its separators, between letters and digits
+    and where a lower-case run meets an upper-case letter (``REAL-gain`` -> real, gain;
+    ``REAL1`` -> real, 1; ``promoteMe`` -> promote, me)."""
+    return [t.casefold() for t in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+", name)]
 
 
 # The splits of a task: gold-labelled training data (the weak model's), unlabelled training

@@ -172,3 +172,24 @@ def test_register_method_rejects_invalid_methods_and_duplicates():
 
     with pytest.raises(ValueError, match="already registered"):
         register_method(Impostor)
+
+
+@pytest.mark.parametrize("name", ["REAL1", "PROMOTE1", "REALpromote", "promoteMe", "HARMFULx",
+                                  "PASS1", "Ceiling2", "weak0", "Real_1", "REAL.", "hold-out"])
+def test_names_that_read_as_a_verdict_or_an_arm_are_refused(name):
+    """helper-45: a verdict word joined to digits or letters, or an arm's name with a number,
+    passed the check on words between separators."""
+    from pydantic import ValidationError
+
+    from methods.plugins import PluginDescription
+
+    with pytest.raises(ValidationError, match="reads as|holds the word"):
+        PluginDescription(name=name, description="d", params=None, params_schema={})
+
+
+@pytest.mark.parametrize("name", ["realistic_aug", "weak_sup", "holdout_mix", "bootstrap2",
+                                  "em_posterior", "trains_student"])
+def test_names_that_merely_contain_such_letters_are_kept(name):
+    from methods.plugins import PluginDescription
+
+    assert PluginDescription(name=name, description="d", params=None, params_schema={}).name
