@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from flows.userfiles import parse_json, read_user_text
 from stats.verdict_model import VERDICT_WORDS, Verdict
 from w2s_common.errors import InputError
+from w2s_common.jsonkeys import RepeatedKey, one_value_per_key
 from w2s_common.validation import first_error
 
 VERDICTS = VERDICT_WORDS
@@ -45,17 +46,6 @@ def parse_verdict(data: Any, *, source: str | Path | None = None) -> Verdict:
 
 class _NotJson(ValueError):
     """Text that Python's json module accepts but JSON (RFC 8259) does not."""
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # A repeated key is read as its last value by json.loads; a reader that takes the first
-    # would see another verdict. The writer never repeats one.
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _NotJson(f"key {key!r} appears twice in one object")
-        seen[key] = value
-    return seen
 
 
 def _no_constant(name: str) -> Any:
@@ -100,9 +90,9 @@ def read_verdict_file(path: str | Path) -> VerdictFile:
     if not text.strip():
         raise InputError("verdict file is empty", path=path)
     try:
-        data = parse_json(text, path, object_pairs_hook=_no_duplicate_keys,
+        data = parse_json(text, path, object_pairs_hook=one_value_per_key,
                           parse_constant=_no_constant)
-    except _NotJson as err:
+    except (_NotJson, RepeatedKey) as err:
         raise InputError(str(err), path=path) from None
     if not isinstance(data, dict):
         raise InputError("expected a JSON object (verdict.json schema_version 1)", path=path,

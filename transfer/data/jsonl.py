@@ -6,21 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from w2s_common.errors import TOO_LONG_NUMBER, InputError
-
-
-class _RepeatedKey(ValueError):
-    pass
-
-
-def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json keeps a repeated key's last value: {"label": 1, ..., "label": 0} was read as 0
-    # where another reader takes 1 (helper-44); a task's labels must read one way.
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _RepeatedKey(f"key {key!r} appears twice in one object")
-        seen[key] = value
-    return seen
+from w2s_common.jsonkeys import RepeatedKey, one_value_per_key
 
 
 def parse_json(text: str, path: Path, line: int | None = None, *,
@@ -33,11 +19,11 @@ def parse_json(text: str, path: Path, line: int | None = None, *,
             ``field`` (each when given).
     """
     try:
-        return json.loads(text, object_pairs_hook=_one_value_per_key)
+        return json.loads(text, object_pairs_hook=one_value_per_key)
     except json.JSONDecodeError as err:
         raise InputError(f"malformed JSON: {err.msg} at column {err.colno}", path=path,
                          line=line, field=field) from None
-    except _RepeatedKey as err:
+    except RepeatedKey as err:
         raise InputError(str(err), path=path, line=line, field=field) from None
     except ValueError:  # an integer past Python's conversion limit
         raise InputError(TOO_LONG_NUMBER, path=path, line=line, field=field) from None
