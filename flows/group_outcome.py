@@ -20,6 +20,9 @@ from typing import Any
 from flows.execute import GroupFailed
 
 OUTCOME_ARTIFACT = "w2s-group-outcome"
+# A page of the server (its default limit): more than a group's attempts could report
+# (compute.group_reruns <= 100; an attempt reports once, when it succeeds).
+MAX_OUTCOMES = 200
 
 
 async def publish_outcome(record: dict[str, Any]) -> None:
@@ -47,7 +50,12 @@ def read_outcome(client: Any, flow_run_id: Any, tag: str, attempt: int | None,
 
     found = client.read_artifacts(artifact_filter=ArtifactFilter(
         flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
-        type=ArtifactFilterType(any_=[OUTCOME_ARTIFACT])))
+        type=ArtifactFilterType(any_=[OUTCOME_ARTIFACT])), limit=MAX_OUTCOMES)
+    if len(found) >= MAX_OUTCOMES:
+        # A group run reports one outcome per attempt; a page full of them is someone else's
+        # doing, and the real one could lie past it (helper-45): refused, not waited for.
+        raise GroupFailed(f"{where}: group run {flow_run_id} carries {len(found)} or more "
+                          "outcome artifacts; refused", 2, None)
     outcomes = []
     for artifact in found:
         data = artifact.data

@@ -67,3 +67,15 @@ def test_a_second_outcome_for_one_attempt_stops_the_validation(
     run_id = _group_run("tag-a", extra=extra)
     with pytest.raises(GroupFailed, match=expected):
         _read(run_id, "tag-a")
+
+
+def test_a_flood_of_outcome_artifacts_is_refused_at_once(prefect_harness, monkeypatch) -> None:
+    """helper-45: the reader reads one page of artifacts; a client adding decoys could push the
+    real outcome past it, and the parent then waited for one that never came."""
+    from flows import group_outcome
+
+    monkeypatch.setattr(group_outcome, "MAX_OUTCOMES", 3)
+    run_id = _group_run("tag-a", extra=[{"runs": [], "executed": [], "tag": "x",
+                                         "run_count": 1}] * 3)
+    with pytest.raises(GroupFailed, match="carries 3 or more outcome artifacts; refused"):
+        _read(run_id, "tag-a")
