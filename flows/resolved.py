@@ -1,5 +1,7 @@
-"""A plan entry as the campaign resolved it before any compute: what every later check of the
-campaign compares a worker's runs, a group's outcome and the verdict's binding with."""
+"""A plan entry as the campaign resolved it before any compute (what every later check of the
+campaign compares a worker's runs, a group's outcome and the verdict's binding with), and the
+checks of the resolved entries together: each results name its own, controls only with a
+trusted baseline."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,3 +27,57 @@ class ResolvedMethod:
     code: MethodCode
     untrusted: bool
     jailed_builtin: bool = False
+
+
+def check_unique_labels(plan: Any, methods: dict[str, ResolvedMethod]) -> None:
+    """Before any compute: each entry's results name (a plugin names itself) is its own, and
+    none is an arm name (weak, ceiling): two entries under one name would merge their runs
+    into one arm. Nor may a results name be what another method is known by: another entry's
+    reference in the plan, or the name of an installed entry point that is not this entry (the
+    gate finds an entry by its results name or its reference; a plugin calling itself like a
+    rival's reference would stand in for the rival there).
+
+    Raises:
+        InputError: naming the plan's file, line and field of the offending entry.
+    """
+    from methods.registry import _entry_points
+
+    references = set(methods)
+    entry_points = set(_entry_points())
+    seen: dict[str, str] = {}
+    for index, (name, info) in enumerate(methods.items()):
+        label = info.label
+        loc = ("baseline",) if index == 0 else ("methods", index - 1, "name")
+        clash = seen.get(label) or (label if label in ("weak", "ceiling") else None)
+        if clash is not None:
+            plan._raise(loc, f"method {name!r} names itself {label!r}, which is already the "
+                        f"name of {clash!r}; each method's results name must be its own")
+        if label != name and (label in references or label in entry_points):
+            what = "another plan entry" if label in references else "an installed entry point"
+            plan._raise(loc, f"method {name!r} names itself {label!r}, which is the name of "
+                        f"{what}; a results name may not be another method's name")
+        seen[label] = name
+
+
+def check_controls(plan: Any, methods: dict[str, ResolvedMethod]) -> None:
+    """Before any compute: no method may be named like a control (a plugin names itself), and
+    controls need a baseline the pipeline trusts (a built-in: they use gold labels).
+
+    Raises:
+        InputError: naming the plan's file, line and field.
+    """
+    from transfer.controls import is_control_label
+
+    for index, (name, info) in enumerate(methods.items()):
+        if is_control_label(info.label):
+            loc = ("baseline",) if index == 0 else ("methods", index - 1, "name")
+            plan._raise(loc, f"method {name!r} names itself {info.label!r}; names starting "
+                        "with 'control:' are reserved for controls")
+    base = methods[plan.baseline]
+    if plan.controls and (base.untrusted or base.jailed_builtin):
+        why = ("is a built-in this plan does not trust (jail: {builtins: jail}): use vanilla, "
+               "the pipeline's reference" if base.jailed_builtin else
+               "runs code the pipeline does not trust; use a built-in baseline")
+        plan._raise(("controls", 0, "kind"),
+                    f"controls re-run the baseline {plan.baseline!r} with gold labels on the "
+                    f"trusted side, and this baseline {why}, or no controls")

@@ -109,8 +109,7 @@ def test_a_method_may_not_take_a_control_name(tmp_path: Path) -> None:
 
 
 def test_controls_need_a_trusted_baseline_before_any_compute(tmp_path: Path) -> None:
-    from flows.campaign import check_controls
-    from flows.resolved import ResolvedMethod
+    from flows.resolved import ResolvedMethod, check_controls
     from methods.resolve import method_function
 
     path = tmp_path / "plan.yaml"
