@@ -41,7 +41,7 @@ from flows.plan_sections import (  # noqa: F401  (MethodRef, Audit: re-exported)
 from flows.reuse_check import ReuseCheck
 from flows.userfiles import require_regular_file
 from methods.policy import JailSettings
-from transfer.ladder import is_ladder_path
+from transfer.ladder import builtin_ladder_names, is_ladder_path
 from w2s_common.errors import InputError
 from w2s_common.validation import first_error
 from w2s_common.yamlio import parse_yaml, read_yaml
@@ -128,7 +128,12 @@ class Plan(_Strict):
     @classmethod
     def _ladder_file_exists(cls, ladder: str, info: ValidationInfo) -> str:
         base = (info.context or {}).get("base_dir")
-        if base is None or not is_ladder_path(ladder):
+        if not is_ladder_path(ladder):
+            if ladder not in builtin_ladder_names():
+                raise ValueError(f"unknown ladder {ladder!r}; built in: "
+                                 f"{', '.join(builtin_ladder_names())} (or a YAML file)")
+            return ladder
+        if base is None:
             return ladder
         path = Path(ladder) if Path(ladder).is_absolute() else Path(base) / ladder
         if not path.is_file():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -45,6 +46,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a Ctrl-C
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: the reader of stdout went away
 # sysexits.h EX_SOFTWARE: a bug in this program. Apart from 1 so that no crash reads as an
 # answer: for `gate`, 1 means "not promotable".
 INTERNAL_ERROR_EXIT = 70
@@ -63,6 +65,8 @@ def user_errors() -> Iterator[None]:
 
     try:
         yield
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): not bad input (``_internal_errors``)
     except _user_error_types() as err:
         raise fail(_one_line(err)) from None
     except GroupFailed as err:
@@ -115,6 +119,13 @@ def _internal_errors() -> Iterator[None]:
         yield
     except _exits_and_usage_errors():
         raise
+    except BrokenPipeError:
+        # `w2s-transfer methods --json | head`: the reader closed the pipe. As other tools do,
+        # stop quietly with 128 + SIGPIPE; stdout goes to /dev/null so that the interpreter's
+        # last flush does not fail again (helper-46 saw a traceback and exit 70).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(BROKEN_PIPE_EXIT) from None
     except Exception as err:  # noqa: BLE001 - the CLI's last resort, re-raised as an exit code
         import traceback
 

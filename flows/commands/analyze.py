@@ -14,6 +14,16 @@ def _output_dir(out: str) -> Path:
 
     if not out.strip():
         raise InputError("empty; expected an output directory", field="--out")
+    verdict = Path(out) / "verdict.json"
+    try:
+        bound = verdict.is_file() and '"binding"' in verdict.read_text(errors="replace")
+    except OSError:
+        bound = False
+    if bound:
+        # A validate run's verdict is bound to its plan, code and results and is what the gate
+        # reads; analyze's would replace it unbound (helper-46: the gate then refused it).
+        raise InputError(f"{verdict} is a validate run's bound verdict, which analyze would "
+                         "replace; choose another output directory", field="--out")
     return Path(out)
 
 

@@ -20,7 +20,9 @@ def register(app: typer.Typer) -> None:
         method: Annotated[str, typer.Option("--method", "-m", help="Method to gate.")],
         require: Annotated[list[str] | None, typer.Option(
             "--require", "-r",
-            help="Acceptable verdicts (repeat or comma-separate), e.g. --require REAL.")] = None,
+            help="Verdicts the method must also have (repeat or comma-separate): promotion "
+            "needs promote: true in the verdict, which only REAL ever carries, so --require "
+            "REAL states it and any other value can only refuse.")] = None,
         plan: Annotated[Path | None, typer.Option(
             "--plan", help="The plan the verdict was derived from: re-derive the verdict from "
             "results.parquet and this plan and refuse any difference.",

@@ -83,6 +83,9 @@ def load_saved_run(out_dir: str | Path) -> SavedRun:
         raise InputError("expected an output directory holding verdict.json and results.parquet",
                          path=out)
     verdict = load_verdict(out / "verdict.json")
+    if not (out / "results.parquet").exists() and not verdict.binding:
+        raise InputError("no results.parquet: `report` re-renders a validate run's output; "
+                         "an `analyze` output's report is its summary.md", path=out)
     bound = (verdict.binding or {}).get("results_sha256")
     results = load_results(out / "results.parquet", bound if isinstance(bound, str) else None)
     provenance_path = out / "provenance.json"

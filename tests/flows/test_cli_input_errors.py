@@ -201,3 +201,54 @@ def test_a_file_written_over_a_directory_names_the_file_asked_for(tmp_path: Path
     result = CliRunner().invoke(product_app(), ["plan-schema", "--out", str(tmp_path)])
     assert one_error_line(result) == f"error: {tmp_path}: Is a directory"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """helper-46: `w2s-transfer methods --json | head -c 300` printed a BrokenPipe traceback
+    and "internal error", exit 70. Here the reader is gone before the first write."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "flows.cli", "ladders", "--json"],
+                              stdout=write_end, stderr=subprocess.PIPE, cwd=ROOT, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        os.close(write_end)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 141, stderr
+    assert "Traceback" not in stderr and "internal error" not in stderr, stderr
+
+
+def test_analyze_never_replaces_a_validate_run_s_bound_verdict(saved_run: Path) -> None:
+    """helper-46: `analyze DIR/results.parquet --out DIR` replaced the bound verdict with an
+    unbound one, which the gate then refused; and `report` on an analyze output only said the
+    results table was not found."""
+    from flows.cli import app
+
+    verdict = saved_run / "verdict.json"
+    raw = json.loads(verdict.read_text())
+    raw["binding"] = {"format": "w2s-verdict-binding/1"}
+    verdict.write_text(json.dumps(raw))
+    before = verdict.read_bytes()
+    result = CliRunner().invoke(app, ["analyze", str(saved_run / "results.parquet"), "--out",
+                                      str(saved_run), "--n-boot", "0"])
+    assert one_error_line(result).startswith(f"error: --out: {verdict} is a validate run's "
+                                             "bound verdict")
+    assert verdict.read_bytes() == before
+
+    analyzed = saved_run.parent / "analyzed"
+    done = CliRunner().invoke(app, ["analyze", str(saved_run / "results.parquet"), "--out",
+                                    str(analyzed), "--n-boot", "0"])
+    assert done.exit_code == 0, done.output
+    report = CliRunner().invoke(app, ["report", str(analyzed)])
+    assert "`report` re-renders a validate run's output" in one_error_line(report)
+
+
+def test_an_unknown_ladder_name_is_a_plan_line(tmp_path: Path) -> None:
+    """helper-46: `ladder: tiny2` was `error: ladder: unknown ladder 'tiny2'`, no file or line."""
+    path = tmp_path / "plan.yaml"
+    path.write_text((ROOT / "flows" / "plans" / "micro-ci.yaml").read_text().replace(
+        "ladder: micro", "ladder: tiny2"))
+    with pytest.raises(InputError) as caught:
+        load_plan(path)
+    assert str(caught.value).startswith(f"{path}:9: ladder: unknown ladder 'tiny2'; built in: ")

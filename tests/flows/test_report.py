@@ -249,7 +249,8 @@ def test_report_command_rerenders_from_saved_results(saved_run: Path, verdict) -
 
 @pytest.mark.parametrize(("breakage", "expected"), [
     (lambda d: (d / "verdict.json").unlink(), "verdict.json: verdict file not found"),
-    (lambda d: (d / "results.parquet").unlink(), "results.parquet: results table not found"),
+    (lambda d: (d / "results.parquet").unlink(), "no results.parquet: `report` re-renders a "
+                                                 "validate run's output"),
     (lambda d: (d / "verdict.json").write_text('{"schema_version": 1, "alpha"'),
      "invalid or truncated JSON"),
     (lambda d: (d / "results.parquet").write_bytes(b"not parquet"), "cannot read parquet"),
