@@ -39,6 +39,17 @@ def _cell_problem(where: str, cell: Cell, alpha: float) -> str | None:
     est, low, high = (as_number(v) for v in (gain.estimate, gain.ci_low, gain.ci_high))
     if est is not None and low is not None and high is not None and not low <= est <= high:
         return f"{where}.gain: estimate {est!r} outside its interval [{low!r}, {high!r}]"
+    d_low, d_high = as_number(gain.decision_ci_low), as_number(gain.decision_ci_high)
+    if est is not None and d_low is not None and d_high is not None \
+            and not d_low <= est <= d_high:
+        return (f"{where}.gain: estimate {est!r} outside its decision interval "
+                f"[{d_low!r}, {d_high!r}]")
+    # The decisions read the decision interval: a superior cell's lies above 0, a harmful
+    # one's below (stats.tests_and_verdicts.decision_interval).
+    if cell.outcome == "superior" and d_low is not None and d_low <= 0:
+        return f"{where}: outcome superior but its decision interval starts at {d_low!r}"
+    if cell.outcome == "harmful" and d_high is not None and d_high >= 0:
+        return f"{where}: outcome harmful but its decision interval ends at {d_high!r}"
     for key in type(gain).model_fields:
         value = getattr(gain, key)
         if key.startswith("p_") and as_number(value) is not None and not 0 <= value <= 1:

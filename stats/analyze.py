@@ -22,6 +22,7 @@ from stats.tests_and_verdicts import (
     adjust,
     cell_reason,
     classify,
+    decision_interval,
     decision_level,
     decision_rule_sentence,
     method_verdict,
@@ -303,6 +304,10 @@ def _adjust_families(per_method: dict[str, list[dict]], production: str, correct
                 c["gain"][out] = p
         level = decision_level(alpha, len(family) if how != "none" else 1)
         for c in family:
+            g = c["gain"]
+            g["decision_ci_low"], g["decision_ci_high"] = decision_interval(
+                g["estimate"], g["se"], g["df"], g["p_superiority"], g["p_adjusted"],
+                g["p_harm"], g["p_harm_adjusted"], alpha)
             c["gain"]["family"] = "confirmatory" if confirmatory else "exploratory"
             c["gain"]["correction"] = how
             c["gain"]["family_size"] = len(family)

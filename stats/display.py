@@ -108,10 +108,11 @@ def number(verdict: Verdict, path: VerdictPath, kind: Kind) -> Shown:
     return Shown(fmt(value, kind), ".".join(str(p) for p in path), value, kind)
 
 
-def interval(verdict: Verdict, base: VerdictPath, kind: Kind) -> Shown:
-    """``[ci_low, ci_high]`` of the object at ``base``, both ends shown with their paths."""
-    low = number(verdict, base + ("ci_low",), kind)
-    high = number(verdict, base + ("ci_high",), kind)
+def interval(verdict: Verdict, base: VerdictPath, kind: Kind, prefix: str = "") -> Shown:
+    """``[<prefix>ci_low, <prefix>ci_high]`` of the object at ``base`` (``prefix``
+    ``decision_``: the gain's decision interval), both ends shown with their paths."""
+    low = number(verdict, base + (f"{prefix}ci_low",), kind)
+    high = number(verdict, base + (f"{prefix}ci_high",), kind)
     return Shown(f"[{low.text}, {high.text}]", None, (low, high), "interval")
 
 

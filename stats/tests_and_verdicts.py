@@ -182,14 +182,56 @@ def cell_reason(dataset: str, outcome: str, estimate: float, ci: tuple[float, fl
             f"with 80% power is {100 * mde80:.2f} points; {need_text}.")
 
 
+def decision_interval(estimate: float | None, se: float | None, df: float | None,
+                      p_sup: float | None, p_sup_adj: float | None, p_harm: float | None,
+                      p_harm_adj: float | None, alpha: float) -> tuple[float, float]:
+    """The gain's interval at the levels its multiplicity-adjusted tests were decided at.
+
+    With a correction the two-sided (1 - alpha) interval and the decisions part ways: a cell
+    whose interval excludes 0 may be undecided (its adjusted p is larger), which a reader takes
+    for a contradiction (new-user review 2026-12-06: em_posterior's [-1.78, -0.02] beside
+    INCONCLUSIVE). This interval is the one the decisions read: each end is the one-sided bound
+    at the level ``a = (alpha / 2) p / p_adjusted`` of its direction (``p``: the unadjusted
+    one-sided p value, ``1 - T_df(g / se)`` for superiority; Holm's and Hochberg's adjusted p
+    scale it by the step's factor), so that
+
+        lower > 0  <=>  p_superiority_adjusted < alpha / 2   (REAL's cell test)
+        upper < 0  <=>  p_harm_adjusted < alpha / 2          (HARMFUL's)
+
+    exactly; without a correction (or a family of one) it is the (1 - alpha) interval. Its
+    coverage is not a fixed 1 - alpha: like Holm's procedure it is data-dependent (for Holm at
+    least the Bonferroni interval's, 1 - alpha, simultaneously over the family at the first
+    step). Returns (lower, upper); NaN ends where a p value is missing.
+    """
+    def number(value: float | None) -> float:
+        return float("nan") if value is None else float(value)
+
+    estimate, se, df = number(estimate), number(se), number(df)
+    p_sup, p_sup_adj, p_harm, p_harm_adj = map(number, (p_sup, p_sup_adj, p_harm, p_harm_adj))
+
+    def bound(p: float, p_adj: float) -> float:
+        if not (np.isfinite(p) and np.isfinite(p_adj) and np.isfinite(se) and se > 0
+                and not np.isnan(df)):
+            return float("nan")
+        level = alpha / 2.0 * (p / p_adj if p_adj > 0 else 1.0)
+        level = min(max(level, 1e-300), alpha / 2.0)
+        return float(sps.t.ppf(1.0 - level, df) * se) if np.isfinite(df) else float(
+            sps.norm.ppf(1.0 - level) * se)
+
+    return estimate - bound(p_sup, p_sup_adj), estimate + bound(p_harm, p_harm_adj)
+
+
 def decision_rule_sentence(alpha: float, correction: str) -> str:
     """The sentence every report carries: how the verdicts are read off the interval."""
     level = 100 * (1 - alpha)
-    return (f"Each direction is tested one-sided at alpha/2 = {alpha / 2:g} after {correction} "
-            f"correction, which is the same procedure as the two-sided {level:.0f}% interval: "
-            f"REAL needs the gain's interval above 0, HARMFUL below 0, VANISHED inside "
-            f"+/- the SESOI (each after correction), so a wrong decisive verdict under no "
-            f"effect has probability at most {alpha:g} in total.")
+    return (f"Each direction is tested one-sided at alpha/2 = {alpha / 2:g} on {correction}-"
+            f"adjusted p values: REAL needs the gain's decision interval above 0, HARMFUL below "
+            f"0, VANISHED the equivalence test (TOST) inside +/- the SESOI, so a wrong decisive "
+            f"verdict under no effect has probability at most {alpha:g} in total. The decision "
+            f"interval is the gain's interval at the adjusted levels; for a lone comparison it "
+            f"is the two-sided {level:.0f}% interval, which the tables also show, and with "
+            f"several a {level:.0f}% interval may exclude 0 in a cell the correction leaves "
+            f"undecided.")
 
 
 def method_verdict(outcomes: dict[str, str], estimates: dict[str, float],

@@ -86,9 +86,9 @@ def summary_markdown(verdict: Verdict) -> str:
     level = f"{100 * (1 - verdict.alpha):.0f}%"
     lines += [plain(overview(verdict)), "",
               "| method | verdict | promote | dataset | rung | acc method (%) | acc baseline (%) "
-              f"| gain (pp) | {level} CI (pp) | adj. p | PGR [{level} CI] "
-              f"| PGR baseline [{level} CI] |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              f"| gain (pp) | {level} CI (pp) | decision interval (pp) | adj. p | "
+              f"PGR [{level} CI] | PGR baseline [{level} CI] |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method, entry in verdict.methods.items():
         for c in entry.cells:
             g = c.gain
@@ -96,7 +96,9 @@ def summary_markdown(verdict: Verdict) -> str:
                 f"| {method} | {entry.verdict} | {'yes' if entry.promote else 'no'} | "
                 f"{c.dataset} | {c.rung} | {fmt(c.acc['method'], 'acc')} | "
                 f"{fmt(c.acc['baseline'], 'acc')} | {fmt(g.estimate, 'gain')} | "
-                f"{fmt_interval(g.ci_low, g.ci_high, 'gain')} | {fmt(g.p_adjusted, 'p')} | "
+                f"{fmt_interval(g.ci_low, g.ci_high, 'gain')} | "
+                f"{fmt_interval(g.decision_ci_low, g.decision_ci_high, 'gain')} | "
+                f"{fmt(g.p_adjusted, 'p')} | "
                 f"{_pgr_text(c.pgr)} | {_pgr_text(c.pgr_baseline)} |")
     lines.append("")
     lines += _entry_sections(verdict, "methods", "##")

@@ -61,6 +61,9 @@ class Gain(_Model):
     correction: str | None = None
     family_size: int | None = None
     decision_level: Num = None
+    # The interval the decisions read (``tests_and_verdicts.decision_interval``).
+    decision_ci_low: Num = None
+    decision_ci_high: Num = None
 
 
 class PGR(_Model):

@@ -64,7 +64,8 @@ def print_verdicts(verdict: Verdict, out: Path) -> None:
     )
 
     # The terminal gets the decisive columns; report.html has all of them.
-    shown = ["method", "verdict", "promote", "dataset", "gain (pp)", "gain CI", "p adjusted",
+    shown = ["method", "verdict", "promote", "dataset", "gain (pp)", "gain CI", "decision CI",
+             "p adjusted",
              "PGR", "baseline PGR", "MDE80 (pp)", "seeds"]
     index = [VERDICT_COLUMNS.index(c) for c in shown]
     table = Table(*shown, title=f"verdicts at rung {verdict.production_rung}")
@@ -75,7 +76,8 @@ def print_verdicts(verdict: Verdict, out: Path) -> None:
     console.print(table)
     rows = plain_rows(control_rows(verdict))
     if rows:
-        shown = [c for c in CONTROL_COLUMNS if c not in ("promote", "MDE80 (pp)")]
+        # A control's decision interval is the one its verdict reads (at its own level).
+        shown = [c for c in CONTROL_COLUMNS if c not in ("promote", "MDE80 (pp)", "gain CI")]
         index = [CONTROL_COLUMNS.index(c) for c in shown]
         controls = Table(*shown, title="controls of the pipeline (never promoted)")
         for row in rows:

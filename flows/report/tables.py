@@ -27,7 +27,7 @@ def _pgr(verdict: Verdict, base: VerdictPath) -> list[Shown]:
 
 
 VERDICT_COLUMNS = ["method", "verdict", "promote", "dataset", "gain (pp)", "gain CI",
-                   "p superiority", "p equivalence", "p adjusted", "PGR", "PGR CI",
+                   "decision CI", "p superiority", "p equivalence", "p adjusted", "PGR", "PGR CI",
                    "baseline PGR", "baseline PGR CI", "MDE80 (pp)", "seeds", "trend (pp/decade)"]
 
 CELL_COLUMNS = ["method", "rung", "dataset", "strong model", "seeds", "weak acc", "ceiling acc",
@@ -36,7 +36,7 @@ CELL_COLUMNS = ["method", "rung", "dataset", "strong model", "seeds", "weak acc"
 
 
 CONTROL_COLUMNS = ["control", "kind", "injected (pp)", "verdict", "promote", "dataset", "gain (pp)",
-                   "gain CI", "p adjusted", "alpha", "MDE80 (pp)", "seeds"]
+                   "gain CI", "decision CI", "p adjusted", "alpha", "MDE80 (pp)", "seeds"]
 
 
 def control_rows(verdict: Verdict) -> list[list[Shown]]:
@@ -56,6 +56,7 @@ def control_rows(verdict: Verdict) -> list[list[Shown]]:
                 text(entry.cells[index].dataset),
                 number(verdict, base + ("gain", "estimate"), "gain"),
                 interval(verdict, base + ("gain",), "gain"),
+                interval(verdict, base + ("gain",), "gain", prefix="decision_"),
                 number(verdict, base + ("gain", "p_adjusted"), "p"),
                 number(verdict, ("controls", label, "alpha"), "level"),
                 number(verdict, base + ("mde80",), "mde"),
@@ -83,6 +84,7 @@ def verdict_rows(verdict: Verdict) -> list[list[Shown]]:
                 text(decision.cells[index].dataset),
                 number(verdict, base + ("gain", "estimate"), "gain"),
                 interval(verdict, base + ("gain",), "gain"),
+                interval(verdict, base + ("gain",), "gain", prefix="decision_"),
                 number(verdict, base + ("gain", "p_superiority"), "p"),
                 number(verdict, base + ("gain", "p_equivalence"), "p"),
                 number(verdict, base + ("gain", "p_adjusted"), "p"),

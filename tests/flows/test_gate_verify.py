@@ -178,6 +178,9 @@ def _relabel_harmful_as_real(raw: dict[str, Any], *, reasons: bool, numbers: boo
             gain = cell["gain"]
             gain["estimate"], gain["ci_low"], gain["ci_high"] = (
                 -gain["estimate"], -gain["ci_high"], -gain["ci_low"])
+            if gain.get("decision_ci_low") is not None:
+                gain["decision_ci_low"], gain["decision_ci_high"] = (
+                    -gain["decision_ci_high"], -gain["decision_ci_low"])
             gain["p_adjusted"], gain["p_harm_adjusted"] = (gain["p_harm_adjusted"],
                                                            gain["p_adjusted"])
             if cell.get("outcome") == "harmful":
@@ -186,7 +189,8 @@ def _relabel_harmful_as_real(raw: dict[str, Any], *, reasons: bool, numbers: boo
 
 def _shrink_gain(raw: dict[str, Any]) -> None:
     cell = _production(raw, "aux_conf")
-    cell["gain"].update(estimate=0.005, ci_low=0.002, ci_high=0.008)
+    cell["gain"].update(estimate=0.005, ci_low=0.002, ci_high=0.008, decision_ci_low=0.001,
+                        decision_ci_high=0.009)
 
 
 def _swap(raw: dict[str, Any]) -> None:
@@ -320,6 +324,10 @@ FORGERIES = [
     Forgery("adjusted p value above 1",
             edited(lambda raw: _production(raw, "aux_conf")["gain"].update(p_adjusted=1.7)),
             "is not a probability"),
+    Forgery("gain moved outside its decision interval (helper-46's interval)",
+            edited(lambda raw: _production(raw, "aux_conf")["gain"].update(
+                decision_ci_low=-0.5, decision_ci_high=-0.4)),
+            "outside its decision interval"),
     Forgery("alpha raised to 0.9 (every p passes; helper-44)", edited(_set("alpha", 0.9)),
             "is not a level in (0, 0.5)"),
     Forgery("alpha raised, alpha_per_direction kept", edited(_set("alpha", 0.2)),

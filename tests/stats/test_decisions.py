@@ -59,6 +59,35 @@ def test_real_never_sits_beside_an_interval_that_crosses_zero_after_holm():
                 assert g["ci_high"] < 0
 
 
+@pytest.mark.parametrize("correction", ["holm", "bonferroni", "bh"])
+def test_every_decision_is_read_off_the_decision_interval_under_multiplicity(correction):
+    """New-user review 2026-12-06: after Holm a 95% interval below 0 (em_posterior's
+    [-1.78, -0.02]) sat beside INCONCLUSIVE. The decision interval is the one the decisions
+    read: above 0 <=> the superiority test is decided, below 0 <=> the harm test, in every
+    cell of every family (confirmatory and exploratory); with one comparison it is the 95% one."""
+    rng = np.random.default_rng(5)
+    shifts = {**SHIFTS, "a": 0.02, "b": -0.015, "c": 0.008, "d": 0.0}
+    checked = set()
+    for _ in range(12):
+        y = simulate_scores(rng, 1, 5, 500, shifts, arm_seed_sd=0.008)[0]
+        verdict = analyze_table(scores_to_table(y, list(shifts), strong_params=10 ** 9),
+                                n_boot=0, correction=correction).as_json_dict()
+        for entry in verdict["methods"].values():
+            for cell in entry["cells"]:
+                g = cell["gain"]
+                assert (g["decision_ci_low"] > 0) == (g["p_adjusted"] < 0.025), g
+                assert (g["decision_ci_high"] < 0) == (g["p_harm_adjusted"] < 0.025), g
+                assert g["decision_ci_low"] <= g["ci_low"] + 1e-12
+                assert g["decision_ci_high"] >= g["ci_high"] - 1e-12
+                checked.add((g["ci_low"] > 0 or g["ci_high"] < 0,
+                             g["p_adjusted"] < 0.025 or g["p_harm_adjusted"] < 0.025))
+    assert (True, False) in checked  # a 95% interval excluding 0 in a cell left undecided
+    for table in _one_cell_tables(10, seed=4):
+        g = analyze_table(table, n_boot=0).as_json_dict()["methods"]["m"]["cells"][0]["gain"]
+        assert g["decision_ci_low"] == pytest.approx(g["ci_low"], abs=1e-12)
+        assert g["decision_ci_high"] == pytest.approx(g["ci_high"], abs=1e-12)
+
+
 def test_mde_and_seeds_needed_use_the_holm_level_of_the_family():
     rng = np.random.default_rng(2)
     shifts = {**SHIFTS, "a": 0.0, "b": 0.0, "c": 0.0}
