@@ -5,6 +5,7 @@ imports neither torch nor transformers: 3 s of every validate, in the part no wo
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -96,3 +97,14 @@ def test_the_campaign_parent_imports_no_torch_and_no_transformers(tmp_path):
     """)
     assert out["heavy"] == []
     assert out["methods"] >= 4 and out["counts"] >= 6
+
+
+def test_deepspeed_logs_on_stderr_never_into_a_command_s_stdout() -> None:
+    """New-user review 2026-12-06: DeepSpeed's logger writes to the stdout it finds when it is
+    imported, so `audit` printed "[WARNING] ... Setting accelerator to CPU" into its data."""
+    probe = ("from transfer.engine.dist import import_deepspeed; import logging; "
+             "import_deepspeed(); logging.getLogger('DeepSpeed').warning('probe line')")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and "probe line" in done.stderr, (done.stdout, done.stderr)

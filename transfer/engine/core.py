@@ -20,7 +20,12 @@ import torch
 from torch import Tensor, nn
 
 from transfer.engine.config import EngineConfig, build_ds_config, load_ds_file, zero_stage
-from transfer.engine.dist import current_device, ensure_process_group, gather_rows
+from transfer.engine.dist import (
+    current_device,
+    ensure_process_group,
+    gather_rows,
+    import_deepspeed,
+)
 from transfer.engine.hooks import TrainHooks
 from transfer.engine.schedule import lr_multiplier
 from w2s_common.errors import InputError
@@ -82,7 +87,7 @@ def _unpartition(model: nn.Module, before: dict[int, set[str]]) -> None:
     """Give ZeRO-3-partitioned parameters their full tensors back and strip DeepSpeed's
     per-parameter attributes, so the module is a plain module again (for `predict` and for a
     later `train` of the same module)."""
-    import deepspeed
+    deepspeed = import_deepspeed()
 
     params = list(model.parameters())
     with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
@@ -134,7 +139,7 @@ def engine_session(model: nn.Module, config: EngineConfig,
     Yields:
         an `EngineSession` for `train_step`.
     """
-    import deepspeed
+    deepspeed = import_deepspeed()
 
     _, world = ensure_process_group()
     ds_config = build_ds_config(config, world)

@@ -7,8 +7,10 @@ code path (``deepspeed.initialize``) serves both.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
+import sys
 import warnings
 
 import torch
@@ -36,6 +38,19 @@ def prepare_environment() -> None:
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     if "MASTER_PORT" not in os.environ:
         os.environ["MASTER_PORT"] = str(free_port())
+
+
+def import_deepspeed():
+    """``deepspeed``, with its log on stderr. Its logger writes to the stdout it found when it
+    was imported, and it warns on every CPU import ("Setting accelerator to CPU"): that went
+    into the data on stdout of commands like ``audit`` (new-user review, 2026-12-06)."""
+    if "deepspeed" not in sys.modules:
+        with contextlib.redirect_stdout(sys.stderr):
+            import deepspeed  # noqa: F401
+    for handler in logging.getLogger("DeepSpeed").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)  # imported earlier by someone else
+    return sys.modules["deepspeed"]
 
 
 def _quiet_deepspeed() -> None:
@@ -66,7 +81,7 @@ def ensure_process_group() -> tuple[int, int]:
     started = dist.is_initialized()
     if not started:
         prepare_environment()
-    import deepspeed
+    deepspeed = import_deepspeed()
 
     _quiet_deepspeed()
     # Before DeepSpeed's comm backend starts: below, or in deepspeed.initialize when another
