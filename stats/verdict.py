@@ -92,8 +92,12 @@ def summary_markdown(verdict: Verdict) -> str:
     for method, entry in verdict.methods.items():
         for c in entry.cells:
             g = c.gain
+            # The verdict is taken at the production rung: on other rungs' rows it would read as
+            # theirs (new-user review 2026-12-06).
+            decided_here = c.rung == verdict.production_rung
             lines.append(
-                f"| {method} | {entry.verdict} | {'yes' if entry.promote else 'no'} | "
+                f"| {method} | {entry.verdict if decided_here else ''} | "
+                f"{('yes' if entry.promote else 'no') if decided_here else ''} | "
                 f"{c.dataset} | {c.rung} | {fmt(c.acc['method'], 'acc')} | "
                 f"{fmt(c.acc['baseline'], 'acc')} | {fmt(g.estimate, 'gain')} | "
                 f"{fmt_interval(g.ci_low, g.ci_high, 'gain')} | "
