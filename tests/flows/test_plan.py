@@ -207,3 +207,20 @@ def test_two_datasets_with_one_name_are_refused(tmp_path: Path) -> None:
         load_plan(path)
     assert (info.value.line, info.value.field) == (9, "datasets[1]"), str(info.value)
     assert "two datasets named 'chat'" in info.value.message
+
+
+def test_the_readme_s_example_plan_prepares_as_written(tmp_path: Path) -> None:
+    """The README's "Writing a plan" block is a plan that passes every check before compute
+    (a new user pieced one together from four documents: helper-46)."""
+    import re
+
+    from flows.campaign import Campaign
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Writing a plan", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    path = tmp_path / "my-plan.yaml"
+    path.write_text(block)
+    campaign = Campaign.prepare(path, tmp_path / "out", tmp_path / "store")
+    assert campaign.plan.name == "my-check" and campaign.plan.controls
+    assert not (tmp_path / "out").exists()
