@@ -3,6 +3,7 @@ verdict words against the production-rung cells, ``promote`` against the verdict
 isolation, the plan block and every method and control against the binding."""
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -34,22 +35,12 @@ def _first_verdict_word(reasons: list[str]) -> str | None:
     return None
 
 
-def _cell_problem(where: str, cell: Cell, alpha: float) -> str | None:
+def _cell_problem(where: str, cell: Cell, alpha: float,
+                  per_direction: float | None = None) -> str | None:
     gain = cell.gain
     est, low, high = (as_number(v) for v in (gain.estimate, gain.ci_low, gain.ci_high))
     if est is not None and low is not None and high is not None and not low <= est <= high:
         return f"{where}.gain: estimate {est!r} outside its interval [{low!r}, {high!r}]"
-    d_low, d_high = as_number(gain.decision_ci_low), as_number(gain.decision_ci_high)
-    if est is not None and d_low is not None and d_high is not None \
-            and not d_low <= est <= d_high:
-        return (f"{where}.gain: estimate {est!r} outside its decision interval "
-                f"[{d_low!r}, {d_high!r}]")
-    # The decisions read the decision interval: a superior cell's lies above 0, a harmful
-    # one's below (stats.tests_and_verdicts.decision_interval).
-    if cell.outcome == "superior" and d_low is not None and d_low <= 0:
-        return f"{where}: outcome superior but its decision interval starts at {d_low!r}"
-    if cell.outcome == "harmful" and d_high is not None and d_high >= 0:
-        return f"{where}: outcome harmful but its decision interval ends at {d_high!r}"
     for key in type(gain).model_fields:
         value = getattr(gain, key)
         if key.startswith("p_") and as_number(value) is not None and not 0 <= value <= 1:
@@ -57,6 +48,10 @@ def _cell_problem(where: str, cell: Cell, alpha: float) -> str | None:
     for arm, value in cell.acc.items():
         if as_number(value) is not None and not 0 <= value <= 1:
             return f"{where}.acc.{arm}: {value!r} is not an accuracy"
+    if per_direction is not None:
+        problem = _decision_problem(where, cell, per_direction)
+        if problem:
+            return problem
     outcome = cell.outcome
     p_sup, p_harm, p_eq = (as_number(v) for v in
                            (gain.p_adjusted, gain.p_harm_adjusted, gain.p_equivalence_adjusted))
@@ -70,6 +65,33 @@ def _cell_problem(where: str, cell: Cell, alpha: float) -> str | None:
     if outcome == "equivalent" and (est is None or (sesoi is not None and abs(est) >= sesoi)
                                     or (p_eq is not None and p_eq >= alpha)):
         return f"{where}: outcome equivalent but gain {est!r}, equivalence p {p_eq!r}"
+    return None
+
+
+def _decision_problem(where: str, cell: Cell, per_direction: float) -> str | None:
+    """A decided cell of a file that states its rule: each direction's adjusted p below
+    ``per_direction``, and the decision interval, where written, the one its p values give
+    (recomputed: deleting or editing it changes nothing; helper-47)."""
+    from stats.tests_and_verdicts import decision_interval
+
+    gain = cell.gain
+    p_sup, p_harm = as_number(gain.p_adjusted), as_number(gain.p_harm_adjusted)
+    if cell.outcome == "superior" and p_sup is not None and not p_sup < per_direction:
+        return (f"{where}: outcome superior but its adjusted p {p_sup!r} is not below "
+                f"alpha / 2 = {per_direction!r}")
+    if cell.outcome == "harmful" and p_harm is not None and not p_harm < per_direction:
+        return (f"{where}: outcome harmful but its adjusted p of harm {p_harm!r} is not below "
+                f"alpha / 2 = {per_direction!r}")
+    written = (as_number(gain.decision_ci_low), as_number(gain.decision_ci_high))
+    if written == (None, None):
+        return None  # written before the interval existed (2026-12-06), or undefined
+    expected = decision_interval(gain.estimate, gain.se, gain.df, gain.p_superiority,
+                                 gain.p_adjusted, gain.p_harm, gain.p_harm_adjusted,
+                                 2 * per_direction)
+    for name, got, want in zip(("decision_ci_low", "decision_ci_high"), written, expected):
+        if got is None or not math.isfinite(want) or abs(got - want) > 1e-9 * max(1.0, abs(want)):
+            return (f"{where}.gain.{name}: {got!r}, not the {want!r} its estimate, se, df and "
+                    "adjusted p values give")
     return None
 
 
@@ -121,7 +143,11 @@ def consistency_problem(verdict: Verdict, binding: Binding) -> str | None:
     entries = [(f"methods.{name}", entry) for name, entry in methods.items()]
     entries += [(f"controls.{name}", entry) for name, entry in verdict.controls.items()]
     for where, entry in entries:
-        problem = _entry_problem(where, entry, alpha, sesoi, production)
+        # A file that states the rule (alpha_per_direction, checked above) is held to it: each
+        # direction at its entry's alpha / 2 (a control's own level), decision interval and all.
+        own = as_number(entry.alpha) if as_number(entry.alpha) is not None else alpha
+        per_direction = own / 2 if verdict.alpha_per_direction is not None else None
+        problem = _entry_problem(where, entry, alpha, sesoi, production, per_direction)
         if problem:
             return problem
         if not entry.promote:
@@ -139,11 +165,11 @@ def consistency_problem(verdict: Verdict, binding: Binding) -> str | None:
 
 
 def _entry_problem(where: str, entry: MethodVerdict, alpha: float, sesoi: float,
-                   production: str) -> str | None:
+                   production: str, per_direction: float | None = None) -> str | None:
     """Why one method's (or control's) entry contradicts its own cells, or None."""
     verdict, promote, cells = entry.verdict, entry.promote, entry.cells
     for index, cell in enumerate(cells):
-        problem = _cell_problem(f"{where}.cells[{index}]", cell, alpha)
+        problem = _cell_problem(f"{where}.cells[{index}]", cell, alpha, per_direction)
         if problem:
             return problem
     prod = [c for c in cells if c.rung == production]

@@ -192,21 +192,31 @@ def decision_interval(estimate: float | None, se: float | None, df: float | None
     for a contradiction (new-user review 2026-12-06: em_posterior's [-1.78, -0.02] beside
     INCONCLUSIVE). This interval is the one the decisions read: each end is the one-sided bound
     at the level ``a = (alpha / 2) p / p_adjusted`` of its direction (``p``: the unadjusted
-    one-sided p value, ``1 - T_df(g / se)`` for superiority; Holm's and Hochberg's adjusted p
-    scale it by the step's factor), so that
+    one-sided p value, ``1 - T_df(g / se)`` for superiority; Holm's, Bonferroni's and BH's
+    adjusted p scale it by the step's factor), so that
 
         lower > 0  <=>  p_superiority_adjusted < alpha / 2   (REAL's cell test)
         upper < 0  <=>  p_harm_adjusted < alpha / 2          (HARMFUL's)
 
-    exactly; without a correction (or a family of one) it is the (1 - alpha) interval. Its
-    coverage is not a fixed 1 - alpha: like Holm's procedure it is data-dependent (for Holm at
-    least the Bonferroni interval's, 1 - alpha, simultaneously over the family at the first
-    step). Returns (lower, upper); NaN ends where a p value is missing.
-    """
-    def number(value: float | None) -> float:
-        return float("nan") if value is None else float(value)
+    exactly (at a tie in floating point the end is set just beside 0 on the decision's side,
+    since ``t.ppf`` and ``t.sf`` are not bit-consistent: helper-47). Without a correction (or in
+    a family of one) it is the (1 - alpha) interval. It contains the (1 - alpha) interval, so a
+    cell's own coverage is at least 1 - alpha; it carries no simultaneous guarantee over the
+    family (Holm's is data-dependent, and the interval lies inside Bonferroni's). It does not
+    show the equivalence (VANISHED) test, which is read off its own adjusted TOST p.
 
-    estimate, se, df = number(estimate), number(se), number(df)
+    Args:
+        estimate, se, df: the gain, its standard error and df (None: infinite, normal).
+        p_sup, p_sup_adj, p_harm, p_harm_adj: the one-sided p values, unadjusted and adjusted.
+        alpha: the two-sided level (each direction at alpha / 2).
+
+    Returns:
+        (lower, upper); NaN ends where a p value or the standard error is missing.
+    """
+    def number(value: float | None, missing: float = float("nan")) -> float:
+        return missing if value is None else float(value)
+
+    estimate, se, df = number(estimate), number(se), number(df, float("inf"))
     p_sup, p_sup_adj, p_harm, p_harm_adj = map(number, (p_sup, p_sup_adj, p_harm, p_harm_adj))
 
     def bound(p: float, p_adj: float) -> float:
@@ -218,20 +228,32 @@ def decision_interval(estimate: float | None, se: float | None, df: float | None
         return float(sps.t.ppf(1.0 - level, df) * se) if np.isfinite(df) else float(
             sps.norm.ppf(1.0 - level) * se)
 
-    return estimate - bound(p_sup, p_sup_adj), estimate + bound(p_harm, p_harm_adj)
+    lower = estimate - bound(p_sup, p_sup_adj)
+    upper = estimate + bound(p_harm, p_harm_adj)
+    if np.isfinite(lower) and (lower > 0) != (p_sup_adj < alpha / 2.0):
+        lower = float(np.nextafter(0.0, 1.0)) if p_sup_adj < alpha / 2.0 else 0.0
+    if np.isfinite(upper) and (upper < 0) != (p_harm_adj < alpha / 2.0):
+        upper = float(np.nextafter(0.0, -1.0)) if p_harm_adj < alpha / 2.0 else 0.0
+    return lower, upper
 
 
 def decision_rule_sentence(alpha: float, correction: str) -> str:
     """The sentence every report carries: how the verdicts are read off the interval."""
     level = 100 * (1 - alpha)
+    bound = {"holm": f"at most {alpha:g} in total over the family (Holm)",
+             "bonferroni": f"at most {alpha:g} in total over the family (Bonferroni)",
+             "bh": f"controlled as a false discovery rate of {alpha:g} (BH)",
+             "fdr_bh": f"controlled as a false discovery rate of {alpha:g} (BH)",
+             "none": f"at most {alpha:g} per comparison (no correction)"}.get(
+                 correction, f"at most {alpha:g}")
     return (f"Each direction is tested one-sided at alpha/2 = {alpha / 2:g} on {correction}-"
             f"adjusted p values: REAL needs the gain's decision interval above 0, HARMFUL below "
-            f"0, VANISHED the equivalence test (TOST) inside +/- the SESOI, so a wrong decisive "
-            f"verdict under no effect has probability at most {alpha:g} in total. The decision "
-            f"interval is the gain's interval at the adjusted levels; for a lone comparison it "
-            f"is the two-sided {level:.0f}% interval, which the tables also show, and with "
-            f"several a {level:.0f}% interval may exclude 0 in a cell the correction leaves "
-            f"undecided.")
+            f"0, VANISHED the adjusted equivalence test (TOST; without a correction, the "
+            f"{level:.0f}% interval inside +/- the SESOI); a wrong decisive verdict under no "
+            f"effect has probability {bound}. The decision interval is the gain's interval at "
+            f"the levels the adjusted tests used; for a lone comparison it is the two-sided "
+            f"{level:.0f}% interval, which the tables also show, and with several a "
+            f"{level:.0f}% interval may exclude 0 in a cell the correction leaves undecided.")
 
 
 def method_verdict(outcomes: dict[str, str], estimates: dict[str, float],

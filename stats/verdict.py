@@ -90,11 +90,12 @@ def summary_markdown(verdict: Verdict) -> str:
               f"PGR [{level} CI] | PGR baseline [{level} CI] |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method, entry in verdict.methods.items():
+        at_production = any(c.rung == verdict.production_rung for c in entry.cells)
         for c in entry.cells:
             g = c.gain
             # The verdict is taken at the production rung: on other rungs' rows it would read as
-            # theirs (new-user review 2026-12-06).
-            decided_here = c.rung == verdict.production_rung
+            # theirs (new-user review 2026-12-06); a method with no cell there shows it on all.
+            decided_here = c.rung == verdict.production_rung or not at_production
             lines.append(
                 f"| {method} | {entry.verdict if decided_here else ''} | "
                 f"{('yes' if entry.promote else 'no') if decided_here else ''} | "

@@ -65,14 +65,30 @@ def user_errors() -> Iterator[None]:
 
     try:
         yield
-    except BrokenPipeError:
-        raise  # the reader went away (`| head`): not bad input (``_internal_errors``)
+    except BrokenPipeError as err:
+        if stdout_gone():
+            raise  # the reader of stdout went away (`| head`): ``_internal_errors``
+        raise fail(_one_line(err)) from None  # another pipe: the machine's problem, one line
     except _user_error_types() as err:
         raise fail(_one_line(err)) from None
     except GroupFailed as err:
         raise fail(_one_line(err), 2 if err.returncode == BAD_INPUT_EXIT else 1) from None
     except (KeyboardInterrupt, ShutdownInProgress):
         raise fail("interrupted", INTERRUPTED_EXIT) from None
+
+
+def stdout_gone() -> bool:
+    """Whether this process's stdout is a pipe whose reader has gone (poll reports an error on
+    its write end): only then is a BrokenPipeError the reader's doing, not another pipe's
+    (helper-47: a child's pipe had become a silent exit 141)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def usage_line(err: click_errors.UsageError) -> str:
@@ -119,7 +135,10 @@ def _internal_errors() -> Iterator[None]:
         yield
     except _exits_and_usage_errors():
         raise
-    except BrokenPipeError:
+    except BrokenPipeError as err:
+        if not stdout_gone():
+            raise fail(f"internal error (a bug in w2s-transfer, not a verdict): {err}",
+                       INTERNAL_ERROR_EXIT) from None
         # `w2s-transfer methods --json | head`: the reader closed the pipe. As other tools do,
         # stop quietly with 128 + SIGPIPE; stdout goes to /dev/null so that the interpreter's
         # last flush does not fail again (helper-46 saw a traceback and exit 70).

@@ -1,6 +1,7 @@
 """``w2s-transfer analyze PATH --out DIR``: verdicts from a results table or a sandbox cache."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -16,9 +17,10 @@ def _output_dir(out: str) -> Path:
         raise InputError("empty; expected an output directory", field="--out")
     verdict = Path(out) / "verdict.json"
     try:
-        bound = verdict.is_file() and '"binding"' in verdict.read_text(errors="replace")
-    except OSError:
-        bound = False
+        existing = json.loads(verdict.read_text(errors="replace")) if verdict.is_file() else None
+    except (OSError, ValueError):
+        existing = None  # unreadable: not a validate run's, and analyze writes over it
+    bound = isinstance(existing, dict) and existing.get("binding") is not None
     if bound:
         # A validate run's verdict is bound to its plan, code and results and is what the gate
         # reads; analyze's would replace it unbound (helper-46: the gate then refused it).

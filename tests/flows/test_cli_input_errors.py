@@ -252,3 +252,16 @@ def test_an_unknown_ladder_name_is_a_plan_line(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         load_plan(path)
     assert str(caught.value).startswith(f"{path}:9: ladder: unknown ladder 'tiny2'; built in: ")
+
+
+def test_a_broken_pipe_that_is_not_stdout_s_is_one_line_exit_2() -> None:
+    """helper-47: after BrokenPipe became a quiet 141, a child process's broken pipe ended a
+    command silently too; only stdout's own reader going away is quiet."""
+    import typer
+
+    from flows.commands._errors import user_errors
+
+    with pytest.raises(typer.Exit) as caught:
+        with user_errors():
+            raise BrokenPipeError(32, "Broken pipe")
+    assert caught.value.exit_code == 2

@@ -183,14 +183,23 @@ def _relabel_harmful_as_real(raw: dict[str, Any], *, reasons: bool, numbers: boo
                     -gain["decision_ci_high"], -gain["decision_ci_low"])
             gain["p_adjusted"], gain["p_harm_adjusted"] = (gain["p_harm_adjusted"],
                                                            gain["p_adjusted"])
+            gain["p_superiority"], gain["p_harm"] = gain["p_harm"], gain["p_superiority"]
             if cell.get("outcome") == "harmful":
                 cell["outcome"] = "superior"
 
 
 def _shrink_gain(raw: dict[str, Any]) -> None:
     cell = _production(raw, "aux_conf")
-    cell["gain"].update(estimate=0.005, ci_low=0.002, ci_high=0.008, decision_ci_low=0.001,
-                        decision_ci_high=0.009)
+    cell["gain"].update(estimate=0.005, ci_low=0.002, ci_high=0.008)
+    for key in ("decision_ci_low", "decision_ci_high"):  # as a file written before it existed
+        cell["gain"].pop(key, None)
+
+
+def _undecided_relabelled_superior(raw: dict[str, Any]) -> None:
+    cell = _production(raw, "bootstrap")
+    cell["outcome"] = "superior"
+    for key in ("decision_ci_low", "decision_ci_high"):
+        cell["gain"].pop(key, None)
 
 
 def _swap(raw: dict[str, Any]) -> None:
@@ -324,10 +333,13 @@ FORGERIES = [
     Forgery("adjusted p value above 1",
             edited(lambda raw: _production(raw, "aux_conf")["gain"].update(p_adjusted=1.7)),
             "is not a probability"),
-    Forgery("gain moved outside its decision interval (helper-46's interval)",
+    Forgery("decision interval edited (helper-46's interval)",
             edited(lambda raw: _production(raw, "aux_conf")["gain"].update(
                 decision_ci_low=-0.5, decision_ci_high=-0.4)),
-            "outside its decision interval"),
+            "adjusted p values give"),
+    Forgery("undecided cell relabelled superior, its decision interval deleted (helper-47)",
+            edited(_undecided_relabelled_superior), "is not below alpha / 2",
+            method="bootstrap"),
     Forgery("alpha raised to 0.9 (every p passes; helper-44)", edited(_set("alpha", 0.9)),
             "is not a level in (0, 0.5)"),
     Forgery("alpha raised, alpha_per_direction kept", edited(_set("alpha", 0.2)),

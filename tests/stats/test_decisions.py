@@ -115,3 +115,25 @@ def test_the_rule_is_stated_in_the_verdict_and_the_summary():
     assert verdict.alpha_per_direction == pytest.approx(0.025)
     assert "one-sided at alpha/2 = 0.025" in verdict.decision_rule
     assert verdict.decision_rule in summary_markdown(verdict)
+
+
+def test_the_decision_interval_agrees_with_the_decision_at_ties_and_without_df():
+    """helper-47: at p_adjusted within a few ulps of alpha/2 ``t.ppf`` and ``t.sf`` disagreed
+    (a superior cell's interval started at -4e-17, which the gate refused); a single-seed cell
+    (df infinite, written as null) got no interval."""
+    from scipy import stats as sps
+
+    from stats.tests_and_verdicts import decision_interval
+
+    se, df = 0.01, 7.0
+    for step in range(-50, 50):  # estimates whose adjusted p lies within ulps of alpha/2
+        for family in (1, 2, 3):
+            estimate = float(sps.t.isf(0.025 * (1 + step * 1e-16) / family, df) * se)
+            p = float(sps.t.sf(estimate / se, df))
+            p_adj = min(p * family, 1.0)
+            low, _ = decision_interval(estimate, se, df, p, p_adj, 1 - p, 1.0, 0.05)
+            assert (low > 0) == (p_adj < 0.025), (step, family, p_adj, low)
+            _, high = decision_interval(-estimate, se, df, 1 - p, 1.0, p, p_adj, 0.05)
+            assert (high < 0) == (p_adj < 0.025), (step, family, p_adj, high)
+    low, high = decision_interval(0.05, 0.01, None, 1e-7, 3e-7, 1 - 1e-7, 1.0, 0.05)
+    assert np.isfinite(low) and np.isfinite(high) and low > 0
