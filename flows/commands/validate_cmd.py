@@ -72,7 +72,7 @@ def print_verdicts(verdict: Verdict, out: Path) -> None:
     for row in plain_rows(verdict_rows(verdict)):
         table.add_row(*[str(row[i]) for i in index])
     console = Console()
-    console.width = max(console.width, 150)  # pipes default to 80 columns
+    console.width = max(console.width, 175)  # pipes default to 80 columns
     console.print(table)
     rows = plain_rows(control_rows(verdict))
     if rows:
