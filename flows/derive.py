@@ -72,12 +72,16 @@ def candidates_table(plan, table: pd.DataFrame, labels: dict[str, str] | None = 
     candidate ran (controls that outlast every candidate add weak, ceiling and baseline runs of
     later seeds). So the candidates' verdicts are exactly those of the same plan without
     controls."""
-    controls = set(plan.control_labels)
-    if not controls:
+    return without_arms(table, set(plan.control_labels), StatsView(plan, labels).baseline)
+
+
+def without_arms(table: pd.DataFrame, arms: set[str], baseline: str) -> pd.DataFrame:
+    """``table`` without ``arms`` (controls) and with only the seeds some remaining candidate
+    ran; unchanged when there is nothing to drop."""
+    if not arms:
         return table
-    table = table[~table["arm"].isin(controls)]
-    reserved = {"weak", "ceiling", StatsView(plan, labels).baseline}
-    candidate_seeds = set(table.loc[~table["arm"].isin(reserved), "seed"])
+    table = table[~table["arm"].isin(arms)]
+    candidate_seeds = set(table.loc[~table["arm"].isin({"weak", "ceiling", baseline}), "seed"])
     return table[table["seed"].isin(candidate_seeds)].reset_index(drop=True)
 
 

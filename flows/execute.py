@@ -176,7 +176,7 @@ def _run_in(group: ArmGroup, key: str, private: Path, work_dir: Path, processes:
 
     group_file = private / f"group-{key}.json"
     shown_result = None
-    if not group.result:  # a pool's group run names a result in the shared store
+    if not group.result:  # a multi-node group names one in the shared store (flows.nodes)
         group = group.model_copy(update={"result": str(private / f"result-{key}.json")})
         shown_result = work_dir / f"result-{key}.json"
     text = group.model_dump_json(indent=2)

@@ -31,18 +31,15 @@ def _output_dir(out: str) -> Path:
 
 def _without_controls(table, baseline: str):
     """The table without control arms (``control:<kind>:<name>``, as `validate` writes them)
-    and only the seeds some candidate ran, as `validate` analyses its candidates; and the
-    control arms left out. A validate run's results.parquet analysed here had shown its
-    spike-in control as a candidate, "REAL (promote)" (review 2026-12-05)."""
+    and only the seeds some candidate ran, as `validate` analyses its candidates
+    (``flows.derive.without_arms``); and the control arms left out. A validate run's
+    results.parquet analysed here had shown its spike-in control as a candidate, "REAL
+    (promote)" (review 2026-12-05)."""
+    from flows.derive import without_arms
     from transfer.controls import is_control_label
 
-    arms = [str(a) for a in table["arm"].unique()]
-    controls = sorted(a for a in arms if is_control_label(a))
-    if not controls:
-        return table, controls
-    kept = table[~table["arm"].isin(controls)]
-    candidates = kept.loc[~kept["arm"].isin(["weak", "ceiling", baseline]), "seed"]
-    return kept[kept["seed"].isin(set(candidates))].reset_index(drop=True), controls
+    controls = sorted(a for a in map(str, table["arm"].unique()) if is_control_label(a))
+    return without_arms(table, set(controls), baseline), controls
 
 
 # analyze_table's arguments the CLI's options set, by the option's name.
