@@ -169,8 +169,10 @@ def cell_reason(dataset: str, outcome: str, estimate: float, ci: tuple[float, fl
         need.append(f"about {seeds} seeds")
     if examples is not None:
         need.append(f"about {examples} test examples per seed at {n_seeds} seeds")
-    need_text = (" or ".join(need) + " would give 80% power at that size") if need else (
-        "more seeds alone cannot reach 80% power at that size")
+    # The gain the plan cares about, not the MDE just named (a new user read it as the MDE).
+    size = f"a gain of the SESOI, {100 * sesoi:.2f} points"
+    need_text = (" or ".join(need) + f" would give 80% power for {size}") if need else (
+        f"more seeds alone cannot reach 80% power for {size}")
     if p_harm_raw is not None and p_harm_raw < half:
         return (f"{head}: points to a loss (unadjusted one-sided p = {p_harm_raw:.3g}) that is not "
                 f"confirmed after correcting for multiple comparisons (adjusted p = "

@@ -43,7 +43,9 @@ def register(app: typer.Typer) -> None:
             for rung in rungs:
                 table.add_row(name, rung["name"], rung["weak"], _fmt(rung["weak_params"]),
                               rung["strong"], _fmt(rung["strong_params"]))
-        Console().print(table)
+        console = Console()
+        console.width = max(console.width, 120)  # model names are what one looks up here
+        console.print(table)
 
 
 def _fmt(n: int | None) -> str:
