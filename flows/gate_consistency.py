@@ -48,6 +48,17 @@ def _cell_problem(where: str, cell: Cell, alpha: float,
     for arm, value in cell.acc.items():
         if as_number(value) is not None and not 0 <= value <= 1:
             return f"{where}.acc.{arm}: {value!r} is not an accuracy"
+    # A written decision interval is held to the decisions whatever else the file states
+    # (deleting alpha_per_direction switched this off: helper-48).
+    d_low, d_high = as_number(gain.decision_ci_low), as_number(gain.decision_ci_high)
+    if est is not None and d_low is not None and d_high is not None \
+            and not d_low <= est <= d_high:
+        return (f"{where}.gain: estimate {est!r} outside its decision interval "
+                f"[{d_low!r}, {d_high!r}]")
+    if cell.outcome == "superior" and d_low is not None and d_low <= 0:
+        return f"{where}: outcome superior but its decision interval starts at {d_low!r}"
+    if cell.outcome == "harmful" and d_high is not None and d_high >= 0:
+        return f"{where}: outcome harmful but its decision interval ends at {d_high!r}"
     if per_direction is not None:
         problem = _decision_problem(where, cell, per_direction)
         if problem:

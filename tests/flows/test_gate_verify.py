@@ -195,6 +195,13 @@ def _shrink_gain(raw: dict[str, Any]) -> None:
         cell["gain"].pop(key, None)
 
 
+def _relabelled_superior_rule_deleted(raw: dict[str, Any]) -> None:
+    raw.pop("alpha_per_direction", None)
+    cell = _production(raw, "bootstrap")
+    cell["outcome"] = "superior"
+    cell["gain"]["decision_ci_low"] = -abs(cell["gain"]["decision_ci_low"] or 0.001)
+
+
 def _undecided_relabelled_superior(raw: dict[str, Any]) -> None:
     cell = _production(raw, "bootstrap")
     cell["outcome"] = "superior"
@@ -336,7 +343,10 @@ FORGERIES = [
     Forgery("decision interval edited (helper-46's interval)",
             edited(lambda raw: _production(raw, "aux_conf")["gain"].update(
                 decision_ci_low=-0.5, decision_ci_high=-0.4)),
-            "adjusted p values give"),
+            "decision interval"),
+    Forgery("undecided cell relabelled superior, alpha_per_direction deleted (helper-48)",
+            edited(_relabelled_superior_rule_deleted), "decision interval starts at",
+            method="bootstrap"),
     Forgery("undecided cell relabelled superior, its decision interval deleted (helper-47)",
             edited(_undecided_relabelled_superior), "is not below alpha / 2",
             method="bootstrap"),
