@@ -15,9 +15,13 @@ Two builders render the same spec:
   the program is an unprivileged uid on the host too (a uid-0 process with capabilities dropped
   could still write every root-owned file it sees). As a non-root user, bubblewrap runs in a new
   user namespace as that user.
-- ``unshare`` (util-linux fallback, root only): ``unshare`` for the namespaces, a small shell
-  script that mounts a tmpfs root, binds the allowed paths, ``pivot_root``s into it and execs
-  ``setpriv`` with the same drop.
+- ``unshare`` (util-linux fallback, root only; ``methods/jail_unshare.py``): ``unshare`` for the
+  namespaces, a small shell script that mounts a tmpfs root, binds the allowed paths,
+  ``pivot_root``s into it and execs ``setpriv`` with the same drop.
+
+Both put every process of the jail under the same system-call allow-list
+(``methods/jail_seccomp.py``): no user namespaces, mounts, keyrings, ``ptrace``, ``bpf``,
+``io_uring`` and the like.
 
 ``W2S_JAIL_BUILDER=bwrap|unshare`` forces one; otherwise the first that works here is used.
 When neither works, :func:`jail_builder` raises :class:`JailUnavailable` (one line, saying what
@@ -34,6 +38,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +46,8 @@ from pathlib import Path
 from typing import Literal
 
 from methods.jail_outputs import Collect, OutputsPipe
+from methods.jail_seccomp import SeccompUnavailable, loader_command, program_descriptor
+from methods.jail_unshare import unshare_argv
 
 Builder = Literal["bwrap", "unshare"]
 MountKind = Literal["ro", "rw", "dev", "tmpfs", "symlink", "dir"]
@@ -54,6 +61,10 @@ JAIL_UID_BASE, JAIL_UID_SPAN = 2_000_000_000, 1 << 24
 JAIL_HOSTNAME = "w2s-jail"
 # How much of the program's stdout/stderr the parent keeps (the tail), whatever it prints.
 OUTPUT_TAIL_BYTES = 64 * 1024
+# The interpreter that loads the system-call filter under the util-linux builder, and its
+# prefix (mounted read-only there when a spec does not mount it).
+INTERPRETER = os.path.realpath(sys.executable)
+INTERPRETER_PREFIX = str(Path(INTERPRETER).parents[1])
 SETPRIV_DROP = ("--clear-groups", "--inh-caps=-all", "--ambient-caps=-all",
                 "--bounding-set=-all", "--no-new-privs")
 
@@ -207,10 +218,10 @@ def _ancestors(path: str) -> list[str]:
 
 
 def _bwrap_argv(spec: JailSpec, argv: Sequence[str], as_root: bool,
-                collect_fd: int | None = None) -> list[str]:
+                collect_fd: int | None, seccomp_fd: int) -> list[str]:
     args = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session",
-            "--hostname", JAIL_HOSTNAME]
+            "--hostname", JAIL_HOSTNAME, "--seccomp", str(seccomp_fd)]
     if not as_root:
         args += ["--unshare-user", "--disable-userns"]
     args += ["--proc", "/proc", "--dev", "/dev",
@@ -247,64 +258,17 @@ def _bwrap_argv(spec: JailSpec, argv: Sequence[str], as_root: bool,
     return args + _command(spec, argv, as_root, collect_fd)
 
 
-# Runs as root inside fresh mount/PID/net/IPC/UTS namespaces: build the root from the mount list
-# on stdin-free arguments, pivot into it and exec the command (which drops to the jail uid).
-# Arguments: ROOT TMP_SIZE N (KIND SOURCE TARGET SIZE)xN CWD env -i NAME=VALUE... COMMAND...
-_UNSHARE_SCRIPT = r"""
-set -eu
-root=$1; tmp_size=$2; n=$3; shift 3
-mount -t tmpfs -o mode=0755 w2s-root "$root"
-mkdir -p "$root/proc" "$root/dev" "$root/tmp" "$root/dev/shm"
-mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
-mount -t tmpfs -o mode=0755,nosuid w2s-dev "$root/dev"
-for node in null zero full random urandom tty; do
-  touch "$root/dev/$node"; mount --bind "/dev/$node" "$root/dev/$node"
-done
-ln -s /proc/self/fd "$root/dev/fd"
-ln -s /proc/self/fd/0 "$root/dev/stdin"; ln -s /proc/self/fd/1 "$root/dev/stdout"
-ln -s /proc/self/fd/2 "$root/dev/stderr"
-mkdir -p "$root/dev/shm"
-mount -t tmpfs -o "mode=1777,size=$tmp_size,nosuid,nodev" w2s-tmp "$root/tmp"
-mount -t tmpfs -o "mode=1777,size=$tmp_size,nosuid,nodev" w2s-shm "$root/dev/shm"
-while [ "$n" -gt 0 ]; do
-  kind=$1; src=$2; dst=$root$3; size=$4; shift 4; n=$((n - 1))
-  case $kind in
-    ro|rw|dev)
-      # A target inside an earlier read-only mount (an interpreter under /usr) already exists.
-      if [ -d "$src" ]; then [ -d "$dst" ] || mkdir -p "$dst"
-      else [ -e "$dst" ] || { mkdir -p "$(dirname "$dst")"; touch "$dst"; }; fi
-      mount --bind "$src" "$dst"
-      if [ "$kind" = ro ]; then mount -o remount,bind,ro,nosuid,nodev "$dst"; fi
-      if [ "$kind" = rw ]; then mount -o remount,bind,nosuid,nodev "$dst"; fi ;;
-    tmpfs) mkdir -p "$dst"; mount -t tmpfs -o "mode=1777,size=$size,nosuid,nodev" w2s-tmp "$dst" ;;
-    symlink) mkdir -p "$(dirname "$dst")"; ln -s "$src" "$dst" ;;
-    dir) mkdir -p "$dst" ;;
-  esac
-done
-cwd=$1; shift
-hostname w2s-jail
-if command -v ip >/dev/null 2>&1; then ip link set lo up; fi
-mkdir -p "$root/.old"
-cd "$root"
-pivot_root . .old
-umount -l /.old
-rmdir /.old
-mount -o remount,bind,ro,nosuid,nodev /
-cd "$cwd"
-exec "$@"
-"""
-
-
-def _unshare_argv(spec: JailSpec, argv: Sequence[str], root: str,
-                  collect_fd: int | None = None) -> list[str]:
-    items: list[str] = []
-    for mount in spec.mounts:
-        items += [mount.kind, str(mount.source or "-"), mount.target, str(mount.size or 0)]
-    env = [f"{name}={value}" for name, value in spec.env.items()]
-    return ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child",
-            "--propagation", "private", "--", "sh", "-c", _UNSHARE_SCRIPT, "w2s-jail", root,
-            str(spec.limits.tmp_bytes), str(len(spec.mounts)), *items, spec.cwd,
-            "env", "-i", *env, *_command(spec, argv, True, collect_fd)]
+def _unshare_argv(spec: JailSpec, argv: Sequence[str], root: str, collect_fd: int | None,
+                  seccomp_fd: int) -> list[str]:
+    # The filter's loader is the interpreter (standard library only): mount it if the spec
+    # does not already.
+    if not any(m.kind == "ro" and m.source == m.target
+               and Path(INTERPRETER).is_relative_to(m.target) for m in spec.mounts):
+        spec = dataclasses.replace(spec, mounts=(*spec.mounts, Mount(
+            "ro", INTERPRETER_PREFIX, INTERPRETER_PREFIX)))
+    # The loader runs before `env -i` (Python's locale coercion sets LC_CTYPE).
+    return unshare_argv(spec, _command(spec, argv, True, collect_fd), root,
+                        loader=loader_command(INTERPRETER, seccomp_fd, []))
 
 
 # --- choosing a builder -----------------------------------------------------------------------
@@ -320,7 +284,7 @@ def _probe(builder: Builder) -> str | None:
     spec = JailSpec(mounts=tuple(system_mounts()), env={"PATH": "/usr/bin:/bin"})
     try:
         result = _run(builder, spec, ["true"], timeout_s=30)
-    except (OSError, JailTimeout) as err:
+    except (OSError, JailTimeout, SeccompUnavailable) as err:
         return str(err)
     if result.returncode != 0:
         return result.last_stderr_line() or f"exit status {result.returncode}"
@@ -425,15 +389,17 @@ def _run(builder: Builder, spec: JailSpec, argv: Sequence[str], timeout_s: float
             contextlib.ExitStack() as stack:
         pipe = None if spec.collect is None else stack.enter_context(OutputsPipe(spec.collect))
         fd = None if pipe is None else pipe.write_end
+        seccomp_fd = program_descriptor()
+        stack.callback(os.close, seccomp_fd)
         if builder == "bwrap":
-            command = _bwrap_argv(spec, argv, os.geteuid() == 0, fd)
+            command = _bwrap_argv(spec, argv, os.geteuid() == 0, fd, seccomp_fd)
         else:
             root = Path(private, "root")
             root.mkdir()
-            command = _unshare_argv(spec, argv, str(root), fd)
+            command = _unshare_argv(spec, argv, str(root), fd, seccomp_fd)
         result = run_process(command, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, cwd="/",
                              limits=spec.limits, timeout_s=timeout_s, label=builder,
-                             pass_fds=() if fd is None else (fd,))
+                             pass_fds=(seccomp_fd,) if fd is None else (fd, seccomp_fd))
         problem = None if pipe is None else pipe.finish()
         if problem is None:
             return result
