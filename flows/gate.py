@@ -45,6 +45,7 @@ from flows.report.verdict import read_verdict_file
 from stats.verdict_model import Sequential, Verdict
 from w2s_common.errors import InputError
 from w2s_common.names import VERDICT_NAMES as VERDICTS
+from w2s_common.names import name_key
 
 PROMOTE, BLOCK = 0, 1
 REL_TOLERANCE, ABS_TOLERANCE = 1e-9, 1e-12
@@ -321,6 +322,15 @@ def entry_named(verdict: Verdict, binding: Binding, name: str, source: Path) -> 
                          "results name and another entry's reference); gate by the entry's "
                          "reference and rerun with a plan whose results names are distinct",
                          path=source, field="methods")
+    # Entries a reader cannot tell from the one meant (`sharpen` beside `Sharpen`: accepted by
+    # campaigns before 2026-12-06) leave the answer to the reader's eye: refused.
+    key = name_key(next(iter(meant)) if meant else name)
+    alike = sorted(label for label in (*verdict.methods, *verdict.controls)
+                   if name_key(label) == key)
+    if len(alike) > 1:
+        raise InputError(f"{name!r}: the file has entries that read alike ({', '.join(alike)}; "
+                         "case and . _ - aside); rerun with a plan whose results names are "
+                         "distinct", path=source, field="methods")
     return next(iter(meant)) if meant else name
 
 

@@ -32,8 +32,10 @@ class ResolvedMethod:
 def check_unique_labels(plan: Any, methods: dict[str, ResolvedMethod]) -> None:
     """Before any compute: each entry's results name (a plugin names itself) is its own, and
     none is an arm name (weak, ceiling): two entries under one name would merge their runs
-    into one arm. Nor may a results name be what another method is known by: another entry's
-    reference in the plan, or the name of an installed entry point that is not this entry (the
+    into one arm, and two that read alike (``sharpen``, ``Sharpen``; ``w2s_common.names.
+    name_key``) could not be told apart in the reports. Nor may a results name read as what
+    another method is known by: another entry's reference in the plan, or the name of an
+    installed entry point that is not this entry (the
     gate finds an entry by its results name or its reference; a plugin calling itself like a
     rival's reference would stand in for the rival there).
 
@@ -41,22 +43,35 @@ def check_unique_labels(plan: Any, methods: dict[str, ResolvedMethod]) -> None:
         InputError: naming the plan's file, line and field of the offending entry.
     """
     from methods.registry import _entry_points
+    from w2s_common.names import name_key
 
-    references = set(methods)
-    entry_points = set(_entry_points())
+    # Compared as a reader reads them (case and separators aside): `Sharpen` beside a rival's
+    # `sharpen` was two arms a reader could not tell apart (helper-49).
+    references: dict[str, set[str]] = {}
+    for reference in methods:
+        references.setdefault(name_key(reference), set()).add(reference)
+    entry_points: dict[str, set[str]] = {}
+    for entry_point in _entry_points():
+        entry_points.setdefault(name_key(entry_point), set()).add(entry_point)
+    arms = {name_key(arm): arm for arm in ("weak", "ceiling")}
     seen: dict[str, str] = {}
     for index, (name, info) in enumerate(methods.items()):
-        label = info.label
+        label, key = info.label, name_key(info.label)
         loc = ("baseline",) if index == 0 else ("methods", index - 1, "name")
-        clash = seen.get(label) or (label if label in ("weak", "ceiling") else None)
+        clash = seen.get(key) or arms.get(key)
         if clash is not None:
-            plan._raise(loc, f"method {name!r} names itself {label!r}, which is already the "
-                        f"name of {clash!r}; each method's results name must be its own")
-        if label != name and (label in references or label in entry_points):
-            what = "another plan entry" if label in references else "an installed entry point"
-            plan._raise(loc, f"method {name!r} names itself {label!r}, which is the name of "
-                        f"{what}; a results name may not be another method's name")
-        seen[label] = name
+            plan._raise(loc, f"method {name!r} names itself {label!r}, which reads as the "
+                        f"name of {clash!r} (case and . _ - aside); each method's results name "
+                        "must be its own")
+        other_reference = references.get(key, set()) - {name}
+        other_entry_point = entry_points.get(key, set()) - {name}
+        if other_reference or other_entry_point:
+            what = "another plan entry" if other_reference else "an installed entry point"
+            other = sorted(other_reference or other_entry_point)[0]
+            plan._raise(loc, f"method {name!r} names itself {label!r}, which reads as the name "
+                        f"of {what} ({other!r}; case and . _ - aside); a results name may not "
+                        "be another method's name")
+        seen[key] = name
 
 
 def check_controls(plan: Any, methods: dict[str, ResolvedMethod]) -> None:

@@ -190,3 +190,23 @@ def test_a_name_meaning_two_entries_is_refused_not_resolved(tmp_path):
         entry_named(verdict, binding, "rival_ep", source)
     assert entry_named(verdict, binding, "rival", source) == "rival"
     assert entry_named(verdict, binding, "pkg.squat:Squat", source) == "rival_ep"
+
+
+def test_entries_that_read_alike_are_refused_not_told_apart(tmp_path):
+    """`sharpen` beside `Sharpen` (campaigns accepted both before 2026-12-06, helper-49): the
+    gate answered each name with its own entry, which a reader could not tell apart."""
+    from types import SimpleNamespace
+
+    from flows.gate import entry_named
+    from w2s_common.errors import InputError
+
+    verdict = SimpleNamespace(methods={"sharpen": None, "Sharpen": None, "other": None},
+                              controls={})
+    binding = SimpleNamespace(methods={"sharpen": SimpleNamespace(reference="a.m:Rival"),
+                                       "Sharpen": SimpleNamespace(reference="a.m:Squat"),
+                                       "other": SimpleNamespace(reference="other")},
+                              controls={})
+    for name in ("sharpen", "Sharpen", "a.m:Rival"):
+        with pytest.raises(InputError, match=r"read alike \(Sharpen, sharpen; case and"):
+            entry_named(verdict, binding, name, tmp_path / "verdict.json")
+    assert entry_named(verdict, binding, "other", tmp_path / "verdict.json") == "other"

@@ -194,7 +194,8 @@ def test_a_plugin_taking_another_plugins_name_is_not_served_its_runs(lab):
 
 
 
-def test_two_plugins_under_one_results_name_are_refused_before_compute(lab, tmp_path):
+@pytest.mark.parametrize("second", ["Second", "Lookalike"])
+def test_two_plugins_under_one_results_name_are_refused_before_compute(lab, tmp_path, second):
     """Two entries that describe themselves alike would file their runs under one arm (and on
     a worker a plugin could take a rival's name the parent never saw: the runs a group reports
     are checked against the parent's names too, tests/flows/test_outcome_check.py)."""
@@ -202,25 +203,35 @@ def test_two_plugins_under_one_results_name_are_refused_before_compute(lab, tmp_
 
     plan = tmp_path / "namesake.yaml"
     plan.write_text("name: namesake\nmethods:\n  - name: attacks.namesake:First\n"
-                    "  - name: attacks.namesake:Second\nbaseline: vanilla\nladder: micro\n"
+                    f"  - name: attacks.namesake:{second}\nbaseline: vanilla\nladder: micro\n"
                     "rungs: [m0]\ndatasets: [synthetic]\nseeds: {initial: 1, batch: 1, max: 1}\n")
     snapshot = lab.snapshot()
     with pytest.raises(InputError) as err:
         Campaign.prepare(plan, tmp_path / "out", tmp_path / "store")
     lab.assert_unchanged(snapshot)
-    lab.record("two plugins under one results name in one plan (their runs merge into one arm)",
-               "`attacks.namesake:First`, `:Second` (plugins)",
-               "accepted; the analysis failed after the compute (`duplicate row`)",
-               "refused before compute: `names itself 'attack_namesake', which is already "
-               "the name of ...`", "yes", "-")
-    assert str(err.value).startswith(f"{plan}:4: methods[1].name: method "
-                                     "'attacks.namesake:Second' names itself 'attack_namesake'")
+    if second == "Second":
+        lab.record("two plugins under one results name in one plan (their runs merge into one "
+                   "arm)", "`attacks.namesake:First`, `:Second` (plugins)",
+                   "accepted; the analysis failed after the compute (`duplicate row`)",
+                   "refused before compute: `names itself 'attack_namesake', which reads as "
+                   "the name of ...`", "yes", "-")
+    else:
+        lab.record("two plugins whose results names read alike (`Attack-Namesake` beside "
+                   "`attack_namesake`: two arms a reader cannot tell apart)",
+                   "`attacks.namesake:First`, `:Lookalike` (plugins)",
+                   "accepted as two arms (helper-49, 2026-12-06)",
+                   "refused before compute (names compared case and . _ - aside)", "yes", "-")
+    label = "attack_namesake" if second == "Second" else "Attack-Namesake"
+    assert str(err.value).startswith(
+        f"{plan}:4: methods[1].name: method 'attacks.namesake:{second}' names itself "
+        f"'{label}', which reads as the name of 'attacks.namesake:First'")
     assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
 
 
+@pytest.mark.parametrize("attacker", ["Squat", "CaseSquat"])
 @pytest.mark.parametrize("rival_in_plan", [True, False], ids=["plan-entry", "installed"])
 def test_a_results_name_that_is_another_method_s_name_is_refused(lab, tmp_path, monkeypatch,
-                                                                   rival_in_plan):
+                                                                   rival_in_plan, attacker):
     """A plugin naming itself like a rival's entry point (in the plan, or only installed) is
     refused before compute: the gate finds entries by results name or reference, so the name
     would let it stand in for the rival (``flows.gate.entry_named`` refuses such a name too)."""
@@ -229,7 +240,8 @@ def test_a_results_name_that_is_another_method_s_name_is_refused(lab, tmp_path, 
     site = tmp_path / "site"
     _site_with_entry_point(site, "rival_ep", "attacks.benign:WeakEcho")
     monkeypatch.setenv("W2S_PLUGIN_PATH", str(site))
-    entries = ["rival_ep", "attacks.squat:Squat"] if rival_in_plan else ["attacks.squat:Squat"]
+    own = f"attacks.squat:{attacker}"
+    entries = ["rival_ep", own] if rival_in_plan else [own]
     plan = tmp_path / "squat.yaml"
     plan.write_text("name: squat\nmethods:\n" + "".join(f"  - name: {e}\n" for e in entries)
                     + "baseline: vanilla\nladder: micro\nrungs: [m0]\ndatasets: [synthetic]\n"
@@ -240,10 +252,12 @@ def test_a_results_name_that_is_another_method_s_name_is_refused(lab, tmp_path, 
     lab.assert_unchanged(snapshot)
     what = "another plan entry" if rival_in_plan else "an installed entry point"
     line = 2 + len(entries)
+    label = "rival_ep" if attacker == "Squat" else "RIVAL-ep"
     assert str(err.value) == (f"{plan}:{line}: methods[{len(entries) - 1}].name: method "
-                              "'attacks.squat:Squat' names itself 'rival_ep', which is the name "
-                              f"of {what}; a results name may not be another method's name")
-    if rival_in_plan:
+                              f"'{own}' names itself '{label}', which reads as the name of "
+                              f"{what} ('rival_ep'; case and . _ - aside); a results name may "
+                              "not be another method's name")
+    if rival_in_plan and attacker == "Squat":
         lab.record("a results name that is a rival's entry-point name (the gate's `--method "
                    "rival` answered with the attacker's verdict)",
                    "`attacks.squat:Squat` beside entry point `rival_ep` (plugins)",
