@@ -132,6 +132,9 @@ def apply_promotion_guards(verdict: Verdict, records: list[Any],
     audits = verdict.audits
     for name, entry in verdict.methods.items():
         entry.isolation = isolation.get(name, "builtin")
+        # A spike-in control trains on gold labels by design (and is never promoted): "too good
+        # for weak supervision" would flag the injection it measures (helper-46).
+        control = is_control_label(name)
         fired: list[str] = []
         if entry.isolation == "unjailed":
             fired.append("its code ran outside the jail (jail: {mode: off}); an unjailed "
@@ -156,7 +159,7 @@ def apply_promotion_guards(verdict: Verdict, records: list[Any],
             if not cell.pgr.defined:
                 fired.append(f"at the production rung {production} ({cell.dataset}) PGR "
                              "is undefined")
-            elif cell.pgr.ci_low is not None and cell.pgr.ci_low > 1:
+            elif cell.pgr.ci_low is not None and cell.pgr.ci_low > 1 and not control:
                 # Trained on weak labels, a student that clearly beats the same model trained
                 # on gold labels is what a label leak looks like (a forged run scored PGR 2.4,
                 # attacker review 2026-12-05): a person looks before anything is promoted.
@@ -164,13 +167,13 @@ def apply_promotion_guards(verdict: Verdict, records: list[Any],
                              f"the ceiling trained on gold labels (PGR {cell.pgr.estimate:.2f}, "
                              f"interval from {cell.pgr.ci_low:.2f}): too good for weak "
                              "supervision; rule out label access before promoting")
-        for run in perfect.get(name, []):
+        for run in [] if control else perfect.get(name, []):
             fired.append(f"{run} scored 100% test accuracy, which the ceiling trained on gold "
                          "labels does not: too good for weak supervision; rule out label "
                          "access before promoting")
         for problem in shared + inconsistent.get(name, []):
             fired.append(f"inconsistent stored run: {problem}")
-        if audits is not None and not is_control_label(name):  # controls are never audited
+        if audits is not None and not control:  # controls are never audited
             fired.extend(audit_reasons(audits, name, baseline))
         entry.guards = fired
         for reason in fired:

@@ -12,7 +12,7 @@ from flows.guards import apply_promotion_guards
 from stats import Verdict
 
 
-def verdict(pgr_low: float, pgr_high: float) -> Verdict:
+def verdict(pgr_low: float, pgr_high: float, name: str = "m") -> Verdict:
     pgr = {"defined": True, "estimate": (pgr_low + pgr_high) / 2, "ci_low": pgr_low,
            "ci_high": pgr_high}
     cell = {"rung": "r2", "dataset": "mine", "n_seeds": 3,
@@ -21,7 +21,7 @@ def verdict(pgr_low: float, pgr_high: float) -> Verdict:
     return Verdict.model_validate({
         "schema_version": 1, "alpha": 0.05, "sesoi": 0.01, "baseline": "vanilla",
         "production_rung": "r2", "methods": {
-            "m": {"verdict": "REAL", "promote": True, "reasons": [], "cells": [cell]}}})
+            name: {"verdict": "REAL", "promote": True, "reasons": [], "cells": [cell]}}})
 
 
 def run(arm: str, label: str, accuracy: float, seed: int = 0):
@@ -49,3 +49,15 @@ def test_a_perfect_run_the_ceiling_does_not_reach_blocks_promotion(ceiling, bloc
     assert entry.promote is not blocked
     assert any("its run at rung r2 seed 0 scored 100% test accuracy" in g
                for g in entry.guards) is blocked
+
+
+def test_a_spike_in_control_is_not_called_too_good() -> None:
+    """A spike-in control trains on gold labels by design: a PGR interval above 1 or a perfect
+    run is the injection it measures, not a leak (it was flagged, helper-46, 2026-12-06)."""
+    from transfer.controls import CONTROL_PREFIX
+
+    name = f"{CONTROL_PREFIX}spike"
+    records = [run("weak", "weak", 0.7), run("ceiling", "ceiling", 0.8),
+               run("student", "vanilla", 0.75), run("student", name, 1.0)]
+    entry = apply_promotion_guards(verdict(1.1, 2.4, name), records).methods[name]
+    assert not any("too good" in g for g in entry.guards), entry.guards
