@@ -94,8 +94,8 @@ def control_alpha(plan) -> float:
 
 def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
                     labels: dict[str, str] | None = None,
-                    audits: dict[str, list[LabelAudit]] | None = None
-                    ) -> dict[str, MethodVerdict]:
+                    audits: dict[str, list[LabelAudit]] | None = None,
+                    sequential: Sequential | None = None) -> dict[str, MethodVerdict]:
     """Each control analysed against the baseline on its own (outside the candidates' Holm
     family, at :func:`control_alpha`), with the guards, marked and never promoted.
 
@@ -117,7 +117,7 @@ def derive_controls(plan, table: pd.DataFrame, runs: list[Any],
             continue
         rows = table[table["seed"].isin(set(own["seed"])) &
                      table["arm"].isin(["weak", "ceiling", baseline, spec.label])]
-        verdict = analyze_table(rows.reset_index(drop=True), **settings)
+        verdict = analyze_table(rows.reset_index(drop=True), **settings, sequential=sequential)
         verdict.audits = audits
         apply_promotion_guards(verdict, runs, untrusted_baseline(plan))
         decided = verdict.methods[spec.label]
@@ -171,10 +171,22 @@ def derive_verdict(plan, results: pd.DataFrame, runs: list[Any],
         verdict.audits = checked
     apply_promotion_guards(verdict, runs, untrusted_baseline(plan))
     if plan.controls:
-        verdict.controls = derive_controls(plan, table, runs, labels, checked)
+        verdict.controls = derive_controls(plan, table, runs, labels, checked, sequential)
     verdict.jail = plan.jail.mode
     verdict.plan = PlanId(name=plan.name, plan_hash=plan.plan_hash)
     return verdict
+
+
+def sequential_record(plan, looks: list[dict[str, Any]],
+                      seeds_used: dict[str, list[int]]) -> Sequential:
+    """The campaign's sequential record: its looks, the seeds each method ran, the budget and
+    the looks its design planned (the final analysis decides each method at the level of the
+    look it stopped at: ``stats.analyze_table``)."""
+    from flows.campaign import seed_batches
+
+    planned = len(seed_batches(plan.seeds.initial, plan.seeds.batch, plan.seeds.max))
+    return Sequential.model_validate({"looks": looks, "seeds_used": seeds_used,
+                                      "seed_budget": plan.seeds.max, "max_looks": planned})
 
 
 def replay_looks(plan, results: pd.DataFrame, labels: dict[str, str]

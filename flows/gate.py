@@ -42,7 +42,7 @@ from flows.binding import verdict_key, verify_signature
 from flows.gate_binding import Binding, parse_binding, written_in_file
 from flows.gate_consistency import as_number, consistency_problem
 from flows.report.verdict import read_verdict_file
-from stats.verdict_model import Sequential, Verdict
+from stats.verdict_model import Verdict
 from w2s_common.errors import InputError
 from w2s_common.names import VERDICT_NAMES as VERDICTS
 from w2s_common.names import name_key
@@ -191,7 +191,13 @@ def rederive(as_written: Mapping[str, Any], binding: Binding, source: Path, plan
 
     import pandas as pd
 
-    from flows.derive import derive_verdict, replay_looks, stored_runs, table_runs
+    from flows.derive import (
+        derive_verdict,
+        replay_looks,
+        sequential_record,
+        stored_runs,
+        table_runs,
+    )
     from flows.plan import load_plan
     from flows.userfiles import require_regular_file
 
@@ -235,8 +241,7 @@ def rederive(as_written: Mapping[str, Any], binding: Binding, source: Path, plan
     if problem:
         raise InputError(problem, path=source, field="binding")
     looks, seeds_used = replay_looks(plan, results, labels)
-    sequential = Sequential.model_validate({"looks": looks, "seeds_used": seeds_used,
-                                            "seed_budget": plan.seeds.max})
+    sequential = sequential_record(plan, looks, seeds_used)
     # The audits are an input, as results.parquet is (run on the worker, not re-runnable here);
     # what they imply for promotion is re-derived.
     verdict = derive_verdict(plan, results, runs, labels, sequential=sequential,

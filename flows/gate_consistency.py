@@ -36,7 +36,8 @@ def _first_verdict_word(reasons: list[str]) -> str | None:
 
 
 def _cell_problem(where: str, cell: Cell, alpha: float,
-                  per_direction: float | None = None) -> str | None:
+                  per_direction: float | None = None,
+                  stop: tuple[int, int] | None = None) -> str | None:
     gain = cell.gain
     est, low, high = (as_number(v) for v in (gain.estimate, gain.ci_low, gain.ci_high))
     if est is not None and low is not None and high is not None and not low <= est <= high:
@@ -60,7 +61,7 @@ def _cell_problem(where: str, cell: Cell, alpha: float,
     if cell.outcome == "harmful" and d_high is not None and d_high >= 0:
         return f"{where}: outcome harmful but its decision interval ends at {d_high!r}"
     if per_direction is not None:
-        problem = _decision_problem(where, cell, per_direction)
+        problem = _decision_problem(where, cell, per_direction, stop)
         if problem:
             return problem
     outcome = cell.outcome
@@ -79,11 +80,15 @@ def _cell_problem(where: str, cell: Cell, alpha: float,
     return None
 
 
-def _decision_problem(where: str, cell: Cell, per_direction: float) -> str | None:
+def _decision_problem(where: str, cell: Cell, per_direction: float,
+                      stop: tuple[int, int] | None = None) -> str | None:
     """A decided cell of a file that states its rule: each direction's adjusted p below
     ``per_direction``, and the decision interval, where written, the one its p values give
-    (recomputed: deleting or editing it changes nothing; helper-47)."""
-    from stats.tests_and_verdicts import decision_interval
+    (recomputed: deleting or editing it changes nothing; helper-47); a cell a sequential design
+    decided (``stop``: the entry's stopping look and the planned looks, from the file's own
+    record), the repeated interval at that look's level."""
+    from stats.sequential import look_level
+    from stats.tests_and_verdicts import SEQUENTIAL_CORRECTION, decision_interval
 
     gain = cell.gain
     p_sup, p_harm = as_number(gain.p_adjusted), as_number(gain.p_harm_adjusted)
@@ -96,9 +101,15 @@ def _decision_problem(where: str, cell: Cell, per_direction: float) -> str | Non
     written = (as_number(gain.decision_ci_low), as_number(gain.decision_ci_high))
     if written == (None, None):
         return None  # written before the interval existed (2026-12-06), or undefined
+    level = None
+    if gain.correction == SEQUENTIAL_CORRECTION:
+        if stop is None or not isinstance(gain.family_size, int) or gain.family_size < 1:
+            return (f"{where}.gain: decided by a sequential design the file does not record "
+                    "(sequential.max_looks and the entry's looks, family_size)")
+        level = look_level(2 * per_direction, gain.family_size, *stop)
     expected = decision_interval(gain.estimate, gain.se, gain.df, gain.p_superiority,
                                  gain.p_adjusted, gain.p_harm, gain.p_harm_adjusted,
-                                 2 * per_direction)
+                                 2 * per_direction, level=level)
     for name, got, want in zip(("decision_ci_low", "decision_ci_high"), written, expected):
         if got is None or not math.isfinite(want) or abs(got - want) > 1e-9 * max(1.0, abs(want)):
             return (f"{where}.gain.{name}: {got!r}, not the {want!r} its estimate, se, df and "
@@ -158,7 +169,8 @@ def consistency_problem(verdict: Verdict, binding: Binding) -> str | None:
         # direction at its entry's alpha / 2 (a control's own level), decision interval and all.
         own = as_number(entry.alpha) if as_number(entry.alpha) is not None else alpha
         per_direction = own / 2 if verdict.alpha_per_direction is not None else None
-        problem = _entry_problem(where, entry, alpha, sesoi, production, per_direction)
+        problem = _entry_problem(where, entry, alpha, sesoi, production, per_direction,
+                                 _stop(verdict, where.split(".", 1)[1]))
         if problem:
             return problem
         if not entry.promote:
@@ -175,12 +187,23 @@ def consistency_problem(verdict: Verdict, binding: Binding) -> str | None:
     return None
 
 
+def _stop(verdict: Verdict, name: str) -> tuple[int, int] | None:
+    """The entry's stopping look and the planned looks, from the file's sequential record."""
+    record = verdict.sequential
+    if record is None or record.max_looks is None:
+        return None
+    look = record.stopping_looks().get(name)
+    return None if look is None or look > record.max_looks else (look, record.max_looks)
+
+
 def _entry_problem(where: str, entry: MethodVerdict, alpha: float, sesoi: float,
-                   production: str, per_direction: float | None = None) -> str | None:
+                   production: str, per_direction: float | None = None,
+                   stop: tuple[int, int] | None = None) -> str | None:
     """Why one method's (or control's) entry contradicts its own cells, or None."""
     verdict, promote, cells = entry.verdict, entry.promote, entry.cells
     for index, cell in enumerate(cells):
-        problem = _cell_problem(f"{where}.cells[{index}]", cell, alpha, per_direction)
+        problem = _cell_problem(f"{where}.cells[{index}]", cell, alpha, per_direction,
+                                stop if cell.rung == production else None)
         if problem:
             return problem
     prod = [c for c in cells if c.rung == production]

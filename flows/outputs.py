@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from stats.verdict_model import Sequential, Verdict
+from stats.verdict_model import Verdict
 
 if TYPE_CHECKING:
     from flows.resolved import ResolvedMethod
@@ -41,13 +41,12 @@ def write_verdict(out: Path, plan, results: pd.DataFrame, runs: list[Any], *,
         The ``stats.Verdict`` (with its binding; the signature is only in the file).
     """
     from flows.binding import make_binding, sign
-    from flows.derive import derive_verdict
+    from flows.derive import derive_verdict, sequential_record
     from stats import write_outputs as write_stats_outputs
     from w2s_common.atomic import atomic_write_bytes, atomic_write_text
 
     labels = {name: info.label for name, info in methods.items()}
-    sequential = Sequential.model_validate({"looks": looks, "seeds_used": seeds_used,
-                                            "seed_budget": plan.seeds.max})
+    sequential = sequential_record(plan, looks, seeds_used)
     verdict = derive_verdict(plan, results, runs, labels, sequential=sequential, audits=audits)
     buffer = io.BytesIO()
     results.to_parquet(buffer, index=False)

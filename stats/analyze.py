@@ -19,6 +19,7 @@ from stats.scale import mixed_trend, transfer_ratio, wls_trend
 from stats.table import AGGREGATE, RESERVED_ARMS, check_table, rung_metadata
 from stats.tests_and_verdicts import (
     INCONCLUSIVE,
+    SEQUENTIAL_CORRECTION,
     adjust,
     cell_reason,
     classify,
@@ -26,6 +27,7 @@ from stats.tests_and_verdicts import (
     decision_level,
     decision_rule_sentence,
     method_verdict,
+    sequential_rule_sentence,
 )
 from stats.verdict_model import (
     SCHEMA_VERSION,
@@ -98,8 +100,15 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
             (or whose baseline's records) contradict their paths gets verdict ``HOLD``, is
             never promoted, and carries ``hold`` with the records and the verdict under every
             other pairing the records suggest (``_apply_holds``).
-        sequential: the sequential design's record (looks, seeds_used, seed_budget) of the
-            campaign that produced the table, recorded as ``sequential``.
+        sequential: the sequential design's record (looks, seeds_used, seed_budget,
+            max_looks) of the campaign that produced the table, recorded as ``sequential``.
+            With ``max_looks``, each method's production-rung cells are decided as the design
+            decided them: at the level of the look the method stopped at
+            (``stats.sequential.look_level``: O'Brien-Fleming, alpha / 2 split over the
+            family), not at the fixed-sample level with ``correction``; ``p_adjusted`` is the
+            p value scaled to that level (``p (alpha / 2) / alpha_k``) and the decision
+            interval is the repeated confidence interval at it. Without a record (or one
+            without ``max_looks``) the table is analysed as a fixed sample.
         estimand: ``population`` (default): the gain on the task's items, per-example cells
             analysed two-way (seeds and items random); ``test_set``: the gain on these test
             items, every cell analysed on its per-seed accuracies (``stats.cells``). Aggregate
@@ -111,12 +120,14 @@ def analyze_table(df: pd.DataFrame, baseline: str = "vanilla", sesoi: float = 0.
     Raises:
         StatsInputError: unusable table or arguments.
     """
+    record = (None if sequential is None else sequential if isinstance(sequential, Sequential)
+              else Sequential.model_validate(dict(sequential)))
     raw = _analyze(df, baseline, sesoi, alpha, correction, claims, n_boot, sesoi_pgr=sesoi_pgr,
                    production_rung=production_rung, discovery_rung=discovery_rung, seed=seed,
-                   notes=notes, data_quality=data_quality, estimand=estimand)
-    if sequential is not None:
-        raw["sequential"] = (sequential.model_dump(mode="json")
-                             if isinstance(sequential, Sequential) else dict(sequential))
+                   notes=notes, data_quality=data_quality, estimand=estimand,
+                   sequential=record)
+    if record is not None:
+        raw["sequential"] = record.model_dump(mode="json", exclude_none=True)
     return Verdict.model_validate(json_safe(raw))
 
 
@@ -124,7 +135,7 @@ def _analyze(df: pd.DataFrame, baseline: str, sesoi: float, alpha: float, correc
              claims: Mapping | None, n_boot: int, *, sesoi_pgr: float | None,
              production_rung: str | None, discovery_rung: str | None, seed: int,
              notes: list[str] | None, data_quality: DataQuality | None,
-             estimand: str = POPULATION) -> dict:
+             estimand: str = POPULATION, sequential: Sequential | None = None) -> dict:
     """:func:`analyze_table`'s working form: plain dicts whose cells still carry the private
     keys until ``_method_entry`` has used them."""
     _check_args(sesoi, alpha, n_boot, sesoi_pgr)
@@ -192,7 +203,8 @@ def _analyze(df: pd.DataFrame, baseline: str, sesoi: float, alpha: float, correc
                                                           meta[str(rung)], sesoi, sesoi_pgr,
                                                           alpha, boot, rng, n_boot))
 
-    _adjust_families(per_method, production, correction, alpha)
+    stopped = _stopping_looks(sequential, per_method, production)
+    _adjust_families(per_method, production, correction, alpha, stopped)
     out_methods = {}
     for method, cells in per_method.items():
         cells.sort(key=lambda c: (order.index(c["rung"]), c["dataset"]))
@@ -200,10 +212,13 @@ def _analyze(df: pd.DataFrame, baseline: str, sesoi: float, alpha: float, correc
                                             claims, baseline, len(order))
         if estimand == TEST_SET:  # said with the decision, so that the gate's output says it too
             out_methods[method]["reasons"].append(TEST_SET_REASON)
+    rule = (decision_rule_sentence(alpha, correction) if stopped is None
+            else sequential_rule_sentence(alpha, stopped[1]))
     verdict = {"schema_version": SCHEMA_VERSION, "alpha": alpha, "alpha_per_direction": alpha / 2,
-               "decision_rule": decision_rule_sentence(alpha, correction), "sesoi": sesoi,
+               "decision_rule": rule, "sesoi": sesoi,
                "sesoi_pgr": sesoi_pgr, "baseline": baseline, "production_rung": production,
-               "discovery_rung": discovery, "rungs": order, "correction": correction,
+               "discovery_rung": discovery, "rungs": order,
+               "correction": correction if stopped is None else SEQUENTIAL_CORRECTION,
                "data_form": kind, "notes": all_notes, "methods": out_methods}
     if estimand != POPULATION:  # absent means population, as in every verdict before the field
         verdict["estimand"] = estimand
@@ -289,21 +304,41 @@ def _example_counts(cell, n_boot: int, seed: int,
     return cache[n_ex]
 
 
+def _stopping_looks(sequential: Sequential | None, per_method: dict[str, list[dict]],
+                    production: str) -> tuple[dict[str, int], int] | None:
+    """Each method's stopping look and the planned looks, when the record says them for every
+    method with a tested production cell (else None: the fixed-sample analysis)."""
+    if sequential is None or sequential.max_looks is None:
+        return None
+    looks = sequential.stopping_looks()
+    tested = [m for m, cells in per_method.items()
+              if any(c["rung"] == production and c["_tests"] is not None for c in cells)]
+    if not tested or any(m not in looks or looks[m] > sequential.max_looks for m in tested):
+        return None
+    return {m: looks[m] for m in tested}, sequential.max_looks
+
+
+P_ADJUSTED = (("p_superiority", "p_adjusted"), ("p_equivalence", "p_equivalence_adjusted"),
+              ("p_harm", "p_harm_adjusted"))
+
+
 def _adjust_families(per_method: dict[str, list[dict]], production: str, correction: str,
-                     alpha: float) -> None:
+                     alpha: float, stopped: tuple[dict[str, int], int] | None = None) -> None:
     """Fill p_adjusted (superiority), p_equivalence_adjusted and p_harm_adjusted in place, and
-    the power statements at the level the decision uses (``decision_level``)."""
+    the power statements at the level the decision uses (``decision_level``; with ``stopped``,
+    the production cells' at their stopping look's level, ``stats.sequential.look_level``)."""
     for confirmatory in (True, False):
-        family = [c for cells in per_method.values() for c in cells
+        family = [(m, c) for m, cells in per_method.items() for c in cells
                   if (c["rung"] == production) == confirmatory and c["_tests"] is not None]
+        if confirmatory and stopped is not None:
+            _sequential_family(family, alpha, *stopped)
+            continue
         how = correction if confirmatory else "bh"
-        for key, out in (("p_superiority", "p_adjusted"),
-                         ("p_equivalence", "p_equivalence_adjusted"),
-                         ("p_harm", "p_harm_adjusted")):
-            for c, p in zip(family, adjust([c["gain"][key] for c in family], how)):
+        for key, out in P_ADJUSTED:
+            for (_, c), p in zip(family, adjust([c["gain"][key] for _, c in family], how)):
                 c["gain"][out] = p
         level = decision_level(alpha, len(family) if how != "none" else 1)
-        for c in family:
+        for _, c in family:
             g = c["gain"]
             g["decision_ci_low"], g["decision_ci_high"] = decision_interval(
                 g["estimate"], g["se"], g["df"], g["p_superiority"], g["p_adjusted"],
@@ -312,6 +347,29 @@ def _adjust_families(per_method: dict[str, list[dict]], production: str, correct
             c["gain"]["correction"] = how
             c["gain"]["family_size"] = len(family)
             power_statements(c, level)
+
+
+def _sequential_family(family: list[tuple[str, dict]], alpha: float, looks: dict[str, int],
+                       max_looks: int) -> None:
+    """The production family decided as the sequential design decided it: each cell at the
+    one-sided level ``alpha_k`` of its method's stopping look, Bonferroni over the family (the
+    design's split). ``p_adjusted = min(1, p (alpha / 2) / alpha_k)``, so that the usual rule
+    (adjusted p below alpha / 2) is the design's (p below alpha_k), and the decision interval
+    (``decision_interval`` at ``level=alpha_k``) is the repeated confidence interval of that
+    look (Jennison & Turnbull 2000, sec. 9.1)."""
+    from stats.sequential import look_level
+
+    for method, c in family:
+        level = look_level(alpha, len(family), looks[method], max_looks)
+        g = c["gain"]
+        for key, out in P_ADJUSTED:
+            g[out] = min(1.0, g[key] * (alpha / 2.0) / level)
+        g["decision_ci_low"], g["decision_ci_high"] = decision_interval(
+            g["estimate"], g["se"], g["df"], g["p_superiority"], g["p_adjusted"], g["p_harm"],
+            g["p_harm_adjusted"], alpha, level=level)
+        g["family"], g["correction"], g["family_size"] = ("confirmatory", SEQUENTIAL_CORRECTION,
+                                                          len(family))
+        power_statements(c, level)
 
 
 def _method_entry(method: str, cells: list[dict], production: str, discovery: str, sesoi: float,

@@ -142,6 +142,34 @@ def decide_arrays(estimate, se, df, sesoi: float, boundary: float, final: bool):
     return out
 
 
+def look_level(alpha: float, family_size: int, look: int, max_looks: int,
+               spending: str = "obrien_fleming") -> float:
+    """The one-sided level a comparison is decided at when its design stopped at ``look``.
+
+    ``alpha_k = 1 - Phi(c_k)``, with ``c_k`` the boundary at information fraction ``k / K`` of
+    :func:`boundaries` for ``alpha / 2`` split (Bonferroni) over ``family_size`` comparisons:
+    the level of :meth:`SequentialDesign.look`. Deciding a campaign's final verdict at its
+    stopping look's level, rather than at the fixed-sample alpha / 2, keeps each direction's
+    error at most alpha / (2 m) over all looks (Jennison & Turnbull 2000, ch. 9: the repeated
+    confidence interval at that level is what the decision reads).
+
+    Args:
+        alpha: the two-sided level (each direction at alpha / 2 before the split).
+        family_size: comparisons in the family (methods x datasets at the decision rung).
+        look: the look the comparison was last analysed at, 1..max_looks.
+        max_looks: the design's planned looks K (equal information fractions k / K).
+        spending: as in :func:`boundaries`.
+
+    Returns:
+        alpha_k in (0, alpha / 2].
+    """
+    if not 1 <= int(look) <= int(max_looks):
+        raise StatsInputError(f"look {look} outside 1..{max_looks}", field="look")
+    fractions = np.arange(1, int(max_looks) + 1) / int(max_looks)
+    bound = boundaries(alpha / 2 / max(int(family_size), 1), fractions, spending)[int(look) - 1]
+    return float(sps.norm.sf(bound))
+
+
 @dataclass(frozen=True)
 class Decision:
     """What to do after a look.

@@ -186,7 +186,8 @@ def cell_reason(dataset: str, outcome: str, estimate: float, ci: tuple[float, fl
 
 def decision_interval(estimate: float | None, se: float | None, df: float | None,
                       p_sup: float | None, p_sup_adj: float | None, p_harm: float | None,
-                      p_harm_adj: float | None, alpha: float) -> tuple[float, float]:
+                      p_harm_adj: float | None, alpha: float,
+                      level: float | None = None) -> tuple[float, float]:
     """The gain's interval at the levels its multiplicity-adjusted tests were decided at.
 
     With a correction the two-sided (1 - alpha) interval and the decisions part ways: a cell
@@ -211,6 +212,10 @@ def decision_interval(estimate: float | None, se: float | None, df: float | None
         estimate, se, df: the gain, its standard error and df (None: infinite, normal).
         p_sup, p_sup_adj, p_harm, p_harm_adj: the one-sided p values, unadjusted and adjusted.
         alpha: the two-sided level (each direction at alpha / 2).
+        level: the one-sided level of both ends, when the decisions used one level that the
+            p values do not carry (a sequential design's look: the adjusted p is capped at 1,
+            and an end at a capped p would be the fixed-sample one); the repeated confidence
+            interval ``estimate -/+ T_df^-1(1 - level) se``.
 
     Returns:
         (lower, upper); NaN ends where a p value or the standard error is missing.
@@ -225,10 +230,10 @@ def decision_interval(estimate: float | None, se: float | None, df: float | None
         if not (np.isfinite(p) and np.isfinite(p_adj) and np.isfinite(se) and se > 0
                 and not np.isnan(df)):
             return float("nan")
-        level = alpha / 2.0 * (p / p_adj if p_adj > 0 else 1.0)
-        level = min(max(level, 1e-300), alpha / 2.0)
-        return float(sps.t.ppf(1.0 - level, df) * se) if np.isfinite(df) else float(
-            sps.norm.ppf(1.0 - level) * se)
+        end = level if level is not None else alpha / 2.0 * (p / p_adj if p_adj > 0 else 1.0)
+        end = min(max(end, 1e-300), alpha / 2.0)
+        return float(sps.t.ppf(1.0 - end, df) * se) if np.isfinite(df) else float(
+            sps.norm.ppf(1.0 - end) * se)
 
     lower = estimate - bound(p_sup, p_sup_adj)
     upper = estimate + bound(p_harm, p_harm_adj)
@@ -256,6 +261,25 @@ def decision_rule_sentence(alpha: float, correction: str) -> str:
             f"the levels the adjusted tests used; for a lone comparison it is the two-sided "
             f"{level:.0f}% interval, which the tables also show, and with several a "
             f"{level:.0f}% interval may exclude 0 in a cell the correction leaves undecided.")
+
+
+# The production family's "correction" when a campaign's sequential design decided it.
+SEQUENTIAL_CORRECTION = "sequential"
+
+
+def sequential_rule_sentence(alpha: float, max_looks: int) -> str:
+    """The rule sentence of a verdict decided at its sequential design's looks."""
+    return (f"Each method was decided as the campaign's sequential design decided it: at the "
+            f"look it stopped at (of {max_looks} planned), each direction one-sided at the "
+            f"O'Brien-Fleming (Lan-DeMets) level of that look, alpha/2 = {alpha / 2:g} spent "
+            f"over the looks and split (Bonferroni) over the methods x datasets; REAL needs "
+            f"the gain's decision interval above 0, HARMFUL below 0, VANISHED the equivalence "
+            f"test (TOST) at that level. The decision interval is the repeated confidence "
+            f"interval at that level, which accounts for the looks; a wrong decisive verdict "
+            f"under no effect has probability at most {alpha:g} in total over the family and "
+            f"the looks. The {100 * (1 - alpha):.0f}% interval beside it is the fixed-sample "
+            f"one and does not account for the looks (a method stopped early on a modest gain "
+            f"overstates it).")
 
 
 def method_verdict(outcomes: dict[str, str], estimates: dict[str, float],

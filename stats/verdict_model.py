@@ -276,11 +276,22 @@ class Look(_Model):
 
 
 class Sequential(_Model):
-    """The sequential design's record: its looks, the seeds each method ran, the budget."""
+    """The sequential design's record: its looks, the seeds each method ran, the budget, and
+    the looks it planned (``max_looks``; records before 2026-12-06 lack it, and their final
+    analysis was the fixed-sample one)."""
 
     looks: list[Look]
     seeds_used: dict[str, list[int]]
     seed_budget: int
+    max_looks: int | None = Field(default=None, ge=1)
+
+    def stopping_looks(self) -> dict[str, int]:
+        """Each method's last look (the one it stopped at, or the last the campaign made)."""
+        out: dict[str, int] = {}
+        for look in self.looks:
+            for method in look.decisions:
+                out[method] = max(out.get(method, 0), look.look)
+        return out
 
 
 class PlanId(_Model):

@@ -227,9 +227,9 @@ def _hand_written(bound: BoundRun, workdir: Path) -> Path:
 def _results_edit(bound: BoundRun, workdir: Path, *, rebind: bool, rederive: bool) -> Path:
     """Make confident look better in results.parquet: half of its wrong answers at m1 become
     right (all of them would beat the gold-trained ceiling, which a guard catches by itself)."""
-    from flows.derive import derive_verdict, replay_looks, table_runs
+    from flows.derive import derive_verdict, replay_looks, sequential_record, table_runs
     from flows.plan import load_plan
-    from stats import Sequential, write_outputs
+    from stats import write_outputs
 
     path = _copy(bound, workdir)
     table = pd.read_parquet(path.parent / "results.parquet")
@@ -252,8 +252,7 @@ def _results_edit(bound: BoundRun, workdir: Path, *, rebind: bool, rederive: boo
         plan = load_plan(bound.plan)
         labels = {m["reference"]: label for label, m in raw["binding"]["methods"].items()}
         looks, seeds_used = replay_looks(plan, table, labels)
-        sequential = Sequential.model_validate({"looks": looks, "seeds_used": seeds_used,
-                                                "seed_budget": plan.seeds.max})
+        sequential = sequential_record(plan, looks, seeds_used)
         forged = derive_verdict(plan, table, table_runs(table), labels, sequential=sequential,
                                 audits=raw.get("audits"))
         forged.binding = raw["binding"]
