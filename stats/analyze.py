@@ -307,8 +307,10 @@ def _example_counts(cell, n_boot: int, seed: int,
 def _stopping_looks(sequential: Sequential | None, per_method: dict[str, list[dict]],
                     production: str) -> tuple[dict[str, int], int] | None:
     """Each method's stopping look and the planned looks, when the record says them for every
-    method with a tested production cell (else None: the fixed-sample analysis)."""
-    if sequential is None or sequential.max_looks is None:
+    method with a tested production cell (else None: the fixed-sample analysis). A design of
+    one look is a fixed sample: it keeps ``correction`` (Holm is uniformly more powerful than
+    the design's Bonferroni split, and nothing was looked at before)."""
+    if sequential is None or sequential.max_looks is None or sequential.max_looks == 1:
         return None
     looks = sequential.stopping_looks()
     tested = [m for m, cells in per_method.items()

@@ -116,3 +116,12 @@ def test_the_look_level_is_the_designs_boundary():
     for family, look in ((1, 1), (3, 2), (6, 4)):
         bound = boundaries(ALPHA / 2 / family, np.arange(1, LOOKS + 1) / LOOKS)[look - 1]
         assert look_level(ALPHA, family, look, LOOKS) == pytest.approx(sps.norm.sf(bound))
+
+
+def test_a_single_look_is_a_fixed_sample_and_keeps_holm():
+    level = look_level(ALPHA, 1, LOOKS, LOOKS)
+    gains = gains_with_p((level + ALPHA / 2) / 2)
+    one = Sequential(looks=[{"look": 1, "seeds": list(range(8)), "decisions": {"m": {}}}],
+                     seeds_used={"m": list(range(8))}, seed_budget=8, max_looks=1)
+    verdict = analyze_table(table(gains), n_boot=0, sequential=one)
+    assert verdict.correction == "holm" and verdict.methods["m"].verdict == "REAL"
