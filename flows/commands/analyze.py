@@ -42,6 +42,20 @@ def _without_controls(table, baseline: str):
     return without_arms(table, set(controls), baseline), controls
 
 
+def _from_validate(path: Path) -> bool:
+    """Whether a parquet table carries the run columns `validate` writes."""
+    if path.suffix != ".parquet":
+        return False
+    import pyarrow.parquet as pq
+
+    from transfer.results import RUN_COLUMNS
+
+    try:
+        return RUN_COLUMNS[0] in pq.read_schema(path).names
+    except (OSError, ValueError):
+        return False  # load_table has read it; a schema it cannot show is not validate's
+
+
 # analyze_table's arguments the CLI's options set, by the option's name.
 OPTION_FIELDS = {name: "--" + name.replace("_", "-") for name in (
     "baseline", "sesoi", "alpha", "correction", "n_boot", "sesoi_pgr", "estimand")}
@@ -98,6 +112,13 @@ def analyze(
         else:
             table = load_table(path)
             baseline = baseline or "vanilla"
+            if _from_validate(path):
+                notes.append("a validate run's results analysed as a fixed sample: the run's "
+                             "own verdict.json decided each method at the level of the "
+                             "sequential look it stopped at (docs/stats.md, \"After sequential "
+                             "looks\"), so with several looks its verdicts and decision "
+                             "intervals may differ from these; `gate --plan` re-derives that "
+                             "one")
         table, controls = _without_controls(table, baseline)
         if controls:
             notes.append(f"control arms left out: {', '.join(controls)} (a control's verdict "

@@ -213,3 +213,22 @@ def test_control_arms_of_a_validate_run_are_left_out_never_promoted(tmp_path):
     verdict = json.loads((out / "verdict.json").read_text())
     assert list(verdict["methods"]) == ["m"] and spike not in result.output
     assert f"control arms left out: {spike}" in (out / "summary.md").read_text()
+
+
+def test_a_validate_runs_table_is_said_to_be_analysed_as_a_fixed_sample(tmp_path):
+    """A campaign of several looks decides each method at its stopping look's level; analyze
+    of its results.parquet (run columns present) is a fixed-sample analysis and says so."""
+    from flows.cli import app
+
+    plain = _ladder({r: {"m": 0.0} for r in RUNGS}, n_seeds=3, n_examples=300)
+    plain.to_parquet(tmp_path / "plain.parquet")
+    plain.assign(run_hash="h", run_kind="computed").to_parquet(tmp_path / "results.parquet")
+    notes = {}
+    for name in ("plain", "results"):
+        out = tmp_path / f"out-{name}"
+        result = CliRunner().invoke(app, ["analyze", str(tmp_path / f"{name}.parquet"), "--out",
+                                          str(out), "--n-boot", "0"])
+        assert result.exit_code == 0, result.output
+        notes[name] = json.loads((out / "verdict.json").read_text())["notes"]
+    said = "a validate run's results analysed as a fixed sample"
+    assert any(said in n for n in notes["results"]) and not any(said in n for n in notes["plain"])
