@@ -169,8 +169,9 @@ def consistency_problem(verdict: Verdict, binding: Binding) -> str | None:
         # direction at its entry's alpha / 2 (a control's own level), decision interval and all.
         own = as_number(entry.alpha) if as_number(entry.alpha) is not None else alpha
         per_direction = own / 2 if verdict.alpha_per_direction is not None else None
-        problem = _entry_problem(where, entry, alpha, sesoi, production, per_direction,
-                                 _stop(verdict, where.split(".", 1)[1]))
+        stop = (None if verdict.sequential is None
+                else verdict.sequential.stop(where.split(".", 1)[1]))
+        problem = _entry_problem(where, entry, alpha, sesoi, production, per_direction, stop)
         if problem:
             return problem
         if not entry.promote:
@@ -185,15 +186,6 @@ def consistency_problem(verdict: Verdict, binding: Binding) -> str | None:
             if blocked:
                 return f"{where}.promote: true but {blocked[0]}"
     return None
-
-
-def _stop(verdict: Verdict, name: str) -> tuple[int, int] | None:
-    """The entry's stopping look and the planned looks, from the file's sequential record."""
-    record = verdict.sequential
-    if record is None or record.max_looks is None:
-        return None
-    look = record.stopping_looks().get(name)
-    return None if look is None or look > record.max_looks else (look, record.max_looks)
 
 
 def _entry_problem(where: str, entry: MethodVerdict, alpha: float, sesoi: float,

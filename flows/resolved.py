@@ -4,10 +4,12 @@ checks of the resolved entries together: each results name its own, controls onl
 trusted baseline."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from methods.fingerprint import MethodCode
+from w2s_common.names import name_key
 
 
 @dataclass(frozen=True)
@@ -43,16 +45,10 @@ def check_unique_labels(plan: Any, methods: dict[str, ResolvedMethod]) -> None:
         InputError: naming the plan's file, line and field of the offending entry.
     """
     from methods.registry import _entry_points
-    from w2s_common.names import name_key
 
     # Compared as a reader reads them (case and separators aside): `Sharpen` beside a rival's
     # `sharpen` was two arms a reader could not tell apart (helper-49).
-    references: dict[str, set[str]] = {}
-    for reference in methods:
-        references.setdefault(name_key(reference), set()).add(reference)
-    entry_points: dict[str, set[str]] = {}
-    for entry_point in _entry_points():
-        entry_points.setdefault(name_key(entry_point), set()).add(entry_point)
+    references, entry_points = _by_key(methods), _by_key(_entry_points())
     arms = {name_key(arm): arm for arm in ("weak", "ceiling")}
     seen: dict[str, str] = {}
     for index, (name, info) in enumerate(methods.items()):
@@ -72,6 +68,14 @@ def check_unique_labels(plan: Any, methods: dict[str, ResolvedMethod]) -> None:
                         f"of {what} ({other!r}; case and . _ - aside); a results name may not "
                         "be another method's name")
         seen[key] = name
+
+
+def _by_key(names: Iterable[str]) -> dict[str, set[str]]:
+    """Names grouped by what they read as (``w2s_common.names.name_key``)."""
+    grouped: dict[str, set[str]] = {}
+    for name in names:
+        grouped.setdefault(name_key(name), set()).add(name)
+    return grouped
 
 
 def check_controls(plan: Any, methods: dict[str, ResolvedMethod]) -> None:

@@ -153,13 +153,11 @@ def filter_program() -> bytes:
         raise SeccompUnavailable(f"cannot load libseccomp ({err}); install libseccomp2 "
                                  "(apt-get install libseccomp2) and pyseccomp") from None
     arch = seccomp.system_arch()
-    known = [name for name in ALLOWED if seccomp.resolve_syscall(arch, name) >= 0]
     rules = seccomp.SyscallFilter(seccomp.ERRNO(errno.ENOSYS))
-    for name in known:
-        rules.add_rule(seccomp.ALLOW, name)
-    for name in REFUSED:
-        if seccomp.resolve_syscall(arch, name) >= 0:
-            rules.add_rule(seccomp.ERRNO(errno.EPERM), name)
+    for action, names in ((seccomp.ALLOW, ALLOWED), (seccomp.ERRNO(errno.EPERM), REFUSED)):
+        for name in names:
+            if seccomp.resolve_syscall(arch, name) >= 0:  # a call of this architecture
+                rules.add_rule(action, name)
     rules.add_rule(seccomp.ALLOW, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, NAMESPACE_FLAGS, 0))
     for bit in (1 << n for n in range(32) if NAMESPACE_FLAGS >> n & 1):
         rules.add_rule(seccomp.ERRNO(errno.EPERM), "clone", seccomp.Arg(0, seccomp.MASKED_EQ,

@@ -310,14 +310,14 @@ def _stopping_looks(sequential: Sequential | None, per_method: dict[str, list[di
     method with a tested production cell (else None: the fixed-sample analysis). A design of
     one look is a fixed sample: it keeps ``correction`` (Holm is uniformly more powerful than
     the design's Bonferroni split, and nothing was looked at before)."""
-    if sequential is None or sequential.max_looks is None or sequential.max_looks == 1:
+    if sequential is None or sequential.max_looks in (None, 1):
         return None
-    looks = sequential.stopping_looks()
     tested = [m for m, cells in per_method.items()
               if any(c["rung"] == production and c["_tests"] is not None for c in cells)]
-    if not tested or any(m not in looks or looks[m] > sequential.max_looks for m in tested):
+    stops = {m: sequential.stop(m) for m in tested}
+    if not stops or None in stops.values():
         return None
-    return {m: looks[m] for m in tested}, sequential.max_looks
+    return {m: stop[0] for m, stop in stops.items()}, sequential.max_looks
 
 
 P_ADJUSTED = (("p_superiority", "p_adjusted"), ("p_equivalence", "p_equivalence_adjusted"),

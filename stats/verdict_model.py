@@ -285,13 +285,14 @@ class Sequential(_Model):
     seed_budget: int
     max_looks: int | None = Field(default=None, ge=1)
 
-    def stopping_looks(self) -> dict[str, int]:
-        """Each method's last look (the one it stopped at, or the last the campaign made)."""
-        out: dict[str, int] = {}
-        for look in self.looks:
-            for method in look.decisions:
-                out[method] = max(out.get(method, 0), look.look)
-        return out
+    def stop(self, method: str) -> tuple[int, int] | None:
+        """``(look, max_looks)``: the last look ``method`` was decided at (the one it stopped
+        at, or the last the campaign made) and the looks planned; None where the record does
+        not say both (no ``max_looks``, never looked at, or a look past the plan)."""
+        looks = [look.look for look in self.looks if method in look.decisions]
+        if self.max_looks is None or not looks or max(looks) > self.max_looks:
+            return None
+        return max(looks), self.max_looks
 
 
 class PlanId(_Model):
